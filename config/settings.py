@@ -1,0 +1,70 @@
+"""Process-wide settings: where data lives and how to reach the stores.
+
+Values come, highest priority first, from keyword arguments, environment variables with the
+``FKS_`` prefix (``FKS_DATA_DIR``, ``FKS_DB_URL``, ``FKS_MLFLOW_TRACKING_URI``, ...), an
+optional ``fks.toml`` in the working directory, and the defaults below. Nothing is read until
+:func:`get_settings` or ``Settings()`` is called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """FKS settings. See the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FKS_", toml_file="fks.toml", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Field(default=Path("data"), description="Runtime data: database, lake, reports.")
+    db_url: str = Field(default="sqlite:///data/fks.db", description="SQLAlchemy URL of the FKS database.")
+    mlflow_tracking_uri: str = Field(
+        default="sqlite:///mlruns/mlflow.db", description="MLflow tracking URI (a SQLite store under mlruns/)."
+    )
+    lake_uri: str = Field(default="file://data/lake", description="Parquet lake: file://PATH or s3://BUCKET/PREFIX.")
+    s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint for the lake (MinIO, moto).")
+    samples_dir: Path = Field(
+        default=PROJECT_ROOT / "data" / "samples", description="The shipped sample data set."
+    )
+    assets_file: Path = Field(
+        default=PROJECT_ROOT / "config" / "assets.yaml", description="Registry of known assets."
+    )
+    polygon_api_key: SecretStr | None = None
+    alphavantage_api_key: SecretStr | None = None
+    coinmarketcap_api_key: SecretStr | None = None
+    binance_api_key: SecretStr | None = None
+    sec_user_agent: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order of precedence: arguments, environment, ``fks.toml``."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data directory if needed and return it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment and ``fks.toml``; ``overrides`` win over both."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""FKS execution package."""

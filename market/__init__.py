@@ -1,0 +1,18 @@
+"""Market primitives shared by every layer: the canonical bar frame, timeframes, calendars, resampling."""
+
+from market.bars import BAR_COLUMNS, Timeframe, canonical_bars, empty_bars
+from market.calendars import Calendar, GapReport, calendar_for_asset_class, find_gaps, get_calendar
+from market.resample import resample_bars
+
+__all__ = [
+    "BAR_COLUMNS",
+    "Calendar",
+    "GapReport",
+    "Timeframe",
+    "calendar_for_asset_class",
+    "canonical_bars",
+    "empty_bars",
+    "find_gaps",
+    "get_calendar",
+    "resample_bars",
+]

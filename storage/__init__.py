@@ -1,0 +1,1 @@
+"""FKS storage package."""
