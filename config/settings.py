@@ -29,7 +29,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default=Path("data"), description="Runtime data: database, lake, reports.")
-    db_url: str = Field(default="sqlite:///data/fks.db", description="SQLAlchemy URL of the FKS database.")
+    db_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the FKS database; empty means sqlite:///<data_dir>/fks.db "
+        "(sqlite:///data/fks.db by default).",
+    )
     mlflow_tracking_uri: str = Field(
         default="sqlite:///mlruns/mlflow.db", description="MLflow tracking URI (a SQLite store under mlruns/)."
     )
@@ -58,6 +62,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Order of precedence: arguments, environment, ``fks.toml``."""
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def model_post_init(self, context: object, /) -> None:
+        """Derive the database URL from the data directory when none was given."""
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.data_dir.as_posix()}/fks.db"
 
     def ensure_data_dir(self) -> Path:
         """Create the data directory if needed and return it."""

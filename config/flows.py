@@ -1,0 +1,95 @@
+"""Each flow's one parameter: a pydantic config model with its defaults."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from config.assets import AssetClass
+
+TIMEFRAMES = ("1m", "1h", "1d")
+
+
+class Source(StrEnum):
+    """Offline data sources."""
+
+    CSV = "csv"
+    SYNTHETIC = "synthetic"
+
+
+class IngestConfig(BaseModel):
+    """What ``fks ingest`` / the ``ingest`` flow should load.
+
+    With no ``source``, every enabled asset of the registry is loaded from its default source
+    (the shipped samples). With ``source=csv``, one file (``path``) for one symbol; with
+    ``source=synthetic``, the simulated market of ``symbols`` from ``start`` to ``end``.
+    Ingestion resumes from each series' watermark (its last stored bar, re-fetched so a revised
+    last bar is updated) unless ``full`` is set.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Source | None = None
+    symbols: list[str] = Field(default_factory=list)
+    timeframe: str | None = None
+    path: Path | None = None
+    date_format: str | None = None
+    adjust: bool = False
+    asset_class: AssetClass | None = None
+    calendar: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    seed: int = 7
+    full: bool = False
+    batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [s.strip().upper() for s in value if s.strip()]
+
+    @field_validator("timeframe")
+    @classmethod
+    def _timeframe(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {value!r}: use one of {', '.join(TIMEFRAMES)}")
+        return value.strip().lower() if value is not None else None
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        ts = pd.Timestamp(value)
+        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IngestConfig:
+        if self.source is Source.CSV:
+            if self.path is None or len(self.symbols) != 1:
+                raise ValueError("--source csv needs --path FILE and exactly one --symbol")
+        elif self.source is Source.SYNTHETIC:
+            if not self.symbols or self.timeframe is None or self.start is None or self.end is None:
+                raise ValueError("--source synthetic needs --symbols, --timeframe, --start and --end")
+        elif self.path is not None or self.asset_class is not None or self.calendar is not None:
+            raise ValueError("--path, --asset-class and --calendar need --source")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise ValueError(f"--end ({self.end:%Y-%m-%d %H:%M}) must be after --start ({self.start:%Y-%m-%d %H:%M})")
+        return self
+
+
+class PipelineConfig(BaseModel):
+    """The main job, ``fks pipeline``: every stage on the shipped sample data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+
+
+class InputError(ValueError):
+    """Bad usage or bad input: the command is refused, nothing is written (CLI exit code 2)."""

@@ -1,0 +1,224 @@
+"""The ``fks`` command line: one command per flow, plus read-only views of the store.
+
+Exit codes: 0 success, 2 bad usage or bad input (nothing written), 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(
+    name="fks",
+    help="FKS: market data, features, models, backtests and paper trading, orchestrated by Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect the bar store.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+EXIT_BAD_INPUT = 2
+EXIT_UNEXPECTED = 1
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _run_guarded(action: Callable[[], T]) -> T:
+    """Run ``action`` and turn known failures into the CLI's exit codes."""
+    from pydantic import ValidationError
+
+    from config.flows import InputError
+    from providers.base import DataFileError, NotSupported
+    from tasks.data import IngestFailed
+
+    try:
+        return action()
+    except IngestFailed as exc:
+        _print_ingest(exc.summary.outcomes)
+        for outcome in exc.summary.failed:
+            err.print(f"[bold red]error:[/] {outcome.symbol} {outcome.timeframe}: {outcome.error}", soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT if exc.input_error else EXIT_UNEXPECTED) from None
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise _fail(problems, EXIT_BAD_INPUT) from None
+    except (InputError, DataFileError, NotSupported) as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+@contextmanager
+def _progress_from_runs(settings: Any, batch_id: str, label: str) -> Iterator[None]:
+    """Show a progress bar fed by the ``ingest_runs`` rows of ``batch_id`` while the body runs."""
+    from storage import list_ingest_runs
+    from tasks.data import store_for
+
+    stop = threading.Event()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        task_id = progress.add_task(label, total=None)
+
+        def poll() -> None:
+            engine = store_for(settings)
+            while not stop.wait(0.5):
+                try:
+                    with engine.connect() as conn:
+                        runs = list_ingest_runs(conn, batch_id=batch_id)
+                except Exception:  # the schema may not exist yet on a new database
+                    continue
+                done = sum(r.status != "running" for r in runs)
+                running = [r.symbol for r in runs if r.status == "running"]
+                desc = f"{label} {', '.join(running)}" if running else label
+                progress.update(task_id, total=max(len(runs), 1), completed=done, description=desc)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join(timeout=2)
+
+
+def _fmt_ts(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _print_ingest(outcomes: list[Any]) -> None:
+    table = Table(title="Ingested", title_justify="left")
+    for col in ("symbol", "tf", "source", "status", "received", "inserted", "updated", "unchanged",
+                "first", "last", "stored", "missing bars (gaps)"):
+        table.add_column(col, justify="right" if col in {"received", "inserted", "updated", "unchanged", "stored"} else "left")
+    for o in outcomes:
+        gaps = f"{o.missing_bars} ({o.gap_count}; longest {o.longest_gap})" if o.gap_count else "0"
+        status = "[green]ok[/]" if o.status == "success" else "[red]failed[/]"
+        table.add_row(o.symbol, o.timeframe, o.source, status, str(o.received), str(o.inserted), str(o.updated),
+                      str(o.unchanged), _fmt_ts(o.first_ts), _fmt_ts(o.last_ts), str(o.stored_rows),
+                      gaps if o.status == "success" else "-")
+    out.print(table)
+
+
+def _symbols(symbol: list[str] | None, symbols: str | None) -> list[str]:
+    names = list(symbol or [])
+    if symbols:
+        names += [s for s in symbols.split(",") if s.strip()]
+    return names
+
+
+@app.command()
+def ingest(
+    source: Annotated[str | None, typer.Option(help="csv or synthetic; omit to load every enabled asset.")] = None,
+    path: Annotated[Path | None, typer.Option(help="CSV file (with --source csv).")] = None,
+    symbol: Annotated[list[str] | None, typer.Option(help="Symbol to load (repeatable).")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="1m, 1h or 1d.")] = None,
+    date_format: Annotated[str | None, typer.Option(help="strftime format of the CSV dates, or epoch_s / epoch_ms.")] = None,
+    adjust: Annotated[bool, typer.Option(help="Scale OHLC by the file's Adj Close column.")] = False,
+    asset_class: Annotated[str | None, typer.Option(help="equity, etf, index, fx or crypto (new symbols).")] = None,
+    calendar: Annotated[str | None, typer.Option(help="XNYS or another exchange, 24/5, 24/7 (new symbols).")] = None,
+    start: Annotated[datetime | None, typer.Option(help="First bar (UTC), inclusive.")] = None,
+    end: Annotated[datetime | None, typer.Option(help="End (UTC), exclusive.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
+    full: Annotated[bool, typer.Option(help="Re-read everything instead of resuming from the watermark.")] = False,
+) -> None:
+    """Load bars into the store: a CSV file, a synthetic market, or every enabled asset's default source."""
+    from config.flows import IngestConfig
+    from config.settings import get_settings
+    from flows.ingest import ingest as ingest_flow
+
+    def run() -> None:
+        config = IngestConfig.model_validate(
+            {
+                "source": source, "path": path, "symbols": _symbols(symbol, symbols), "timeframe": timeframe,
+                "date_format": date_format, "adjust": adjust, "asset_class": asset_class, "calendar": calendar,
+                "start": start, "end": end, "seed": seed, "full": full,
+            }
+        )
+        settings = get_settings()
+        with _progress_from_runs(settings, config.batch_id, "ingesting"):
+            summary = ingest_flow(config, settings)
+        _print_ingest(summary.outcomes)
+
+    _run_guarded(run)
+
+
+@app.command()
+def pipeline() -> None:
+    """The main job: every stage on the shipped sample data, ending with a summary."""
+    from config.flows import PipelineConfig
+    from config.settings import get_settings
+    from flows.pipeline import pipeline as pipeline_flow
+
+    def run() -> None:
+        config = PipelineConfig()
+        settings = get_settings()
+        with _progress_from_runs(settings, config.ingest.batch_id, "ingesting"):
+            summary = pipeline_flow(config, settings)
+        out.rule("FKS pipeline")
+        _print_ingest(summary.ingest.outcomes)
+        out.print(f"Database: {settings.db_url}")
+        out.print("Stages still to come: validation, features, training, backtest, promotion.")
+        out.print("Look closer:  fks data list   |   prefect server start  (then open http://127.0.0.1:4200)")
+
+    _run_guarded(run)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """Every stored series: symbol, timeframe, first and last bar, rows and gaps against its calendar."""
+    from config.settings import get_settings
+    from market.calendars import get_calendar
+    from storage import bar_gaps, bar_summary, get_asset
+    from tasks.data import store_for
+
+    engine = store_for(get_settings())
+    table = Table(title="Stored bars", title_justify="left")
+    for col in ("symbol", "tf", "first", "last", "rows", "missing bars", "gaps", "longest gap"):
+        table.add_column(col, justify="right" if col in {"rows", "missing bars", "gaps"} else "left")
+    with engine.connect() as conn:
+        summary = bar_summary(conn)
+        for row in summary.itertuples(index=False):
+            asset = get_asset(conn, row.symbol)
+            gaps = bar_gaps(conn, row.symbol, row.timeframe, get_calendar(asset.calendar)) if asset else None
+            longest = gaps.longest if gaps else None
+            table.add_row(
+                row.symbol, row.timeframe, _fmt_ts(row.first), _fmt_ts(row.last), str(row.rows),
+                str(gaps.missing) if gaps else "?", str(len(gaps.gaps)) if gaps else "?",
+                f"{longest.bars} bars from {longest.start:%Y-%m-%d %H:%M}" if longest else "-",
+            )
+    if summary.empty:
+        out.print("The store is empty: run `fks ingest` or `fks pipeline`.")
+    else:
+        out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # an unexpected failure: say what it was, exit 1
+        err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        raise SystemExit(EXIT_UNEXPECTED) from exc
+
+
+if __name__ == "__main__":
+    main()

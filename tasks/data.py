@@ -1,0 +1,361 @@
+"""Prefect tasks of the data stage: plan an ingestion, then fetch and store one series at a time."""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+from prefect.futures import PrefectFuture
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+
+from config.assets import DEFAULT_CALENDARS, AssetClass, AssetSpec, load_asset_specs
+from config.flows import IngestConfig, InputError, Source
+from config.settings import Settings
+from market.calendars import get_calendar
+from providers.base import DataFileError, NotSupported, RateLimited, Unavailable
+from providers.factory import build_provider, resolve_sample_path
+from storage import (
+    bar_gaps,
+    finish_ingest_run,
+    get_asset,
+    list_assets,
+    open_store,
+    register_asset,
+    start_ingest_run,
+    upsert_assets,
+    upsert_bars,
+    watermark,
+)
+
+_INPUT_ERRORS = (InputError, DataFileError, NotSupported)
+
+
+class IngestTarget(BaseModel):
+    """One series to ingest: where from, which window, and the asset to register if it is new."""
+
+    model_config = ConfigDict(frozen=True)
+
+    symbol: str
+    timeframe: str
+    source: str
+    options: dict[str, Any]
+    calendar: str
+    start: datetime | None = None
+    end: datetime | None = None
+    full: bool = False
+    batch_id: str
+    new_asset: AssetSpec | None = None
+
+
+class IngestOutcome(BaseModel):
+    """What one series' ingestion did."""
+
+    symbol: str
+    timeframe: str
+    source: str
+    run_id: int | None = None
+    status: str
+    received: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    stored_rows: int = 0
+    missing_bars: int = 0
+    gap_count: int = 0
+    longest_gap: str = ""
+    error: str = ""
+    input_error: bool = False
+
+
+class IngestSummary(BaseModel):
+    """The ingest flow's result: one outcome per series."""
+
+    batch_id: str
+    outcomes: list[IngestOutcome] = Field(default_factory=list)
+
+    @property
+    def failed(self) -> list[IngestOutcome]:
+        """Outcomes whose status is ``failed``."""
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+class IngestFailed(RuntimeError):
+    """Some series failed; ``summary`` holds every outcome, ``input_error`` is True when all were bad input."""
+
+    def __init__(self, summary: IngestSummary) -> None:
+        self.summary = summary
+        self.input_error = all(o.input_error for o in summary.failed)
+        lines = [f"{o.symbol} {o.timeframe}: {o.error}" for o in summary.failed]
+        super().__init__("ingestion failed for " + "; ".join(lines))
+
+
+@lru_cache(maxsize=8)
+def _store(db_url: str) -> Engine:
+    return open_store(db_url)
+
+
+def store_for(settings: Settings) -> Engine:
+    """The migrated engine of ``settings.db_url`` (one per URL and process)."""
+    if settings.db_url.startswith("sqlite:///"):
+        settings.ensure_data_dir()
+    return _store(settings.db_url)
+
+
+def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except (Unavailable, RateLimited):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _check_registered(spec: AssetSpec, config: IngestConfig) -> None:
+    if config.asset_class is not None and config.asset_class != spec.asset_class:
+        raise InputError(
+            f"{spec.symbol} is registered as {spec.asset_class.value}, not {config.asset_class.value}; "
+            "drop --asset-class or use another symbol"
+        )
+    if config.calendar is not None and config.calendar != spec.calendar:
+        raise InputError(
+            f"{spec.symbol} is registered with calendar {spec.calendar}, not {config.calendar}; "
+            "drop --calendar or use another symbol"
+        )
+
+
+def _source_options(config: IngestConfig, calendar: str) -> dict[str, Any]:
+    if config.source is Source.CSV:
+        assert config.path is not None  # guaranteed by IngestConfig's validator
+        options: dict[str, Any] = {"path": str(config.path.expanduser().resolve()), "adjust": config.adjust}
+        if config.date_format:
+            options["date_format"] = config.date_format
+        return options
+    assert config.start is not None
+    return {
+        "seed": config.seed,
+        "symbols": list(config.symbols),
+        "calendar": calendar,
+        "origin": pd.Timestamp(config.start).isoformat(),
+    }
+
+
+def _explicit_targets(config: IngestConfig, settings: Settings, engine: Engine) -> list[IngestTarget]:
+    assert config.source is not None
+    if config.calendar is not None:
+        get_calendar(config.calendar)  # raises ValueError with the names that work
+    asset_class = config.asset_class or AssetClass.EQUITY
+    calendars: dict[str, str] = {}
+    known: dict[str, AssetSpec | None] = {}
+    with engine.connect() as conn:
+        for symbol in config.symbols:
+            spec = get_asset(conn, symbol)
+            known[symbol] = spec
+            if spec is not None:
+                _check_registered(spec, config)
+            calendars[symbol] = spec.calendar if spec else (config.calendar or DEFAULT_CALENDARS[asset_class])
+    if config.source is Source.SYNTHETIC and len(set(calendars.values())) > 1:
+        raise InputError(
+            f"a synthetic market runs on one calendar, but these symbols have {sorted(set(calendars.values()))}; "
+            "ingest them separately"
+        )
+    timeframe = config.timeframe or "1d"
+    targets = []
+    for symbol in config.symbols:
+        options = _source_options(config, calendars[symbol])
+        new_asset = None
+        if known[symbol] is None:
+            new_asset = AssetSpec(
+                symbol=symbol,
+                asset_class=asset_class,
+                calendar=calendars[symbol],
+                timeframe=timeframe,
+                default_source=config.source.value,
+                source_options=options,
+            )
+        targets.append(
+            IngestTarget(
+                symbol=symbol,
+                timeframe=timeframe,
+                source=config.source.value,
+                options=options,
+                calendar=calendars[symbol],
+                start=config.start,
+                end=config.end,
+                full=config.full,
+                batch_id=config.batch_id,
+                new_asset=new_asset,
+            )
+        )
+    return targets
+
+
+def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) -> list[IngestTarget]:
+    with engine.connect() as conn:
+        assets = list_assets(conn, enabled_only=True)
+    by_symbol = {a.symbol: a for a in assets}
+    unknown = [s for s in config.symbols if s not in by_symbol]
+    if unknown:
+        raise InputError(
+            f"not registered or not enabled: {', '.join(unknown)}; known: {', '.join(sorted(by_symbol)) or 'none'}. "
+            "Ingest a new symbol with --source"
+        )
+    chosen = [by_symbol[s] for s in config.symbols] if config.symbols else assets
+    targets = []
+    for asset in chosen:
+        options = dict(asset.source_options)
+        if asset.default_source == "csv":
+            options["path"] = str(resolve_sample_path(options["path"], settings.samples_dir))
+        targets.append(
+            IngestTarget(
+                symbol=asset.symbol,
+                timeframe=config.timeframe or asset.timeframe,
+                source=asset.default_source,
+                options=options,
+                calendar=asset.calendar,
+                start=config.start,
+                end=config.end,
+                full=config.full,
+                batch_id=config.batch_id,
+            )
+        )
+    return targets
+
+
+@task(name="plan-ingest", cache_policy=NONE)
+def plan_ingest(config: IngestConfig, settings: Settings) -> list[IngestTarget]:
+    """Sync the asset registry from its YAML file and list the series to ingest.
+
+    Raises:
+        InputError: an unknown symbol, or flags that contradict a registered asset.
+    """
+    engine = store_for(settings)
+    with engine.begin() as conn:
+        upsert_assets(conn, load_asset_specs(settings.assets_file))
+    if config.source is None:
+        return _registry_targets(config, settings, engine)
+    return _explicit_targets(config, settings, engine)
+
+
+def _fetch_window(target: IngestTarget, engine: Engine) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    start = pd.Timestamp(target.start) if target.start is not None else None
+    end = pd.Timestamp(target.end) if target.end is not None else None
+    if target.full:
+        return start, end
+    with engine.connect() as conn:
+        mark = watermark(conn, target.symbol, target.timeframe)
+    if mark is not None and (start is None or mark > start):
+        start = mark  # re-fetch the last stored bar: a revised value is updated
+    return start, end
+
+
+def _gap_fields(engine: Engine, target: IngestTarget) -> dict[str, Any]:
+    with engine.connect() as conn:
+        report = bar_gaps(conn, target.symbol, target.timeframe, get_calendar(target.calendar))
+    longest = report.longest
+    return {
+        "stored_rows": report.present + report.off_calendar,
+        "missing_bars": report.missing,
+        "gap_count": len(report.gaps),
+        "longest_gap": f"{longest.bars} bars from {longest.start:%Y-%m-%d %H:%M}" if longest else "",
+    }
+
+
+@task(
+    name="ingest-series",
+    task_run_name="ingest-{target.symbol}-{target.timeframe}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_is_transient,
+    cache_policy=NONE,
+)
+def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
+    """Fetch one series from its source and upsert it in one transaction; record the run.
+
+    A failure leaves bars and assets as they were and marks the ``ingest_runs`` row failed.
+    """
+    engine = store_for(settings)
+    requested = {
+        "source": target.source,
+        "start": target.start.isoformat() if target.start else None,
+        "end": target.end.isoformat() if target.end else None,
+        "full": target.full,
+        "options": target.options,
+    }
+    with engine.begin() as conn:
+        run_id = start_ingest_run(
+            conn,
+            batch_id=target.batch_id,
+            symbol=target.symbol,
+            timeframe=target.timeframe,
+            source=target.source,
+            requested=requested,
+        )
+    try:
+        start, end = _fetch_window(target, engine)
+        provider = build_provider(target.source, target.options, samples_dir=settings.samples_dir)
+        bars = provider.fetch_bars(target.symbol, target.timeframe, start, end)
+        with engine.begin() as conn:
+            if target.new_asset is not None and get_asset(conn, target.symbol) is None:
+                register_asset(conn, target.new_asset)
+            result = upsert_bars(conn, target.symbol, target.timeframe, bars, source=target.source)
+        first = bars.index[0].to_pydatetime() if len(bars) else None
+        last = bars.index[-1].to_pydatetime() if len(bars) else None
+        with engine.begin() as conn:
+            finish_ingest_run(conn, run_id, status="success", result=result, first_ts=first, last_ts=last)
+    except Exception as exc:
+        with engine.begin() as conn:
+            finish_ingest_run(conn, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    return IngestOutcome(
+        symbol=target.symbol,
+        timeframe=target.timeframe,
+        source=target.source,
+        run_id=run_id,
+        status="success",
+        received=result.received,
+        inserted=result.inserted,
+        updated=result.updated,
+        unchanged=result.unchanged,
+        first_ts=first,
+        last_ts=last,
+        **_gap_fields(engine, target),
+    )
+
+
+def collect_outcomes(
+    batch_id: str, targets: list[IngestTarget], futures: list[PrefectFuture[IngestOutcome]]
+) -> IngestSummary:
+    """Wait for every series and build the summary.
+
+    Raises:
+        IngestFailed: after all series finished, when any of them failed (the summary rides on it).
+    """
+    outcomes = []
+    for target, future in zip(targets, futures, strict=True):
+        future.wait()
+        try:
+            outcomes.append(future.result())
+        except Exception as exc:
+            outcomes.append(
+                IngestOutcome(
+                    symbol=target.symbol,
+                    timeframe=target.timeframe,
+                    source=target.source,
+                    status="failed",
+                    error=str(exc) or "".join(traceback.format_exception_only(exc)).strip(),
+                    input_error=isinstance(exc, _INPUT_ERRORS),
+                )
+            )
+    summary = IngestSummary(batch_id=batch_id, outcomes=outcomes)
+    if summary.failed:
+        raise IngestFailed(summary)
+    return summary
