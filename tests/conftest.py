@@ -1,0 +1,48 @@
+"""Shared fixtures: isolated settings per test, one Prefect test server per session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep Prefect's home and the FKS environment of the developer out of the tests."""
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fks-prefect-home-")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    for name in [n for n in os.environ if n.startswith("FKS_")]:
+        del os.environ[name]
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """A temporary Prefect server for the whole session; its URL is exported for subprocesses."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        url = str(PREFECT_API_URL.value())
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose database and data directory live in this test's temporary folder."""
+    return Settings(data_dir=tmp_path / "data", db_url=f"sqlite:///{tmp_path / 'fks.db'}")
+
+
+@pytest.fixture
+def samples_dir() -> Path:
+    """The shipped sample data."""
+    return Path(__file__).resolve().parent.parent / "data" / "samples"

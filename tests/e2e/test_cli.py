@@ -1,0 +1,76 @@
+"""The `fks` command as a user runs it: a subprocess with FKS_DB_URL pointing at a temporary database."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+FKS = str(Path(sys.executable).with_name("fks"))
+
+
+def _fks(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FKS_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}", "FKS_DATA_DIR": str(tmp_path / "data"),
+           "COLUMNS": "200"}
+    return subprocess.run([FKS, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _bar_count(tmp_path: Path) -> int:
+    db = tmp_path / "cli.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return conn.execute("SELECT COUNT(*) FROM bars").fetchone()[0] if "bars" in tables else 0
+
+
+def test_csv_ingest_then_data_list(tmp_path: Path, samples_dir: Path) -> None:
+    done = _fks(tmp_path, "ingest", "--source", "csv", "--path", str(samples_dir / "sp500_daily.csv"),
+                "--symbol", "SPY500", "--timeframe", "1d", "--asset-class", "index")
+    assert done.returncode == 0, done.stderr
+    assert "SPY500" in done.stdout and "5031" in done.stdout
+    listed = _fks(tmp_path, "data", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "SPY500" in listed.stdout and "1999-01-04" in listed.stdout and "2018-12-31" in listed.stdout
+
+
+def test_ambiguous_dates_exit_2_and_ask_for_date_format(tmp_path: Path) -> None:
+    bad = tmp_path / "ambiguous.csv"
+    bad.write_text("Date,Open,High,Low,Close,Volume\n01/02/2003,1,2,0.5,1.5,10\n02/03/2003,1,2,0.5,1.5,10\n")
+    done = _fks(tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "AMB", "--timeframe", "1d")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--date-format" in done.stderr and "ambiguous.csv" in done.stderr
+    assert _bar_count(tmp_path) == 0
+
+
+def test_missing_column_and_bad_usage_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "noclose.csv"
+    bad.write_text("Date,Open,High,Low,Volume\n2024-01-02,1,2,0.5,10\n")
+    done = _fks(tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "NC", "--timeframe", "1d")
+    assert done.returncode == 2 and "close" in done.stderr.lower() and "noclose.csv" in done.stderr
+    assert _fks(tmp_path, "ingest", "--timeframe", "5m").returncode == 2
+    assert _fks(tmp_path, "ingest", "--source", "csv", "--symbol", "X").returncode == 2  # no --path
+    assert _bar_count(tmp_path) == 0
+
+
+def test_synthetic_ingest_and_contradicting_asset_class(tmp_path: Path) -> None:
+    done = _fks(tmp_path, "ingest", "--source", "synthetic", "--symbols", "S1,S2", "--timeframe", "1h",
+                "--start", "2024-01-01", "--end", "2024-02-01", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert _bar_count(tmp_path) > 0
+    clash = _fks(tmp_path, "ingest", "--source", "synthetic", "--symbols", "S1", "--timeframe", "1h",
+                 "--start", "2024-01-01", "--end", "2024-02-01", "--asset-class", "crypto")
+    assert clash.returncode == 2 and "registered as equity" in clash.stderr
+
+
+def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
+    done = _fks(tmp_path, "pipeline")
+    assert done.returncode == 0, done.stderr
+    for text in ("SPX", "GOOGL", "EURUSD", "5031", "2335", "6225", "fks data list"):
+        assert text in done.stdout

@@ -1,0 +1,111 @@
+"""The ingest flow on a real SQLite file under a real Prefect server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+
+from config.flows import IngestConfig, InputError
+from config.settings import Settings
+from flows.ingest import ingest
+from flows.pipeline import pipeline
+from storage import count_bars, get_asset, list_ingest_runs, read_bars
+from tasks.data import IngestFailed, store_for
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SAMPLE_ROWS = {"SPX": 5031, "GOOGL": 2335, "EURUSD": 6225}
+
+
+def _bars_table(settings: Settings) -> pd.DataFrame:
+    with store_for(settings).connect() as conn:
+        return pd.DataFrame(conn.execute(text("SELECT * FROM bars ORDER BY symbol, timeframe, ts")).fetchall())
+
+
+def test_samples_load_with_exact_counts_then_reingest_changes_nothing(settings: Settings) -> None:
+    summary = ingest(IngestConfig(), settings)
+    by_symbol = {o.symbol: o for o in summary.outcomes}
+    assert {s: by_symbol[s].inserted for s in SAMPLE_ROWS} == SAMPLE_ROWS
+    assert by_symbol["SPX"].first_ts == pd.Timestamp("1999-01-04", tz="UTC")
+    assert by_symbol["EURUSD"].last_ts == pd.Timestamp("2017-12-29 21:00", tz="UTC")
+    assert by_symbol["SPX"].missing_bars == 0  # weekends and NYSE holidays are not gaps
+    assert by_symbol["EURUSD"].longest_gap.startswith("14 bars from 2017-12-25")
+    engine = store_for(settings)
+    with engine.connect() as conn:
+        assert count_bars(conn) == sum(SAMPLE_ROWS.values())
+        assert get_asset(conn, "EURUSD").calendar == "24/5"  # type: ignore[union-attr]
+        runs = list_ingest_runs(conn, batch_id=summary.batch_id)
+    assert {r.status for r in runs} == {"success"} and len(runs) == 3
+    before = _bars_table(settings)
+
+    again = ingest(IngestConfig(), settings)  # resumes from the watermark
+    assert all(o.inserted == 0 and o.updated == 0 for o in again.outcomes)
+    assert all(o.received == 1 and o.unchanged == 1 for o in again.outcomes)
+    full = ingest(IngestConfig(full=True), settings)
+    assert {o.symbol: o.unchanged for o in full.outcomes} == SAMPLE_ROWS
+    pd.testing.assert_frame_equal(_bars_table(settings), before)  # ingested_at included
+
+
+def _write_bad_copy(samples_dir: Path, tmp_path: Path, row: int, value: str) -> Path:
+    lines = (samples_dir / "googl_daily.csv").read_text().splitlines()
+    fields = lines[row - 1].split(",")
+    fields[4] = value  # Close
+    lines[row - 1] = ",".join(fields)
+    bad = tmp_path / "googl_bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    return bad
+
+
+def test_bad_file_writes_nothing_and_records_the_failed_run(settings: Settings, samples_dir: Path, tmp_path: Path) -> None:
+    ingest(IngestConfig(symbols=["SPX"]), settings)
+    before = _bars_table(settings)
+    bad = _write_bad_copy(samples_dir, tmp_path, row=1200, value="n/a")
+    config = IngestConfig(source="csv", path=bad, symbols=["NEWCO"], timeframe="1d")
+    with pytest.raises(IngestFailed) as info:
+        ingest(config, settings)
+    assert info.value.input_error
+    assert "row 1200" in str(info.value) and "Close" in str(info.value)
+    pd.testing.assert_frame_equal(_bars_table(settings), before)
+    with store_for(settings).connect() as conn:
+        assert get_asset(conn, "NEWCO") is None  # not registered either
+        runs = list_ingest_runs(conn, batch_id=config.batch_id)
+    assert [r.status for r in runs] == ["failed"] and "row 1200" in (runs[0].error or "")
+
+
+def test_csv_of_a_new_symbol_registers_it_and_later_flags_must_agree(settings: Settings, samples_dir: Path) -> None:
+    path = samples_dir / "googl_daily.csv"
+    config = IngestConfig(source="csv", path=path, symbols=["alpha"], timeframe="1d", asset_class="equity")
+    summary = ingest(config, settings)
+    assert summary.outcomes[0].inserted == 2335
+    with store_for(settings).connect() as conn:
+        asset = get_asset(conn, "ALPHA")
+        assert asset is not None and asset.calendar == "XNYS" and asset.default_source == "csv"
+        assert read_bars(conn, "ALPHA", "1d").equals(read_bars(conn, "ALPHA", "1d"))
+    with pytest.raises(InputError, match="registered as equity, not fx"):
+        ingest(IngestConfig(source="csv", path=path, symbols=["ALPHA"], timeframe="1d", asset_class="fx"), settings)
+    with pytest.raises(InputError, match="not registered.*NOPE"):
+        ingest(IngestConfig(symbols=["NOPE"]), settings)
+
+
+def test_synthetic_market_resumes_from_the_watermark_with_identical_history(settings: Settings) -> None:
+    common = {"source": "synthetic", "symbols": ["AAA", "BBB"], "timeframe": "1m", "asset_class": "crypto",
+              "start": "2024-01-01", "seed": 11}
+    first = ingest(IngestConfig(**common, end="2024-01-03"), settings)
+    assert [o.inserted for o in first.outcomes] == [2 * 1440, 2 * 1440]
+    with store_for(settings).connect() as conn:
+        early = read_bars(conn, "AAA", "1m")
+    second = ingest(IngestConfig(**common, end="2024-01-04"), settings)
+    assert [(o.inserted, o.updated, o.unchanged) for o in second.outcomes] == [(1440, 0, 1), (1440, 0, 1)]
+    with store_for(settings).connect() as conn:
+        late = read_bars(conn, "AAA", "1m")
+        assert get_asset(conn, "BBB").calendar == "24/7"  # type: ignore[union-attr]
+    pd.testing.assert_frame_equal(late.iloc[: len(early)], early)
+    assert second.outcomes[0].missing_bars == 0
+
+
+def test_pipeline_runs_the_ingest_stage(settings: Settings) -> None:
+    summary = pipeline(None, settings)
+    assert {o.symbol for o in summary.ingest.outcomes} == set(SAMPLE_ROWS)

@@ -1,0 +1,94 @@
+"""Settings and flow configs: sources of values, defaults, and refusals with a reason."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from config.assets import AssetSpec, load_asset_specs
+from config.flows import IngestConfig
+from config.settings import PROJECT_ROOT, Settings
+
+
+def test_defaults_and_db_url_follow_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings().db_url == "sqlite:///data/fks.db"
+    monkeypatch.setenv("FKS_DATA_DIR", "/srv/fks")
+    assert Settings().db_url == "sqlite:////srv/fks/fks.db"
+    monkeypatch.setenv("FKS_DB_URL", "postgresql+psycopg://u@h/fks")
+    monkeypatch.setenv("FKS_MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    settings = Settings()
+    assert settings.db_url == "postgresql+psycopg://u@h/fks"
+    assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_fks_toml_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fks.toml").write_text('data_dir = "/from/toml"\nlake_uri = "s3://bucket/lake"\n')
+    assert Settings().data_dir == Path("/from/toml") and Settings().lake_uri == "s3://bucket/lake"
+    monkeypatch.setenv("FKS_DATA_DIR", "/from/env")
+    assert Settings().data_dir == Path("/from/env")
+
+
+def test_secrets_are_masked_when_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FKS_POLYGON_API_KEY", "sk-very-secret")
+    settings = Settings()
+    assert "sk-very-secret" not in repr(settings) and "sk-very-secret" not in settings.model_dump_json()
+    assert settings.polygon_api_key is not None and settings.polygon_api_key.get_secret_value() == "sk-very-secret"
+
+
+def test_importing_the_packages_does_no_work() -> None:
+    code = (
+        "import sys, config, market, storage, providers, tasks.data, flows.cli, flows.ingest\n"
+        "assert 'exchange_calendars' not in sys.modules, 'calendar loaded at import'\n"
+        "import config.settings as s; assert not hasattr(s, 'settings')\n"
+    )
+    env = {**os.environ, "FKS_DB_URL": "not-a-url://"}  # any read of settings at import would fail
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_shipped_asset_registry() -> None:
+    specs = {s.symbol: s for s in load_asset_specs(PROJECT_ROOT / "config" / "assets.yaml")}
+    assert {k: (v.timeframe, v.calendar) for k, v in specs.items()} == {
+        "SPX": ("1d", "XNYS"), "GOOGL": ("1d", "XNYS"), "EURUSD": ("1h", "24/5")}
+
+
+def test_asset_spec_defaults_calendar_from_class_and_rejects_bad_symbols(tmp_path: Path) -> None:
+    assert AssetSpec(symbol="btcusd", asset_class="crypto").calendar == "24/7"
+    assert AssetSpec(symbol="btcusd").symbol == "BTCUSD"
+    with pytest.raises(ValidationError, match="one word"):
+        AssetSpec(symbol="A,B")
+    broken = tmp_path / "assets.yaml"
+    broken.write_text("assets:\n  - symbol: X\n    asset_class: stamps\n")
+    with pytest.raises(ValueError, match=r"assets.yaml: asset #1 is invalid"):
+        load_asset_specs(broken)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"source": "csv", "symbols": ["A"]}, "needs --path"),
+        ({"source": "synthetic", "symbols": ["A"], "timeframe": "1m"}, "needs --symbols, --timeframe, --start"),
+        ({"timeframe": "5m"}, "unknown timeframe '5m'"),
+        ({"path": "x.csv"}, "need --source"),
+        ({"source": "synthetic", "symbols": ["A"], "timeframe": "1m", "start": "2024-02-01", "end": "2024-01-01"},
+         "must be after --start"),
+    ],
+)
+def test_ingest_config_refuses_inconsistent_requests(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        IngestConfig.model_validate(kwargs)
+
+
+def test_ingest_config_normalises_symbols_and_times() -> None:
+    config = IngestConfig(source="synthetic", symbols=[" aa ", "bb"], timeframe="1H", start="2024-01-01",
+                          end="2024-01-02T05:00:00+02:00")
+    assert config.symbols == ["AA", "BB"] and config.timeframe == "1h"
+    assert config.start is not None and config.start.tzinfo is not None
+    assert config.end is not None and config.end.hour == 3
