@@ -27,8 +27,6 @@ from providers.synthetic import (
 )
 
 ORIGIN = pd.Timestamp("2024-01-01", tz="UTC")
-# exchange-calendars 4.13 reads tz-aware Series.values when it builds a calendar (pandas 3.1 warns).
-pytestmark = pytest.mark.filterwarnings("ignore:Series.values returning an ndarray:DeprecationWarning")
 SPANS = {"1m": pd.Timedelta(days=10), "1h": pd.Timedelta(days=120), "1d": pd.Timedelta(days=3 * 365)}
 
 
