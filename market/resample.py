@@ -25,14 +25,15 @@ def resample_bars(bars: pd.DataFrame, timeframe: Timeframe | str, calendar: Cale
     bars = canonical_bars(bars)
     if bars.empty:
         return empty_bars()
+    index = pd.DatetimeIndex(bars.index)
     if len(bars) > 1 and tf.is_intraday:
-        finest = pd.Timedelta(np.diff(bars.index.asi8).min())
+        finest = pd.Timedelta(np.diff(index.asi8).min())
         if finest > tf.delta:
             raise ValueError(f"cannot resample bars spaced {finest} apart to the finer timeframe {tf.value}")
-    bins = calendar.bar_bins(bars.index, tf)
-    outside = bins.isna()
+    bins = calendar.bar_bins(index, tf)
+    outside = np.asarray(bins.isna())
     if outside.any():
-        first = bars.index[outside][0]
+        first = index[outside][0]
         raise ValueError(
             f"{int(outside.sum())} bar(s) lie outside the sessions of calendar {calendar.name} "
             f"(first at {first.isoformat()}); validate the series or pick the asset's calendar"
