@@ -1,0 +1,293 @@
+"""Bar-store ingest benchmark: ``storage.upsert_bars`` against two anchors, measured in the same run.
+
+Run ``python -m benchmarks.ingest`` (or ``python benchmarks/ingest.py``); options: ``--rows N``
+(default 1,000,000 one-minute bars of one symbol) and ``--repeats K`` (default 3; each figure is
+the fastest of K runs). Each run of each measurement happens in a fresh Python process on fresh
+SQLite files in a temporary folder, so figures and memory do not leak into one another. Prints
+one JSON object with rows, seconds and rows/s of each measurement, the anchor ratios, the
+targets and whether they pass, and the peak resident memory (``ru_maxrss``) of the process that
+ran our load and re-ingest (the anchors' peaks are reported beside it).
+
+Measurements (every SQLite connection with the pragmas of :func:`storage.db.make_engine`):
+
+* ``ours_first_load``: ``open_store`` (migrations included) then ``upsert_bars`` of the whole
+  frame in one transaction, into a fresh file.
+* ``ours_reingest``: ``upsert_bars`` of the same frame again (all rows duplicates).
+* ``to_sql``: anchor, ``DataFrame.to_sql(if_exists="append", index=False)`` with ``ts`` as a
+  column, into a fresh file (pandas creates its table, no primary key).
+* ``raw_upsert_first_load`` / ``raw_upsert_reingest``: anchor, plain ``sqlite3`` executemany of
+  ``INSERT ... ON CONFLICT(symbol, timeframe, ts) DO UPDATE SET ...`` (no WHERE) into a table with
+  the same DDL as ours, parameter tuples built from the frame inside the timed region.
+
+Targets: our first load and re-ingest at least 3x faster than ``to_sql`` and at most 1.5x the
+time of the raw upsert; peak RSS under 1500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SYMBOL = "BENCH"
+TIMEFRAME = "1m"
+SOURCE = "synthetic"
+TARGET_VS_TO_SQL = 3.0
+TARGET_VS_RAW = 1.5
+TARGET_RSS_MB = 1500.0
+
+
+def make_minute_bars(rows: int, seed: int = 7) -> pd.DataFrame:
+    """A seeded random walk of ``rows`` one-minute bars from 2020-01-01 UTC, with valid OHLC.
+
+    Prices are log-normal steps (0.05 % per minute) from 100; each bar opens at the previous
+    close; high and low lie outside open and close; volume is log-normal. Canonical frame.
+    """
+    rng = np.random.default_rng(seed)
+    log_close = np.log(100.0) + np.cumsum(rng.normal(0.0, 5e-4, rows))
+    close = np.exp(log_close)
+    open_ = np.empty(rows)
+    open_[0] = 100.0
+    open_[1:] = close[:-1]
+    top = np.maximum(open_, close)
+    bottom = np.minimum(open_, close)
+    high = top * (1.0 + np.abs(rng.normal(0.0, 2e-4, rows)))
+    low = bottom * (1.0 - np.abs(rng.normal(0.0, 2e-4, rows)))
+    volume = np.round(rng.lognormal(3.0, 1.0, rows), 4)
+    index = pd.date_range("2020-01-01", periods=rows, freq="1min", tz="UTC", name="ts").as_unit("ns")
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index
+    )
+
+
+def _sqlite_connect(path: Path) -> sqlite3.Connection:
+    from storage.db import SQLITE_PRAGMAS
+
+    con = sqlite3.connect(path)
+    for pragma in SQLITE_PRAGMAS:
+        con.execute(pragma)
+    return con
+
+
+def _bars_ddl(folder: Path) -> str:
+    """The CREATE TABLE statement that our migrations produce for ``bars``."""
+    from storage.db import open_store
+
+    engine = open_store(f"sqlite:///{folder / 'ddl.db'}")
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'bars'").scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _timed(func: Callable[[], Any]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def _ours(folder: Path, frame: pd.DataFrame) -> tuple[float, float, tuple[int, ...]]:
+    from storage import open_store, upsert_bars
+
+    url = f"sqlite:///{folder / 'ours.db'}"
+    results: list[Any] = []
+
+    def first_load() -> None:
+        engine = open_store(url)
+        with engine.begin() as conn:
+            results.append(upsert_bars(conn, SYMBOL, TIMEFRAME, frame, SOURCE))
+        engine.dispose()
+
+    def reingest() -> None:
+        engine = open_store(url)
+        with engine.begin() as conn:
+            results.append(upsert_bars(conn, SYMBOL, TIMEFRAME, frame, SOURCE))
+        engine.dispose()
+
+    first = _timed(first_load)
+    again = _timed(reingest)
+    first_result, again_result = results
+    if first_result.inserted != len(frame) or again_result.unchanged != len(frame):
+        raise RuntimeError(f"unexpected upsert results {first_result} / {again_result}")
+    return first, again, (first_result.inserted, again_result.unchanged)
+
+
+def _to_sql(folder: Path, frame: pd.DataFrame) -> float:
+    from storage.db import make_engine
+
+    engine = make_engine(f"sqlite:///{folder / 'to_sql.db'}")
+
+    def load() -> None:
+        table = frame.reset_index()
+        table.insert(0, "timeframe", TIMEFRAME)
+        table.insert(0, "symbol", SYMBOL)
+        table["source"] = SOURCE
+        table["ingested_at"] = int(time.time() * 1000)
+        with engine.begin() as conn:
+            table.to_sql("bars", conn, if_exists="append", index=False)
+
+    seconds = _timed(load)
+    engine.dispose()
+    return seconds
+
+
+def _raw_upsert(folder: Path, frame: pd.DataFrame, ddl: str) -> tuple[float, float]:
+    path = folder / "raw.db"
+    sql = (
+        "INSERT INTO bars (symbol, timeframe, ts, open, high, low, close, volume, source, ingested_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(symbol, timeframe, ts) DO UPDATE SET "
+        "open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, "
+        "volume = excluded.volume, source = excluded.source, ingested_at = excluded.ingested_at"
+    )
+
+    def load(create: bool) -> None:
+        con = _sqlite_connect(path)
+        if create:
+            con.execute(ddl)
+        n = len(frame)
+        stamp = int(time.time() * 1000)
+        rows = list(
+            zip(
+                repeat(SYMBOL, n),
+                repeat(TIMEFRAME, n),
+                (pd.DatetimeIndex(frame.index).asi8 // 10**6).tolist(),
+                frame["open"].to_numpy().tolist(),
+                frame["high"].to_numpy().tolist(),
+                frame["low"].to_numpy().tolist(),
+                frame["close"].to_numpy().tolist(),
+                frame["volume"].to_numpy().tolist(),
+                repeat(SOURCE, n),
+                repeat(stamp, n),
+                strict=True,
+            )
+        )
+        with con:
+            con.executemany(sql, rows)
+        con.close()
+
+    first = _timed(lambda: load(True))
+    again = _timed(lambda: load(False))
+    return first, again
+
+
+def _figure(rows: int, seconds: float) -> dict[str, float | int]:
+    return {"rows": rows, "seconds": round(seconds, 4), "rows_per_s": round(rows / seconds)}
+
+
+def _worker(kind: str, rows: int, folder: Path) -> dict[str, Any]:
+    """One measurement in this process: seconds of each step and this process's peak RSS (MB)."""
+    frame = make_minute_bars(rows)
+    if kind == "ours":
+        first, again, _ = _ours(folder, frame)
+        seconds = {"ours_first_load": first, "ours_reingest": again}
+    elif kind == "to_sql":
+        seconds = {"to_sql": _to_sql(folder, frame)}
+    elif kind == "raw":
+        first, again = _raw_upsert(folder, frame, _bars_ddl(folder))
+        seconds = {"raw_upsert_first_load": first, "raw_upsert_reingest": again}
+    else:
+        raise ValueError(f"unknown worker {kind!r}; use ours, to_sql or raw")
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    return {"seconds": seconds, "peak_rss_mb": rss_mb}
+
+
+def _spawn(kind: str, rows: int, folder: Path) -> dict[str, Any]:
+    """Run :func:`_worker` in a fresh interpreter so that each figure and its memory stand alone."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--rows", str(rows)]
+    command += ["--folder", str(folder)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark worker {kind!r} failed:\n{done.stderr.strip()}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def run(rows: int = 1_000_000, repeats: int = 3) -> dict[str, Any]:
+    """Run every measurement ``repeats`` times, each in its own process on fresh files; return the report."""
+    best: dict[str, float] = {}
+    rss: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="fks-bench-") as tmp:
+        for i in range(repeats):
+            for kind in ("ours", "to_sql", "raw"):
+                folder = Path(tmp) / f"{kind}{i}"
+                folder.mkdir()
+                report = _spawn(kind, rows, folder)
+                for name, seconds in report["seconds"].items():
+                    best[name] = min(seconds, best.get(name, float("inf")))
+                rss[kind] = max(report["peak_rss_mb"], rss.get(kind, 0.0))
+                shutil.rmtree(folder)
+
+    ratios = {
+        "first_load_vs_to_sql": best["to_sql"] / best["ours_first_load"],
+        "reingest_vs_to_sql": best["to_sql"] / best["ours_reingest"],
+        "first_load_vs_raw_upsert": best["ours_first_load"] / best["raw_upsert_first_load"],
+        "reingest_vs_raw_upsert": best["ours_reingest"] / best["raw_upsert_reingest"],
+    }
+    passes = {
+        "first_load_vs_to_sql": ratios["first_load_vs_to_sql"] >= TARGET_VS_TO_SQL,
+        "reingest_vs_to_sql": ratios["reingest_vs_to_sql"] >= TARGET_VS_TO_SQL,
+        "first_load_vs_raw_upsert": ratios["first_load_vs_raw_upsert"] <= TARGET_VS_RAW,
+        "reingest_vs_raw_upsert": ratios["reingest_vs_raw_upsert"] <= TARGET_VS_RAW,
+        "peak_rss_mb": rss["ours"] < TARGET_RSS_MB,
+    }
+    return {
+        "benchmark": "ingest",
+        "rows": rows,
+        "repeats": repeats,
+        "statistic": f"fastest of {repeats}, each run in a fresh process on fresh SQLite files",
+        "sqlite_version": sqlite3.sqlite_version,
+        "python": sys.version.split()[0],
+        "results": {name: _figure(rows, seconds) for name, seconds in best.items()},
+        "ratios": {name: round(value, 3) for name, value in ratios.items()},
+        "targets": {
+            "first_load_vs_to_sql": f">= {TARGET_VS_TO_SQL}",
+            "reingest_vs_to_sql": f">= {TARGET_VS_TO_SQL}",
+            "first_load_vs_raw_upsert": f"<= {TARGET_VS_RAW}",
+            "reingest_vs_raw_upsert": f"<= {TARGET_VS_RAW}",
+            "peak_rss_mb": f"< {TARGET_RSS_MB}",
+        },
+        "pass": passes,
+        "all_pass": all(passes.values()),
+        "peak_rss_mb": round(rss["ours"], 1),
+        "anchor_peak_rss_mb": {"to_sql": round(rss["to_sql"], 1), "raw_upsert": round(rss["raw"], 1)},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line, run the benchmark and print its JSON object on stdout."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="bars to ingest (default 1,000,000)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure, fastest kept (default 3)")
+    parser.add_argument("--worker", choices=("ours", "to_sql", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rows < 1 or args.repeats < 1:
+        parser.error("--rows and --repeats must be positive")
+    if args.worker is not None:
+        if args.folder is None:
+            parser.error("--worker needs --folder")
+        print(json.dumps(_worker(args.worker, args.rows, args.folder)))
+        return
+    print(json.dumps(run(args.rows, args.repeats), indent=2))
+
+
+if __name__ == "__main__":
+    if __package__ in (None, ""):  # run as a script: make the repository importable
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    main()

@@ -1,0 +1,104 @@
+"""Engines for the FKS database and the migrations that shape it.
+
+The database is a SQLite file by default (``sqlite:///data/fks.db``) or PostgreSQL by URL. The
+schema is created and changed only by Alembic migrations (``storage/migrations``): call
+:func:`open_store` (or :func:`make_engine` then :func:`migrate`) before using the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Applied to every SQLite connection; benchmarks reuse them so that anchors run on equal terms.
+SQLITE_PRAGMAS: tuple[str, ...] = (
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=30000",
+)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create a SQLAlchemy engine for ``url`` (``sqlite:///path.db`` or ``postgresql+psycopg://...``).
+
+    For a SQLite file the parent folder is created, and every connection gets
+    ``foreign_keys=ON``, ``journal_mode=WAL``, ``synchronous=NORMAL`` and ``busy_timeout=30000``
+    (milliseconds a writer waits for a lock). Nothing is connected until the engine is used.
+
+    Raises:
+        ValueError: when ``url`` is not a valid SQLAlchemy URL.
+        sqlalchemy.exc.NoSuchModuleError: when the URL names a driver that is not installed.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+        raise ValueError(f"invalid database URL {url!r}: {exc}; e.g. sqlite:///data/fks.db") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        in_memory = (
+            database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in url
+        )
+        if not in_memory:
+            path = Path(database[5:] if database.startswith("file:") else database).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def _alembic_config(engine_url: str | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.set_main_option("path_separator", "os")
+    if engine_url is not None:
+        config.set_main_option("sqlalchemy.url", engine_url.replace("%", "%%"))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database behind ``engine`` to the newest schema (Alembic ``upgrade head``).
+
+    Safe to call on every start: an up-to-date database is left as it is. Migrations run in one
+    transaction on the engine's own connection (on PostgreSQL the DDL is transactional too).
+
+    Raises:
+        sqlalchemy.exc.OperationalError: when the database cannot be reached or written.
+        alembic.util.exc.CommandError: when the database carries a revision this code does not know
+            (it was migrated by a newer FKS); upgrade FKS or point at another database.
+    """
+    from alembic import command
+
+    config = _alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def open_store(url: str) -> Engine:
+    """Create an engine for ``url`` and migrate the database to the newest schema.
+
+    Raises:
+        ValueError: when ``url`` is not a valid SQLAlchemy URL.
+        sqlalchemy.exc.OperationalError: when the database cannot be reached or written.
+    """
+    engine = make_engine(url)
+    migrate(engine)
+    return engine

@@ -1,0 +1,238 @@
+"""The ``ingest_runs`` table: one row per ingestion of one symbol and timeframe from one source.
+
+A run is started (``running``) before fetching and finished (``success`` or ``failed``) after
+storing, so an interrupted ingestion stays visible as ``running``. Record runs on their own
+connection/transaction, not on the one that writes the bars: a failed ingestion rolls its bars
+back, but its ``failed`` run must be kept.
+
+``requested`` is stored as JSON with secrets removed: values under keys that look like
+credentials (``api_key``, ``token``, ``secret``, ``password``, ...), pydantic ``SecretStr``
+values, URL passwords and credential query parameters become ``"***"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+from pydantic import SecretBytes, SecretStr
+from sqlalchemy import Connection, insert, select, update
+
+from storage.bars import UpsertResult
+from storage.schema import IngestRunRow
+
+REDACTED = "***"
+FINISHED_STATUSES: tuple[str, ...] = ("success", "failed")
+_MAX_ERROR_CHARS = 10_000
+_SECRET_KEY = re.compile(
+    r"(pass(word|wd)?|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credential|auth|signature|cookie)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    """One row of ``ingest_runs``; timestamps are UTC ``pd.Timestamp`` (None while unknown)."""
+
+    id: int
+    batch_id: str
+    symbol: str
+    timeframe: str
+    source: str
+    requested: dict[str, Any]
+    status: str
+    rows_received: int | None
+    rows_inserted: int | None
+    rows_updated: int | None
+    rows_unchanged: int | None
+    first_ts: pd.Timestamp | None
+    last_ts: pd.Timestamp | None
+    error: str | None
+    started_at: pd.Timestamp
+    finished_at: pd.Timestamp | None
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _ms(value: pd.Timestamp | dt.datetime | str | None) -> int | None:
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        return None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.as_unit("ns").value // 1_000_000)
+
+
+def _ts(ms: int | None) -> pd.Timestamp | None:
+    return None if ms is None else pd.Timestamp(int(ms) * 1_000_000, tz="UTC")
+
+
+def _scrub_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.scheme or not parts.netloc:
+        return text
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if _SECRET_KEY.search(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data with secrets replaced by ``***``."""
+    if isinstance(value, SecretStr | SecretBytes):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {str(k): REDACTED if _SECRET_KEY.search(str(k)) else _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _scrub_url(value) if "://" in value else value
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, PurePath):
+        return str(value)
+    return str(value)
+
+
+def start_ingest_run(
+    conn: Connection,
+    *,
+    batch_id: str,
+    symbol: str,
+    timeframe: str,
+    source: str,
+    requested: Mapping[str, Any],
+) -> int:
+    """Record the start of an ingestion (status ``running``) and return its run id.
+
+    ``requested`` is what was asked (start, end, path, options, ...); it is stored as JSON after
+    removing secrets (see the module docstring). Timestamps in it are stored as ISO strings.
+
+    Raises:
+        ValueError: when ``batch_id``, ``symbol``, ``timeframe`` or ``source`` is empty.
+        TypeError: when ``requested`` is not a mapping.
+    """
+    for name, value in (
+        ("batch_id", batch_id),
+        ("symbol", symbol),
+        ("timeframe", timeframe),
+        ("source", source),
+    ):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if not isinstance(requested, Mapping):
+        raise TypeError(f"requested must be a mapping of what was asked, not {type(requested).__name__}")
+    result = conn.execute(
+        insert(IngestRunRow).values(
+            batch_id=batch_id,
+            symbol=symbol,
+            timeframe=timeframe,
+            source=source,
+            requested=_jsonable(requested),
+            status="running",
+            started_at=_now_ms(),
+        )
+    )
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every supported dialect reports it
+        raise RuntimeError("the database did not report the new ingest run's id")
+    return int(key[0])
+
+
+def finish_ingest_run(
+    conn: Connection,
+    run_id: int,
+    *,
+    status: str,
+    result: UpsertResult | None = None,
+    first_ts: pd.Timestamp | dt.datetime | None = None,
+    last_ts: pd.Timestamp | dt.datetime | None = None,
+    error: str | None = None,
+) -> None:
+    """Mark run ``run_id`` as finished with ``status`` ``success`` or ``failed``.
+
+    ``result`` fills the row counts, ``first_ts``/``last_ts`` the span of bars received (UTC;
+    naive taken as UTC), ``error`` a message for a failed run (cut to 10,000 characters; never
+    put secrets in it).
+
+    Raises:
+        ValueError: when ``status`` is not ``success`` or ``failed``, or the run is already finished.
+        LookupError: when no run has the id ``run_id``.
+    """
+    if status not in FINISHED_STATUSES:
+        raise ValueError(f"status {status!r} is not a final status; use 'success' or 'failed'")
+    values: dict[str, Any] = {
+        "status": status,
+        "first_ts": _ms(first_ts),
+        "last_ts": _ms(last_ts),
+        "error": None if error is None else str(error)[:_MAX_ERROR_CHARS],
+        "finished_at": _now_ms(),
+    }
+    if result is not None:
+        values |= {
+            "rows_received": result.received,
+            "rows_inserted": result.inserted,
+            "rows_updated": result.updated,
+            "rows_unchanged": result.unchanged,
+        }
+    done = conn.execute(
+        update(IngestRunRow)
+        .where(IngestRunRow.id == run_id, IngestRunRow.status == "running")
+        .values(**values)
+    )
+    if done.rowcount == 1:
+        return
+    current = conn.execute(select(IngestRunRow.status).where(IngestRunRow.id == run_id)).scalar_one_or_none()
+    if current is None:
+        raise LookupError(f"no ingest run with id {run_id}; use the id returned by start_ingest_run")
+    raise ValueError(f"ingest run {run_id} is already finished with status {current!r}")
+
+
+def list_ingest_runs(conn: Connection, batch_id: str | None = None) -> list[IngestRun]:
+    """Recorded ingest runs in the order they started, optionally only those of ``batch_id``."""
+    query = select(IngestRunRow.__table__).order_by(IngestRunRow.id)
+    if batch_id is not None:
+        query = query.where(IngestRunRow.batch_id == batch_id)
+    return [
+        IngestRun(
+            id=row.id,
+            batch_id=row.batch_id,
+            symbol=row.symbol,
+            timeframe=row.timeframe,
+            source=row.source,
+            requested=dict(row.requested),
+            status=row.status,
+            rows_received=row.rows_received,
+            rows_inserted=row.rows_inserted,
+            rows_updated=row.rows_updated,
+            rows_unchanged=row.rows_unchanged,
+            first_ts=_ts(row.first_ts),
+            last_ts=_ts(row.last_ts),
+            error=row.error,
+            started_at=pd.Timestamp(int(row.started_at) * 1_000_000, tz="UTC"),
+            finished_at=_ts(row.finished_at),
+        )
+        for row in conn.execute(query).all()
+    ]

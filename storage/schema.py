@@ -1,0 +1,111 @@
+"""Tables of the FKS database, as SQLAlchemy typed declarative models.
+
+These models describe the schema; they never create it. Migrations in ``storage/migrations``
+create and change the tables, and a test checks that the migrated database matches these models.
+
+Conventions: every timestamp is an integer number of milliseconds since the Unix epoch, UTC
+(``BIGINT``); bar timestamps are the bar's open time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES: tuple[str, ...] = ("running", "success", "failed")
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the FKS tables; its metadata carries the constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class BarRow(Base):
+    """One OHLCV bar of one symbol and timeframe (table ``bars``).
+
+    ``ts`` and ``ingested_at`` are epoch milliseconds UTC; ``ts`` is the bar's open time.
+    On SQLite the table is ``WITHOUT ROWID``: rows are stored in primary-key order, so a
+    symbol's series is contiguous on disk.
+    """
+
+    __tablename__ = "bars"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    timeframe: Mapped[str] = mapped_column(String(8), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    open: Mapped[float] = mapped_column(Float, nullable=False)
+    high: Mapped[float] = mapped_column(Float, nullable=False)
+    low: Mapped[float] = mapped_column(Float, nullable=False)
+    close: Mapped[float] = mapped_column(Float, nullable=False)
+    volume: Mapped[float] = mapped_column(Float, nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    ingested_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class AssetRow(Base):
+    """One registered instrument (table ``assets``), mirroring :class:`config.assets.AssetSpec`.
+
+    ``created_at`` and ``updated_at`` are epoch milliseconds UTC.
+    """
+
+    __tablename__ = "assets"
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    asset_class: Mapped[str] = mapped_column(String(16), nullable=False)
+    calendar: Mapped[str] = mapped_column(String(64), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    enabled: Mapped[bool] = mapped_column(nullable=False)
+    default_source: Mapped[str] = mapped_column(String(64), nullable=False)
+    source_options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class IngestRunRow(Base):
+    """One ingestion of one symbol and timeframe from one source (table ``ingest_runs``).
+
+    ``requested`` records what was asked (start, end, path, options; never secrets).
+    ``first_ts``, ``last_ts``, ``started_at`` and ``finished_at`` are epoch milliseconds UTC.
+    """
+
+    __tablename__ = "ingest_runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'success', 'failed')", name="status"),
+        Index("ix_ingest_runs_batch_id", "batch_id"),
+        Index("ix_ingest_runs_symbol_timeframe", "symbol", "timeframe"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    source: Mapped[str] = mapped_column(String(64), nullable=False)
+    requested: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    rows_received: Mapped[int | None] = mapped_column(Integer)
+    rows_inserted: Mapped[int | None] = mapped_column(Integer)
+    rows_updated: Mapped[int | None] = mapped_column(Integer)
+    rows_unchanged: Mapped[int | None] = mapped_column(Integer)
+    first_ts: Mapped[int | None] = mapped_column(BigInteger)
+    last_ts: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+bars_table = BarRow.__table__
+assets_table = AssetRow.__table__
+ingest_runs_table = IngestRunRow.__table__

@@ -1,0 +1,207 @@
+"""Unit tests of the storage package on real SQLite files: engine, migrations, input validation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from pydantic import SecretStr
+from sqlalchemy import Engine, inspect
+
+import storage
+from storage import (
+    UpsertResult,
+    count_bars,
+    list_ingest_runs,
+    make_engine,
+    migrate,
+    open_store,
+    read_bars,
+    start_ingest_run,
+    upsert_bars,
+)
+from storage.schema import Base
+
+EXPECTED_EXPORTS = {
+    "make_engine",
+    "migrate",
+    "open_store",
+    "UpsertResult",
+    "upsert_bars",
+    "read_bars",
+    "watermark",
+    "bar_summary",
+    "bar_gaps",
+    "count_bars",
+    "upsert_assets",
+    "register_asset",
+    "get_asset",
+    "list_assets",
+    "start_ingest_run",
+    "finish_ingest_run",
+    "list_ingest_runs",
+    "IngestRun",
+}
+
+
+def _bars(n: int, start: str = "2024-01-01", freq: str = "1min") -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    close = 100.0 + np.cumsum(rng.normal(0.0, 0.1, n))
+    index = pd.date_range(start, periods=n, freq=freq, tz="UTC", name="ts").as_unit("ns")
+    return pd.DataFrame(
+        {"open": close, "high": close + 0.2, "low": close - 0.2, "close": close, "volume": rng.random(n)},
+        index=index,
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = open_store(f"sqlite:///{tmp_path / 'fks.db'}")
+    yield eng
+    eng.dispose()
+
+
+def test_package_exports_exactly_the_public_api() -> None:
+    assert set(storage.__all__) == EXPECTED_EXPORTS
+    for name in EXPECTED_EXPORTS:
+        assert hasattr(storage, name)
+
+
+def test_make_engine_creates_parent_folder_and_sets_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deeper" / "fks.db"
+    eng = make_engine(f"sqlite:///{path}")
+    try:
+        assert path.parent.is_dir()
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() == 30000
+    finally:
+        eng.dispose()
+
+
+def test_make_engine_rejects_a_malformed_url() -> None:
+    with pytest.raises(ValueError, match="invalid database URL"):
+        make_engine("not a url")
+
+
+def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
+    eng = make_engine(f"sqlite:///{tmp_path / 'fks.db'}")
+    try:
+        migrate(eng)
+        migrate(eng)
+        names = set(inspect(eng).get_table_names())
+        assert {"bars", "assets", "ingest_runs", "alembic_version"} <= names
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0001"
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'bars'").scalar_one()
+        assert "WITHOUT ROWID" in ddl
+        pk = inspect(eng).get_pk_constraint("bars")
+        assert pk["constrained_columns"] == ["symbol", "timeframe", "ts"]
+    finally:
+        eng.dispose()
+
+
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_ingest_run_status_is_constrained(engine: Engine) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    with engine.begin() as conn:
+        run_id = start_ingest_run(conn, batch_id="b", symbol="X", timeframe="1d", source="csv", requested={})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE ingest_runs SET status = 'bogus' WHERE id = ?", (run_id,))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f.assign(volume=np.where(np.arange(len(f)) == 5, np.nan, f["volume"])), "volume=nan"),
+        (lambda f: f.assign(high=np.where(np.arange(len(f)) == 2, np.inf, f["high"])), "high=inf"),
+        (lambda f: f.drop(columns="close"), "lacks column"),
+        (lambda f: pd.concat([f, f.iloc[:1]]), "duplicate timestamp"),
+        (lambda f: f.set_axis(f.index + pd.Timedelta(microseconds=5)), "finer than a millisecond"),
+    ],
+)
+def test_upsert_rejects_frames_that_are_not_storable(engine: Engine, mutate: object, message: str) -> None:
+    frame = mutate(_bars(10))  # type: ignore[operator]
+    with pytest.raises(ValueError, match=message), engine.begin() as conn:
+        upsert_bars(conn, "BTC", "1m", frame, "synthetic")
+    with engine.connect() as conn:
+        assert count_bars(conn) == 0
+
+
+def test_upsert_rejects_bad_keys(engine: Engine) -> None:
+    frame = _bars(3)
+    with engine.begin() as conn:
+        with pytest.raises(ValueError, match="timeframe"):
+            upsert_bars(conn, "BTC", "5m", frame, "synthetic")
+        with pytest.raises(ValueError, match="symbol"):
+            upsert_bars(conn, " ", "1m", frame, "synthetic")
+        with pytest.raises(ValueError, match="source"):
+            upsert_bars(conn, "BTC", "1m", frame, "")
+        with pytest.raises(TypeError, match="DataFrame"):
+            upsert_bars(conn, "BTC", "1m", frame.to_numpy(), "synthetic")  # type: ignore[arg-type]
+
+
+def test_upsert_accepts_ts_column_and_naive_utc(engine: Engine) -> None:
+    frame = _bars(5)
+    naive = frame.reset_index().assign(ts=lambda d: d["ts"].dt.tz_localize(None))
+    with engine.begin() as conn:
+        assert upsert_bars(conn, "BTC", "1m", naive, "csv") == UpsertResult(5, 5, 0, 0)
+    pd.testing.assert_frame_equal(read_bars(engine, "BTC", "1m"), frame, check_freq=False)
+
+
+def test_empty_frame_is_a_no_op(engine: Engine) -> None:
+    with engine.begin() as conn:
+        assert upsert_bars(conn, "BTC", "1m", _bars(0), "csv") == UpsertResult(0, 0, 0, 0)
+    empty = read_bars(engine, "BTC", "1m")
+    assert empty.empty
+    assert list(empty.columns) == ["open", "high", "low", "close", "volume"]
+    assert str(empty.index.dtype) == "datetime64[ns, UTC]"
+
+
+def test_commit_as_you_go_connection_persists_only_after_commit(engine: Engine) -> None:
+    with engine.connect() as conn:
+        upsert_bars(conn, "BTC", "1m", _bars(4), "csv")
+    with engine.connect() as conn:
+        assert count_bars(conn) == 0  # closed without commit: rolled back
+        upsert_bars(conn, "BTC", "1m", _bars(4), "csv")
+        conn.commit()
+    with engine.connect() as conn:
+        assert count_bars(conn) == 4
+
+
+def test_requested_is_stored_without_secrets(engine: Engine) -> None:
+    requested = {
+        "start": pd.Timestamp("2024-01-01", tz="UTC"),
+        "path": Path("/data/x.csv"),
+        "api_key": "sk-live-123",
+        "options": {"Token": "abc", "limit": np.int64(5), "key_id": SecretStr("hidden")},
+        "url": "https://user:pw@example.com/v1/bars?apiKey=XYZ&symbol=SPX",
+    }
+    with engine.begin() as conn:
+        start_ingest_run(
+            conn, batch_id="b1", symbol="SPX", timeframe="1d", source="polygon", requested=requested
+        )
+        (run,) = list_ingest_runs(conn)
+    stored = run.requested
+    assert stored["start"] == "2024-01-01T00:00:00+00:00"
+    assert stored["path"] == "/data/x.csv"
+    assert stored["api_key"] == "***"
+    assert stored["options"] == {"Token": "***", "limit": 5, "key_id": "***"}
+    assert "XYZ" not in stored["url"] and "pw" not in stored["url"]
+    assert "symbol=SPX" in stored["url"]
+    text = repr(stored)
+    for secret in ("sk-live-123", "abc", "hidden", "XYZ"):
+        assert secret not in text
