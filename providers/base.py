@@ -78,8 +78,9 @@ class DataFileError(BadResponse, ValueError):
         if self.column is not None:
             where += f", column {self.column!r}"
         message = f"{where}: {self.problem}"
-        if self.rows and len(self.rows) > 1:
-            message += f" ({len(self.rows)} rows in all)"
+        distinct = len({p.row for p in self.rows})
+        if distinct > 1:
+            message += f" ({distinct} rows in all)"
         if self.hint:
             message += f". {self.hint}"
         return message
