@@ -73,7 +73,9 @@ def load_asset_specs(path: Path) -> list[AssetSpec]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise ValueError(f"{path}: asset registry not found; set FKS_ASSETS_FILE to an existing file") from None
+        raise ValueError(
+            f"{path}: asset registry not found; set FKS_ASSETS_FILE to an existing file"
+        ) from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from None
     entries = raw.get("assets", []) if isinstance(raw, dict) else None

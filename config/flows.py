@@ -79,7 +79,9 @@ class IngestConfig(BaseModel):
         elif self.path is not None or self.asset_class is not None or self.calendar is not None:
             raise ValueError("--path, --asset-class and --calendar need --source")
         if self.start is not None and self.end is not None and self.end <= self.start:
-            raise ValueError(f"--end ({self.end:%Y-%m-%d %H:%M}) must be after --start ({self.start:%Y-%m-%d %H:%M})")
+            raise ValueError(
+                f"--end ({self.end:%Y-%m-%d %H:%M}) must be after --start ({self.start:%Y-%m-%d %H:%M})"
+            )
         return self
 
 

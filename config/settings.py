@@ -35,9 +35,12 @@ class Settings(BaseSettings):
         "(sqlite:///data/fks.db by default).",
     )
     mlflow_tracking_uri: str = Field(
-        default="sqlite:///mlruns/mlflow.db", description="MLflow tracking URI (a SQLite store under mlruns/)."
+        default="sqlite:///mlruns/mlflow.db",
+        description="MLflow tracking URI (a SQLite store under mlruns/).",
     )
-    lake_uri: str = Field(default="file://data/lake", description="Parquet lake: file://PATH or s3://BUCKET/PREFIX.")
+    lake_uri: str = Field(
+        default="file://data/lake", description="Parquet lake: file://PATH or s3://BUCKET/PREFIX."
+    )
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint for the lake (MinIO, moto).")
     samples_dir: Path = Field(
         default=PROJECT_ROOT / "data" / "samples", description="The shipped sample data set."

@@ -15,7 +15,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(
@@ -54,7 +61,9 @@ def _run_guarded(action: Callable[[], T]) -> T:
     except IngestFailed as exc:
         _print_ingest(exc.summary.outcomes)
         for outcome in exc.summary.failed:
-            err.print(f"[bold red]error:[/] {outcome.symbol} {outcome.timeframe}: {outcome.error}", soft_wrap=True)
+            err.print(
+                f"[bold red]error:[/] {outcome.symbol} {outcome.timeframe}: {outcome.error}", soft_wrap=True
+            )
         raise typer.Exit(EXIT_BAD_INPUT if exc.input_error else EXIT_UNEXPECTED) from None
     except ValidationError as exc:
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
@@ -70,7 +79,13 @@ def _progress_from_runs(settings: Any, batch_id: str, label: str) -> Iterator[No
     from tasks.data import store_for
 
     stop = threading.Event()
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task_id = progress.add_task(label, total=None)
 
@@ -102,15 +117,41 @@ def _fmt_ts(value: datetime | None) -> str:
 
 def _print_ingest(outcomes: list[Any]) -> None:
     table = Table(title="Ingested", title_justify="left")
-    for col in ("symbol", "tf", "source", "status", "received", "inserted", "updated", "unchanged",
-                "first", "last", "stored", "missing bars (gaps)"):
-        table.add_column(col, justify="right" if col in {"received", "inserted", "updated", "unchanged", "stored"} else "left")
+    for col in (
+        "symbol",
+        "tf",
+        "source",
+        "status",
+        "received",
+        "inserted",
+        "updated",
+        "unchanged",
+        "first",
+        "last",
+        "stored",
+        "missing bars (gaps)",
+    ):
+        table.add_column(
+            col,
+            justify="right" if col in {"received", "inserted", "updated", "unchanged", "stored"} else "left",
+        )
     for o in outcomes:
         gaps = f"{o.missing_bars} ({o.gap_count}; longest {o.longest_gap})" if o.gap_count else "0"
         status = "[green]ok[/]" if o.status == "success" else "[red]failed[/]"
-        table.add_row(o.symbol, o.timeframe, o.source, status, str(o.received), str(o.inserted), str(o.updated),
-                      str(o.unchanged), _fmt_ts(o.first_ts), _fmt_ts(o.last_ts), str(o.stored_rows),
-                      gaps if o.status == "success" else "-")
+        table.add_row(
+            o.symbol,
+            o.timeframe,
+            o.source,
+            status,
+            str(o.received),
+            str(o.inserted),
+            str(o.updated),
+            str(o.unchanged),
+            _fmt_ts(o.first_ts),
+            _fmt_ts(o.last_ts),
+            str(o.stored_rows),
+            gaps if o.status == "success" else "-",
+        )
     out.print(table)
 
 
@@ -123,19 +164,29 @@ def _symbols(symbol: list[str] | None, symbols: str | None) -> list[str]:
 
 @app.command()
 def ingest(
-    source: Annotated[str | None, typer.Option(help="csv or synthetic; omit to load every enabled asset.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="csv or synthetic; omit to load every enabled asset.")
+    ] = None,
     path: Annotated[Path | None, typer.Option(help="CSV file (with --source csv).")] = None,
     symbol: Annotated[list[str] | None, typer.Option(help="Symbol to load (repeatable).")] = None,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols.")] = None,
     timeframe: Annotated[str | None, typer.Option(help="1m, 1h or 1d.")] = None,
-    date_format: Annotated[str | None, typer.Option(help="strftime format of the CSV dates, or epoch_s / epoch_ms.")] = None,
+    date_format: Annotated[
+        str | None, typer.Option(help="strftime format of the CSV dates, or epoch_s / epoch_ms.")
+    ] = None,
     adjust: Annotated[bool, typer.Option(help="Scale OHLC by the file's Adj Close column.")] = False,
-    asset_class: Annotated[str | None, typer.Option(help="equity, etf, index, fx or crypto (new symbols).")] = None,
-    calendar: Annotated[str | None, typer.Option(help="XNYS or another exchange, 24/5, 24/7 (new symbols).")] = None,
+    asset_class: Annotated[
+        str | None, typer.Option(help="equity, etf, index, fx or crypto (new symbols).")
+    ] = None,
+    calendar: Annotated[
+        str | None, typer.Option(help="XNYS or another exchange, 24/5, 24/7 (new symbols).")
+    ] = None,
     start: Annotated[datetime | None, typer.Option(help="First bar (UTC), inclusive.")] = None,
     end: Annotated[datetime | None, typer.Option(help="End (UTC), exclusive.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic market.")] = 7,
-    full: Annotated[bool, typer.Option(help="Re-read everything instead of resuming from the watermark.")] = False,
+    full: Annotated[
+        bool, typer.Option(help="Re-read everything instead of resuming from the watermark.")
+    ] = False,
 ) -> None:
     """Load bars into the store: a CSV file, a synthetic market, or every enabled asset's default source."""
     from config.flows import IngestConfig
@@ -145,9 +196,18 @@ def ingest(
     def run() -> None:
         config = IngestConfig.model_validate(
             {
-                "source": source, "path": path, "symbols": _symbols(symbol, symbols), "timeframe": timeframe,
-                "date_format": date_format, "adjust": adjust, "asset_class": asset_class, "calendar": calendar,
-                "start": start, "end": end, "seed": seed, "full": full,
+                "source": source,
+                "path": path,
+                "symbols": _symbols(symbol, symbols),
+                "timeframe": timeframe,
+                "date_format": date_format,
+                "adjust": adjust,
+                "asset_class": asset_class,
+                "calendar": calendar,
+                "start": start,
+                "end": end,
+                "seed": seed,
+                "full": full,
             }
         )
         settings = get_settings()
@@ -198,8 +258,13 @@ def data_list() -> None:
             gaps = bar_gaps(conn, row.symbol, row.timeframe, get_calendar(asset.calendar)) if asset else None
             longest = gaps.longest if gaps else None
             table.add_row(
-                row.symbol, row.timeframe, _fmt_ts(row.first), _fmt_ts(row.last), str(row.rows),
-                str(gaps.missing) if gaps else "?", str(len(gaps.gaps)) if gaps else "?",
+                row.symbol,
+                row.timeframe,
+                _fmt_ts(row.first),
+                _fmt_ts(row.last),
+                str(row.rows),
+                str(gaps.missing) if gaps else "?",
+                str(len(gaps.gaps)) if gaps else "?",
                 f"{longest.bars} bars from {longest.start:%Y-%m-%d %H:%M}" if longest else "-",
             )
     if summary.empty:

@@ -19,7 +19,10 @@ class PipelineSummary(BaseModel):
 
 @flow(name="pipeline", validate_parameters=False)
 def pipeline(config: PipelineConfig | None = None, settings: Settings | None = None) -> PipelineSummary:
-    """Run the stages that exist so far: ingest (validation, features, training, backtest and promotion join later)."""
+    """Run the stages that exist so far: ingest.
+
+    Validation, features, training, backtest and promotion join as they land.
+    """
     config = config or PipelineConfig()
     settings = settings or get_settings()
     return PipelineSummary(ingest=ingest(config.ingest, settings))

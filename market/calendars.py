@@ -57,19 +57,20 @@ class Calendar(ABC):
 
     def _sessions_around(self, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
         # A session may open the evening before its date (FX), so look one day either side.
-        return self.sessions(_utc(lo).normalize() - pd.Timedelta(days=2), _utc(hi).normalize() + pd.Timedelta(days=2))
+        return self.sessions(
+            _utc(lo).normalize() - pd.Timedelta(days=2), _utc(hi).normalize() + pd.Timedelta(days=2)
+        )
 
-    def bar_grid(self, timeframe: Timeframe | str, start: pd.Timestamp | str, end: pd.Timestamp | str) -> pd.DatetimeIndex:
+    def bar_grid(
+        self, timeframe: Timeframe | str, start: pd.Timestamp | str, end: pd.Timestamp | str
+    ) -> pd.DatetimeIndex:
         """Open times of every bar this calendar expects with ``start <= ts < end`` (UTC)."""
         tf = Timeframe.parse(timeframe)
         start_utc, end_utc = _utc(start), _utc(end)
         if end_utc <= start_utc:
             return pd.DatetimeIndex([], tz="UTC", name="ts").as_unit("ns")
         sessions = self._sessions_around(start_utc, end_utc)
-        if tf is Timeframe.D1:
-            grid = pd.DatetimeIndex(sessions.index)
-        else:
-            grid = self._intraday_grid(sessions, tf)
+        grid = pd.DatetimeIndex(sessions.index) if tf is Timeframe.D1 else self._intraday_grid(sessions, tf)
         grid = grid[(grid >= start_utc) & (grid < end_utc)]
         return pd.DatetimeIndex(grid, name="ts").as_unit("ns")
 
@@ -133,7 +134,18 @@ class Calendar(ABC):
         probe_end = pd.Timestamp("2019-12-31", tz="UTC")
         probe = self.sessions(probe_end - pd.Timedelta(days=365), probe_end)
         grid = self._intraday_grid(probe, tf)
-        return float(np.median(np.bincount(np.searchsorted(probe["open"].to_numpy(dtype="datetime64[ns]").astype(np.int64), grid.asi8, side="right") - 1)))
+        return float(
+            np.median(
+                np.bincount(
+                    np.searchsorted(
+                        probe["open"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+                        grid.asi8,
+                        side="right",
+                    )
+                    - 1
+                )
+            )
+        )
 
 
 class AlwaysOpenCalendar(Calendar):
@@ -148,7 +160,9 @@ class AlwaysOpenCalendar(Calendar):
 
     def sessions(self, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
         """Every UTC date from ``first`` to ``last``."""
-        days = pd.date_range(_utc(first).normalize(), _utc(last).normalize(), freq="D", name="session").as_unit("ns")
+        days = pd.date_range(
+            _utc(first).normalize(), _utc(last).normalize(), freq="D", name="session"
+        ).as_unit("ns")
         return _session_frame(days, days, days + pd.Timedelta(days=1))
 
 
@@ -164,7 +178,9 @@ class ForexCalendar(Calendar):
 
     def sessions(self, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
         """Every weekday from ``first`` to ``last``."""
-        days = pd.date_range(_utc(first).normalize(), _utc(last).normalize(), freq="D", name="session").as_unit("ns")
+        days = pd.date_range(
+            _utc(first).normalize(), _utc(last).normalize(), freq="D", name="session"
+        ).as_unit("ns")
         days = days[days.day_of_week < 5]
         naive = days.tz_localize(None)
         closes = (naive + pd.Timedelta(hours=17)).tz_localize("America/New_York").tz_convert("UTC")
@@ -235,7 +251,8 @@ def get_calendar(name: str) -> Calendar:
 
     if key.upper() not in xcals.get_calendar_names(include_aliases=True):
         raise ValueError(
-            f"unknown calendar {name!r}: use 24/7 (crypto), 24/5 (FX) or an exchange-calendars name such as XNYS"
+            f"unknown calendar {name!r}: use 24/7 (crypto), 24/5 (FX) "
+            "or an exchange-calendars name such as XNYS"
         )
     return ExchangeCalendar(key.upper())
 

@@ -47,4 +47,6 @@ def build_provider(source: str, options: Mapping[str, Any], *, samples_dir: Path
             origin=pd.Timestamp(options["origin"]),
         )
         return SyntheticProvider(market)
-    raise NotSupported(f"unknown or online source {source!r}: the sources available are {', '.join(OFFLINE_SOURCES)}")
+    raise NotSupported(
+        f"unknown or online source {source!r}: the sources available are {', '.join(OFFLINE_SOURCES)}"
+    )

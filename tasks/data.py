@@ -88,7 +88,7 @@ class IngestSummary(BaseModel):
 
 
 class IngestFailed(RuntimeError):
-    """Some series failed; ``summary`` holds every outcome, ``input_error`` is True when all were bad input."""
+    """Some series failed. ``summary`` holds each outcome; ``input_error`` is True when all were bad input."""
 
     def __init__(self, summary: IngestSummary) -> None:
         self.summary = summary
@@ -164,7 +164,8 @@ def _explicit_targets(config: IngestConfig, settings: Settings, engine: Engine) 
             calendars[symbol] = spec.calendar if spec else (config.calendar or DEFAULT_CALENDARS[asset_class])
     if config.source is Source.SYNTHETIC and len(set(calendars.values())) > 1:
         raise InputError(
-            f"a synthetic market runs on one calendar, but these symbols have {sorted(set(calendars.values()))}; "
+            "a synthetic market runs on one calendar, but these symbols have "
+            f"{sorted(set(calendars.values()))}; "
             "ingest them separately"
         )
     timeframe = config.timeframe or "1d"
@@ -205,7 +206,8 @@ def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) 
     unknown = [s for s in config.symbols if s not in by_symbol]
     if unknown:
         raise InputError(
-            f"not registered or not enabled: {', '.join(unknown)}; known: {', '.join(sorted(by_symbol)) or 'none'}. "
+            f"not registered or not enabled: {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(by_symbol)) or 'none'}. "
             "Ingest a new symbol with --source"
         )
     chosen = [by_symbol[s] for s in config.symbols] if config.symbols else assets

@@ -16,8 +16,12 @@ FKS = str(Path(sys.executable).with_name("fks"))
 
 
 def _fks(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FKS_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}", "FKS_DATA_DIR": str(tmp_path / "data"),
-           "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "FKS_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FKS_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "200",
+    }
     return subprocess.run([FKS, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -31,8 +35,20 @@ def _bar_count(tmp_path: Path) -> int:
 
 
 def test_csv_ingest_then_data_list(tmp_path: Path, samples_dir: Path) -> None:
-    done = _fks(tmp_path, "ingest", "--source", "csv", "--path", str(samples_dir / "sp500_daily.csv"),
-                "--symbol", "SPY500", "--timeframe", "1d", "--asset-class", "index")
+    done = _fks(
+        tmp_path,
+        "ingest",
+        "--source",
+        "csv",
+        "--path",
+        str(samples_dir / "sp500_daily.csv"),
+        "--symbol",
+        "SPY500",
+        "--timeframe",
+        "1d",
+        "--asset-class",
+        "index",
+    )
     assert done.returncode == 0, done.stderr
     assert "SPY500" in done.stdout and "5031" in done.stdout
     listed = _fks(tmp_path, "data", "list")
@@ -43,7 +59,9 @@ def test_csv_ingest_then_data_list(tmp_path: Path, samples_dir: Path) -> None:
 def test_ambiguous_dates_exit_2_and_ask_for_date_format(tmp_path: Path) -> None:
     bad = tmp_path / "ambiguous.csv"
     bad.write_text("Date,Open,High,Low,Close,Volume\n01/02/2003,1,2,0.5,1.5,10\n02/03/2003,1,2,0.5,1.5,10\n")
-    done = _fks(tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "AMB", "--timeframe", "1d")
+    done = _fks(
+        tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "AMB", "--timeframe", "1d"
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "--date-format" in done.stderr and "ambiguous.csv" in done.stderr
     assert _bar_count(tmp_path) == 0
@@ -52,7 +70,9 @@ def test_ambiguous_dates_exit_2_and_ask_for_date_format(tmp_path: Path) -> None:
 def test_missing_column_and_bad_usage_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "noclose.csv"
     bad.write_text("Date,Open,High,Low,Volume\n2024-01-02,1,2,0.5,10\n")
-    done = _fks(tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "NC", "--timeframe", "1d")
+    done = _fks(
+        tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "NC", "--timeframe", "1d"
+    )
     assert done.returncode == 2 and "close" in done.stderr.lower() and "noclose.csv" in done.stderr
     assert _fks(tmp_path, "ingest", "--timeframe", "5m").returncode == 2
     assert _fks(tmp_path, "ingest", "--source", "csv", "--symbol", "X").returncode == 2  # no --path
@@ -60,12 +80,40 @@ def test_missing_column_and_bad_usage_exit_2(tmp_path: Path) -> None:
 
 
 def test_synthetic_ingest_and_contradicting_asset_class(tmp_path: Path) -> None:
-    done = _fks(tmp_path, "ingest", "--source", "synthetic", "--symbols", "S1,S2", "--timeframe", "1h",
-                "--start", "2024-01-01", "--end", "2024-02-01", "--seed", "3")
+    done = _fks(
+        tmp_path,
+        "ingest",
+        "--source",
+        "synthetic",
+        "--symbols",
+        "S1,S2",
+        "--timeframe",
+        "1h",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-02-01",
+        "--seed",
+        "3",
+    )
     assert done.returncode == 0, done.stderr
     assert _bar_count(tmp_path) > 0
-    clash = _fks(tmp_path, "ingest", "--source", "synthetic", "--symbols", "S1", "--timeframe", "1h",
-                 "--start", "2024-01-01", "--end", "2024-02-01", "--asset-class", "crypto")
+    clash = _fks(
+        tmp_path,
+        "ingest",
+        "--source",
+        "synthetic",
+        "--symbols",
+        "S1",
+        "--timeframe",
+        "1h",
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-02-01",
+        "--asset-class",
+        "crypto",
+    )
     assert clash.returncode == 2 and "registered as equity" in clash.stderr
 
 

@@ -22,7 +22,9 @@ SAMPLE_ROWS = {"SPX": 5031, "GOOGL": 2335, "EURUSD": 6225}
 
 def _bars_table(settings: Settings) -> pd.DataFrame:
     with store_for(settings).connect() as conn:
-        return pd.DataFrame(conn.execute(text("SELECT * FROM bars ORDER BY symbol, timeframe, ts")).fetchall())
+        return pd.DataFrame(
+            conn.execute(text("SELECT * FROM bars ORDER BY symbol, timeframe, ts")).fetchall()
+        )
 
 
 def test_samples_load_with_exact_counts_then_reingest_changes_nothing(settings: Settings) -> None:
@@ -59,7 +61,9 @@ def _write_bad_copy(samples_dir: Path, tmp_path: Path, row: int, value: str) -> 
     return bad
 
 
-def test_bad_file_writes_nothing_and_records_the_failed_run(settings: Settings, samples_dir: Path, tmp_path: Path) -> None:
+def test_bad_file_writes_nothing_and_records_the_failed_run(
+    settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
     ingest(IngestConfig(symbols=["SPX"]), settings)
     before = _bars_table(settings)
     bad = _write_bad_copy(samples_dir, tmp_path, row=1200, value="n/a")
@@ -75,7 +79,9 @@ def test_bad_file_writes_nothing_and_records_the_failed_run(settings: Settings, 
     assert [r.status for r in runs] == ["failed"] and "row 1200" in (runs[0].error or "")
 
 
-def test_csv_of_a_new_symbol_registers_it_and_later_flags_must_agree(settings: Settings, samples_dir: Path) -> None:
+def test_csv_of_a_new_symbol_registers_it_and_later_flags_must_agree(
+    settings: Settings, samples_dir: Path
+) -> None:
     path = samples_dir / "googl_daily.csv"
     config = IngestConfig(source="csv", path=path, symbols=["alpha"], timeframe="1d", asset_class="equity")
     summary = ingest(config, settings)
@@ -85,14 +91,23 @@ def test_csv_of_a_new_symbol_registers_it_and_later_flags_must_agree(settings: S
         assert asset is not None and asset.calendar == "XNYS" and asset.default_source == "csv"
         assert read_bars(conn, "ALPHA", "1d").equals(read_bars(conn, "ALPHA", "1d"))
     with pytest.raises(InputError, match="registered as equity, not fx"):
-        ingest(IngestConfig(source="csv", path=path, symbols=["ALPHA"], timeframe="1d", asset_class="fx"), settings)
-    with pytest.raises(InputError, match="not registered.*NOPE"):
+        ingest(
+            IngestConfig(source="csv", path=path, symbols=["ALPHA"], timeframe="1d", asset_class="fx"),
+            settings,
+        )
+    with pytest.raises(InputError, match=r"not registered.*NOPE"):
         ingest(IngestConfig(symbols=["NOPE"]), settings)
 
 
 def test_synthetic_market_resumes_from_the_watermark_with_identical_history(settings: Settings) -> None:
-    common = {"source": "synthetic", "symbols": ["AAA", "BBB"], "timeframe": "1m", "asset_class": "crypto",
-              "start": "2024-01-01", "seed": 11}
+    common = {
+        "source": "synthetic",
+        "symbols": ["AAA", "BBB"],
+        "timeframe": "1m",
+        "asset_class": "crypto",
+        "start": "2024-01-01",
+        "seed": 11,
+    }
     first = ingest(IngestConfig(**common, end="2024-01-03"), settings)
     assert [o.inserted for o in first.outcomes] == [2 * 1440, 2 * 1440]
     with store_for(settings).connect() as conn:

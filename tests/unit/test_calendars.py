@@ -43,7 +43,9 @@ def test_fx_sessions_follow_new_york_daylight_saving() -> None:
     assert sessions.loc["2017-03-13", "open"] == pd.Timestamp("2017-03-12 21:00", tz=UTC)  # summer: EDT
     week = fx.bar_grid("1h", "2017-01-01", "2017-01-08")
     assert len(week) == 120
-    assert week[0] == pd.Timestamp("2017-01-01 22:00", tz=UTC) and week[-1] == pd.Timestamp("2017-01-06 21:00", tz=UTC)
+    assert week[0] == pd.Timestamp("2017-01-01 22:00", tz=UTC) and week[-1] == pd.Timestamp(
+        "2017-01-06 21:00", tz=UTC
+    )
 
 
 def test_crypto_trades_every_minute_of_every_day() -> None:
@@ -53,11 +55,15 @@ def test_crypto_trades_every_minute_of_every_day() -> None:
 
 def test_bar_bins_map_to_session_and_hour_and_nat_outside() -> None:
     xnys = get_calendar("XNYS")
-    ts = _ts("2024-07-02 13:30", "2024-07-02 14:29", "2024-07-02 14:30", "2024-07-02 20:00", "2024-07-06 15:00")
+    ts = _ts(
+        "2024-07-02 13:30", "2024-07-02 14:29", "2024-07-02 14:30", "2024-07-02 20:00", "2024-07-06 15:00"
+    )
     hours = xnys.bar_bins(ts, "1h")
     assert list(hours[:3].strftime("%H:%M")) == ["13:30", "13:30", "14:30"]
     assert hours[3] is pd.NaT and hours[4] is pd.NaT  # after the close; a Saturday
-    days = get_calendar("24/5").bar_bins(_ts("2017-01-01 22:00", "2017-01-02 21:00", "2017-01-02 22:00"), "1d")
+    days = get_calendar("24/5").bar_bins(
+        _ts("2017-01-01 22:00", "2017-01-02 21:00", "2017-01-02 22:00"), "1d"
+    )
     assert list(days.strftime("%Y-%m-%d")) == ["2017-01-02", "2017-01-02", "2017-01-03"]
 
 
@@ -71,7 +77,7 @@ def test_bars_per_year() -> None:
 
 
 def test_unknown_calendar_and_asset_class_say_what_works() -> None:
-    with pytest.raises(ValueError, match="24/7.*24/5.*XNYS"):
+    with pytest.raises(ValueError, match=r"24/7.*24/5.*XNYS"):
         get_calendar("MOON")
     with pytest.raises(ValueError, match="equity"):
         calendar_for_asset_class("stamps")

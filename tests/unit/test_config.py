@@ -39,7 +39,10 @@ def test_secrets_are_masked_when_printed(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("FKS_POLYGON_API_KEY", "sk-very-secret")
     settings = Settings()
     assert "sk-very-secret" not in repr(settings) and "sk-very-secret" not in settings.model_dump_json()
-    assert settings.polygon_api_key is not None and settings.polygon_api_key.get_secret_value() == "sk-very-secret"
+    assert (
+        settings.polygon_api_key is not None
+        and settings.polygon_api_key.get_secret_value() == "sk-very-secret"
+    )
 
 
 def test_importing_the_packages_does_no_work() -> None:
@@ -49,14 +52,19 @@ def test_importing_the_packages_does_no_work() -> None:
         "import config.settings as s; assert not hasattr(s, 'settings')\n"
     )
     env = {**os.environ, "FKS_DB_URL": "not-a-url://"}  # any read of settings at import would fail
-    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 
 def test_shipped_asset_registry() -> None:
     specs = {s.symbol: s for s in load_asset_specs(PROJECT_ROOT / "config" / "assets.yaml")}
     assert {k: (v.timeframe, v.calendar) for k, v in specs.items()} == {
-        "SPX": ("1d", "XNYS"), "GOOGL": ("1d", "XNYS"), "EURUSD": ("1h", "24/5")}
+        "SPX": ("1d", "XNYS"),
+        "GOOGL": ("1d", "XNYS"),
+        "EURUSD": ("1h", "24/5"),
+    }
 
 
 def test_asset_spec_defaults_calendar_from_class_and_rejects_bad_symbols(tmp_path: Path) -> None:
@@ -74,11 +82,22 @@ def test_asset_spec_defaults_calendar_from_class_and_rejects_bad_symbols(tmp_pat
     ("kwargs", "message"),
     [
         ({"source": "csv", "symbols": ["A"]}, "needs --path"),
-        ({"source": "synthetic", "symbols": ["A"], "timeframe": "1m"}, "needs --symbols, --timeframe, --start"),
+        (
+            {"source": "synthetic", "symbols": ["A"], "timeframe": "1m"},
+            "needs --symbols, --timeframe, --start",
+        ),
         ({"timeframe": "5m"}, "unknown timeframe '5m'"),
         ({"path": "x.csv"}, "need --source"),
-        ({"source": "synthetic", "symbols": ["A"], "timeframe": "1m", "start": "2024-02-01", "end": "2024-01-01"},
-         "must be after --start"),
+        (
+            {
+                "source": "synthetic",
+                "symbols": ["A"],
+                "timeframe": "1m",
+                "start": "2024-02-01",
+                "end": "2024-01-01",
+            },
+            "must be after --start",
+        ),
     ],
 )
 def test_ingest_config_refuses_inconsistent_requests(kwargs: dict[str, object], message: str) -> None:
@@ -87,8 +106,13 @@ def test_ingest_config_refuses_inconsistent_requests(kwargs: dict[str, object], 
 
 
 def test_ingest_config_normalises_symbols_and_times() -> None:
-    config = IngestConfig(source="synthetic", symbols=[" aa ", "bb"], timeframe="1H", start="2024-01-01",
-                          end="2024-01-02T05:00:00+02:00")
+    config = IngestConfig(
+        source="synthetic",
+        symbols=[" aa ", "bb"],
+        timeframe="1H",
+        start="2024-01-01",
+        end="2024-01-02T05:00:00+02:00",
+    )
     assert config.symbols == ["AA", "BB"] and config.timeframe == "1h"
     assert config.start is not None and config.start.tzinfo is not None
     assert config.end is not None and config.end.hour == 3

@@ -18,15 +18,23 @@ def _walk(index: pd.DatetimeIndex, seed: int = 3) -> pd.DataFrame:
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 1e-3, len(index)))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 1e-3, len(index)))
     volume = rng.integers(1, 1000, len(index)).astype(float)
-    return canonical_bars(pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume},
-                                       index=index))
+    return canonical_bars(
+        pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index)
+    )
 
 
 def _reference(bars: pd.DataFrame, keys: list[pd.Timestamp]) -> pd.DataFrame:
     """Aggregate bin by bin with plain pandas, bins given explicitly per bar."""
     grouped = bars.assign(key=keys).groupby("key", sort=True)
-    ref = pd.DataFrame({"open": grouped["open"].first(), "high": grouped["high"].max(), "low": grouped["low"].min(),
-                        "close": grouped["close"].last(), "volume": grouped["volume"].sum()})
+    ref = pd.DataFrame(
+        {
+            "open": grouped["open"].first(),
+            "high": grouped["high"].max(),
+            "low": grouped["low"].min(),
+            "close": grouped["close"].last(),
+            "volume": grouped["volume"].sum(),
+        }
+    )
     ref.index = pd.DatetimeIndex(ref.index, name="ts")
     return ref
 
@@ -37,7 +45,10 @@ def test_xnys_minutes_to_hours_anchor_at_open_and_match_reference() -> None:
     hours = resample_bars(minutes, "1h", xnys)
     ny = minutes.index.tz_convert("America/New_York")
     session_open = ny.normalize() + pd.Timedelta(hours=9, minutes=30)
-    keys = [(o + pd.Timedelta(hours=int((t - o) / pd.Timedelta("1h")))).tz_convert("UTC") for t, o in zip(ny, session_open, strict=True)]
+    keys = [
+        (o + pd.Timedelta(hours=int((t - o) / pd.Timedelta("1h")))).tz_convert("UTC")
+        for t, o in zip(ny, session_open, strict=True)
+    ]
     pd.testing.assert_frame_equal(hours, _reference(minutes, keys), check_freq=False)
     assert len(hours) == 7 * 3 + 4  # three full sessions and the 3 July early close; 4 July is a holiday
     assert hours.loc["2024-07-03", "volume"].sum() == minutes.loc["2024-07-03", "volume"].sum()
@@ -49,8 +60,17 @@ def test_minutes_to_days_equals_minutes_to_hours_to_days() -> None:
     direct = resample_bars(minutes, "1d", xnys)
     via_hours = resample_bars(resample_bars(minutes, "1h", xnys), "1d", xnys)
     pd.testing.assert_frame_equal(direct, via_hours)
-    assert list(direct.index.strftime("%m-%d")) == ["07-01", "07-02", "07-03", "07-05", "07-08", "07-09", "07-10",
-                                                     "07-11", "07-12"]
+    assert list(direct.index.strftime("%m-%d")) == [
+        "07-01",
+        "07-02",
+        "07-03",
+        "07-05",
+        "07-08",
+        "07-09",
+        "07-10",
+        "07-11",
+        "07-12",
+    ]
     first_day = minutes.loc["2024-07-01"]
     assert direct.iloc[0]["open"] == first_day["open"].iloc[0]
     assert direct.iloc[0]["close"] == first_day["close"].iloc[-1]
@@ -59,7 +79,9 @@ def test_minutes_to_days_equals_minutes_to_hours_to_days() -> None:
 
 def test_fx_day_runs_from_17h_to_17h_new_york_on_the_real_sample() -> None:
     raw = pd.read_csv("data/samples/eurusd_hourly.csv")
-    raw.index = pd.DatetimeIndex(pd.to_datetime(raw.pop("Time"), format="%d.%m.%Y %H:%M:%S.%f")).tz_localize("UTC")
+    raw.index = pd.DatetimeIndex(pd.to_datetime(raw.pop("Time"), format="%d.%m.%Y %H:%M:%S.%f")).tz_localize(
+        "UTC"
+    )
     bars = canonical_bars(raw.rename(columns=str.lower))
     days = resample_bars(bars, "1d", get_calendar("24/5"))
     ny = bars.index.tz_convert("America/New_York")
