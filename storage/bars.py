@@ -13,6 +13,7 @@ the table is left as it was.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -328,3 +329,21 @@ def count_bars(conn: Connection, symbol: str | None = None, timeframe: str | Non
         sql += f" AND timeframe = {ph}"
         params.append(Timeframe.parse(timeframe).value)
     return int(conn.exec_driver_sql(sql, tuple(params)).scalar_one())
+
+
+def delete_bars(conn: Connection, symbol: str, timeframe: str, timestamps: Sequence[pd.Timestamp]) -> int:
+    """Delete the bars of ``symbol`` at ``timeframe`` whose open times are in ``timestamps``.
+
+    Used when stored bars fail a re-validation and move to quarantine; the caller owns the
+    transaction so that the move is atomic. Returns the number of rows deleted.
+
+    Raises:
+        ValueError: for an invalid symbol or timeframe, or a NaT timestamp.
+    """
+    tf = _check_key(symbol, timeframe)
+    if not timestamps:
+        return 0
+    ph = _placeholder(conn)
+    rows = [(symbol, tf, _to_ms(ts, "timestamp")) for ts in timestamps]
+    cursor = conn.exec_driver_sql(f"DELETE FROM bars WHERE symbol = {ph} AND timeframe = {ph} AND ts = {ph}", rows)
+    return int(cursor.rowcount)
