@@ -13,29 +13,20 @@ values, URL passwords and credential query parameters become ``"***"``.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import numpy as np
 import pandas as pd
-from pydantic import SecretBytes, SecretStr
 from sqlalchemy import Connection, insert, select, update
 
+from storage._redact import _jsonable
 from storage.bars import UpsertResult
 from storage.schema import IngestRunRow
 
-REDACTED = "***"
 FINISHED_STATUSES: tuple[str, ...] = ("success", "failed")
 _MAX_ERROR_CHARS = 10_000
-_SECRET_KEY = re.compile(
-    r"(pass(word|wd)?|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credential|auth|signature|cookie)",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -76,44 +67,6 @@ def _ms(value: pd.Timestamp | dt.datetime | str | None) -> int | None:
 
 def _ts(ms: int | None) -> pd.Timestamp | None:
     return None if ms is None else pd.Timestamp(int(ms) * 1_000_000, tz="UTC")
-
-
-def _scrub_url(text: str) -> str:
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return text
-    if not parts.scheme or not parts.netloc:
-        return text
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, REDACTED if _SECRET_KEY.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data with secrets replaced by ``***``."""
-    if isinstance(value, SecretStr | SecretBytes):
-        return REDACTED
-    if isinstance(value, Mapping):
-        return {str(k): REDACTED if _SECRET_KEY.search(str(k)) else _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, str):
-        return _scrub_url(value) if "://" in value else value
-    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, PurePath):
-        return str(value)
-    return str(value)
 
 
 def start_ingest_run(

@@ -11,7 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -23,6 +34,8 @@ NAMING_CONVENTION: dict[str, str] = {
 }
 
 RUN_STATUSES: tuple[str, ...] = ("running", "success", "failed")
+QUARANTINE_STATUSES: tuple[str, ...] = ("quarantined", "released", "dropped")
+VALIDATION_TRIGGERS: tuple[str, ...] = ("ingest", "validate", "release")
 
 
 class Base(DeclarativeBase):
@@ -106,6 +119,96 @@ class IngestRunRow(Base):
     finished_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class ValidationResultRow(Base):
+    """One run of one expectation suite over one batch of one symbol and timeframe
+    (table ``validation_results``).
+
+    ``outcomes`` holds one object per expectation (``id``, ``severity``, ``success``,
+    ``unexpected_count``, ``reason``); ``gaps`` the missing-bar summary (missing bars, gap count,
+    longest gap start/end/bars). ``trigger`` is ``ingest``, ``validate`` or ``release``.
+    ``created_at`` is epoch milliseconds UTC.
+    """
+
+    __tablename__ = "validation_results"
+    __table_args__ = (
+        CheckConstraint("\"trigger\" IN ('ingest', 'validate', 'release')", name="trigger"),
+        Index("ix_validation_results_batch_id", "batch_id"),
+        Index("ix_validation_results_symbol_timeframe", "symbol", "timeframe"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    suite: Mapped[str] = mapped_column(String(128), nullable=False)
+    suite_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    rows_checked: Mapped[int] = mapped_column(Integer, nullable=False)
+    rows_failed: Mapped[int] = mapped_column(Integer, nullable=False)
+    rows_warned: Mapped[int] = mapped_column(Integer, nullable=False)
+    success: Mapped[bool] = mapped_column(nullable=False)
+    outcomes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    gaps: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    docs_path: Mapped[str | None] = mapped_column(Text)
+    ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id"))
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class QuarantineRow(Base):
+    """One input row held back by validation (table ``quarantine``).
+
+    ``row_json`` is the row as received (raw values as strings or numbers; NaN and infinities as
+    the strings ``"nan"``, ``"inf"``, ``"-inf"``); ``failed_expectations`` the list of expectation
+    ids it failed; ``reasons`` a human-readable explanation. ``ts`` is the bar's open time in epoch
+    milliseconds UTC, NULL when the row's timestamp could not be parsed. ``status`` is
+    ``quarantined`` until someone decides (``released`` or ``dropped``); ``created_at`` and
+    ``decided_at`` are epoch milliseconds UTC.
+    """
+
+    __tablename__ = "quarantine"
+    __table_args__ = (
+        CheckConstraint("status IN ('quarantined', 'released', 'dropped')", name="status"),
+        Index("ix_quarantine_symbol_timeframe_ts", "symbol", "timeframe", "ts"),
+        Index("ix_quarantine_status", "status"),
+        Index("ix_quarantine_ingest_run_id", "ingest_run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    ts: Mapped[int | None] = mapped_column(BigInteger)
+    row_json: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    failed_expectations: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    reasons: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str] = mapped_column(String(64), nullable=False)
+    ingest_run_id: Mapped[int | None] = mapped_column(ForeignKey("ingest_runs.id"))
+    validation_id: Mapped[int | None] = mapped_column(ForeignKey("validation_results.id"))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    decided_at: Mapped[int | None] = mapped_column(BigInteger)
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decision_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLogRow(Base):
+    """One recorded action (table ``audit_log``): who (``actor``) did what (``action``) to what
+    (``subject``), with ``details`` as JSON (secrets removed). ``at`` is epoch milliseconds UTC.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_action", "action"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+
 bars_table = BarRow.__table__
 assets_table = AssetRow.__table__
 ingest_runs_table = IngestRunRow.__table__
+validation_results_table = ValidationResultRow.__table__
+quarantine_table = QuarantineRow.__table__
+audit_log_table = AuditLogRow.__table__

@@ -1,0 +1,102 @@
+"""Turning values into plain JSON data before they are stored (private to ``storage``).
+
+:func:`redacted_json` removes secrets: values under keys that look like credentials
+(``api_key``, ``token``, ``secret``, ``password``, ...), pydantic ``SecretStr`` values, URL
+passwords and credential query parameters become ``"***"``. :func:`finite_json` makes a JSON
+value storable on every backend (PostgreSQL rejects ``NaN`` and ``Infinity`` in JSON) by writing
+non-finite floats as the strings ``"nan"``, ``"inf"`` and ``"-inf"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+from pydantic import SecretBytes, SecretStr
+
+REDACTED = "***"
+_SECRET_KEY = re.compile(
+    r"(pass(word|wd)?|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|credential|auth|signature|cookie)",
+    re.IGNORECASE,
+)
+
+
+def _scrub_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if not parts.scheme or not parts.netloc:
+        return text
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if _SECRET_KEY.search(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data with secrets replaced by ``***``."""
+    if isinstance(value, SecretStr | SecretBytes):
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {str(k): REDACTED if _SECRET_KEY.search(str(k)) else _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return _scrub_url(value) if "://" in value else value
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, PurePath):
+        return str(value)
+    return str(value)
+
+
+def finite_json(value: Any) -> Any:
+    """Plain JSON data ``value`` (as :func:`_jsonable` returns it) with NaN/±inf floats as strings."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def redacted_json(value: Any) -> Any:
+    """``value`` as storable JSON data with secrets replaced by ``***`` and NaN/±inf as strings."""
+    return finite_json(_jsonable(value))
+
+
+def plain_json(value: Any) -> Any:
+    """``value`` as storable JSON data, nothing redacted: numpy scalars as Python numbers,
+    timestamps as ISO strings, NaN/±inf as strings, other objects as ``str``, keys as ``str``."""
+    if isinstance(value, Mapping):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain_json(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return finite_json(value)
+    if value is pd.NaT:
+        return "NaT"
+    if isinstance(value, pd.Timestamp | dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return plain_json(value.item())
+    return str(value)
