@@ -1,4 +1,4 @@
-"""FKS storage: the SQL database of bars, assets and ingest runs.
+"""FKS storage: the SQL database of bars, assets, ingest runs, validation results, quarantine and audit.
 
 Open a store with :func:`open_store` (engine + migrations), then pass a connection to the
 repository functions; the caller owns the transaction::
@@ -9,24 +9,48 @@ repository functions; the caller owns the transaction::
 """
 
 from storage.assets import get_asset, list_assets, register_asset, upsert_assets
+from storage.audit import AuditEntry, audit, list_audit
 from storage.bars import UpsertResult, bar_gaps, bar_summary, count_bars, read_bars, upsert_bars, watermark
 from storage.db import make_engine, migrate, open_store
+from storage.quarantine import (
+    QuarantinedRow,
+    QuarantineEntry,
+    decide_quarantine,
+    get_quarantine,
+    list_quarantine,
+    quarantine_counts,
+    quarantine_rows,
+)
 from storage.runs import IngestRun, finish_ingest_run, list_ingest_runs, start_ingest_run
+from storage.validation_results import ValidationRecord, list_validations, record_validation
 
 __all__ = [
+    "AuditEntry",
     "IngestRun",
+    "QuarantineEntry",
+    "QuarantinedRow",
     "UpsertResult",
+    "ValidationRecord",
+    "audit",
     "bar_gaps",
     "bar_summary",
     "count_bars",
+    "decide_quarantine",
     "finish_ingest_run",
     "get_asset",
+    "get_quarantine",
     "list_assets",
+    "list_audit",
     "list_ingest_runs",
+    "list_quarantine",
+    "list_validations",
     "make_engine",
     "migrate",
     "open_store",
+    "quarantine_counts",
+    "quarantine_rows",
     "read_bars",
+    "record_validation",
     "register_asset",
     "start_ingest_run",
     "upsert_assets",

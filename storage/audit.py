@@ -1,0 +1,91 @@
+"""The ``audit_log`` table: who did what to what, and when.
+
+Write audit rows on the same connection/transaction as the change they record, so that both are
+kept or both are rolled back. ``details`` is stored as JSON with secrets removed: values under
+keys that look like credentials (``api_key``, ``token``, ``secret``, ``password``, ...),
+pydantic ``SecretStr`` values, URL passwords and credential query parameters become ``"***"``;
+timestamps become ISO strings and NaN/±inf the strings ``"nan"``, ``"inf"``, ``"-inf"``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, insert, select
+
+from storage._redact import redacted_json
+from storage.schema import AuditLogRow
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of ``audit_log``; ``at`` is a UTC ``pd.Timestamp``."""
+
+    id: int
+    at: pd.Timestamp
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _check_text(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def audit(conn: Connection, *, actor: str, action: str, subject: str, details: Mapping[str, Any]) -> int:
+    """Record that ``actor`` did ``action`` to ``subject`` now, and return the audit row's id.
+
+    ``action`` is a short dotted name (``quarantine.release``), ``subject`` what it applied to
+    (``quarantine:42``); ``details`` is stored with secrets removed (see the module docstring).
+
+    Raises:
+        ValueError: when ``actor``, ``action`` or ``subject`` is empty, or ``action`` is longer
+            than 64 characters or ``actor`` longer than 128.
+        TypeError: when ``details`` is not a mapping.
+    """
+    _check_text("actor", actor)
+    _check_text("action", action)
+    _check_text("subject", subject)
+    if len(action) > 64:
+        raise ValueError(f"action must be at most 64 characters, got {len(action)}")
+    if len(actor) > 128:
+        raise ValueError(f"actor must be at most 128 characters, got {len(actor)}")
+    if not isinstance(details, Mapping):
+        raise TypeError(f"details must be a mapping, not {type(details).__name__}")
+    result = conn.execute(
+        insert(AuditLogRow).values(
+            at=_now_ms(), actor=actor, action=action, subject=subject, details=redacted_json(details)
+        )
+    )
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every supported dialect reports it
+        raise RuntimeError("the database did not report the new audit row's id")
+    return int(key[0])
+
+
+def list_audit(conn: Connection, *, action: str | None = None) -> list[AuditEntry]:
+    """Recorded audit rows, oldest first, optionally only those of ``action``."""
+    query = select(AuditLogRow.__table__).order_by(AuditLogRow.id)
+    if action is not None:
+        query = query.where(AuditLogRow.action == action)
+    return [
+        AuditEntry(
+            id=row.id,
+            at=pd.Timestamp(int(row.at) * 1_000_000, tz="UTC"),
+            actor=row.actor,
+            action=row.action,
+            subject=row.subject,
+            details=dict(row.details),
+        )
+        for row in conn.execute(query).all()
+    ]
