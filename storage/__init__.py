@@ -10,7 +10,16 @@ repository functions; the caller owns the transaction::
 
 from storage.assets import get_asset, list_assets, register_asset, upsert_assets
 from storage.audit import AuditEntry, audit, list_audit
-from storage.bars import UpsertResult, bar_gaps, bar_summary, count_bars, read_bars, upsert_bars, watermark
+from storage.bars import (
+    UpsertResult,
+    bar_gaps,
+    bar_summary,
+    count_bars,
+    delete_bars,
+    read_bars,
+    upsert_bars,
+    watermark,
+)
 from storage.db import make_engine, migrate, open_store
 from storage.quarantine import (
     QuarantinedRow,
@@ -36,6 +45,7 @@ __all__ = [
     "bar_summary",
     "count_bars",
     "decide_quarantine",
+    "delete_bars",
     "finish_ingest_run",
     "get_asset",
     "get_quarantine",

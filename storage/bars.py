@@ -345,5 +345,6 @@ def delete_bars(conn: Connection, symbol: str, timeframe: str, timestamps: Seque
         return 0
     ph = _placeholder(conn)
     rows = [(symbol, tf, _to_ms(ts, "timestamp")) for ts in timestamps]
-    cursor = conn.exec_driver_sql(f"DELETE FROM bars WHERE symbol = {ph} AND timeframe = {ph} AND ts = {ph}", rows)
+    sql = f"DELETE FROM bars WHERE symbol = {ph} AND timeframe = {ph} AND ts = {ph}"
+    cursor = conn.exec_driver_sql(sql, rows)
     return int(cursor.rowcount)

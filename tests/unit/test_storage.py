@@ -46,6 +46,20 @@ EXPECTED_EXPORTS = {
     "finish_ingest_run",
     "list_ingest_runs",
     "IngestRun",
+    "delete_bars",
+    "QuarantinedRow",
+    "QuarantineEntry",
+    "quarantine_rows",
+    "list_quarantine",
+    "get_quarantine",
+    "decide_quarantine",
+    "quarantine_counts",
+    "record_validation",
+    "list_validations",
+    "ValidationRecord",
+    "audit",
+    "list_audit",
+    "AuditEntry",
 }
 
 
@@ -99,7 +113,7 @@ def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
         names = set(inspect(eng).get_table_names())
         assert {"bars", "assets", "ingest_runs", "alembic_version"} <= names
         with eng.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0001"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0002"
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'bars'").scalar_one()
         assert "WITHOUT ROWID" in ddl
         pk = inspect(eng).get_pk_constraint("bars")
