@@ -1,0 +1,651 @@
+"""Run the validation suites on bar and feature frames with Great Expectations.
+
+Quick start::
+
+    from config.validation import load_validation_policy
+    from expectations import validate_bars
+    from market.calendars import get_calendar
+
+    report = validate_bars(
+        frame, symbol="SPX", timeframe="1d", calendar=get_calendar("XNYS"),
+        asset_class="index", policy=load_validation_policy(),
+    )
+    report.success                 # no critical failure
+    report.failures                # {row position: [expectation ids]}: rows to quarantine
+    report.reasons(17)             # ['prices_positive: price <= 0 or not finite', ...]
+
+How a run works
+    1. The suite is read from ``expectations/suites/<name>.json`` (see :func:`load_suite`).
+    2. The frame is copied into a validation frame with a ``RangeIndex`` (so GE's
+       ``unexpected_index_list`` holds row positions of the input), its OHLCV columns as float64,
+       and the derived columns of :mod:`expectations.checks` (``_on_grid``, ``_return_z``, ...).
+    3. The expectations the policy does not turn ``off`` become a ``gx.ExpectationSuite`` (built
+       once per suite, policy and column set, then cached) and run through GE with the
+       ``COMPLETE`` result format.
+    4. Each failing row is filed under ``failures`` (severity ``critical``) or ``warnings``
+       (``warning``) unless a waiver covers that row and expectation.
+
+Great Expectations contexts
+    Without ``docs_dir`` an in-memory (ephemeral) context is used; nothing is written. With
+    ``docs_dir`` a file context lives under that folder (created on first use, then reused by
+    every later validation in the process), the result is stored there and its Data Docs page
+    is built; ``ValidationReport.docs_path`` is that page. Contexts are created lazily, once per
+    folder, never at import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pandas as pd
+
+from config.validation import Severity, ValidationPolicy
+from expectations import checks
+from market.bars import BAR_COLUMNS, Timeframe
+from market.calendars import Calendar, GapReport, find_gaps
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+_DATASOURCE = "fks"
+_ASSET = "frames"
+_BATCH = "whole_frame"
+_RESULT_FORMAT: dict[str, Any] = {
+    "result_format": "COMPLETE",
+    "partial_unexpected_count": 0,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Suites
+
+
+@dataclass(frozen=True)
+class ExpectationSpec:
+    """One expectation of a suite file.
+
+    Attributes:
+        id: FKS's name for it, used by the policy, waivers and reports.
+        type: the Great Expectations class name (``ExpectColumnValuesToBeBetween``, ...).
+        kwargs: keyword arguments of that class.
+        reason: what a failure means, in words.
+        columns: when given, the expectation runs once per column (``column=...`` added).
+        column_pattern: when given, it runs once per frame column matching this regular
+            expression (none matching: it is not run and passes).
+    """
+
+    id: str
+    type: str
+    kwargs: dict[str, Any]
+    reason: str
+    columns: tuple[str, ...] | None = None
+    column_pattern: str | None = None
+
+    def gx_kwargs(self, frame_columns: Collection[str]) -> list[dict[str, Any]]:
+        """The kwargs of each GE expectation this entry becomes for a frame with ``frame_columns``."""
+        if self.columns is not None:
+            return [{**self.kwargs, "column": c} for c in self.columns]
+        if self.column_pattern is not None:
+            pattern = re.compile(self.column_pattern)
+            return [{**self.kwargs, "column": c} for c in frame_columns if pattern.search(c)]
+        return [dict(self.kwargs)]
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A versioned suite file: ``{"name", "version", "description", "expectations": [...]}``."""
+
+    name: str
+    version: int
+    expectations: tuple[ExpectationSpec, ...]
+    description: str = ""
+    path: Path | None = None
+
+    def ids(self) -> list[str]:
+        """The expectation ids, in file order."""
+        return [e.id for e in self.expectations]
+
+
+@lru_cache(maxsize=16)
+def load_suite(name_or_path: str | Path) -> SuiteSpec:
+    """Read a suite: a shipped name (``bars``, ``features``) or the path of a JSON file.
+
+    Raises:
+        ValueError: the file is missing or not JSON, an entry lacks ``id``/``type``, an id
+            repeats, or ``type`` is not a Great Expectations expectation class; the message
+            names the file and the entry.
+    """
+    import great_expectations.expectations as gxe
+
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = SUITES_DIR / f"{name_or_path}.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.json")))
+        raise ValueError(f"{path}: no such suite; shipped suites: {known}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("expectations"), list):
+        raise ValueError(f"{path}: expected an object with name, version and an expectations list")
+    specs: list[ExpectationSpec] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(raw["expectations"], start=1):
+        if not isinstance(entry, dict) or not entry.get("id") or not entry.get("type"):
+            raise ValueError(f"{path}: expectation #{i} needs an 'id' and a 'type'")
+        eid, etype = str(entry["id"]), str(entry["type"])
+        if eid in seen:
+            raise ValueError(f"{path}: expectation id {eid!r} appears twice; ids must be unique")
+        seen.add(eid)
+        if not isinstance(getattr(gxe, etype, None), type):
+            raise ValueError(
+                f"{path}: expectation {eid!r} has type {etype!r}, which is not a Great Expectations "
+                "expectation class (e.g. ExpectColumnValuesToBeBetween)"
+            )
+        columns = entry.get("columns")
+        specs.append(
+            ExpectationSpec(
+                id=eid,
+                type=etype,
+                kwargs=dict(entry.get("kwargs", {})),
+                reason=str(entry.get("reason", eid)),
+                columns=tuple(columns) if columns is not None else None,
+                column_pattern=entry.get("column_pattern"),
+            )
+        )
+    return SuiteSpec(
+        name=str(raw.get("name", path.stem)),
+        version=int(raw.get("version", 1)),
+        expectations=tuple(specs),
+        description=str(raw.get("description", "")),
+        path=path,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """How one expectation of the suite fared.
+
+    ``unexpected_count`` counts failing rows (for an expectation run over several columns, rows
+    failing on any of them); table-level expectations report 0 and only ``success``.
+    """
+
+    id: str
+    type: str
+    severity: str
+    success: bool
+    unexpected_count: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The result of validating one frame.
+
+    Attributes:
+        suite, suite_version: the suite file that ran.
+        rows_checked: rows of the validated frame (history rows not included).
+        failures: row position in the frame -> ids of failed ``critical`` expectations; these
+            rows are to be quarantined.
+        warnings: row position -> ids of failed ``warning`` expectations; kept, only reported.
+        outcomes: one entry per expectation that ran (severity not ``off``), in suite order.
+        gaps: missing bars against the calendar (reported, never row failures).
+        docs_path: the Data Docs page of this validation when ``docs_dir`` was given, else None.
+    """
+
+    suite: str
+    suite_version: int
+    rows_checked: int
+    failures: dict[int, list[str]]
+    warnings: dict[int, list[str]]
+    outcomes: list[ExpectationOutcome]
+    gaps: GapReport
+    docs_path: Path | None = None
+    _reasons: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def success(self) -> bool:
+        """True when no row failed a critical expectation and every critical table check passed."""
+        return not self.failures and all(
+            o.success for o in self.outcomes if o.severity == Severity.CRITICAL.value
+        )
+
+    @property
+    def failed_positions(self) -> list[int]:
+        """Sorted row positions with a critical failure (the rows to quarantine)."""
+        return sorted(self.failures)
+
+    def reasons(self, position: int) -> list[str]:
+        """Human reasons why row ``position`` failed or warned: ``'<id>: <reason>'`` each.
+
+        Warnings are prefixed ``warning: ``. Empty for a clean row.
+        """
+        out = [f"{eid}: {self._reasons.get(eid, eid)}" for eid in self.failures.get(position, [])]
+        out += [f"warning: {eid}: {self._reasons.get(eid, eid)}" for eid in self.warnings.get(position, [])]
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Great Expectations contexts
+
+
+class _GxEngine:
+    """One GE context (ephemeral, or a file context under ``docs_dir``) and its cached suites."""
+
+    def __init__(self, docs_dir: Path | None) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.docs_dir = docs_dir
+        if docs_dir is None:
+            self.context: Any = gx.get_context(mode="ephemeral")
+        else:
+            docs_dir.mkdir(parents=True, exist_ok=True)
+            self.context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+        self.context.config.analytics_enabled = False
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        if docs_dir is not None:
+            self.context.variables.save()
+        try:
+            source = self.context.data_sources.get(_DATASOURCE)
+        except Exception:  # GE raises several kinds for "not found"
+            source = self.context.data_sources.add_pandas(_DATASOURCE)
+        try:
+            asset = source.get_asset(_ASSET)
+        except Exception:
+            asset = source.add_dataframe_asset(_ASSET)
+        try:
+            self.batch_definition = asset.get_batch_definition(_BATCH)
+        except Exception:
+            self.batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH)
+        self._suites: dict[str, Any] = {}
+        self._checkpoints: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def suite(self, name: str, configs: list[tuple[str, str, dict[str, Any]]]) -> Any:
+        """The GE suite of ``configs`` ((fks id, GE type, kwargs) each), built once and cached."""
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
+
+        digest = hashlib.sha1(json.dumps(configs, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        key = f"{name}_{digest}"
+        cached = self._suites.get(key)
+        if cached is not None:
+            return cached
+        suite = gx.ExpectationSuite(name=key)
+        for fks_id, etype, kwargs in configs:
+            suite.add_expectation(getattr(gxe, etype)(**kwargs, meta={"fks_id": fks_id}))
+        if self.docs_dir is not None:
+            suite = self.context.suites.add_or_update(suite)
+        self._suites[key] = suite
+        return suite
+
+    def run(self, suite: Any, frame: pd.DataFrame) -> tuple[list[Any], Path | None]:
+        """Validate ``frame`` with ``suite``: the per-expectation results, and the docs page."""
+        if self.docs_dir is None:
+            from great_expectations.validator.v1_validator import Validator
+
+            validator = Validator(
+                batch_definition=self.batch_definition,
+                batch_parameters={"dataframe": frame},
+                result_format=_RESULT_FORMAT,
+            )
+            return list(validator.validate_expectation_suite(suite).results), None
+        return self._run_with_docs(suite, frame)
+
+    def _run_with_docs(self, suite: Any, frame: pd.DataFrame) -> tuple[list[Any], Path | None]:
+        import great_expectations as gx
+        from great_expectations.checkpoint import UpdateDataDocsAction
+
+        checkpoint = self._checkpoints.get(suite.name)
+        if checkpoint is None:
+            definition = self.context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite)
+            )
+            checkpoint = self.context.checkpoints.add_or_update(
+                gx.Checkpoint(
+                    name=suite.name,
+                    validation_definitions=[definition],
+                    actions=[UpdateDataDocsAction(name="update_data_docs")],
+                    result_format=_RESULT_FORMAT,
+                )
+            )
+            self._checkpoints[suite.name] = checkpoint
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        results: list[Any] = []
+        page: Path | None = None
+        for result_id, suite_result in outcome.run_results.items():
+            results.extend(suite_result.results)
+            for site in self.context.get_docs_sites_urls(resource_identifier=result_id):
+                url = site.get("site_url")
+                if url and url.startswith("file://"):
+                    page = Path(unquote(urlparse(url).path))
+        if (page is None or not page.exists()) and self.docs_dir is not None:
+            index = self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+            page = index if index.exists() else page
+        return results, page
+
+
+_ENGINES: dict[Path | None, _GxEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(docs_dir: Path | None) -> _GxEngine:
+    key = docs_dir.resolve() if docs_dir is not None else None
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = _GxEngine(key)
+        return engine
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a suite
+
+
+def _run_suite(
+    spec: SuiteSpec,
+    gx_frame: pd.DataFrame,
+    *,
+    policy: ValidationPolicy,
+    ts: pd.DatetimeIndex | None,
+    waived: Mapping[pd.Timestamp, Collection[str]] | None,
+    gaps: GapReport,
+    docs_dir: Path | None,
+) -> ValidationReport:
+    suite_policy = policy.suite(spec.name)
+    unknown = sorted(set(suite_policy.severity) - set(spec.ids()))
+    if unknown:
+        raise ValueError(
+            f"the validation policy names expectation(s) {', '.join(unknown)} that suite "
+            f"{spec.name!r} v{spec.version} does not have; its ids are {', '.join(spec.ids())}"
+        )
+    active = [e for e in spec.expectations if suite_policy.severity_of(e.id) is not Severity.OFF]
+    configs = [(e.id, e.type, kw) for e in active for kw in e.gx_kwargs(list(gx_frame.columns))]
+    engine = _engine(docs_dir)
+    with engine.lock:
+        suite = engine.suite(f"{spec.name}_v{spec.version}", configs)
+        results, page = engine.run(suite, gx_frame) if configs else ([], None)
+
+    failed_rows: dict[str, set[int]] = {e.id: set() for e in active}
+    success: dict[str, bool] = {e.id: True for e in active}
+    for res in results:
+        fks_id = (res.expectation_config.meta or {}).get("fks_id")
+        if fks_id not in success:
+            continue
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"expectation {fks_id!r} could not run: {res.exception_info.get('exception_message')}"
+            )
+        success[fks_id] = success[fks_id] and bool(res.success)
+        index_list = (res.result or {}).get("unexpected_index_list") or []
+        failed_rows[fks_id].update(int(i) for i in index_list)
+
+    waivers = _waiver_positions(ts, waived) if ts is not None else {}
+    failures: dict[int, list[str]] = {}
+    warnings: dict[int, list[str]] = {}
+    outcomes: list[ExpectationOutcome] = []
+    for e in active:
+        severity = suite_policy.severity_of(e.id)
+        target = failures if severity is Severity.CRITICAL else warnings
+        rows = failed_rows[e.id]
+        for pos in sorted(rows):
+            if e.id in waivers.get(pos, ()):
+                continue
+            target.setdefault(pos, []).append(e.id)
+        outcomes.append(
+            ExpectationOutcome(
+                id=e.id,
+                type=e.type,
+                severity=severity.value,
+                success=success[e.id],
+                unexpected_count=len(rows),
+                reason=e.reason,
+            )
+        )
+    return ValidationReport(
+        suite=spec.name,
+        suite_version=spec.version,
+        rows_checked=len(gx_frame),
+        failures=dict(sorted(failures.items())),
+        warnings=dict(sorted(warnings.items())),
+        outcomes=outcomes,
+        gaps=gaps,
+        docs_path=page,
+        _reasons={e.id: e.reason for e in spec.expectations},
+    )
+
+
+def _waiver_positions(
+    ts: pd.DatetimeIndex, waived: Mapping[pd.Timestamp, Collection[str]] | None
+) -> dict[int, set[str]]:
+    if not waived:
+        return {}
+    out: dict[int, set[str]] = {}
+    values = ts.as_unit("ns").asi8
+    for stamp, ids in waived.items():
+        when = pd.Timestamp(stamp)
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        for pos in np.flatnonzero(values == when.as_unit("ns").value):
+            out.setdefault(int(pos), set()).update(ids)
+    return out
+
+
+def _utc_index(values: Any) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(pd.to_datetime(values, utc=True, errors="coerce"))
+    return index.as_unit("ns")
+
+
+def _bars_input(frame: pd.DataFrame) -> pd.DataFrame:
+    if "ts" not in frame.columns:
+        if frame.index.name == "ts":
+            frame = frame.reset_index()
+        else:
+            raise ValueError(
+                "bar frame has no 'ts' column (nor an index named ts); "
+                "pass bars with a UTC 'ts' column and open, high, low, close, volume"
+            )
+    missing = [c for c in BAR_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"bar frame lacks column(s) {', '.join(missing)}; expected ts, {', '.join(BAR_COLUMNS)}"
+        )
+    return frame
+
+
+def _fit_for_returns(close: np.ndarray, ts_ns: np.ndarray, unique: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(close) & (close > 0) & (ts_ns != np.iinfo(np.int64).min) & unique
+
+
+def validate_bars(
+    frame: pd.DataFrame,
+    *,
+    symbol: str,
+    timeframe: str,
+    calendar: Calendar,
+    asset_class: str,
+    policy: ValidationPolicy,
+    now: pd.Timestamp | None = None,
+    history: pd.DataFrame | None = None,
+    waived: Mapping[pd.Timestamp, Collection[str]] | None = None,
+    docs_dir: Path | None = None,
+) -> ValidationReport:
+    """Validate bars of one symbol at one timeframe with the ``bars`` suite.
+
+    Args:
+        frame: the bars to check: a ``ts`` column (or index) of UTC timestamps (naive ones are
+            taken as UTC; they may repeat or be out of order) and columns ``open, high, low,
+            close, volume`` (numbers; NaN, inf, negatives and even strings are reported, not
+            raised). Row positions in the report are positions in this frame.
+        symbol: the symbol, for messages.
+        timeframe: ``1m``, ``1h`` or ``1d``.
+        calendar: the asset's trading calendar (:func:`market.calendars.get_calendar`).
+        asset_class: ``equity``, ``etf``, ``index``, ``fx`` or ``crypto``: picks the return bound.
+        policy: severities and return bounds (:func:`config.validation.load_validation_policy`).
+        now: bars opening after it fail ``ts_not_future``; default the current UTC time.
+        history: earlier stored bars of the same series (canonical frame, ``ts`` index or
+            column). They give the return check its past; they are never reported. A history
+            bar at a timestamp that ``frame`` also holds is replaced by the frame's bar.
+        waived: timestamp -> expectation ids a person released for that bar; those ids are not
+            reported for rows at that timestamp.
+        docs_dir: when given, the result is stored in a Great Expectations file context in
+            this folder and its Data Docs page built; ``ValidationReport.docs_path`` points at it.
+
+    Returns:
+        A :class:`ValidationReport`. Gaps against the calendar are in ``gaps``, never failures.
+
+    Raises:
+        ValueError: a required column is missing, the timeframe or asset class is unknown, or
+            the policy names an expectation the suite lacks.
+    """
+    tf = Timeframe.parse(timeframe)
+    spec = load_suite("bars")
+    frame = _bars_input(frame)
+    n = len(frame)
+    ts = _utc_index(frame["ts"])
+    ts_ns = ts.asi8
+    data: dict[str, Any] = {"ts": ts}
+    numeric_ok = np.ones(n, dtype=bool)
+    for col in BAR_COLUMNS:
+        values, bad = checks.coerce_numeric(frame[col])
+        data[col] = values
+        numeric_ok &= ~bad
+    o, h, lo, c, v = (data[col] for col in BAR_COLUMNS)
+    data["_numeric"] = numeric_ok
+    data["_oc_max"] = np.fmax(o, c)
+    data["_oc_min"] = np.fmin(o, c)
+    unique = checks.ts_unique(ts_ns, np.column_stack([o, h, lo, c, v]))
+    data["_ts_unique"] = unique
+    data["_ts_in_order"] = checks.ts_in_order(ts_ns)
+    now_ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
+    data["_not_future"] = (ts_ns == np.iinfo(np.int64).min) | (ts_ns <= now_ts.as_unit("ns").value)
+    on_grid, on_cal = checks.on_grid_and_calendar(ts, tf, calendar)
+    data["_on_grid"] = on_grid
+    data["_on_calendar"] = on_cal
+    z, spike = _return_columns(ts_ns, c, unique, tf, asset_class, policy, history)
+    data["_return_z"] = z
+    data["_spike"] = spike
+    gx_frame = pd.DataFrame(data, index=pd.RangeIndex(n))
+
+    good_ts = ts[~np.asarray(ts.isna()) & on_grid & on_cal & data["_not_future"]]
+    gaps = find_gaps(good_ts.unique().sort_values(), calendar, tf)
+    del symbol  # only for messages today; kept in the signature for callers and logs
+    return _run_suite(spec, gx_frame, policy=policy, ts=ts, waived=waived, gaps=gaps, docs_dir=docs_dir)
+
+
+def _return_columns(
+    ts_ns: np.ndarray,
+    close: np.ndarray,
+    unique: np.ndarray,
+    tf: Timeframe,
+    asset_class: str,
+    policy: ValidationPolicy,
+    history: pd.DataFrame | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    bound = policy.return_bound(asset_class, tf.value)
+    params = checks.ReturnParams(
+        window=bound.window,
+        k=bound.k,
+        floor=bound.floor,
+        min_periods=policy.returns.min_periods,
+        spike_reversion=policy.returns.spike_reversion,
+    )
+    n = len(close)
+    fit = _fit_for_returns(close, ts_ns, unique)
+    pos = np.flatnonzero(fit)
+    pos = pos[np.argsort(ts_ns[pos], kind="stable")]
+    hist_ts = np.empty(0, dtype=np.int64)
+    hist_close = np.empty(0, dtype="float64")
+    if history is not None and len(history):
+        hist = history.reset_index() if "ts" not in history.columns else history
+        h_ts = _utc_index(hist["ts"]).asi8
+        h_close = pd.to_numeric(hist["close"], errors="coerce").to_numpy(dtype="float64")
+        keep = _fit_for_returns(h_close, h_ts, np.ones(len(h_ts), dtype=bool)) & ~np.isin(h_ts, ts_ns[pos])
+        if len(pos):
+            keep &= h_ts < ts_ns[pos].max()
+        order = np.argsort(h_ts[keep], kind="stable")
+        hist_ts, hist_close = h_ts[keep][order], h_close[keep][order]
+        # keep only the context the rolling window needs, plus the bars interleaved with the batch
+        first = ts_ns[pos].min() if len(pos) else np.iinfo(np.int64).max
+        before = np.flatnonzero(hist_ts < first)
+        cut = max(len(before) - (bound.window * 3 + 2), 0)
+        hist_ts, hist_close = hist_ts[cut:], hist_close[cut:]
+    all_ts = np.concatenate([hist_ts, ts_ns[pos]])
+    all_close = np.concatenate([hist_close, close[pos]])
+    is_batch = np.concatenate([np.zeros(len(hist_ts), dtype=bool), np.ones(len(pos), dtype=bool)])
+    owner = np.concatenate([np.full(len(hist_ts), -1), pos])
+    order = np.argsort(all_ts, kind="stable")
+    all_close, is_batch, owner = all_close[order], is_batch[order], owner[order]
+    z_out = np.full(n, np.nan)
+    spike_out = np.zeros(n, dtype=bool)
+    if not is_batch.any():
+        return z_out, spike_out
+    first_checked = int(np.argmax(is_batch))
+    z, spike = checks.return_scores(np.log(all_close), first_checked, params)
+    tail_batch = is_batch[first_checked:]
+    tail_owner = owner[first_checked:][tail_batch]
+    z_out[tail_owner] = z[tail_batch]
+    spike_out[tail_owner] = spike[tail_batch]
+    return z_out, spike_out
+
+
+def validate_features(
+    frame: pd.DataFrame,
+    warmup: int,
+    *,
+    policy: ValidationPolicy | None = None,
+    docs_dir: Path | None = None,
+) -> ValidationReport:
+    """Validate a feature frame with the ``features`` suite.
+
+    Checks: no null in any numeric column after the first ``warmup`` rows; no infinite value
+    anywhere; bounded indicators in range by column name (``rsi*`` and ``stoch*``/``mfi*`` in
+    [0, 100], ``williams_r*`` in [-100, 0], ``atr*``/``volatility*``/... >= 0).
+
+    Args:
+        frame: one row per bar, numeric feature columns (other columns are ignored); row
+            positions in the report are positions in this frame.
+        warmup: leading rows allowed to hold nulls (indicator warm-up), >= 0.
+        policy: severities (``suites.features``); default the shipped policy file.
+        docs_dir: as in :func:`validate_bars`.
+
+    Raises:
+        ValueError: ``warmup`` is negative.
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0 rows, got {warmup}")
+    if policy is None:
+        from config.validation import load_validation_policy
+
+        policy = load_validation_policy()
+    spec = load_suite("features")
+    numeric = frame.select_dtypes(include=["number", "bool"]).astype("float64")
+    numeric.columns = pd.Index([str(c) for c in numeric.columns])
+    numeric = numeric.loc[:, [c for c in numeric.columns if not c.startswith("_")]]
+    values = numeric.to_numpy(dtype="float64")
+    n = len(frame)
+    complete = ~np.isnan(values).any(axis=1) if values.size else np.ones(n, dtype=bool)
+    complete[: min(warmup, n)] = True
+    finite = ~np.isinf(values).any(axis=1) if values.size else np.ones(n, dtype=bool)
+    gx_frame = numeric.reset_index(drop=True)
+    gx_frame["_complete"] = complete
+    gx_frame["_finite"] = finite
+    empty = GapReport(expected=0, present=0, missing=0, off_calendar=0)
+    return _run_suite(spec, gx_frame, policy=policy, ts=None, waived=None, gaps=empty, docs_dir=docs_dir)
