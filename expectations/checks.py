@@ -150,7 +150,7 @@ def on_grid_and_calendar(
     present = ~np.asarray(ts.isna())
     if not present.any():
         return on_grid, on_cal
-    valid = ts[present]
+    valid = pd.DatetimeIndex(ts[present]).as_unit("ns")
     if tf is Timeframe.D1:
         days = valid.normalize()
         sessions = calendar.bar_grid(tf, days.min(), days.max() + pd.Timedelta(days=1))

@@ -1,0 +1,158 @@
+"""Suites, policy file, derived-check kernels, the features suite and Data Docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from config.validation import Severity, load_validation_policy
+from expectations import load_suite, validate_bars, validate_features
+from expectations.checks import ReturnParams, on_grid_and_calendar, return_scores, ts_in_order, ts_unique
+from market.calendars import get_calendar
+
+
+def test_shipped_suites_load_and_the_policy_names_only_their_ids() -> None:
+    policy = load_validation_policy()
+    for name in ("bars", "features"):
+        suite = load_suite(name)
+        assert suite.name == name and suite.version == 1
+        assert set(policy.suite(name).severity) <= set(suite.ids())
+    bars = load_suite("bars")
+    assert {"prices_positive", "ts_on_grid", "ts_on_calendar", "return_in_bound", "no_spike"} <= set(
+        bars.ids()
+    )
+    assert policy.suite("bars").severity_of("ts_increasing") is Severity.WARNING
+
+
+def test_suite_with_unknown_type_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"name": "bad", "version": 1, "expectations": [{"id": "x", "type": "ExpectNope"}]})
+    )
+    with pytest.raises(ValueError, match=r"bad\.json.*'x'.*ExpectNope"):
+        load_suite(bad)
+
+
+def test_policy_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
+    text = load_validation_policy.__globals__["DEFAULT_POLICY_FILE"].read_text()
+    broken = tmp_path / "validation.yaml"
+    broken.write_text(
+        text.replace("1h: {window: 120, k: 15.0, floor: 0.03}", "1h: {window: 120, k: -1, floor: 0.03}")
+    )
+    with pytest.raises(ValueError, match=r"validation\.yaml.*returns\.bounds\.fx\.1h\.k"):
+        load_validation_policy(broken)
+    broken.write_text(text.replace("ts_on_grid: critical", "ts_on_grid: sometimes"))
+    with pytest.raises(ValueError, match=r"suites\.bars\.severity\.ts_on_grid"):
+        load_validation_policy(broken)
+    with pytest.raises(ValueError, match="not found"):
+        load_validation_policy(tmp_path / "missing.yaml")
+    policy = load_validation_policy()
+    with pytest.raises(ValueError, match="unknown asset class 'bond'"):
+        policy.return_bound("bond", "1d")
+
+
+def test_policy_naming_an_unknown_expectation_is_refused() -> None:
+    policy = load_validation_policy().with_severity("bars", "no_such_check", "warning")
+    frame = pd.DataFrame(
+        {"ts": pd.date_range("2024-01-01", periods=3, freq="D", tz="UTC")}
+        | {c: [1.0, 1.0, 1.0] for c in ("open", "high", "low", "close", "volume")}
+    )
+    with pytest.raises(ValueError, match="no_such_check"):
+        validate_bars(
+            frame,
+            symbol="X",
+            timeframe="1d",
+            calendar=get_calendar("24/7"),
+            asset_class="crypto",
+            policy=policy,
+        )
+
+
+def test_ts_unique_fails_every_conflicting_row_and_later_exact_copies() -> None:
+    ts = np.array([1, 2, 2, 3, 3, 3, 4], dtype=np.int64)
+    values = np.array([[1.0], [2.0], [2.5], [3.0], [3.0], [3.0], [np.nan]])
+    assert ts_unique(ts, values).tolist() == [True, False, False, True, False, False, True]
+    assert ts_in_order(np.array([1, 3, 2, 4], dtype=np.int64)).tolist() == [True, True, False, True]
+
+
+def test_grid_and_calendar_for_daily_and_intraday() -> None:
+    xnys = get_calendar("XNYS")
+    daily = pd.DatetimeIndex(["2018-12-24", "2018-12-25", "2018-12-29", "2018-12-26 05:00"], tz="UTC")
+    grid, cal = on_grid_and_calendar(daily, "1d", xnys)
+    assert grid.tolist() == [True, True, True, False]
+    assert cal.tolist() == [True, False, False, True]
+    fx = get_calendar("24/5")
+    hourly = pd.DatetimeIndex(["2017-03-08 10:00", "2017-03-08 10:17", "2017-03-11 10:00", pd.NaT], tz="UTC")
+    grid, cal = on_grid_and_calendar(hourly, "1h", fx)
+    assert grid.tolist() == [True, False, True, True]
+    assert cal.tolist() == [True, True, False, True]
+
+
+def test_return_scores_are_causal_and_spikes_need_both_legs() -> None:
+    rng = np.random.default_rng(3)
+    log_close = np.cumsum(rng.normal(0, 0.01, 400))
+    params = ReturnParams(window=50, k=10.0, floor=0.05)
+    z, spike = return_scores(log_close, 0, params)
+    assert np.nanmax(z) <= 1.0 and not spike.any()
+    jumped = log_close.copy()
+    jumped[200] += 0.4
+    z2, spike2 = return_scores(jumped, 0, params)
+    assert np.flatnonzero(spike2).tolist() == [200]
+    assert z2[200] > 1.0 and z2[201] <= 1.0  # the reversal is scored from the close before the spike
+    np.testing.assert_array_equal(z2[:200], z[:200])  # nothing before the spike moved
+    shifted = log_close.copy()
+    shifted[200:] += 0.4  # a level shift is a return outlier, not a spike
+    z3, spike3 = return_scores(shifted, 0, params)
+    assert not spike3.any() and z3[200] > 1.0
+    z4, _ = return_scores(shifted[:201], 0, params)
+    np.testing.assert_array_equal(z4, z3[:201])
+
+
+def test_validate_features_flags_nulls_after_warmup_ranges_and_infinities() -> None:
+    n = 30
+    frame = pd.DataFrame(
+        {
+            "rsi_14": np.r_[[np.nan] * 5, np.linspace(20, 80, n - 5)],
+            "atr_14": np.r_[[np.nan] * 5, np.full(n - 5, 1.5)],
+            "ret_1": np.r_[[np.nan], np.full(n - 1, 0.001)],
+            "label": ["x"] * n,  # not numeric: ignored
+        }
+    )
+    assert validate_features(frame, warmup=5).failures == {}
+    frame.loc[10, "rsi_14"] = 101.0
+    frame.loc[12, "ret_1"] = np.inf
+    frame.loc[15, "atr_14"] = np.nan
+    frame.loc[17, "atr_14"] = -0.1
+    report = validate_features(frame, warmup=5)
+    assert report.failures == {
+        10: ["rsi_range"],
+        12: ["values_finite"],
+        15: ["no_nulls_after_warmup"],
+        17: ["volatility_non_negative"],
+    }
+    assert report.suite == "features" and not report.success
+    with pytest.raises(ValueError, match="warmup"):
+        validate_features(frame, warmup=-1)
+
+
+def test_data_docs_are_written_when_docs_dir_is_given(tmp_path: Path) -> None:
+    ts = pd.date_range("2024-01-01", periods=50, freq="h", tz="UTC")
+    close = 100 * np.exp(np.cumsum(np.full(50, 0.001)))
+    frame = pd.DataFrame(
+        {"ts": ts, "open": close, "high": close * 1.001, "low": close * 0.999, "close": close}
+    )
+    frame["volume"] = 10.0
+    frame.loc[7, "volume"] = -5.0
+    docs = tmp_path / "gx"
+    kwargs = {"symbol": "BTC", "timeframe": "1h", "calendar": get_calendar("24/7"), "asset_class": "crypto"}
+    report = validate_bars(frame, policy=load_validation_policy(), docs_dir=docs, **kwargs)  # type: ignore[arg-type]
+    assert report.failures == {7: ["volume_non_negative"]}
+    assert report.docs_path is not None and report.docs_path.suffix == ".html"
+    assert report.docs_path.is_file() and docs in report.docs_path.parents
+    assert (docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    again = validate_bars(frame, policy=load_validation_policy(), docs_dir=docs, **kwargs)  # type: ignore[arg-type]
+    assert again.docs_path is not None and again.docs_path.is_file()
