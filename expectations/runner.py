@@ -367,6 +367,7 @@ def _run_suite(
     waived: Mapping[pd.Timestamp, Collection[str]] | None,
     gaps: GapReport,
     docs_dir: Path | None,
+    label: str = "",
 ) -> ValidationReport:
     suite_policy = policy.suite(spec.name)
     unknown = sorted(set(suite_policy.severity) - set(spec.ids()))
@@ -390,7 +391,8 @@ def _run_suite(
             continue
         if res.exception_info and res.exception_info.get("raised_exception"):
             raise RuntimeError(
-                f"expectation {fks_id!r} could not run: {res.exception_info.get('exception_message')}"
+                f"{label or spec.name}: expectation {fks_id!r} of suite {spec.name!r} could not run: "
+                f"{res.exception_info.get('exception_message')}"
             )
         success[fks_id] = success[fks_id] and bool(res.success)
         index_list = (res.result or {}).get("unexpected_index_list") or []
@@ -546,8 +548,16 @@ def validate_bars(
 
     good_ts = ts[~np.asarray(ts.isna()) & on_grid & on_cal & data["_not_future"]]
     gaps = find_gaps(good_ts.unique().sort_values(), calendar, tf)
-    del symbol  # only for messages today; kept in the signature for callers and logs
-    return _run_suite(spec, gx_frame, policy=policy, ts=ts, waived=waived, gaps=gaps, docs_dir=docs_dir)
+    return _run_suite(
+        spec,
+        gx_frame,
+        policy=policy,
+        ts=ts,
+        waived=waived,
+        gaps=gaps,
+        docs_dir=docs_dir,
+        label=f"{symbol} {tf.value}",
+    )
 
 
 def _return_columns(
