@@ -6,13 +6,28 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.assets import AssetClass
 
 TIMEFRAMES = ("1m", "1h", "1d")
+
+
+def _upper_symbols(value: list[str]) -> list[str]:
+    return [s.strip().upper() for s in value if s.strip()]
+
+
+def _timeframe_name(value: str | None) -> str | None:
+    if value is not None and value.strip().lower() not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {value!r}: use one of {', '.join(TIMEFRAMES)}")
+    return value.strip().lower() if value is not None else None
+
+
+Symbols = Annotated[list[str], AfterValidator(_upper_symbols)]
+TimeframeName = Annotated[str | None, AfterValidator(_timeframe_name)]
 
 
 class Source(StrEnum):
@@ -35,8 +50,8 @@ class IngestConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: Source | None = None
-    symbols: list[str] = Field(default_factory=list)
-    timeframe: str | None = None
+    symbols: Symbols = Field(default_factory=list)
+    timeframe: TimeframeName = None
     path: Path | None = None
     date_format: str | None = None
     adjust: bool = False
@@ -47,18 +62,6 @@ class IngestConfig(BaseModel):
     seed: int = 7
     full: bool = False
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-
-    @field_validator("symbols")
-    @classmethod
-    def _upper(cls, value: list[str]) -> list[str]:
-        return [s.strip().upper() for s in value if s.strip()]
-
-    @field_validator("timeframe")
-    @classmethod
-    def _timeframe(cls, value: str | None) -> str | None:
-        if value is not None and value.strip().lower() not in TIMEFRAMES:
-            raise ValueError(f"unknown timeframe {value!r}: use one of {', '.join(TIMEFRAMES)}")
-        return value.strip().lower() if value is not None else None
 
     @field_validator("start", "end")
     @classmethod
@@ -95,3 +98,14 @@ class PipelineConfig(BaseModel):
 
 class InputError(ValueError):
     """Bad usage or bad input: the command is refused, nothing is written (CLI exit code 2)."""
+
+
+class ValidateConfig(BaseModel):
+    """What ``fks validate`` re-validates: stored series, all of them unless filtered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: Symbols = Field(default_factory=list)
+    timeframe: TimeframeName = None
+    batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+

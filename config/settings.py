@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     assets_file: Path = Field(
         default=PROJECT_ROOT / "config" / "assets.yaml", description="Registry of known assets."
     )
+    validation_file: Path = Field(
+        default=PROJECT_ROOT / "config" / "validation.yaml",
+        description="Validation policy: severities and return bounds per suite.",
+    )
     polygon_api_key: SecretStr | None = None
     alphavantage_api_key: SecretStr | None = None
     coinmarketcap_api_key: SecretStr | None = None

@@ -1,10 +1,12 @@
-"""The ``fks`` command line: one command per flow, plus read-only views of the store.
+"""The ``fks`` command line: one command per flow, plus views of the store and the quarantine.
 
-Exit codes: 0 success, 2 bad usage or bad input (nothing written), 1 unexpected error.
+Exit codes: 0 success, 2 bad usage or bad input (nothing written), 3 some rows were quarantined
+(every good row was stored), 1 unexpected error.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -34,6 +36,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect the bar store.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+quarantine_app = typer.Typer(
+    help="Rows that failed validation: list them, release or drop them.", no_args_is_help=True
+)
+app.add_typer(quarantine_app, name="quarantine")
 
 out = Console()
 err = Console(stderr=True)
@@ -41,6 +47,7 @@ T = TypeVar("T")
 
 EXIT_BAD_INPUT = 2
 EXIT_UNEXPECTED = 1
+EXIT_QUARANTINED = 3
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -68,15 +75,15 @@ def _run_guarded(action: Callable[[], T]) -> T:
     except ValidationError as exc:
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         raise _fail(problems, EXIT_BAD_INPUT) from None
-    except (InputError, DataFileError, NotSupported) as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    except (InputError, DataFileError, NotSupported, LookupError) as exc:
+        raise _fail(str(exc).strip("'\""), EXIT_BAD_INPUT) from None
 
 
 @contextmanager
 def _progress_from_runs(settings: Any, batch_id: str, label: str) -> Iterator[None]:
     """Show a progress bar fed by the ``ingest_runs`` rows of ``batch_id`` while the body runs."""
     from storage import list_ingest_runs
-    from tasks.data import store_for
+    from tasks.store import store_for
 
     stop = threading.Event()
     columns = (
@@ -115,9 +122,17 @@ def _fmt_ts(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
+def _table(title: str, columns: list[str], rows: list[list[str]], numeric: set[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _print_ingest(outcomes: list[Any]) -> None:
-    table = Table(title="Ingested", title_justify="left")
-    for col in (
+    columns = [
         "symbol",
         "tf",
         "source",
@@ -126,33 +141,67 @@ def _print_ingest(outcomes: list[Any]) -> None:
         "inserted",
         "updated",
         "unchanged",
+        "quarantined",
         "first",
         "last",
         "stored",
         "missing bars (gaps)",
-    ):
-        table.add_column(
-            col,
-            justify="right" if col in {"received", "inserted", "updated", "unchanged", "stored"} else "left",
-        )
+    ]
+    rows = []
     for o in outcomes:
         gaps = f"{o.missing_bars} ({o.gap_count}; longest {o.longest_gap})" if o.gap_count else "0"
-        status = "[green]ok[/]" if o.status == "success" else "[red]failed[/]"
-        table.add_row(
-            o.symbol,
-            o.timeframe,
-            o.source,
-            status,
-            str(o.received),
-            str(o.inserted),
-            str(o.updated),
-            str(o.unchanged),
-            _fmt_ts(o.first_ts),
-            _fmt_ts(o.last_ts),
-            str(o.stored_rows),
-            gaps if o.status == "success" else "-",
+        ok = o.status == "success"
+        rows.append(
+            [
+                o.symbol,
+                o.timeframe,
+                o.source,
+                "[green]ok[/]" if ok else "[red]failed[/]",
+                str(o.received),
+                str(o.inserted),
+                str(o.updated),
+                str(o.unchanged),
+                str(o.quarantined),
+                _fmt_ts(o.first_ts),
+                _fmt_ts(o.last_ts),
+                str(o.stored_rows),
+                gaps if ok else "-",
+            ]
         )
-    out.print(table)
+    out.print(
+        _table(
+            "Ingested and validated",
+            columns,
+            rows,
+            {"received", "inserted", "updated", "unchanged", "quarantined", "stored"},
+        )
+    )
+    _print_docs(outcomes)
+
+
+def _print_docs(outcomes: list[Any]) -> None:
+    pages = sorted({o.docs_path for o in outcomes if getattr(o, "docs_path", "")})
+    for page in pages:
+        out.print(f"Data Docs: {page}", soft_wrap=True)
+
+
+def _exit_if_quarantined(outcomes: list[Any]) -> None:
+    """Print the quarantine summary by reason and exit 3 when any row was quarantined."""
+    reasons: dict[str, int] = {}
+    for o in outcomes:
+        for reason, count in o.quarantine_reasons.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    total = sum(o.quarantined for o in outcomes)
+    if not total:
+        return
+    by_reason = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
+    err.print(
+        f"[bold yellow]{total} row(s) quarantined[/] ({by_reason}); every good row was stored. "
+        "Review them with `fks quarantine list`, then `fks quarantine release ID...` "
+        "or `fks quarantine drop ID...`.",
+        soft_wrap=True,
+    )
+    raise typer.Exit(EXIT_QUARANTINED)
 
 
 def _symbols(symbol: list[str] | None, symbols: str | None) -> list[str]:
@@ -214,6 +263,7 @@ def ingest(
         with _progress_from_runs(settings, config.batch_id, "ingesting"):
             summary = ingest_flow(config, settings)
         _print_ingest(summary.outcomes)
+        _exit_if_quarantined(summary.outcomes)
 
     _run_guarded(run)
 
@@ -233,8 +283,133 @@ def pipeline() -> None:
         out.rule("FKS pipeline")
         _print_ingest(summary.ingest.outcomes)
         out.print(f"Database: {settings.db_url}")
-        out.print("Stages still to come: validation, features, training, backtest, promotion.")
-        out.print("Look closer:  fks data list   |   prefect server start  (then open http://127.0.0.1:4200)")
+        out.print("Stages still to come: features, training, backtest, promotion.")
+        out.print(
+            "Look closer:  fks data list  |  fks quarantine list  |  prefect server start "
+            "(then open http://127.0.0.1:4200)"
+        )
+        _exit_if_quarantined(summary.ingest.outcomes)
+
+    _run_guarded(run)
+
+
+@app.command()
+def validate(
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: every stored series).")
+    ] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe: 1m, 1h or 1d.")] = None,
+) -> None:
+    """Re-validate stored bars with the bars suite; failing bars move to quarantine (exit 3)."""
+    from config.flows import ValidateConfig
+    from config.settings import get_settings
+    from flows.validate import validate as validate_flow
+
+    def run() -> None:
+        config = ValidateConfig(symbols=_symbols(None, symbols), timeframe=timeframe)
+        with err.status("validating stored bars"):
+            summary = validate_flow(config, get_settings())
+        columns = ["symbol", "tf", "rows checked", "quarantined", "warnings", "missing bars (gaps)"]
+        rows = [
+            [
+                o.symbol,
+                o.timeframe,
+                str(o.rows_checked),
+                str(o.quarantined),
+                str(o.warned),
+                f"{o.missing_bars} ({o.gap_count}; longest {o.longest_gap})" if o.gap_count else "0",
+            ]
+            for o in summary.outcomes
+        ]
+        out.print(_table("Validated", columns, rows, {"rows checked", "quarantined", "warnings"}))
+        _print_docs(summary.outcomes)
+        _exit_if_quarantined(summary.outcomes)
+
+    _run_guarded(run)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
+    status: Annotated[str, typer.Option(help="quarantined, released, dropped or all.")] = "quarantined",
+) -> None:
+    """Rows held back by validation, with the expectations they failed."""
+    from config.settings import get_settings
+    from storage import list_quarantine
+    from tasks.store import store_for
+
+    def run() -> None:
+        if status not in {"quarantined", "released", "dropped", "all"}:
+            raise _fail(
+                f"unknown status {status!r}: use quarantined, released, dropped or all", EXIT_BAD_INPUT
+            )
+        with store_for(get_settings()).connect() as conn:
+            entries = list_quarantine(
+                conn, status=None if status == "all" else status, symbol=symbol.upper() if symbol else None
+            )
+        if not entries:
+            out.print(f"No {'' if status == 'all' else status + ' '}rows.")
+            return
+        rows = [
+            [
+                str(e.id),
+                e.symbol,
+                e.timeframe,
+                _fmt_ts(e.ts),
+                ", ".join(e.failed_expectations),
+                e.reasons,
+                e.status,
+            ]
+            for e in entries
+        ]
+        out.print(
+            _table("Quarantine", ["id", "symbol", "tf", "ts", "failed", "reasons", "status"], rows, {"id"})
+        )
+
+    _run_guarded(run)
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@quarantine_app.command("release")
+def quarantine_release(
+    ids: Annotated[list[int], typer.Argument(help="Quarantine ids (see `fks quarantine list`).")],
+    note: Annotated[str, typer.Option(help="Why: kept in the audit log.")] = "",
+) -> None:
+    """Accept rows a person judged good: re-validate, their failed expectations waived, and store them."""
+    from config.settings import get_settings
+    from tasks.store import store_for
+    from tasks.validation import release_quarantined
+
+    def run() -> None:
+        settings = get_settings()
+        released = release_quarantined(store_for(settings), ids, settings=settings, actor=_actor(), note=note)
+        for r in released:
+            out.print(f"released {r.id}: {r.symbol} {r.timeframe} {_fmt_ts(r.ts)} is now stored")
+
+    _run_guarded(run)
+
+
+@quarantine_app.command("drop")
+def quarantine_drop(
+    ids: Annotated[list[int], typer.Argument(help="Quarantine ids (see `fks quarantine list`).")],
+    note: Annotated[str, typer.Option(help="Why: kept in the audit log.")] = "",
+) -> None:
+    """Reject rows for good: they never reach the bars table (the decision is logged)."""
+    from config.settings import get_settings
+    from tasks.store import store_for
+    from tasks.validation import drop_quarantined
+
+    def run() -> None:
+        drop_quarantined(store_for(get_settings()), ids, actor=_actor(), note=note)
+        out.print(f"dropped {', '.join(map(str, ids))}")
 
     _run_guarded(run)
 
@@ -245,7 +420,7 @@ def data_list() -> None:
     from config.settings import get_settings
     from market.calendars import get_calendar
     from storage import bar_gaps, bar_summary, get_asset
-    from tasks.data import store_for
+    from tasks.store import store_for
 
     engine = store_for(get_settings())
     table = Table(title="Stored bars", title_justify="left")
@@ -276,6 +451,7 @@ def data_list() -> None:
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
         app()
     except SystemExit:

@@ -19,11 +19,15 @@ def resolve_sample_path(path: str | Path, samples_dir: Path) -> Path:
     return candidate if candidate.is_absolute() else samples_dir / candidate
 
 
-def build_provider(source: str, options: Mapping[str, Any], *, samples_dir: Path) -> Provider:
+def build_provider(
+    source: str, options: Mapping[str, Any], *, samples_dir: Path, strict: bool = True
+) -> Provider:
     """Construct the provider called ``source`` with its ``options``.
 
     ``csv`` takes ``path`` (absolute, or relative to ``samples_dir``), ``date_format`` and
-    ``adjust``; ``synthetic`` takes ``seed``, ``symbols``, ``calendar`` and ``origin``.
+    ``adjust`` (with ``strict=False`` rows that cannot become bars are skipped and listed in
+    ``provider.parsed.problems`` instead of failing the file); ``synthetic`` takes ``seed``,
+    ``symbols``, ``calendar`` and ``origin``.
 
     Raises:
         NotSupported: for a source that is not offline (online providers arrive with the
@@ -36,6 +40,7 @@ def build_provider(source: str, options: Mapping[str, Any], *, samples_dir: Path
             resolve_sample_path(options["path"], samples_dir),
             date_format=options.get("date_format"),
             adjust=bool(options.get("adjust", False)),
+            strict=strict,
         )
     if source == "synthetic":
         from providers.synthetic import SyntheticMarket, SyntheticProvider

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import traceback
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -19,18 +18,29 @@ from config.flows import IngestConfig, InputError, Source
 from config.settings import Settings
 from market.calendars import get_calendar
 from providers.base import DataFileError, NotSupported, RateLimited, Unavailable
+from providers.csv import CsvProvider
 from providers.factory import build_provider, resolve_sample_path
 from storage import (
     bar_gaps,
     finish_ingest_run,
     get_asset,
     list_assets,
-    open_store,
+    quarantine_counts,
     register_asset,
     start_ingest_run,
     upsert_assets,
     upsert_bars,
     watermark,
+)
+from tasks.store import store_for
+from tasks.validation import (
+    docs_dir,
+    history_before,
+    parse_rejects,
+    policy_for,
+    record_screen,
+    released_waivers,
+    screen,
 )
 
 _INPUT_ERRORS = (InputError, DataFileError, NotSupported)
@@ -46,6 +56,7 @@ class IngestTarget(BaseModel):
     source: str
     options: dict[str, Any]
     calendar: str
+    asset_class: str = "equity"
     start: datetime | None = None
     end: datetime | None = None
     full: bool = False
@@ -71,6 +82,10 @@ class IngestOutcome(BaseModel):
     missing_bars: int = 0
     gap_count: int = 0
     longest_gap: str = ""
+    quarantined: int = 0
+    quarantine_reasons: dict[str, int] = Field(default_factory=dict)
+    warned: int = 0
+    docs_path: str = ""
     error: str = ""
     input_error: bool = False
 
@@ -86,6 +101,11 @@ class IngestSummary(BaseModel):
         """Outcomes whose status is ``failed``."""
         return [o for o in self.outcomes if o.status == "failed"]
 
+    @property
+    def quarantined(self) -> int:
+        """Rows quarantined across every series."""
+        return sum(o.quarantined for o in self.outcomes)
+
 
 class IngestFailed(RuntimeError):
     """Some series failed. ``summary`` holds each outcome; ``input_error`` is True when all were bad input."""
@@ -95,18 +115,6 @@ class IngestFailed(RuntimeError):
         self.input_error = all(o.input_error for o in summary.failed)
         lines = [f"{o.symbol} {o.timeframe}: {o.error}" for o in summary.failed]
         super().__init__("ingestion failed for " + "; ".join(lines))
-
-
-@lru_cache(maxsize=8)
-def _store(db_url: str) -> Engine:
-    return open_store(db_url)
-
-
-def store_for(settings: Settings) -> Engine:
-    """The migrated engine of ``settings.db_url`` (one per URL and process)."""
-    if settings.db_url.startswith("sqlite:///"):
-        settings.ensure_data_dir()
-    return _store(settings.db_url)
 
 
 def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -189,6 +197,7 @@ def _explicit_targets(config: IngestConfig, settings: Settings, engine: Engine) 
                 source=config.source.value,
                 options=options,
                 calendar=calendars[symbol],
+                asset_class=spec.asset_class if (spec := known[symbol]) else asset_class,
                 start=config.start,
                 end=config.end,
                 full=config.full,
@@ -223,6 +232,7 @@ def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) 
                 source=asset.default_source,
                 options=options,
                 calendar=asset.calendar,
+                asset_class=asset.asset_class,
                 start=config.start,
                 end=config.end,
                 full=config.full,
@@ -280,9 +290,11 @@ def _gap_fields(engine: Engine, target: IngestTarget) -> dict[str, Any]:
     cache_policy=NONE,
 )
 def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
-    """Fetch one series from its source and upsert it in one transaction; record the run.
+    """Fetch one series, validate it, and store it in one transaction; record the run.
 
-    A failure leaves bars and assets as they were and marks the ``ingest_runs`` row failed.
+    Rows that pass the ``bars`` suite are upserted; rows that fail it (or cannot be parsed) go to
+    ``quarantine``. A failure leaves bars, assets and quarantine as they were and marks the
+    ``ingest_runs`` row failed.
     """
     engine = store_for(settings)
     requested = {
@@ -303,16 +315,52 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
         )
     try:
         start, end = _fetch_window(target, engine)
-        provider = build_provider(target.source, target.options, samples_dir=settings.samples_dir)
+        provider = build_provider(
+            target.source, target.options, samples_dir=settings.samples_dir, strict=False
+        )
         bars = provider.fetch_bars(target.symbol, target.timeframe, start, end)
+        parse_problems = (
+            parse_rejects(provider.parsed.problems, provider.path)
+            if isinstance(provider, CsvProvider)
+            else []
+        )
+        policy = policy_for(settings)
+        with engine.connect() as conn:
+            lookback = policy.return_bound(target.asset_class, target.timeframe).window + 2
+            history = history_before(conn, target.symbol, target.timeframe, start, lookback)
+            waived = released_waivers(conn, target.symbol, target.timeframe)
+        screened = screen(
+            bars,
+            symbol=target.symbol,
+            timeframe=target.timeframe,
+            calendar=target.calendar,
+            asset_class=target.asset_class,
+            policy=policy,
+            history=history,
+            waived=waived,
+            docs=docs_dir(settings),
+        )
         with engine.begin() as conn:
             if target.new_asset is not None and get_asset(conn, target.symbol) is None:
                 register_asset(conn, target.new_asset)
-            result = upsert_bars(conn, target.symbol, target.timeframe, bars, source=target.source)
-        first = bars.index[0].to_pydatetime() if len(bars) else None
-        last = bars.index[-1].to_pydatetime() if len(bars) else None
+            upsert = upsert_bars(conn, target.symbol, target.timeframe, screened.good, source=target.source)
+            quarantined = record_screen(
+                conn,
+                screened,
+                symbol=target.symbol,
+                timeframe=target.timeframe,
+                source=target.source,
+                batch_id=target.batch_id,
+                trigger="ingest",
+                extra_rejects=parse_problems,
+                ingest_run_id=run_id,
+            )
+        good = screened.good
+        first = good.index[0].to_pydatetime() if len(good) else None
+        last = good.index[-1].to_pydatetime() if len(good) else None
         with engine.begin() as conn:
-            finish_ingest_run(conn, run_id, status="success", result=result, first_ts=first, last_ts=last)
+            finish_ingest_run(conn, run_id, status="success", result=upsert, first_ts=first, last_ts=last)
+            reasons = quarantine_counts(conn, ingest_run_ids=[run_id]) if quarantined else {}
     except Exception as exc:
         with engine.begin() as conn:
             finish_ingest_run(conn, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -323,12 +371,16 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
         source=target.source,
         run_id=run_id,
         status="success",
-        received=result.received,
-        inserted=result.inserted,
-        updated=result.updated,
-        unchanged=result.unchanged,
+        received=upsert.received + quarantined,
+        inserted=upsert.inserted,
+        updated=upsert.updated,
+        unchanged=upsert.unchanged,
         first_ts=first,
         last_ts=last,
+        quarantined=quarantined,
+        quarantine_reasons=reasons,
+        warned=len(screened.report.warnings),
+        docs_path=str(screened.report.docs_path or ""),
         **_gap_fields(engine, target),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -122,3 +123,39 @@ def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for text in ("SPX", "GOOGL", "EURUSD", "5031", "2335", "6225", "fks data list"):
         assert text in done.stdout
+
+
+def test_quarantined_rows_exit_3_then_list_release_drop_and_validate(
+    tmp_path: Path, samples_dir: Path
+) -> None:
+    lines = (samples_dir / "googl_daily.csv").read_text().splitlines()
+    negative = lines[9].split(",")
+    negative[4] = "-5"  # a negative close on line 10
+    lines[9] = ",".join(negative)
+    inverted = lines[19].split(",")
+    inverted[2], inverted[3] = inverted[3], inverted[2]  # high below low on line 20
+    lines[19] = ",".join(inverted)
+    bad = tmp_path / "bad_rows.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    done = _fks(
+        tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "BAD", "--timeframe", "1d"
+    )
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "2 row(s) quarantined" in done.stderr and "prices_positive" in done.stderr
+    assert "high_ge_low" in done.stderr and "Data Docs:" in done.stdout
+    assert _bar_count(tmp_path) == 2333  # every good row stored
+    listed = _fks(tmp_path, "quarantine", "list")
+    assert listed.returncode == 0 and "prices_positive" in listed.stdout
+    ids = re.findall(r"(\d+)\s*\S\s*BAD", listed.stdout)
+    assert len(ids) == 2, listed.stdout
+    released = _fks(tmp_path, "quarantine", "release", ids[0], "--note", "vendor confirmed")
+    assert released.returncode == 0 and "is now stored" in released.stdout, released.stderr
+    dropped = _fks(tmp_path, "quarantine", "drop", ids[1], "--note", "bad print")
+    assert dropped.returncode == 0, dropped.stderr
+    again = _fks(tmp_path, "quarantine", "drop", ids[1])
+    assert again.returncode == 2 and "already decided" in again.stderr
+    assert _fks(tmp_path, "quarantine", "list").stdout.strip() == "No quarantined rows."
+    assert _bar_count(tmp_path) == 2334
+    revalidated = _fks(tmp_path, "validate", "--symbols", "BAD")
+    assert revalidated.returncode == 0, revalidated.stderr
+    assert "2334" in revalidated.stdout

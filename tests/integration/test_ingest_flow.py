@@ -12,8 +12,9 @@ from config.flows import IngestConfig, InputError
 from config.settings import Settings
 from flows.ingest import ingest
 from flows.pipeline import pipeline
-from storage import count_bars, get_asset, list_ingest_runs, read_bars
-from tasks.data import IngestFailed, store_for
+from storage import count_bars, get_asset, list_ingest_runs, list_quarantine, list_validations, read_bars
+from tasks.data import IngestFailed
+from tasks.store import store_for
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -61,22 +62,57 @@ def _write_bad_copy(samples_dir: Path, tmp_path: Path, row: int, value: str) -> 
     return bad
 
 
-def test_bad_file_writes_nothing_and_records_the_failed_run(
+def test_unreadable_file_writes_nothing_and_records_the_failed_run(
     settings: Settings, samples_dir: Path, tmp_path: Path
 ) -> None:
     ingest(IngestConfig(symbols=["SPX"]), settings)
     before = _bars_table(settings)
-    bad = _write_bad_copy(samples_dir, tmp_path, row=1200, value="n/a")
+    lines = (samples_dir / "googl_daily.csv").read_text().splitlines()
+    bad = tmp_path / "no_close.csv"
+    bad.write_text("\n".join(",".join(f for i, f in enumerate(line.split(",")) if i != 4) for line in lines))
     config = IngestConfig(source="csv", path=bad, symbols=["NEWCO"], timeframe="1d")
     with pytest.raises(IngestFailed) as info:
         ingest(config, settings)
     assert info.value.input_error
-    assert "row 1200" in str(info.value) and "Close" in str(info.value)
+    assert "no_close.csv" in str(info.value) and "close" in str(info.value).lower()
     pd.testing.assert_frame_equal(_bars_table(settings), before)
     with store_for(settings).connect() as conn:
         assert get_asset(conn, "NEWCO") is None  # not registered either
+        assert list_quarantine(conn, status=None) == []
         runs = list_ingest_runs(conn, batch_id=config.batch_id)
-    assert [r.status for r in runs] == ["failed"] and "row 1200" in (runs[0].error or "")
+    assert [r.status for r in runs] == ["failed"] and "no_close.csv" in (runs[0].error or "")
+
+
+def test_bad_rows_are_quarantined_and_every_good_row_is_stored(
+    settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
+    bad = _write_bad_copy(samples_dir, tmp_path, row=1200, value="n/a")
+    lines = bad.read_text().splitlines()
+    fields = lines[1500 - 1].split(",")
+    fields[3] = str(float(fields[2]) + 50)  # Low far above High on line 1500
+    lines[1500 - 1] = ",".join(fields)
+    bad.write_text("\n".join(lines) + "\n")
+    config = IngestConfig(source="csv", path=bad, symbols=["NEWCO"], timeframe="1d")
+    summary = ingest(config, settings)
+    outcome = summary.outcomes[0]
+    assert (outcome.inserted, outcome.quarantined) == (2333, 2)
+    assert outcome.docs_path.endswith(".html") and Path(outcome.docs_path).exists()
+    with store_for(settings).connect() as conn:
+        held = list_quarantine(conn, symbol="NEWCO")
+        stored = read_bars(conn, "NEWCO", "1d")
+        validations = list_validations(conn, batch_id=config.batch_id)
+    assert [e.failed_expectations for e in held][0] == ["parseable_row"]
+    assert held[0].row["line"] == 1200 and "n/a" in held[0].row["text"]
+    assert held[1].ts == pd.Timestamp(lines[1500 - 1].split(",")[0], tz="UTC")
+    assert held[1].ts not in stored.index and len(stored) == 2333
+    assert any("low" in e for e in held[1].failed_expectations)
+    assert validations[0].rows_failed == 2 and not validations[0].success
+    again = ingest(
+        IngestConfig(source="csv", path=bad, symbols=["NEWCO"], timeframe="1d", full=True), settings
+    )
+    assert again.outcomes[0].inserted == 0
+    with store_for(settings).connect() as conn:
+        assert len(list_quarantine(conn, symbol="NEWCO")) == 2  # re-ingest quarantines nothing twice
 
 
 def test_csv_of_a_new_symbol_registers_it_and_later_flags_must_agree(

@@ -1,0 +1,23 @@
+"""The ``validate`` flow: re-run the ``bars`` suite over stored series."""
+
+from __future__ import annotations
+
+from prefect import flow, unmapped
+
+from config.flows import ValidateConfig
+from config.settings import Settings, get_settings
+from tasks.validation import ValidateSummary, plan_validate, validate_series
+
+
+@flow(name="validate", validate_parameters=False)
+def validate(config: ValidateConfig | None = None, settings: Settings | None = None) -> ValidateSummary:
+    """Re-validate stored bars; bars that now fail move to quarantine with their reasons."""
+    config = config or ValidateConfig()
+    settings = settings or get_settings()
+    targets = plan_validate(config.symbols, config.timeframe, config.batch_id, settings)
+    futures = validate_series.map(targets, settings=unmapped(settings))
+    return ValidateSummary(batch_id=config.batch_id, outcomes=[f.result() for f in futures])
+
+
+if __name__ == "__main__":
+    validate()

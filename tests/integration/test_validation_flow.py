@@ -1,0 +1,108 @@
+"""Validation in Prefect flow runs: re-validation, policy changes, release and drop of quarantined rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from config.flows import IngestConfig, InputError, ValidateConfig
+from config.settings import Settings
+from flows.ingest import ingest
+from flows.validate import validate
+from storage import count_bars, list_audit, list_quarantine, list_validations, read_bars
+from tasks.store import store_for
+from tasks.validation import drop_quarantined, release_quarantined
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def test_samples_revalidate_clean_and_a_stricter_policy_moves_bars_to_quarantine(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest(IngestConfig(), settings)
+    clean = validate(ValidateConfig(), settings)
+    assert {(o.symbol, o.quarantined) for o in clean.outcomes} == {("SPX", 0), ("GOOGL", 0), ("EURUSD", 0)}
+    assert {o.rows_checked for o in clean.outcomes} == {5031, 2335, 6225}
+    with store_for(settings).connect() as conn:
+        assert {v.trigger for v in list_validations(conn, batch_id=clean.batch_id)} == {"validate"}
+
+    policy = yaml.safe_load(settings.validation_file.read_text())
+    policy["returns"]["bounds"]["equity"]["1d"] = {"window": 60, "k": 1.0, "floor": 0.001}
+    strict_file = tmp_path / "strict.yaml"
+    strict_file.write_text(yaml.safe_dump(policy))
+    strict = settings.model_copy(update={"validation_file": strict_file})
+    result = validate(ValidateConfig(symbols=["GOOGL"]), strict)
+    moved = result.outcomes[0].quarantined
+    reasons = set(result.outcomes[0].quarantine_reasons)
+    assert moved > 50 and "return_in_bound" in reasons and reasons <= {"return_in_bound", "no_spike"}
+    with store_for(settings).connect() as conn:
+        assert count_bars(conn, "GOOGL") == 2335 - moved
+        held = list_quarantine(conn, symbol="GOOGL")
+        stored = read_bars(conn, "GOOGL", "1d")
+    assert len(held) == moved and not set(e.ts for e in held) & set(stored.index)
+
+
+def _spiky_copy(samples_dir: Path, tmp_path: Path) -> tuple[Path, pd.Timestamp]:
+    frame = pd.read_csv(samples_dir / "googl_daily.csv")
+    i = 1000
+    for col in ("Open", "High", "Low", "Close", "Adj Close"):
+        frame.loc[i, col] = frame.loc[i, col] * 1.5  # a 50 % fat-finger bar that reverts the next day
+    path = tmp_path / "spiky.csv"
+    frame.to_csv(path, index=False)
+    return path, pd.Timestamp(frame.loc[i, "Date"], tz="UTC")
+
+
+def test_release_stores_a_reviewed_row_and_drop_keeps_it_out(
+    settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
+    path, spike_ts = _spiky_copy(samples_dir, tmp_path)
+    summary = ingest(IngestConfig(source="csv", path=path, symbols=["SPIKY"], timeframe="1d"), settings)
+    assert summary.outcomes[0].quarantined >= 1
+    engine = store_for(settings)
+    with engine.connect() as conn:
+        held = {e.ts: e for e in list_quarantine(conn, symbol="SPIKY")}
+    assert spike_ts in held and "no_spike" in held[spike_ts].failed_expectations
+    spike = held[spike_ts]
+
+    released = release_quarantined(engine, [spike.id], settings=settings, actor="analyst", note="checked")
+    assert [r.ts for r in released] == [spike_ts]
+    with engine.connect() as conn:
+        stored = read_bars(conn, "SPIKY", "1d")
+        assert np.isclose(stored.loc[spike_ts, "close"], spike.row["close"])
+        assert [a.details["note"] for a in list_audit(conn, action="quarantine.release")] == ["checked"]
+        assert list_validations(conn, symbol="SPIKY")[-1].trigger == "release"
+    with pytest.raises(InputError, match="already decided"):
+        release_quarantined(engine, [spike.id], settings=settings, actor="analyst")
+
+    others = [e.id for ts, e in held.items() if ts != spike_ts]
+    if others:
+        drop_quarantined(engine, others, actor="analyst", note="bad prints")
+        with engine.connect() as conn:
+            assert {e.status for e in list_quarantine(conn, status=None, symbol="SPIKY")} == {
+                "released",
+                "dropped",
+            }
+    # the released row stays stored on re-validation: its waivers are remembered
+    assert validate(ValidateConfig(symbols=["SPIKY"]), settings).outcomes[0].quarantined == 0
+
+
+def test_a_row_that_cannot_become_a_bar_cannot_be_released(
+    settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
+    lines = (samples_dir / "googl_daily.csv").read_text().splitlines()
+    lines[99] = lines[99].replace(lines[99].split(",")[4], "abc", 1)
+    path = tmp_path / "text_in_price.csv"
+    path.write_text("\n".join(lines) + "\n")
+    summary = ingest(IngestConfig(source="csv", path=path, symbols=["TXT"], timeframe="1d"), settings)
+    assert summary.outcomes[0].quarantine_reasons == {"parseable_row": 1}
+    engine = store_for(settings)
+    with engine.connect() as conn:
+        (entry,) = list_quarantine(conn, symbol="TXT")
+    with pytest.raises(InputError, match="cannot become a bar"):
+        release_quarantined(engine, [entry.id], settings=settings, actor="analyst")
+    with engine.connect() as conn:
+        assert list_quarantine(conn, symbol="TXT")[0].status == "quarantined"
