@@ -101,7 +101,7 @@ def test_bad_rows_are_quarantined_and_every_good_row_is_stored(
         held = list_quarantine(conn, symbol="NEWCO")
         stored = read_bars(conn, "NEWCO", "1d")
         validations = list_validations(conn, batch_id=config.batch_id)
-    assert [e.failed_expectations for e in held][0] == ["parseable_row"]
+    assert held[0].failed_expectations == ["parseable_row"]
     assert held[0].row["line"] == 1200 and "n/a" in held[0].row["text"]
     assert held[1].ts == pd.Timestamp(lines[1500 - 1].split(",")[0], tz="UTC")
     assert held[1].ts not in stored.index and len(stored) == 2333
