@@ -1,4 +1,5 @@
-"""FKS storage: the SQL database of bars, assets, ingest runs, validation results, quarantine and audit.
+"""FKS storage: the SQL database of bars, assets, ingest runs, validation results, quarantine and audit,
+and the point-in-time feature store (Parquet files recorded in ``feature_builds``).
 
 Open a store with :func:`open_store` (engine + migrations), then pass a connection to the
 repository functions; the caller owns the transaction::
@@ -21,6 +22,14 @@ from storage.bars import (
     watermark,
 )
 from storage.db import make_engine, migrate, open_store
+from storage.feature_store import (
+    FeatureBuild,
+    bars_checksum,
+    find_build,
+    list_builds,
+    read_features,
+    save_features,
+)
 from storage.quarantine import (
     QuarantinedRow,
     QuarantineEntry,
@@ -35,6 +44,7 @@ from storage.validation_results import ValidationRecord, list_validations, recor
 
 __all__ = [
     "AuditEntry",
+    "FeatureBuild",
     "IngestRun",
     "QuarantineEntry",
     "QuarantinedRow",
@@ -43,14 +53,17 @@ __all__ = [
     "audit",
     "bar_gaps",
     "bar_summary",
+    "bars_checksum",
     "count_bars",
     "decide_quarantine",
     "delete_bars",
+    "find_build",
     "finish_ingest_run",
     "get_asset",
     "get_quarantine",
     "list_assets",
     "list_audit",
+    "list_builds",
     "list_ingest_runs",
     "list_quarantine",
     "list_validations",
@@ -60,8 +73,10 @@ __all__ = [
     "quarantine_counts",
     "quarantine_rows",
     "read_bars",
+    "read_features",
     "record_validation",
     "register_asset",
+    "save_features",
     "start_ingest_run",
     "upsert_assets",
     "upsert_bars",

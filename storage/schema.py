@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -206,9 +207,57 @@ class AuditLogRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
 
 
+class FeatureBuildRow(Base):
+    """One build of one feature set version over one series (table ``feature_builds``).
+
+    The features themselves live in an immutable Parquet file at ``path`` (relative to the
+    feature store root); this row says which input bars produced it: ``bars_first`` and
+    ``bars_last`` (open times of the first and last input bar), ``bar_count`` and
+    ``bars_checksum`` (hex SHA-256 of the input bars, see :func:`storage.bars_checksum`).
+    ``columns`` is the list of feature column names, ``rows`` the number of feature rows.
+    ``bars_first``, ``bars_last`` and ``built_at`` are epoch milliseconds UTC. One build per
+    (set, version, symbol, timeframe, input checksum): an unchanged input is a cache hit.
+    """
+
+    __tablename__ = "feature_builds"
+    __table_args__ = (
+        UniqueConstraint(
+            "set_name",
+            "set_version",
+            "symbol",
+            "timeframe",
+            "bars_checksum",
+            name="uq_feature_builds_input",
+        ),
+        Index(
+            "ix_feature_builds_series_built_at",
+            "set_name",
+            "set_version",
+            "symbol",
+            "timeframe",
+            "built_at",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    set_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    set_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    bars_first: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    bars_last: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    bar_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    bars_checksum: Mapped[str] = mapped_column(String(64), nullable=False)
+    rows: Mapped[int] = mapped_column(Integer, nullable=False)
+    columns: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    built_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 bars_table = BarRow.__table__
 assets_table = AssetRow.__table__
 ingest_runs_table = IngestRunRow.__table__
 validation_results_table = ValidationResultRow.__table__
 quarantine_table = QuarantineRow.__table__
 audit_log_table = AuditLogRow.__table__
+feature_builds_table = FeatureBuildRow.__table__

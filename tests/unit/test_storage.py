@@ -60,6 +60,12 @@ EXPECTED_EXPORTS = {
     "audit",
     "list_audit",
     "AuditEntry",
+    "FeatureBuild",
+    "bars_checksum",
+    "find_build",
+    "list_builds",
+    "read_features",
+    "save_features",
 }
 
 
@@ -113,7 +119,7 @@ def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
         names = set(inspect(eng).get_table_names())
         assert {"bars", "assets", "ingest_runs", "alembic_version"} <= names
         with eng.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0002"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0003"
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'bars'").scalar_one()
         assert "WITHOUT ROWID" in ddl
         pk = inspect(eng).get_pk_constraint("bars")
