@@ -141,13 +141,13 @@ def _check_registered(spec: AssetSpec, config: IngestConfig) -> None:
 
 
 def _source_options(config: IngestConfig, calendar: str) -> dict[str, Any]:
-    if config.source is Source.CSV:
-        assert config.path is not None  # guaranteed by IngestConfig's validator
+    if config.source is Source.CSV and config.path is not None:  # IngestConfig requires a path for csv
         options: dict[str, Any] = {"path": str(config.path.expanduser().resolve()), "adjust": config.adjust}
         if config.date_format:
             options["date_format"] = config.date_format
         return options
-    assert config.start is not None
+    if config.start is None:
+        raise InputError("--source synthetic needs --start")
     return {
         "seed": config.seed,
         "symbols": list(config.symbols),
@@ -157,9 +157,13 @@ def _source_options(config: IngestConfig, calendar: str) -> dict[str, Any]:
 
 
 def _explicit_targets(config: IngestConfig, settings: Settings, engine: Engine) -> list[IngestTarget]:
-    assert config.source is not None
+    if config.source is None:
+        raise InputError("an explicit ingestion needs --source")
     if config.calendar is not None:
-        get_calendar(config.calendar)  # raises ValueError with the names that work
+        try:
+            get_calendar(config.calendar)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     asset_class = config.asset_class or AssetClass.EQUITY
     calendars: dict[str, str] = {}
     known: dict[str, AssetSpec | None] = {}
