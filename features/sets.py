@@ -1,0 +1,645 @@
+"""Feature sets: a named, versioned list of indicators and the frame they build.
+
+A feature set is configuration, not code. ``config/feature_sets.yaml`` holds the shipped sets::
+
+    version: 1
+    feature_sets:
+      minimal:
+        description: a handful of features for quick experiments
+        indicators:
+          - {kind: rsi, params: {period: 14}}
+          - {kind: macd, params: {ratio: true}}
+          - {kind: log_returns}
+
+Each entry is an :class:`IndicatorSpec`: ``kind`` names a function of :mod:`features.indicators`,
+``params`` its arguments (missing ones take the defaults below, which are TA-Lib's), ``name``
+optionally overrides the column name. :func:`build_features` turns bars into one float64 column
+per output, named after the indicator and its parameters:
+
+=====================  ==========================  ==============================================
+kind                   params (default)            columns (defaults shown)
+=====================  ==========================  ==============================================
+``sma``                period (30), ratio (false)  ``sma_30``; with ratio ``sma_ratio_30``
+``ema``                period (30), ratio (false)  ``ema_30``; with ratio ``ema_ratio_30``
+``rsi``                period (14)                 ``rsi_14`` in [0, 100]
+``macd``               fast (12), slow (26),       ``macd_12_26_9``, ``macd_signal_12_26_9``,
+                       signal (9), ratio (false)   ``macd_hist_12_26_9``; with ratio
+                                                   ``macd_ratio_...``, ``macd_signal_ratio_...``,
+                                                   ``macd_hist_ratio_...``
+``bollinger``          period (20), k (2.0),       ``bb_upper_20_2``, ``bb_middle_20_2``,
+                       ratio (false)               ``bb_lower_20_2`` (``bb_upper_ratio_20_2``...
+                                                   with ratio), ``bb_width_20_2``, ``bb_pctb_20_2``
+``atr``                period (14), ratio (false)  ``atr_14``; with ratio ``atr_ratio_14``
+``obv``                (none)                      ``obv``
+``roc``                period (10)                 ``roc_10`` (percent)
+``stoch``              fastk (5), slowk (3),       ``stoch_k_5_3_3``, ``stoch_d_5_3_3`` in [0, 100]
+                       slowd (3)
+``adx``                period (14)                 ``adx_14`` in [0, 100]
+``cci``                period (14)                 ``cci_14``
+``willr``              period (14)                 ``williams_r_14`` in [-100, 0]
+``mfi``                period (14)                 ``mfi_14`` in [0, 100]
+``returns``            n (1)                       ``ret_1`` (simple return over n bars)
+``log_returns``        n (1)                       ``log_ret_1``
+``rolling_volatility`` window (20)                 ``volatility_20``
+``rolling_zscore``     window (20), source (close) ``zscore_close_20``
+``rolling_skew``       window (20),                ``skew_log_ret_20``
+                       source (log_ret)
+``rolling_kurt``       window (20),                ``kurt_log_ret_20``
+                       source (log_ret)
+``volume_zscore``      window (20)                 ``volume_zscore_20``
+``calendar_features``  (none)                      ``day_of_week`` (0 = Monday); ``hour`` (UTC)
+                                                   for intraday bars only
+=====================  ==========================  ==============================================
+
+Normalisation. ``ratio: true`` divides the price-level outputs (moving averages, MACD lines,
+Bollinger bands, ATR) by the bar's close, so that a model sees the same scale in 1999 and in
+2019: ``sma_ratio_20 = sma_20 / close``, ``atr_ratio_14 = atr_14 / close``. ``bb_width`` is
+``(upper - lower) / middle`` and ``bb_pctb`` is ``(close - lower) / (upper - lower)`` (0.5 where
+the bands coincide, i.e. the close did not move over the window); neither depends on ``ratio``.
+The ``source`` of the rolling statistics is one of ``open, high, low, close, volume`` or the
+one-bar ``ret`` / ``log_ret`` of the close. A float parameter appears in a name with its point
+written ``p`` (``k: 2.5`` gives ``bb_upper_20_2p5``).
+
+``name`` replaces the column name of a single-output kind and becomes the prefix of a
+multi-output kind's columns (``{name}_macd``, ``{name}_signal``, ``{name}_hist``; bollinger
+``upper, middle, lower, width, pctb``; stoch ``k, d``; calendar ``{name}_day_of_week`` ...). The
+``features`` validation suite checks ranges by column name (``rsi*``, ``stoch*``, ``mfi*``,
+``williams_r*``, ``atr*``, ``volatility*``, ``bb_width*``): a name that drops those prefixes
+drops those checks.
+
+Every column at row ``t`` uses bars ``<= t`` only. The first :attr:`FeatureSet.warmup` rows hold
+NaN in at least one column (indicator warm-up); NaN is never filled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from features import indicators as ind
+from market.bars import BAR_COLUMNS, Timeframe
+
+FEATURE_CODE_VERSION = "1"
+"""Version of the code that turns a feature set into columns. Bump it whenever a change to this
+module or to :mod:`features.indicators` changes any built value: every
+:attr:`FeatureSet.version` changes with it, so stored features of the old code are not reused."""
+
+DEFAULT_FEATURE_SETS_FILE = Path(__file__).resolve().parents[1] / "config" / "feature_sets.yaml"
+"""The shipped feature sets (``config/feature_sets.yaml``)."""
+
+IndicatorKind = Literal[
+    "sma",
+    "ema",
+    "rsi",
+    "macd",
+    "bollinger",
+    "atr",
+    "obv",
+    "roc",
+    "stoch",
+    "adx",
+    "cci",
+    "willr",
+    "mfi",
+    "returns",
+    "log_returns",
+    "rolling_volatility",
+    "rolling_zscore",
+    "rolling_skew",
+    "rolling_kurt",
+    "volume_zscore",
+    "calendar_features",
+]
+
+ParamValue = int | float | str | bool
+
+_SOURCES: tuple[str, ...] = ("open", "high", "low", "close", "volume", "ret", "log_ret")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters of each kind
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One parameter of an indicator kind: its type, default and bounds."""
+
+    type: type
+    default: ParamValue
+    minimum: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        rule = ""
+        if self.choices is not None:
+            rule = f", one of {'/'.join(self.choices)}"
+        elif self.minimum is not None:
+            rule = f", >= {self.minimum:g}" if self.type is int else f", > {self.minimum:g}"
+        return f"{self.type.__name__} (default {self.default!r}{rule})"
+
+
+def _period(default: int, minimum: int = 2) -> _Param:
+    return _Param(int, default, minimum)
+
+
+_RATIO = _Param(bool, False)
+
+_KINDS: dict[str, dict[str, _Param]] = {
+    "sma": {"period": _period(30, 1), "ratio": _RATIO},
+    "ema": {"period": _period(30, 1), "ratio": _RATIO},
+    "rsi": {"period": _period(14)},
+    "macd": {"fast": _period(12), "slow": _period(26), "signal": _period(9, 1), "ratio": _RATIO},
+    "bollinger": {"period": _period(20), "k": _Param(float, 2.0, 0.0), "ratio": _RATIO},
+    "atr": {"period": _period(14, 1), "ratio": _RATIO},
+    "obv": {},
+    "roc": {"period": _period(10, 1)},
+    "stoch": {"fastk": _period(5, 1), "slowk": _period(3, 1), "slowd": _period(3, 1)},
+    "adx": {"period": _period(14)},
+    "cci": {"period": _period(14)},
+    "willr": {"period": _period(14)},
+    "mfi": {"period": _period(14)},
+    "returns": {"n": _period(1, 1)},
+    "log_returns": {"n": _period(1, 1)},
+    "rolling_volatility": {"window": _period(20)},
+    "rolling_zscore": {"window": _period(20), "source": _Param(str, "close", choices=_SOURCES)},
+    "rolling_skew": {"window": _period(20, 3), "source": _Param(str, "log_ret", choices=_SOURCES)},
+    "rolling_kurt": {"window": _period(20, 4), "source": _Param(str, "log_ret", choices=_SOURCES)},
+    "volume_zscore": {"window": _period(20)},
+    "calendar_features": {},
+}
+
+
+def _known_kinds() -> str:
+    return ", ".join(_KINDS)
+
+
+def _coerce(kind: str, key: str, spec: _Param, value: Any) -> ParamValue:
+    """Return ``value`` as the parameter's type, or raise ValueError saying what is accepted."""
+    where = f"{kind} parameter {key!r}"
+    if spec.type is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        return value
+    if spec.type is str:
+        if not isinstance(value, str) or (spec.choices is not None and value not in spec.choices):
+            raise ValueError(f"{where} must be one of {', '.join(spec.choices or ())}, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{where} must be a number, got {value!r}")
+    if spec.type is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{where} must be a whole number of bars, got {value!r}")
+        number: int | float = int(value)
+        if spec.minimum is not None and number < spec.minimum:
+            raise ValueError(f"{where} must be >= {spec.minimum:g}, got {value!r}")
+        return number
+    number = float(value)
+    if not np.isfinite(number) or (spec.minimum is not None and number <= spec.minimum):
+        raise ValueError(f"{where} must be a finite number > {spec.minimum:g}, got {value!r}")
+    return number
+
+
+def _resolve_params(kind: str, params: Mapping[str, Any]) -> dict[str, ParamValue]:
+    """Fill defaults, coerce types and check bounds of ``params`` for ``kind``."""
+    accepted = _KINDS[kind]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        if accepted:
+            what = "; ".join(f"{k}: {p.describe()}" for k, p in accepted.items())
+            raise ValueError(f"{kind} has no parameter {', '.join(map(repr, unknown))}; it accepts {what}")
+        raise ValueError(f"{kind} takes no parameters, got {', '.join(map(repr, unknown))}")
+    out = {k: _coerce(kind, k, p, params.get(k, p.default)) for k, p in accepted.items()}
+    if kind == "macd" and not int(out["fast"]) < int(out["slow"]):
+        raise ValueError(f"macd needs fast < slow, got fast={out['fast']} slow={out['slow']}")
+    return out
+
+
+def _fmt(value: ParamValue) -> str:
+    """A parameter as it appears in a column name: ``14``, ``2`` for 2.0, ``2p5`` for 2.5."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value).replace(".", "p").replace("-", "m")
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration models
+
+
+class IndicatorSpec(BaseModel):
+    """One indicator of a feature set.
+
+    Attributes:
+        kind: a function of :mod:`features.indicators` (see the module table).
+        params: its parameters; after validation every accepted parameter is present (missing
+            ones filled with their default) with its proper type, so ``{}`` and the explicit
+            defaults describe, and version, the same indicator.
+        name: optional override of the column name (single output) or column prefix (several
+            outputs); lower snake case.
+
+    Raises:
+        pydantic.ValidationError (a ValueError): unknown kind or parameter, wrong type, value
+            out of bounds; the message lists what the kind accepts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: IndicatorKind
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_kind_and_params(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        kind = data.get("kind")
+        if not isinstance(kind, str) or kind not in _KINDS:
+            raise ValueError(f"unknown indicator kind {kind!r}: use one of {_known_kinds()}")
+        params = data.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ValueError(f"{kind} params must be a mapping of name to value, got {params!r}")
+        return {**data, "params": _resolve_params(kind, params)}
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME_RE.match(value):
+            raise ValueError(f"column name {value!r} must be lower snake case (a-z, 0-9, _), starting a-z")
+        return value
+
+    def columns(self, timeframe: str | Timeframe = Timeframe.D1) -> list[str]:
+        """Names of the columns this indicator builds on bars of ``timeframe``, in order."""
+        return _column_names(self, Timeframe.parse(timeframe).is_intraday)
+
+
+class FeatureSet(BaseModel):
+    """A named list of indicators: what :func:`build_features` builds.
+
+    Attributes:
+        name: the set's name (as in ``config/feature_sets.yaml``).
+        description: free text for people; not part of :attr:`version`.
+        indicators: the indicators, in column order; at least one, and no two may build a
+            column of the same name.
+
+    Raises:
+        pydantic.ValidationError (a ValueError): an empty list, a bad indicator or a repeated
+            column name (the message names it).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    indicators: list[IndicatorSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_unique_columns(self) -> FeatureSet:
+        seen: set[str] = set()
+        for spec in self.indicators:
+            for column in _column_names(spec, intraday=True):
+                if column in seen:
+                    raise ValueError(
+                        f"feature set {self.name!r} builds column {column!r} twice; drop the repeated "
+                        f"indicator or give one a different 'name'"
+                    )
+                seen.add(column)
+        return self
+
+    def canonical_json(self) -> str:
+        """The configuration that determines the built values, as canonical JSON.
+
+        Name and indicators (kinds, resolved params, names) with sorted keys and no spaces,
+        plus :data:`FEATURE_CODE_VERSION`; the description is left out.
+        """
+        payload = {
+            "name": self.name,
+            "indicators": [spec.model_dump(mode="json") for spec in self.indicators],
+            "feature_code_version": FEATURE_CODE_VERSION,
+        }
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    @property
+    def version(self) -> str:
+        """First 12 hex digits of the SHA-256 of :meth:`canonical_json`.
+
+        Changes with any parameter, indicator, column name, the set's name or
+        :data:`FEATURE_CODE_VERSION`; does not change with the order of keys in ``params``,
+        with spelling a default explicitly, or between runs and machines.
+        """
+        return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()[:12]
+
+    @property
+    def warmup(self) -> int:
+        """Leading bars before every column is defined (no NaN from row ``warmup`` on).
+
+        Measured exactly by building the set on a deterministic synthetic random walk and
+        finding its first complete row; cached per :attr:`version`.
+        """
+        return _warmup(self.canonical_json())
+
+    def columns(self, timeframe: str | Timeframe = Timeframe.D1) -> list[str]:
+        """Names of the columns :func:`build_features` returns for bars of ``timeframe``."""
+        intraday = Timeframe.parse(timeframe).is_intraday
+        return [c for spec in self.indicators for c in _column_names(spec, intraday)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Column names
+
+
+_ROLES: dict[str, tuple[str, ...]] = {
+    "macd": ("macd", "signal", "hist"),
+    "bollinger": ("upper", "middle", "lower", "width", "pctb"),
+    "stoch": ("k", "d"),
+}
+
+
+def _column_names(spec: IndicatorSpec, intraday: bool) -> list[str]:
+    """Column names of ``spec``, in the order :func:`_compute` returns its outputs."""
+    p = spec.params
+    kind = spec.kind
+    if kind == "calendar_features":
+        roles: tuple[str, ...] = ("day_of_week", "hour") if intraday else ("day_of_week",)
+        return [f"{spec.name}_{r}" for r in roles] if spec.name else list(roles)
+    if kind in _ROLES:
+        if spec.name:
+            return [f"{spec.name}_{r}" for r in _ROLES[kind]]
+        if kind == "macd":
+            suffix = f"{p['fast']}_{p['slow']}_{p['signal']}"
+            r = "_ratio" if p["ratio"] else ""
+            return [f"macd{r}_{suffix}", f"macd_signal{r}_{suffix}", f"macd_hist{r}_{suffix}"]
+        if kind == "bollinger":
+            suffix = f"{p['period']}_{_fmt(p['k'])}"
+            r = "_ratio" if p["ratio"] else ""
+            return [
+                f"bb_upper{r}_{suffix}",
+                f"bb_middle{r}_{suffix}",
+                f"bb_lower{r}_{suffix}",
+                f"bb_width_{suffix}",
+                f"bb_pctb_{suffix}",
+            ]
+        suffix = f"{p['fastk']}_{p['slowk']}_{p['slowd']}"
+        return [f"stoch_k_{suffix}", f"stoch_d_{suffix}"]
+    if spec.name:
+        return [spec.name]
+    simple = {
+        "rsi": "rsi",
+        "roc": "roc",
+        "adx": "adx",
+        "cci": "cci",
+        "willr": "williams_r",
+        "mfi": "mfi",
+        "rolling_volatility": "volatility",
+        "volume_zscore": "volume_zscore",
+    }
+    if kind in ("sma", "ema", "atr"):
+        return [f"{kind}{'_ratio' if p['ratio'] else ''}_{p['period']}"]
+    if kind in simple:
+        (value,) = (v for k, v in p.items())
+        return [f"{simple[kind]}_{value}"]
+    if kind == "obv":
+        return ["obv"]
+    if kind in ("returns", "log_returns"):
+        return [f"{'ret' if kind == 'returns' else 'log_ret'}_{p['n']}"]
+    stem = {"rolling_zscore": "zscore", "rolling_skew": "skew", "rolling_kurt": "kurt"}[kind]
+    return [f"{stem}_{p['source']}_{p['window']}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+
+
+def _source(name: str, cols: Mapping[str, np.ndarray]) -> np.ndarray:
+    if name == "ret":
+        return np.asarray(ind.returns(cols["close"], 1), dtype="float64")
+    if name == "log_ret":
+        return np.asarray(ind.log_returns(cols["close"], 1), dtype="float64")
+    return cols[name]
+
+
+def _compute(
+    spec: IndicatorSpec, cols: Mapping[str, np.ndarray], index: pd.DatetimeIndex, timeframe: Timeframe
+) -> list[np.ndarray]:
+    """The outputs of ``spec`` on the bar arrays ``cols``, in :func:`_column_names` order."""
+    p: dict[str, Any] = dict(spec.params)
+    h, lo, c, v = (cols[k] for k in ("high", "low", "close", "volume"))
+    kind = spec.kind
+
+    def arr(x: Any) -> np.ndarray:
+        return np.asarray(x, dtype="float64")
+
+    def level(x: Any) -> np.ndarray:
+        return arr(x) / c if p.get("ratio") else arr(x)
+
+    simple: dict[str, Callable[[], Any]] = {
+        "rsi": lambda: ind.rsi(c, p["period"]),
+        "obv": lambda: ind.obv(c, v),
+        "roc": lambda: ind.roc(c, p["period"]),
+        "adx": lambda: ind.adx(h, lo, c, p["period"]),
+        "cci": lambda: ind.cci(h, lo, c, p["period"]),
+        "willr": lambda: ind.willr(h, lo, c, p["period"]),
+        "mfi": lambda: ind.mfi(h, lo, c, v, p["period"]),
+        "returns": lambda: ind.returns(c, p["n"]),
+        "log_returns": lambda: ind.log_returns(c, p["n"]),
+        "rolling_volatility": lambda: ind.rolling_volatility(c, p["window"]),
+        "volume_zscore": lambda: ind.volume_zscore(v, p["window"]),
+        "rolling_zscore": lambda: ind.rolling_zscore(_source(p["source"], cols), p["window"]),
+        "rolling_skew": lambda: ind.rolling_skew(_source(p["source"], cols), p["window"]),
+        "rolling_kurt": lambda: ind.rolling_kurt(_source(p["source"], cols), p["window"]),
+    }
+    if kind in simple:
+        return [arr(simple[kind]())]
+    if kind == "sma":
+        return [level(ind.sma(c, p["period"]))]
+    if kind == "ema":
+        return [level(ind.ema(c, p["period"]))]
+    if kind == "atr":
+        return [level(ind.atr(h, lo, c, p["period"]))]
+    if kind == "macd":
+        return [level(x) for x in ind.macd(c, p["fast"], p["slow"], p["signal"])]
+    if kind == "stoch":
+        return [arr(x) for x in ind.stoch(h, lo, c, p["fastk"], p["slowk"], p["slowd"])]
+    if kind == "bollinger":
+        upper, middle, lower = (arr(x) for x in ind.bollinger(c, p["period"], p["k"]))
+        spread = upper - lower
+        with np.errstate(divide="ignore", invalid="ignore"):
+            width = spread / middle
+            flat = spread <= 1e-12 * np.abs(middle)
+            pctb = np.where(flat, 0.5, (c - lower) / np.where(flat, 1.0, spread))
+        pctb[np.isnan(spread)] = np.nan
+        return [level(upper), level(middle), level(lower), width, pctb]
+    calendar = ind.calendar_features(index, timeframe.value)
+    return [arr(calendar[col]) for col in calendar.columns]
+
+
+def infer_timeframe(index: pd.DatetimeIndex) -> Timeframe:
+    """Guess the timeframe of bars from their open times.
+
+    Day bars open at 00:00 UTC and lie at least a day apart; anything else is intraday, ``1m``
+    when a bar opens off the hour or two bars lie less than an hour apart, else ``1h``. One bar
+    at midnight reads as ``1d``: pass the timeframe to :func:`build_features` when it is known.
+    """
+    idx = pd.DatetimeIndex(index)
+    if len(idx) == 0:
+        return Timeframe.D1
+    step = np.diff(idx.asi8).min() if len(idx) > 1 else None
+    nanos_hour = 3_600_000_000_000
+    off_hour = bool(((idx.minute != 0) | (idx.second != 0)).any())
+    if off_hour or (step is not None and step < nanos_hour):
+        return Timeframe.M1
+    if bool((idx.hour != 0).any()) or (step is not None and step < 24 * nanos_hour):
+        return Timeframe.H1
+    return Timeframe.D1
+
+
+def build_features(
+    bars: pd.DataFrame, feature_set: FeatureSet, *, timeframe: str | Timeframe | None = None
+) -> pd.DataFrame:
+    """Build the columns of ``feature_set`` from canonical bars.
+
+    Args:
+        bars: canonical bar frame (``market.bars``): a sorted ``DatetimeIndex`` and float
+            columns ``open, high, low, close, volume`` (other columns are ignored); prices
+            must be positive.
+        feature_set: what to build (:func:`get_feature_set` loads the shipped sets).
+        timeframe: ``1m``, ``1h`` or ``1d``; only the calendar columns use it. Default: read
+            from the index (:func:`infer_timeframe`).
+
+    Returns:
+        A float64 frame with the index of ``bars`` and one column per output, in the set's
+        order (see :meth:`FeatureSet.columns`). Row ``t`` depends on bars ``<= t`` only; the
+        first ``feature_set.warmup`` rows hold NaN; NaN is never filled.
+
+    Raises:
+        ValueError: ``bars`` lacks a column, its index is not a sorted DatetimeIndex, or a
+            close is not positive.
+    """
+    missing = [col for col in BAR_COLUMNS if col not in bars.columns]
+    if missing:
+        raise ValueError(
+            f"bars lack column(s) {', '.join(missing)}; build features from a canonical bar frame "
+            f"({', '.join(BAR_COLUMNS)}), e.g. market.bars.canonical_bars(frame)"
+        )
+    if not isinstance(bars.index, pd.DatetimeIndex):
+        raise ValueError("bars must be indexed by bar open time (a DatetimeIndex named ts); see market.bars")
+    if not bars.index.is_monotonic_increasing:
+        raise ValueError("bars must be sorted by time; use market.bars.canonical_bars(frame)")
+    cols = {col: bars[col].to_numpy(dtype="float64", copy=True) for col in BAR_COLUMNS}
+    if bool((cols["close"] <= 0).any()):
+        first = bars.index[int(np.argmax(cols["close"] <= 0))]
+        raise ValueError(
+            f"close must be positive, got {cols['close'].min()!r} (first at {first}); validate bars first"
+        )
+    tf = infer_timeframe(bars.index) if timeframe is None else Timeframe.parse(timeframe)
+    out: dict[str, np.ndarray] = {}
+    for spec in feature_set.indicators:
+        names = _column_names(spec, tf.is_intraday)
+        values = _compute(spec, cols, bars.index, tf) if len(bars) else [np.empty(0)] * len(names)
+        if len(values) != len(names):
+            raise RuntimeError(f"{spec.kind} returned {len(values)} outputs where {len(names)} were expected")
+        for name, value in zip(names, values, strict=True):
+            out[name] = value
+    return pd.DataFrame(out, index=bars.index, dtype="float64")
+
+
+def _synthetic_bars(n: int) -> pd.DataFrame:
+    """A deterministic random-walk bar frame (daily, positive prices, varying volume)."""
+    rng = np.random.default_rng(20240101)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.maximum(open_, close) * (1.0 + rng.uniform(0.001, 0.01, n))
+    low = np.minimum(open_, close) * (1.0 - rng.uniform(0.001, 0.01, n))
+    volume = rng.uniform(1e5, 1e6, n)
+    index = pd.date_range("2000-01-03", periods=n, freq="D", tz="UTC", name="ts")
+    columns = {"open": open_, "high": high, "low": low, "close": close, "volume": volume}
+    return pd.DataFrame(columns, index=index)
+
+
+@lru_cache(maxsize=64)
+def _warmup(canonical: str) -> int:
+    """Warm-up rows of the feature set whose :meth:`FeatureSet.canonical_json` is ``canonical``."""
+    payload = json.loads(canonical)
+    feature_set = FeatureSet(name=payload["name"], indicators=payload["indicators"])
+    span = sum(int(v) for s in feature_set.indicators for v in s.params.values() if type(v) is int)
+    n = 64 + 4 * span
+    frame = build_features(_synthetic_bars(n), feature_set, timeframe=Timeframe.D1)
+    complete: np.ndarray = np.asarray(~frame.isna().to_numpy().any(axis=1), dtype=bool)
+    if not complete.any():
+        raise RuntimeError(f"feature set {feature_set.name!r} has no complete row in {n} synthetic bars")
+    first = int(np.argmax(complete))
+    if not complete[first:].all():
+        raise RuntimeError(f"feature set {feature_set.name!r} has NaN after its warm-up on synthetic bars")
+    return first
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"feature sets file {path} does not exist; pass the path of a YAML file") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"feature sets file {path} is not valid YAML: {exc}") from None
+    sets = raw.get("feature_sets") if isinstance(raw, dict) else None
+    if not isinstance(sets, dict) or not sets:
+        raise ValueError(
+            f"feature sets file {path} must hold a mapping "
+            "'feature_sets: {<name>: {description, indicators}}'"
+        )
+    return sets
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def feature_set_names(path: str | Path | None = None) -> list[str]:
+    """Names of the feature sets in ``path`` (default ``config/feature_sets.yaml``), in file order.
+
+    Raises:
+        ValueError: the file is missing, not YAML, or has no ``feature_sets`` mapping.
+    """
+    return [str(name) for name in _load_file(Path(path) if path else DEFAULT_FEATURE_SETS_FILE)]
+
+
+def get_feature_set(name: str, path: str | Path | None = None) -> FeatureSet:
+    """Load the feature set ``name`` from ``path`` (default ``config/feature_sets.yaml``).
+
+    Raises:
+        ValueError: the file is missing or malformed, ``name`` is not in it (the message lists
+            the sets it has), or the set is invalid (unknown indicator kind, unknown or bad
+            parameter, repeated column; the message names the file, the set and what works).
+    """
+    file = Path(path) if path else DEFAULT_FEATURE_SETS_FILE
+    sets = _load_file(file)
+    if name not in sets:
+        raise ValueError(f"unknown feature set {name!r} in {file}: use one of {', '.join(map(str, sets))}")
+    body = sets[name]
+    if not isinstance(body, dict):
+        raise ValueError(f"{file}: feature set {name!r} must be a mapping of 'description' and 'indicators'")
+    try:
+        return FeatureSet(name=name, **body)
+    except ValidationError as exc:
+        raise ValueError(f"{file}: feature set {name!r}: {_errors(exc)}") from None
+    except TypeError as exc:
+        raise ValueError(f"{file}: feature set {name!r}: {exc}") from None
