@@ -530,7 +530,7 @@ def calendar_features(index: pd.DatetimeIndex, timeframe: str) -> pd.DataFrame:
         )
     tf = Timeframe.parse(timeframe)
     utc = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    cols: dict[str, np.ndarray] = {"day_of_week": np.asarray(utc.dayofweek, dtype=np.int64)}
+    cols: dict[str, np.ndarray] = {"day_of_week": np.asarray(utc.day_of_week, dtype=np.int64)}
     if tf.is_intraday:
         cols["hour"] = np.asarray(utc.hour, dtype=np.int64)
     return pd.DataFrame(cols, index=index)
