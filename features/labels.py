@@ -74,6 +74,6 @@ def align_features_labels(
             f"features ({len(features)} rows) and labels ({len(labels)} rows) are not indexed alike; "
             "build both from the same bars"
         )
-    keep = labels.notna().all(axis=1).to_numpy()
+    keep = np.array(labels.notna().all(axis=1).to_numpy(), dtype=bool)
     keep[: int(warmup)] = False
     return features.loc[keep], labels.loc[keep]

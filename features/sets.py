@@ -67,6 +67,10 @@ multi-output kind's columns (``{name}_macd``, ``{name}_signal``, ``{name}_hist``
 ``williams_r*``, ``atr*``, ``volatility*``, ``bb_width*``): a name that drops those prefixes
 drops those checks.
 
+Bounded oscillators (``rsi``, ``stoch``, ``mfi``, ``adx`` in [0, 100], ``willr`` in [-100, 0]) are
+TA-Lib's numbers, except that a value within 1e-9 outside the range (rounding in TA-Lib's running
+sums, e.g. %D at -2e-15) is put on the bound, so the validation suite's range checks hold.
+
 Every column at row ``t`` uses bars ``<= t`` only. The first :attr:`FeatureSet.warmup` rows hold
 NaN in at least one column (indicator warm-up); NaN is never filled.
 """
@@ -90,7 +94,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features import indicators as ind
 from market.bars import BAR_COLUMNS, Timeframe
 
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"
 """Version of the code that turns a feature set into columns. Bump it whenever a change to this
 module or to :mod:`features.indicators` changes any built value: every
 :attr:`FeatureSet.version` changes with it, so stored features of the old code are not reused."""
@@ -429,6 +433,25 @@ def _source(name: str, cols: Mapping[str, np.ndarray]) -> np.ndarray:
     return cols[name]
 
 
+_RANGES: dict[str, tuple[float, float]] = {
+    "rsi": (0.0, 100.0),
+    "mfi": (0.0, 100.0),
+    "adx": (0.0, 100.0),
+    "willr": (-100.0, 0.0),
+}
+_SNAP = 1e-9
+
+
+def _snap(x: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Put values within ``_SNAP`` outside ``[low, high]`` on the bound.
+
+    TA-Lib's running sums (the SMA inside ``stoch``'s %D, for one) can leave an oscillator a
+    few 1e-15 outside its exact range; larger excursions are left for validation to catch.
+    """
+    x = np.where((x < low) & (x >= low - _SNAP), low, x)
+    return np.where((x > high) & (x <= high + _SNAP), high, x)
+
+
 def _compute(
     spec: IndicatorSpec, cols: Mapping[str, np.ndarray], index: pd.DatetimeIndex, timeframe: Timeframe
 ) -> list[np.ndarray]:
@@ -460,7 +483,10 @@ def _compute(
         "rolling_kurt": lambda: ind.rolling_kurt(_source(p["source"], cols), p["window"]),
     }
     if kind in simple:
-        return [arr(simple[kind]())]
+        out = arr(simple[kind]())
+        if kind in _RANGES:
+            out = _snap(out, *_RANGES[kind])
+        return [out]
     if kind == "sma":
         return [level(ind.sma(c, p["period"]))]
     if kind == "ema":
@@ -470,7 +496,7 @@ def _compute(
     if kind == "macd":
         return [level(x) for x in ind.macd(c, p["fast"], p["slow"], p["signal"])]
     if kind == "stoch":
-        return [arr(x) for x in ind.stoch(h, lo, c, p["fastk"], p["slowk"], p["slowd"])]
+        return [_snap(arr(x), 0.0, 100.0) for x in ind.stoch(h, lo, c, p["fastk"], p["slowk"], p["slowd"])]
     if kind == "bollinger":
         upper, middle, lower = (arr(x) for x in ind.bollinger(c, p["period"], p["k"]))
         spread = upper - lower
