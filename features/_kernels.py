@@ -9,9 +9,9 @@ Contract of every kernel (the ``*_nb`` names, after vectorbt):
 * the definitions follow TA-Lib's C code (``ta_*.c``) step by step, including its guards against
   division by zero, so that results agree with TA-Lib to about 1e-12 relative.
 
-Moving sums are kept with Neumaier (compensated) summation and re-summed exactly every
-``_RESYNC`` rows, so their error does not grow with the length of the series the way a
-plain running sum or a ``cumsum`` difference does.
+Moving sums are running add/remove sums re-summed exactly (Neumaier) every ``_RESYNC`` rows,
+so their error does not grow with the length of the series the way a plain running sum or a
+``cumsum`` difference does; moving variances are kept around a shift re-centred every window.
 
 Everything compiles lazily on first call (``cache=True`` keeps the machine code on disk);
 importing this module does no work beyond defining the functions.
@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-_RESYNC = 4096  # rows between exact re-summations of a moving sum
+_RESYNC = 1024  # rows between exact re-summations of a moving sum
 
 # TA-Lib's TA_EPSILON: TA_IS_ZERO(v) is |v| < 1e-14 (RSI, ADX, CCI, BBANDS' variance guard).
 _TA_EPS = 1e-14
@@ -59,40 +59,22 @@ def _window_sum(x: np.ndarray, start: int, stop: int) -> float:
 def rolling_sum_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Sum of the last ``period`` values at each row; NaN for the first ``period - 1`` rows.
 
-    Compensated add/remove updates with an exact re-summation every ``_RESYNC`` rows.
+    A running add/remove sum, re-summed exactly (compensated) every ``_RESYNC`` rows, so the
+    rounding error never builds up over more than ``_RESYNC`` updates.
     """
     n = x.shape[0]
     out = np.empty(n)
-    if n < period:
-        out[:] = np.nan
-        return out
-    out[: period - 1] = np.nan
+    out[: min(period - 1, n)] = np.nan
     s = 0.0
-    c = 0.0
-    since = 0
+    since = _RESYNC
     for i in range(period - 1, n):
-        if i == period - 1 or since >= _RESYNC:
+        if since >= _RESYNC:
             s = _window_sum(x, i - period + 1, i + 1)
-            c = 0.0
             since = 0
         else:
-            # add the new value, then remove the oldest, each with Neumaier compensation
-            v = x[i]
-            t = s + v
-            if abs(s) >= abs(v):
-                c += (s - t) + v
-            else:
-                c += (v - t) + s
-            s = t
-            v = -x[i - period]
-            t = s + v
-            if abs(s) >= abs(v):
-                c += (s - t) + v
-            else:
-                c += (v - t) + s
-            s = t
+            s += x[i] - x[i - period]
             since += 1
-        out[i] = s + c
+        out[i] = s
     return out
 
 
@@ -125,7 +107,8 @@ def _ema_into(x: np.ndarray, period: int, seed_end: int, out: np.ndarray) -> Non
 def ema_nb(x: np.ndarray, period: int) -> np.ndarray:
     """Exponential moving average seeded by the SMA of the first ``period`` values (TA-Lib EMA)."""
     n = x.shape[0]
-    out = np.full(n, np.nan)
+    out = np.empty(n)
+    out[: min(period - 1, n)] = np.nan
     if n >= period:
         _ema_into(x, period, period - 1, out)
     return out
@@ -137,30 +120,48 @@ def macd_nb(x: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarra
     the mean of the ``fast`` values ending there), the signal EMA runs on the MACD line from
     there, and all three outputs start at row ``slow + signal - 2``."""
     n = x.shape[0]
-    macd = np.full(n, np.nan)
-    sig = np.full(n, np.nan)
-    hist = np.full(n, np.nan)
+    macd = np.empty(n)
+    sig = np.empty(n)
+    hist = np.empty(n)
     start = slow + signal - 2
+    w = min(start, n)
+    macd[:w] = np.nan
+    sig[:w] = np.nan
+    hist[:w] = np.nan
     if n <= start:
         return macd, sig, hist
-    fast_e = np.full(n, np.nan)
-    slow_e = np.full(n, np.nan)
-    _ema_into(x, fast, slow - 1, fast_e)
-    _ema_into(x, slow, slow - 1, slow_e)
-    line = np.empty(n)
-    for i in range(slow - 1, n):
-        line[i] = fast_e[i] - slow_e[i]
-    k = 2.0 / (signal + 1)
-    s = 0.0
-    for j in range(slow - 1, start + 1):
-        s += line[j]
-    e = s / signal
-    for i in range(start, n):
-        if i > start:
-            e = (line[i] - e) * k + e
-        macd[i] = line[i]
-        sig[i] = e
-        hist[i] = line[i] - e
+    kf = 2.0 / (fast + 1)
+    ks = 2.0 / (slow + 1)
+    kg = 2.0 / (signal + 1)
+    sf = 0.0
+    for j in range(slow - fast, slow):
+        sf += x[j]
+    ss = 0.0
+    for j in range(slow):
+        ss += x[j]
+    ef = sf / fast
+    es = ss / slow
+    # MACD line from row slow - 1; the signal is seeded by the mean of its first `signal` values
+    sg = ef - es
+    for i in range(slow, start + 1):
+        v = x[i]
+        ef = (v - ef) * kf + ef
+        es = (v - es) * ks + es
+        sg += ef - es
+    eg = sg / signal
+    line = ef - es
+    macd[start] = line
+    sig[start] = eg
+    hist[start] = line - eg
+    for i in range(start + 1, n):
+        v = x[i]
+        ef = (v - ef) * kf + ef
+        es = (v - es) * ks + es
+        line = ef - es
+        eg = (line - eg) * kg + eg
+        macd[i] = line
+        sig[i] = eg
+        hist[i] = line - eg
     return macd, sig, hist
 
 
@@ -173,7 +174,8 @@ def rsi_nb(x: np.ndarray, period: int) -> np.ndarray:
     ``100 * gain / (gain + loss)``, and 0 where ``gain + loss`` is below 1e-14 (TA_IS_ZERO).
     """
     n = x.shape[0]
-    out = np.full(n, np.nan)
+    out = np.empty(n)
+    out[: min(period, n)] = np.nan
     if n <= period:
         return out
     gain = 0.0
@@ -188,23 +190,20 @@ def rsi_nb(x: np.ndarray, period: int) -> np.ndarray:
     loss /= period
     tot = gain + loss
     out[period] = 100.0 * (gain / tot) if not (-_TA_EPS < tot < _TA_EPS) else 0.0
-    pm1 = period - 1
+    inv = 1.0 / period
     for i in range(period + 1, n):
         d = x[i] - x[i - 1]
-        gain *= pm1
-        loss *= pm1
-        if d < 0:
-            loss -= d
-        else:
-            gain += d
-        gain /= period
-        loss /= period
+        # = (g * (p - 1) + up) / p, without a division in the dependency chain
+        up = d if d > 0.0 else 0.0
+        dn = -d if d < 0.0 else 0.0
+        gain += (up - gain) * inv
+        loss += (dn - loss) * inv
         tot = gain + loss
         out[i] = 100.0 * (gain / tot) if not (-_TA_EPS < tot < _TA_EPS) else 0.0
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _true_range(h: float, low: float, prev_close: float) -> float:
     r = h - low
     a = abs(h - prev_close)
@@ -222,7 +221,8 @@ def atr_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) ->
     first ``period`` true ranges, then ``atr = (atr * (period - 1) + tr) / period``.
     ``period == 1`` is the true range itself (TA-Lib TRANGE)."""
     n = high.shape[0]
-    out = np.full(n, np.nan)
+    out = np.empty(n)
+    out[: min(period, n)] = np.nan
     if n <= period:
         return out
     if period == 1:
@@ -234,9 +234,9 @@ def atr_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) ->
         s += _true_range(high[i], low[i], close[i - 1])
     a = s / period
     out[period] = a
-    pm1 = period - 1
+    inv = 1.0 / period
     for i in range(period + 1, n):
-        a = (a * pm1 + _true_range(high[i], low[i], close[i - 1])) / period
+        a += (_true_range(high[i], low[i], close[i - 1]) - a) * inv  # = (a * (p - 1) + tr) / p
         out[i] = a
     return out
 
@@ -277,50 +277,6 @@ def roc_nb(x: np.ndarray, period: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def rolling_max_nb(x: np.ndarray, period: int) -> np.ndarray:
-    """Maximum of the last ``period`` values (monotonic deque, O(n)); NaN for the first ``period - 1``."""
-    n = x.shape[0]
-    out = np.empty(n)
-    out[: min(period - 1, n)] = np.nan
-    dq = np.empty(n, dtype=np.int64)
-    head = 0
-    tail = 0
-    for i in range(n):
-        v = x[i]
-        while tail > head and x[dq[tail - 1]] <= v:
-            tail -= 1
-        dq[tail] = i
-        tail += 1
-        if dq[head] <= i - period:
-            head += 1
-        if i >= period - 1:
-            out[i] = x[dq[head]]
-    return out
-
-
-@njit(cache=True)
-def rolling_min_nb(x: np.ndarray, period: int) -> np.ndarray:
-    """Minimum of the last ``period`` values (monotonic deque, O(n)); NaN for the first ``period - 1``."""
-    n = x.shape[0]
-    out = np.empty(n)
-    out[: min(period - 1, n)] = np.nan
-    dq = np.empty(n, dtype=np.int64)
-    head = 0
-    tail = 0
-    for i in range(n):
-        v = x[i]
-        while tail > head and x[dq[tail - 1]] >= v:
-            tail -= 1
-        dq[tail] = i
-        tail += 1
-        if dq[head] <= i - period:
-            head += 1
-        if i >= period - 1:
-            out[i] = x[dq[head]]
-    return out
-
-
-@njit(cache=True)
 def stoch_nb(
     high: np.ndarray, low: np.ndarray, close: np.ndarray, fastk: int, slowk: int, slowd: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -329,26 +285,79 @@ def stoch_nb(
     ``slowk``-SMA, slow %D the ``slowd``-SMA of slow %K; both start at row
     ``fastk + slowk + slowd - 3``."""
     n = high.shape[0]
-    k_out = np.full(n, np.nan)
-    d_out = np.full(n, np.nan)
+    k_out = np.empty(n)
+    d_out = np.empty(n)
     start = fastk + slowk + slowd - 3
+    w = min(start, n)
+    k_out[:w] = np.nan
+    d_out[:w] = np.nan
     if n <= start:
         return k_out, d_out
-    hh = rolling_max_nb(high, fastk)
-    ll = rolling_min_nb(low, fastk)
-    fk = np.empty(n)
-    fk[: fastk - 1] = 0.0
+    # the smoothing windows are short: sum them afresh each row (exact, and stays in [0, 100])
+    ring_k = np.zeros(slowk)  # last `slowk` fast %K values
+    ring_d = np.zeros(slowd)  # last `slowd` slow %K values
+    hi_idx = -1
+    lo_idx = -1
+    hh = 0.0
+    ll = 0.0
     for i in range(fastk - 1, n):
-        diff = (hh[i] - ll[i]) / 100.0
-        fk[i] = (close[i] - ll[i]) / diff if diff != 0.0 else 0.0
-    sk = sma_nb(fk[fastk - 1 :], slowk)
-    sd = sma_nb(sk[slowk - 1 :], slowd)
-    off_k = fastk - 1
-    off_d = fastk + slowk - 2
-    for i in range(start, n):
-        k_out[i] = sk[i - off_k]
-        d_out[i] = sd[i - off_d]
+        trailing = i - fastk + 1
+        hh, hi_idx = _track_max(high, trailing, i, hh, hi_idx)
+        ll, lo_idx = _track_min(low, trailing, i, ll, lo_idx)
+        diff = (hh - ll) / 100.0
+        a = i - (fastk - 1)  # rows of fast %K so far, minus one
+        ring_k[a % slowk] = (close[i] - ll) / diff if diff != 0.0 else 0.0
+        if a < slowk - 1:
+            continue
+        sk = 0.0
+        for j in range(slowk):
+            sk += ring_k[j]
+        sk /= slowk
+        b = a - (slowk - 1)  # rows of slow %K so far, minus one
+        ring_d[b % slowd] = sk
+        if b < slowd - 1:
+            continue
+        sd = 0.0
+        for j in range(slowd):
+            sd += ring_d[j]
+        k_out[i] = sk
+        d_out[i] = sd / slowd
     return k_out, d_out
+
+
+@njit(cache=True, inline="always")
+def _track_max(x: np.ndarray, trailing: int, today: int, best: float, idx: int) -> tuple[float, int]:
+    """Highest value of ``x[trailing:today + 1]`` given the previous one and its row (TA-Lib's
+    scan-on-expiry: rescan only when the previous highest row left the window)."""
+    v = x[today]
+    if idx < trailing:
+        idx = trailing
+        best = x[trailing]
+        for j in range(trailing + 1, today + 1):
+            if x[j] >= best:
+                best = x[j]
+                idx = j
+    elif v >= best:
+        idx = today
+        best = v
+    return best, idx
+
+
+@njit(cache=True, inline="always")
+def _track_min(x: np.ndarray, trailing: int, today: int, best: float, idx: int) -> tuple[float, int]:
+    """Lowest value of ``x[trailing:today + 1]``; see :func:`_track_max`."""
+    v = x[today]
+    if idx < trailing:
+        idx = trailing
+        best = x[trailing]
+        for j in range(trailing + 1, today + 1):
+            if x[j] <= best:
+                best = x[j]
+                idx = j
+    elif v <= best:
+        idx = today
+        best = v
+    return best, idx
 
 
 @njit(cache=True)
@@ -356,12 +365,18 @@ def willr_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) 
     """Williams %R (TA-Lib WILLR): ``(highest - close) / ((highest - lowest) / -100)`` over
     ``period`` rows, 0 when the range is 0; first value at row ``period - 1``."""
     n = high.shape[0]
-    hh = rolling_max_nb(high, period)
-    ll = rolling_min_nb(low, period)
-    out = hh  # reuse the buffer: row i of hh is read before it is overwritten
+    out = np.empty(n)
+    out[: min(period - 1, n)] = np.nan
+    hi_idx = -1
+    lo_idx = -1
+    hh = 0.0
+    ll = 0.0
     for i in range(period - 1, n):
-        diff = (hh[i] - ll[i]) / -100.0
-        out[i] = (hh[i] - close[i]) / diff if diff != 0.0 else 0.0
+        trailing = i - period + 1
+        hh, hi_idx = _track_max(high, trailing, i, hh, hi_idx)
+        ll, lo_idx = _track_min(low, trailing, i, ll, lo_idx)
+        diff = (hh - ll) / -100.0
+        out[i] = (hh - close[i]) / diff if diff != 0.0 else 0.0
     return out
 
 
@@ -414,11 +429,16 @@ def mfi_nb(
     window carried any flow.
     """
     n = high.shape[0]
-    out = np.full(n, np.nan)
+    out = np.empty(n)
+    out[: min(period, n)] = np.nan
     if n <= period:
         return out
-    pos = np.zeros(n - 1)
-    neg = np.zeros(n - 1)
+    ring_p = np.zeros(period)
+    ring_n = np.zeros(period)
+    sp = 0.0
+    sn = 0.0
+    since = 0
+    null_run = 0
     prev = (high[0] + low[0] + close[0]) / 3.0
     for i in range(1, n):
         tp = (high[i] + low[i] + close[i]) / 3.0
@@ -426,26 +446,26 @@ def mfi_nb(
         scale = abs(tp) + abs(prev)
         prev = tp
         flow = 0.0 if abs(d) <= _TA_EPS * scale else tp * volume[i]
-        if d < 0.0:
-            neg[i - 1] = flow
-        else:
-            pos[i - 1] = flow
-    ps = rolling_sum_nb(pos, period)
-    ns = rolling_sum_nb(neg, period)
-    null_run = 0
-    for i in range(1, n):
-        null_run = null_run + 1 if (pos[i - 1] == 0.0 and neg[i - 1] == 0.0) else 0
+        fp = 0.0 if d < 0.0 else flow
+        fn = flow if d < 0.0 else 0.0
+        r = (i - 1) % period
+        sp += fp - ring_p[r]
+        sn += fn - ring_n[r]
+        ring_p[r] = fp
+        ring_n[r] = fn
+        null_run = null_run + 1 if flow == 0.0 else 0
         if i < period:
             continue
-        if null_run >= period:
-            out[i] = 0.0
-            continue
-        p = ps[i - 1]
-        tot = p + ns[i - 1]
-        if tot <= 0.0:
+        since += 1
+        if since >= _RESYNC:
+            sp = _window_sum(ring_p, 0, period)
+            sn = _window_sum(ring_n, 0, period)
+            since = 0
+        tot = sp + sn
+        if null_run >= period or tot <= 0.0:
             out[i] = 0.0
         else:
-            p = 0.0 if p < 0.0 else (tot if p > tot else p)
+            p = 0.0 if sp < 0.0 else (tot if sp > tot else sp)
             out[i] = 100.0 * (p / tot)
     return out
 
@@ -460,8 +480,9 @@ def adx_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) ->
     A TR or DI sum below 1e-14 (TA_IS_ZERO) skips that row's DX.
     """
     n = high.shape[0]
-    out = np.full(n, np.nan)
+    out = np.empty(n)
     start = 2 * period - 1
+    out[: min(start, n)] = np.nan
     if n <= start:
         return out
     pdm = 0.0
@@ -533,26 +554,45 @@ def bbands_nb(
     """Bollinger bands (TA-Lib BBANDS, SMA middle): ``middle +/- k * std`` with the population
     standard deviation of the last ``period`` values.
 
-    The variance is summed exactly per window around the (compensated) mean, two-pass, which
-    avoids the cancellation of TA-Lib's ``E[x^2] - E[x]^2`` (a window of equal values has
-    exactly 0 spread here); a variance below 1e-14 counts as 0, as in TA-Lib.
+    The sums of ``x - c`` and ``(x - c)**2`` are kept around a shift ``c`` that is reset to the
+    window's mean (and the sums re-summed exactly) every ``period`` rows, which avoids the
+    cancellation of TA-Lib's ``E[x^2] - E[x]^2`` on price levels far from zero; a variance below
+    1e-14 counts as 0, as in TA-Lib.
     """
     n = x.shape[0]
-    mid = sma_nb(x, period)
     up = np.empty(n)
+    mid = np.empty(n)
     dn = np.empty(n)
     w = min(period - 1, n)
     up[:w] = np.nan
+    mid[:w] = np.nan
     dn[:w] = np.nan
+    c = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    since = period
     for i in range(period - 1, n):
-        mean = mid[i]
-        m2 = 0.0
-        for j in range(i - period + 1, i + 1):
-            d = x[j] - mean
-            m2 += d * d
-        var = m2 / period
+        lo = i - period + 1
+        if since >= period:
+            c = _window_sum(x, lo, i + 1) / period
+            s1 = 0.0
+            s2 = 0.0
+            for j in range(lo, i + 1):
+                d = x[j] - c
+                s1 += d
+                s2 += d * d
+            since = 0
+        else:
+            a = x[i] - c
+            b = x[lo - 1] - c
+            s1 += a - b
+            s2 += a * a - b * b
+        since += 1
+        m1 = s1 / period
+        m = c + m1
+        var = s2 / period - m1 * m1
         sd = math.sqrt(var) if var >= _TA_EPS else 0.0  # TA_IS_ZERO_OR_NEG guard
-        m = mid[i]
+        mid[i] = m
         up[i] = m + k_up * sd
         dn[i] = m - k_dn * sd
     return up, mid, dn
