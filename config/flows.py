@@ -88,12 +88,6 @@ class IngestConfig(BaseModel):
         return self
 
 
-class PipelineConfig(BaseModel):
-    """The main job, ``fks pipeline``: every stage on the shipped sample data."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ingest: IngestConfig = Field(default_factory=IngestConfig)
 
 
 class InputError(ValueError):
@@ -109,3 +103,23 @@ class ValidateConfig(BaseModel):
     timeframe: TimeframeName = None
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
+
+
+class FeaturesConfig(BaseModel):
+    """What ``fks features`` builds: a named feature set over stored series (all unless filtered)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: Symbols = Field(default_factory=list)
+    timeframe: TimeframeName = None
+    feature_set: str = "default"
+    batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class PipelineConfig(BaseModel):
+    """The main job, ``fks pipeline``: every stage on the shipped sample data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)

@@ -179,6 +179,27 @@ def _print_ingest(outcomes: list[Any]) -> None:
     _print_docs(outcomes)
 
 
+def _print_features(outcomes: list[Any]) -> None:
+    columns = ["symbol", "tf", "set", "version", "rows", "columns", "warm-up", "build", "first", "last"]
+    rows = [
+        [
+            o.symbol,
+            o.timeframe,
+            o.feature_set,
+            o.version,
+            str(o.rows),
+            str(o.columns),
+            str(o.warmup),
+            f"#{o.build_id} (cached)" if o.cache_hit else f"#{o.build_id} (new, validated)",
+            _fmt_ts(o.first_ts),
+            _fmt_ts(o.last_ts),
+        ]
+        for o in outcomes
+    ]
+    out.print(_table("Features", columns, rows, {"rows", "columns", "warm-up"}))
+    _print_docs(outcomes)
+
+
 def _print_docs(outcomes: list[Any]) -> None:
     pages = sorted({o.docs_path for o in outcomes if getattr(o, "docs_path", "")})
     for page in pages:
@@ -282,8 +303,9 @@ def pipeline() -> None:
             summary = pipeline_flow(config, settings)
         out.rule("FKS pipeline")
         _print_ingest(summary.ingest.outcomes)
-        out.print(f"Database: {settings.db_url}")
-        out.print("Stages still to come: features, training, backtest, promotion.")
+        _print_features(summary.features.outcomes)
+        out.print(f"Database: {settings.db_url}   Features: {settings.data_dir / 'features'}")
+        out.print("Stages still to come: training, backtest, promotion.")
         out.print(
             "Look closer:  fks data list  |  fks quarantine list  |  prefect server start "
             "(then open http://127.0.0.1:4200)"
@@ -324,6 +346,30 @@ def validate(
         out.print(_table("Validated", columns, rows, {"rows checked", "quarantined", "warnings"}))
         _print_docs(summary.outcomes)
         _exit_if_quarantined(summary.outcomes)
+
+    _run_guarded(run)
+
+
+@app.command("features")
+def features_command(
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: every stored series).")
+    ] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe: 1m, 1h or 1d.")] = None,
+    feature_set: Annotated[
+        str, typer.Option("--set", help="Feature set name (config/feature_sets.yaml).")
+    ] = "default",
+) -> None:
+    """Build a feature set from stored bars, validate it and store it (unchanged bars are a cache hit)."""
+    from config.flows import FeaturesConfig
+    from config.settings import get_settings
+    from flows.features import features as features_flow
+
+    def run() -> None:
+        config = FeaturesConfig(symbols=_symbols(None, symbols), timeframe=timeframe, feature_set=feature_set)
+        with err.status("building features"):
+            summary = features_flow(config, get_settings())
+        _print_features(summary.outcomes)
 
     _run_guarded(run)
 

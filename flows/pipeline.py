@@ -7,25 +7,29 @@ from pydantic import BaseModel
 
 from config.flows import PipelineConfig
 from config.settings import Settings, get_settings
+from flows.features import features
 from flows.ingest import ingest
 from tasks.data import IngestSummary
+from tasks.features import FeaturesSummary
 
 
 class PipelineSummary(BaseModel):
     """What each stage of the pipeline produced."""
 
     ingest: IngestSummary
+    features: FeaturesSummary
 
 
 @flow(name="pipeline", validate_parameters=False)
 def pipeline(config: PipelineConfig | None = None, settings: Settings | None = None) -> PipelineSummary:
-    """Run the stages that exist so far: ingest.
+    """Run the stages that exist so far: ingest (with validation), then features.
 
-    Validation, features, training, backtest and promotion join as they land.
+    Training, backtest and promotion join as they land.
     """
     config = config or PipelineConfig()
     settings = settings or get_settings()
-    return PipelineSummary(ingest=ingest(config.ingest, settings))
+    ingested = ingest(config.ingest, settings)
+    return PipelineSummary(ingest=ingested, features=features(config.features, settings))
 
 
 if __name__ == "__main__":

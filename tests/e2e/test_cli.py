@@ -76,6 +76,10 @@ def test_missing_column_and_bad_usage_exit_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2 and "close" in done.stderr.lower() and "noclose.csv" in done.stderr
     assert _fks(tmp_path, "ingest", "--timeframe", "5m").returncode == 2
+    moon = _fks(
+        tmp_path, "ingest", "--source", "csv", "--path", str(bad), "--symbol", "NC", "--calendar", "MOON"
+    )
+    assert moon.returncode == 2 and "unknown calendar 'MOON'" in moon.stderr
     assert _fks(tmp_path, "ingest", "--source", "csv", "--symbol", "X").returncode == 2  # no --path
     assert _bar_count(tmp_path) == 0
 
@@ -121,8 +125,12 @@ def test_synthetic_ingest_and_contradicting_asset_class(tmp_path: Path) -> None:
 def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
     done = _fks(tmp_path, "pipeline")
     assert done.returncode == 0, done.stderr
-    for text in ("SPX", "GOOGL", "EURUSD", "5031", "2335", "6225", "fks data list"):
+    for text in ("SPX", "GOOGL", "EURUSD", "5031", "2335", "6225", "fks data list", "Features", "Data Docs:"):
         assert text in done.stdout
+    rebuilt = _fks(tmp_path, "features", "--symbols", "SPX", "--set", "default")
+    assert rebuilt.returncode == 0 and "cached" in rebuilt.stdout, rebuilt.stderr
+    unknown = _fks(tmp_path, "features", "--set", "nope")
+    assert unknown.returncode == 2 and "nope" in unknown.stderr
 
 
 def test_quarantined_rows_exit_3_then_list_release_drop_and_validate(

@@ -157,6 +157,7 @@ def test_synthetic_market_resumes_from_the_watermark_with_identical_history(sett
     assert second.outcomes[0].missing_bars == 0
 
 
-def test_pipeline_runs_the_ingest_stage(settings: Settings) -> None:
+def test_pipeline_runs_ingest_then_features(settings: Settings) -> None:
     summary = pipeline(None, settings)
     assert {o.symbol for o in summary.ingest.outcomes} == set(SAMPLE_ROWS)
+    assert {o.symbol: o.rows for o in summary.features.outcomes} == SAMPLE_ROWS

@@ -1,0 +1,23 @@
+"""The ``features`` flow: one mapped task per stored series builds, validates and stores a feature set."""
+
+from __future__ import annotations
+
+from prefect import flow, unmapped
+
+from config.flows import FeaturesConfig
+from config.settings import Settings, get_settings
+from tasks.features import FeaturesSummary, build_series_features, plan_features
+
+
+@flow(name="features", validate_parameters=False)
+def features(config: FeaturesConfig | None = None, settings: Settings | None = None) -> FeaturesSummary:
+    """Build the named feature set for stored series; unchanged inputs are cache hits."""
+    config = config or FeaturesConfig()
+    settings = settings or get_settings()
+    targets = plan_features(config, settings)
+    futures = build_series_features.map(targets, settings=unmapped(settings))
+    return FeaturesSummary(batch_id=config.batch_id, outcomes=[f.result() for f in futures])
+
+
+if __name__ == "__main__":
+    features()
