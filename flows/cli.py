@@ -119,7 +119,9 @@ def _progress_from_runs(settings: Any, batch_id: str, label: str) -> Iterator[No
 
 
 def _fmt_ts(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d" if (value.hour, value.minute) == (0, 0) else "%Y-%m-%d %H:%M")
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], numeric: set[str]) -> Table:
@@ -131,68 +133,42 @@ def _table(title: str, columns: list[str], rows: list[list[str]], numeric: set[s
     return table
 
 
+def _span(first: datetime | None, last: datetime | None) -> str:
+    return f"{_fmt_ts(first)} .. {_fmt_ts(last)}" if first else "-"
+
+
 def _print_ingest(outcomes: list[Any]) -> None:
-    columns = [
-        "symbol",
-        "tf",
-        "source",
-        "status",
-        "received",
-        "inserted",
-        "updated",
-        "unchanged",
-        "quarantined",
-        "first",
-        "last",
-        "stored",
-        "missing bars (gaps)",
-    ]
+    columns = ["series", "status", "stored", "new", "updated", "quarantined", "span", "missing bars"]
     rows = []
     for o in outcomes:
-        gaps = f"{o.missing_bars} ({o.gap_count}; longest {o.longest_gap})" if o.gap_count else "0"
         ok = o.status == "success"
+        gaps = f"{o.missing_bars} in {o.gap_count} gap(s), longest {o.longest_gap}" if o.gap_count else "0"
         rows.append(
             [
-                o.symbol,
-                o.timeframe,
-                o.source,
+                f"{o.symbol} {o.timeframe}",
                 "[green]ok[/]" if ok else "[red]failed[/]",
-                str(o.received),
+                str(o.stored_rows),
                 str(o.inserted),
                 str(o.updated),
-                str(o.unchanged),
                 str(o.quarantined),
-                _fmt_ts(o.first_ts),
-                _fmt_ts(o.last_ts),
-                str(o.stored_rows),
+                _span(o.stored_first, o.stored_last),
                 gaps if ok else "-",
             ]
         )
-    out.print(
-        _table(
-            "Ingested and validated",
-            columns,
-            rows,
-            {"received", "inserted", "updated", "unchanged", "quarantined", "stored"},
-        )
-    )
+    out.print(_table("Ingested and validated", columns, rows, {"stored", "new", "updated", "quarantined"}))
     _print_docs(outcomes)
 
 
 def _print_features(outcomes: list[Any]) -> None:
-    columns = ["symbol", "tf", "set", "version", "rows", "columns", "warm-up", "build", "first", "last"]
+    columns = ["series", "feature set", "rows", "columns", "warm-up", "build"]
     rows = [
         [
-            o.symbol,
-            o.timeframe,
-            o.feature_set,
-            o.version,
+            f"{o.symbol} {o.timeframe}",
+            f"{o.feature_set} v{o.version}",
             str(o.rows),
             str(o.columns),
             str(o.warmup),
-            f"#{o.build_id} (cached)" if o.cache_hit else f"#{o.build_id} (new, validated)",
-            _fmt_ts(o.first_ts),
-            _fmt_ts(o.last_ts),
+            f"#{o.build_id} cached" if o.cache_hit else f"#{o.build_id} new, validated",
         ]
         for o in outcomes
     ]
@@ -201,9 +177,13 @@ def _print_features(outcomes: list[Any]) -> None:
 
 
 def _print_docs(outcomes: list[Any]) -> None:
-    pages = sorted({o.docs_path for o in outcomes if getattr(o, "docs_path", "")})
-    for page in pages:
-        out.print(f"Data Docs: {page}", soft_wrap=True)
+    """Point at the Data Docs site, and at the page itself when there is one validation."""
+    pages = [Path(o.docs_path) for o in outcomes if getattr(o, "docs_path", "")]
+    if len(pages) == 1:
+        out.print(f"Data Docs: {pages[0]}", soft_wrap=True)
+    elif pages:
+        site = next((p for p in pages[0].parents if (p / "index.html").exists()), pages[0].parent)
+        out.print(f"Data Docs: {site / 'index.html'} ({len(pages)} validation pages)", soft_wrap=True)
 
 
 def _exit_if_quarantined(outcomes: list[Any]) -> None:
@@ -497,6 +477,12 @@ def data_list() -> None:
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from a research box
+    for console in (out, err):
+        if not console.is_terminal:
+            console.width = max(
+                console.width, 160
+            )  # piped or captured: do not squeeze tables into 80 columns
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     try:
         app()

@@ -22,6 +22,7 @@ from providers.csv import CsvProvider
 from providers.factory import build_provider, resolve_sample_path
 from storage import (
     bar_gaps,
+    bar_summary,
     finish_ingest_run,
     get_asset,
     list_assets,
@@ -79,6 +80,8 @@ class IngestOutcome(BaseModel):
     first_ts: datetime | None = None
     last_ts: datetime | None = None
     stored_rows: int = 0
+    stored_first: datetime | None = None
+    stored_last: datetime | None = None
     missing_bars: int = 0
     gap_count: int = 0
     longest_gap: str = ""
@@ -276,9 +279,13 @@ def _fetch_window(target: IngestTarget, engine: Engine) -> tuple[pd.Timestamp | 
 def _gap_fields(engine: Engine, target: IngestTarget) -> dict[str, Any]:
     with engine.connect() as conn:
         report = bar_gaps(conn, target.symbol, target.timeframe, get_calendar(target.calendar))
+        summary = bar_summary(conn)
+    mine = summary[(summary["symbol"] == target.symbol) & (summary["timeframe"] == target.timeframe)]
     longest = report.longest
     return {
         "stored_rows": report.present + report.off_calendar,
+        "stored_first": mine["first"].iloc[0].to_pydatetime() if len(mine) else None,
+        "stored_last": mine["last"].iloc[0].to_pydatetime() if len(mine) else None,
         "missing_bars": report.missing,
         "gap_count": len(report.gaps),
         "longest_gap": f"{longest.bars} bars from {longest.start:%Y-%m-%d %H:%M}" if longest else "",

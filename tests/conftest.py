@@ -17,6 +17,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="fks-prefect-home-")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     for name in [n for n in os.environ if n.startswith("FKS_")]:
         del os.environ[name]
 
