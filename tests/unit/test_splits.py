@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features import make_windows
+from models.preprocessing import FeatureScaler
 from models.splits import (
     Fold,
     LeakageError,
@@ -213,3 +214,89 @@ def test_check_no_overlap_on_folds_and_bad_input() -> None:
         check_no_overlap([slice(0, 3)], lookback=2, horizon=1)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="lookback"):
         check_no_overlap(leaky, lookback=0, horizon=1)
+
+
+# ---------------------------------------------------------------- scaler: fitted on train rows only
+
+
+def _rows(n: int = 300, f: int = 4, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(loc=[1.0, -2.0, 50.0, 0.0][:f], scale=[0.5, 3.0, 10.0, 1e-3][:f], size=(n, f))
+
+
+def test_scaler_fitted_on_train_rows_only() -> None:
+    lookback, horizon = 10, 1
+    X = _rows()
+    windows, _ = make_windows(X, lookback)
+    split = chronological_split(len(windows), val_fraction=0.2, test_fraction=0.2, purge=lookback + horizon)
+    rows = feature_rows(split.train, lookback)
+    scaler = FeatureScaler().fit(X[rows])
+    mean, scale = scaler.mean_.copy(), scaler.scale_.copy()  # type: ignore[union-attr]
+    X2 = X.copy()
+    X2[rows.stop :] = 1e6  # change every row after the train windows (val, test, purges)
+    scaler2 = FeatureScaler().fit(X2[rows])
+    np.testing.assert_array_equal(scaler2.mean_, mean)
+    np.testing.assert_array_equal(scaler2.scale_, scale)
+    Z = scaler.transform(X[rows])
+    np.testing.assert_allclose(Z.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(Z.std(axis=0), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(mean, X[rows].mean(axis=0))
+    assert not np.allclose(mean, X.mean(axis=0))  # not the statistics of all rows
+
+
+def test_scaler_windows_zero_variance_and_clip() -> None:
+    X = _rows(200, 3)
+    X[:, 1] = 0.1  # constant column
+    scaler = FeatureScaler(clip=3.0).fit(X)
+    assert scaler.scale_[1] == 1.0  # type: ignore[index]
+    Z = scaler.transform(X)
+    assert np.all(Z[:, 1] == 0.0)
+    assert np.abs(Z).max() <= 3.0
+    windows, _ = make_windows(X, 5)
+    Zw = scaler.transform(windows)
+    assert Zw.shape == windows.shape
+    np.testing.assert_array_equal(Zw[:, -1, :], Z[4:])
+    outlier = X[:1].copy()
+    outlier[0, 0] = 1e9
+    assert scaler.transform(outlier)[0, 0] == 3.0
+    assert FeatureScaler(clip=None).fit(X).transform(outlier)[0, 0] > 1e6
+
+
+def test_scaler_dataframe_names_and_roundtrip() -> None:
+    import json
+
+    import pandas as pd
+
+    frame = pd.DataFrame(_rows(100, 3), columns=["rsi_14", "log_ret_1", "atr_14"])
+    scaler = FeatureScaler().fit(frame)
+    assert scaler.feature_names == ["rsi_14", "log_ret_1", "atr_14"]
+    out = scaler.transform(frame)
+    assert isinstance(out, pd.DataFrame) and out.index.equals(frame.index)
+    with pytest.raises(ValueError, match="other order"):
+        scaler.transform(frame[["log_ret_1", "rsi_14", "atr_14"]])
+    with pytest.raises(ValueError, match=r"missing \['atr_14'\]"):
+        scaler.transform(frame[["rsi_14", "log_ret_1"]].assign(x=1.0))
+    restored = FeatureScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    assert restored.feature_names == scaler.feature_names and restored.clip == scaler.clip
+    np.testing.assert_array_equal(restored.transform(frame.to_numpy()), out.to_numpy())
+    with pytest.raises(ValueError, match="format"):
+        FeatureScaler.from_dict({"mean": [0.0]})
+
+
+def test_scaler_errors() -> None:
+    X = _rows(50, 3)
+    X[7, 2] = np.nan
+    with pytest.raises(ValueError, match="column 2"):
+        FeatureScaler().fit(X)
+    import pandas as pd
+
+    with pytest.raises(ValueError, match="column 2 \\('c'\\)"):
+        FeatureScaler().fit(pd.DataFrame(X, columns=["a", "b", "c"]))
+    with pytest.raises(ValueError, match="not fitted"):
+        FeatureScaler().transform(X)
+    with pytest.raises(ValueError, match="2-D"):
+        FeatureScaler().fit(X[None])
+    with pytest.raises(ValueError, match="features on its last axis"):
+        FeatureScaler().fit(_rows(50, 3)).transform(_rows(5, 2))
+    with pytest.raises(ValueError, match="clip"):
+        FeatureScaler(clip=0.0)
