@@ -129,7 +129,7 @@ def test_split_errors_name_the_numbers() -> None:
     with pytest.raises(ValueError, match="n_samples"):
         chronological_split(0, val_fraction=0.1, test_fraction=0.1, purge=0)
     with pytest.raises(ValueError, match="n_samples"):
-        chronological_split(True, val_fraction=0.1, test_fraction=0.1, purge=0)  # type: ignore[arg-type]
+        chronological_split(True, val_fraction=0.1, test_fraction=0.1, purge=0)
 
 
 def test_dataclasses_validate_and_are_frozen() -> None:
