@@ -1,0 +1,617 @@
+"""The forecaster as an MLflow pyfunc: raw OHLCV bars in, forecasts out.
+
+A logged forecaster carries everything between bars and the network, so that what is served is
+exactly what was trained (ARCHITECTURE.md section 2, "Models in the registry"):
+
+- artifact ``model``: the network (``models.forecaster.save_model``, a ``.keras`` file) with two
+  outputs, ``ret`` (the forward log return over ``horizon`` bars) and ``dir`` (the probability
+  that it is positive), run through ``models.forecaster.predict_lstm``;
+- artifact ``preprocess``: a JSON file (see :func:`build_preprocess`) with the feature set's
+  configuration and version, the fitted scaler (``models.preprocessing.FeatureScaler``),
+  ``lookback``, ``horizon``, ``timeframe``, the feature column order and the warm-up;
+- the code of ``config``, ``market``, ``features`` and ``models`` (``code_paths``), so a fresh
+  process builds features with the code the model was trained with.
+
+Example::
+
+    import mlflow
+    from models.pyfunc import build_preprocess, log_forecaster
+
+    with mlflow.start_run():
+        preprocess = build_preprocess(feature_set, scaler, lookback=30, horizon=1, timeframe="1d")
+        info = log_forecaster(keras_model_path="lstm.keras", preprocess=preprocess,
+                              input_example=bars.reset_index().tail(200))
+    model = mlflow.pyfunc.load_model(info.model_uri)
+    model.predict(raw_bars)   # symbol, ts, forecast_log_return, prob_up, horizon
+
+Input of ``predict``: a frame of raw bars, one row per bar, columns ``ts`` (ISO 8601 strings or
+datetimes; naive means UTC), ``open, high, low, close, volume`` (numbers) and optionally
+``symbol`` (several series in one frame). Each series needs at least ``warmup + lookback`` bars
+(:attr:`ForecasterModel.min_bars`); indicators with a long memory (EMA, ADX) settle better with
+more history, so send what you have. Output: one row per symbol, in order of first appearance.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
+
+if TYPE_CHECKING:
+    from mlflow.models.model import ModelInfo
+    from mlflow.models.signature import ModelSignature
+
+    from features import FeatureSet
+
+PREPROCESS_FORMAT = 1
+"""Version of the layout of the ``preprocess`` JSON; bumped on incompatible changes."""
+
+BAR_INPUT_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
+"""Columns every input frame must have (``symbol`` is optional)."""
+
+OUTPUT_COLUMNS: tuple[str, ...] = ("symbol", "ts", "forecast_log_return", "prob_up", "horizon")
+"""Columns of the output frame, in order."""
+
+CODE_PACKAGES: tuple[str, ...] = ("config", "market", "features", "models")
+"""Our packages shipped with the model (``code_paths``)."""
+
+RUNTIME_DISTRIBUTIONS: tuple[str, ...] = (
+    "mlflow",
+    "tensorflow-cpu",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "pandas",
+    "numba",
+    "pydantic",
+    "pydantic-settings",
+    "PyYAML",
+    "exchange-calendars",
+)
+"""Third-party distributions the model needs at inference; pinned to the installed versions."""
+
+_PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+_PREPROCESS_KEYS: tuple[str, ...] = (
+    "format",
+    "feature_set",
+    "feature_set_version",
+    "scaler",
+    "lookback",
+    "horizon",
+    "timeframe",
+    "feature_columns",
+    "warmup",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The preprocess artifact
+
+
+@dataclass(frozen=True)
+class _Preprocess:
+    """The parsed and checked ``preprocess`` JSON."""
+
+    feature_set: FeatureSet
+    scaler: dict[str, Any]
+    lookback: int
+    horizon: int
+    timeframe: str
+    feature_columns: tuple[str, ...]
+    warmup: int
+
+    @property
+    def min_bars(self) -> int:
+        return self.warmup + self.lookback
+
+
+def build_preprocess(
+    feature_set: FeatureSet,
+    scaler: Any,
+    *,
+    lookback: int,
+    horizon: int,
+    timeframe: str,
+) -> dict[str, Any]:
+    """The ``preprocess`` dict that :func:`log_forecaster` stores beside the Keras model.
+
+    Args:
+        feature_set: the feature set the network was trained on.
+        scaler: the fitted scaler: a ``models.preprocessing.FeatureScaler`` (anything with
+            ``to_dict()``) or its dict; it must have been fitted on the columns of
+            ``feature_set`` in their order.
+        lookback: bars per input window.
+        horizon: bars ahead of the forecast log return.
+        timeframe: ``1m``, ``1h`` or ``1d``, the bars the model was trained on.
+
+    Returns:
+        A JSON-ready dict: ``format``, ``feature_set`` (``FeatureSet.model_dump``),
+        ``feature_set_version``, ``feature_code_version``, ``scaler``, ``lookback``, ``horizon``,
+        ``timeframe``, ``feature_columns`` and ``warmup``.
+
+    Raises:
+        ValueError: a bad timeframe, lookback or horizon, or a scaler without ``to_dict``.
+    """
+    from features import FEATURE_CODE_VERSION
+    from market.bars import Timeframe
+
+    if isinstance(scaler, Mapping):
+        scaler_dict = dict(scaler)
+    elif callable(getattr(scaler, "to_dict", None)):
+        scaler_dict = dict(scaler.to_dict())
+    else:
+        raise ValueError(
+            f"scaler must be a fitted FeatureScaler or its to_dict(), got {type(scaler).__name__}"
+        )
+    tf = Timeframe.parse(timeframe)
+    out = {
+        "format": PREPROCESS_FORMAT,
+        "feature_set": feature_set.model_dump(mode="json"),
+        "feature_set_version": feature_set.version,
+        "feature_code_version": FEATURE_CODE_VERSION,
+        "scaler": scaler_dict,
+        "lookback": lookback,
+        "horizon": horizon,
+        "timeframe": tf.value,
+        "feature_columns": feature_set.columns(tf),
+        "warmup": feature_set.warmup,
+    }
+    _parse_preprocess(out)
+    return out
+
+
+def _positive_int(payload: Mapping[str, Any], key: str, minimum: int) -> int:
+    value = payload[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"preprocess[{key!r}] must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _parse_preprocess(payload: Mapping[str, Any]) -> _Preprocess:
+    """Check a ``preprocess`` dict against the installed features code and return it parsed.
+
+    Raises:
+        ValueError: a key is missing or malformed, or the features code builds other columns
+            (or another version of the feature set) than the model was trained with.
+    """
+    from pydantic import ValidationError
+
+    from features import FeatureSet
+    from market.bars import Timeframe
+
+    if not isinstance(payload, Mapping):
+        raise ValueError(f"preprocess must be a dict (see models.pyfunc.build_preprocess), got {payload!r}")
+    missing = [k for k in _PREPROCESS_KEYS if k not in payload]
+    if missing:
+        raise ValueError(
+            f"preprocess lacks {', '.join(missing)}; build it with models.pyfunc.build_preprocess(...)"
+        )
+    if payload["format"] != PREPROCESS_FORMAT:
+        raise ValueError(
+            f"preprocess format {payload['format']!r} is not supported (this code reads {PREPROCESS_FORMAT})"
+        )
+    try:
+        feature_set = FeatureSet.model_validate(payload["feature_set"])
+    except ValidationError as exc:
+        raise ValueError(f"preprocess['feature_set'] is not a valid feature set: {exc}") from None
+    if feature_set.version != payload["feature_set_version"]:
+        raise ValueError(
+            f"feature set {feature_set.name!r} has version {feature_set.version} with this features code, "
+            f"but the model was trained on version {payload['feature_set_version']}: the features code "
+            "changed since training; retrain the model (or serve it with the code it was logged with)"
+        )
+    tf = Timeframe.parse(payload["timeframe"])
+    columns = tuple(str(c) for c in payload["feature_columns"])
+    built = tuple(feature_set.columns(tf))
+    if columns != built:
+        raise ValueError(
+            f"preprocess['feature_columns'] {list(columns)} differ from the columns feature set "
+            f"{feature_set.name!r} builds on {tf.value} bars {list(built)}; rebuild it with build_preprocess"
+        )
+    warmup = _positive_int(payload, "warmup", 0)
+    if warmup != feature_set.warmup:
+        raise ValueError(
+            f"preprocess['warmup'] is {warmup} but feature set {feature_set.name!r} needs "
+            f"{feature_set.warmup} bars of warm-up with this features code; retrain or rebuild the preprocess"
+        )
+    scaler = payload["scaler"]
+    if not isinstance(scaler, Mapping):
+        raise ValueError(f"preprocess['scaler'] must be the scaler's to_dict(), got {scaler!r}")
+    names = scaler.get("feature_names")
+    if names is not None and tuple(str(n) for n in names) != columns:
+        raise ValueError(
+            f"the scaler was fitted on columns {list(names)} but the feature set builds {list(columns)}; "
+            "fit the scaler on build_features(...) of this feature set"
+        )
+    return _Preprocess(
+        feature_set=feature_set,
+        scaler=dict(scaler),
+        lookback=_positive_int(payload, "lookback", 1),
+        horizon=_positive_int(payload, "horizon", 1),
+        timeframe=tf.value,
+        feature_columns=columns,
+        warmup=warmup,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _parse_ts(values: pd.Series) -> pd.Series:
+    """Bar times as UTC datetimes; ISO 8601 strings or datetimes, naive ones taken as UTC."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        raise ValueError(
+            f"column ts must hold ISO 8601 strings or datetimes (e.g. '2020-01-31T00:00:00Z'), "
+            f"got {values.dtype} values such as {values.iloc[0]!r}"
+        )
+    if values.isna().any():
+        row = int(np.argmax(values.isna().to_numpy()))
+        raise ValueError(f"column ts is empty at row {row}; every bar needs its open time")
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
+        return pd.Series(pd.to_datetime(values, utc=True), index=values.index)
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"column ts at row {row} holds {values.iloc[row]!r}, which is not an ISO 8601 time; send times "
+            "like '2020-01-31', '2020-01-31T14:30:00Z' or datetimes (naive ones are taken as UTC)"
+        )
+    return pd.Series(parsed, index=values.index)
+
+
+def _parse_number(values: pd.Series, name: str) -> np.ndarray:
+    """A price or volume column as finite float64 values."""
+    if pd.api.types.is_bool_dtype(values):
+        raise ValueError(f"column {name} holds true/false values; send numbers")
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = (numbers.isna() & values.notna()).to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(
+            f"column {name} at row {row} holds {values.iloc[row]!r}, which is not a number; "
+            "send prices and volumes as numbers"
+        )
+    out = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    missing = ~np.isfinite(out)
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise ValueError(
+            f"column {name} has {int(missing.sum())} missing or infinite value(s), the first at row {row}; "
+            "send complete bars (drop or repair incomplete ones first)"
+        )
+    return out
+
+
+def _clean_input(model_input: Any) -> pd.DataFrame:
+    """The input as a frame of ``symbol`` (str), ``ts`` (UTC) and float64 OHLCV, rows kept in order.
+
+    Raises:
+        ValueError: not a frame, no rows, a missing column or a value that cannot be read.
+    """
+    if isinstance(model_input, Mapping | list):
+        model_input = pd.DataFrame(model_input)
+    if not isinstance(model_input, pd.DataFrame):
+        raise ValueError(
+            f"input must be a DataFrame of bars with columns {', '.join(BAR_INPUT_COLUMNS)} "
+            f"(and optionally symbol), got {type(model_input).__name__}"
+        )
+    frame = model_input
+    if "ts" not in frame.columns and isinstance(frame.index, pd.DatetimeIndex):
+        frame = frame.rename_axis("ts").reset_index()
+    missing = [c for c in BAR_INPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"input lacks column(s) {', '.join(missing)}; send raw bars, one row per bar, with columns "
+            f"{', '.join(BAR_INPUT_COLUMNS)} and optionally symbol (several series in one frame)"
+        )
+    if len(frame) == 0:
+        raise ValueError("input has no rows; send the most recent bars of each series")
+    frame = frame.reset_index(drop=True)
+    out: dict[str, Any] = {}
+    if "symbol" in frame.columns:
+        symbols = frame["symbol"]
+        if symbols.isna().any():
+            row = int(np.argmax(symbols.isna().to_numpy()))
+            raise ValueError(f"column symbol is empty at row {row}; name the series of every bar")
+        out["symbol"] = symbols.astype(str).to_numpy(dtype=object)
+    else:
+        out["symbol"] = np.full(len(frame), "", dtype=object)
+    out["ts"] = _parse_ts(frame["ts"])
+    for name in _PRICE_COLUMNS:
+        out[name] = _parse_number(frame[name], name)
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+def _check_network(model: Any, spec: _Preprocess) -> None:
+    """Raise ValueError when the network's inputs or outputs do not match the preprocess spec."""
+    names = list(getattr(model, "output_names", None) or [])
+    if not {"ret", "dir"} <= set(names):
+        raise ValueError(f"the Keras model must have outputs named 'ret' and 'dir', it has {names}")
+    window = tuple(model.inputs[0].shape[1:])
+    expected = (spec.lookback, len(spec.feature_columns))
+    if window != expected:
+        raise ValueError(
+            f"the Keras model takes windows of shape {window} but the preprocess spec builds {expected} "
+            "(lookback, features); log the model with the preprocess it was trained with"
+        )
+
+
+class ForecasterModel(PythonModel):
+    """The LSTM forecaster with its preprocessing: raw OHLCV bars in, one forecast per symbol out.
+
+    Artifacts (see the module documentation): ``model`` (a ``.keras`` file) and ``preprocess``
+    (JSON, :func:`build_preprocess`). :meth:`load_context` loads them; :meth:`predict` turns
+    raw bars of each symbol into canonical bars, builds the stored feature set on the stored
+    timeframe, takes the last ``lookback`` rows, scales them with the stored scaler and runs the
+    network. Log it with :func:`log_forecaster`.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._spec: _Preprocess | None = None
+        self._scaler: Any = None
+        self._network: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # What is loaded from the artifacts is never pickled with the model.
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._reset()
+
+    @property
+    def min_bars(self) -> int:
+        """Bars each series needs at least: the feature set's warm-up plus the lookback."""
+        return self._loaded()[0].min_bars
+
+    @property
+    def preprocess(self) -> _Preprocess:
+        """The loaded preprocess spec (feature set, scaler dict, lookback, horizon, timeframe...)."""
+        return self._loaded()[0]
+
+    def load_context(self, context: Any) -> None:
+        """Load the Keras network, the preprocess spec and the scaler from the context's artifacts.
+
+        Raises:
+            ValueError: the preprocess JSON does not match the features code or the network.
+        """
+        from models.forecaster import load_model
+        from models.preprocessing import FeatureScaler
+
+        artifacts = context.artifacts
+        payload = json.loads(Path(artifacts["preprocess"]).read_text(encoding="utf-8"))
+        spec = _parse_preprocess(payload)
+        network = load_model(artifacts["model"])
+        _check_network(network, spec)
+        self._scaler = FeatureScaler.from_dict(spec.scaler)
+        self._spec = spec
+        self._network = network
+
+    def _loaded(self) -> tuple[_Preprocess, Any, Any]:
+        if self._spec is None or self._network is None:
+            raise RuntimeError(
+                "ForecasterModel is not loaded; load it with mlflow.pyfunc.load_model(model_uri)"
+            )
+        return self._spec, self._scaler, self._network
+
+    def windows(self, model_input: pd.DataFrame) -> tuple[list[str], list[pd.Timestamp], np.ndarray]:
+        """The scaled input windows of each symbol: ``(symbols, last bar times, X)``.
+
+        ``X`` has shape ``(n_symbols, lookback, n_features)`` (float32), what the network sees.
+
+        Raises:
+            ValueError: bad input (see :meth:`predict`).
+        """
+        from features import build_features
+        from market.bars import canonical_bars
+
+        spec, scaler, _ = self._loaded()
+        frame = _clean_input(model_input)
+        symbols: list[str] = []
+        last_ts: list[pd.Timestamp] = []
+        windows: list[np.ndarray] = []
+        for symbol in pd.unique(frame["symbol"]):
+            where = f"symbol {symbol!r}: " if symbol else ""
+            rows = frame.loc[frame["symbol"] == symbol, list(BAR_INPUT_COLUMNS)]
+            try:
+                bars = canonical_bars(rows)
+            except ValueError as exc:
+                raise ValueError(f"{where}{exc}") from None
+            if len(bars) < spec.min_bars:
+                raise ValueError(
+                    f"{where}got {len(bars)} bars, the model needs at least {spec.min_bars} "
+                    f"({spec.warmup} of feature warm-up + lookback {spec.lookback}) {spec.timeframe} bars; "
+                    "send more history"
+                )
+            try:
+                features = build_features(bars, spec.feature_set, timeframe=spec.timeframe)
+            except ValueError as exc:
+                raise ValueError(f"{where}{exc}") from None
+            if tuple(features.columns) != spec.feature_columns:
+                raise RuntimeError(
+                    f"features code built columns {list(features.columns)}, the model expects "
+                    f"{list(spec.feature_columns)}"
+                )
+            window = features.iloc[-spec.lookback :]
+            holes = window.columns[window.isna().any(axis=0).to_numpy()]
+            if len(holes):
+                raise ValueError(
+                    f"{where}features {', '.join(holes)} are undefined in the last {spec.lookback} bars "
+                    "(flat prices or zero volume over their window?); send more or repaired bars"
+                )
+            scaled = np.asarray(scaler.transform(window), dtype="float32")
+            symbols.append(str(symbol))
+            last_ts.append(bars.index[-1])
+            windows.append(scaled.reshape(spec.lookback, len(spec.feature_columns)))
+        return symbols, last_ts, np.stack(windows)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """Forecast each series of raw bars in ``model_input``.
+
+        Args:
+            context: unused (MLflow passes the model context).
+            model_input: raw bars, one row per bar: ``ts`` (ISO 8601 strings or datetimes; naive
+                is UTC), ``open, high, low, close, volume`` (numbers), optionally ``symbol``.
+                Rows may come in any order; each series needs at least :attr:`min_bars` bars.
+            params: unused.
+
+        Returns:
+            One row per symbol (order of first appearance): ``symbol`` (``""`` without a
+            symbol column), ``ts`` (the last bar's open time, ISO 8601 UTC),
+            ``forecast_log_return`` (forward log return over ``horizon`` bars),
+            ``prob_up`` (probability that it is positive, in [0, 1]), ``horizon`` (bars).
+
+        Raises:
+            ValueError: a missing column, a time or number that cannot be read, missing values,
+                repeated bar times, non-positive closes, or fewer bars than needed (the message
+                says how many).
+        """
+        from models.forecaster import predict_lstm
+
+        spec, _, network = self._loaded()
+        symbols, last_ts, X = self.windows(model_input)
+        forecast, prob_up = predict_lstm(network, X)
+        return pd.DataFrame(
+            {
+                "symbol": pd.Series(symbols, dtype=object),
+                "ts": pd.Series([t.isoformat() for t in last_ts], dtype=object),
+                "forecast_log_return": forecast,
+                "prob_up": prob_up,
+                "horizon": np.full(len(symbols), spec.horizon, dtype="int64"),
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging
+
+
+def _example_frame(input_example: pd.DataFrame) -> pd.DataFrame:
+    """The input example as MLflow stores it: ``ts`` as ISO 8601 UTC strings, float64 OHLCV."""
+    if not isinstance(input_example, pd.DataFrame):
+        raise ValueError(f"input_example must be a DataFrame of raw bars, got {type(input_example).__name__}")
+    clean = _clean_input(input_example)
+    out = pd.DataFrame({"ts": clean["ts"].map(lambda t: t.isoformat()).astype(object)})
+    for name in _PRICE_COLUMNS:
+        out[name] = clean[name]
+    if "symbol" in input_example.columns:
+        out["symbol"] = clean["symbol"].astype(object)
+    return out
+
+
+def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
+    """The inferred signature with ``ts`` of any type (strings or datetimes) and ``symbol`` optional."""
+    from mlflow.models import infer_signature
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema, TensorSpec
+
+    with warnings.catch_warnings():
+        # The integer ``horizon`` output is never missing; MLflow's hint about integers is noise.
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
+        inferred = infer_signature(example, output)
+    inputs: list[ColSpec | TensorSpec] = [ColSpec(AnyType(), "ts")]
+    inputs += [ColSpec(DataType.double, name) for name in _PRICE_COLUMNS]
+    inputs.append(ColSpec(DataType.string, "symbol", required=False))
+    return ModelSignature(inputs=Schema(inputs), outputs=inferred.outputs)
+
+
+def code_paths() -> list[str]:
+    """Directories of our packages that a logged forecaster ships (``CODE_PACKAGES``)."""
+    paths = []
+    for package in CODE_PACKAGES:
+        module = importlib.import_module(package)
+        paths.append(str(Path(module.__file__ or "").resolve().parent))
+    return paths
+
+
+def pip_requirements() -> list[str]:
+    """The third-party distributions the model needs, pinned to the installed versions."""
+    pins = []
+    for dist in RUNTIME_DISTRIBUTIONS:
+        try:
+            pins.append(f"{dist}=={importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def log_forecaster(
+    *,
+    keras_model_path: str | os.PathLike[str],
+    preprocess: Mapping[str, Any],
+    input_example: pd.DataFrame,
+    name: str = "model",
+) -> ModelInfo:
+    """Log the forecaster as an MLflow pyfunc (:class:`ForecasterModel`) in the active run.
+
+    The model is first loaded and run on ``input_example`` here, so a model whose network,
+    preprocess spec and example do not fit together is refused before anything is logged; its
+    output gives the signature. The logged model ships the code of ``CODE_PACKAGES`` and pins
+    :data:`RUNTIME_DISTRIBUTIONS`, so ``mlflow.pyfunc.load_model(uri)`` (and
+    ``mlflow models serve --env-manager local``) works in a fresh process.
+
+    Args:
+        keras_model_path: the trained network, a ``.keras`` file with outputs ``ret``, ``dir``.
+        preprocess: :func:`build_preprocess` of the feature set, scaler, lookback, horizon and
+            timeframe the network was trained with.
+        input_example: raw bars of one or more series (as :meth:`ForecasterModel.predict`
+            takes them), at least ``warmup + lookback`` per series; stored with the model.
+        name: the model's name in the run.
+
+    Returns:
+        MLflow's ``ModelInfo`` (``model_uri`` to load or register it).
+
+    Raises:
+        RuntimeError: no active run.
+        ValueError: a missing or non-``.keras`` file, a bad preprocess dict, a network that does not
+            match it, or an input example the model cannot predict on.
+    """
+    if mlflow.active_run() is None:
+        raise RuntimeError(
+            "log_forecaster logs into the active run; call it inside `with mlflow.start_run():`"
+        )
+    model_path = Path(keras_model_path)
+    if not model_path.is_file() or model_path.suffix != ".keras":
+        raise ValueError(f"keras_model_path must be an existing .keras file, got {str(model_path)!r}")
+    _parse_preprocess(preprocess)
+    example = _example_frame(input_example)
+    with tempfile.TemporaryDirectory(prefix="fks-pyfunc-") as tmp:
+        preprocess_path = Path(tmp) / "preprocess.json"
+        preprocess_path.write_text(json.dumps(dict(preprocess), indent=2, sort_keys=True), encoding="utf-8")
+        artifacts = {"model": str(model_path.resolve()), "preprocess": str(preprocess_path)}
+        probe = ForecasterModel()
+        probe.load_context(PythonModelContext(artifacts=artifacts, model_config={}))
+        output = probe.predict(None, example)
+        info: ModelInfo = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=ForecasterModel(),
+            artifacts=artifacts,
+            signature=_signature(example, output),
+            input_example=example,
+            code_paths=code_paths(),
+            pip_requirements=pip_requirements(),
+        )
+    return info

@@ -1,0 +1,233 @@
+"""The MLflow model registry, through aliases: register, promote, roll back.
+
+Promotion moves aliases, never the deprecated stages (ARCHITECTURE.md section 2)::
+
+    version = register(info.model_uri, tags={"git_commit": sha})   # "3"
+    set_alias("fks-forecaster", CHALLENGER, version)
+    promote("fks-forecaster", reason="beats champion and baselines on out-of-sample Sharpe")
+    # champion -> 3, previous-champion -> the former champion, challenger removed
+    rollback("fks-forecaster")                                        # champion -> previous-champion
+
+Serving resolves ``models:/fks-forecaster@champion``. Every function uses the current MLflow
+tracking URI (``mlflow.set_tracking_uri``), whose store also holds the registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+DEFAULT_MODEL_NAME = "fks-forecaster"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
+
+TAG_PROMOTION_REASON = "promotion_reason"
+"""Version tag: why the version was promoted (the ``reason`` given to :func:`promote`)."""
+TAG_PROMOTED_AT = "promoted_at"
+"""Version tag: when it became champion (ISO 8601 UTC)."""
+TAG_REPLACED_VERSION = "replaced_version"
+"""Version tag: the champion it replaced (empty for the first champion)."""
+TAG_ROLLED_BACK_AT = "rolled_back_at"
+"""Version tag on a champion taken back by :func:`rollback` (ISO 8601 UTC)."""
+TAG_ROLLBACK_REASON = "rollback_reason"
+"""Version tag on a champion taken back by :func:`rollback`: why."""
+
+_READY = "READY"
+_FAILED = "FAILED_REGISTRATION"
+
+
+def _client() -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float) -> ModelVersion:
+    """Poll a model version until it is READY; raise RuntimeError if it failed or timed out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        mv = client.get_model_version(name, version)
+        if mv.status == _READY:
+            return mv
+        if mv.status == _FAILED:
+            raise RuntimeError(f"registering {name} version {version} failed: {mv.status_message}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"{name} version {version} is still {mv.status} after {timeout_s:.0f} s; "
+                "check the registry server and retry"
+            )
+        time.sleep(0.5)
+
+
+def register(
+    model_uri: str,
+    name: str = DEFAULT_MODEL_NAME,
+    tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+    *,
+    timeout_s: float = 300.0,
+) -> str:
+    """Register the model at ``model_uri`` as a new version of ``name`` and wait until it is READY.
+
+    The registered model is created when it does not exist yet. No alias is set: call
+    :func:`set_alias` (``challenger``) next.
+
+    Args:
+        model_uri: a logged model (``ModelInfo.model_uri``, ``models:/<model_id>``,
+            ``runs:/<run_id>/<name>``).
+        name: registered model name.
+        tags: version tags (values are stored as strings), e.g. the git commit, the data window.
+        description: the version's description.
+        timeout_s: how long to wait for the version to become READY.
+
+    Returns:
+        The new version number, as a string (``"1"`` for the first).
+
+    Raises:
+        RuntimeError: registration failed or did not finish within ``timeout_s``.
+        mlflow.exceptions.MlflowException: ``model_uri`` names no model.
+    """
+    import mlflow
+
+    client = _client()
+    str_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    mv = mlflow.register_model(model_uri, name, await_registration_for=int(timeout_s), tags=str_tags)
+    version = str(mv.version)
+    _wait_ready(client, name, version, timeout_s)
+    if description:
+        client.update_model_version(name, version, description=description)
+    return version
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    """Point ``alias`` of registered model ``name`` at ``version`` (moving it if set elsewhere).
+
+    Raises:
+        mlflow.exceptions.MlflowException: unknown model or version, or an invalid alias name.
+    """
+    _client().set_registered_model_alias(name, alias, str(version))
+
+
+def get_version_by_alias(name: str, alias: str) -> ModelVersion | None:
+    """The version of ``name`` that ``alias`` points at, or None when no version holds it.
+
+    Also None when no registered model ``name`` exists.
+
+    Raises:
+        mlflow.exceptions.MlflowException: the registry cannot be reached, or another error
+            than a missing model.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+    client = _client()
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+            return None
+        raise
+    # Reading the alias map avoids telling "no such alias" apart by store-specific error codes.
+    version = (registered.aliases or {}).get(alias)
+    if version is None:
+        return None
+    mv: ModelVersion = client.get_model_version(name, str(version))
+    return mv
+
+
+def promote(
+    name: str = DEFAULT_MODEL_NAME,
+    from_alias: str = CHALLENGER,
+    to_alias: str = CHAMPION,
+    *,
+    reason: str,
+) -> str:
+    """Make the ``from_alias`` version the ``to_alias`` one, keeping the old one as ``previous-champion``.
+
+    ``to_alias`` moves to the version ``from_alias`` points at; the version it pointed at before
+    (if any) gets ``previous-champion``; ``from_alias`` is removed (it has been promoted). The
+    promoted version is tagged with ``promotion_reason``, ``promoted_at`` and
+    ``replaced_version``.
+
+    Args:
+        name: registered model name.
+        from_alias: the candidate's alias.
+        to_alias: the alias that serving follows.
+        reason: why, for the people who read the registry later (required, not empty).
+
+    Returns:
+        The promoted version.
+
+    Raises:
+        ValueError: an empty reason, no version holds ``from_alias``, or it already holds
+            ``to_alias``.
+    """
+    if not reason or not reason.strip():
+        raise ValueError("promote needs a reason (e.g. the metrics that beat the champion)")
+    if from_alias == to_alias:
+        raise ValueError(
+            f"from_alias and to_alias are both {to_alias!r}; promote moves one alias onto another"
+        )
+    candidate = get_version_by_alias(name, from_alias)
+    if candidate is None:
+        raise ValueError(
+            f"no version of {name!r} has alias {from_alias!r}; register one and "
+            f"set_alias({name!r}, {from_alias!r}, version) first"
+        )
+    version = str(candidate.version)
+    current = get_version_by_alias(name, to_alias)
+    if current is not None and str(current.version) == version:
+        raise ValueError(f"version {version} of {name!r} is already {to_alias!r}; nothing to promote")
+    client = _client()
+    client.set_model_version_tag(name, version, TAG_PROMOTION_REASON, reason.strip())
+    client.set_model_version_tag(name, version, TAG_PROMOTED_AT, _now())
+    client.set_model_version_tag(
+        name, version, TAG_REPLACED_VERSION, "" if current is None else str(current.version)
+    )
+    if current is not None:
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, str(current.version))
+    client.set_registered_model_alias(name, to_alias, version)
+    client.delete_registered_model_alias(name, from_alias)
+    return version
+
+
+def rollback(name: str = DEFAULT_MODEL_NAME, *, reason: str = "") -> str:
+    """Put ``champion`` back on the ``previous-champion`` version.
+
+    The version taken back is tagged ``rolled_back_at`` (and ``rollback_reason`` when given);
+    ``previous-champion`` is removed, so a second rollback fails rather than reinstating the
+    version just taken back.
+
+    Returns:
+        The version that is champion again.
+
+    Raises:
+        ValueError: no version holds ``previous-champion``.
+    """
+    previous = get_version_by_alias(name, PREVIOUS_CHAMPION)
+    if previous is None:
+        raise ValueError(
+            f"{name!r} has no {PREVIOUS_CHAMPION!r} version to roll back to; "
+            f"set the champion explicitly with set_alias({name!r}, {CHAMPION!r}, version)"
+        )
+    version = str(previous.version)
+    current = get_version_by_alias(name, CHAMPION)
+    client = _client()
+    if current is not None and str(current.version) != version:
+        client.set_model_version_tag(name, str(current.version), TAG_ROLLED_BACK_AT, _now())
+        if reason.strip():
+            client.set_model_version_tag(name, str(current.version), TAG_ROLLBACK_REASON, reason.strip())
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+    return version
