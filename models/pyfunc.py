@@ -29,6 +29,12 @@ datetimes; naive means UTC), ``open, high, low, close, volume`` (numbers) and op
 ``symbol`` (several series in one frame). Each series needs at least ``warmup + lookback`` bars
 (:attr:`ForecasterModel.min_bars`); indicators with a long memory (EMA, ADX) settle better with
 more history, so send what you have. Output: one row per symbol, in order of first appearance.
+
+Through MLflow (``mlflow.pyfunc.load_model``, ``mlflow models serve``) the signature is checked
+before :meth:`ForecasterModel.predict` runs: ``ts`` may be of any type, ``symbol`` is optional,
+and the five numbers are ``double``. MLflow raises ``MlflowException`` (not ``ValueError``) for a
+missing column or a column it cannot cast, and refuses int64 columns (cast with
+``astype(float)``); JSON sent to the scoring server is cast to the signature's types for you.
 """
 
 from __future__ import annotations
@@ -102,8 +108,8 @@ _PREPROCESS_KEYS: tuple[str, ...] = (
 
 
 @dataclass(frozen=True)
-class _Preprocess:
-    """The parsed and checked ``preprocess`` JSON."""
+class PreprocessSpec:
+    """The parsed and checked ``preprocess`` JSON (:func:`build_preprocess`) of a forecaster."""
 
     feature_set: FeatureSet
     scaler: dict[str, Any]
@@ -115,6 +121,7 @@ class _Preprocess:
 
     @property
     def min_bars(self) -> int:
+        """Bars each series needs at least: warm-up plus lookback."""
         return self.warmup + self.lookback
 
 
@@ -180,7 +187,7 @@ def _positive_int(payload: Mapping[str, Any], key: str, minimum: int) -> int:
     return value
 
 
-def _parse_preprocess(payload: Mapping[str, Any]) -> _Preprocess:
+def _parse_preprocess(payload: Mapping[str, Any]) -> PreprocessSpec:
     """Check a ``preprocess`` dict against the installed features code and return it parsed.
 
     Raises:
@@ -236,7 +243,7 @@ def _parse_preprocess(payload: Mapping[str, Any]) -> _Preprocess:
             f"the scaler was fitted on columns {list(names)} but the feature set builds {list(columns)}; "
             "fit the scaler on build_features(...) of this feature set"
         )
-    return _Preprocess(
+    return PreprocessSpec(
         feature_set=feature_set,
         scaler=dict(scaler),
         lookback=_positive_int(payload, "lookback", 1),
@@ -341,7 +348,7 @@ def _clean_input(model_input: Any) -> pd.DataFrame:
 # The model
 
 
-def _check_network(model: Any, spec: _Preprocess) -> None:
+def _check_network(model: Any, spec: PreprocessSpec) -> None:
     """Raise ValueError when the network's inputs or outputs do not match the preprocess spec."""
     names = list(getattr(model, "output_names", None) or [])
     if not {"ret", "dir"} <= set(names):
@@ -369,7 +376,7 @@ class ForecasterModel(PythonModel):
         self._reset()
 
     def _reset(self) -> None:
-        self._spec: _Preprocess | None = None
+        self._spec: PreprocessSpec | None = None
         self._scaler: Any = None
         self._network: Any = None
 
@@ -386,7 +393,7 @@ class ForecasterModel(PythonModel):
         return self._loaded()[0].min_bars
 
     @property
-    def preprocess(self) -> _Preprocess:
+    def preprocess(self) -> PreprocessSpec:
         """The loaded preprocess spec (feature set, scaler dict, lookback, horizon, timeframe...)."""
         return self._loaded()[0]
 
@@ -408,7 +415,7 @@ class ForecasterModel(PythonModel):
         self._spec = spec
         self._network = network
 
-    def _loaded(self) -> tuple[_Preprocess, Any, Any]:
+    def _loaded(self) -> tuple[PreprocessSpec, Any, Any]:
         if self._spec is None or self._network is None:
             raise RuntimeError(
                 "ForecasterModel is not loaded; load it with mlflow.pyfunc.load_model(model_uri)"

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,22 @@ class Logged:
     min_bars: int
 
 
+@contextmanager
+def _tracking(uri: str) -> Iterator[None]:
+    """Use MLflow store ``uri`` inside the block; restore the URI (and its env variable) after."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    global_uri, env_uri = utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(global_uri)
+        if env_uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env_uri
+
+
 def _raw(name: str) -> pd.DataFrame:
     """Raw bars of a shipped sample: ts as a (UTC) column, OHLCV floats."""
     return parse_bars_csv(SAMPLES / name).bars.reset_index()
@@ -70,10 +87,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory, spx: pd.DataFrame) -> Itera
     from models.seeding import seed_everything
 
     root = tmp_path_factory.mktemp("mlflow")
-    previous_uri = mlflow.get_tracking_uri()
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
+    with _tracking(tracking_uri):
         experiment_id = mlflow.create_experiment(
             "forecaster-pyfunc", artifact_location=(root / "artifacts").as_uri()
         )
@@ -101,25 +116,18 @@ def logged(tmp_path_factory: pytest.TempPathFactory, spx: pd.DataFrame) -> Itera
             network=network,
             min_bars=min_bars,
         )
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
 
 
 @pytest.fixture(autouse=True)
 def _tracking_uri(request: pytest.FixtureRequest) -> Iterator[None]:
     """Point MLflow at the module's store in every test that uses it, and back afterwards."""
-    import mlflow
 
     if "logged" not in request.fixturenames:
         yield
         return
     logged: Logged = request.getfixturevalue("logged")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(logged.tracking_uri)
-    try:
+    with _tracking(logged.tracking_uri):
         yield
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="module")
