@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.assets import AssetClass
+from config.models import ForecasterConfig
 
 TIMEFRAMES = ("1m", "1h", "1d")
 
@@ -88,8 +89,6 @@ class IngestConfig(BaseModel):
         return self
 
 
-
-
 class InputError(ValueError):
     """Bad usage or bad input: the command is refused, nothing is written (CLI exit code 2)."""
 
@@ -102,7 +101,6 @@ class ValidateConfig(BaseModel):
     symbols: Symbols = Field(default_factory=list)
     timeframe: TimeframeName = None
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-
 
 
 class FeaturesConfig(BaseModel):
@@ -123,3 +121,4 @@ class PipelineConfig(BaseModel):
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    forecaster: ForecasterConfig = Field(default_factory=lambda: ForecasterConfig(symbol="SPX", epochs=20))

@@ -8,6 +8,7 @@ optional ``fks.toml`` in the working directory, and the defaults below. Nothing 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -35,8 +36,12 @@ class Settings(BaseSettings):
         "(sqlite:///data/fks.db by default).",
     )
     mlflow_tracking_uri: str = Field(
-        default="sqlite:///mlruns/mlflow.db",
-        description="MLflow tracking URI (a SQLite store under mlruns/).",
+        default="",
+        description="MLflow tracking URI; empty means $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.",
+    )
+    mlflow_artifact_root: Path = Field(
+        default=Path("mlruns") / "artifacts",
+        description="Where new MLflow experiments keep artifacts when the tracking store is local.",
     )
     lake_uri: str = Field(
         default="file://data/lake", description="Parquet lake: file://PATH or s3://BUCKET/PREFIX."
@@ -74,6 +79,9 @@ class Settings(BaseSettings):
         """Derive the database URL from the data directory when none was given."""
         if not self.db_url:
             self.db_url = f"sqlite:///{self.data_dir.as_posix()}/fks.db"
+        if not self.mlflow_tracking_uri:
+            # `mlflow run` and MLflow users set MLFLOW_TRACKING_URI; honour it unless FKS_ names one
+            self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
 
     def ensure_data_dir(self) -> Path:
         """Create the data directory if needed and return it."""

@@ -36,6 +36,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect the bar store.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+train_app = typer.Typer(
+    help="Train models (tracked in MLflow, registered with the alias challenger).", no_args_is_help=True
+)
+app.add_typer(train_app, name="train")
 quarantine_app = typer.Typer(
     help="Rows that failed validation: list them, release or drop them.", no_args_is_help=True
 )
@@ -284,11 +288,15 @@ def pipeline() -> None:
         out.rule("FKS pipeline")
         _print_ingest(summary.ingest.outcomes)
         _print_features(summary.features.outcomes)
+        _print_training(summary.forecaster)
         out.print(f"Database: {settings.db_url}   Features: {settings.data_dir / 'features'}")
-        out.print("Stages still to come: training, backtest, promotion.")
         out.print(
-            "Look closer:  fks data list  |  fks quarantine list  |  prefect server start "
-            "(then open http://127.0.0.1:4200)"
+            "Stages still to come: backtest net of costs, promotion (the new model waits as @challenger)."
+        )
+        out.print(
+            "Look closer:  fks data list  |  fks quarantine list  |  "
+            f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  |  "
+            "prefect server start (then open http://127.0.0.1:4200)"
         )
         _exit_if_quarantined(summary.ingest.outcomes)
 
@@ -350,6 +358,130 @@ def features_command(
         with err.status("building features"):
             summary = features_flow(config, get_settings())
         _print_features(summary.outcomes)
+
+    _run_guarded(run)
+
+
+QUICK_FORECASTER: dict[str, Any] = {
+    "units": [16],
+    "epochs": 5,
+    "patience": 2,
+    "walk_forward.folds": 2,
+    "tuning.trials": 3,
+    "tuning.epochs": 2,
+}
+
+
+def _forecaster_config(config_file: Path | None, preset: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """ForecasterConfig from an optional YAML/JSON file, then a preset, then command-line overrides."""
+    import yaml
+
+    from config.flows import InputError
+    from config.models import ForecasterConfig
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"{config_file}: cannot read the config ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{config_file}: expected a mapping of ForecasterConfig fields")
+    for key, value in [*preset.items(), *overrides.items()]:
+        if value is not None:
+            if "." in key:
+                outer, inner = key.split(".", 1)
+                data.setdefault(outer, {})[inner] = value
+            else:
+                data[key] = value
+    return ForecasterConfig.model_validate(data)
+
+
+def _print_training(summary: Any) -> None:
+    columns = [
+        "model",
+        "walk-forward RMSE (mean)",
+        "test RMSE",
+        "test dir. accuracy",
+        "test IC",
+        "test rank IC",
+    ]
+    rows = [
+        [
+            name,
+            f"{summary.walk_forward_rmse.get(name, float('nan')):.6f}",
+            f"{m['rmse']:.6f}",
+            f"{m['directional_accuracy']:.3f}",
+            f"{m['ic']:.3f}",
+            f"{m['rank_ic']:.3f}",
+        ]
+        for name, m in summary.test.items()
+    ]
+    title = f"Forecaster {summary.symbol} {summary.timeframe} (data {summary.data_window})"
+    out.print(_table(title, columns, rows, set(columns[1:])))
+    if summary.tuned:
+        out.print(f"Tuned with Optuna: {summary.tuned}", soft_wrap=True)
+    u = summary.uplift
+    nan = float("nan")
+    out.print(
+        f"Test RMSE: LSTM {u.get('rmse_model', nan):.6f} vs best baseline "
+        f"{u.get('rmse_best_baseline')} {u.get('rmse_baseline', nan):.6f}; directional accuracy: "
+        f"LSTM {u.get('directional_accuracy_model', nan):.3f} vs "
+        f"{u.get('directional_accuracy_best_baseline')} {u.get('directional_accuracy_baseline', nan):.3f} "
+        "(walk-forward and test are out of sample).",
+        soft_wrap=True,
+    )
+    out.print(
+        f"Registered {summary.registered_name} version {summary.version} as @{summary.alias} "
+        f"(run {summary.run_id}).",
+        soft_wrap=True,
+    )
+
+
+@train_app.command("forecaster")
+def train_forecaster_command(
+    symbol: Annotated[str | None, typer.Option(help="Stored series to train on (default SPX).")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="1m, 1h or 1d (default 1d).")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML/JSON of ForecasterConfig fields.")
+    ] = None,
+    feature_set: Annotated[str | None, typer.Option("--set", help="Feature set (default: default).")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Forecast horizon in bars.")] = None,
+    lookback: Annotated[int | None, typer.Option(help="Window length in bars.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum epochs (early stopping may stop sooner).")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="Walk-forward folds.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Optuna trials before training (0: no tuning).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
+    quick: Annotated[
+        bool, typer.Option(help="A small model and 3 short trials: a first look in a minute or two.")
+    ] = False,
+) -> None:
+    """Train the LSTM forecaster (purged splits, walk-forward, baselines, one test) and register it."""
+    from config.settings import get_settings
+    from flows.train_forecaster import train_forecaster
+
+    def run() -> None:
+        preset = QUICK_FORECASTER if quick else {}
+        config = _forecaster_config(
+            config_file,
+            preset,
+            {
+                "symbol": symbol.upper() if symbol else None,
+                "timeframe": timeframe,
+                "feature_set": feature_set,
+                "horizon": horizon,
+                "lookback": lookback,
+                "epochs": epochs,
+                "walk_forward.folds": folds,
+                "tuning.trials": trials,
+                "seed": seed,
+            },
+        )
+        with err.status(f"training the forecaster on {config.symbol} {config.timeframe}"):
+            summary = train_forecaster(config, get_settings())
+        _print_training(summary)
 
     _run_guarded(run)
 
@@ -478,6 +610,10 @@ def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from a research box
+    os.environ.setdefault(
+        "TF_CPP_MIN_LOG_LEVEL", "3"
+    )  # TensorFlow's C++ chatter; Python errors still surface
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     for console in (out, err):
         if not console.is_terminal:
             console.width = max(

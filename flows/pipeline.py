@@ -9,8 +9,10 @@ from config.flows import PipelineConfig
 from config.settings import Settings, get_settings
 from flows.features import features
 from flows.ingest import ingest
+from flows.train_forecaster import train_forecaster
 from tasks.data import IngestSummary
 from tasks.features import FeaturesSummary
+from tasks.models import TrainingSummary
 
 
 class PipelineSummary(BaseModel):
@@ -18,18 +20,21 @@ class PipelineSummary(BaseModel):
 
     ingest: IngestSummary
     features: FeaturesSummary
+    forecaster: TrainingSummary
 
 
 @flow(name="pipeline", validate_parameters=False)
 def pipeline(config: PipelineConfig | None = None, settings: Settings | None = None) -> PipelineSummary:
-    """Run the stages that exist so far: ingest (with validation), then features.
+    """Run the stages that exist so far: ingest (with validation), features, forecaster training.
 
-    Training, backtest and promotion join as they land.
+    Backtest and promotion join as they land.
     """
     config = config or PipelineConfig()
     settings = settings or get_settings()
     ingested = ingest(config.ingest, settings)
-    return PipelineSummary(ingest=ingested, features=features(config.features, settings))
+    built = features(config.features, settings)
+    trained = train_forecaster(config.forecaster, settings)
+    return PipelineSummary(ingest=ingested, features=built, forecaster=trained)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ SQLITE_PRAGMAS: tuple[str, ...] = (
 )
 
 
+# Our own name for Alembic's version table: Optuna's RDB storage keeps its studies in this database
+# and runs its own Alembic migrations with the default name `alembic_version`; sharing would break both.
+VERSION_TABLE = "fks_alembic_version"
+
+
 def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:

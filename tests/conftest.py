@@ -41,8 +41,13 @@ def prefect_server() -> Iterator[str]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Settings whose database and data directory live in this test's temporary folder."""
-    return Settings(data_dir=tmp_path / "data", db_url=f"sqlite:///{tmp_path / 'fks.db'}")
+    """Settings whose database, data directory and MLflow store live in this test's temporary folder."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        db_url=f"sqlite:///{tmp_path / 'fks.db'}",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        mlflow_artifact_root=tmp_path / "mlruns" / "artifacts",
+    )
 
 
 @pytest.fixture

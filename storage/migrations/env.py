@@ -32,12 +32,16 @@ def _url() -> str:
     return get_settings().db_url
 
 
+from storage.db import VERSION_TABLE  # noqa: E402
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        version_table=VERSION_TABLE,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -45,7 +49,13 @@ def _configure(connection: Connection) -> None:
 
 def run_migrations_offline() -> None:
     """Render the migrations as SQL for the configured URL without connecting."""
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True, compare_type=True)
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        compare_type=True,
+        version_table=VERSION_TABLE,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -21,6 +21,8 @@ def _fks(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         **os.environ,
         "FKS_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}",
         "FKS_DATA_DIR": str(tmp_path / "data"),
+        "FKS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+        "FKS_MLFLOW_ARTIFACT_ROOT": str(tmp_path / "mlruns" / "artifacts"),
         "COLUMNS": "200",
     }
     return subprocess.run([FKS, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -125,7 +127,22 @@ def test_synthetic_ingest_and_contradicting_asset_class(tmp_path: Path) -> None:
 def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
     done = _fks(tmp_path, "pipeline")
     assert done.returncode == 0, done.stderr
-    for text in ("SPX", "GOOGL", "EURUSD", "5031", "2335", "6225", "fks data list", "Features", "Data Docs:"):
+    for text in (
+        "SPX",
+        "GOOGL",
+        "EURUSD",
+        "5031",
+        "2335",
+        "6225",
+        "fks data list",
+        "Features",
+        "Data Docs:",
+        "Forecaster SPX 1d",
+        "hist_gb",
+        "ridge",
+        "@challenger",
+        "mlflow ui",
+    ):
         assert text in done.stdout
     rebuilt = _fks(tmp_path, "features", "--symbols", "SPX", "--set", "default")
     assert rebuilt.returncode == 0 and "cached" in rebuilt.stdout, rebuilt.stderr

@@ -42,9 +42,13 @@ from storage import (
     upsert_bars,
     watermark,
 )
+from storage.db import VERSION_TABLE
 
 STAMP_1 = pd.Timestamp("2025-01-01 00:00:00.123", tz="UTC")
 STAMP_2 = pd.Timestamp("2025-06-01 12:00:00", tz="UTC")
+
+
+COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
 
 def minute_bars(n: int, start: str = "2024-03-01", seed: int = 1) -> pd.DataFrame:
@@ -426,5 +430,8 @@ def test_migrated_schema_matches_the_models_and_migrate_reruns(engine: Engine) -
 
     migrate(engine)  # already at head: a no-op
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts=COMPARE_OPTS),
+            Base.metadata,
+        )
     assert diff == []

@@ -40,8 +40,10 @@ from storage import (
     start_ingest_run,
     upsert_bars,
 )
-from storage.db import _alembic_config
+from storage.db import VERSION_TABLE, _alembic_config
 from storage.schema import Base
+
+COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 KEY = {"set_name": "core", "set_version": "1", "symbol": "BTC", "timeframe": "1h"}
@@ -123,7 +125,7 @@ def root(tmp_path: Path) -> Path:
 
 def _version(engine: Engine) -> str:
     with engine.connect() as conn:
-        return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
+        return str(conn.execute(text("SELECT version_num FROM fks_alembic_version")).scalar_one())
 
 
 # --- checksum ------------------------------------------------------------------------------------
@@ -401,7 +403,7 @@ def test_migration_from_0002_keeps_the_data(url: str, root: Path) -> None:
             "built_at",
         ]
         with eng.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(conn, opts=COMPARE_OPTS)
             assert compare_metadata(context, Base.metadata) == []
         with eng.begin() as conn:
             assert [r.id for r in list_ingest_runs(conn)] == [run_id]

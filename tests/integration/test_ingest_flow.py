@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from config.flows import IngestConfig, InputError
+from config.flows import IngestConfig, InputError, PipelineConfig
+from config.models import ForecasterConfig
 from config.settings import Settings
 from flows.ingest import ingest
 from flows.pipeline import pipeline
@@ -157,7 +158,9 @@ def test_synthetic_market_resumes_from_the_watermark_with_identical_history(sett
     assert second.outcomes[0].missing_bars == 0
 
 
-def test_pipeline_runs_ingest_then_features(settings: Settings) -> None:
-    summary = pipeline(None, settings)
+def test_pipeline_runs_ingest_features_and_training(settings: Settings) -> None:
+    small = ForecasterConfig(symbol="GOOGL", lookback=10, units=(4,), epochs=1, walk_forward={"folds": 1})
+    summary = pipeline(PipelineConfig(forecaster=small), settings)
     assert {o.symbol for o in summary.ingest.outcomes} == set(SAMPLE_ROWS)
     assert {o.symbol: o.rows for o in summary.features.outcomes} == SAMPLE_ROWS
+    assert summary.forecaster.symbol == "GOOGL" and summary.forecaster.version == "1"

@@ -44,8 +44,10 @@ from storage import (
     start_ingest_run,
     upsert_bars,
 )
-from storage.db import _alembic_config
+from storage.db import VERSION_TABLE, _alembic_config
 from storage.schema import Base
+
+COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
@@ -107,7 +109,7 @@ def _run(engine: Engine, batch_id: str = "b1", symbol: str = "BTC") -> int:
 
 def _version(engine: Engine) -> str:
     with engine.connect() as conn:
-        return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
+        return str(conn.execute(text("SELECT version_num FROM fks_alembic_version")).scalar_one())
 
 
 # --- migrations ---------------------------------------------------------------------------------
@@ -127,7 +129,7 @@ def test_migration_from_empty_creates_the_tables_matching_the_models(url: str) -
         assert indexes["ix_quarantine_symbol_timeframe_ts"] == ["symbol", "timeframe", "ts"]
         assert indexes["ix_quarantine_status"] == ["status"]
         with eng.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(conn, opts=COMPARE_OPTS)
             assert compare_metadata(context, Base.metadata) == []
     finally:
         eng.dispose()

@@ -25,7 +25,10 @@ from storage import (
     start_ingest_run,
     upsert_bars,
 )
+from storage.db import VERSION_TABLE
 from storage.schema import Base
+
+COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
 EXPECTED_EXPORTS = {
     "make_engine",
@@ -117,9 +120,9 @@ def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
         migrate(eng)
         migrate(eng)
         names = set(inspect(eng).get_table_names())
-        assert {"bars", "assets", "ingest_runs", "alembic_version"} <= names
+        assert {"bars", "assets", "ingest_runs", "fks_alembic_version"} <= names
         with eng.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar_one() == "0003"
+            assert conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one() == "0003"
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'bars'").scalar_one()
         assert "WITHOUT ROWID" in ddl
         pk = inspect(eng).get_pk_constraint("bars")
@@ -130,7 +133,10 @@ def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts=COMPARE_OPTS),
+            Base.metadata,
+        )
     assert diff == []
 
 

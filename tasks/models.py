@@ -1,0 +1,118 @@
+"""Prefect tasks of the training stage: load validated bars, tune, train honestly, record in MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+from pydantic import BaseModel
+
+from config.flows import InputError
+from config.models import ForecasterConfig
+from config.settings import Settings
+from features import get_feature_set
+from storage import read_bars, read_features
+from tasks.features import features_root
+from tasks.store import store_for
+
+
+class TrainingSummary(BaseModel):
+    """What a forecaster training run produced, for people and for the pipeline summary."""
+
+    symbol: str
+    timeframe: str
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    registered_name: str
+    version: str
+    alias: str = "challenger"
+    walk_forward_rmse: dict[str, float]
+    test: dict[str, dict[str, float]]
+    uplift: dict[str, Any]
+    tuned: dict[str, Any] | None = None
+    data_window: str
+
+
+@task(
+    name="train-forecaster",
+    task_run_name="train-forecaster-{config.symbol}-{config.timeframe}",
+    cache_policy=NONE,
+)
+def train_forecaster_task(config: ForecasterConfig, settings: Settings) -> TrainingSummary:
+    """Train the LSTM forecaster on the stored (validated) bars of ``config.symbol`` and record it.
+
+    Raises:
+        InputError: no stored bars, an unknown feature set, or too little history.
+    """
+    from models.tracking import ensure_experiment, log_training
+    from models.training import train_forecaster
+    from models.tuning import tune
+
+    try:
+        feature_set = get_feature_set(config.feature_set)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    with store_for(settings).connect() as conn:
+        bars = read_bars(conn, config.symbol, config.timeframe)
+        stored = None
+        if not bars.empty:
+            stored = read_features(
+                conn,
+                features_root(settings),
+                set_name=feature_set.name,
+                set_version=feature_set.version,
+                symbol=config.symbol,
+                timeframe=config.timeframe,
+            )
+    if bars.empty:
+        raise InputError(
+            f"no stored {config.timeframe} bars for {config.symbol}; "
+            "run `fks ingest` first (see `fks data list`)"
+        )
+    tuned: dict[str, Any] | None = None
+    if config.tuning.trials > 0 or config.tuning.timeout_s:
+        import mlflow
+
+        experiment_id = ensure_experiment(settings.mlflow_tracking_uri, settings.mlflow_artifact_root)
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"tuning-{config.symbol}-{config.timeframe}"
+        ):
+            result = tune(bars, feature_set, config, settings.db_url)
+            mlflow.log_metric("best_wf_val_rmse", result.best_value)
+            mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
+        config = result.best_config
+        tuned = {
+            **result.best_params,
+            "study": result.study_name,
+            "trials": result.trials,
+            "pruned": result.pruned,
+        }
+    try:
+        trained = train_forecaster(bars, feature_set, config, features=stored)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    record = log_training(
+        trained,
+        bars=bars,
+        feature_set=feature_set,
+        tracking_uri=settings.mlflow_tracking_uri,
+        artifact_root=settings.mlflow_artifact_root,
+        tuning=tuned,
+    )
+    lo, hi = trained.windows["train"][0], trained.windows["test"][1]
+    return TrainingSummary(
+        symbol=config.symbol,
+        timeframe=config.timeframe,
+        run_id=record.run_id,
+        experiment_id=record.experiment_id,
+        model_uri=record.model_uri,
+        registered_name=record.registered_name,
+        version=record.version,
+        walk_forward_rmse={m: s["rmse_mean"] for m, s in trained.walk_forward.items()},
+        test=trained.test_metrics,
+        uplift=trained.uplift,
+        tuned=tuned,
+        data_window=f"{lo:%Y-%m-%d} .. {hi:%Y-%m-%d}",
+    )
