@@ -619,7 +619,11 @@ def main() -> None:
             console.width = max(
                 console.width, 160
             )  # piped or captured: do not squeeze tables into 80 columns
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle notice on every log_model
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices
     try:
         app()
     except SystemExit:
