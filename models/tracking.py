@@ -245,7 +245,15 @@ def log_training(
             tags={
                 **tags,
                 "run_id": run.info.run_id,
+                "config": config.model_dump_json(),
                 **{f"test_{k}": f"{v:.6g}" for k, v in result.test_metrics[LSTM].items()},
+                **{
+                    f"test_{model}_{k}": f"{v:.6g}"
+                    for model, values in result.test_metrics.items()
+                    if model != LSTM
+                    for k, v in values.items()
+                },
+                **{f"uplift_{k}": str(v) for k, v in result.uplift.items() if k.startswith("rmse_")},
             },
             description=(
                 f"LSTM forecast of {config.symbol} {config.timeframe} log return over {config.horizon} bar(s)"

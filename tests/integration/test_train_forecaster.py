@@ -74,6 +74,10 @@ def test_training_records_an_honest_run_and_registers_a_challenger(ml_settings: 
     version = get_version_by_alias("fks-forecaster", "challenger")
     assert version is not None and str(version.version) == "1"
     assert version.tags["data_window"] == tags["data_window"] and "test_rmse" in version.tags
+    assert {"test_zero_rmse", "test_hist_gb_ic", "uplift_rmse_best_baseline", "git_commit"} <= set(
+        version.tags
+    )
+    assert ForecasterConfig.model_validate_json(version.tags["config"]) == ForecasterConfig(**SMALL)
     model = mlflow.pyfunc.load_model("models:/fks-forecaster@challenger")
     assert model.metadata.signature is not None
     with store_for(ml_settings).connect() as conn:
