@@ -6,13 +6,13 @@ Rows go in and come out as :class:`config.assets.AssetSpec`. Symbols are matched
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
 from config.assets import AssetSpec
+from storage._time import now_ms as _now_ms
 from storage.schema import AssetRow
 
 _SPEC_FIELDS: tuple[str, ...] = (
@@ -25,10 +25,6 @@ _SPEC_FIELDS: tuple[str, ...] = (
     "source_options",
     "description",
 )
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _values(spec: AssetSpec) -> dict[str, Any]:

@@ -9,7 +9,6 @@ timestamps become ISO strings and NaN/±inf the strings ``"nan"``, ``"inf"``, ``
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select
 
 from storage._redact import redacted_json
+from storage._time import now_ms as _now_ms
 from storage.schema import AuditLogRow
 
 
@@ -31,10 +31,6 @@ class AuditEntry:
     action: str
     subject: str
     details: dict[str, Any]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _check_text(name: str, value: object) -> None:

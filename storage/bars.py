@@ -24,8 +24,10 @@ from sqlalchemy import Connection, Engine
 
 from market.bars import BAR_COLUMNS, Timeframe, canonical_bars, empty_bars
 from market.calendars import Calendar, GapReport, find_gaps
+from storage._time import NS_PER_MS as _NS_PER_MS
+from storage._time import from_ms as _from_ms
+from storage._time import to_ms as _to_ms
 
-_NS_PER_MS = 1_000_000
 _SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _READ_DTYPE = np.dtype([("ts", np.int64), *((c, np.float64) for c in BAR_COLUMNS)])
 _TS_DTYPE = np.dtype([("ts", np.int64)])
@@ -65,18 +67,6 @@ def _check_key(symbol: str, timeframe: str) -> str:
     if not isinstance(symbol, str) or not symbol or symbol != symbol.strip():
         raise ValueError(f"symbol {symbol!r} must be a non-empty string without surrounding spaces")
     return Timeframe.parse(timeframe).value
-
-
-def _to_ms(ts: pd.Timestamp | str, what: str) -> int:
-    stamp = pd.Timestamp(ts)
-    if stamp is pd.NaT:
-        raise ValueError(f"{what} must be a timestamp, not NaT")
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.as_unit("ns").value // _NS_PER_MS)
-
-
-def _from_ms(ms: int) -> pd.Timestamp:
-    return pd.Timestamp(int(ms) * _NS_PER_MS, tz="UTC")
 
 
 def _validated_arrays(bars: pd.DataFrame) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -46,9 +46,12 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, delete, insert, select, update
 
 from market.bars import BAR_COLUMNS, Timeframe, canonical_bars
+from storage._time import NS_PER_MS as _NS_PER_MS
+from storage._time import from_ms as _from_ms
+from storage._time import to_ms as _to_ms
+from storage._time import utc as _utc
 from storage.schema import FeatureBuildRow
 
-_NS_PER_MS = 1_000_000
 _CHECKSUM_TAG = b"fks-bars-v1\0"
 _NAME_LIMITS = {"set_name": 64, "set_version": 64, "symbol": 32}
 _PARQUET_METADATA_KEY = b"fks.feature_build"
@@ -104,25 +107,6 @@ def _check_series(set_name: str, set_version: str, symbol: str, timeframe: str) 
         _check_name("symbol", symbol),
         Timeframe.parse(timeframe).value,
     )
-
-
-def _utc(value: pd.Timestamp | str, what: str) -> pd.Timestamp:
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} {value!r} is not a timestamp: {exc}") from None
-    if stamp is pd.NaT:
-        raise ValueError(f"{what} must be a timestamp, not NaT")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _to_ms(value: pd.Timestamp | str, what: str) -> int:
-    """Epoch milliseconds (floored) of ``value``; naive timestamps are taken as UTC."""
-    return int(_utc(value, what).as_unit("ns").value // _NS_PER_MS)
-
-
-def _from_ms(ms: int) -> pd.Timestamp:
-    return pd.Timestamp(int(ms) * _NS_PER_MS, tz="UTC")
 
 
 def _canonical(bars: pd.DataFrame) -> pd.DataFrame:

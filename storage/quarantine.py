@@ -14,7 +14,6 @@ and row) is not stored again, so re-ingesting the same bad file adds nothing.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,9 @@ import pandas as pd
 from sqlalchemy import Connection, insert, or_, select, update
 
 from storage._redact import plain_json
+from storage._time import now_ms as _now_ms
+from storage._time import optional_ms as _ms
+from storage._time import optional_ts as _ts
 from storage.audit import audit
 from storage.schema import (
     QUARANTINE_STATUSES,
@@ -67,24 +69,6 @@ class QuarantineEntry:
     decided_at: pd.Timestamp | None
     decided_by: str | None
     decision_note: str | None
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _ms(value: pd.Timestamp | None) -> int | None:
-    if value is None:
-        return None
-    stamp = pd.Timestamp(value)
-    if stamp is pd.NaT:
-        return None
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.as_unit("ns").value // 1_000_000)
-
-
-def _ts(ms: int | None) -> pd.Timestamp | None:
-    return None if ms is None else pd.Timestamp(int(ms) * 1_000_000, tz="UTC")
 
 
 def _key(row: Any) -> str:

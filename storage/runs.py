@@ -13,7 +13,6 @@ values, URL passwords and credential query parameters become ``"***"``.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,9 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select, update
 
 from storage._redact import _jsonable
+from storage._time import now_ms as _now_ms
+from storage._time import optional_ms as _ms
+from storage._time import optional_ts as _ts
 from storage.bars import UpsertResult
 from storage.schema import IngestRunRow
 
@@ -49,24 +51,6 @@ class IngestRun:
     error: str | None
     started_at: pd.Timestamp
     finished_at: pd.Timestamp | None
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _ms(value: pd.Timestamp | dt.datetime | str | None) -> int | None:
-    if value is None:
-        return None
-    stamp = pd.Timestamp(value)
-    if stamp is pd.NaT:
-        return None
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.as_unit("ns").value // 1_000_000)
-
-
-def _ts(ms: int | None) -> pd.Timestamp | None:
-    return None if ms is None else pd.Timestamp(int(ms) * 1_000_000, tz="UTC")
 
 
 def start_ingest_run(

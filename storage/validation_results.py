@@ -9,7 +9,6 @@ as the strings ``"nan"``, ``"inf"``, ``"-inf"``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select
 
 from storage._redact import plain_json
+from storage._time import now_ms as _now_ms
 from storage.schema import VALIDATION_TRIGGERS, ValidationResultRow
 
 
@@ -41,10 +41,6 @@ class ValidationRecord:
     docs_path: str | None
     ingest_run_id: int | None
     created_at: pd.Timestamp
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def record_validation(
