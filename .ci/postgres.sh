@@ -3,7 +3,7 @@
 # Sourced by .ci/run; prints TEST_POSTGRES_URL on success. Best effort: when PostgreSQL cannot be
 # installed or started, those tests skip and say why.
 fks_start_postgres() {
-  local bin port=55432 dir
+  local bin port=${FKS_TEST_PG_PORT:-55432} dir
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   if [ -z "$bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing PostgreSQL (Debian package) for the PostgreSQL tests"

@@ -7,18 +7,14 @@ databases) and its driver is installed, every test also runs on a fresh PostgreS
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from config.assets import AssetClass, AssetSpec, load_asset_specs
@@ -33,7 +29,6 @@ from storage import (
     get_asset,
     list_assets,
     list_ingest_runs,
-    make_engine,
     open_store,
     read_bars,
     register_asset,
@@ -63,33 +58,6 @@ def minute_bars(n: int, start: str = "2024-03-01", seed: int = 1) -> pd.DataFram
     return pd.DataFrame(
         {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index
     )
-
-
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated, empty store: a fresh SQLite file, or a fresh database on ``TEST_POSTGRES_URL``."""
-    if request.param == "sqlite":
-        eng = open_store(f"sqlite:///{tmp_path / 'data' / 'fks.db'}")
-        yield eng
-        eng.dispose()
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set TEST_POSTGRES_URL to run the bar store tests on PostgreSQL too")
-    admin = make_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"fks_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    eng = open_store(make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
 
 
 def ingested_at(engine: Engine, symbol: str = "BTC") -> pd.Series:

@@ -7,12 +7,9 @@ databases) and its driver is installed, every test also runs on a fresh PostgreS
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,6 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import PROJECT_ROOT
@@ -45,7 +41,6 @@ from storage.schema import Base
 
 COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 KEY = {"set_name": "core", "set_version": "1", "symbol": "BTC", "timeframe": "1h"}
 T1 = pd.Timestamp("2025-01-10 00:00", tz="UTC")
 T2 = pd.Timestamp("2025-02-10 00:00", tz="UTC")
@@ -85,37 +80,6 @@ def features_of(bars: pd.DataFrame) -> pd.DataFrame:
 
 def build_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """URL of an empty database: a fresh SQLite file, or a fresh database on ``TEST_POSTGRES_URL``."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'fks.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set TEST_POSTGRES_URL to run the feature store tests on PostgreSQL too")
-    admin = make_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"fks_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
-
-
-@pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
-    """A migrated, empty store."""
-    eng = make_engine(url)
-    migrate(eng)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 @pytest.fixture

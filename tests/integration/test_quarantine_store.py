@@ -8,10 +8,6 @@ databases) and its driver is installed, every test also runs on a fresh PostgreS
 from __future__ import annotations
 
 import math
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +17,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import SecretStr
 from sqlalchemy import Engine, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from storage import (
@@ -36,7 +31,6 @@ from storage import (
     list_validations,
     make_engine,
     migrate,
-    open_store,
     quarantine_counts,
     quarantine_rows,
     read_bars,
@@ -49,40 +43,7 @@ from storage.schema import Base
 
 COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
 T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
-
-
-def _fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'fks.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set TEST_POSTGRES_URL to run the quarantine store tests on PostgreSQL too")
-    admin = make_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"fks_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty database (nothing migrated)."""
-    yield from _fresh_url(request, tmp_path)
-
-
-@pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
-    """A migrated, empty store."""
-    eng = open_store(url)
-    yield eng
-    eng.dispose()
 
 
 def bars(n: int, start: pd.Timestamp = T0) -> pd.DataFrame:
