@@ -486,6 +486,61 @@ def train_forecaster_command(
     _run_guarded(run)
 
 
+BACKTEST_ROWS = [
+    ("total_return", "total return", "{:.1%}"),
+    ("annual_return", "annual return", "{:.1%}"),
+    ("volatility", "volatility", "{:.1%}"),
+    ("sharpe", "Sharpe", "{:.2f}"),
+    ("sortino", "Sortino", "{:.2f}"),
+    ("max_drawdown", "max drawdown", "{:.1%}"),
+    ("exposure", "exposure", "{:.0%}"),
+    ("trades", "trades", "{:.0f}"),
+]
+
+
+def _print_backtest(summary: Any) -> None:
+    names = list(summary.metrics)
+    rows = []
+    for key, label, fmt in BACKTEST_ROWS:
+        values = [summary.metrics[n].get(key) for n in names]
+        rows.append([label, *("-" if v is None else fmt.format(v) for v in values)])
+    title = (
+        f"Backtest {summary.model} v{summary.version} on {summary.symbol} {summary.timeframe}, "
+        f"{summary.window_start} .. {summary.window_end}, net of costs"
+    )
+    out.print(_table(title, ["metric", *names], rows, set(names)))
+    out.print(f"Tearsheet: {summary.tearsheet}", soft_wrap=True)
+
+
+@app.command("backtest")
+def backtest_command(
+    model: Annotated[str, typer.Option(help="name@alias or name/version.")] = "fks-forecaster@challenger",
+    strategy: Annotated[str, typer.Option(help="long_flat or long_short.")] = "long_flat",
+    commission_bps: Annotated[float, typer.Option(help="Commission per trade, bps of notional.")] = 1.0,
+    slippage_bps: Annotated[float, typer.Option(help="Slippage per trade, bps of notional.")] = 2.0,
+    windows: Annotated[int, typer.Option(help="Walk-forward blocks in the out-of-sample window.")] = 3,
+) -> None:
+    """Backtest a registered model on its out-of-sample window net of costs; write the tearsheet."""
+    from config.backtest import BacktestConfig
+    from config.settings import get_settings
+    from flows.backtest import backtest
+
+    def run() -> None:
+        config = BacktestConfig.model_validate(
+            {
+                "model": model,
+                "strategy": strategy,
+                "windows": windows,
+                "costs": {"commission_bps": commission_bps, "slippage_bps": slippage_bps},
+            }
+        )
+        with err.status(f"backtesting {model}"):
+            summary = backtest(config, get_settings())
+        _print_backtest(summary)
+
+    _run_guarded(run)
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
