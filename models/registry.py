@@ -8,12 +8,20 @@ Promotion moves aliases, never the deprecated stages (ARCHITECTURE.md section 2)
     # champion -> 3, previous-champion -> the former champion, challenger removed
     rollback("fks-forecaster")                                        # champion -> previous-champion
 
+The promotion gate (:mod:`models.gate`) decides; :func:`apply_decision` carries a decision out::
+
+    decision = decide(inputs, PromotionPolicy())
+    apply_decision("fks-forecaster", decision, challenger_version="4", reason_tags={"actor": "ci"})
+    # promoted: as promote() above; in every case version 4 gets the gate_* tags
+
 Serving resolves ``models:/fks-forecaster@champion``. Every function uses the current MLflow
 tracking URI (``mlflow.set_tracking_uri``), whose store also holds the registry.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -22,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
+
+    from models.gate import Decision
 
 DEFAULT_MODEL_NAME = "fks-forecaster"
 CHAMPION = "champion"
@@ -38,6 +48,25 @@ TAG_ROLLED_BACK_AT = "rolled_back_at"
 """Version tag on a champion taken back by :func:`rollback` (ISO 8601 UTC)."""
 TAG_ROLLBACK_REASON = "rollback_reason"
 """Version tag on a champion taken back by :func:`rollback`: why."""
+
+TAG_GATE_DECISION = "gate_decision"
+"""Version tag set by :func:`apply_decision`: ``promoted``, ``refused`` or ``forced``."""
+TAG_GATE_REASONS = "gate_reasons"
+"""Version tag set by :func:`apply_decision`: the decision's reasons joined by :data:`REASON_SEPARATOR`."""
+TAG_GATE_METRICS = "gate_metrics"
+"""Version tag set by :func:`apply_decision`: the decision's metrics snapshot as JSON."""
+TAG_GATE_TIME = "gate_time"
+"""Version tag set by :func:`apply_decision`: when the decision was applied (ISO 8601 UTC)."""
+TAG_GATE_FORCED = "gate_forced"
+"""Version tag set by :func:`apply_decision`: ``"true"`` when promoted by force, else ``"false"``."""
+GATE_TAGS: tuple[str, ...] = (
+    TAG_GATE_DECISION,
+    TAG_GATE_REASONS,
+    TAG_GATE_METRICS,
+    TAG_GATE_TIME,
+    TAG_GATE_FORCED,
+)
+REASON_SEPARATOR = " | "
 
 _READY = "READY"
 _FAILED = "FAILED_REGISTRATION"
@@ -231,3 +260,75 @@ def rollback(name: str = DEFAULT_MODEL_NAME, *, reason: str = "") -> str:
     client.set_registered_model_alias(name, CHAMPION, version)
     client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
     return version
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as strict-JSON data: non-finite floats as ``"nan"``/``"inf"``/``"-inf"``."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def apply_decision(
+    name: str,
+    decision: Decision,
+    *,
+    challenger_version: str | int,
+    reason_tags: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Carry out a promotion-gate decision on version ``challenger_version`` of ``name``.
+
+    When ``decision.promote`` the version becomes ``champion`` exactly as :func:`promote` does it
+    (``challenger`` is pointed at it first; the former champion becomes ``previous-champion``;
+    ``challenger`` is removed; ``promotion_reason`` is the joined reasons, prefixed ``forced:``
+    when forced). A refused decision moves no alias. In every case the version is tagged
+    ``gate_decision`` (``promoted``/``refused``/``forced``), ``gate_reasons`` (joined by
+    :data:`REASON_SEPARATOR`), ``gate_metrics`` (JSON), ``gate_time`` (ISO 8601 UTC) and
+    ``gate_forced`` (``true``/``false``), plus ``reason_tags`` (values stored as strings).
+
+    Args:
+        name: registered model name.
+        decision: from :func:`models.gate.decide`.
+        challenger_version: the version the decision is about.
+        reason_tags: extra version tags to record with the decision (e.g. the actor, the
+            backtest run id); their keys must not be gate tags.
+
+    Returns:
+        The promoted version, or None when the decision refused.
+
+    Raises:
+        ValueError: ``reason_tags`` names a gate tag; a promotion of the version that already
+            is champion.
+        mlflow.exceptions.MlflowException: unknown model or version.
+    """
+    version = str(challenger_version)
+    extra = {str(k): str(v) for k, v in (reason_tags or {}).items()}
+    clash = sorted(set(extra) & set(GATE_TAGS))
+    if clash:
+        raise ValueError(f"reason_tags must not set the gate's own tags {clash}; use other keys")
+    client = _client()
+    client.get_model_version(name, version)  # unknown model or version: MlflowException before any change
+    reasons = REASON_SEPARATOR.join(decision.reasons)
+    promoted: str | None = None
+    if decision.promote:
+        current = get_version_by_alias(name, CHAMPION)
+        if current is not None and str(current.version) == version:
+            raise ValueError(f"version {version} of {name!r} is already {CHAMPION!r}; nothing to promote")
+        set_alias(name, CHALLENGER, version)
+        why = reasons or "promoted by the gate"
+        promoted = promote(name, reason=f"forced: {why}" if decision.forced else why)
+    tags = {
+        TAG_GATE_DECISION: decision.outcome,
+        TAG_GATE_REASONS: reasons,
+        TAG_GATE_METRICS: json.dumps(_json_safe(decision.metrics), sort_keys=True, default=str),
+        TAG_GATE_TIME: _now(),
+        TAG_GATE_FORCED: "true" if decision.forced else "false",
+        **extra,
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return promoted

@@ -1,5 +1,5 @@
-"""FKS storage: the SQL database of bars, assets, ingest runs, validation results, quarantine and audit,
-and the point-in-time feature store (Parquet files recorded in ``feature_builds``).
+"""FKS storage: the SQL database of bars, assets, ingest runs, validation results, quarantine, audit
+and model promotions, and the point-in-time feature store (Parquet files recorded in ``feature_builds``).
 
 Open a store with :func:`open_store` (engine + migrations), then pass a connection to the
 repository functions; the caller owns the transaction::
@@ -30,6 +30,7 @@ from storage.feature_store import (
     read_features,
     save_features,
 )
+from storage.promotions import PromotionRecord, list_promotions, record_promotion
 from storage.quarantine import (
     QuarantinedRow,
     QuarantineEntry,
@@ -46,6 +47,7 @@ __all__ = [
     "AuditEntry",
     "FeatureBuild",
     "IngestRun",
+    "PromotionRecord",
     "QuarantineEntry",
     "QuarantinedRow",
     "UpsertResult",
@@ -65,6 +67,7 @@ __all__ = [
     "list_audit",
     "list_builds",
     "list_ingest_runs",
+    "list_promotions",
     "list_quarantine",
     "list_validations",
     "make_engine",
@@ -74,6 +77,7 @@ __all__ = [
     "quarantine_rows",
     "read_bars",
     "read_features",
+    "record_promotion",
     "record_validation",
     "register_asset",
     "save_features",

@@ -37,6 +37,7 @@ NAMING_CONVENTION: dict[str, str] = {
 RUN_STATUSES: tuple[str, ...] = ("running", "success", "failed")
 QUARANTINE_STATUSES: tuple[str, ...] = ("quarantined", "released", "dropped")
 VALIDATION_TRIGGERS: tuple[str, ...] = ("ingest", "validate", "release")
+PROMOTION_DECISIONS: tuple[str, ...] = ("promoted", "refused", "forced", "rolled_back")
 
 
 class Base(DeclarativeBase):
@@ -254,6 +255,44 @@ class FeatureBuildRow(Base):
     built_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class PromotionRow(Base):
+    """One decision of the promotion gate, or one rollback, for one registered model (table
+    ``promotions``).
+
+    ``decision`` is ``promoted``, ``refused``, ``forced`` or ``rolled_back``.
+    ``challenger_version`` is the version the row is about (for a rollback, the version that is
+    champion again); ``champion_version`` the champion when it was decided (NULL when there was
+    none). ``primary_metric`` and the values compared on it (``challenger_value``,
+    ``champion_value``, best baseline ``baseline_name``/``baseline_value``) and the backtest
+    window (``window_start``, ``window_end``) are NULL only where they do not apply (a rollback, a
+    missing value). ``reasons`` is the list of sentences behind the decision, ``metrics`` the
+    gate's snapshot. ``window_start``, ``window_end`` and ``decided_at`` are epoch milliseconds UTC.
+    """
+
+    __tablename__ = "promotions"
+    __table_args__ = (
+        CheckConstraint("decision IN ('promoted', 'refused', 'forced', 'rolled_back')", name="decision"),
+        Index("ix_promotions_model_name", "model_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(256), nullable=False)
+    challenger_version: Mapped[str] = mapped_column(String(32), nullable=False)
+    champion_version: Mapped[str | None] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16), nullable=False)
+    primary_metric: Mapped[str | None] = mapped_column(String(64))
+    challenger_value: Mapped[float | None] = mapped_column(Float)
+    champion_value: Mapped[float | None] = mapped_column(Float)
+    baseline_name: Mapped[str | None] = mapped_column(String(64))
+    baseline_value: Mapped[float | None] = mapped_column(Float)
+    window_start: Mapped[int | None] = mapped_column(BigInteger)
+    window_end: Mapped[int | None] = mapped_column(BigInteger)
+    reasons: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    decided_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 bars_table = BarRow.__table__
 assets_table = AssetRow.__table__
 ingest_runs_table = IngestRunRow.__table__
@@ -261,3 +300,4 @@ validation_results_table = ValidationResultRow.__table__
 quarantine_table = QuarantineRow.__table__
 audit_log_table = AuditLogRow.__table__
 feature_builds_table = FeatureBuildRow.__table__
+promotions_table = PromotionRow.__table__
