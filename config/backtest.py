@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.promotion import PromotionPolicy
+
 
 class CostsConfig(BaseModel):
     """Trading costs charged on every trade, entry and exit (see ``backtest.Costs``)."""
@@ -35,3 +37,21 @@ class BacktestConfig(BaseModel):
     costs: CostsConfig = Field(default_factory=CostsConfig)
     windows: int = Field(default=3, ge=1, le=24)
     history: int = Field(default=200, ge=10, description="Raw bars sent with each forecast request.")
+
+
+class PromoteConfig(BaseModel):
+    """The promotion gate: ``model``'s challenger against its champion and the baselines.
+
+    Both are backtested on the challenger's out-of-sample window with ``backtest``'s strategy and
+    costs; ``policy`` sets the primary metric, margins and guards. ``include_buy_and_hold`` counts
+    buy and hold among the baselines to beat. ``force`` promotes regardless and records that.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = "fks-forecaster"
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    policy: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    include_buy_and_hold: bool = True
+    force: bool = False
+    actor: str = "fks"

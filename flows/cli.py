@@ -52,6 +52,7 @@ T = TypeVar("T")
 EXIT_BAD_INPUT = 2
 EXIT_UNEXPECTED = 1
 EXIT_QUARANTINED = 3
+EXIT_REFUSED = 4
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -537,6 +538,71 @@ def backtest_command(
         with err.status(f"backtesting {model}"):
             summary = backtest(config, get_settings())
         _print_backtest(summary)
+
+    _run_guarded(run)
+
+
+def _print_promotion(summary: Any) -> None:
+    colour = {"promoted": "green", "forced": "yellow", "refused": "red"}[summary.outcome]
+    champion = f"champion v{summary.champion_version}" if summary.champion_version else "no champion yet"
+    out.print(
+        f"[bold {colour}]{summary.outcome}[/]: {summary.model} v{summary.challenger_version} vs {champion} "
+        f"and best baseline '{summary.baseline_name}' on {summary.window}, net of costs "
+        f"({summary.primary_metric}: challenger {summary.challenger_value}, "
+        f"champion {summary.champion_value}, baseline {summary.baseline_value})",
+        soft_wrap=True,
+    )
+    for reason in summary.reasons:
+        out.print(f"  - {reason}", soft_wrap=True)
+
+
+@app.command("promote")
+def promote_command(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "fks-forecaster",
+    force: Annotated[
+        bool, typer.Option(help="Promote even if the gate refuses (recorded as forced).")
+    ] = False,
+    metric: Annotated[str, typer.Option(help="Primary metric of the gate.")] = "sharpe",
+    margin: Annotated[float, typer.Option(help="Required margin over the champion.")] = 0.05,
+) -> None:
+    """The gate: promote the challenger only if it beats the champion and the baselines net of costs.
+
+    Exit 0 when promoted, 4 when refused (the reasons are printed).
+    """
+    from config.backtest import PromoteConfig
+    from config.settings import get_settings
+    from flows.promote import promote
+
+    def run() -> None:
+        config = PromoteConfig.model_validate(
+            {
+                "model": model,
+                "force": force,
+                "actor": _actor(),
+                "policy": {"primary_metric": metric, "min_margin_vs_champion": margin},
+            }
+        )
+        with err.status(f"judging {model}@challenger"):
+            summary = promote(config, get_settings())
+        _print_promotion(summary)
+        if not summary.promoted:
+            raise typer.Exit(EXIT_REFUSED)
+
+    _run_guarded(run)
+
+
+@app.command("rollback")
+def rollback_command(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "fks-forecaster",
+    reason: Annotated[str, typer.Option(help="Why: kept on the version and in the promotions table.")] = "",
+) -> None:
+    """Give the champion alias back to the previous champion."""
+    from config.settings import get_settings
+    from tasks.promote import rollback_model
+
+    def run() -> None:
+        restored = rollback_model(model, get_settings(), actor=_actor(), reason=reason)
+        out.print(f"{model}@champion is version {restored} again")
 
     _run_guarded(run)
 
