@@ -297,9 +297,7 @@ def _periods_per_year(
             "cannot infer periods_per_year from a non-datetime index: pass periods_per_year, or "
             "calendar and timeframe"
         )
-    steps = np.diff(index.asi8) / 1e9 / 86_400.0  # days, whatever the index unit
-    if index.unit != "ns":
-        steps = np.diff(index.as_unit("ns").asi8) / 1e9 / 86_400.0
+    steps = np.diff(index.as_unit("ns").asi8) / 1e9 / 86_400.0  # days
     spacing = float(np.median(steps))
     for lo, hi, ppy in ((20 / 24, 4.0, 252.0), (5.0, 8.0, 52.0), (25.0, 35.0, 12.0), (85.0, 95.0, 4.0)):
         if lo <= spacing <= hi:
