@@ -57,14 +57,14 @@ def resolve_model(spec: str) -> ModelRef:
         mv = (
             client.get_model_version_by_alias(name, alias)
             if alias
-            else client.get_model_version(name, version)
+            else client.get_model_version(name, str(version))
         )
     except MlflowException:
         raise LookupError(
             f"no version of {name!r} for {'@' + alias if alias else 'version ' + str(version)}; "
             "train one (`fks train forecaster`) or check the name, alias or version"
         ) from None
-    params = client.get_run(mv.run_id).data.params
+    params = client.get_run(str(mv.run_id)).data.params
     return ModelRef(
         name=name,
         version=str(mv.version),

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from config.assets import AssetClass
+from config.backtest import BacktestConfig, PromoteConfig
 from config.models import ForecasterConfig
 
 TIMEFRAMES = ("1m", "1h", "1d")
@@ -122,3 +123,5 @@ class PipelineConfig(BaseModel):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     forecaster: ForecasterConfig = Field(default_factory=lambda: ForecasterConfig(symbol="SPX", epochs=20))
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)

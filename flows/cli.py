@@ -290,12 +290,11 @@ def pipeline() -> None:
         _print_ingest(summary.ingest.outcomes)
         _print_features(summary.features.outcomes)
         _print_training(summary.forecaster)
+        _print_backtest(summary.backtest)
+        _print_promotion(summary.promotion)
         out.print(f"Database: {settings.db_url}   Features: {settings.data_dir / 'features'}")
         out.print(
-            "Stages still to come: backtest net of costs, promotion (the new model waits as @challenger)."
-        )
-        out.print(
-            "Look closer:  fks data list  |  fks quarantine list  |  "
+            "Look closer:  fks data list  |  fks quarantine list  |  fks backtest  |  "
             f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  |  "
             "prefect server start (then open http://127.0.0.1:4200)"
         )
@@ -542,14 +541,18 @@ def backtest_command(
     _run_guarded(run)
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_promotion(summary: Any) -> None:
     colour = {"promoted": "green", "forced": "yellow", "refused": "red"}[summary.outcome]
     champion = f"champion v{summary.champion_version}" if summary.champion_version else "no champion yet"
     out.print(
         f"[bold {colour}]{summary.outcome}[/]: {summary.model} v{summary.challenger_version} vs {champion} "
         f"and best baseline '{summary.baseline_name}' on {summary.window}, net of costs "
-        f"({summary.primary_metric}: challenger {summary.challenger_value}, "
-        f"champion {summary.champion_value}, baseline {summary.baseline_value})",
+        f"({summary.primary_metric}: challenger {_num(summary.challenger_value)}, "
+        f"champion {_num(summary.champion_value)}, baseline {_num(summary.baseline_value)})",
         soft_wrap=True,
     )
     for reason in summary.reasons:

@@ -7,12 +7,16 @@ from pydantic import BaseModel
 
 from config.flows import PipelineConfig
 from config.settings import Settings, get_settings
+from flows.backtest import backtest
 from flows.features import features
 from flows.ingest import ingest
+from flows.promote import promote
 from flows.train_forecaster import train_forecaster
+from tasks.backtest import BacktestSummary
 from tasks.data import IngestSummary
 from tasks.features import FeaturesSummary
 from tasks.models import TrainingSummary
+from tasks.promote import PromotionSummary
 
 
 class PipelineSummary(BaseModel):
@@ -21,20 +25,23 @@ class PipelineSummary(BaseModel):
     ingest: IngestSummary
     features: FeaturesSummary
     forecaster: TrainingSummary
+    backtest: BacktestSummary
+    promotion: PromotionSummary
 
 
 @flow(name="pipeline", validate_parameters=False)
 def pipeline(config: PipelineConfig | None = None, settings: Settings | None = None) -> PipelineSummary:
-    """Run the stages that exist so far: ingest (with validation), features, forecaster training.
-
-    Backtest and promotion join as they land.
-    """
+    """Every stage: ingest (with validation), features, forecaster training, backtest, promotion gate."""
     config = config or PipelineConfig()
     settings = settings or get_settings()
     ingested = ingest(config.ingest, settings)
     built = features(config.features, settings)
     trained = train_forecaster(config.forecaster, settings)
-    return PipelineSummary(ingest=ingested, features=built, forecaster=trained)
+    tested = backtest(config.backtest, settings)
+    decided = promote(config.promote, settings)
+    return PipelineSummary(
+        ingest=ingested, features=built, forecaster=trained, backtest=tested, promotion=decided
+    )
 
 
 if __name__ == "__main__":

@@ -138,6 +138,8 @@ def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
         "Features",
         "Data Docs:",
         "Forecaster SPX 1d",
+        "Tearsheet:",
+        "Backtest fks-forecaster v1",
         "hist_gb",
         "ridge",
         "@challenger",

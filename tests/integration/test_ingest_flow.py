@@ -164,3 +164,9 @@ def test_pipeline_runs_ingest_features_and_training(settings: Settings) -> None:
     assert {o.symbol for o in summary.ingest.outcomes} == set(SAMPLE_ROWS)
     assert {o.symbol: o.rows for o in summary.features.outcomes} == SAMPLE_ROWS
     assert summary.forecaster.symbol == "GOOGL" and summary.forecaster.version == "1"
+    assert summary.backtest.version == "1" and Path(summary.backtest.tearsheet).exists()
+    assert summary.promotion.challenger_version == "1" and summary.promotion.outcome in {
+        "promoted",
+        "refused",
+    }
+    assert summary.promotion.reasons  # the decision says why
