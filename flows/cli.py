@@ -431,6 +431,12 @@ def _print_training(summary: Any) -> None:
         "(walk-forward and test are out of sample).",
         soft_wrap=True,
     )
+    for strategy, m in summary.strategies.items():
+        out.print(
+            f"Trading the test forecasts {strategy} net of costs: total return {m['total_return']:.1%}, "
+            f"Sharpe {m['sharpe']:.2f}, max drawdown {m['max_drawdown']:.1%}, {m['trades']:.0f} trades.",
+            soft_wrap=True,
+        )
     out.print(
         f"Registered {summary.registered_name} version {summary.version} as @{summary.alias} "
         f"(run {summary.run_id}).",
@@ -567,6 +573,10 @@ def promote_command(
     ] = False,
     metric: Annotated[str, typer.Option(help="Primary metric of the gate.")] = "sharpe",
     margin: Annotated[float, typer.Option(help="Required margin over the champion.")] = 0.05,
+    min_trades: Annotated[int, typer.Option(help="Guard: fewest trades the challenger must make.")] = 10,
+    max_drawdown: Annotated[
+        float, typer.Option(help="Guard: worst max drawdown allowed (e.g. -0.35).")
+    ] = -0.35,
 ) -> None:
     """The gate: promote the challenger only if it beats the champion and the baselines net of costs.
 
@@ -582,7 +592,12 @@ def promote_command(
                 "model": model,
                 "force": force,
                 "actor": _actor(),
-                "policy": {"primary_metric": metric, "min_margin_vs_champion": margin},
+                "policy": {
+                    "primary_metric": metric,
+                    "min_margin_vs_champion": margin,
+                    "min_trades": min_trades,
+                    "max_drawdown_floor": max_drawdown,
+                },
             }
         )
         with err.status(f"judging {model}@challenger"):

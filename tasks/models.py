@@ -31,8 +31,53 @@ class TrainingSummary(BaseModel):
     walk_forward_rmse: dict[str, float]
     test: dict[str, dict[str, float]]
     uplift: dict[str, Any]
+    strategies: dict[str, dict[str, float]] = {}
     tuned: dict[str, Any] | None = None
     data_window: str
+
+
+STRATEGY_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
+
+
+def _strategy_metrics(
+    trained: Any, bars: Any, settings: Settings, config: ForecasterConfig
+) -> dict[str, dict[str, float]]:
+    """Long/flat and long/short on the LSTM's test forecasts, net of default costs (next-open fills)."""
+    from backtest import Costs, run
+    from backtest.evaluate import forecast_positions
+    from config.backtest import CostsConfig
+    from storage import get_asset
+
+    with store_for(settings).connect() as conn:
+        asset = get_asset(conn, config.symbol)
+    predictions = trained.final.predictions
+    window = bars.loc[predictions.index[0] : predictions.index[-1]]
+    c = CostsConfig()
+    costs = Costs(commission_bps=c.commission_bps, slippage_bps=c.slippage_bps, min_fee=c.min_fee)
+    out: dict[str, dict[str, float]] = {}
+    for strategy in ("long_flat", "long_short"):
+        positions = forecast_positions(predictions["lstm"], strategy, 0.0).reindex(window.index).fillna(0.0)
+        result = run(
+            window,
+            positions,
+            costs=costs,
+            calendar=asset.calendar if asset else None,
+            timeframe=config.timeframe if asset else None,
+        )
+        out[strategy] = {k: float(result.metrics[k]) for k in STRATEGY_METRICS}
+    return out
+
+
+def _log_strategies(run_id: str, strategies: dict[str, dict[str, float]]) -> None:
+    import math
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for strategy, metrics in strategies.items():
+        for key, value in metrics.items():
+            if math.isfinite(value):
+                client.log_metric(run_id, f"test_{strategy}_{key}", value)
 
 
 @task(
@@ -101,6 +146,8 @@ def train_forecaster_task(config: ForecasterConfig, settings: Settings) -> Train
         artifact_root=settings.mlflow_artifact_root,
         tuning=tuned,
     )
+    strategies = _strategy_metrics(trained, bars, settings, config)
+    _log_strategies(record.run_id, strategies)
     lo, hi = trained.windows["train"][0], trained.windows["test"][1]
     return TrainingSummary(
         symbol=config.symbol,
@@ -114,5 +161,6 @@ def train_forecaster_task(config: ForecasterConfig, settings: Settings) -> Train
         test=trained.test_metrics,
         uplift=trained.uplift,
         tuned=tuned,
+        strategies=strategies,
         data_window=f"{lo:%Y-%m-%d} .. {hi:%Y-%m-%d}",
     )

@@ -186,3 +186,31 @@ def test_quarantined_rows_exit_3_then_list_release_drop_and_validate(
     revalidated = _fks(tmp_path, "validate", "--symbols", "BAD")
     assert revalidated.returncode == 0, revalidated.stderr
     assert "2334" in revalidated.stdout
+
+
+def test_train_backtest_promote_and_rollback_exit_codes(tmp_path: Path) -> None:
+    assert _fks(tmp_path, "ingest", "--symbols", "GOOGL").returncode == 0
+    trained = _fks(
+        tmp_path,
+        "train",
+        "forecaster",
+        "--symbol",
+        "GOOGL",
+        "--epochs",
+        "1",
+        "--folds",
+        "1",
+        "--lookback",
+        "10",
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert "long_flat net of costs" in trained.stdout and "@challenger" in trained.stdout
+    backtested = _fks(tmp_path, "backtest", "--model", "fks-forecaster/1", "--windows", "2")
+    assert backtested.returncode == 0 and "Tearsheet:" in backtested.stdout, backtested.stderr
+    assert _fks(tmp_path, "backtest", "--model", "fks-forecaster@nope").returncode == 2
+    refused = _fks(tmp_path, "promote", "--min-trades", "1000000")
+    assert refused.returncode == 4 and "refused" in refused.stdout and "trades" in refused.stdout
+    forced = _fks(tmp_path, "promote", "--min-trades", "1000000", "--force")
+    assert forced.returncode == 0 and "forced" in forced.stdout, forced.stderr
+    nothing = _fks(tmp_path, "rollback")
+    assert nothing.returncode == 2 and "previous-champion" in nothing.stderr

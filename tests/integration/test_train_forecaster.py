@@ -62,6 +62,8 @@ def test_training_records_an_honest_run_and_registers_a_challenger(ml_settings: 
     assert days.get_loc(test_start) - days.get_loc(val_end) > purge
     assert {"wf_lstm_rmse_mean", "wf_ridge_rmse_mean", "test_lstm_ic", "test_hist_gb_rank_ic"} <= set(metrics)
     assert "uplift_rmse_improvement" in metrics
+    assert set(summary.strategies) == {"long_flat", "long_short"}  # trading the forecasts, net of costs
+    assert {"test_long_flat_sharpe", "test_long_short_total_return", "test_long_short_trades"} <= set(metrics)
     assert tags["git_commit"] and tags["feature_set_version"] and tags["symbols"] == "GOOGL"
     artifacts = {a.path for a in client.list_artifacts(summary.run_id)}
     assert {"model_card.md", "config.json", "plots", "predictions", "explain"} <= artifacts
