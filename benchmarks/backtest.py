@@ -34,34 +34,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import sys
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import best_seconds as _best
+from benchmarks._common import peak_rss_mb as _peak_rss_mb
+
 VECTORBT_TARGET = 1.0
 BACKTESTING_TARGET = 30.0
 FAST, SLOW = 20, 50
 MINUTES_PER_YEAR = 365.25 * 24 * 60
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
-
-
-def _best(func: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def make_bars(rows: int, seed: int = 7) -> pd.DataFrame:

@@ -21,31 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import sys
 import time
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from benchmarks._common import best_seconds as _best
+from benchmarks._common import peak_rss_mb as _peak_rss_mb
+
 TALIB_TARGET = 1.5
 TA_TARGET = 10.0
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
-
-
-def _best(func: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def make_bars(rows: int, seed: int = 11) -> dict[str, np.ndarray]:

@@ -54,7 +54,6 @@ import itertools
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -65,14 +64,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks._common import peak_rss_mb as _peak_rss_mb
+
 CSV = Path(__file__).resolve().parent.parent / "data" / "samples" / "sp500_daily.csv"
 SYMBOL = "SPX"
 WIDE = 256
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,14 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks._common import peak_rss_mb as _peak_rss_mb
+
 SYMBOL = "BENCH"
 ASSET_CLASS = "crypto"
 TIMEFRAME = "1m"
-
-
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def _best(func: Callable[[], Any], repeats: int) -> tuple[float, Any]:

@@ -113,36 +113,33 @@ def gate_model(config: PromoteConfig, settings: Settings) -> PromotionSummary:
     apply_decision(
         config.model, decision, challenger_version=challenger.version, reason_tags={"actor": config.actor}
     )
+    facts: dict[str, Any] = {
+        "challenger_version": challenger.version,
+        "champion_version": champion.version if champion else None,
+        "primary_metric": metric,
+        "challenger_value": _value(challenger_metrics, metric),
+        "champion_value": _value(champion_metrics, metric),
+        "baseline_name": baseline_name,
+        "baseline_value": _value(baseline_metrics, metric),
+    }
     with store_for(settings).begin() as conn:
         promotion_id = record_promotion(
             conn,
             model_name=config.model,
-            challenger_version=challenger.version,
             decision=decision.outcome,
             actor=config.actor,
-            champion_version=champion.version if champion else None,
-            primary_metric=metric,
-            challenger_value=_value(challenger_metrics, metric),
-            champion_value=_value(champion_metrics, metric),
-            baseline_name=baseline_name,
-            baseline_value=_value(baseline_metrics, metric),
             window_start=window[0],
             window_end=window[1],
             reasons=decision.reasons,
             metrics=decision.metrics,
+            **facts,
         )
     return PromotionSummary(
         model=config.model,
         outcome=decision.outcome,
         promoted=decision.promote,
         forced=decision.forced,
-        challenger_version=challenger.version,
-        champion_version=champion.version if champion else None,
-        primary_metric=metric,
-        challenger_value=_value(challenger_metrics, metric),
-        champion_value=_value(champion_metrics, metric),
-        baseline_name=baseline_name,
-        baseline_value=_value(baseline_metrics, metric),
+        **facts,
         window=f"{window[0]:%Y-%m-%d} .. {window[1]:%Y-%m-%d}",
         reasons=list(decision.reasons),
         promotion_id=promotion_id,
@@ -174,4 +171,3 @@ def rollback_model(model: str, settings: Settings, *, actor: str, reason: str = 
             reasons=[reason or f"rolled back to version {restored}"],
         )
     return restored
-
