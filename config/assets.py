@@ -35,7 +35,10 @@ class AssetSpec(BaseModel):
     ``calendar`` is an exchange-calendars name (``XNYS``, ``XLON``, ...), ``24/5`` (FX) or
     ``24/7`` (crypto); empty means the asset class's default. ``source_options`` are handed to
     the default source (for ``csv``: ``path``, relative to the samples directory or absolute,
-    and optionally ``date_format``).
+    and optionally ``date_format``); ``default_source: auto`` means the online providers in the
+    priority order of ``config/providers.yaml``. ``provider_symbols`` names the instrument at each
+    online provider (``binance: BTCUSDT``, ``coingecko: bitcoin``, ``polygon: X:BTCUSD``,
+    ``sec_edgar: <CIK>``, ...); a provider without an entry is not asked for it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -47,6 +50,7 @@ class AssetSpec(BaseModel):
     enabled: bool = True
     default_source: str = "csv"
     source_options: dict[str, Any] = Field(default_factory=dict)
+    provider_symbols: dict[str, str] = Field(default_factory=dict)
     description: str = ""
 
     @field_validator("symbol")
@@ -56,6 +60,10 @@ class AssetSpec(BaseModel):
         if not value or any(ch.isspace() or ch in ",;/" for ch in value):
             raise ValueError(f"symbol {value!r} must be one word without spaces, commas or slashes")
         return value
+
+    def symbol_at(self, provider: str) -> str | None:
+        """This asset's symbol at ``provider``, or None when it is not known there."""
+        return self.provider_symbols.get(provider)
 
     def model_post_init(self, context: Any, /) -> None:
         """Fill the calendar from the asset class when none was given."""

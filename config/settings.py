@@ -57,11 +57,35 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "config" / "validation.yaml",
         description="Validation policy: severities and return bounds per suite.",
     )
+    providers_file: Path = Field(
+        default=PROJECT_ROOT / "config" / "providers.yaml",
+        description="Online providers: priority per asset class, rate limits, breakers, verification.",
+    )
+    binance_base_url: str = "https://api.binance.com"
+    yahoo_base_url: str = "https://query2.finance.yahoo.com"
+    polygon_base_url: str = "https://api.polygon.io"
+    alphavantage_base_url: str = "https://www.alphavantage.co"
+    coingecko_base_url: str = "https://api.coingecko.com/api/v3"
+    coinmarketcap_base_url: str = "https://pro-api.coinmarketcap.com"
+    sec_edgar_base_url: str = "https://data.sec.gov"
+    binance_api_key: SecretStr | None = None
+    yahoo_api_key: SecretStr | None = None
     polygon_api_key: SecretStr | None = None
     alphavantage_api_key: SecretStr | None = None
+    coingecko_api_key: SecretStr | None = None
     coinmarketcap_api_key: SecretStr | None = None
-    binance_api_key: SecretStr | None = None
-    sec_user_agent: str | None = None
+    sec_edgar_api_key: SecretStr | None = None
+    sec_edgar_user_agent: str | None = Field(
+        default=None,
+        description="SEC EDGAR requires a User-Agent naming you and an e-mail, "
+        "e.g. 'Jane Doe jane@example.com'.",
+    )
+    api_key_blocks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Provider name -> name of a Prefect Secret block holding its API key, used when "
+        "FKS_<PROVIDER>_API_KEY is not set (JSON in the environment: "
+        "FKS_API_KEY_BLOCKS='{\"polygon\": \"poly\"}').",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -82,6 +106,24 @@ class Settings(BaseSettings):
         if not self.mlflow_tracking_uri:
             # `mlflow run` and MLflow users set MLFLOW_TRACKING_URI; honour it unless FKS_ names one
             self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+
+    def provider_base_url(self, provider: str) -> str:
+        """``FKS_<PROVIDER>_BASE_URL``: where the adapter of ``provider`` sends its requests.
+
+        Raises:
+            ValueError: for a provider that has no base URL setting; the message lists those that do.
+        """
+        value = getattr(self, f"{provider}_base_url", None)
+        if not isinstance(value, str):
+            fields = type(self).model_fields
+            known = sorted(name.removesuffix("_base_url") for name in fields if name.endswith("_base_url"))
+            raise ValueError(f"unknown provider {provider!r}: known providers are {', '.join(known)}")
+        return value.rstrip("/")
+
+    def provider_api_key(self, provider: str) -> SecretStr | None:
+        """``FKS_<PROVIDER>_API_KEY`` as a ``SecretStr``, or None when it is not set."""
+        value = getattr(self, f"{provider}_api_key", None)
+        return value if isinstance(value, SecretStr) and value.get_secret_value() else None
 
     def ensure_data_dir(self) -> Path:
         """Create the data directory if needed and return it."""

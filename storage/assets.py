@@ -23,6 +23,7 @@ _SPEC_FIELDS: tuple[str, ...] = (
     "enabled",
     "default_source",
     "source_options",
+    "provider_symbols",
     "description",
 )
 

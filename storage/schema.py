@@ -38,6 +38,9 @@ RUN_STATUSES: tuple[str, ...] = ("running", "success", "failed")
 QUARANTINE_STATUSES: tuple[str, ...] = ("quarantined", "released", "dropped")
 VALIDATION_TRIGGERS: tuple[str, ...] = ("ingest", "validate", "release")
 PROMOTION_DECISIONS: tuple[str, ...] = ("promoted", "refused", "forced", "rolled_back")
+BREAKER_STATES: tuple[str, ...] = ("closed", "open", "half_open")
+VERIFICATION_STATUSES: tuple[str, ...] = ("verified", "discrepant", "skipped")
+CHUNK_STATUSES: tuple[str, ...] = ("pending", "done", "failed")
 
 
 class Base(DeclarativeBase):
@@ -84,6 +87,7 @@ class AssetRow(Base):
     enabled: Mapped[bool] = mapped_column(nullable=False)
     default_source: Mapped[str] = mapped_column(String(64), nullable=False)
     source_options: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    provider_symbols: Mapped[dict[str, str]] = mapped_column(JSON, nullable=False, server_default="{}")
     description: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -301,3 +305,181 @@ quarantine_table = QuarantineRow.__table__
 audit_log_table = AuditLogRow.__table__
 feature_builds_table = FeatureBuildRow.__table__
 promotions_table = PromotionRow.__table__
+
+
+class ProviderUsageRow(Base):
+    """Calls and credits one provider used on one UTC day (table ``provider_usage``).
+
+    ``failures`` counts calls that ended in an error, ``rate_limited`` those refused with 429 (or
+    the provider's own throttling note). ``updated_at`` is epoch milliseconds UTC.
+    """
+
+    __tablename__ = "provider_usage"
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, nullable=False)
+    credits: Mapped[float] = mapped_column(Float, nullable=False)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    rate_limited: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ProviderStateRow(Base):
+    """The circuit breaker of one provider as last seen (table ``provider_state``).
+
+    ``state`` is ``closed``, ``open`` or ``half_open``; ``opened_at`` and ``updated_at`` are epoch
+    milliseconds UTC.
+    """
+
+    __tablename__ = "provider_state"
+    __table_args__ = (CheckConstraint("state IN ('closed', 'open', 'half_open')", name="state"),)
+
+    provider: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, nullable=False)
+    opened_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ProviderDiscrepancyRow(Base):
+    """One bar field on which two providers disagree beyond the tolerance (table
+    ``provider_discrepancies``). ``ts`` and ``detected_at`` are epoch milliseconds UTC;
+    ``rel_diff`` is ``|secondary - primary| / |primary|``; ``action`` the policy applied."""
+
+    __tablename__ = "provider_discrepancies"
+    __table_args__ = (Index("ix_provider_discrepancies_symbol_timeframe_ts", "symbol", "timeframe", "ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    field: Mapped[str] = mapped_column(String(16), nullable=False)
+    primary_provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    secondary_provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    primary_value: Mapped[float] = mapped_column(Float, nullable=False)
+    secondary_value: Mapped[float] = mapped_column(Float, nullable=False)
+    rel_diff: Mapped[float] = mapped_column(Float, nullable=False)
+    tolerance: Mapped[float] = mapped_column(Float, nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    detected_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class BarVerificationRow(Base):
+    """One cross-check of fetched bars against a second source (table ``bar_verifications``).
+
+    ``status`` is ``verified`` (all compared bars within tolerance), ``discrepant`` or
+    ``skipped`` (no second source could be reached; ``reason`` says why, the bars stay
+    unverified). ``first_ts``/``last_ts`` bound the compared bars (NULL when skipped before any).
+    """
+
+    __tablename__ = "bar_verifications"
+    __table_args__ = (
+        CheckConstraint("status IN ('verified', 'discrepant', 'skipped')", name="status"),
+        Index("ix_bar_verifications_symbol_timeframe", "symbol", "timeframe"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    primary_provider: Mapped[str] = mapped_column(String(32), nullable=False)
+    secondary_provider: Mapped[str | None] = mapped_column(String(32))
+    first_ts: Mapped[int | None] = mapped_column(BigInteger)
+    last_ts: Mapped[int | None] = mapped_column(BigInteger)
+    bars_compared: Mapped[int] = mapped_column(Integer, nullable=False)
+    discrepancies: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    checked_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class BackfillChunkRow(Base):
+    """One chunk ``[chunk_start, chunk_end)`` of a backfill (table ``backfill_chunks``).
+
+    ``status`` is ``pending``, ``done`` (stored in the same transaction as its bars) or
+    ``failed`` (no provider could deliver it; ``error`` says why). Times are epoch ms UTC.
+    """
+
+    __tablename__ = "backfill_chunks"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'done', 'failed')", name="status"),
+        UniqueConstraint("symbol", "timeframe", "chunk_start", "chunk_end", name="uq_backfill_chunks_range"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    chunk_start: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    chunk_end: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class CompanyRow(Base):
+    """A company known to SEC EDGAR by its CIK (table ``companies``); ``updated_at`` epoch ms."""
+
+    __tablename__ = "companies"
+
+    cik: Mapped[str] = mapped_column(String(10), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    tickers: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    sic: Mapped[str | None] = mapped_column(String(8))
+    fiscal_year_end: Mapped[str | None] = mapped_column(String(4))
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class CompanyFilingRow(Base):
+    """One filing from a company's EDGAR submissions (table ``company_filings``).
+
+    Dates are ``YYYY-MM-DD`` strings as EDGAR writes them (``report_date`` may be empty).
+    """
+
+    __tablename__ = "company_filings"
+    __table_args__ = (Index("ix_company_filings_cik_filing_date", "cik", "filing_date"),)
+
+    accession: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cik: Mapped[str] = mapped_column(String(10), nullable=False)
+    form: Mapped[str] = mapped_column(String(32), nullable=False)
+    filing_date: Mapped[str] = mapped_column(String(10), nullable=False)
+    report_date: Mapped[str] = mapped_column(String(10), nullable=False)
+    primary_document: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class CompanyFactRow(Base):
+    """One reported value of one XBRL concept from EDGAR company facts (table ``company_facts``).
+
+    ``period_start`` is empty for instant facts; dates are ``YYYY-MM-DD``; ``filed`` is when the
+    value became public (use it, not ``period_end``, for point-in-time features).
+    """
+
+    __tablename__ = "company_facts"
+    __table_args__ = (
+        UniqueConstraint(
+            "cik", "taxonomy", "concept", "unit", "accession", "period_start", "period_end", name="uq_company_facts_fact"
+        ),
+        Index("ix_company_facts_cik_concept", "cik", "concept"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cik: Mapped[str] = mapped_column(String(10), nullable=False)
+    taxonomy: Mapped[str] = mapped_column(String(32), nullable=False)
+    concept: Mapped[str] = mapped_column(String(256), nullable=False)
+    unit: Mapped[str] = mapped_column(String(64), nullable=False)
+    period_start: Mapped[str] = mapped_column(String(10), nullable=False)
+    period_end: Mapped[str] = mapped_column(String(10), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    fiscal_year: Mapped[int | None] = mapped_column(Integer)
+    fiscal_period: Mapped[str | None] = mapped_column(String(8))
+    form: Mapped[str | None] = mapped_column(String(32))
+    filed: Mapped[str] = mapped_column(String(10), nullable=False)
+    accession: Mapped[str] = mapped_column(String(32), nullable=False)
+    frame: Mapped[str | None] = mapped_column(String(16))

@@ -380,7 +380,7 @@ def test_alembic_command_line_uses_the_ini_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     current = subprocess.run([*alembic, "current"], capture_output=True, text=True, cwd=tmp_path, check=False)
-    assert "0004 (head)" in current.stdout, current.stderr
+    assert "0005 (head)" in current.stdout, current.stderr
     eng = open_store(url)  # already at head: nothing to do
     try:
         with eng.connect() as conn:

@@ -356,7 +356,7 @@ def test_migration_from_0002_keeps_the_data(url: str, root: Path) -> None:
             )
         migrate(eng)
         migrate(eng)  # at head: a no-op
-        assert _version(eng) == "0004"
+        assert _version(eng) == "0005"
         pd.testing.assert_frame_equal(read_bars(eng, "BTC", "1h"), bars, check_freq=False)
         indexes = {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("feature_builds")}
         assert indexes["ix_feature_builds_series_built_at"] == [

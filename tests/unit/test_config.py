@@ -60,11 +60,35 @@ def test_importing_the_packages_does_no_work() -> None:
 
 def test_shipped_asset_registry() -> None:
     specs = {s.symbol: s for s in load_asset_specs(PROJECT_ROOT / "config" / "assets.yaml")}
-    assert {k: (v.timeframe, v.calendar) for k, v in specs.items()} == {
-        "SPX": ("1d", "XNYS"),
-        "GOOGL": ("1d", "XNYS"),
-        "EURUSD": ("1h", "24/5"),
-    }
+    enabled = {k: (v.timeframe, v.calendar) for k, v in specs.items() if v.enabled}
+    assert enabled == {"SPX": ("1d", "XNYS"), "GOOGL": ("1d", "XNYS"), "EURUSD": ("1h", "24/5")}
+    online = {k: v for k, v in specs.items() if not v.enabled}
+    assert {"BTC-USD", "ETH-USD", "SPY", "QQQ", "AAPL"} <= set(online)
+    assert all(v.default_source == "auto" for v in online.values())
+    assert online["BTC-USD"].symbol_at("binance") == "BTCUSDT"
+    assert online["BTC-USD"].symbol_at("coingecko") == "bitcoin"
+    assert online["BTC-USD"].symbol_at("polygon") == "X:BTCUSD"
+    assert online["AAPL"].symbol_at("sec_edgar") == "0000320193"
+    assert online["AAPL"].symbol_at("binance") is None
+
+
+def test_shipped_providers_policy_loads_and_orders_by_asset_class() -> None:
+    from config.providers import load_providers_config
+
+    config = load_providers_config(PROJECT_ROOT / "config" / "providers.yaml")
+    assert config.chain("crypto")[0] == "binance"
+    assert config.chain("equity")[0] == "yahoo"
+    assert config.providers["polygon"].rate.requests == 5
+    assert config.providers["alphavantage"].budget is not None
+
+
+def test_providers_policy_refuses_unknown_providers(tmp_path: Path) -> None:
+    from config.providers import load_providers_config
+
+    bad = tmp_path / "providers.yaml"
+    bad.write_text("priority: {crypto: [kraken]}\nproviders: {}\n")
+    with pytest.raises(ValueError, match="kraken"):
+        load_providers_config(bad)
 
 
 def test_asset_spec_defaults_calendar_from_class_and_rejects_bad_symbols(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
         names = set(inspect(eng).get_table_names())
         assert {"bars", "assets", "ingest_runs", "fks_alembic_version"} <= names
         with eng.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one() == "0004"
+            assert conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one() == "0005"
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'bars'").scalar_one()
         assert "WITHOUT ROWID" in ddl
         pk = inspect(eng).get_pk_constraint("bars")

@@ -1,0 +1,298 @@
+"""HTTP for the online adapters: typed errors, retries, a TTL cache, rate gating, no leaked keys.
+
+One :class:`HttpClient` per provider. :meth:`HttpClient.get_json` sends a GET, and turns every way
+a free data source can fail into the typed errors of :mod:`providers.base`:
+
+=====================================  ==========================================================
+what happened                          raised (after the retries of :class:`RetryPolicy`)
+=====================================  ==========================================================
+timeout, refused connection, reset,    ``Unavailable`` (retried)
+truncated body
+429, 418 (with ``Retry-After``)        ``RateLimited(retry_after)`` (retried, waiting at least
+                                       ``Retry-After``; beyond ``max_retry_after_s`` it fails over)
+5xx                                    ``Unavailable`` (retried)
+401, 403                               ``AuthError``
+404                                    ``NotSupported``
+other 4xx                              ``BadResponse``
+2xx with an HTML page or bad JSON      ``BadResponse``
+2xx whose body says "error"            what the adapter's ``check`` raises
+=====================================  ==========================================================
+
+Secrets (API keys) given to the client are replaced by ``***`` in every message, and query
+parameters that look like credentials are redacted from every URL the client reports; httpx's
+own request log (which prints full URLs) is turned down to warnings.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urljoin
+
+import httpx
+
+from config.providers import RetryPolicy
+from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited, Unavailable
+
+REDACTED = "***"
+_SECRET_PARAM = ("key", "token", "secret", "password", "signature", "auth")
+
+BodyCheck = Callable[[Any], None]
+ErrorBody = Callable[[int, Any], ProviderError | None]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One HTTP request as the gate sees it (after it finished). ``url`` is redacted."""
+
+    provider: str
+    url: str
+    status: int | None
+    elapsed_s: float
+    credits: float
+    error: ProviderError | None = None
+
+
+class Gate(Protocol):
+    """Admission and accounting of requests (the provider manager's rate limiter and meter)."""
+
+    def acquire(self, provider: str) -> None:
+        """Block until one more request may be sent; raise ``RateLimited`` when the budget is spent."""
+
+    def record(self, call: CallRecord) -> None:
+        """Account for one finished request."""
+
+
+class OpenGate:
+    """A gate that admits everything and records nothing (adapters used on their own)."""
+
+    def acquire(self, provider: str) -> None:
+        """Admit the request at once."""
+
+    def record(self, call: CallRecord) -> None:
+        """Forget the call."""
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret in ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redacted_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``params`` with the values of credential-like names (``apikey``, ``token``, ...) as ``***``."""
+    return {
+        k: (REDACTED if any(s in k.lower() for s in _SECRET_PARAM) else v) for k, v in (params or {}).items()
+    }
+
+
+def parse_retry_after(value: str | None, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+    """Delay before retry number ``attempt`` (1-based): exponential with jitter, at least ``retry_after``."""
+    delay = min(policy.max_s, policy.base_s * 2 ** (attempt - 1))
+    delay *= 1.0 + policy.jitter * (2.0 * rng.random() - 1.0)
+    return max(delay, retry_after or 0.0)
+
+
+class HttpClient:
+    """GET JSON from one provider with typed errors, retries, a TTL cache and a rate gate.
+
+    ``base_url`` is where relative paths go (``FKS_<PROVIDER>_BASE_URL``). ``secrets`` are strings
+    that must never appear in a message. ``sleep`` and ``rng`` are injectable so tests control
+    time and jitter. ``transport`` lets a caller plug an httpx transport (tests use real servers).
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        retry: RetryPolicy | None = None,
+        cache_ttl_s: float = 0.0,
+        gate: Gate | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.provider = provider
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.secrets = tuple(s for s in secrets if s)
+        self.retry = retry or RetryPolicy()
+        self.cache_ttl_s = cache_ttl_s
+        self.gate: Gate = gate or OpenGate()
+        self.sleep = sleep
+        self.rng = rng or random.Random(0)
+        self.clock = clock
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout), headers=dict(headers or {}), transport=transport
+        )
+        self.requests_sent = 0
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path``: kept when absolute, else joined to the base URL."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self.base_url, path.lstrip("/"))
+
+    def describe(self, url: str, params: Mapping[str, Any] | None = None) -> str:
+        """``url`` with ``params`` for messages: credential parameters and secrets redacted."""
+        query = urlencode(redacted_params(params), safe="*:,")
+        text = f"{url}?{query}" if query else url
+        if "?" in url:  # an absolute URL that carries its own query (a next page)
+            base, _, own = url.partition("?")
+            pairs = dict(parse_qsl(own, keep_blank_values=True))
+            text = f"{base}?{urlencode(redacted_params({**pairs, **(params or {})}), safe='*:,')}"
+        return redact(text, self.secrets)
+
+    def _error(self, cls: type[ProviderError], message: str, **extra: Any) -> ProviderError:
+        return cls(redact(f"{self.provider}: {message}", self.secrets), **extra)
+
+    def get_json(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        credits: float | Callable[[Any], float] = 1.0,
+        check: BodyCheck | None = None,
+        on_error: ErrorBody | None = None,
+    ) -> Any:
+        """GET ``path`` and return its parsed JSON body, retrying transient failures.
+
+        ``check(body)`` may raise a typed error for a 200 whose body is an error or a throttling
+        note; ``on_error(status, body)`` may return the typed error for a non-2xx body.
+        ``credits`` is what one call costs (or a function of the body that says).
+
+        Raises:
+            RateLimited, Unavailable, BadResponse, NotSupported, AuthError: see the module table.
+        """
+        url = self.url(path)
+        key = self.describe(url, params) + json.dumps(dict(headers or {}), sort_keys=True)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > self.clock():
+            return cached[1]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body = self._once(url, params, headers, credits, check, on_error)
+            except (RateLimited, Unavailable) as exc:
+                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+                if attempt >= self.retry.attempts or (retry_after or 0.0) > self.retry.max_retry_after_s:
+                    raise
+                self.sleep(backoff_delay(self.retry, attempt, self.rng, retry_after))
+                continue
+            if self.cache_ttl_s > 0:
+                self._cache[key] = (self.clock() + self.cache_ttl_s, body)
+            return body
+
+    def _once(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        credits: float | Callable[[Any], float],
+        check: BodyCheck | None,
+        on_error: ErrorBody | None,
+    ) -> Any:
+        self.gate.acquire(self.provider)
+        shown = self.describe(url, params)
+        started = time.perf_counter()
+        status: int | None = None
+        cost = 0.0
+        try:
+            self.requests_sent += 1
+            try:
+                response = self._http.get(url, params=dict(params or {}), headers=dict(headers or {}))
+                status = response.status_code
+                raw = response.content
+            except httpx.TimeoutException:
+                raise self._error(Unavailable, f"timed out after {self.timeout:g}s on {shown}") from None
+            except (httpx.TransportError, httpx.StreamError) as exc:
+                raise self._error(Unavailable, f"{type(exc).__name__} on {shown}") from None
+            cost = float(credits) if not callable(credits) else 1.0
+            body = self._parse(response, raw, shown, on_error)
+            if callable(credits):
+                cost = float(credits(body))
+            if check is not None:
+                check(body)
+        except ProviderError as exc:
+            elapsed = time.perf_counter() - started
+            self.gate.record(CallRecord(self.provider, shown, status, elapsed, cost, exc))
+            raise
+        self.gate.record(CallRecord(self.provider, shown, status, time.perf_counter() - started, cost))
+        return body
+
+    def _parse(self, response: httpx.Response, raw: bytes, shown: str, on_error: ErrorBody | None) -> Any:
+        status = response.status_code
+        text = raw.decode("utf-8", errors="replace")
+        try:
+            body: Any = json.loads(text) if text.strip() else None
+        except ValueError:
+            body = None
+            parse_failed = True
+        else:
+            parse_failed = False
+        if status >= 400 and on_error is not None:
+            custom = on_error(status, body)
+            if custom is not None:
+                raise self._error(type(custom), str(custom), **_extra(custom))
+        if status in (429, 418):
+            wait = parse_retry_after(response.headers.get("Retry-After"), default=1.0)
+            raise self._error(RateLimited, f"HTTP {status}: rate limited on {shown}", retry_after=wait)
+        if status >= 500:
+            raise self._error(Unavailable, f"HTTP {status} on {shown}: {_snippet(text)}")
+        if status in (401, 403):
+            raise self._error(AuthError, f"HTTP {status}: credentials refused on {shown}; check the API key")
+        if status == 404:
+            raise self._error(NotSupported, f"HTTP 404 on {shown}: {_snippet(text)}")
+        if status >= 400:
+            raise self._error(BadResponse, f"HTTP {status} on {shown}: {_snippet(text)}")
+        if text.lstrip().startswith("<"):
+            raise self._error(BadResponse, f"an HTML page, not JSON, from {shown}: {_snippet(text)}")
+        if parse_failed:
+            raise self._error(BadResponse, f"malformed or truncated JSON from {shown}: {_snippet(text)}")
+        return body
+
+
+def _extra(error: ProviderError) -> dict[str, Any]:
+    return {"retry_after": error.retry_after} if isinstance(error, RateLimited) else {}
+
+
+def _snippet(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
