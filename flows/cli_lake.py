@@ -1,0 +1,129 @@
+"""``fks lake``: export stored bars to the Parquet lake (``FKS_LAKE_URI``) and import them back.
+
+The sub-app is registered on the main ``fks`` app; the CLI helpers of :mod:`flows.cli` are
+imported inside the commands so that either module can be imported first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+lake_app = typer.Typer(
+    help="The Parquet lake (FKS_LAKE_URI: a folder or s3://bucket/prefix): export bars, import them back.",
+    no_args_is_help=True,
+)
+
+SymbolOption = Annotated[list[str] | None, typer.Option(help="Symbol (repeatable).")]
+SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated symbols (default: every series).")]
+TimeframeOption = Annotated[str | None, typer.Option(help="Only this timeframe: 1m, 1h or 1d.")]
+StartOption = Annotated[datetime | None, typer.Option(help="First bar (UTC), inclusive.")]
+EndOption = Annotated[datetime | None, typer.Option(help="End (UTC), exclusive.")]
+
+
+def _guarded(action: Callable[[], None]) -> None:
+    """Run ``action`` with the CLI's error handling; lake problems exit 2 (1 when unreachable)."""
+    from flows.cli import EXIT_BAD_INPUT, EXIT_UNEXPECTED, _fail, _run_guarded
+    from storage.lake import LakeError, LakeUnreachable
+
+    def run() -> None:
+        try:
+            action()
+        except LakeUnreachable as exc:
+            raise _fail(str(exc), EXIT_UNEXPECTED) from None
+        except LakeError as exc:
+            raise _fail(str(exc), EXIT_BAD_INPUT) from None
+
+    _run_guarded(run)
+
+
+def _selection(
+    symbol: list[str] | None, symbols: str | None, timeframe: str | None, start: Any, end: Any
+) -> dict[str, Any]:
+    from flows.cli import _symbols
+
+    return {"symbols": _symbols(symbol, symbols), "timeframe": timeframe, "start": start, "end": end}
+
+
+@lake_app.command("export")
+def export_command(
+    symbol: SymbolOption = None,
+    symbols: SymbolsOption = None,
+    timeframe: TimeframeOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+) -> None:
+    """Write stored bars to the lake as Parquet, partitioned by symbol, timeframe and date.
+
+    Re-running it rewrites nothing that is unchanged; exporting part of a series keeps the rest of
+    what the lake holds.
+    """
+    from config.lake import LakeExportConfig
+    from config.settings import get_settings
+    from flows.cli import _span, _table, err, out
+    from flows.lake import lake_export
+
+    def run() -> None:
+        config = LakeExportConfig.model_validate(_selection(symbol, symbols, timeframe, start, end))
+        with err.status("exporting to the lake"):
+            summary = lake_export(config, get_settings())
+        if not summary.outcomes:
+            which = f" at {config.timeframe}" if config.timeframe else ""
+            out.print(f"Nothing to export: the store holds no bars{which}. Run `fks ingest` first.")
+            return
+        columns = ["series", "rows", "partitions written", "unchanged", "deleted", "span"]
+        rows = [
+            [
+                f"{o.symbol} {o.timeframe}",
+                str(o.rows),
+                str(o.written),
+                str(o.unchanged),
+                str(o.deleted),
+                _span(o.first, o.last),
+            ]
+            for o in summary.outcomes
+        ]
+        numeric = {"rows", "partitions written", "unchanged", "deleted"}
+        out.print(_table(f"Exported to {summary.lake_uri}", columns, rows, numeric))
+
+    _guarded(run)
+
+
+@lake_app.command("import")
+def import_command(
+    symbol: SymbolOption = None,
+    symbols: SymbolsOption = None,
+    timeframe: TimeframeOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+) -> None:
+    """Read bars back from the lake into the store (idempotent upserts, one transaction per series)."""
+    from config.lake import LakeImportConfig
+    from config.settings import get_settings
+    from flows.cli import _span, _table, err, out
+    from flows.lake import lake_import
+
+    def run() -> None:
+        config = LakeImportConfig.model_validate(_selection(symbol, symbols, timeframe, start, end))
+        with err.status("importing from the lake"):
+            summary = lake_import(config, get_settings())
+        columns = ["series", "partitions", "rows", "new", "updated", "unchanged", "span"]
+        rows = [
+            [
+                f"{o.symbol} {o.timeframe}",
+                str(o.partitions),
+                str(o.rows),
+                str(o.inserted),
+                str(o.updated),
+                str(o.unchanged),
+                _span(o.first, o.last),
+            ]
+            for o in summary.outcomes
+        ]
+        numeric = {"partitions", "rows", "new", "updated", "unchanged"}
+        out.print(_table(f"Imported from {summary.lake_uri}", columns, rows, numeric))
+
+    _guarded(run)

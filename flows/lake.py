@@ -1,0 +1,65 @@
+"""The lake flows: export stored bars to the Parquet lake (``FKS_LAKE_URI``) and import them back.
+
+``python -m flows.lake`` exports every stored series; ``python -m flows.lake import`` imports the lake.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, unmapped
+from pydantic import BaseModel, Field
+
+from config.lake import LakeExportConfig, LakeImportConfig
+from config.settings import Settings, get_settings
+from tasks.lake import (
+    LakeExportOutcome,
+    LakeImportOutcome,
+    export_lake_series,
+    import_lake_series,
+    lake_for,
+    plan_lake_export,
+    plan_lake_import,
+)
+
+
+class LakeExportSummary(BaseModel):
+    """The ``lake-export`` flow's result: the lake's URI and one outcome per series."""
+
+    lake_uri: str
+    outcomes: list[LakeExportOutcome] = Field(default_factory=list)
+
+
+class LakeImportSummary(BaseModel):
+    """The ``lake-import`` flow's result: the lake's URI and one outcome per series."""
+
+    lake_uri: str
+    outcomes: list[LakeImportOutcome] = Field(default_factory=list)
+
+
+@flow(name="lake-export", validate_parameters=False)
+def lake_export(
+    config: LakeExportConfig | None = None, settings: Settings | None = None
+) -> LakeExportSummary:
+    """Export stored bars to the lake, one task per series; re-running it rewrites nothing."""
+    config = config or LakeExportConfig()
+    settings = settings or get_settings()
+    targets = plan_lake_export(config, settings)
+    futures = export_lake_series.map(targets, settings=unmapped(settings))
+    return LakeExportSummary(lake_uri=lake_for(settings).uri, outcomes=[f.result() for f in futures])
+
+
+@flow(name="lake-import", validate_parameters=False)
+def lake_import(
+    config: LakeImportConfig | None = None, settings: Settings | None = None
+) -> LakeImportSummary:
+    """Upsert the lake's bars into the store, one task (and transaction) per series; idempotent."""
+    config = config or LakeImportConfig()
+    settings = settings or get_settings()
+    targets = plan_lake_import(config, settings)
+    futures = import_lake_series.map(targets, settings=unmapped(settings))
+    return LakeImportSummary(lake_uri=lake_for(settings).uri, outcomes=[f.result() for f in futures])
+
+
+if __name__ == "__main__":
+    import sys
+
+    lake_import() if sys.argv[1:2] == ["import"] else lake_export()
