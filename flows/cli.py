@@ -45,6 +45,7 @@ quarantine_app = typer.Typer(
 )
 app.add_typer(quarantine_app, name="quarantine")
 
+
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -160,7 +161,16 @@ def _print_ingest(outcomes: list[Any]) -> None:
                 gaps if ok else "-",
             ]
         )
+    online = [o for o in outcomes if getattr(o, "provider", "") or getattr(o, "verification", "")]
+    if online:
+        columns.append("provider")
+        for row, o in zip(rows, outcomes, strict=True):
+            check = f" ({o.verification})" if o.verification else ""
+            row.append(f"{o.provider or o.source}{check}")
     out.print(_table("Ingested and validated", columns, rows, {"stored", "new", "updated", "quarantined"}))
+    for o in online:
+        for failover in o.failovers:
+            err.print(f"[yellow]{o.symbol} {o.timeframe}: failed over from {failover}[/]")
     _print_docs(outcomes)
 
 
@@ -220,7 +230,11 @@ def _symbols(symbol: list[str] | None, symbols: str | None) -> list[str]:
 @app.command()
 def ingest(
     source: Annotated[
-        str | None, typer.Option(help="csv or synthetic; omit to load every enabled asset.")
+        str | None,
+        typer.Option(
+            help="csv, synthetic, auto (online providers by priority) or a provider asked first "
+            "(binance, yahoo, polygon, alphavantage, coingecko); omit to load every enabled asset."
+        ),
     ] = None,
     path: Annotated[Path | None, typer.Option(help="CSV file (with --source csv).")] = None,
     symbol: Annotated[list[str] | None, typer.Option(help="Symbol to load (repeatable).")] = None,
@@ -770,6 +784,17 @@ def main() -> None:
     except Exception as exc:  # an unexpected failure: say what it was, exit 1
         err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
         raise SystemExit(EXIT_UNEXPECTED) from exc
+
+
+
+def _add_subcommand_modules() -> None:
+    """Command groups that live in their own modules (registered last: they import this module's helpers)."""
+    from flows.cli_lake import lake_app
+
+    app.add_typer(lake_app, name="lake", help="Export bars to the Parquet lake (local or S3); import them.")
+
+
+_add_subcommand_modules()
 
 
 if __name__ == "__main__":

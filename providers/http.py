@@ -249,13 +249,24 @@ class HttpClient:
             if callable(credits):
                 cost = float(credits(body))
             if check is not None:
-                check(body)
+                self._checked(check, body)
         except ProviderError as exc:
             elapsed = time.perf_counter() - started
             self.gate.record(CallRecord(self.provider, shown, status, elapsed, cost, exc))
             raise
         self.gate.record(CallRecord(self.provider, shown, status, time.perf_counter() - started, cost))
         return body
+
+    def _checked(self, check: BodyCheck, body: Any) -> None:
+        """Run the adapter's body check; its error gets the provider's name and loses any secret."""
+        try:
+            check(body)
+        except ProviderError as exc:
+            message = redact(str(exc), self.secrets)
+            if not message.startswith(f"{self.provider}:"):
+                message = f"{self.provider}: {message}"
+            exc.args = (message,)
+            raise
 
     def _parse(self, response: httpx.Response, raw: bytes, shown: str, on_error: ErrorBody | None) -> Any:
         status = response.status_code

@@ -1,0 +1,309 @@
+"""The Polygon adapter against a loopback server that plays aggregates v2 (with ``next_url``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pandas as pd
+import pytest
+
+from config.providers import ProviderPolicy, RateLimit, RetryPolicy
+from config.settings import get_settings
+from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited, Unavailable
+from providers.factory import build_adapter
+from providers.polygon import PolygonProvider
+from providers.synthetic import SyntheticMarket, simulate
+from tests.fixture_server import FixtureServer, Reply, Request, malformed_json, rate_limited, server_error
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "polygon"
+KEY = "pk_SECRET_7f3a9c2e"
+POLICY = ProviderPolicy(
+    rate=RateLimit(requests=1000, per_seconds=1),
+    timeout_s=2.0,
+    cache_ttl_s=0.0,
+    retry=RetryPolicy(attempts=3, base_s=0.01, max_s=0.05, jitter=0.0),
+)
+NOW = pd.Timestamp("2024-06-20 12:00", tz="UTC")
+POLYGON = "https://api.polygon.io"
+AGGS = re.compile(r"/v2/aggs/ticker/([^/]+)/range/1/(minute|hour|day)/([^/]+)/([^/]+)")
+
+
+def ms(ts: pd.Timestamp) -> int:
+    """Epoch milliseconds."""
+    return int(ts.value // 1_000_000)
+
+
+def fixture(name: str) -> Any:
+    """A literal fixture file, parsed."""
+    return json.loads((FIXTURES / name).read_text())
+
+
+def truth(timeframe: str, calendar: str, origin: str, end: str = "2024-06-01") -> pd.DataFrame:
+    """Ground-truth bars from the seeded synthetic market."""
+    market = SyntheticMarket(seed=9, symbols=("X",), calendar=calendar, origin=pd.Timestamp(origin, tz="UTC"))
+    return simulate(market, timeframe, end=end)["X"]
+
+
+def midnight_new_york(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """Polygon's stamps of stock day aggregates: midnight New York time of the session date."""
+    return days.tz_localize(None).tz_localize("America/New_York").tz_convert("UTC")
+
+
+def aggregate(ts: Any, row: pd.Series) -> dict[str, Any]:
+    """One aggregate in Polygon's documented shape."""
+    return {"v": float(row["volume"]), "vw": float(row["close"]), "o": float(row["open"]),
+            "c": float(row["close"]), "h": float(row["high"]), "l": float(row["low"]),
+            "t": ms(pd.Timestamp(ts)), "n": 42}  # fmt: skip
+
+
+def bound(value: str, zone: str, last: bool) -> int:
+    """A from/to path segment in ms: ms as given, a date as the start (or end) of that day in ``zone``."""
+    if value.isdigit():
+        return int(value)
+    day = pd.Timestamp(value).tz_localize(zone)
+    return ms(day + pd.Timedelta(days=1)) - 1 if last else ms(day)
+
+
+def aggs_route(
+    series: dict[tuple[str, str], tuple[pd.DataFrame, str]],
+    page_size: int = 1000,
+    prefix: str = "",
+    next_base: str = POLYGON,
+    shuffle: bool = False,
+) -> Callable[[Request], Reply]:
+    """Aggregates of ``{(ticker, span): (frame with Polygon's stamps, zone of day dates)}``, ``page_size``
+    a page; ``next_url`` on ``next_base`` (the real host by default) carries an opaque cursor."""
+
+    def route(request: Request) -> Reply:
+        if request.query.get("apiKey") != KEY:
+            return Reply(401, fixture("error_unknown_key.json"))
+        match = AGGS.fullmatch(request.path.removeprefix(prefix))
+        if not request.path.startswith(prefix) or match is None:
+            return Reply(404, {"status": "NOT_FOUND", "request_id": "x", "message": "Route not found"})
+        ticker, span, lo, hi = unquote(match[1]), match[2], match[3], match[4]
+        if (ticker, span) not in series:
+            return Reply(200, fixture("aggs_no_results.json") | {"ticker": ticker})
+        frame, zone = series[(ticker, span)]
+        stamps = pd.DatetimeIndex(frame.index).asi8 // 1_000_000
+        rows = frame[(stamps >= bound(lo, zone, False)) & (stamps <= bound(hi, zone, True))]
+        cursor = request.query.get("cursor")
+        offset = int(base64.urlsafe_b64decode(cursor).decode().split("=")[1]) if cursor else 0
+        page = rows.iloc[offset : offset + page_size]
+        results = [aggregate(ts, row) for ts, row in page.iterrows()]
+        body: dict[str, Any] = {"ticker": ticker, "queryCount": len(results), "resultsCount": len(results),
+                                "adjusted": True, "results": results[::-1] if shuffle else results,
+                                "status": "OK", "request_id": "r", "count": len(results)}  # fmt: skip
+        if offset + page_size < len(rows):
+            token = base64.urlsafe_b64encode(f"offset={offset + page_size}".encode()).decode()
+            body["next_url"] = (
+                f"{next_base}/v2/aggs/ticker/{match[1]}/range/1/{span}/{lo}/{hi}?cursor={token}"
+            )
+        return Reply(200, body)
+
+    return route
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FixtureServer]:
+    """One loopback server for the module (each test gives it its own route)."""
+    with FixtureServer(lambda request: Reply(500, "<html>no route</html>")) as running:
+        yield running
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """Delays the client asked for (recorded instead of slept)."""
+    return []
+
+
+@pytest.fixture
+def serve(
+    server: FixtureServer, tmp_path: Path, sleeps: list[float]
+) -> Iterator[Callable[..., tuple[FixtureServer, PolygonProvider]]]:
+    """Let the server play ``route`` and build the adapter (with ``KEY``) through the factory."""
+    built: list[PolygonProvider] = []
+
+    def start(
+        route: Callable[[Request], Reply], key: str | None = KEY, path: str = ""
+    ) -> tuple[FixtureServer, PolygonProvider]:
+        server.route = route
+        server.requests.clear()
+        server.faults.clear()
+        settings = get_settings(data_dir=tmp_path, polygon_base_url=server.url + path, polygon_api_key=key)
+        adapter = build_adapter("polygon", settings, POLICY, sleep=sleeps.append)
+        assert isinstance(adapter, PolygonProvider)
+        adapter.now = lambda: NOW
+        built.append(adapter)
+        return server, adapter
+
+    yield start
+    for adapter in built:
+        adapter.close()
+
+
+def test_2500_minute_bars_follow_next_url_back_to_the_configured_server(serve: Callable[..., Any]) -> None:
+    minutes = truth("1m", "24/7", "2024-03-01", end="2024-03-03")
+    server, adapter = serve(aggs_route({("X:BTCUSD", "minute"): (minutes, "UTC")}))
+    start = pd.Timestamp("2024-03-01 00:10", tz="UTC")
+    end = start + pd.Timedelta(minutes=2500)
+
+    bars = adapter.fetch_bars("X:BTCUSD", "1m", start, end)
+
+    pd.testing.assert_frame_equal(bars, minutes.loc[start : end - pd.Timedelta("1ns")], check_freq=False)
+    first, *rest = server.requests
+    assert first.path == f"/v2/aggs/ticker/X:BTCUSD/range/1/minute/{ms(start)}/{ms(end) - 1}"
+    assert first.query == {"adjusted": "true", "sort": "asc", "limit": "50000", "apiKey": KEY}
+    assert len(rest) == 2 and all(r.path == first.path and set(r.query) == {"cursor", "apiKey"} for r in rest)
+    assert all(r.query["apiKey"] == KEY for r in rest)
+
+
+@pytest.mark.parametrize("next_on", ["real host", "mirror"])
+def test_a_mirror_under_a_path_prefix_gets_every_page(
+    serve: Callable[..., Any], server: FixtureServer, next_on: str
+) -> None:
+    hours = truth("1h", "24/7", "2024-03-01", end="2024-04-01")
+    next_base = POLYGON if next_on == "real host" else server.url + "/mirror"
+    route = aggs_route(
+        {("X:ETHUSD", "hour"): (hours, "UTC")}, page_size=200, prefix="/mirror", next_base=next_base
+    )
+    _, adapter = serve(route, path="/mirror")
+    start, end = pd.Timestamp("2024-03-02 10:30", tz="UTC"), pd.Timestamp("2024-03-25 00:00", tz="UTC")
+
+    bars = adapter.fetch_bars("X:ETHUSD", "1h", start, end)
+
+    assert bars.index[0] == pd.Timestamp("2024-03-02 11:00", tz="UTC")  # clipped to the range
+    pd.testing.assert_frame_equal(bars, hours.loc["2024-03-02 11:00":"2024-03-24 23:00"], check_freq=False)
+    assert {r.path.split("/")[1] for r in server.requests} == {"mirror"} and len(server.requests) == 3
+
+
+def test_day_aggregates_at_midnight_new_york_become_session_dates(serve: Callable[..., Any]) -> None:
+    days = truth("1d", "XNYS", "2023-11-01")
+    served = days.set_axis(midnight_new_york(pd.DatetimeIndex(days.index)))
+    server, adapter = serve(aggs_route({("AAPL", "day"): (served, "America/New_York")}, shuffle=True))
+    start, end = pd.Timestamp("2024-01-10 12:00", tz="UTC"), pd.Timestamp("2024-04-05", tz="UTC")
+
+    bars = adapter.fetch_bars("AAPL", "1d", start, end)
+
+    pd.testing.assert_frame_equal(bars, days.loc["2024-01-11":"2024-04-04"], check_freq=False)  # across DST
+    assert server.requests[0].path == "/v2/aggs/ticker/AAPL/range/1/day/2024-01-10/2024-04-04"
+
+
+def test_crypto_day_aggregates_at_midnight_utc_keep_their_date(serve: Callable[..., Any]) -> None:
+    days = truth("1d", "24/7", "2024-01-01")
+    _, adapter = serve(aggs_route({("X:BTCUSD", "day"): (days, "UTC")}))
+    bars = adapter.fetch_bars("X:BTCUSD", "1d", pd.Timestamp("2024-02-01"), pd.Timestamp("2024-03-01"))
+    pd.testing.assert_frame_equal(bars, days.loc["2024-02-01":"2024-02-29"], check_freq=False)
+
+
+def test_the_documented_shapes_become_canonical_bars(serve: Callable[..., Any]) -> None:
+    _, adapter = serve(lambda request: Reply(200, fixture("aggs_aapl_1d.json")))
+    bars = adapter.fetch_bars("AAPL", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-05"))
+    assert list(bars.index.strftime("%Y-%m-%d")) == ["2024-01-02", "2024-01-03", "2024-01-04"]
+    assert bars.iloc[0].to_dict() == {"open": 187.15, "high": 188.44, "low": 183.885, "close": 185.64,
+                                      "volume": 82488674.0}  # fmt: skip
+
+    pages = {None: fixture("aggs_btc_1m_page1.json"), "cursor": fixture("aggs_btc_1m_page2.json")}
+    server, adapter = serve(
+        lambda request: Reply(200, pages["cursor" if "cursor" in request.query else None])
+    )
+    bars = adapter.fetch_bars("X:BTCUSD", "1m", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-01 00:03"))
+    assert bars["close"].tolist() == [42290.01, 42305.5, 42297.25]
+    assert server.requests[1].query == {
+        "cursor": "bGltaXQ9MiZzb3J0PWFzYyZzdGFydD0xNzA0MDY3MzIwMDAw",
+        "apiKey": KEY,
+    }
+
+
+def test_no_results_is_an_empty_frame(serve: Callable[..., Any]) -> None:
+    _, adapter = serve(aggs_route({}))
+    bars = adapter.fetch_bars("ZZZZ", "1h", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-02"))
+    assert bars.empty and list(bars.columns) == ["open", "high", "low", "close", "volume"]
+
+
+def test_without_a_key_nothing_is_sent_and_the_setting_is_named(serve: Callable[..., Any]) -> None:
+    server, adapter = serve(aggs_route({}), key=None)
+    with pytest.raises(AuthError, match="FKS_POLYGON_API_KEY"):
+        adapter.fetch_bars("AAPL", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-05"))
+    assert server.requests == []
+
+
+def echo_key(request: Request) -> Reply:
+    """A server that quotes the request URL, key included, in its error message."""
+    return Reply(400, {"status": "ERROR", "request_id": "x", "error": f"bad request {request.raw_query}"})
+
+
+@pytest.mark.parametrize(
+    ("replies", "error"),
+    [
+        ([server_error(500)] * 3, Unavailable),
+        ([rate_limited(0.5)] * 3, RateLimited),
+        ([malformed_json()], BadResponse),
+        ([Reply(401, fixture("error_unknown_key.json"))], AuthError),
+        (
+            [Reply(200, {"status": "ERROR", "request_id": "x", "error": f"key {KEY} is malformed"})],
+            BadResponse,
+        ),
+        ([], BadResponse),  # echo_key answers
+    ],
+)
+def test_the_key_never_shows_in_an_error(
+    serve: Callable[..., Any], replies: list[Reply], error: type[ProviderError]
+) -> None:
+    server, adapter = serve(echo_key)
+    server.inject(*replies)
+    with pytest.raises(error) as caught:
+        adapter.fetch_bars("AAPL", "1h", pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"))
+    assert KEY not in str(caught.value) and KEY not in repr(caught.value.args)
+    assert all(r.query.get("apiKey") == KEY and KEY not in r.path for r in server.requests)
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "error", "text"),
+    [
+        ("error_not_authorized.json", 403, NotSupported, "plan"),
+        ("error_not_authorized.json", 200, NotSupported, "plan"),
+        ("error_unknown_key.json", 401, AuthError, "Unknown API Key"),
+        ("error_unknown_key.json", 200, AuthError, "Unknown API Key"),
+    ],
+)
+def test_error_bodies_are_typed_whatever_the_status(
+    serve: Callable[..., Any], name: str, status: int, error: type[ProviderError], text: str
+) -> None:
+    body = fixture(name)
+    server, adapter = serve(lambda request: Reply(status, body))
+    with pytest.raises(error, match=text) as caught:
+        adapter.fetch_bars("AAPL", "1m", pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"))
+    assert str(caught.value).startswith("polygon: ")
+    assert len(server.requests) == 1
+
+
+def test_exceeded_requests_in_a_body_is_a_rate_limit_that_is_waited_out(
+    serve: Callable[..., Any], sleeps: list[float]
+) -> None:
+    days = truth("1d", "24/7", "2024-01-01")
+    server, adapter = serve(aggs_route({("X:BTCUSD", "day"): (days, "UTC")}))
+    server.inject(Reply(200, fixture("error_exceeded.json")))
+    bars = adapter.fetch_bars("X:BTCUSD", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-11"))
+    assert len(bars) == 10 and sleeps == [12.0] and len(server.requests) == 2
+
+
+def test_conflicting_duplicate_rows_are_a_bad_response(serve: Callable[..., Any]) -> None:
+    body = fixture("aggs_aapl_1d.json")
+    body["results"].append(body["results"][0] | {"c": 190.0})
+    _, adapter = serve(lambda request: Reply(200, body))
+    with pytest.raises(BadResponse, match="two different bars for 2024-01-02"):
+        adapter.fetch_bars("AAPL", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-05"))
+
+
+def test_a_next_url_that_repeats_cannot_make_the_adapter_loop(serve: Callable[..., Any]) -> None:
+    body = fixture("aggs_btc_1m_page1.json")
+    server, adapter = serve(lambda request: Reply(200, body))
+    with pytest.raises(BadResponse, match=r"next_url .* repeats"):
+        adapter.fetch_bars("X:BTCUSD", "1m", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-01 00:03"))
+    assert len(server.requests) == 2
