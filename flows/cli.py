@@ -790,8 +790,11 @@ def main() -> None:
 def _add_subcommand_modules() -> None:
     """Command groups that live in their own modules (registered last: they import this module's helpers)."""
     from flows.cli_lake import lake_app
+    from flows.cli_market import fundamentals_app, market_app
 
     app.add_typer(lake_app, name="lake", help="Export bars to the Parquet lake (local or S3); import them.")
+    app.add_typer(fundamentals_app, name="fundamentals", help="SEC EDGAR company facts and filings.")
+    app.add_typer(market_app, name="market", help="Market overview (CoinMarketCap listings).")
 
 
 _add_subcommand_modules()
