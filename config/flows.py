@@ -33,18 +33,32 @@ TimeframeName = Annotated[str | None, AfterValidator(_timeframe_name)]
 
 
 class Source(StrEnum):
-    """Offline data sources."""
+    """Data sources: the offline ones, ``auto`` (the online providers in priority order) or one
+    online provider asked first (failover to the others still applies)."""
 
     CSV = "csv"
     SYNTHETIC = "synthetic"
+    AUTO = "auto"
+    BINANCE = "binance"
+    YAHOO = "yahoo"
+    POLYGON = "polygon"
+    ALPHAVANTAGE = "alphavantage"
+    COINGECKO = "coingecko"
+
+    @property
+    def online(self) -> bool:
+        """True for ``auto`` and the online providers."""
+        return self not in (Source.CSV, Source.SYNTHETIC)
 
 
 class IngestConfig(BaseModel):
     """What ``fks ingest`` / the ``ingest`` flow should load.
 
-    With no ``source``, every enabled asset of the registry is loaded from its default source
-    (the shipped samples). With ``source=csv``, one file (``path``) for one symbol; with
-    ``source=synthetic``, the simulated market of ``symbols`` from ``start`` to ``end``.
+    With no ``source``, every enabled asset of the registry (or the named ``symbols``, enabled
+    or not) is loaded from its default source (the shipped samples, or the online providers for
+    ``default_source: auto``). With ``source=csv``, one file (``path``) for one symbol; with
+    ``source=synthetic``, the simulated market of ``symbols`` from ``start`` to ``end``; with
+    ``source=auto`` or a provider name, registered ``symbols`` from the online providers.
     Ingestion resumes from each series' watermark (its last stored bar, re-fetched so a revised
     last bar is updated) unless ``full`` is set.
     """
@@ -81,8 +95,18 @@ class IngestConfig(BaseModel):
         elif self.source is Source.SYNTHETIC:
             if not self.symbols or self.timeframe is None or self.start is None or self.end is None:
                 raise ValueError("--source synthetic needs --symbols, --timeframe, --start and --end")
+        elif self.source is not None and self.source.online:
+            if not self.symbols:
+                raise ValueError(
+                    f"--source {self.source.value} needs --symbols (registered in config/assets.yaml)"
+                )
+            if self.path is not None or self.asset_class is not None or self.calendar is not None:
+                raise ValueError(
+                    f"--path, --asset-class and --calendar do not apply to --source {self.source.value}: "
+                    "online symbols take them from the asset registry"
+                )
         elif self.path is not None or self.asset_class is not None or self.calendar is not None:
-            raise ValueError("--path, --asset-class and --calendar need --source")
+            raise ValueError("--path, --asset-class and --calendar need --source csv or synthetic")
         if self.start is not None and self.end is not None and self.end <= self.start:
             raise ValueError(
                 f"--end ({self.end:%Y-%m-%d %H:%M}) must be after --start ({self.start:%Y-%m-%d %H:%M})"

@@ -789,12 +789,17 @@ def main() -> None:
 
 def _add_subcommand_modules() -> None:
     """Command groups that live in their own modules (registered last: they import this module's helpers)."""
+    from flows.cli_backfill import backfill_command, gaps_command
     from flows.cli_lake import lake_app
     from flows.cli_market import fundamentals_app, market_app
+    from flows.cli_providers import providers_app
 
     app.add_typer(lake_app, name="lake", help="Export bars to the Parquet lake (local or S3); import them.")
     app.add_typer(fundamentals_app, name="fundamentals", help="SEC EDGAR company facts and filings.")
     app.add_typer(market_app, name="market", help="Market overview (CoinMarketCap listings).")
+    app.add_typer(providers_app, name="providers", help="Online providers: breakers, budgets, discrepancies.")
+    app.command("backfill")(backfill_command)
+    app.command("gaps")(gaps_command)
 
 
 _add_subcommand_modules()

@@ -464,7 +464,14 @@ class CompanyFactRow(Base):
     __tablename__ = "company_facts"
     __table_args__ = (
         UniqueConstraint(
-            "cik", "taxonomy", "concept", "unit", "accession", "period_start", "period_end", name="uq_company_facts_fact"
+            "cik",
+            "taxonomy",
+            "concept",
+            "unit",
+            "accession",
+            "period_start",
+            "period_end",
+            name="uq_company_facts_fact",
         ),
         Index("ix_company_facts_cik_concept", "cik", "concept"),
     )

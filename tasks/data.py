@@ -33,6 +33,7 @@ from storage import (
     upsert_bars,
     watermark,
 )
+from tasks.providers import ONLINE_SOURCES, manager_for
 from tasks.store import store_for
 from tasks.validation import (
     docs_dir,
@@ -89,6 +90,9 @@ class IngestOutcome(BaseModel):
     quarantine_reasons: dict[str, int] = Field(default_factory=dict)
     warned: int = 0
     docs_path: str = ""
+    provider: str = ""
+    verification: str = ""
+    failovers: list[str] = Field(default_factory=list)
     error: str = ""
     input_error: bool = False
 
@@ -215,18 +219,31 @@ def _explicit_targets(config: IngestConfig, settings: Settings, engine: Engine) 
     return targets
 
 
-def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) -> list[IngestTarget]:
+def _registered(engine: Engine, symbols: list[str]) -> list[AssetSpec]:
+    """The registry entries of ``symbols`` (enabled or not).
+
+    Raises:
+        InputError: naming the symbols that are not registered and how to register them.
+    """
     with engine.connect() as conn:
-        assets = list_assets(conn, enabled_only=True)
-    by_symbol = {a.symbol: a for a in assets}
-    unknown = [s for s in config.symbols if s not in by_symbol]
+        by_symbol = {a.symbol: a for a in list_assets(conn)}
+    unknown = [s for s in symbols if s not in by_symbol]
     if unknown:
         raise InputError(
-            f"not registered or not enabled: {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(by_symbol)) or 'none'}. "
-            "Ingest a new symbol with --source"
+            f"not registered: {', '.join(unknown)}; known: {', '.join(sorted(by_symbol)) or 'none'}. "
+            "Register a symbol by adding an entry to config/assets.yaml (or the file FKS_ASSETS_FILE "
+            "names) with its asset_class and provider_symbols (e.g. {binance: BTCUSDT, yahoo: BTC-USD}), "
+            "or ingest a file with --source csv"
         )
-    chosen = [by_symbol[s] for s in config.symbols] if config.symbols else assets
+    return [by_symbol[s] for s in symbols]
+
+
+def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) -> list[IngestTarget]:
+    if config.symbols:
+        chosen = _registered(engine, config.symbols)
+    else:
+        with engine.connect() as conn:
+            chosen = list_assets(conn, enabled_only=True)
     targets = []
     for asset in chosen:
         options = dict(asset.source_options)
@@ -249,6 +266,25 @@ def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) 
     return targets
 
 
+def _online_targets(config: IngestConfig, engine: Engine) -> list[IngestTarget]:
+    assert config.source is not None
+    return [
+        IngestTarget(
+            symbol=asset.symbol,
+            timeframe=config.timeframe or asset.timeframe,
+            source=config.source.value,
+            options={},
+            calendar=asset.calendar,
+            asset_class=asset.asset_class,
+            start=config.start,
+            end=config.end,
+            full=config.full,
+            batch_id=config.batch_id,
+        )
+        for asset in _registered(engine, config.symbols)
+    ]
+
+
 @task(name="plan-ingest", cache_policy=NONE)
 def plan_ingest(config: IngestConfig, settings: Settings) -> list[IngestTarget]:
     """Sync the asset registry from its YAML file and list the series to ingest.
@@ -261,6 +297,8 @@ def plan_ingest(config: IngestConfig, settings: Settings) -> list[IngestTarget]:
         upsert_assets(conn, load_asset_specs(settings.assets_file))
     if config.source is None:
         return _registry_targets(config, settings, engine)
+    if config.source.online:
+        return _online_targets(config, engine)
     return _explicit_targets(config, settings, engine)
 
 
@@ -274,6 +312,64 @@ def _fetch_window(target: IngestTarget, engine: Engine) -> tuple[pd.Timestamp | 
     if mark is not None and (start is None or mark > start):
         start = mark  # re-fetch the last stored bar: a revised value is updated
     return start, end
+
+
+class _Fetched(BaseModel):
+    """Bars of one fetch, who delivered them, and what the fetch learnt on the way."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    bars: pd.DataFrame
+    source: str
+    problems: list[Any] = Field(default_factory=list)
+    verification: str = ""
+    failovers: list[str] = Field(default_factory=list)
+
+
+def _fetch(
+    target: IngestTarget,
+    settings: Settings,
+    engine: Engine,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+) -> _Fetched:
+    if target.source in ONLINE_SOURCES:
+        return _fetch_online(target, settings, engine, start, end)
+    provider = build_provider(target.source, target.options, samples_dir=settings.samples_dir, strict=False)
+    bars = provider.fetch_bars(target.symbol, target.timeframe, start, end)
+    problems = []
+    if isinstance(provider, CsvProvider):
+        problems = parse_rejects(provider.parsed.problems, provider.path)
+    return _Fetched(bars=bars, source=target.source, problems=problems)
+
+
+def _fetch_online(
+    target: IngestTarget,
+    settings: Settings,
+    engine: Engine,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+) -> _Fetched:
+    if start is None:
+        raise InputError(
+            f"{target.symbol} {target.timeframe} has no stored bars: the first online ingestion needs "
+            "--start (or page through history with fks backfill)"
+        )
+    with engine.connect() as conn:
+        asset = get_asset(conn, target.symbol)
+    if asset is None:  # planned from the registry, so only a concurrent edit gets here
+        raise InputError(f"{target.symbol} is not registered; add it to config/assets.yaml")
+    prefer = None if target.source in ("auto", "") else target.source
+    result = manager_for(settings).fetch(
+        asset, target.timeframe, start, end, prefer=prefer, batch_id=target.batch_id
+    )
+    outcome = result.verification
+    return _Fetched(
+        bars=result.bars,
+        source=result.provider,
+        verification=outcome.status if outcome is not None else "",
+        failovers=[str(a) for a in result.attempts],
+    )
 
 
 def _gap_fields(engine: Engine, target: IngestTarget) -> dict[str, Any]:
@@ -326,15 +422,8 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
         )
     try:
         start, end = _fetch_window(target, engine)
-        provider = build_provider(
-            target.source, target.options, samples_dir=settings.samples_dir, strict=False
-        )
-        bars = provider.fetch_bars(target.symbol, target.timeframe, start, end)
-        parse_problems = (
-            parse_rejects(provider.parsed.problems, provider.path)
-            if isinstance(provider, CsvProvider)
-            else []
-        )
+        fetched = _fetch(target, settings, engine, start, end)
+        bars, parse_problems = fetched.bars, fetched.problems
         policy = policy_for(settings)
         with engine.connect() as conn:
             lookback = policy.return_bound(target.asset_class, target.timeframe).window + 2
@@ -354,13 +443,13 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
         with engine.begin() as conn:
             if target.new_asset is not None and get_asset(conn, target.symbol) is None:
                 register_asset(conn, target.new_asset)
-            upsert = upsert_bars(conn, target.symbol, target.timeframe, screened.good, source=target.source)
+            upsert = upsert_bars(conn, target.symbol, target.timeframe, screened.good, source=fetched.source)
             quarantined = record_screen(
                 conn,
                 screened,
                 symbol=target.symbol,
                 timeframe=target.timeframe,
-                source=target.source,
+                source=fetched.source,
                 batch_id=target.batch_id,
                 trigger="ingest",
                 extra_rejects=parse_problems,
@@ -392,6 +481,9 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
         quarantine_reasons=reasons,
         warned=len(screened.report.warnings),
         docs_path=str(screened.report.docs_path or ""),
+        provider=fetched.source if target.source != fetched.source else "",
+        verification=fetched.verification,
+        failovers=fetched.failovers,
         **_gap_fields(engine, target),
     )
 

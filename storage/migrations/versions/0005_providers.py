@@ -62,7 +62,9 @@ def _provider_tables() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_provider_discrepancies"),
     )
     op.create_index(
-        "ix_provider_discrepancies_symbol_timeframe_ts", "provider_discrepancies", ["symbol", "timeframe", "ts"]
+        "ix_provider_discrepancies_symbol_timeframe_ts",
+        "provider_discrepancies",
+        ["symbol", "timeframe", "ts"],
     )
     op.create_table(
         "bar_verifications",
@@ -99,9 +101,7 @@ def _provider_tables() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("batch_id", sa.String(64), nullable=True),
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
-        sa.CheckConstraint(
-            "status IN ('pending', 'done', 'failed')", name=op.f("ck_backfill_chunks_status")
-        ),
+        sa.CheckConstraint("status IN ('pending', 'done', 'failed')", name=op.f("ck_backfill_chunks_status")),
         sa.PrimaryKeyConstraint("id", name="pk_backfill_chunks"),
         sa.UniqueConstraint(
             "symbol", "timeframe", "chunk_start", "chunk_end", name="uq_backfill_chunks_range"

@@ -1,0 +1,200 @@
+"""``fks backfill`` and ``fks gaps``: page through history in chunks, and list what the store lacks.
+
+The main ``fks`` app registers :func:`backfill_command` and :func:`gaps_command`; the CLI helpers
+of :mod:`flows.cli` are imported inside the commands so that either module can be imported first.
+Exit codes: 0 everything stored, 1 some ranges could not be fetched from any provider (they are
+printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+SymbolOption = Annotated[list[str] | None, typer.Option(help="Symbol (repeatable).")]
+SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated symbols, e.g. BTC-USD,ETH-USD.")]
+
+
+def _fmt(value: datetime) -> str:
+    """A UTC time to the minute (to the second when it has seconds)."""
+    return value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
+
+
+@contextmanager
+def _chunk_progress(settings: Any, batch_id: str) -> Iterator[None]:
+    """A progress bar of the run's chunks (done or failed / claimed), fed by ``backfill_chunks``."""
+    import pandas as pd
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.cli import err
+    from storage.backfill import chunk_progress
+    from tasks.store import store_for
+
+    since = pd.Timestamp.now(tz="UTC").floor("ms")
+    stop = threading.Event()
+    columns = (TextColumn("backfilling chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+        task_id = progress.add_task("backfill", total=None)
+
+        def poll() -> None:
+            engine = store_for(settings)
+            while not stop.wait(0.5):
+                try:
+                    with engine.connect() as conn:
+                        finished, total = chunk_progress(conn, batch_id, since)
+                except Exception:  # the schema may not exist yet on a new database
+                    continue
+                progress.update(task_id, total=max(total, 1), completed=finished)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join(timeout=2)
+
+
+def _print_outcomes(outcomes: list[Any]) -> None:
+    from flows.cli import _table, out
+
+    if not outcomes:
+        out.print("Nothing to backfill: no series matched.")
+        return
+    columns = ["series", "chunks", "skipped (done)", "done", "failed", "bars", "new", "quarantined", "from"]
+    rows = [
+        [
+            f"{o.symbol} {o.timeframe}",
+            str(o.chunks),
+            str(o.skipped),
+            str(o.done),
+            str(o.failed),
+            str(o.received),
+            str(o.inserted),
+            str(o.quarantined),
+            ", ".join(f"{p} ({n})" for p, n in sorted(o.providers.items())) or "-",
+        ]
+        for o in outcomes
+    ]
+    numeric = {"chunks", "skipped (done)", "done", "failed", "bars", "new", "quarantined"}
+    out.print(_table("Backfill", columns, rows, numeric))
+
+
+def _print_missing(missing: list[Any]) -> None:
+    """One line per range: ``missing: SYMBOL TF START .. END (UTC, end exclusive): ERROR``."""
+    from flows.cli import out
+
+    for m in missing:
+        out.print(
+            f"missing: {m.symbol} {m.timeframe} {_fmt(m.start)} .. {_fmt(m.end)} UTC "
+            f"({m.bars} bars): {m.error}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+def backfill_command(
+    symbol: SymbolOption = None,
+    symbols: SymbolsOption = None,
+    timeframe: Annotated[
+        str | None, typer.Option(help="1m, 1h or 1d (default: each asset's own timeframe).")
+    ] = None,
+    start: Annotated[datetime | None, typer.Option(help="First bar (UTC), inclusive.")] = None,
+    end: Annotated[
+        datetime | None, typer.Option(help="End (UTC), exclusive; default now (bars that have closed).")
+    ] = None,
+    gaps: Annotated[
+        bool,
+        typer.Option(
+            "--gaps", help="Fetch only what `fks gaps` lists: holes in stored series and failed chunks."
+        ),
+    ] = False,
+    derive_from: Annotated[
+        str | None,
+        typer.Option(help="1m: build 1h/1d bars from stored minute bars (complete periods only), no calls."),
+    ] = None,
+    chunk: Annotated[
+        str | None,
+        typer.Option(
+            help="Chunk length (pandas offset: 1D, 6h, 30D, MS); default backfill_chunk in providers.yaml."
+        ),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Cross-check each chunk's last bars against a second provider.")
+    ] = True,
+) -> None:
+    """Page through history in chunks from the online providers; a rerun resumes where it stopped.
+
+    Each chunk is validated and stored with its progress mark in one transaction: after a crash, rerun it.
+    Ranges no provider can deliver are printed and recorded (exit 1); rerunning retries them.
+    """
+    from config.backfill import BackfillConfig
+    from config.settings import get_settings
+    from flows.backfill import backfill as backfill_flow
+    from flows.cli import EXIT_UNEXPECTED, _fail, _run_guarded, _symbols
+    from tasks.backfill import BackfillIncomplete
+
+    def run() -> None:
+        config = BackfillConfig.model_validate(
+            {
+                "symbols": _symbols(symbol, symbols),
+                "timeframe": timeframe,
+                "start": start,
+                "end": end,
+                "gaps": gaps,
+                "derive_from": derive_from,
+                "chunk": chunk,
+                "verify": verify,
+            }
+        )
+        settings = get_settings()
+        try:
+            with _chunk_progress(settings, config.batch_id):
+                summary = backfill_flow(config, settings)
+        except BackfillIncomplete as exc:
+            _print_outcomes(exc.summary.outcomes)
+            _print_missing(exc.summary.missing)
+            raise _fail(
+                f"{len(exc.summary.missing)} range(s) could not be fetched from any provider (listed above; "
+                "everything else is stored). Rerun the same command, or `fks backfill --gaps`, to retry them",
+                EXIT_UNEXPECTED,
+            ) from None
+        _print_outcomes(summary.outcomes)
+
+    _run_guarded(run)
+
+
+def gaps_command(
+    symbol: SymbolOption = None,
+    symbols: SymbolsOption = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe: 1m, 1h or 1d.")] = None,
+) -> None:
+    """List what the store lacks: holes against each series' calendar, and failed backfill chunks.
+
+    Fetch them with `fks backfill --gaps` (same filters).
+    """
+    from config.settings import get_settings
+    from flows.cli import _run_guarded, _symbols, _table, out
+    from tasks.backfill import list_missing
+
+    def run() -> None:
+        found = list_missing(get_settings(), _symbols(symbol, symbols), timeframe)
+        if not found:
+            out.print("No missing ranges: every stored series is complete against its calendar.")
+            return
+        columns = ["symbol", "tf", "start (UTC)", "end (UTC, excl.)", "bars", "kind", "error"]
+        rows = [
+            [m.symbol, m.timeframe, _fmt(m.start), _fmt(m.end), str(m.bars), m.kind, m.error or "-"]
+            for m in found
+        ]
+        out.print(_table("Missing ranges", columns, rows, {"bars"}))
+        total = sum(m.bars for m in found)
+        out.print(f"{len(found)} range(s), {total} bar(s) missing. Fetch them with `fks backfill --gaps`.")
+
+    _run_guarded(run)
