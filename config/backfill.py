@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Literal
 
 import pandas as pd
 from pandas.tseries.offsets import BaseOffset
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from config.flows import Symbols, TimeframeName
+from config.flows import Symbols, TimeframeName, UtcTime
 
 
 def chunk_offset(value: str) -> BaseOffset:
@@ -49,22 +48,13 @@ class BackfillConfig(BaseModel):
 
     symbols: Symbols = Field(default_factory=list)
     timeframe: TimeframeName = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: UtcTime = None
+    end: UtcTime = None
     gaps: bool = False
     derive_from: Literal["1m"] | None = None
     chunk: str | None = None
     verify: bool = True
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        """Naive times are UTC; aware times are converted to UTC."""
-        if value is None:
-            return None
-        ts = pd.Timestamp(value)
-        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
 
     @field_validator("chunk")
     @classmethod

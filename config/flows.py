@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from config.assets import AssetClass
 from config.backtest import BacktestConfig, PromoteConfig
@@ -28,7 +28,16 @@ def _timeframe_name(value: str | None) -> str | None:
     return value.strip().lower() if value is not None else None
 
 
+def _utc_time(value: datetime | None) -> datetime | None:
+    """Naive times are UTC; aware times are converted to UTC."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+
 Symbols = Annotated[list[str], AfterValidator(_upper_symbols)]
+UtcTime = Annotated[datetime | None, AfterValidator(_utc_time)]
 TimeframeName = Annotated[str | None, AfterValidator(_timeframe_name)]
 
 
@@ -73,19 +82,11 @@ class IngestConfig(BaseModel):
     adjust: bool = False
     asset_class: AssetClass | None = None
     calendar: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
+    start: UtcTime = None
+    end: UtcTime = None
     seed: int = 7
     full: bool = False
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        ts = pd.Timestamp(value)
-        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
 
     @model_validator(mode="after")
     def _consistent(self) -> IngestConfig:

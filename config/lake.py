@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from config.flows import Symbols, TimeframeName
+from config.flows import Symbols, TimeframeName, UtcTime
 
 
 class _LakeSelection(BaseModel):
@@ -17,17 +14,8 @@ class _LakeSelection(BaseModel):
 
     symbols: Symbols = Field(default_factory=list)
     timeframe: TimeframeName = None
-    start: datetime | None = None
-    end: datetime | None = None
-
-    @field_validator("start", "end")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        """Naive times are UTC; aware times are converted to UTC."""
-        if value is None:
-            return None
-        ts = pd.Timestamp(value)
-        return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+    start: UtcTime = None
+    end: UtcTime = None
 
     @model_validator(mode="after")
     def _ordered(self) -> _LakeSelection:

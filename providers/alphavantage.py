@@ -26,17 +26,14 @@ symbol) or ``AuthError`` when it is about the API key.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import SecretStr
 
 from market.bars import Timeframe, empty_bars
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
-from providers.http import HttpClient, redact
+from providers.http import redact
 from providers.online import OnlineProvider, bars_from_columns, clip, concat_pages, utc
 
 CRYPTO_PREFIX = "CRYPTO:"
@@ -55,18 +52,6 @@ class AlphaVantageProvider(OnlineProvider):
 
     name: ClassVar[str] = "alphavantage"
     needs_key: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        client: HttpClient,
-        api_key: SecretStr | None = None,
-        *,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        """``wall_clock`` gives epoch seconds: "now" for the last month to ask for, the choice of
-        ``compact`` and the daily allowance's reset."""
-        super().__init__(client, api_key)
-        self.wall_clock = wall_clock
 
     def fetch_bars(
         self,
@@ -120,12 +105,12 @@ class AlphaVantageProvider(OnlineProvider):
             return self._series(self._query(base), intraday=True)
         pages = [
             self._series(self._query({**base, "month": month}), intraday=True)
-            for month in months_between(start, min(end, self._now()) if end is not None else self._now())
+            for month in months_between(start, min(end, self.now()) if end is not None else self.now())
         ]
         return concat_pages(self.name, pages)
 
     def _daily(self, symbol: str, start: pd.Timestamp | None) -> pd.DataFrame:
-        recent = start is not None and start >= self._now() - pd.Timedelta(days=_COMPACT_DAYS)
+        recent = start is not None and start >= self.now() - pd.Timedelta(days=_COMPACT_DAYS)
         body = self._query(
             {"function": "TIME_SERIES_DAILY", "symbol": symbol, "outputsize": "compact" if recent else "full"}
         )
@@ -134,9 +119,6 @@ class AlphaVantageProvider(OnlineProvider):
     def _crypto_daily(self, coin: str, market: str) -> pd.DataFrame:
         body = self._query({"function": "DIGITAL_CURRENCY_DAILY", "symbol": coin, "market": market})
         return self._series(body, intraday=False)
-
-    def _now(self) -> pd.Timestamp:
-        return pd.Timestamp(self.wall_clock(), unit="s", tz="UTC")
 
     # -- parsing ----------------------------------------------------------------------------
 

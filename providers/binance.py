@@ -16,12 +16,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import SecretStr
 
 from market.bars import Timeframe, empty_bars
 from providers.base import BadResponse, NotSupported, ProviderError, RateLimited
-from providers.http import HttpClient
-from providers.online import OnlineProvider, bars_from_columns, clip, concat_pages, to_ms, utc
+from providers.online import OnlineProvider, bars_from_columns, clip, completed, concat_pages, to_ms, utc
 
 KLINES_PATH = "/api/v3/klines"
 MAX_ROWS = 1000
@@ -30,18 +28,6 @@ _INTERVAL = {Timeframe.M1: "1m", Timeframe.H1: "1h", Timeframe.D1: "1d"}
 _UNKNOWN_SYMBOL = -1121
 _TOO_MANY_REQUESTS = -1003
 
-
-def wall_now() -> pd.Timestamp:
-    """The current UTC time."""
-    return pd.Timestamp.now(tz="UTC")
-
-
-def completed(frame: pd.DataFrame, timeframe: Timeframe, now: pd.Timestamp) -> pd.DataFrame:
-    """Rows of ``frame`` whose bar had closed by ``now`` (the forming bar is not a bar yet)."""
-    if frame.empty:
-        return frame
-    closes = pd.DatetimeIndex(frame.index) + timeframe.delta
-    return frame[closes <= now]
 
 
 def binance_error(symbol: str) -> Callable[[int, Any], ProviderError | None]:
@@ -114,10 +100,6 @@ class BinanceProvider(OnlineProvider):
 
     name: ClassVar[str] = "binance"
     needs_key: ClassVar[bool] = False
-
-    def __init__(self, client: HttpClient, api_key: SecretStr | None = None) -> None:
-        super().__init__(client, api_key)
-        self.now: Callable[[], pd.Timestamp] = wall_now
 
     def fetch_bars(
         self,

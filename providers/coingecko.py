@@ -29,17 +29,14 @@ are in US dollars. An optional demo key goes in the ``x-cg-demo-api-key`` header
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import SecretStr
 
 from market.bars import Timeframe, empty_bars
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
-from providers.http import HttpClient, redact
+from providers.http import redact
 from providers.online import OnlineProvider, bars_from_columns, clip, concat_pages, utc
 
 _DAY = pd.Timedelta(days=1)
@@ -60,17 +57,6 @@ class CoinGeckoProvider(OnlineProvider):
     name: ClassVar[str] = "coingecko"
     timeframes: ClassVar[tuple[Timeframe, ...]] = (Timeframe.H1, Timeframe.D1)
 
-    def __init__(
-        self,
-        client: HttpClient,
-        api_key: SecretStr | None = None,
-        *,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        """``wall_clock`` gives epoch seconds: what "now" is for the last-24-hours rule."""
-        super().__init__(client, api_key)
-        self.wall_clock = wall_clock
-
     def fetch_bars(
         self,
         symbol: str,
@@ -89,7 +75,7 @@ class CoinGeckoProvider(OnlineProvider):
             RateLimited, Unavailable, AuthError: see :mod:`providers.http`.
         """
         tf = self.check_timeframe(timeframe)
-        now = pd.Timestamp(self.wall_clock(), unit="s", tz="UTC")
+        now = self.now()
         limit = now.floor(tf.delta)  # bars that start before it are complete
         stop = min(utc(end).ceil(tf.delta), limit) if end is not None else limit
         if tf is Timeframe.H1:

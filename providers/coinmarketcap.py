@@ -20,16 +20,14 @@ sending a request.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pandas as pd
-from pydantic import SecretStr
 
 from market.bars import Timeframe
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
-from providers.http import HttpClient, redact
+from providers.http import redact
 from providers.online import OnlineProvider
 
 QUOTE_COLUMNS: tuple[str, ...] = (
@@ -55,17 +53,6 @@ class CoinMarketCapProvider(OnlineProvider):
     name: ClassVar[str] = "coinmarketcap"
     timeframes: ClassVar[tuple[Timeframe, ...]] = ()
     needs_key: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        client: HttpClient,
-        api_key: SecretStr | None = None,
-        *,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
-        """``wall_clock`` (epoch seconds) dates the reset of daily and monthly allowances."""
-        super().__init__(client, api_key)
-        self.wall_clock = wall_clock
 
     def fetch_bars(
         self,

@@ -7,8 +7,9 @@ to provider symbols is the manager's job (``AssetSpec.provider_symbols``).
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,9 +29,22 @@ class OnlineProvider(ABC):
     timeframes: ClassVar[tuple[Timeframe, ...]] = (Timeframe.M1, Timeframe.H1, Timeframe.D1)
     needs_key: ClassVar[bool] = False
 
-    def __init__(self, client: HttpClient, api_key: SecretStr | None = None) -> None:
+    def __init__(
+        self,
+        client: HttpClient,
+        api_key: SecretStr | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``wall_clock`` gives epoch seconds: what "now" is (which bars have closed, how far back a
+        provider keeps history, when a daily allowance resets)."""
         self.client = client
         self.api_key = api_key
+        self.wall_clock = wall_clock
+
+    def now(self) -> pd.Timestamp:
+        """The current UTC time according to ``wall_clock``."""
+        return pd.Timestamp(self.wall_clock(), unit="s", tz="UTC")
 
     def key(self) -> str:
         """The API key's value.
@@ -150,6 +164,14 @@ def dedupe_sorted(provider: str, frame: pd.DataFrame) -> pd.DataFrame:
             dup = frame.index[frame.index.duplicated()][0]
             raise BadResponse(f"{provider}: two different bars for {dup.isoformat()} in one response")
     return frame
+
+
+def completed(frame: pd.DataFrame, timeframe: Timeframe, now: pd.Timestamp) -> pd.DataFrame:
+    """Rows of ``frame`` whose bar had closed by ``now`` (the forming bar is not a bar yet)."""
+    if frame.empty:
+        return frame
+    closes = pd.DatetimeIndex(frame.index) + timeframe.delta
+    return frame[closes <= now]
 
 
 def clip(frame: pd.DataFrame, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:

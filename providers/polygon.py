@@ -22,11 +22,10 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import numpy as np
 import pandas as pd
-from pydantic import SecretStr
 
 from market.bars import Timeframe, empty_bars
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
-from providers.http import HttpClient, redact
+from providers.http import redact
 from providers.online import OnlineProvider, bars_from_columns, clip, concat_pages, to_ms, utc
 
 AGGS_PATH = "/v2/aggs/ticker/{ticker}/range/1/{span}/{start}/{end}"
@@ -37,10 +36,6 @@ _SPAN = {Timeframe.M1: "minute", Timeframe.H1: "hour", Timeframe.D1: "day"}
 _GOOD = ("OK", "DELAYED")
 _PLAN_WORDS = ("plan", "entitled", "upgrade")
 
-
-def wall_now() -> pd.Timestamp:
-    """The current UTC time."""
-    return pd.Timestamp.now(tz="UTC")
 
 
 def polygon_error(ticker: str, body: Any, status: int | None = None) -> ProviderError | None:
@@ -111,10 +106,6 @@ class PolygonProvider(OnlineProvider):
 
     name: ClassVar[str] = "polygon"
     needs_key: ClassVar[bool] = True
-
-    def __init__(self, client: HttpClient, api_key: SecretStr | None = None) -> None:
-        super().__init__(client, api_key)
-        self.now: Callable[[], pd.Timestamp] = wall_now
 
     def fetch_bars(
         self,

@@ -29,11 +29,9 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-from pydantic import SecretStr
 
 from market.bars import Timeframe, empty_bars
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
-from providers.http import HttpClient
 from providers.online import OnlineProvider, bars_from_columns, clip, concat_pages, dedupe_sorted, utc
 
 CHART_PATH = "/v8/finance/chart/{symbol}"
@@ -54,10 +52,6 @@ AVAILABLE: dict[Timeframe, tuple[int, pd.Timedelta]] = {
     Timeframe.H1: (730, pd.Timedelta(days=729)),
 }
 
-
-def wall_now() -> pd.Timestamp:
-    """The current UTC time."""
-    return pd.Timestamp.now(tz="UTC")
 
 
 def prefixed(error: ProviderError) -> ProviderError:
@@ -186,10 +180,6 @@ class YahooProvider(OnlineProvider):
 
     name: ClassVar[str] = "yahoo"
     needs_key: ClassVar[bool] = False
-
-    def __init__(self, client: HttpClient, api_key: SecretStr | None = None) -> None:
-        super().__init__(client, api_key)
-        self.now: Callable[[], pd.Timestamp] = wall_now
 
     def fetch_bars(
         self,

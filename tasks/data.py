@@ -17,7 +17,7 @@ from config.assets import DEFAULT_CALENDARS, AssetClass, AssetSpec, load_asset_s
 from config.flows import IngestConfig, InputError, Source
 from config.settings import Settings
 from market.calendars import get_calendar
-from providers.base import DataFileError, NotSupported, RateLimited, Unavailable
+from providers.base import DataFileError, NotSupported
 from providers.csv import CsvProvider
 from providers.factory import build_provider, resolve_sample_path
 from storage import (
@@ -33,7 +33,7 @@ from storage import (
     upsert_bars,
     watermark,
 )
-from tasks.providers import ONLINE_SOURCES, manager_for
+from tasks.providers import ONLINE_SOURCES, is_transient, manager_for
 from tasks.store import store_for
 from tasks.validation import (
     docs_dir,
@@ -122,16 +122,6 @@ class IngestFailed(RuntimeError):
         self.input_error = all(o.input_error for o in summary.failed)
         lines = [f"{o.symbol} {o.timeframe}: {o.error}" for o in summary.failed]
         super().__init__("ingestion failed for " + "; ".join(lines))
-
-
-def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except (Unavailable, RateLimited):
-        return True
-    except Exception:
-        return False
-    return False
 
 
 def _check_registered(spec: AssetSpec, config: IngestConfig) -> None:
@@ -393,7 +383,7 @@ def _gap_fields(engine: Engine, target: IngestTarget) -> dict[str, Any]:
     task_run_name="ingest-{target.symbol}-{target.timeframe}",
     retries=2,
     retry_delay_seconds=[2, 10],
-    retry_condition_fn=_is_transient,
+    retry_condition_fn=is_transient,
     cache_policy=NONE,
 )
 def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:

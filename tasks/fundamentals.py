@@ -20,12 +20,12 @@ from config.flows import InputError
 from config.fundamentals import FundamentalsConfig
 from config.providers import load_providers_config
 from config.settings import Settings
-from providers.base import RateLimited, Unavailable
 from providers.factory import build_adapter
 from providers.http import Gate
 from providers.sec_edgar import SecEdgarProvider, normalize_cik
 from storage import get_asset, list_assets, upsert_assets
 from storage.companies import upsert_company, upsert_facts, upsert_filings
+from tasks.providers import is_transient
 from tasks.store import store_for
 
 REGISTER_HINT = (
@@ -140,22 +140,12 @@ def store_company(
     )
 
 
-def _is_transient(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except (Unavailable, RateLimited):
-        return True
-    except Exception:
-        return False
-    return False
-
-
 @task(
     name="fetch-company",
     task_run_name="fundamentals-{target.symbol}",
     retries=1,
     retry_delay_seconds=10,
-    retry_condition_fn=_is_transient,
+    retry_condition_fn=is_transient,
     cache_policy=NONE,
 )
 def fetch_company(target: CompanyTarget, settings: Settings, older_filings: bool = False) -> CompanyOutcome:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from config.flows import InputError, Source
 from config.settings import Settings
+from providers.base import RateLimited, Unavailable
 from tasks.store import store_for
 
 if TYPE_CHECKING:
@@ -23,6 +24,17 @@ ONLINE_SOURCES: frozenset[str] = frozenset(s.value for s in Source if s.online)
 
 _lock = threading.Lock()
 _managers: dict[str, ProviderManager] = {}
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry a task that failed with ``Unavailable`` or ``RateLimited``."""
+    try:
+        state.result()
+    except (Unavailable, RateLimited):
+        return True
+    except Exception:
+        return False
+    return False
 
 
 def api_keys_for(settings: Settings) -> dict[str, SecretStr]:
