@@ -731,15 +731,19 @@ def data_list() -> None:
     from config.settings import get_settings
     from market.calendars import get_calendar
     from storage import bar_gaps, bar_summary, get_asset
+    from storage.verifications import latest_verifications
     from tasks.store import store_for
 
     engine = store_for(get_settings())
     table = Table(title="Stored bars", title_justify="left")
-    for col in ("symbol", "tf", "first", "last", "rows", "missing bars", "gaps", "longest gap"):
+    columns = ("symbol", "tf", "first", "last", "rows", "missing bars", "gaps", "longest gap", "cross-check")
+    for col in columns:
         table.add_column(col, justify="right" if col in {"rows", "missing bars", "gaps"} else "left")
     with engine.connect() as conn:
         summary = bar_summary(conn)
+        checks = {(c.symbol, c.timeframe): c for c in latest_verifications(conn).itertuples(index=False)}
         for row in summary.itertuples(index=False):
+            check = checks.get((row.symbol, row.timeframe))
             asset = get_asset(conn, row.symbol)
             gaps = bar_gaps(conn, row.symbol, row.timeframe, get_calendar(asset.calendar)) if asset else None
             longest = gaps.longest if gaps else None
@@ -752,6 +756,9 @@ def data_list() -> None:
                 str(gaps.missing) if gaps else "?",
                 str(len(gaps.gaps)) if gaps else "?",
                 f"{longest.bars} bars from {longest.start:%Y-%m-%d %H:%M}" if longest else "-",
+                f"{check.status} ({check.primary_provider} vs {check.secondary_provider or '-'})"
+                if check is not None
+                else "-",
             )
     if summary.empty:
         out.print("The store is empty: run `fks ingest` or `fks pipeline`.")

@@ -6,6 +6,7 @@ imported inside the commands so that either module can be imported first.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -100,17 +101,21 @@ def import_command(
     start: StartOption = None,
     end: EndOption = None,
 ) -> None:
-    """Read bars back from the lake into the store (idempotent upserts, one transaction per series)."""
+    """Read bars back from the lake into the store, validated like `fks ingest` (one transaction per series).
+
+    Bars that fail the bars suite go to quarantine (exit 3); a series whose symbol is not a
+    registered asset is not imported (exit 2) while the others are.
+    """
     from config.lake import LakeImportConfig
     from config.settings import get_settings
-    from flows.cli import _span, _table, err, out
+    from flows.cli import EXIT_BAD_INPUT, _exit_if_quarantined, _print_docs, _span, _table, err, out
     from flows.lake import lake_import
 
     def run() -> None:
         config = LakeImportConfig.model_validate(_selection(symbol, symbols, timeframe, start, end))
         with err.status("importing from the lake"):
             summary = lake_import(config, get_settings())
-        columns = ["series", "partitions", "rows", "new", "updated", "unchanged", "span"]
+        columns = ["series", "partitions", "rows", "new", "updated", "unchanged", "quarantined", "span"]
         rows = [
             [
                 f"{o.symbol} {o.timeframe}",
@@ -119,11 +124,26 @@ def import_command(
                 str(o.inserted),
                 str(o.updated),
                 str(o.unchanged),
+                str(o.quarantined),
                 _span(o.first, o.last),
             ]
             for o in summary.outcomes
         ]
-        numeric = {"partitions", "rows", "new", "updated", "unchanged"}
-        out.print(_table(f"Imported from {summary.lake_uri}", columns, rows, numeric))
+        numeric = {"partitions", "rows", "new", "updated", "unchanged", "quarantined"}
+        if rows:
+            out.print(_table(f"Imported from {summary.lake_uri}", columns, rows, numeric))
+        _print_docs(summary.outcomes)
+        for refusal in summary.refused:
+            err.print(
+                f"[bold red]error:[/] {refusal.symbol} {refusal.timeframe}: {refusal.error}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if not summary.refused:
+            _exit_if_quarantined(summary.outcomes)
+            return
+        with contextlib.suppress(typer.Exit):  # print the quarantine summary too; bad input wins
+            _exit_if_quarantined(summary.outcomes)
+        raise typer.Exit(EXIT_BAD_INPUT)
 
     _guarded(run)

@@ -13,6 +13,7 @@ from config.settings import Settings, get_settings
 from tasks.lake import (
     LakeExportOutcome,
     LakeImportOutcome,
+    LakeRefusal,
     export_lake_series,
     import_lake_series,
     lake_for,
@@ -29,10 +30,18 @@ class LakeExportSummary(BaseModel):
 
 
 class LakeImportSummary(BaseModel):
-    """The ``lake-import`` flow's result: the lake's URI and one outcome per series."""
+    """The ``lake-import`` flow's result: the lake's URI, one outcome per imported series, and the
+    series refused (not imported: their symbol is not a registered asset)."""
 
     lake_uri: str
+    batch_id: str = ""
     outcomes: list[LakeImportOutcome] = Field(default_factory=list)
+    refused: list[LakeRefusal] = Field(default_factory=list)
+
+    @property
+    def quarantined(self) -> int:
+        """Bars moved to quarantine across every series."""
+        return sum(o.quarantined for o in self.outcomes)
 
 
 @flow(name="lake-export", validate_parameters=False)
@@ -51,12 +60,19 @@ def lake_export(
 def lake_import(
     config: LakeImportConfig | None = None, settings: Settings | None = None
 ) -> LakeImportSummary:
-    """Upsert the lake's bars into the store, one task (and transaction) per series; idempotent."""
+    """Screen the lake's bars with the ``bars`` suite and store them, one task (and transaction) per
+    series: good bars upserted, failing bars quarantined; idempotent. Series of unregistered symbols
+    are refused (listed in ``refused``) while the others import."""
     config = config or LakeImportConfig()
     settings = settings or get_settings()
-    targets = plan_lake_import(config, settings)
-    futures = import_lake_series.map(targets, settings=unmapped(settings))
-    return LakeImportSummary(lake_uri=lake_for(settings).uri, outcomes=[f.result() for f in futures])
+    plan = plan_lake_import(config, settings)
+    futures = import_lake_series.map(plan.targets, settings=unmapped(settings))
+    return LakeImportSummary(
+        lake_uri=lake_for(settings).uri,
+        batch_id=plan.batch_id,
+        outcomes=[f.result() for f in futures],
+        refused=plan.refused,
+    )
 
 
 if __name__ == "__main__":

@@ -588,25 +588,72 @@ def import_series(
     start: Moment | None = None,
     end: Moment | None = None,
 ) -> ImportResult:
-    """Upsert the lake's bars of ``symbol``/``timeframe`` with ``start <= ts < end`` into the store.
+    """Upsert the lake's bars of ``symbol``/``timeframe`` with ``start <= ts < end`` into the store, as read.
 
     Runs on the caller's connection and transaction (``with engine.begin() as conn``), so a series
     is imported whole or not at all. Bars keep the ``source`` recorded in the lake; importing the
-    same bars twice changes nothing.
+    same bars twice changes nothing. The bars are *not* validated here: ``fks lake import``
+    (:mod:`tasks.lake`) reads them with :func:`read_lake_series`, screens them with the ``bars``
+    suite and stores only the good ones with :func:`upsert_lake_bars`.
 
     Raises:
         ValueError: for an empty symbol, an unknown timeframe or an invalid start or end.
         LakeError: when a partition cannot be read (the message names it).
     """
     tf = _check_series(symbol, timeframe)
-    bars, partitions = lake._read_series(symbol, tf, start, end, with_source=True)
+    bars, partitions = read_lake_series(lake, symbol, tf, start, end)
+    result = upsert_lake_bars(conn, symbol, tf, bars)
+    first, last = (bars.index[0], bars.index[-1]) if len(bars) else (None, None)
+    return ImportResult(
+        symbol,
+        tf,
+        partitions,
+        result.received,
+        result.inserted,
+        result.updated,
+        result.unchanged,
+        first,
+        last,
+    )
+
+
+def read_lake_series(
+    lake: Lake,
+    symbol: str,
+    timeframe: str,
+    start: Moment | None = None,
+    end: Moment | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """The lake's bars of ``symbol``/``timeframe`` with ``start <= ts < end``, and the partitions read.
+
+    The frame is canonical (:mod:`market.bars`) plus a ``source`` column (``lake`` where a file
+    has none).
+
+    Raises:
+        ValueError: for an empty symbol, an unknown timeframe or an invalid start or end.
+        LakeError: when a partition cannot be read (the message names it) or the lake cannot be listed.
+    """
+    return lake._read_series(symbol, timeframe, start, end, with_source=True)
+
+
+def upsert_lake_bars(conn: Connection, symbol: str, timeframe: str, bars: pd.DataFrame) -> UpsertResult:
+    """Upsert canonical ``bars`` with a ``source`` column, each bar keeping its own source.
+
+    One :func:`storage.bars.upsert_bars` per source, all on the caller's connection and
+    transaction; returns the summed counts. Bars without a source column are stored as ``lake``.
+
+    Raises:
+        ValueError: for an empty symbol, an unknown timeframe or a frame that is not canonical.
+    """
+    tf = _check_series(symbol, timeframe)
+    if "source" not in bars.columns:
+        bars = bars.assign(source=DEFAULT_SOURCE)
     totals = [0, 0, 0, 0]
     for source, group in bars.groupby("source", sort=True):
         result: UpsertResult = upsert_bars(conn, symbol, tf, group[list(BAR_COLUMNS)], source=str(source))
         for i, n in enumerate((result.received, result.inserted, result.updated, result.unchanged)):
             totals[i] += n
-    first, last = (bars.index[0], bars.index[-1]) if len(bars) else (None, None)
-    return ImportResult(symbol, tf, partitions, totals[0], totals[1], totals[2], totals[3], first, last)
+    return UpsertResult(received=totals[0], inserted=totals[1], updated=totals[2], unchanged=totals[3])
 
 
 def _stored_rows(

@@ -1,4 +1,8 @@
-"""The lake round trip through S3: moto's server mode on loopback, the real flows and the `fks lake` CLI."""
+"""The lake round trip through S3: moto's server mode on loopback, the real flows and the `fks lake` CLI.
+
+The series are registered assets (BTC-USD crypto 24/7, EURUSD FX 24/5) with bars on their calendars,
+since import validates every bar with the ``bars`` suite.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from config.settings import Settings
 from flows.cli_lake import lake_app
 from flows.lake import lake_export, lake_import
 from market.bars import canonical_bars
+from market.calendars import get_calendar
 from storage import upsert_bars
 from storage.lake import LakeError, LakeUnreachable, open_lake
 from tasks.store import store_for
@@ -29,6 +34,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 BUCKET = "fks-lake"
 SERIES = {("BTC-USD", "1m"): ("2024-01-01 20:00", 600), ("EURUSD", "1h"): ("2023-12-01", 1500)}
+CALENDARS = {"BTC-USD": "24/7", "EURUSD": "24/5"}  # as config/assets.yaml registers them
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +73,13 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         client.delete_bucket(Bucket=BUCKET)
 
 
-def _bars(start: str, periods: int, freq: str, seed: int) -> pd.DataFrame:
+def _bars(symbol: str, timeframe: str, start: str, periods: int, seed: int) -> pd.DataFrame:
+    """``periods`` bars of a seeded random walk on the symbol's calendar from ``start``."""
     rng = np.random.default_rng(seed)
-    index = pd.date_range(start, periods=periods, freq=freq, tz="UTC", name="ts")
+    grid = get_calendar(CALENDARS[symbol]).bar_grid(
+        timeframe, start, pd.Timestamp(start) + pd.Timedelta(days=400)
+    )
+    index = grid[:periods]
     close = 1.1 * np.exp(np.cumsum(rng.normal(0.0, 0.001, periods)))
     open_ = np.concatenate([[1.1], close[:-1]])
     return canonical_bars(
@@ -89,9 +99,7 @@ def _bars(start: str, periods: int, freq: str, seed: int) -> pd.DataFrame:
 def _fill(engine: Engine) -> None:
     with engine.begin() as conn:
         for seed, ((symbol, tf), (start, n)) in enumerate(SERIES.items()):
-            upsert_bars(
-                conn, symbol, tf, _bars(start, n, {"1m": "1min", "1h": "1h"}[tf], seed), source="synthetic"
-            )
+            upsert_bars(conn, symbol, tf, _bars(symbol, tf, start, n, seed), source="synthetic")
 
 
 def _rows(engine: Engine) -> list[tuple[object, ...]]:
@@ -134,15 +142,19 @@ def test_s3_round_trip_is_exact_and_reexport_puts_nothing(
     fresh = settings.model_copy(update={"db_url": f"sqlite:///{tmp_path / 'fresh.db'}"})
     fresh = _on_s3(fresh, s3_endpoint)
     imported = lake_import(LakeImportConfig(), fresh)
-    assert [(o.symbol, o.partitions, o.inserted) for o in imported.outcomes] == [
-        ("BTC-USD", 2, 600),
-        ("EURUSD", 3, 1500),
+    assert [(o.symbol, o.partitions, o.inserted, o.quarantined) for o in imported.outcomes] == [
+        ("BTC-USD", 2, 600, 0),
+        ("EURUSD", 3, 1500, 0),
     ]
+    assert imported.refused == []
     assert _rows(store_for(fresh)) == _rows(store_for(source))  # every value and source, exactly
 
     window = LakeImportConfig(symbols=["eurusd"], start=pd.Timestamp("2024-01-10").to_pydatetime())
     partial = lake_import(window, fresh)
-    assert [(o.partitions, o.inserted, o.updated, o.unchanged) for o in partial.outcomes] == [(2, 0, 0, 540)]
+    since = int((_bars("EURUSD", "1h", "2023-12-01", 1500, 1).index >= "2024-01-10").sum())
+    assert [(o.partitions, o.inserted, o.updated, o.unchanged) for o in partial.outcomes] == [
+        (2, 0, 0, since)
+    ]
 
 
 def test_missing_bucket_and_unknown_symbols_are_refused(
@@ -204,5 +216,7 @@ def test_missing_credentials_and_unreachable_endpoint_say_what_to_fix(
         open_lake(f"s3://{BUCKET}/x", endpoint_url=closed).partitions()
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with pytest.raises(LakeUnreachable, match=r"cannot reach S3 at http://127\.0\.0\.1:9.*FKS_S3_ENDPOINT_URL"):
+    with pytest.raises(
+        LakeUnreachable, match=r"cannot reach S3 at http://127\.0\.0\.1:9.*FKS_S3_ENDPOINT_URL"
+    ):
         open_lake(f"s3://{BUCKET}/x", endpoint_url=closed).partitions()

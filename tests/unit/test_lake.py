@@ -23,6 +23,8 @@ from storage.lake import (
     partition_bounds,
     partition_key,
     partition_label,
+    read_lake_series,
+    upsert_lake_bars,
 )
 
 
@@ -166,6 +168,29 @@ def test_import_round_trip_equals_the_store_exactly(settings: Settings, tmp_path
     window = lake.read("EUR/USD", "1h", start="2023-12-31 22:00", end="2024-01-01 02:00")
     pd.testing.assert_frame_equal(
         window, read_bars(engine, "EUR/USD", "1h", "2023-12-31 22:00", "2024-01-01 02:00")
+    )
+
+
+def test_read_lake_series_and_upsert_lake_bars_keep_each_bars_source(
+    engine: Engine, lake: Lake, tmp_path: Path
+) -> None:
+    bars = _bars("2024-01-30", 72, "1h")
+    _store(engine, "EURUSD", "1h", bars.iloc[:30], source="yahoo")
+    _store(engine, "EURUSD", "1h", bars.iloc[30:], source="polygon")
+    _export(lake, engine, "EURUSD", "1h")
+
+    read, partitions = read_lake_series(lake, "EURUSD", "1h", start="2024-01-31")
+    assert partitions == 2 and len(read) == 48
+    assert read["source"].tolist() == ["yahoo"] * 6 + ["polygon"] * 42
+    fresh = open_store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with fresh.begin() as conn:
+        first = upsert_lake_bars(conn, "EURUSD", "1h", read)
+        again = upsert_lake_bars(conn, "EURUSD", "1h", read)
+        plain = upsert_lake_bars(conn, "EURUSD", "1h", bars.iloc[:1])  # no source column: "lake"
+    assert (first.received, first.inserted, again.unchanged, plain.inserted) == (48, 48, 48, 1)
+    assert _rows(fresh) == sorted(
+        [r for r in _rows(engine) if r[2] >= int(pd.Timestamp("2024-01-31", tz="UTC").value // 10**6)]
+        + [(*_rows(engine)[0][:-1], "lake")]
     )
 
 
