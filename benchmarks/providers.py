@@ -5,9 +5,11 @@ Run ``python -m benchmarks.providers``; options: ``--bars N`` (default 200,000 o
 and ``--repeats K`` (default 3; each figure is the fastest of K fetches). Prints one JSON object.
 
 Workload: a loopback HTTP server (``tests.fixture_server.FixtureServer``) plays Binance's
-``GET /api/v3/klines`` over ``N`` minute bars of a seeded random walk that ended a few days ago,
-1,000 klines a response in Binance's documented row layout (prices as decimal strings). Response
-bodies are encoded once and reused, so the server's JSON encoding stays out of the comparison.
+``GET /api/v3/klines`` (``tests.provider_fakes.Klines``, the route the provider tests use) over
+``N`` minute bars of a seeded random walk that ended a few days ago
+(``tests.provider_fakes.random_walk``), 1,000 klines a response in Binance's documented row layout
+(prices as decimal strings). Response bodies are encoded once and reused, so the server's JSON
+encoding stays out of the comparison.
 Both paths fetch the whole range, ``N / 1000`` requests, over the same keep-alive HTTP client
 code:
 
@@ -36,62 +38,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from benchmarks._common import best_seconds as _best
 from benchmarks._common import peak_rss_mb as _peak_rss_mb
 
 OVERHEAD_MS_TARGET = 2.0
-PAGE = 1000
-MINUTE_MS = 60_000
-
-
-def make_bars(bars: int, start: pd.Timestamp, seed: int = 3) -> pd.DataFrame:
-    """``bars`` canonical one-minute bars from ``start``: a seeded random walk with valid OHLC,
-    prices rounded to cents (so they survive Binance's decimal strings exactly)."""
-    rng = np.random.default_rng(seed)
-    close = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, bars))), 2)
-    open_ = np.round(np.concatenate([[30_000.0], close[:-1]]), 2)
-    wick = np.round(np.abs(rng.normal(0.0, 5.0, (2, bars))), 2)
-    index = pd.date_range(start, periods=bars, freq="1min", tz="UTC", name="ts").as_unit("ns")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": np.maximum(open_, close) + wick[0],
-            "low": np.minimum(open_, close) - wick[1],
-            "close": close,
-            "volume": np.round(rng.uniform(0.1, 50.0, bars), 5),
-        },
-        index=index,
-    )
-
-
-class KlinesRoute:
-    """Binance's klines over ``frame``: open times in ``[startTime, endTime]``, at most ``limit``
-    (<= 1000) rows; each distinct answer is JSON-encoded once."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self.opens = np.asarray(pd.DatetimeIndex(frame.index).as_unit("ms").asi8, dtype="int64")
-        values = frame[["open", "high", "low", "close", "volume"]].to_numpy()
-        self.rows = [
-            [int(t), *(repr(float(v)) for v in row), int(t) + MINUTE_MS - 1, "0", 10, "0", "0", "0"]
-            for t, row in zip(self.opens, values, strict=True)
-        ]
-        self._encoded: dict[tuple[int, int], bytes] = {}
-
-    def __call__(self, request: Any) -> Any:
-        from tests.fixture_server import Reply
-
-        q = request.query
-        lo = int(np.searchsorted(self.opens, int(q.get("startTime", 0)), "left"))
-        hi = int(np.searchsorted(self.opens, int(q.get("endTime", 2**62)), "right"))
-        hi = min(hi, lo + min(int(q.get("limit", 500)), PAGE))
-        body = self._encoded.get((lo, hi))
-        if body is None:
-            body = json.dumps(self.rows[lo:hi]).encode()
-            self._encoded[(lo, hi)] = body
-        return Reply(200, body, headers={"Content-Type": "application/json"})
 
 
 def _config() -> Any:
@@ -122,11 +74,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from storage import open_store
     from storage.provider_usage import usage_summary
     from tests.fixture_server import FixtureServer
+    from tests.provider_fakes import Klines, random_walk
 
     start = pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(minutes=args.bars) - pd.Timedelta(days=2)
-    truth = make_bars(args.bars, start)
+    truth = random_walk(start, args.bars, seed=3)
     end = start + pd.Timedelta(minutes=args.bars)
-    route = KlinesRoute(truth)
+    route = Klines(truth, cache_bodies=True)
     out: dict[str, Any] = {"bars": args.bars, "repeats": args.repeats, "peak_rss_mb": {}}
     out["peak_rss_mb"]["data"] = _peak_rss_mb()
     asset = AssetSpec(

@@ -128,10 +128,24 @@ class FixtureServer:
         with self._lock:
             self.faults.extend(replies)
 
+    def reset(self, route: Route | None = None) -> FixtureServer:
+        """Forget the requests and queued faults; play ``route`` from now on, if given."""
+        with self._lock:
+            self.requests.clear()
+            self.faults.clear()
+            if route is not None:
+                self.route = route
+        return self
+
     def paths(self) -> list[str]:
         """Paths of every request so far."""
         with self._lock:
             return [r.path for r in self.requests]
+
+
+def no_route(request: Request) -> Reply:
+    """The route of a server that plays nothing yet: a 404 page."""
+    return Reply(404, "<html><body>no route</body></html>")
 
 
 def rate_limited(retry_after: float = 1.0) -> Reply:

@@ -29,85 +29,61 @@ from flows.backfill import backfill
 from flows.cli_backfill import backfill_command, gaps_command
 from market.calendars import get_calendar
 from market.resample import resample_bars
-from providers.synthetic import SyntheticMarket, simulate
 from storage import delete_bars, read_bars
 from storage.backfill import list_chunks
 from tasks.backfill import BackfillIncomplete, list_missing
 from tasks.store import store_for
 from tests.fixture_server import FixtureServer, Reply, Request, server_error
+from tests.provider_fakes import Klines as BinanceKlines
+from tests.provider_fakes import ms, synthetic
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 ROOT = Path(__file__).resolve().parents[2]
 START = pd.Timestamp("2024-01-01", tz="UTC")
 END = pd.Timestamp("2024-01-03", tz="UTC")
-STEP_MS = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
 PROVIDERS_YAML = """
 priority:
   crypto: [binance, yahoo]
 providers:
-  binance:
-    rate: {requests: 10000, per_seconds: 1}
-    timeout_s: 20
-    cache_ttl_s: 0
-    retry: {attempts: 1, base_s: 0, jitter: 0}
-    breaker: {failure_threshold: 1000, reset_timeout_s: 0}
-    max_rows_per_request: 1000
-  yahoo:
+  yahoo: &fast
     rate: {requests: 10000, per_seconds: 1}
     timeout_s: 5
     cache_ttl_s: 0
     retry: {attempts: 1, base_s: 0, jitter: 0}
     breaker: {failure_threshold: 1000, reset_timeout_s: 0}
+  binance: {<<: *fast, timeout_s: 20, max_rows_per_request: 1000}
 verification: {enabled: true, bars: 3, tolerance: 0.005}
 backfill_chunk: {1m: 1D, 1h: 30D, 1d: 365D}
 """
 
 
-def ms(ts: pd.Timestamp) -> int:
-    """Epoch milliseconds."""
-    return int(ts.value // 1_000_000)
-
-
 @pytest.fixture(scope="module")
 def truth() -> pd.DataFrame:
     """Ground-truth minute bars of BTCUSDT for two days (a seeded synthetic 24/7 market)."""
-    market = SyntheticMarket(seed=5, symbols=("BTC",), calendar="24/7", origin=START)
-    frame = simulate(market, "1m", end=END)["BTC"]
+    frame = synthetic("1m", str(END), START, seed=5, symbol="BTC")
     frame.index.name = "ts"
     return frame
 
 
-class Klines:
-    """``GET /api/v3/klines`` of Binance over ``truth``: rows with startTime <= openTime <= endTime,
-    the first ``limit``. Requests whose startTime lies in a ``dead`` range get a 503; a request
-    whose startTime is ``hold_at`` waits until ``release`` is set."""
+class Klines(BinanceKlines):
+    """Binance's klines over ``truth`` (see :class:`tests.provider_fakes.Klines`). Requests whose
+    startTime lies in a ``dead`` range get a 503; a request whose startTime is ``hold_at`` waits
+    until ``release`` is set."""
 
     def __init__(self, truth: pd.DataFrame) -> None:
-        self.truth = truth
-        self.opens = pd.DatetimeIndex(truth.index).asi8 // 1_000_000
+        super().__init__(truth)
         self.dead: list[tuple[int, int]] = []
         self.hold_at: int | None = None
         self.release = threading.Event()
 
     def __call__(self, request: Request) -> Reply:
-        if request.path != "/api/v3/klines":
-            return Reply(404, "<html>Not Found</html>")
-        q = request.query
-        if q.get("symbol") != "BTCUSDT" or q.get("interval") != "1m":
-            return Reply(400, {"code": -1121, "msg": "Invalid symbol."})
-        lo, hi = int(q["startTime"]), int(q.get("endTime", 2**62))
+        lo = int(request.query.get("startTime", -1))
         if any(a <= lo < b for a, b in self.dead):
             return server_error(503)
         if self.hold_at is not None and lo == self.hold_at:
             self.release.wait(30)
-        mask = (self.opens >= lo) & (self.opens <= hi)
-        page = self.truth[mask].iloc[: min(int(q.get("limit", 500)), 1000)]
-        rows = [
-            [t, *(repr(float(v)) for v in row), t + STEP_MS["1m"] - 1, "0", 10, "0", "0", "0"]
-            for t, row in zip(self.opens[mask][: len(page)].tolist(), page.to_numpy(), strict=True)
-        ]
-        return Reply(200, rows)
+        return super().__call__(request)
 
 
 @pytest.fixture

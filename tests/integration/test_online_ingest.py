@@ -3,6 +3,7 @@ servers that play Binance, Yahoo and Polygon, with the API key from a Prefect Se
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,8 @@ from storage import list_ingest_runs, read_bars
 from tasks.data import IngestFailed
 from tasks.store import store_for
 from tests.fixture_server import FixtureServer, Reply, server_error
-from tests.integration.test_provider_binance import klines_route
-from tests.integration.test_provider_binance import truth as btc_truth
-from tests.integration.test_provider_polygon import KEY, aggs_route, midnight_new_york
-from tests.integration.test_provider_polygon import truth as stock_truth
-from tests.integration.test_provider_yahoo import chart_route
+from tests.provider_fakes import POLYGON_KEY as KEY
+from tests.provider_fakes import Klines, aggs_route, chart_route, midnight_new_york, synthetic
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -33,7 +31,10 @@ ORIGIN = START - pd.Timedelta(days=1)
 
 
 def _hours() -> pd.DataFrame:
-    return btc_truth("1h", end=str(END + pd.Timedelta(days=1)), origin=ORIGIN)
+    """Ground-truth hour bars of BTC-USD (as the Binance adapter tests make them)."""
+    return synthetic("1h", str(END + pd.Timedelta(days=1)), ORIGIN, seed=11, symbol="BTC")
+
+
 POLICY = """
 priority: {{crypto: [binance, yahoo], equity: [polygon]}}
 providers:
@@ -49,20 +50,16 @@ verification: {{enabled: true, bars: 5, tolerance: 0.005, on_discrepancy: warn}}
 def servers() -> Iterator[dict[str, FixtureServer]]:
     """Binance and Yahoo serving the same BTC hours; Polygon serving a stock's days (key required)."""
     hours = _hours()
-    days = stock_truth("1d", "XNYS", "2024-01-02", end="2024-03-01")
+    days = synthetic("1d", "2024-03-01", "2024-01-02", seed=9, calendar="XNYS")
     routes = {
-        "binance": klines_route({"1h": hours}),
+        "binance": Klines({"1h": hours}),
         "yahoo": chart_route({("BTC-USD", "60m"): hours}),
         "polygon": aggs_route(
             {("AAPL", "day"): (days.set_axis(midnight_new_york(days.index)), "America/New_York")}
         ),
     }
-    running = {name: FixtureServer(route) for name, route in routes.items()}
-    for server in running.values():
-        server.__enter__()
-    yield running
-    for server in running.values():
-        server.__exit__(None, None, None)
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(FixtureServer(route)) for name, route in routes.items()}
 
 
 def _settings(
@@ -76,8 +73,7 @@ def _settings(
 
 def _reset(servers: dict[str, FixtureServer]) -> None:
     for server in servers.values():
-        server.requests.clear()
-        server.faults.clear()
+        server.reset()
 
 
 def test_registered_crypto_pair_is_ingested_from_binance_and_verified_against_yahoo(

@@ -4,34 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from config.providers import ProviderPolicy, RateLimit, RetryPolicy
-from config.settings import get_settings
 from providers.alphavantage import AlphaVantageProvider, months_between
 from providers.base import AuthError, NotSupported, ProviderError, RateLimited
-from providers.factory import build_adapter
 from tests.fixture_server import FixtureServer, Reply, Request, server_error
+from tests.provider_fakes import FIXTURES, build_at, canonical, fast_policy, load_fixture
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "alphavantage"
 KEY = "AVKEY-7f3a9c-SECRET"
-POLICY = ProviderPolicy(
-    rate=RateLimit(requests=1000, per_seconds=1),
-    timeout_s=2.0,
-    cache_ttl_s=0.0,
-    retry=RetryPolicy(attempts=3, base_s=0.01, max_s=0.05, jitter=0.0, max_retry_after_s=60.0),
-)
+POLICY = fast_policy(max_retry_after_s=60.0)
 BAD_KEY = {"Error Message": "the parameter apikey is invalid or missing. Please claim your free API key."}
 
 
 def fixture(name: str) -> Any:
-    """A literal fixture file, parsed."""
-    return json.loads((FIXTURES / name).read_text())
+    """A literal Alpha Vantage fixture file, parsed."""
+    return load_fixture("alphavantage", name)
 
 
 def route(request: Request) -> Reply:
@@ -50,44 +40,22 @@ def route(request: Request) -> Reply:
         name = f"digital_daily_{q.get('symbol')}_{q.get('market')}.json"
     else:
         name = "error_invalid_call.json"
-    path = FIXTURES / name
+    path = FIXTURES / "alphavantage" / name
     return Reply(200, json.loads(path.read_text()) if path.exists() else fixture("error_invalid_call.json"))
-
-
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[FixtureServer]:
-    """The loopback Alpha Vantage (one per module: stopping a server takes half a second)."""
-    with FixtureServer(route) as srv:
-        yield srv
 
 
 @pytest.fixture
 def server(shared_server: FixtureServer) -> FixtureServer:
-    """The loopback Alpha Vantage with no requests recorded and no faults queued."""
-    shared_server.requests.clear()
-    shared_server.faults.clear()
-    return shared_server
+    """The module's loopback server playing Alpha Vantage, fresh."""
+    return shared_server.reset(route)
 
 
 def adapter(
     server: FixtureServer, sleeps: list[float] | None = None, key: str | None = KEY
 ) -> AlphaVantageProvider:
     """The adapter as the factory builds it, pointed at ``server``; waits are recorded, not slept."""
-    settings = get_settings(alphavantage_base_url=server.url, alphavantage_api_key=key)
-    built = build_adapter(
-        "alphavantage", settings, POLICY, sleep=(sleeps if sleeps is not None else []).append
-    )
-    assert isinstance(built, AlphaVantageProvider)
-    return built
-
-
-def bars(rows: list[tuple[str, float, float, float, float, float]]) -> pd.DataFrame:
-    """A canonical frame from ``(utc time, o, h, l, c, v)`` rows."""
-    index = pd.DatetimeIndex([pd.Timestamp(r[0], tz="UTC") for r in rows], name="ts").as_unit("ns")
-    data = {
-        c: [float(r[i + 1]) for r in rows] for i, c in enumerate(("open", "high", "low", "close", "volume"))
-    }
-    return pd.DataFrame(data, index=index)
+    sleep = sleeps.append if sleeps is not None else None
+    return build_at(AlphaVantageProvider, server.url, POLICY, sleep=sleep, alphavantage_api_key=key)
 
 
 def test_intraday_pages_month_by_month_and_converts_eastern_time_to_utc(server: FixtureServer) -> None:
@@ -96,7 +64,7 @@ def test_intraday_pages_month_by_month_and_converts_eastern_time_to_utc(server: 
     )
 
     # EST is UTC-5: 15:58 ET -> 20:58 UTC; 04:00 ET -> 09:00 UTC; 09:31 ET is 14:31 UTC (end, excluded)
-    expected = bars(
+    expected = canonical(
         [
             ("2024-01-31 20:58", 183.50, 183.64, 183.48, 183.61, 23807),
             ("2024-01-31 20:59", 183.62, 183.70, 183.55, 183.66, 61250),
@@ -141,7 +109,7 @@ def test_daily_bars_are_dates_at_midnight_utc(server: FixtureServer) -> None:
     provider.wall_clock = lambda: pd.Timestamp("2024-09-01", tz="UTC").timestamp()
     got = provider.fetch_bars("IBM", "1d", pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-04"))
 
-    expected = bars(
+    expected = canonical(
         [
             ("2024-01-02", 162.83, 163.29, 160.00, 161.50, 3527212),
             ("2024-01-03", 161.00, 161.73, 160.08, 160.10, 4086739),
@@ -160,7 +128,7 @@ def test_crypto_days_from_digital_currency_daily(server: FixtureServer) -> None:
         "CRYPTO:BTC", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-03")
     )
 
-    expected = bars(
+    expected = canonical(
         [
             ("2024-01-01", 42283.58, 44184.10, 42180.77, 44179.55, 1207.2891717),
             ("2024-01-02", 44167.33, 45899.00, 44150.00, 44943.71, 2311.6821375),

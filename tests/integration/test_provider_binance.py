@@ -2,125 +2,46 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from config.providers import ProviderPolicy, RateLimit, RetryPolicy
-from config.settings import get_settings
 from providers.base import BadResponse, NotSupported
 from providers.binance import FIRST_DAY, BinanceProvider
-from providers.factory import build_adapter
-from providers.synthetic import SyntheticMarket, simulate
 from tests.fixture_server import FixtureServer, Reply, Request, rate_limited
+from tests.provider_fakes import Klines, answer, fast_policy, load_fixture, ms, synthetic
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "binance"
-POLICY = ProviderPolicy(
-    rate=RateLimit(requests=1000, per_seconds=1),
-    timeout_s=2.0,
-    cache_ttl_s=0.0,
-    retry=RetryPolicy(attempts=3, base_s=0.01, max_s=0.05, jitter=0.0),
-)
-STEP_MS = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+POLICY = fast_policy()
 ORIGIN = pd.Timestamp("2024-03-01", tz="UTC")
 NOW = pd.Timestamp("2024-06-01 12:00", tz="UTC")
 
 
-def ms(ts: pd.Timestamp) -> int:
-    """Epoch milliseconds."""
-    return int(ts.value // 1_000_000)
-
-
 def fixture(name: str) -> Any:
-    """A literal fixture file, parsed."""
-    return json.loads((FIXTURES / name).read_text())
+    """A literal Binance fixture file, parsed."""
+    return load_fixture("binance", name)
 
 
 def truth(timeframe: str, end: str, origin: pd.Timestamp = ORIGIN) -> pd.DataFrame:
     """Ground-truth bars of BTCUSDT: the seeded synthetic market, 24/7."""
-    market = SyntheticMarket(seed=11, symbols=("BTC",), calendar="24/7", origin=origin)
-    return simulate(market, timeframe, end=end)["BTC"]
-
-
-def kline(ts: Any, row: pd.Series, step: int) -> list[Any]:
-    """One kline row in Binance's documented layout (prices as exact decimal strings)."""
-    start = ms(pd.Timestamp(ts))
-    o, h, low, c, v = (repr(float(row[k])) for k in ("open", "high", "low", "close", "volume"))
-    quote = float(row["close"] * row["volume"])
-    return [start, o, h, low, c, v, start + step - 1, repr(quote), 100, repr(float(row["volume"]) / 2),
-            repr(quote / 2), "0"]  # fmt: skip
-
-
-def klines_route(
-    frames: dict[str, pd.DataFrame],
-    symbols: tuple[str, ...] = ("BTCUSDT",),
-    shuffle: bool = False,
-    ignore_start: bool = False,
-) -> Callable[[Request], Reply]:
-    """Binance's klines: rows with startTime <= openTime <= endTime, the first ``limit`` (<= 1000)."""
-
-    def route(request: Request) -> Reply:
-        if request.path != "/api/v3/klines":
-            return Reply(404, "<html>Not Found</html>")
-        q = request.query
-        if q.get("symbol") not in symbols:
-            return Reply(400, fixture("error_invalid_symbol.json"))
-        frame, step = frames[q["interval"]], STEP_MS[q["interval"]]
-        opens = pd.DatetimeIndex(frame.index).asi8 // 1_000_000
-        lo = 0 if ignore_start else int(q.get("startTime", 0))
-        mask = (opens >= lo) & (opens <= int(q.get("endTime", 2**62)))
-        rows = [
-            kline(ts, row, step)
-            for ts, row in frame[mask].iloc[: min(int(q.get("limit", 500)), 1000)].iterrows()
-        ]
-        return Reply(200, rows[::-1] if shuffle else rows)
-
-    return route
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    """Delays the client asked for (recorded instead of slept)."""
-    return []
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FixtureServer]:
-    """One loopback server for the module (each test gives it its own route)."""
-    with FixtureServer(lambda request: Reply(500, "<html>no route</html>")) as running:
-        yield running
+    return synthetic(timeframe, end, origin, seed=11, symbol="BTC")
 
 
 @pytest.fixture
 def serve(
-    server: FixtureServer, tmp_path: Path, sleeps: list[float]
-) -> Iterator[Callable[..., tuple[FixtureServer, BinanceProvider]]]:
-    """Let the server play ``route`` and build the adapter against it through the factory."""
-    built: list[BinanceProvider] = []
-
-    def start(route: Callable[[Request], Reply]) -> tuple[FixtureServer, BinanceProvider]:
-        server.route = route
-        server.requests.clear()
-        server.faults.clear()
-        settings = get_settings(data_dir=tmp_path, binance_base_url=server.url)
-        adapter = build_adapter("binance", settings, POLICY, sleep=sleeps.append)
-        assert isinstance(adapter, BinanceProvider)
-        adapter.now = lambda: NOW
-        built.append(adapter)
-        return server, adapter
-
-    yield start
-    for adapter in built:
-        adapter.close()
+    server: FixtureServer, adapters: Callable[..., Any], sleeps: list[float]
+) -> Callable[[Callable[[Request], Reply]], tuple[FixtureServer, BinanceProvider]]:
+    """Let the loopback server play ``route`` and build the adapter against it through the factory."""
+    return lambda route: (
+        server.reset(route),
+        adapters(BinanceProvider, server.url, POLICY, sleep=sleeps.append, now=NOW),
+    )
 
 
 def test_2500_minute_bars_come_in_three_pages_with_exact_ground_truth(serve: Callable[..., Any]) -> None:
     minutes = truth("1m", "2024-03-03")
-    server, adapter = serve(klines_route({"1m": minutes}))
+    server, adapter = serve(Klines({"1m": minutes}))
     start = pd.Timestamp("2024-03-01 00:10", tz="UTC")
     end = start + pd.Timedelta(minutes=2500)
 
@@ -140,7 +61,7 @@ def test_2500_minute_bars_come_in_three_pages_with_exact_ground_truth(serve: Cal
 
 def test_a_range_of_exactly_full_pages_stops_without_an_extra_request(serve: Callable[..., Any]) -> None:
     minutes = truth("1m", "2024-03-03")
-    server, adapter = serve(klines_route({"1m": minutes}))
+    server, adapter = serve(Klines({"1m": minutes}))
     start = pd.Timestamp("2024-03-01", tz="UTC")
     bars = adapter.fetch_bars("BTCUSDT", "1m", start, start + pd.Timedelta(minutes=2000))
     assert len(bars) == 2000 and bars.index.is_unique
@@ -149,7 +70,7 @@ def test_a_range_of_exactly_full_pages_stops_without_an_extra_request(serve: Cal
 
 def test_hour_and_day_bars_are_clipped_to_the_range(serve: Callable[..., Any]) -> None:
     hours, days = truth("1h", "2024-05-01"), truth("1d", "2024-05-01")
-    _, adapter = serve(klines_route({"1h": hours, "1d": days}))
+    _, adapter = serve(Klines({"1h": hours, "1d": days}))
     start, end = pd.Timestamp("2024-03-05 12:30", tz="UTC"), pd.Timestamp("2024-04-20 06:00", tz="UTC")
 
     got_days = adapter.fetch_bars("BTCUSDT", "1d", start, end)
@@ -168,7 +89,7 @@ def test_open_range_starts_at_binances_first_day_and_ends_at_the_last_closed_bar
     serve: Callable[..., Any],
 ) -> None:
     days = truth("1d", "2017-12-31", origin=FIRST_DAY)
-    server, adapter = serve(klines_route({"1d": days}))
+    server, adapter = serve(Klines({"1d": days}))
     adapter.now = lambda: pd.Timestamp("2017-12-01 12:00", tz="UTC")
 
     bars = adapter.fetch_bars("BTCUSDT", "1d")
@@ -183,7 +104,7 @@ def test_rows_out_of_order_are_sorted_and_paging_still_follows_the_last_open_tim
     serve: Callable[..., Any],
 ) -> None:
     minutes = truth("1m", "2024-03-03")
-    server, adapter = serve(klines_route({"1m": minutes}, shuffle=True))
+    server, adapter = serve(Klines({"1m": minutes}, shuffle=True))
     start = pd.Timestamp("2024-03-01", tz="UTC")
     bars = adapter.fetch_bars("BTCUSDT", "1m", start, start + pd.Timedelta(minutes=1500))
     pd.testing.assert_frame_equal(bars, minutes.iloc[:1500], check_freq=False)
@@ -191,7 +112,7 @@ def test_rows_out_of_order_are_sorted_and_paging_still_follows_the_last_open_tim
 
 
 def test_unknown_symbol_is_not_supported_and_not_retried(serve: Callable[..., Any]) -> None:
-    server, adapter = serve(klines_route({"1m": truth("1m", "2024-03-02")}))
+    server, adapter = serve(Klines({"1m": truth("1m", "2024-03-02")}))
     with pytest.raises(NotSupported, match=r"binance: .*'DOGEXYZ'.*Invalid symbol"):
         adapter.fetch_bars("DOGEXYZ", "1m", ORIGIN, ORIGIN + pd.Timedelta(hours=1))
     assert len(server.requests) == 1
@@ -207,13 +128,13 @@ def test_unknown_symbol_is_not_supported_and_not_retried(serve: Callable[..., An
 def test_error_bodies_with_status_200_are_typed(
     serve: Callable[..., Any], name: str, error: type[Exception], text: str
 ) -> None:
-    _, adapter = serve(lambda request: Reply(200, fixture(name)))
+    _, adapter = serve(answer(fixture(name)))
     with pytest.raises(error, match=text):
         adapter.fetch_bars("BTCUSDT", "1h", ORIGIN, ORIGIN + pd.Timedelta(hours=3))
 
 
 def test_the_documented_kline_layout_becomes_canonical_bars(serve: Callable[..., Any]) -> None:
-    _, adapter = serve(lambda request: Reply(200, fixture("klines_btcusdt_1h.json")))
+    _, adapter = serve(answer(fixture("klines_btcusdt_1h.json")))
     bars = adapter.fetch_bars(
         "BTCUSDT", "1h", pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-02")
     )
@@ -229,20 +150,20 @@ def test_the_documented_kline_layout_becomes_canonical_bars(serve: Callable[...,
 
 
 def test_conflicting_duplicate_rows_are_a_bad_response(serve: Callable[..., Any]) -> None:
-    _, adapter = serve(lambda request: Reply(200, fixture("klines_conflicting_duplicate.json")))
+    _, adapter = serve(answer(fixture("klines_conflicting_duplicate.json")))
     with pytest.raises(BadResponse, match="two different bars for 2024-01-01T00:00:00"):
         adapter.fetch_bars("BTCUSDT", "1h", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-02"))
 
 
 def test_a_server_that_ignores_start_time_cannot_make_the_adapter_loop(serve: Callable[..., Any]) -> None:
-    _, adapter = serve(klines_route({"1m": truth("1m", "2024-03-03")}, ignore_start=True))
+    _, adapter = serve(Klines({"1m": truth("1m", "2024-03-03")}, ignore_start=True))
     with pytest.raises(BadResponse, match="did not move forward"):
         adapter.fetch_bars("BTCUSDT", "1m", ORIGIN, ORIGIN + pd.Timedelta(minutes=2500))
 
 
 def test_rate_limits_with_retry_after_are_waited_out(serve: Callable[..., Any], sleeps: list[float]) -> None:
     minutes = truth("1m", "2024-03-03")
-    server, adapter = serve(klines_route({"1m": minutes}))
+    server, adapter = serve(Klines({"1m": minutes}))
     server.inject(
         rate_limited(2.0), Reply(418, {"code": -1003, "msg": "IP banned"}, headers={"Retry-After": "3"})
     )

@@ -3,36 +3,26 @@ granularity, from handwritten points whose OHLC are known."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from config.providers import ProviderPolicy, RateLimit, RetryPolicy
-from config.settings import get_settings
 from providers.base import BadResponse, NotSupported, RateLimited
 from providers.coingecko import CoinGeckoProvider
-from providers.factory import build_adapter
 from tests.fixture_server import FixtureServer, Reply, Request
+from tests.provider_fakes import build_at, canonical, fast_policy, load_fixture
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "coingecko"
-POLICY = ProviderPolicy(
-    rate=RateLimit(requests=1000, per_seconds=1),
-    timeout_s=2.0,
-    cache_ttl_s=0.0,
-    retry=RetryPolicy(attempts=2, base_s=0.01, max_s=0.05, jitter=0.0, max_retry_after_s=60.0),
-)
+POLICY = fast_policy(attempts=2, max_retry_after_s=60.0)
 NOW_5M = pd.Timestamp("2024-03-01 03:02", tz="UTC")  # the 5-minute fixture ends at 03:01:10
 NOW_LATER = pd.Timestamp("2024-06-01 12:00", tz="UTC")
 HOUR_MS = 3_600_000
 
 
 def fixture(name: str) -> Any:
-    """A literal fixture file, parsed."""
-    return json.loads((FIXTURES / name).read_text())
+    """A literal CoinGecko fixture file, parsed."""
+    return load_fixture("coingecko", name)
 
 
 def in_range(body: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -61,48 +51,18 @@ def hourly_route(request: Request) -> Reply:
     return Reply(200, {"prices": prices, "market_caps": prices, "total_volumes": [[t, 5e8] for t in times]})
 
 
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[tuple[FixtureServer, list[Callable[[Request], Reply]]]]:
-    """One loopback CoinGecko per module (stopping a server takes half a second); its route can be swapped."""
-    routes: list[Callable[[Request], Reply]] = [hourly_route]
-    with FixtureServer(lambda request: routes[-1](request)) as server:
-        yield server, routes
-
-
 @pytest.fixture
-def serve(
-    shared_server: tuple[FixtureServer, list[Callable[[Request], Reply]]],
-) -> Callable[[Callable[[Request], Reply]], FixtureServer]:
-    """Point the loopback CoinGecko at a route, with no requests recorded and no faults queued."""
-    server, routes = shared_server
-
-    def start(route: Callable[[Request], Reply]) -> FixtureServer:
-        routes.append(route)
-        server.requests.clear()
-        server.faults.clear()
-        return server
-
-    return start
+def serve(shared_server: FixtureServer) -> Callable[[Callable[[Request], Reply]], FixtureServer]:
+    """Point the module's loopback server at a route, with no requests recorded and no faults queued."""
+    return shared_server.reset
 
 
 def adapter(
     server: FixtureServer, now: pd.Timestamp, key: str | None = None, sleeps: list[float] | None = None
 ) -> CoinGeckoProvider:
     """The adapter as the factory builds it, pointed at ``server``, with ``now`` as the time."""
-    settings = get_settings(coingecko_base_url=server.url, coingecko_api_key=key)
-    built = build_adapter("coingecko", settings, POLICY, sleep=(sleeps if sleeps is not None else []).append)
-    assert isinstance(built, CoinGeckoProvider)
-    built.wall_clock = lambda: now.timestamp()
-    return built
-
-
-def bars(rows: list[tuple[str, float, float, float, float, float]]) -> pd.DataFrame:
-    """A canonical frame from ``(utc time, o, h, l, c, v)`` rows."""
-    index = pd.DatetimeIndex([pd.Timestamp(r[0], tz="UTC") for r in rows], name="ts").as_unit("ns")
-    data = {
-        c: [float(r[i + 1]) for r in rows] for i, c in enumerate(("open", "high", "low", "close", "volume"))
-    }
-    return pd.DataFrame(data, index=index)
+    sleep = sleeps.append if sleeps is not None else None
+    return build_at(CoinGeckoProvider, server.url, POLICY, sleep=sleep, now=now, coingecko_api_key=key)
 
 
 def test_hour_bars_from_five_minute_points_of_the_last_day(serve: Any) -> None:
@@ -111,7 +71,7 @@ def test_hour_bars_from_five_minute_points_of_the_last_day(serve: Any) -> None:
 
     # open = first point, high/low = extremes, close = last point of each hour; no interval volume;
     # the 03:00 bar is still in progress and is left out
-    expected = bars(
+    expected = canonical(
         [
             ("2024-03-01 00:00", 100.0, 104.0, 98.0, 104.0, 0),
             ("2024-03-01 01:00", 104.2, 107.2, 103.9, 105.9, 0),
@@ -135,7 +95,7 @@ def test_day_bars_from_hourly_points_with_the_rolling_volume_at_the_end_of_the_d
 
     # the points of 2 January come in reverse order and one point is repeated: both are tidied;
     # 3 January has only 8 of its 24 hourly points and is left out rather than made up
-    expected = bars(
+    expected = canonical(
         [
             ("2024-01-01", 42000.0, 42500.0, 41800.0, 42230.0, 1.023e9),
             ("2024-01-02", 43000.0, 43600.0, 42100.0, 42885.0, 2.023e9),

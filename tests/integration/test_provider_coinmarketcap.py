@@ -3,8 +3,6 @@ latest listings and quotes from handwritten fixtures."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +11,19 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from config.providers import ProviderPolicy, RateLimit, RetryPolicy
-from config.settings import get_settings
 from flows.cli_market import market_app
 from providers.base import AuthError, NotSupported, RateLimited
 from providers.coinmarketcap import QUOTE_COLUMNS, CoinMarketCapProvider
-from providers.factory import build_adapter
-from providers.http import CallRecord
 from tests.fixture_server import FixtureServer, Reply, Request
+from tests.provider_fakes import RecordingGate, build_at, fast_policy, load_fixture
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "coinmarketcap"
 KEY = "cmc-0b1f-4c2d-SECRET"
-POLICY = ProviderPolicy(
-    rate=RateLimit(requests=1000, per_seconds=1),
-    timeout_s=2.0,
-    cache_ttl_s=0.0,
-    retry=RetryPolicy(attempts=2, base_s=0.01, max_s=0.05, jitter=0.0, max_retry_after_s=60.0),
-)
+POLICY = fast_policy(attempts=2, max_retry_after_s=60.0)
 
 
 def fixture(name: str) -> Any:
-    """A literal fixture file, parsed."""
-    return json.loads((FIXTURES / name).read_text())
+    """A literal CoinMarketCap fixture file, parsed."""
+    return load_fixture("coinmarketcap", name)
 
 
 def route(request: Request) -> Reply:
@@ -57,45 +46,17 @@ def route(request: Request) -> Reply:
     return Reply(404, "<html>Not Found</html>")
 
 
-class RecordingGate:
-    """A gate that admits everything and remembers what it was asked and told."""
-
-    def __init__(self) -> None:
-        self.acquired: list[str] = []
-        self.calls: list[CallRecord] = []
-
-    def acquire(self, provider: str) -> None:
-        """Admit the request and note it."""
-        self.acquired.append(provider)
-
-    def record(self, call: CallRecord) -> None:
-        """Keep the call record."""
-        self.calls.append(call)
-
-
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[FixtureServer]:
-    """The loopback CoinMarketCap (one per module: stopping a server takes half a second)."""
-    with FixtureServer(route) as srv:
-        yield srv
-
-
 @pytest.fixture
 def server(shared_server: FixtureServer) -> FixtureServer:
-    """The loopback CoinMarketCap with no requests recorded and no faults queued."""
-    shared_server.requests.clear()
-    shared_server.faults.clear()
-    return shared_server
+    """The module's loopback server playing CoinMarketCap, fresh."""
+    return shared_server.reset(route)
 
 
 def adapter(
     server: FixtureServer, gate: RecordingGate | None = None, key: str | None = KEY
 ) -> CoinMarketCapProvider:
     """The adapter as the factory builds it, pointed at ``server``; retries do not sleep."""
-    settings = get_settings(coinmarketcap_base_url=server.url, coinmarketcap_api_key=key)
-    built = build_adapter("coinmarketcap", settings, POLICY, gate=gate, sleep=lambda s: None)
-    assert isinstance(built, CoinMarketCapProvider)
-    return built
+    return build_at(CoinMarketCapProvider, server.url, POLICY, gate=gate, coinmarketcap_api_key=key)
 
 
 def test_historical_bars_are_refused_naming_the_plan_without_a_request(server: FixtureServer) -> None:

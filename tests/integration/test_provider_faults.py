@@ -8,37 +8,30 @@ the ground truth (no missing bar, no duplicate), every request metered, the rate
 the wire, the breaker opening, half-opening and closing (and seen by a second manager on the same
 database), Retry-After honoured, and the API key nowhere it could leak.
 
-The helpers at the top (ground truth, routes in each provider's documented format, fake time,
-a policy builder) are shared with ``test_provider_manager.py``.
+The ground truth, the routes in each provider's documented format, fake time and the config
+builders come from :mod:`tests.provider_fakes`; the loopback servers (``net``) and the store from
+``tests/integration/conftest.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from config.assets import AssetClass, AssetSpec
-from config.providers import ProvidersConfig
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from providers.manager import AllProvidersFailed, ProviderManager
 from storage import open_store
-from storage.provider_usage import load_breakers, usage_summary
+from storage.provider_usage import load_breakers
 from tests.fixture_server import (
-    FixtureServer,
     Reply,
     Request,
     html_page,
@@ -48,104 +41,25 @@ from tests.fixture_server import (
     slow,
     truncated,
 )
-
-MINUTE_MS = 60_000
-KEY = "pk_live_S3cr3tPolygonKey_9f8e7d6c5b4a"
-
-BTC = AssetSpec(
-    symbol="BTC-USD",
-    asset_class=AssetClass.CRYPTO,
-    timeframe="1m",
-    default_source="auto",
-    provider_symbols={"binance": "BTCUSDT", "yahoo": "BTC-USD", "polygon": "X:BTCUSD"},
+from tests.provider_fakes import (
+    BTC,
+    Chart,
+    FakeTime,
+    Faulty,
+    Klines,
+    Loopback,
+    assert_same_bars,
+    fragile,
+    make_config,
+    opens_ms,
+    origin,
+    policy,
+    settings_for,
+    usage,
 )
+from tests.provider_fakes import random_walk as truth
 
-
-# -- ground truth and the providers' documented formats ------------------------------------------
-
-
-def origin(days_back: int = 20) -> pd.Timestamp:
-    """A recent UTC midnight: the adapters only return closed bars, and Yahoo keeps 1m bars 30 days."""
-    return pd.Timestamp.now(tz="UTC").floor("D") - pd.Timedelta(days=days_back)
-
-
-def truth(start: pd.Timestamp, bars: int, seed: int = 7) -> pd.DataFrame:
-    """``bars`` canonical one-minute bars from ``start``: a seeded random walk with valid OHLC."""
-    rng = np.random.default_rng(seed)
-    close = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, bars))), 2)
-    open_ = np.round(np.concatenate([[30_000.0], close[:-1]]), 2)
-    wick = np.round(np.abs(rng.normal(0.0, 5.0, (2, bars))), 2)
-    index = pd.date_range(start, periods=bars, freq="1min", tz="UTC", name="ts").as_unit("ns")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": np.maximum(open_, close) + wick[0],
-            "low": np.minimum(open_, close) - wick[1],
-            "close": close,
-            "volume": np.round(rng.uniform(0.1, 50.0, bars), 5),
-        },
-        index=index,
-    )
-
-
-def _opens_ms(frame: pd.DataFrame) -> np.ndarray:
-    return np.asarray(pd.DatetimeIndex(frame.index).as_unit("ms").asi8, dtype="int64")
-
-
-class Klines:
-    """Binance's ``GET /api/v3/klines`` over a ground-truth frame: rows with ``startTime <= open
-    time <= endTime`` (both in ms, inclusive), at most ``limit`` (<= 1000), prices as strings."""
-
-    def __init__(self, frame: pd.DataFrame, symbol: str = "BTCUSDT") -> None:
-        self.symbol = symbol
-        self.opens = _opens_ms(frame)
-        values = frame[["open", "high", "low", "close", "volume"]].to_numpy()
-        self.rows = [
-            [int(t), *(repr(float(v)) for v in row), int(t) + MINUTE_MS - 1, "0", 10, "0", "0", "0"]
-            for t, row in zip(self.opens, values, strict=True)
-        ]
-
-    def __call__(self, request: Request) -> Reply:
-        if request.path != "/api/v3/klines":
-            return Reply(404, "<html><body>Not Found</body></html>")
-        q = request.query
-        if q.get("symbol") != self.symbol:
-            return Reply(400, {"code": -1121, "msg": "Invalid symbol."})
-        if q.get("interval") != "1m":
-            return Reply(400, {"code": -1120, "msg": "Invalid interval."})
-        lo = int(np.searchsorted(self.opens, int(q.get("startTime", 0)), "left"))
-        hi = int(np.searchsorted(self.opens, int(q.get("endTime", 2**62)), "right"))
-        limit = min(int(q.get("limit", 500)), 1000)
-        return Reply(200, self.rows[lo : min(hi, lo + limit)])
-
-
-class Chart:
-    """Yahoo's ``GET /v8/finance/chart/{symbol}`` (1m) over a ground-truth frame: bars with
-    ``period1 <= t < period2`` (epoch seconds), in the documented chart shape."""
-
-    def __init__(self, frame: pd.DataFrame, symbol: str = "BTC-USD") -> None:
-        self.symbol = symbol
-        self.frame = frame
-        self.seconds = _opens_ms(frame) // 1000
-
-    def __call__(self, request: Request) -> Reply:
-        if request.path != f"/v8/finance/chart/{self.symbol}":
-            error = {"code": "Not Found", "description": "No data found, symbol may be delisted"}
-            return Reply(404, {"chart": {"result": None, "error": error}})
-        q = request.query
-        lo = int(np.searchsorted(self.seconds, int(q["period1"]), "left"))
-        hi = int(np.searchsorted(self.seconds, int(q["period2"]), "left"))
-        part = self.frame.iloc[lo:hi]
-        meta = {"currency": "USD", "symbol": self.symbol, "exchangeName": "CCC", "instrumentType":
-                "CRYPTOCURRENCY", "gmtoffset": 0, "timezone": "UTC", "exchangeTimezoneName": "UTC",
-                "dataGranularity": q.get("interval"), "range": ""}  # fmt: skip
-        quote = {c: [float(v) for v in part[c]] for c in ("open", "high", "low", "close", "volume")}
-        result = {
-            "meta": meta,
-            "timestamp": [int(s) for s in self.seconds[lo:hi]],
-            "indicators": {"quote": [quote]},
-        }
-        return Reply(200, {"chart": {"result": [result], "error": None}})
+KEY = "pk_live_S3cr3tPolygonKey_9f8e7d6c5b4a"
 
 
 class Aggregates:
@@ -157,7 +71,7 @@ class Aggregates:
     def __init__(self, frame: pd.DataFrame, ticker: str = "X:BTCUSD", page: int = 1000) -> None:
         self.ticker = ticker
         self.frame = frame
-        self.opens = _opens_ms(frame)
+        self.opens = opens_ms(frame)
         self.page = page
         self.url = ""
         self.echo_key_errors = 0
@@ -189,161 +103,6 @@ class Aggregates:
         if stop < hi:
             body["next_url"] = f"{self.url}{prefix}{first}/{last}?cursor={int(self.opens[stop])}"
         return Reply(200, body)
-
-
-class Faulty:
-    """A route that serves ``schedule[n]`` to the n-th request (0-based) and ``healthy`` otherwise;
-    ``down`` makes every request a 503. Counts what it served."""
-
-    def __init__(self, healthy: Callable[[Request], Reply], schedule: dict[int, Reply] | None = None) -> None:
-        self.healthy = healthy
-        self.schedule = dict(schedule or {})
-        self.down = False
-        self.served: list[int] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, request: Request) -> Reply:
-        with self._lock:
-            n = len(self.served)
-            fault = server_error(503) if self.down else self.schedule.get(n)
-            reply = fault or self.healthy(request)
-            self.served.append(reply.status)
-        return reply
-
-
-@dataclass
-class FakeTime:
-    """Monotonic and wall clocks that move only when ``sleep`` is called (sleeps are recorded)."""
-
-    mono: float = 1_000.0
-    wall0: float = field(default_factory=lambda: float(int(time.time())))
-    sleeps: list[float] = field(default_factory=list)
-
-    def clock(self) -> float:
-        return self.mono
-
-    def wall(self) -> float:
-        return self.wall0 + (self.mono - 1_000.0)
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.mono += max(0.0, seconds)
-
-
-def policy(**overrides: Any) -> dict[str, Any]:
-    """A provider policy for tests: fast, uncached, two attempts per request, a patient breaker."""
-    base: dict[str, Any] = {
-        "rate": {"requests": 1000, "per_seconds": 1, "burst": 1000},
-        "timeout_s": 0.5,
-        "cache_ttl_s": 0,
-        "retry": {"attempts": 2, "base_s": 0.01, "max_s": 0.05, "jitter": 0.0},
-        "breaker": {"failure_threshold": 100, "reset_timeout_s": 30},
-    }
-    base.update(overrides)
-    return base
-
-
-def make_config(
-    crypto: tuple[str, ...] = ("binance", "yahoo"),
-    verification: dict[str, Any] | None = None,
-    **providers: dict[str, Any],
-) -> ProvidersConfig:
-    """Providers config for tests: binance, yahoo and polygon with :func:`policy`, overridable."""
-    entries = {name: policy() for name in ("binance", "yahoo", "polygon", "coingecko", "alphavantage")}
-    entries.update(providers)
-    return ProvidersConfig.model_validate(
-        {
-            "priority": {"crypto": list(crypto), "equity": ["yahoo", "polygon", "alphavantage"]},
-            "providers": entries,
-            "verification": {"enabled": True, "bars": 5, "tolerance": 0.005, **(verification or {})},
-        }
-    )
-
-
-def write_config(config: ProvidersConfig, path: Path) -> Path:
-    """``config`` as a providers.yaml at ``path``."""
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    return path
-
-
-def settings_for(base: Settings, tmp_path: Path, config: ProvidersConfig, **servers: str) -> Settings:
-    """Settings on ``base``'s database with each provider's base URL pointed at its server."""
-    urls = {f"{name}_base_url": url for name, url in servers.items()}
-    return get_settings(
-        data_dir=base.data_dir,
-        db_url=base.db_url,
-        providers_file=write_config(config, tmp_path / "providers.yaml"),
-        **urls,
-    )
-
-
-def usage(engine: Engine) -> dict[str, dict[str, Any]]:
-    """``usage_summary`` by provider."""
-    with engine.connect() as conn:
-        frame = usage_summary(conn)
-    return {str(r["provider"]): dict(r) for r in frame.to_dict("records")}
-
-
-def assert_same_bars(got: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """Bit-for-bit the expected canonical bars, with no duplicate timestamp."""
-    assert not got.index.has_duplicates
-    assert got.index.is_monotonic_increasing
-    pd.testing.assert_frame_equal(got, expected, check_freq=False)
-
-
-class Switch:
-    """A route that delegates to whatever route the current test plays."""
-
-    def __init__(self) -> None:
-        self.route: Callable[[Request], Reply] = lambda request: Reply(404, "<html>no route</html>")
-
-    def __call__(self, request: Request) -> Reply:
-        return self.route(request)
-
-
-class Loopback:
-    """Loopback servers shared by a module's tests (starting and stopping one costs ~0.5 s):
-    ``play(binance=route, ...)`` resets them and plays the given routes."""
-
-    NAMES = ("binance", "yahoo", "polygon", "dead")
-
-    def __init__(self, servers: dict[str, FixtureServer]) -> None:
-        self.servers = servers
-
-    @contextlib.contextmanager
-    def play(self, **routes: Callable[[Request], Reply]) -> Iterator[tuple[FixtureServer, ...]]:
-        """The servers named in ``routes`` (in that order), fresh and playing those routes."""
-        for name, server in self.servers.items():
-            with server._lock:
-                server.requests.clear()
-                server.faults.clear()
-            switch = server.route
-            assert isinstance(switch, Switch)
-            switch.route = routes.get(name, Switch().route)
-        yield tuple(self.servers[name] for name in routes)
-
-
-@pytest.fixture(scope="module")
-def loopback() -> Iterator[Loopback]:
-    """One set of loopback servers per test module."""
-    with contextlib.ExitStack() as stack:
-        yield Loopback({n: stack.enter_context(FixtureServer(Switch())) for n in Loopback.NAMES})
-
-
-@pytest.fixture
-def net(loopback: Loopback) -> Loopback:
-    """The module's loopback servers, playing nothing until a test says what."""
-    return loopback
-
-
-@pytest.fixture
-def store(settings: Settings) -> Iterator[Engine]:
-    """The test's migrated SQLite store."""
-    engine = open_store(settings.db_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 # -- faults on the primary: ingestion completes from the fallback, exactly -----------------------
@@ -436,8 +195,10 @@ def test_a_persistent_fault_fails_over_to_the_fallback(
 def test_when_every_provider_fails_the_error_lists_each_one(
     net: Loopback, settings: Settings, store: Engine, tmp_path: Path
 ) -> None:
-    down_b, down_y = Faulty(Klines(truth(origin(2), 10))), Faulty(Chart(truth(origin(2), 10)))
-    down_b.down = down_y.down = True
+    down_b, down_y = (
+        Faulty(Klines(truth(origin(2), 10)), down=True),
+        Faulty(Chart(truth(origin(2), 10)), down=True),
+    )
     config = make_config()
     clock = FakeTime()
     with net.play(binance=down_b, yahoo=down_y) as (binance, yahoo):
@@ -503,11 +264,8 @@ def test_breaker_opens_skips_half_opens_closes_and_is_shared_through_the_databas
 ) -> None:
     start = origin(3)
     expected = truth(start, 300)
-    primary = Faulty(Klines(expected))
-    primary.down = True
-    config = make_config(
-        binance=policy(retry={"attempts": 1}, breaker={"failure_threshold": 2, "reset_timeout_s": 30})
-    )
+    primary = Faulty(Klines(expected), down=True)
+    config = make_config(binance=fragile(threshold=2, reset_s=30))
     clock = FakeTime()
 
     def fetch(manager: ProviderManager, minutes: int) -> Any:
@@ -516,12 +274,7 @@ def test_breaker_opens_skips_half_opens_closes_and_is_shared_through_the_databas
 
     with net.play(binance=primary, yahoo=Chart(expected)) as (binance, yahoo):
         cfg = settings_for(settings, tmp_path, config, binance=binance.url, yahoo=yahoo.url)
-        kw: dict[str, Any] = {
-            "config": config,
-            "sleep": clock.sleep,
-            "clock": clock.clock,
-            "wall_clock": clock.wall,
-        }
+        kw = clock.manager_kwargs(config)
         manager = ProviderManager(cfg, store, **kw)
         for minutes in (0, 60):  # two failures in a row: the threshold
             assert fetch(manager, minutes).provider == "yahoo"
@@ -567,20 +320,12 @@ def test_a_failed_trial_opens_the_breaker_again(
 ) -> None:
     start = origin(3)
     expected = truth(start, 120)
-    primary = Faulty(Klines(expected))
-    primary.down = True
-    config = make_config(
-        binance=policy(retry={"attempts": 1}, breaker={"failure_threshold": 1, "reset_timeout_s": 10})
-    )
+    primary = Faulty(Klines(expected), down=True)
+    config = make_config(binance=fragile(threshold=1, reset_s=10))
     clock = FakeTime()
     with net.play(binance=primary, yahoo=Chart(expected)) as (binance, yahoo):
         cfg = settings_for(settings, tmp_path, config, binance=binance.url, yahoo=yahoo.url)
-        kw: dict[str, Any] = {
-            "config": config,
-            "sleep": clock.sleep,
-            "clock": clock.clock,
-            "wall_clock": clock.wall,
-        }
+        kw = clock.manager_kwargs(config)
         with ProviderManager(cfg, store, **kw) as manager:
             end = start + pd.Timedelta(minutes=60)
             manager.fetch(BTC, "1m", start, end, verify=False)
@@ -690,8 +435,7 @@ def test_the_api_key_never_leaks(
     )
     clock = FakeTime()
     errors: list[str] = []
-    dead_route = Faulty(Klines(expected))
-    dead_route.down = True
+    dead_route = Faulty(Klines(expected), down=True)
     with net.play(polygon=polygon_route, binance=Klines(expected), dead=dead_route) as (
         polygon,
         binance,
@@ -700,12 +444,7 @@ def test_the_api_key_never_leaks(
         aggs.url = polygon.url
         base = settings_for(settings, tmp_path, config, binance=binance.url, polygon=polygon.url)
         cfg = base.model_copy(update={"polygon_api_key": SecretStr(KEY)})
-        kw: dict[str, Any] = {
-            "config": config,
-            "sleep": clock.sleep,
-            "clock": clock.clock,
-            "wall_clock": clock.wall,
-        }
+        kw = clock.manager_kwargs(config)
         with ProviderManager(cfg, store, **kw) as manager:
             end = start + pd.Timedelta(minutes=1_500)
             # 1. polygon (primary) pages with the key, then upstream errors quote the key back

@@ -1,11 +1,10 @@
 """The provider manager's chain, cross-verification, budgets, status and CLI, against loopback
-servers playing Binance and Yahoo (helpers shared with ``test_provider_faults.py``) and a real
-SQLite store."""
+servers playing Binance and Yahoo (fakes from ``tests/provider_fakes.py``, servers and store from
+``conftest.py``) and a real SQLite store."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from providers.ratelimit import BudgetExceeded
 from providers.verify import Discrepant
 from storage.provider_usage import record_calls
 from storage.verifications import latest_verifications, list_discrepancies, list_verifications
-from tests.integration import test_provider_faults as shared
-from tests.integration.test_provider_faults import (
+from tests.provider_fakes import (
     BTC,
     Chart,
     FakeTime,
@@ -32,18 +30,15 @@ from tests.integration.test_provider_faults import (
     Klines,
     Loopback,
     assert_same_bars,
+    fragile,
     make_config,
     origin,
     policy,
+    run_in_threads,
     settings_for,
-    truth,
     usage,
 )
-
-# the shared fixtures (module-scoped loopback servers, the store)
-loopback = shared.loopback
-net = shared.net
-store = shared.store
+from tests.provider_fakes import random_walk as truth
 
 AAPL = AssetSpec(
     symbol="AAPL",
@@ -136,11 +131,7 @@ def test_concurrent_fetches_share_one_manager(
                 lo = start + pd.Timedelta(minutes=1_500 * i)
                 results[i] = manager.fetch(BTC, "1m", lo, lo + pd.Timedelta(minutes=1_500), verify=False).bars
 
-            threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            run_in_threads(work, 8)
         requests = len(binance.requests)
     assert_same_bars(pd.concat([results[i] for i in range(8)]), expected)
     assert requests == 16
@@ -267,8 +258,7 @@ def test_no_reachable_second_source_is_recorded_as_skipped(
     net: Loopback, settings: Settings, store: Engine, tmp_path: Path
 ) -> None:
     expected = truth(origin(3), 300)
-    down = Faulty(Chart(expected))
-    down.down = True
+    down = Faulty(Chart(expected), down=True)
     result, _ = _verify_run(net, settings, store, tmp_path, down, expected=expected)
     assert result.provider == "binance"
     assert_same_bars(result.bars, expected)  # the run succeeds
@@ -320,12 +310,7 @@ def test_a_spent_budget_fails_over_without_a_request(
     expected = truth(start, 2_500)  # three pages of klines
     config = make_config(binance=policy(budget={"credits": 2, "period": "day"}))
     clock = FakeTime()
-    kw: dict[str, Any] = {
-        "config": config,
-        "sleep": clock.sleep,
-        "clock": clock.clock,
-        "wall_clock": clock.wall,
-    }
+    kw = clock.manager_kwargs(config)
     end = start + pd.Timedelta(minutes=2_500)
     with net.play(binance=Klines(expected), yahoo=Chart(expected)) as (binance, yahoo):
         cfg = settings_for(settings, tmp_path, config, binance=binance.url, yahoo=yahoo.url)
@@ -373,10 +358,9 @@ def test_status_reports_breakers_usage_budgets_and_limits(
 ) -> None:
     start = origin(3)
     expected = truth(start, 60)
-    down = Faulty(Klines(expected))
-    down.down = True
+    down = Faulty(Klines(expected), down=True)
     config = make_config(
-        binance=policy(retry={"attempts": 1}, breaker={"failure_threshold": 1, "reset_timeout_s": 600}),
+        binance=fragile(threshold=1, reset_s=600),
         yahoo=policy(budget={"credits": 500, "period": "month"}),
         alphavantage=policy(enabled=False),
     )

@@ -2,149 +2,56 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 import pandas as pd
 import pytest
 
-from config.providers import ProviderPolicy, RateLimit, RetryPolicy
-from config.settings import get_settings
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited, Unavailable
-from providers.factory import build_adapter
 from providers.polygon import PolygonProvider
-from providers.synthetic import SyntheticMarket, simulate
 from tests.fixture_server import FixtureServer, Reply, Request, malformed_json, rate_limited, server_error
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "polygon"
-KEY = "pk_SECRET_7f3a9c2e"
-POLICY = ProviderPolicy(
-    rate=RateLimit(requests=1000, per_seconds=1),
-    timeout_s=2.0,
-    cache_ttl_s=0.0,
-    retry=RetryPolicy(attempts=3, base_s=0.01, max_s=0.05, jitter=0.0),
+from tests.provider_fakes import (
+    POLYGON,
+    aggs_route,
+    answer,
+    fast_policy,
+    load_fixture,
+    midnight_new_york,
+    ms,
+    synthetic,
 )
+from tests.provider_fakes import POLYGON_KEY as KEY
+
+POLICY = fast_policy()
 NOW = pd.Timestamp("2024-06-20 12:00", tz="UTC")
-POLYGON = "https://api.polygon.io"
-AGGS = re.compile(r"/v2/aggs/ticker/([^/]+)/range/1/(minute|hour|day)/([^/]+)/([^/]+)")
-
-
-def ms(ts: pd.Timestamp) -> int:
-    """Epoch milliseconds."""
-    return int(ts.value // 1_000_000)
 
 
 def fixture(name: str) -> Any:
-    """A literal fixture file, parsed."""
-    return json.loads((FIXTURES / name).read_text())
+    """A literal Polygon fixture file, parsed."""
+    return load_fixture("polygon", name)
 
 
 def truth(timeframe: str, calendar: str, origin: str, end: str = "2024-06-01") -> pd.DataFrame:
     """Ground-truth bars from the seeded synthetic market."""
-    market = SyntheticMarket(seed=9, symbols=("X",), calendar=calendar, origin=pd.Timestamp(origin, tz="UTC"))
-    return simulate(market, timeframe, end=end)["X"]
-
-
-def midnight_new_york(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """Polygon's stamps of stock day aggregates: midnight New York time of the session date."""
-    return days.tz_localize(None).tz_localize("America/New_York").tz_convert("UTC")
-
-
-def aggregate(ts: Any, row: pd.Series) -> dict[str, Any]:
-    """One aggregate in Polygon's documented shape."""
-    return {"v": float(row["volume"]), "vw": float(row["close"]), "o": float(row["open"]),
-            "c": float(row["close"]), "h": float(row["high"]), "l": float(row["low"]),
-            "t": ms(pd.Timestamp(ts)), "n": 42}  # fmt: skip
-
-
-def bound(value: str, zone: str, last: bool) -> int:
-    """A from/to path segment in ms: ms as given, a date as the start (or end) of that day in ``zone``."""
-    if value.isdigit():
-        return int(value)
-    day = pd.Timestamp(value).tz_localize(zone)
-    return ms(day + pd.Timedelta(days=1)) - 1 if last else ms(day)
-
-
-def aggs_route(
-    series: dict[tuple[str, str], tuple[pd.DataFrame, str]],
-    page_size: int = 1000,
-    prefix: str = "",
-    next_base: str = POLYGON,
-    shuffle: bool = False,
-) -> Callable[[Request], Reply]:
-    """Aggregates of ``{(ticker, span): (frame with Polygon's stamps, zone of day dates)}``, ``page_size``
-    a page; ``next_url`` on ``next_base`` (the real host by default) carries an opaque cursor."""
-
-    def route(request: Request) -> Reply:
-        if request.query.get("apiKey") != KEY:
-            return Reply(401, fixture("error_unknown_key.json"))
-        match = AGGS.fullmatch(request.path.removeprefix(prefix))
-        if not request.path.startswith(prefix) or match is None:
-            return Reply(404, {"status": "NOT_FOUND", "request_id": "x", "message": "Route not found"})
-        ticker, span, lo, hi = unquote(match[1]), match[2], match[3], match[4]
-        if (ticker, span) not in series:
-            return Reply(200, fixture("aggs_no_results.json") | {"ticker": ticker})
-        frame, zone = series[(ticker, span)]
-        stamps = pd.DatetimeIndex(frame.index).asi8 // 1_000_000
-        rows = frame[(stamps >= bound(lo, zone, False)) & (stamps <= bound(hi, zone, True))]
-        cursor = request.query.get("cursor")
-        offset = int(base64.urlsafe_b64decode(cursor).decode().split("=")[1]) if cursor else 0
-        page = rows.iloc[offset : offset + page_size]
-        results = [aggregate(ts, row) for ts, row in page.iterrows()]
-        body: dict[str, Any] = {"ticker": ticker, "queryCount": len(results), "resultsCount": len(results),
-                                "adjusted": True, "results": results[::-1] if shuffle else results,
-                                "status": "OK", "request_id": "r", "count": len(results)}  # fmt: skip
-        if offset + page_size < len(rows):
-            token = base64.urlsafe_b64encode(f"offset={offset + page_size}".encode()).decode()
-            body["next_url"] = (
-                f"{next_base}/v2/aggs/ticker/{match[1]}/range/1/{span}/{lo}/{hi}?cursor={token}"
-            )
-        return Reply(200, body)
-
-    return route
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FixtureServer]:
-    """One loopback server for the module (each test gives it its own route)."""
-    with FixtureServer(lambda request: Reply(500, "<html>no route</html>")) as running:
-        yield running
-
-
-@pytest.fixture
-def sleeps() -> list[float]:
-    """Delays the client asked for (recorded instead of slept)."""
-    return []
+    return synthetic(timeframe, end, origin, seed=9, calendar=calendar)
 
 
 @pytest.fixture
 def serve(
-    server: FixtureServer, tmp_path: Path, sleeps: list[float]
-) -> Iterator[Callable[..., tuple[FixtureServer, PolygonProvider]]]:
-    """Let the server play ``route`` and build the adapter (with ``KEY``) through the factory."""
-    built: list[PolygonProvider] = []
+    server: FixtureServer, adapters: Callable[..., Any], sleeps: list[float]
+) -> Callable[..., tuple[FixtureServer, PolygonProvider]]:
+    """Let the loopback server play ``route`` and build the adapter (with ``KEY``, its base URL under
+    ``path``) against it through the factory."""
 
     def start(
         route: Callable[[Request], Reply], key: str | None = KEY, path: str = ""
     ) -> tuple[FixtureServer, PolygonProvider]:
-        server.route = route
-        server.requests.clear()
-        server.faults.clear()
-        settings = get_settings(data_dir=tmp_path, polygon_base_url=server.url + path, polygon_api_key=key)
-        adapter = build_adapter("polygon", settings, POLICY, sleep=sleeps.append)
-        assert isinstance(adapter, PolygonProvider)
-        adapter.now = lambda: NOW
-        built.append(adapter)
-        return server, adapter
+        url = server.reset(route).url + path
+        built = adapters(PolygonProvider, url, POLICY, sleep=sleeps.append, now=NOW, polygon_api_key=key)
+        return server, built
 
-    yield start
-    for adapter in built:
-        adapter.close()
+    return start
 
 
 def test_2500_minute_bars_follow_next_url_back_to_the_configured_server(serve: Callable[..., Any]) -> None:
@@ -202,7 +109,7 @@ def test_crypto_day_aggregates_at_midnight_utc_keep_their_date(serve: Callable[.
 
 
 def test_the_documented_shapes_become_canonical_bars(serve: Callable[..., Any]) -> None:
-    _, adapter = serve(lambda request: Reply(200, fixture("aggs_aapl_1d.json")))
+    _, adapter = serve(answer(fixture("aggs_aapl_1d.json")))
     bars = adapter.fetch_bars("AAPL", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-05"))
     assert list(bars.index.strftime("%Y-%m-%d")) == ["2024-01-02", "2024-01-03", "2024-01-04"]
     assert bars.iloc[0].to_dict() == {"open": 187.15, "high": 188.44, "low": 183.885, "close": 185.64,
@@ -276,7 +183,7 @@ def test_error_bodies_are_typed_whatever_the_status(
     serve: Callable[..., Any], name: str, status: int, error: type[ProviderError], text: str
 ) -> None:
     body = fixture(name)
-    server, adapter = serve(lambda request: Reply(status, body))
+    server, adapter = serve(answer(body, status))
     with pytest.raises(error, match=text) as caught:
         adapter.fetch_bars("AAPL", "1m", pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"))
     assert str(caught.value).startswith("polygon: ")
@@ -296,14 +203,14 @@ def test_exceeded_requests_in_a_body_is_a_rate_limit_that_is_waited_out(
 def test_conflicting_duplicate_rows_are_a_bad_response(serve: Callable[..., Any]) -> None:
     body = fixture("aggs_aapl_1d.json")
     body["results"].append(body["results"][0] | {"c": 190.0})
-    _, adapter = serve(lambda request: Reply(200, body))
+    _, adapter = serve(answer(body))
     with pytest.raises(BadResponse, match="two different bars for 2024-01-02"):
         adapter.fetch_bars("AAPL", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-05"))
 
 
 def test_a_next_url_that_repeats_cannot_make_the_adapter_loop(serve: Callable[..., Any]) -> None:
     body = fixture("aggs_btc_1m_page1.json")
-    server, adapter = serve(lambda request: Reply(200, body))
+    server, adapter = serve(answer(body))
     with pytest.raises(BadResponse, match=r"next_url .* repeats"):
         adapter.fetch_bars("X:BTCUSD", "1m", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-01 00:03"))
     assert len(server.requests) == 2

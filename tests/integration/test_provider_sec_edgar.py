@@ -4,7 +4,6 @@ company store on SQLite (and PostgreSQL when configured), the ``fundamentals`` f
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,10 @@ from typer.testing import CliRunner
 
 from config.flows import InputError
 from config.fundamentals import FundamentalsConfig
-from config.providers import ProviderPolicy, RateLimit, RetryPolicy
-from config.settings import PROJECT_ROOT, Settings, get_settings
+from config.settings import PROJECT_ROOT, Settings
 from flows.cli_market import fundamentals_app
 from flows.fundamentals import fundamentals
 from providers.base import AuthError, NotSupported
-from providers.factory import build_adapter
 from providers.sec_edgar import SecEdgarProvider
 from storage.companies import (
     list_companies,
@@ -34,21 +31,11 @@ from storage.companies import (
 from tasks.fundamentals import CompanyTarget, plan_fundamentals
 from tasks.store import store_for
 from tests.fixture_server import FixtureServer, Reply, Request
+from tests.provider_fakes import FIXTURES, build_at, fast_policy
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "sec_edgar"
 AGENT = "Jane Doe jane@example.com"
 APPLE = "0000320193"
-POLICY = ProviderPolicy(
-    rate=RateLimit(requests=10, per_seconds=1),
-    timeout_s=2.0,
-    cache_ttl_s=0.0,
-    retry=RetryPolicy(attempts=2, base_s=0.01, max_s=0.05, jitter=0.0),
-)
-
-
-def fixture(name: str) -> Any:
-    """A literal fixture file, parsed."""
-    return json.loads((FIXTURES / name).read_text())
+POLICY = fast_policy(attempts=2, requests=10)
 
 
 def route(request: Request) -> Reply:
@@ -60,33 +47,21 @@ def route(request: Request) -> Reply:
         name = name if "-submissions-" in name else "submissions_" + name
     else:
         name = ""
-    path = FIXTURES / name
+    path = FIXTURES / "sec_edgar" / name
     if not name or not path.exists():  # EDGAR answers an unknown CIK with an XML 404 from S3
         return Reply(404, "<?xml version='1.0'?><Error><Code>NoSuchKey</Code></Error>")
     return Reply(200, json.loads(path.read_text()))
 
 
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[FixtureServer]:
-    """The loopback data.sec.gov (one per module: stopping a server takes half a second)."""
-    with FixtureServer(route) as srv:
-        yield srv
-
-
 @pytest.fixture
 def server(shared_server: FixtureServer) -> FixtureServer:
-    """The loopback data.sec.gov with no requests recorded and no faults queued."""
-    shared_server.requests.clear()
-    shared_server.faults.clear()
-    return shared_server
+    """The module's loopback server playing data.sec.gov, fresh."""
+    return shared_server.reset(route)
 
 
 def adapter(server: FixtureServer, agent: str | None = AGENT) -> SecEdgarProvider:
     """The adapter as the factory builds it (User-Agent from settings), pointed at ``server``."""
-    settings = get_settings(sec_edgar_base_url=server.url, sec_edgar_user_agent=agent)
-    built = build_adapter("sec_edgar", settings, POLICY, sleep=lambda s: None)
-    assert isinstance(built, SecEdgarProvider)
-    return built
+    return build_at(SecEdgarProvider, server.url, POLICY, sec_edgar_user_agent=agent)
 
 
 def test_company_facts_become_one_row_per_reported_value(server: FixtureServer) -> None:

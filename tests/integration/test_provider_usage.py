@@ -4,7 +4,6 @@ circuit breakers."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 
 import pandas as pd
 import pytest
@@ -26,6 +25,7 @@ from storage.provider_usage import (
     usage_summary,
 )
 from storage.schema import ProviderUsageRow
+from tests.provider_fakes import run_in_threads
 
 
 def _at(text: str) -> dt.datetime:
@@ -180,11 +180,7 @@ def test_concurrent_writers_lose_no_count(engine: Engine) -> None:
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_in_threads(lambda i: writer(), 4, timeout=60)
     assert not errors
     assert _rows(engine) == [("binance", "2024-07-01", 80, 40.0, 0, 0)]
 

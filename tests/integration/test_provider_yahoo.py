@@ -2,129 +2,42 @@
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 import pandas as pd
 import pytest
 
-from config.providers import ProviderPolicy, RateLimit, RetryPolicy
-from config.settings import get_settings
 from providers.base import BadResponse, NotSupported
-from providers.factory import build_adapter
-from providers.synthetic import SyntheticMarket, simulate
 from providers.yahoo import YahooProvider
 from tests.fixture_server import FixtureServer, Reply, Request
+from tests.provider_fakes import answer, chart_route, fast_policy, load_fixture, synthetic, yahoo_day_stamps
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "providers" / "yahoo"
-POLICY = ProviderPolicy(
-    rate=RateLimit(requests=1000, per_seconds=1),
-    timeout_s=2.0,
-    cache_ttl_s=0.0,
-    retry=RetryPolicy(attempts=3, base_s=0.01, max_s=0.05, jitter=0.0),
-)
+POLICY = fast_policy()
 NOW = pd.Timestamp("2024-06-20 12:00", tz="UTC")  # a Thursday; NYSE closed on the 19th (Juneteenth)
-NEW_YORK = {"gmtoffset": -14400, "timezone": "EDT", "exchangeTimezoneName": "America/New_York"}
 
 
 def fixture(name: str) -> Any:
-    """A literal fixture file, parsed."""
-    return json.loads((FIXTURES / name).read_text())
+    """A literal Yahoo fixture file, parsed."""
+    return load_fixture("yahoo", name)
 
 
 def truth(timeframe: str, origin: str, end: str = "2024-06-21") -> pd.DataFrame:
     """Ground-truth bars of a NYSE-listed symbol (the seeded synthetic market on XNYS)."""
-    market = SyntheticMarket(seed=5, symbols=("X",), calendar="XNYS", origin=pd.Timestamp(origin, tz="UTC"))
-    return simulate(market, timeframe, end=end)["X"]
-
-
-def yahoo_day_stamps(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    """Yahoo's stamps of NYSE day bars: the session's opening time, 09:30 New York."""
-    local = days.tz_localize(None) + pd.Timedelta(hours=9, minutes=30)
-    return local.tz_localize("America/New_York").tz_convert("UTC")
-
-
-def chart_body(symbol: str, interval: str, frame: pd.DataFrame, null_volume: bool = False) -> dict[str, Any]:
-    """A chart response in Yahoo's documented shape for the rows of ``frame`` (stamps as served)."""
-    meta = {"currency": "USD", "symbol": symbol, "exchangeName": "NMS", "instrumentType": "EQUITY",
-            **NEW_YORK, "dataGranularity": interval, "range": ""}  # fmt: skip
-    result: dict[str, Any] = {"meta": meta, "indicators": {"quote": [{}], "adjclose": [{}]}}
-    if len(frame):
-        quote = {
-            c: [None if math.isnan(v) else float(v) for v in frame[c]]
-            for c in ("open", "high", "low", "close")
-        }
-        quote["volume"] = [None] * len(frame) if null_volume else [float(v) for v in frame["volume"]]
-        result["timestamp"] = [int(t) // 10**9 for t in pd.DatetimeIndex(frame.index).asi8]
-        result["indicators"] = {"quote": [quote], "adjclose": [{"adjclose": quote["close"]}]}
-    return {"chart": {"result": [result], "error": None}}
-
-
-def chart_route(
-    series: dict[tuple[str, str], pd.DataFrame],
-    shuffle: bool = False,
-    null_volume: bool = False,
-    extra: pd.DataFrame | None = None,
-) -> Callable[[Request], Reply]:
-    """The chart API over ``{(symbol, interval): frame with Yahoo's stamps}``: rows with
-    period1 <= stamp < period2; ``extra`` rows (a live quote) are appended to every answer."""
-
-    def route(request: Request) -> Reply:
-        prefix = "/v8/finance/chart/"
-        symbol = unquote(request.path.removeprefix(prefix))
-        q = request.query
-        frame = series.get((symbol, q.get("interval", "")))
-        if not request.path.startswith(prefix) or frame is None:
-            return Reply(404, fixture("error_not_found.json"))
-        seconds = pd.DatetimeIndex(frame.index).asi8 // 10**9
-        rows = frame[(seconds >= int(q["period1"])) & (seconds < int(q["period2"]))]
-        if extra is not None:
-            rows = pd.concat([rows, extra])
-        return Reply(
-            200, chart_body(symbol, q["interval"], rows.iloc[::-1] if shuffle else rows, null_volume)
-        )
-
-    return route
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FixtureServer]:
-    """One loopback server for the module (each test gives it its own route)."""
-    with FixtureServer(lambda request: Reply(500, "<html>no route</html>")) as running:
-        yield running
+    return synthetic(timeframe, end, origin, seed=5, calendar="XNYS")
 
 
 @pytest.fixture
 def serve(
-    server: FixtureServer, tmp_path: Path
-) -> Iterator[Callable[..., tuple[FixtureServer, YahooProvider]]]:
-    """Let the server play ``route`` and build the adapter against it through the factory."""
-    built: list[YahooProvider] = []
-
-    def start(route: Callable[[Request], Reply]) -> tuple[FixtureServer, YahooProvider]:
-        server.route = route
-        server.requests.clear()
-        server.faults.clear()
-        settings = get_settings(data_dir=tmp_path, yahoo_base_url=server.url)
-        adapter = build_adapter("yahoo", settings, POLICY, sleep=lambda s: None)
-        assert isinstance(adapter, YahooProvider)
-        adapter.now = lambda: NOW
-        built.append(adapter)
-        return server, adapter
-
-    yield start
-    for adapter in built:
-        adapter.close()
+    server: FixtureServer, adapters: Callable[..., Any]
+) -> Callable[[Callable[[Request], Reply]], tuple[FixtureServer, YahooProvider]]:
+    """Let the loopback server play ``route`` and build the adapter against it through the factory."""
+    return lambda route: (server.reset(route), adapters(YahooProvider, server.url, POLICY, now=NOW))
 
 
 def literal(name: str) -> Callable[[Request], Reply]:
     """A route that answers every request with the literal fixture ``name``."""
-    body = fixture(name)
-    return lambda request: Reply(200, body)
+    return answer(fixture(name))
 
 
 def test_minute_bars_page_in_windows_of_at_most_seven_days(serve: Callable[..., Any]) -> None:
@@ -230,7 +143,7 @@ def test_day_stamps_are_dated_in_the_exchange_time_zone(serve: Callable[..., Any
     body = fixture("chart_bhp_ax_1d.json")
     meta = body["chart"]["result"][0]["meta"]
     meta.pop("exchangeTimezoneName" if zone_field == "gmtoffset" else "gmtoffset")
-    _, adapter = serve(lambda request: Reply(200, body))
+    _, adapter = serve(answer(body))
     # Sydney opens at 10:00 AEDT, 23:00 UTC the day before
     bars = adapter.fetch_bars("BHP.AX", "1d", pd.Timestamp("2024-01-15"), pd.Timestamp("2024-01-18"))
     assert list(bars.index.strftime("%Y-%m-%d")) == ["2024-01-15", "2024-01-16", "2024-01-17"]
@@ -258,7 +171,7 @@ def test_chart_errors_are_typed_whatever_the_status(
     serve: Callable[..., Any], name: str, status: int, error: type[Exception], text: str
 ) -> None:
     body = fixture(name)
-    server, adapter = serve(lambda request: Reply(status, body))
+    server, adapter = serve(answer(body, status))
     with pytest.raises(error, match=text) as caught:
         adapter.fetch_bars("AAPL", "1d", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
     assert str(caught.value).startswith("yahoo: ")
@@ -271,14 +184,14 @@ def test_conflicting_duplicate_rows_are_a_bad_response(serve: Callable[..., Any]
     result["timestamp"].append(result["timestamp"][0])
     for name, values in result["indicators"]["quote"][0].items():
         values.append(values[0] + (1.0 if name == "close" else 0.0))
-    _, adapter = serve(lambda request: Reply(200, body))
+    _, adapter = serve(answer(body))
     with pytest.raises(BadResponse, match="two different bars"):
         adapter.fetch_bars("BHP.AX", "1d", pd.Timestamp("2024-01-15"), pd.Timestamp("2024-01-18"))
 
 
 def test_a_chart_of_another_granularity_is_a_bad_response(serve: Callable[..., Any]) -> None:
     body = fixture("chart_gspc_1d.json")  # a day chart answered to a minute request
-    _, adapter = serve(lambda request: Reply(200, body))
+    _, adapter = serve(answer(body))
     with pytest.raises(BadResponse, match="asked '\\^GSPC' for 1m bars, got '1d'"):
         adapter.fetch_bars("^GSPC", "1m", NOW - pd.Timedelta(days=2), NOW)
 
