@@ -11,9 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from config.flows import IngestConfig, InputError
 from config.settings import Settings
+from flows.cli import app
 from flows.ingest import ingest
 from storage import list_ingest_runs, read_bars
 from tasks.data import IngestFailed
@@ -94,6 +96,10 @@ def test_registered_crypto_pair_is_ingested_from_binance_and_verified_against_ya
     pd.testing.assert_frame_equal(stored, expected, check_freq=False)
     assert sources == {"binance"}
     assert [tuple(r) for r in checks] == [("verified", "yahoo")]
+    env = {"FKS_DB_URL": settings.db_url, "FKS_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    listed = CliRunner().invoke(app, ["data", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "BTC-USD" in listed.output and "verified" in listed.output
 
     # the next run resumes from the watermark: only the last bar is asked for again
     _reset(servers)
