@@ -766,6 +766,34 @@ def data_list() -> None:
         out.print(table)
 
 
+# failures the CLI reports itself, in one line with the fix: Prefect's copies with tracebacks are noise
+_REPORTED_FAILURES = (
+    "InputError",
+    "IngestFailed",
+    "BackfillIncomplete",
+    "DataFileError",
+    "AllProvidersFailed",
+    "LakeError",
+    "ValidationError",
+)
+
+
+class _ReportedFailures(logging.Filter):
+    """Drop Prefect's error records about failures the CLI prints itself (bad input, failed series)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record unless it is about one of ``_REPORTED_FAILURES``."""
+        if record.levelno < logging.ERROR:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        names = {type(exc).__name__} if exc is not None else set()
+        text = record.getMessage()
+        return not (
+            names & set(_REPORTED_FAILURES)
+            or any(f"{n}(" in text or f"{n}:" in text for n in _REPORTED_FAILURES)
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -784,6 +812,8 @@ def main() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle notice on every log_model
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_ReportedFailures())
     try:
         app()
     except SystemExit:
@@ -791,7 +821,6 @@ def main() -> None:
     except Exception as exc:  # an unexpected failure: say what it was, exit 1
         err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
         raise SystemExit(EXIT_UNEXPECTED) from exc
-
 
 
 def _add_subcommand_modules() -> None:

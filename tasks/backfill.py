@@ -33,6 +33,7 @@ from market.bars import Timeframe, empty_bars
 from market.calendars import Calendar, find_gaps, get_calendar
 from market.resample import resample_bars
 from providers.base import ProviderError
+from providers.online import utc
 from storage import bar_gaps, bar_summary, list_assets, read_bars, upsert_assets, upsert_bars
 from storage.backfill import (
     BackfillChunk,
@@ -46,6 +47,7 @@ from storage.backfill import (
     pending_chunks,
     plan_chunks,
 )
+from tasks.providers import api_keys_for
 from tasks.store import store_for
 from tasks.validation import docs_dir, history_before, policy_for, record_screen, released_waivers, screen
 
@@ -153,12 +155,7 @@ def open_manager(settings: Settings) -> Any:
     """The provider manager of ``settings`` (one per flow run; close it when done)."""
     from providers.manager import ProviderManager
 
-    return ProviderManager(settings, store_for(settings))
-
-
-def _utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ProviderManager(settings, store_for(settings), api_keys=api_keys_for(settings))
 
 
 def closed_until(timeframe: str, now: pd.Timestamp | None = None) -> pd.Timestamp:
@@ -167,7 +164,7 @@ def closed_until(timeframe: str, now: pd.Timestamp | None = None) -> pd.Timestam
     A bar opening at ``ts`` has closed when ``ts + one bar <= now`` (a day bar of any calendar
     closes within a day of its date), so the end is the minute after ``now - one bar`` floored.
     """
-    current = pd.Timestamp.now(tz="UTC") if now is None else _utc(now)
+    current = pd.Timestamp.now(tz="UTC") if now is None else utc(now)
     return (current - Timeframe.parse(timeframe).delta).floor("min") + pd.Timedelta(minutes=1)
 
 
@@ -218,9 +215,9 @@ def _range_target(
 ) -> BackfillTarget:
     if config.start is None:  # BackfillConfig requires a start outside gaps mode
         raise InputError("backfill needs --start")
-    start = _utc(config.start)
+    start = utc(config.start)
     cap = closed_until(timeframe)
-    end = min(_utc(config.end), cap) if config.end is not None else cap
+    end = min(utc(config.end), cap) if config.end is not None else cap
     refs: list[ChunkRef] = []
     skipped = 0
     if end > start:
@@ -299,8 +296,8 @@ def _asset_of(symbol: str, assets: dict[str, AssetSpec]) -> AssetSpec:
 def _gap_target(
     conn: Connection, config: BackfillConfig, asset: AssetSpec, timeframe: str, chunk: str
 ) -> BackfillTarget:
-    start = _utc(config.start) if config.start is not None else None
-    end = _utc(config.end) if config.end is not None else None
+    start = utc(config.start) if config.start is not None else None
+    end = utc(config.end) if config.end is not None else None
     failed = list_chunks(conn, asset.symbol, timeframe, status="failed", start=start, end=end)
     holes = _clip([r for r, _ in gap_ranges(conn, asset, timeframe)], start, end)
     holes = subtract_ranges(holes, [(c.start, c.end) for c in failed])
@@ -374,7 +371,7 @@ def derive_complete(
     (missing minutes), both in time order.
     """
     tf = Timeframe.parse(timeframe)
-    lo, hi = _utc(start), _utc(end)
+    lo, hi = utc(start), utc(end)
     pad = pd.Timedelta(days=2)  # a session may open the day before its date (FX)
     grid = calendar.bar_grid(Timeframe.M1, lo - pad, hi + pad)
     expected_bins = calendar.bar_bins(grid, tf)
@@ -425,7 +422,7 @@ def _store(
     failure: str | None = None,
 ) -> None:
     """Screen ``bars`` and store them with the chunk's mark (done, or failed with ``failure``)."""
-    screened = _screen(target, bars, _utc(chunk.start), settings)
+    screened = _screen(target, bars, utc(chunk.start), settings)
     with store_for(settings).begin() as conn:
         upsert = upsert_bars(conn, target.symbol, target.timeframe, screened.good, source=source)
         quarantined = record_screen(
@@ -452,13 +449,13 @@ def _store(
 
 def _missing(target: BackfillTarget, chunk: ChunkRef, error: str, settings: Settings) -> MissingRange:
     with store_for(settings).connect() as conn:
-        stored = read_bars(conn, target.symbol, target.timeframe, _utc(chunk.start), _utc(chunk.end)).index
+        stored = read_bars(conn, target.symbol, target.timeframe, utc(chunk.start), utc(chunk.end)).index
     report = find_gaps(
         pd.DatetimeIndex(stored),
         get_calendar(target.asset.calendar),
         target.timeframe,
-        _utc(chunk.start),
-        _utc(chunk.end),
+        utc(chunk.start),
+        utc(chunk.end),
     )
     return MissingRange(
         symbol=target.symbol,
@@ -483,7 +480,7 @@ def _fail(
 def _fetch_chunk(
     target: BackfillTarget, chunk: ChunkRef, manager: Any, settings: Settings, out: BackfillOutcome
 ) -> None:
-    start, end = _utc(chunk.start), _utc(chunk.end)
+    start, end = utc(chunk.start), utc(chunk.end)
     try:
         result = manager.fetch(
             target.asset, target.timeframe, start, end, verify=target.verify, batch_id=target.batch_id
@@ -498,7 +495,7 @@ def _fetch_chunk(
 
 
 def _derive_chunk(target: BackfillTarget, chunk: ChunkRef, settings: Settings, out: BackfillOutcome) -> None:
-    start, end = _utc(chunk.start), _utc(chunk.end)
+    start, end = utc(chunk.start), utc(chunk.end)
     pad = pd.Timedelta(days=2)
     with store_for(settings).connect() as conn:
         minutes = read_bars(conn, target.symbol, "1m", start - pad, end + pad)

@@ -498,7 +498,9 @@ def collect_outcomes(
                     timeframe=target.timeframe,
                     source=target.source,
                     status="failed",
-                    error=str(exc) or "".join(traceback.format_exception_only(exc)).strip(),
+                    error=(str(exc) or "".join(traceback.format_exception_only(exc)).strip()).removeprefix(
+                        f"{target.symbol} {target.timeframe}: "
+                    ),
                     input_error=isinstance(exc, _INPUT_ERRORS),
                 )
             )
