@@ -1,0 +1,23 @@
+"""The CLI keeps Prefect's error records for unexpected failures and drops those it reports itself."""
+
+from __future__ import annotations
+
+import logging
+
+from config.flows import InputError
+from flows.cli import _ReportedFailures
+
+
+def _record(message: str, exc: BaseException | None = None, level: int = logging.ERROR) -> logging.LogRecord:
+    exc_info = (type(exc), exc, None) if exc is not None else None
+    return logging.LogRecord("prefect.flow_runs", level, __file__, 1, message, None, exc_info)
+
+
+def test_reported_failures_are_dropped_and_others_kept() -> None:
+    keep = _ReportedFailures().filter
+    assert not keep(_record("Encountered exception during execution", InputError("unknown symbol")))
+    assert not keep(_record("Finished in state Failed('Task run encountered an exception InputError: x')"))
+    assert not keep(_record("Task run failed with exception: AllProvidersFailed('every provider failed')"))
+    assert keep(_record("Encountered exception during execution", RuntimeError("a bug")))
+    assert keep(_record("Finished in state Failed('... ZeroDivisionError: division by zero')"))
+    assert keep(_record("InputError: shown below ERROR level", level=logging.WARNING))
