@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -86,9 +86,11 @@ def _run_guarded(action: Callable[[], T]) -> T:
 
 
 @contextmanager
-def _progress_from_runs(settings: Any, batch_id: str, label: str) -> Iterator[None]:
-    """Show a progress bar fed by the ``ingest_runs`` rows of ``batch_id`` while the body runs."""
-    from storage import list_ingest_runs
+def _polled_progress(
+    settings: Any, label: str, read: Callable[[Any], tuple[int, int, str]]
+) -> Iterator[None]:
+    """Show a progress bar while the body runs, fed every 0.5 s by ``read(conn)`` on the store:
+    ``(finished, total, description)`` (an empty description keeps ``label``)."""
     from tasks.store import store_for
 
     stop = threading.Event()
@@ -107,13 +109,12 @@ def _progress_from_runs(settings: Any, batch_id: str, label: str) -> Iterator[No
             while not stop.wait(0.5):
                 try:
                     with engine.connect() as conn:
-                        runs = list_ingest_runs(conn, batch_id=batch_id)
+                        finished, total, description = read(conn)
                 except Exception:  # the schema may not exist yet on a new database
                     continue
-                done = sum(r.status != "running" for r in runs)
-                running = [r.symbol for r in runs if r.status == "running"]
-                desc = f"{label} {', '.join(running)}" if running else label
-                progress.update(task_id, total=max(len(runs), 1), completed=done, description=desc)
+                progress.update(
+                    task_id, total=max(total, 1), completed=finished, description=description or label
+                )
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
@@ -122,6 +123,22 @@ def _progress_from_runs(settings: Any, batch_id: str, label: str) -> Iterator[No
         finally:
             stop.set()
             poller.join(timeout=2)
+
+
+def _progress_from_runs(settings: Any, batch_id: str, label: str) -> AbstractContextManager[None]:
+    """A progress bar fed by the ``ingest_runs`` rows of ``batch_id`` (naming the series running)."""
+    from storage import list_ingest_runs
+
+    def read(conn: Any) -> tuple[int, int, str]:
+        runs = list_ingest_runs(conn, batch_id=batch_id)
+        running = [r.symbol for r in runs if r.status == "running"]
+        return (
+            sum(r.status != "running" for r in runs),
+            len(runs),
+            f"{label} {', '.join(running)}" if running else "",
+        )
+
+    return _polled_progress(settings, label, read)
 
 
 def _fmt_ts(value: datetime | None) -> str:

@@ -8,9 +8,7 @@ printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -25,39 +23,20 @@ def _fmt(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
 
 
-@contextmanager
-def _chunk_progress(settings: Any, batch_id: str) -> Iterator[None]:
+def _chunk_progress(settings: Any, batch_id: str) -> AbstractContextManager[None]:
     """A progress bar of the run's chunks (done or failed / claimed), fed by ``backfill_chunks``."""
     import pandas as pd
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows.cli import err
+    from flows.cli import _polled_progress
     from storage.backfill import chunk_progress
-    from tasks.store import store_for
 
     since = pd.Timestamp.now(tz="UTC").floor("ms")
-    stop = threading.Event()
-    columns = (TextColumn("backfilling chunks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
-        task_id = progress.add_task("backfill", total=None)
 
-        def poll() -> None:
-            engine = store_for(settings)
-            while not stop.wait(0.5):
-                try:
-                    with engine.connect() as conn:
-                        finished, total = chunk_progress(conn, batch_id, since)
-                except Exception:  # the schema may not exist yet on a new database
-                    continue
-                progress.update(task_id, total=max(total, 1), completed=finished)
+    def read(conn: Any) -> tuple[int, int, str]:
+        finished, total = chunk_progress(conn, batch_id, since)
+        return finished, total, ""
 
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            poller.join(timeout=2)
+    return _polled_progress(settings, "backfilling chunks", read)
 
 
 def _print_outcomes(outcomes: list[Any]) -> None:

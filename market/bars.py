@@ -8,6 +8,7 @@ the bar's open time; for ``1d`` bars the session date at 00:00 UTC) and float64 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,21 @@ class Timeframe(StrEnum):
     def is_intraday(self) -> bool:
         """True for bars shorter than a session (``1m``, ``1h``)."""
         return self is not Timeframe.D1
+
+
+def as_utc(value: Any, what: str = "timestamp") -> pd.Timestamp:
+    """``value`` as a tz-aware UTC timestamp; naive values are taken as UTC.
+
+    Raises:
+        ValueError: when ``value`` is not a timestamp or is NaT; the message names ``what``.
+    """
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {value!r} is not a timestamp: {exc}") from None
+    if stamp is pd.NaT:
+        raise ValueError(f"{what} must be a timestamp, not NaT")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def empty_bars() -> pd.DataFrame:

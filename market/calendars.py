@@ -23,17 +23,12 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from market.bars import Timeframe
+from market.bars import Timeframe, as_utc
 
 _NS_PER_DAY = 86_400 * 10**9
 _SESSIONS_PER_YEAR = {"24/7": 365.0, "24/5": 260.0}
 _EXCHANGE_SESSIONS_PER_YEAR = 252.0
 _EXCHANGE_FIRST_SESSION = "1990-01-01"
-
-
-def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    out = pd.Timestamp(ts)
-    return out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")
 
 
 class Calendar(ABC):
@@ -58,7 +53,7 @@ class Calendar(ABC):
     def _sessions_around(self, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
         # A session may open the evening before its date (FX), so look one day either side.
         return self.sessions(
-            _utc(lo).normalize() - pd.Timedelta(days=2), _utc(hi).normalize() + pd.Timedelta(days=2)
+            as_utc(lo).normalize() - pd.Timedelta(days=2), as_utc(hi).normalize() + pd.Timedelta(days=2)
         )
 
     def bar_grid(
@@ -66,7 +61,7 @@ class Calendar(ABC):
     ) -> pd.DatetimeIndex:
         """Open times of every bar this calendar expects with ``start <= ts < end`` (UTC)."""
         tf = Timeframe.parse(timeframe)
-        start_utc, end_utc = _utc(start), _utc(end)
+        start_utc, end_utc = as_utc(start), as_utc(end)
         if end_utc <= start_utc:
             return pd.DatetimeIndex([], tz="UTC", name="ts").as_unit("ns")
         sessions = self._sessions_around(start_utc, end_utc)
@@ -161,7 +156,7 @@ class AlwaysOpenCalendar(Calendar):
     def sessions(self, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
         """Every UTC date from ``first`` to ``last``."""
         days = pd.date_range(
-            _utc(first).normalize(), _utc(last).normalize(), freq="D", name="session"
+            as_utc(first).normalize(), as_utc(last).normalize(), freq="D", name="session"
         ).as_unit("ns")
         return _session_frame(days, days, days + pd.Timedelta(days=1))
 
@@ -179,7 +174,7 @@ class ForexCalendar(Calendar):
     def sessions(self, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
         """Every weekday from ``first`` to ``last``."""
         days = pd.date_range(
-            _utc(first).normalize(), _utc(last).normalize(), freq="D", name="session"
+            as_utc(first).normalize(), as_utc(last).normalize(), freq="D", name="session"
         ).as_unit("ns")
         days = days[days.day_of_week < 5]
         naive = days.tz_localize(None)
@@ -209,8 +204,8 @@ class ExchangeCalendar(Calendar):
             ValueError: when the range starts before the calendar's first session.
         """
         schedule = self._cal.schedule
-        lo = _utc(first).tz_localize(None).normalize()
-        hi = _utc(last).tz_localize(None).normalize()
+        lo = as_utc(first).tz_localize(None).normalize()
+        hi = as_utc(last).tz_localize(None).normalize()
         first_session = pd.Timestamp(self._cal.first_session).tz_localize(None)
         if hi < first_session:
             raise ValueError(f"calendar {self.name} starts on {first_session.date()}; no sessions before it")
@@ -311,8 +306,8 @@ def find_gaps(
     if len(ts) == 0 and (start is None or end is None):
         return GapReport(expected=0, present=0, missing=0, off_calendar=0)
     ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
-    lo = _utc(start) if start is not None else ts.min()
-    hi = _utc(end) if end is not None else ts.max() + pd.Timedelta(nanoseconds=1)
+    lo = as_utc(start) if start is not None else ts.min()
+    hi = as_utc(end) if end is not None else ts.max() + pd.Timedelta(nanoseconds=1)
     grid = calendar.bar_grid(tf, lo, hi)
     inside = ts[(ts >= lo) & (ts < hi)]
     present = np.isin(grid.asi8, inside.as_unit("ns").asi8)

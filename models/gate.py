@@ -27,7 +27,6 @@ and record it with :func:`storage.record_promotion`.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from config.promotion import CLOSER_TO_ZERO_IS_BETTER, DRAWDOWN_METRIC, PromotionPolicy
+from market.bars import as_utc
 
 __all__ = [
     "CHECKS",
@@ -95,16 +95,6 @@ def _num(value: float) -> str:
 
 def _label(metric: str) -> str:
     return _LABELS.get(metric, metric)
-
-
-def _timestamp(value: pd.Timestamp | dt.datetime | str, what: str) -> pd.Timestamp:
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} {value!r} is not a timestamp: {exc}") from None
-    if stamp is pd.NaT:
-        raise ValueError(f"{what} must be a timestamp, not NaT")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def best_baseline(
@@ -173,8 +163,8 @@ class GateInput:
             object.__setattr__(self, "champion", dict(self.champion))
         if not isinstance(self.baseline_name, str) or not self.baseline_name.strip():
             raise ValueError(f"baseline_name must be a non-empty string, got {self.baseline_name!r}")
-        start = _timestamp(self.window_start, "window_start")
-        end = _timestamp(self.window_end, "window_end")
+        start = as_utc(self.window_start, "window_start")
+        end = as_utc(self.window_end, "window_end")
         if end < start:
             raise ValueError(f"window_end {end} is before window_start {start}")
         object.__setattr__(self, "window_start", start)

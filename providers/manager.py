@@ -67,7 +67,7 @@ from providers.base import (
 )
 from providers.breaker import BreakerSnapshot, BreakerState, CircuitBreaker, CircuitOpen
 from providers.factory import adapter_class, build_adapter
-from providers.http import REDACTED, CallRecord, Gate
+from providers.http import CallRecord, Gate, redact
 from providers.online import OnlineProvider, clip, utc
 from providers.ratelimit import BudgetExceeded, CreditBudget, Period, TokenBucket, period_start
 from providers.verify import Comparison, Discrepancy, Discrepant, compare, describe
@@ -185,9 +185,7 @@ class _Scrubber:
         self.secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return redact(text, self.secrets)
 
     def error(self, exc: BaseException) -> BaseException:
         """``exc`` itself when its message holds no secret, else a copy of the same class whose

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import SecretStr
 
 from market.bars import BAR_COLUMNS, Timeframe, empty_bars
+from market.bars import as_utc as utc
 from providers.base import BadResponse, NotSupported
 from providers.http import HttpClient
 
@@ -86,12 +87,6 @@ class OnlineProvider(ABC):
     def close(self) -> None:
         """Release the HTTP connection pool."""
         self.client.close()
-
-
-def utc(value: Any) -> pd.Timestamp:
-    """``value`` as a UTC timestamp (naive values are taken as UTC)."""
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def to_ms(value: pd.Timestamp) -> int:

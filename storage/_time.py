@@ -7,6 +7,8 @@ import time
 
 import pandas as pd
 
+from market.bars import as_utc
+
 NS_PER_MS = 1_000_000
 
 
@@ -16,18 +18,12 @@ def now_ms() -> int:
 
 
 def utc(value: pd.Timestamp | dt.datetime | str, what: str = "timestamp") -> pd.Timestamp:
-    """``value`` as a UTC timestamp; naive values are taken as UTC.
+    """``value`` as a UTC timestamp; naive values are taken as UTC (see :func:`market.bars.as_utc`).
 
     Raises:
         ValueError: when ``value`` is not a timestamp or is NaT; the message names ``what``.
     """
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what} {value!r} is not a timestamp: {exc}") from None
-    if stamp is pd.NaT:
-        raise ValueError(f"{what} must be a timestamp, not NaT")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return as_utc(value, what)
 
 
 def to_ms(value: pd.Timestamp | dt.datetime | str, what: str = "timestamp") -> int:

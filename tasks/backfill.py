@@ -49,7 +49,7 @@ from storage.backfill import (
 )
 from tasks.providers import api_keys_for
 from tasks.store import store_for
-from tasks.validation import docs_dir, history_before, policy_for, record_screen, released_waivers, screen
+from tasks.validation import record_screen, screen_incoming
 
 DERIVED_SOURCE = "derived:1m"
 JOIN_BARS = 1000  # holes closer than this many bars in one chunk are fetched as one window (one request)
@@ -392,23 +392,15 @@ def derive_complete(
 
 
 def _screen(target: BackfillTarget, bars: pd.DataFrame, start: pd.Timestamp, settings: Settings) -> Any:
-    engine = store_for(settings)
-    policy = policy_for(settings)
-    asset_class = target.asset.asset_class.value
-    with engine.connect() as conn:
-        lookback = policy.return_bound(asset_class, target.timeframe).window + 2
-        history = history_before(conn, target.symbol, target.timeframe, start, lookback)
-        waived = released_waivers(conn, target.symbol, target.timeframe)
-    return screen(
+    return screen_incoming(
+        store_for(settings),
+        settings,
         bars,
         symbol=target.symbol,
         timeframe=target.timeframe,
         calendar=target.asset.calendar,
-        asset_class=asset_class,
-        policy=policy,
-        history=history,
-        waived=waived,
-        docs=docs_dir(settings),
+        asset_class=target.asset.asset_class.value,
+        start=start,
     )
 
 

@@ -36,13 +36,9 @@ from storage import (
 from tasks.providers import ONLINE_SOURCES, is_transient, manager_for
 from tasks.store import store_for
 from tasks.validation import (
-    docs_dir,
-    history_before,
     parse_rejects,
-    policy_for,
     record_screen,
-    released_waivers,
-    screen,
+    screen_incoming,
 )
 
 _INPUT_ERRORS = (InputError, DataFileError, NotSupported)
@@ -413,22 +409,15 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
     try:
         start, end = _fetch_window(target, engine)
         fetched = _fetch(target, settings, engine, start, end)
-        bars, parse_problems = fetched.bars, fetched.problems
-        policy = policy_for(settings)
-        with engine.connect() as conn:
-            lookback = policy.return_bound(target.asset_class, target.timeframe).window + 2
-            history = history_before(conn, target.symbol, target.timeframe, start, lookback)
-            waived = released_waivers(conn, target.symbol, target.timeframe)
-        screened = screen(
-            bars,
+        screened = screen_incoming(
+            engine,
+            settings,
+            fetched.bars,
             symbol=target.symbol,
             timeframe=target.timeframe,
             calendar=target.calendar,
             asset_class=target.asset_class,
-            policy=policy,
-            history=history,
-            waived=waived,
-            docs=docs_dir(settings),
+            start=start,
         )
         with engine.begin() as conn:
             if target.new_asset is not None and get_asset(conn, target.symbol) is None:
@@ -442,7 +431,7 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
                 source=fetched.source,
                 batch_id=target.batch_id,
                 trigger="ingest",
-                extra_rejects=parse_problems,
+                extra_rejects=fetched.problems,
                 ingest_run_id=run_id,
             )
         good = screened.good

@@ -35,15 +35,7 @@ from storage.lake import (
     upsert_lake_bars,
 )
 from tasks.store import store_for
-from tasks.validation import (
-    Screened,
-    docs_dir,
-    history_before,
-    policy_for,
-    record_screen,
-    released_waivers,
-    screen,
-)
+from tasks.validation import Screened, record_screen, screen_incoming
 
 
 class LakeTarget(BaseModel):
@@ -241,22 +233,15 @@ def plan_lake_import(config: LakeImportConfig, settings: Settings) -> LakeImport
 
 def _screen_lake_bars(target: LakeTarget, bars: pd.DataFrame, settings: Settings) -> Screened:
     """Run the ``bars`` suite on the lake's bars, as ingestion does (history and releases from the store)."""
-    engine = store_for(settings)
-    policy = policy_for(settings)
-    with engine.connect() as conn:
-        lookback = policy.return_bound(target.asset_class, target.timeframe).window + 2
-        history = history_before(conn, target.symbol, target.timeframe, bars.index[0], lookback)
-        waived = released_waivers(conn, target.symbol, target.timeframe)
-    return screen(
+    return screen_incoming(
+        store_for(settings),
+        settings,
         bars[list(BAR_COLUMNS)],
         symbol=target.symbol,
         timeframe=target.timeframe,
         calendar=target.calendar,
         asset_class=target.asset_class,
-        policy=policy,
-        history=history,
-        waived=waived,
-        docs=docs_dir(settings),
+        start=bars.index[0],
     )
 
 

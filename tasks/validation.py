@@ -84,6 +84,38 @@ def history_before(
     return read_bars(conn, symbol, timeframe, end=start).iloc[-bars:]
 
 
+def screen_incoming(
+    engine: Engine,
+    settings: Settings,
+    bars: pd.DataFrame,
+    *,
+    symbol: str,
+    timeframe: str,
+    calendar: str,
+    asset_class: str,
+    start: pd.Timestamp | None,
+) -> Screened:
+    """Screen bars arriving for a series (ingest, backfill, lake import) with the ``bars`` suite:
+    the stored bars just before ``start`` are the return checks' context and the series' released
+    waivers are honoured; Data Docs go under :func:`docs_dir`."""
+    policy = policy_for(settings)
+    with engine.connect() as conn:
+        lookback = policy.return_bound(asset_class, timeframe).window + 2
+        history = history_before(conn, symbol, timeframe, start, lookback)
+        waived = released_waivers(conn, symbol, timeframe)
+    return screen(
+        bars,
+        symbol=symbol,
+        timeframe=timeframe,
+        calendar=calendar,
+        asset_class=asset_class,
+        policy=policy,
+        history=history,
+        waived=waived,
+        docs=docs_dir(settings),
+    )
+
+
 def _row_dict(bars: pd.DataFrame, position: int) -> dict[str, Any]:
     row = bars.iloc[position]
     return {"ts": bars.index[position].isoformat(), **{c: float(row[c]) for c in BAR_COLUMNS}}
