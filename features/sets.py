@@ -30,7 +30,8 @@ kind                   params (default)            columns (defaults shown)
                        ratio (false)               ``bb_lower_20_2`` (``bb_upper_ratio_20_2``...
                                                    with ratio), ``bb_width_20_2``, ``bb_pctb_20_2``
 ``atr``                period (14), ratio (false)  ``atr_14``; with ratio ``atr_ratio_14``
-``obv``                (none)                      ``obv``
+``obv``                (none)                      ``obv`` (a cumulative level: research only)
+``obv_zscore``         window (20)                 ``obv_zscore_20``, OBV's z-score over window
 ``roc``                period (10)                 ``roc_10`` (percent)
 ``stoch``              fastk (5), slowk (3),       ``stoch_k_5_3_3``, ``stoch_d_5_3_3`` in [0, 100]
                        slowd (3)
@@ -73,6 +74,14 @@ sums, e.g. %D at -2e-15) is put on the bound, so the validation suite's range ch
 
 Every column at row ``t`` uses bars ``<= t`` only. The first :attr:`FeatureSet.warmup` rows hold
 NaN in at least one column (indicator warm-up); NaN is never filled.
+
+History invariance. A set meant for serving (``serving: true``, the default) has only indicators
+that forget where the series starts: computed on the last :attr:`FeatureSet.min_history` bars
+ending at ``t``, every column at ``t`` equals its full-history value to 1e-6 relative
+(:mod:`features.history` derives each indicator's horizon: its window, or for exponential
+smoothing the bars until the seed weighs less than 1e-9). ``obv`` is a cumulative level that
+depends on the first bar, so only a set marked ``serving: false`` (research only; no model can
+be trained on it) may hold it; use ``obv_zscore`` instead.
 """
 
 from __future__ import annotations
@@ -92,6 +101,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features import indicators as ind
+from features.history import indicator_horizon
 from market.bars import BAR_COLUMNS, Timeframe
 
 FEATURE_CODE_VERSION = "2"
@@ -110,6 +120,7 @@ IndicatorKind = Literal[
     "bollinger",
     "atr",
     "obv",
+    "obv_zscore",
     "roc",
     "stoch",
     "adx",
@@ -168,6 +179,7 @@ _KINDS: dict[str, dict[str, _Param]] = {
     "bollinger": {"period": _period(20), "k": _Param(float, 2.0, 0.0), "ratio": _RATIO},
     "atr": {"period": _period(14, 1), "ratio": _RATIO},
     "obv": {},
+    "obv_zscore": {"window": _period(20)},
     "roc": {"period": _period(10, 1)},
     "stoch": {"fastk": _period(5, 1), "slowk": _period(3, 1), "slowd": _period(3, 1)},
     "adx": {"period": _period(14)},
@@ -287,6 +299,13 @@ class IndicatorSpec(BaseModel):
         """Names of the columns this indicator builds on bars of ``timeframe``, in order."""
         return _column_names(self, Timeframe.parse(timeframe).is_intraday)
 
+    @property
+    def min_history(self) -> int | None:
+        """Bars ending at ``t`` that give this indicator's full-history value at ``t`` (to 1e-6
+        relative); None for an indicator that never forgets the start (``obv``).
+        See :func:`features.history.indicator_horizon`."""
+        return indicator_horizon(self.kind, self.params)
+
 
 class FeatureSet(BaseModel):
     """A named list of indicators: what :func:`build_features` builds.
@@ -296,10 +315,14 @@ class FeatureSet(BaseModel):
         description: free text for people; not part of :attr:`version`.
         indicators: the indicators, in column order; at least one, and no two may build a
             column of the same name.
+        serving: True (default) for a set a model may be trained on and served with: every
+            indicator must be history-invariant (see the module documentation). False marks a
+            research-only set, which may hold cumulative levels such as ``obv``.
 
     Raises:
-        pydantic.ValidationError (a ValueError): an empty list, a bad indicator or a repeated
-            column name (the message names it).
+        pydantic.ValidationError (a ValueError): an empty list, a bad indicator, a repeated
+            column name, or (in a serving set) an indicator that never forgets the start of the
+            series; the message names it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -307,6 +330,21 @@ class FeatureSet(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
     indicators: list[IndicatorSpec] = Field(min_length=1)
+    serving: bool = True
+
+    @model_validator(mode="after")
+    def _check_history_invariance(self) -> FeatureSet:
+        if not self.serving:
+            return self
+        for spec in self.indicators:
+            if spec.min_history is None:
+                raise ValueError(
+                    f"feature set {self.name!r} is meant for serving but indicator {spec.kind!r} "
+                    f"({', '.join(spec.columns())}) is a cumulative level that depends on where the series "
+                    "starts, so a served model would see other values than training did; use a windowed "
+                    "form (obv_zscore for obv) or mark the set 'serving: false' (research only)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_unique_columns(self) -> FeatureSet:
@@ -327,11 +365,13 @@ class FeatureSet(BaseModel):
         Name and indicators (kinds, resolved params, names) with sorted keys and no spaces,
         plus :data:`FEATURE_CODE_VERSION`; the description is left out.
         """
-        payload = {
+        payload: dict[str, Any] = {
             "name": self.name,
             "indicators": [spec.model_dump(mode="json") for spec in self.indicators],
             "feature_code_version": FEATURE_CODE_VERSION,
         }
+        if not self.serving:
+            payload["serving"] = False
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
     @property
@@ -352,6 +392,27 @@ class FeatureSet(BaseModel):
         finding its first complete row; cached per :attr:`version`.
         """
         return _warmup(self.canonical_json())
+
+    @property
+    def min_history(self) -> int:
+        """Bars ending at ``t`` that give every column's full-history value at ``t`` (1e-6 relative).
+
+        The largest horizon of the set's indicators (:func:`features.history.indicator_horizon`),
+        and never less than ``warmup + 1``. A model with a lookback of ``L`` rows needs
+        ``min_history + L - 1`` bars.
+
+        Raises:
+            ValueError: a research-only set (``serving: false``) with an indicator that never
+                forgets the start of the series; the message names it.
+        """
+        horizons = {spec.kind: spec.min_history for spec in self.indicators}
+        unbounded = [kind for kind, h in horizons.items() if h is None]
+        if unbounded:
+            raise ValueError(
+                f"feature set {self.name!r} has no history horizon: {', '.join(unbounded)} never forget(s) "
+                "the start of the series; it is research only (serving: false) and cannot be served"
+            )
+        return max([self.warmup + 1, *(h for h in horizons.values() if h is not None)])
 
     def columns(self, timeframe: str | Timeframe = Timeframe.D1) -> list[str]:
         """Names of the columns :func:`build_features` returns for bars of ``timeframe``."""
@@ -407,6 +468,7 @@ def _column_names(spec: IndicatorSpec, intraday: bool) -> list[str]:
         "mfi": "mfi",
         "rolling_volatility": "volatility",
         "volume_zscore": "volume_zscore",
+        "obv_zscore": "obv_zscore",
     }
     if kind in ("sma", "ema", "atr"):
         return [f"{kind}{'_ratio' if p['ratio'] else ''}_{p['period']}"]
@@ -469,6 +531,7 @@ def _compute(
     simple: dict[str, Callable[[], Any]] = {
         "rsi": lambda: ind.rsi(c, p["period"]),
         "obv": lambda: ind.obv(c, v),
+        "obv_zscore": lambda: ind.rolling_zscore(np.asarray(ind.obv(c, v), dtype="float64"), p["window"]),
         "roc": lambda: ind.roc(c, p["period"]),
         "adx": lambda: ind.adx(h, lo, c, p["period"]),
         "cci": lambda: ind.cci(h, lo, c, p["period"]),
@@ -597,7 +660,9 @@ def _synthetic_bars(n: int) -> pd.DataFrame:
 def _warmup(canonical: str) -> int:
     """Warm-up rows of the feature set whose :meth:`FeatureSet.canonical_json` is ``canonical``."""
     payload = json.loads(canonical)
-    feature_set = FeatureSet(name=payload["name"], indicators=payload["indicators"])
+    feature_set = FeatureSet(
+        name=payload["name"], indicators=payload["indicators"], serving=payload.get("serving", True)
+    )
     span = sum(int(v) for s in feature_set.indicators for v in s.params.values() if type(v) is int)
     n = 64 + 4 * span
     frame = build_features(_synthetic_bars(n), feature_set, timeframe=Timeframe.D1)

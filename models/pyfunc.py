@@ -26,15 +26,18 @@ Example::
 
 Input of ``predict``: a frame of raw bars, one row per bar, columns ``ts`` (ISO 8601 strings or
 datetimes; naive means UTC), ``open, high, low, close, volume`` (numbers) and optionally
-``symbol`` (several series in one frame). Each series needs at least ``warmup + lookback`` bars
-(:attr:`ForecasterModel.min_bars`); indicators with a long memory (EMA, ADX) settle better with
-more history, so send what you have. Output: one row per symbol, in order of first appearance.
+``symbol`` (several series in one frame), all of the model's timeframe (bars of another
+timeframe are refused). Each series needs at least :attr:`ForecasterModel.min_bars` bars: the
+feature set's ``min_history`` (the bars after which every feature has forgotten where the series
+starts, see :mod:`features.history`) plus ``lookback - 1``. Fewer are refused with a message
+that says how many; any number at or beyond ``min_bars`` gives the same forecast (to 1e-6
+relative), the forecast that training evaluated on the same bar. Output: one row per symbol, in
+order of first appearance.
 
 Through MLflow (``mlflow.pyfunc.load_model``, ``mlflow models serve``) the signature is checked
-before :meth:`ForecasterModel.predict` runs: ``ts`` may be of any type, ``symbol`` is optional,
-and the five numbers are ``double``. MLflow raises ``MlflowException`` (not ``ValueError``) for a
-missing column or a column it cannot cast, and refuses int64 columns (cast with
-``astype(float)``); JSON sent to the scoring server is cast to the signature's types for you.
+before :meth:`ForecasterModel.predict` runs: ``ts`` and the five numbers may be of any type
+(``pandas.read_csv`` gives int64 volumes; strings of numbers are read too), ``symbol`` is
+optional. MLflow raises ``MlflowException`` (not ``ValueError``) for a missing column.
 """
 
 from __future__ import annotations
@@ -62,8 +65,9 @@ if TYPE_CHECKING:
 
     from features import FeatureSet
 
-PREPROCESS_FORMAT = 1
-"""Version of the layout of the ``preprocess`` JSON; bumped on incompatible changes."""
+PREPROCESS_FORMAT = 2
+"""Version of the layout of the ``preprocess`` JSON; bumped on incompatible changes (2 added
+``min_history``: models of format 1 used features that depend on where the series starts)."""
 
 BAR_INPUT_COLUMNS: tuple[str, ...] = ("ts", "open", "high", "low", "close", "volume")
 """Columns every input frame must have (``symbol`` is optional)."""
@@ -100,6 +104,7 @@ _PREPROCESS_KEYS: tuple[str, ...] = (
     "timeframe",
     "feature_columns",
     "warmup",
+    "min_history",
 )
 
 
@@ -118,11 +123,13 @@ class PreprocessSpec:
     timeframe: str
     feature_columns: tuple[str, ...]
     warmup: int
+    min_history: int
 
     @property
     def min_bars(self) -> int:
-        """Bars each series needs at least: warm-up plus lookback."""
-        return self.warmup + self.lookback
+        """Bars each series needs at least: the feature set's history horizon plus ``lookback - 1``,
+        so that every row of the window holds its full-history features."""
+        return self.min_history + self.lookback - 1
 
 
 def build_preprocess(
@@ -147,10 +154,11 @@ def build_preprocess(
     Returns:
         A JSON-ready dict: ``format``, ``feature_set`` (``FeatureSet.model_dump``),
         ``feature_set_version``, ``feature_code_version``, ``scaler``, ``lookback``, ``horizon``,
-        ``timeframe``, ``feature_columns`` and ``warmup``.
+        ``timeframe``, ``feature_columns``, ``warmup`` and ``min_history``.
 
     Raises:
-        ValueError: a bad timeframe, lookback or horizon, or a scaler without ``to_dict``.
+        ValueError: a bad timeframe, lookback or horizon, a scaler without ``to_dict``, or a
+            research-only feature set (one that is not history-invariant cannot be served).
     """
     from features import FEATURE_CODE_VERSION
     from market.bars import Timeframe
@@ -175,6 +183,7 @@ def build_preprocess(
         "timeframe": tf.value,
         "feature_columns": feature_set.columns(tf),
         "warmup": feature_set.warmup,
+        "min_history": feature_set.min_history,
     }
     _parse_preprocess(out)
     return out
@@ -208,7 +217,8 @@ def _parse_preprocess(payload: Mapping[str, Any]) -> PreprocessSpec:
         )
     if payload["format"] != PREPROCESS_FORMAT:
         raise ValueError(
-            f"preprocess format {payload['format']!r} is not supported (this code reads {PREPROCESS_FORMAT})"
+            f"preprocess format {payload['format']!r} is not supported (this code reads {PREPROCESS_FORMAT}); "
+            "retrain the model with this code (`fks train forecaster`)"
         )
     try:
         feature_set = FeatureSet.model_validate(payload["feature_set"])
@@ -234,6 +244,12 @@ def _parse_preprocess(payload: Mapping[str, Any]) -> PreprocessSpec:
             f"preprocess['warmup'] is {warmup} but feature set {feature_set.name!r} needs "
             f"{feature_set.warmup} bars of warm-up with this features code; retrain or rebuild the preprocess"
         )
+    min_history = _positive_int(payload, "min_history", 1)
+    if min_history != feature_set.min_history:
+        raise ValueError(
+            f"preprocess['min_history'] is {min_history} but feature set {feature_set.name!r} needs "
+            f"{feature_set.min_history} bars of history with this features code; retrain or rebuild the preprocess"
+        )
     scaler = payload["scaler"]
     if not isinstance(scaler, Mapping):
         raise ValueError(f"preprocess['scaler'] must be the scaler's to_dict(), got {scaler!r}")
@@ -251,6 +267,7 @@ def _parse_preprocess(payload: Mapping[str, Any]) -> PreprocessSpec:
         timeframe=tf.value,
         feature_columns=columns,
         warmup=warmup,
+        min_history=min_history,
     )
 
 
@@ -389,7 +406,7 @@ class ForecasterModel(PythonModel):
 
     @property
     def min_bars(self) -> int:
-        """Bars each series needs at least: the feature set's warm-up plus the lookback."""
+        """Bars each series needs at least: the feature set's ``min_history`` plus ``lookback - 1``."""
         return self._loaded()[0].min_bars
 
     @property
@@ -431,6 +448,7 @@ class ForecasterModel(PythonModel):
             ValueError: bad input (see :meth:`predict`).
         """
         from features import build_features
+        from features.sets import infer_timeframe
         from market.bars import canonical_bars
 
         spec, scaler, _ = self._loaded()
@@ -445,11 +463,17 @@ class ForecasterModel(PythonModel):
                 bars = canonical_bars(rows)
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from None
+            sent = infer_timeframe(bars.index).value
+            if sent != spec.timeframe:
+                raise ValueError(
+                    f"{where}these are {sent} bars (from their open times), the model was trained on "
+                    f"{spec.timeframe} bars; send {spec.timeframe} bars (resample with market.resample_bars)"
+                )
             if len(bars) < spec.min_bars:
                 raise ValueError(
-                    f"{where}got {len(bars)} bars, the model needs at least {spec.min_bars} "
-                    f"({spec.warmup} of feature warm-up + lookback {spec.lookback}) {spec.timeframe} bars; "
-                    "send more history"
+                    f"{where}got {len(bars)} bars, the model needs at least {spec.min_bars} {spec.timeframe} "
+                    f"bars ({spec.min_history} for its features to be history-invariant + lookback "
+                    f"{spec.lookback} - 1); send more history"
                 )
             try:
                 features = build_features(bars, spec.feature_set, timeframe=spec.timeframe)
@@ -539,8 +563,10 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
         # The integer ``horizon`` output is never missing; MLflow's hint about integers is noise.
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         inferred = infer_signature(example, output)
+    # Numbers are "any": MLflow would refuse int64 volumes (as read by pandas.read_csv) for double
+    # columns; the model reads ints, floats and numeric strings itself and says what is wrong.
     inputs: list[ColSpec | TensorSpec] = [ColSpec(AnyType(), "ts")]
-    inputs += [ColSpec(DataType.double, name) for name in _PRICE_COLUMNS]
+    inputs += [ColSpec(AnyType(), name) for name in _PRICE_COLUMNS]
     inputs.append(ColSpec(DataType.string, "symbol", required=False))
     return ModelSignature(inputs=Schema(inputs), outputs=inferred.outputs)
 
@@ -585,7 +611,7 @@ def log_forecaster(
         preprocess: :func:`build_preprocess` of the feature set, scaler, lookback, horizon and
             timeframe the network was trained with.
         input_example: raw bars of one or more series (as :meth:`ForecasterModel.predict`
-            takes them), at least ``warmup + lookback`` per series; stored with the model.
+            takes them), at least ``min_history + lookback - 1`` per series; stored with the model.
         name: the model's name in the run.
 
     Returns:

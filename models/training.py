@@ -3,8 +3,9 @@
 The recipe (:func:`train_forecaster`):
 
 1. Features of the configured set and forward log-return labels over ``horizon``, aligned so the
-   row at bar t holds only information up to t (warm-up rows and rows without a full label are
-   dropped, never filled). A sample is the window of ``lookback`` rows ending at t.
+   row at bar t holds only information up to t (the first ``min_history - 1`` rows, whose
+   features still depend on where the series starts, and rows without a full label are dropped,
+   never filled). A sample is the window of ``lookback`` rows ending at t.
 2. Chronological train / validation / test with ``purge = lookback + horizon`` samples dropped
    between them, so no window or label straddles two splits.
 3. Walk-forward folds over train + validation (never test): in each fold a scaler is fitted on
@@ -85,7 +86,9 @@ def prepare_dataset(
     elif not features.index.equals(bars.index):
         raise ValueError("the stored features do not match the bars; rebuild them with `fks features`")
     labels = make_labels(bars, config.horizon)
-    X, Y = align_features_labels(features, labels, feature_set.warmup)
+    # Rows before min_history still remember where the series starts: a served model never sees
+    # such values, so training does not either (served = trained).
+    X, Y = align_features_labels(features, labels, feature_set.min_history - 1)
     rows = X.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(rows)
     if bad.any():

@@ -97,6 +97,7 @@ def train_forecaster_task(config: ForecasterConfig, settings: Settings) -> Train
 
     try:
         feature_set = get_feature_set(config.feature_set)
+        _ = feature_set.min_history  # a research-only set cannot be trained for serving
     except ValueError as exc:
         raise InputError(str(exc)) from None
     with store_for(settings).connect() as conn:

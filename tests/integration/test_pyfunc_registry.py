@@ -101,7 +101,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, spx: pd.DataFrame) -> Itera
         network = build_lstm(len(features.columns), config, target_scale=0.01)
         keras_path = save_model(network, root / "lstm.keras")
         preprocess = build_preprocess(feature_set, scaler, lookback=LOOKBACK, horizon=HORIZON, timeframe="1d")
-        min_bars = feature_set.warmup + LOOKBACK
+        min_bars = feature_set.min_history + LOOKBACK - 1
         with mlflow.start_run(experiment_id=experiment_id) as run:
             info = log_forecaster(
                 keras_model_path=keras_path, preprocess=preprocess, input_example=spx.tail(min_bars + 5)
@@ -154,7 +154,7 @@ def _by_hand(logged: Logged, raw: pd.DataFrame) -> tuple[float, float, str]:
 def test_served_forecast_equals_features_scaler_network(
     served: Any, logged: Logged, spx: pd.DataFrame
 ) -> None:
-    raw = spx.tail(300)
+    raw = spx.tail(600)
     out = served.predict(raw)
 
     assert list(out.columns) == ["symbol", "ts", "forecast_log_return", "prob_up", "horizon"]
@@ -181,8 +181,25 @@ def test_each_window_of_history_is_served_as_trained(served: Any, logged: Logged
         assert (got["ts"], got["forecast_log_return"], got["prob_up"]) == pytest.approx((ts, ret, p_up))
 
 
-def test_ts_as_iso_strings_naive_or_aware_datetimes_in_any_order(served: Any, spx: pd.DataFrame) -> None:
-    raw = spx.tail(200).reset_index(drop=True)
+def test_any_history_at_or_beyond_min_bars_gives_the_same_forecast(
+    served: Any, logged: Logged, spx: pd.DataFrame
+) -> None:
+    # The forecast does not depend on how much history a client sends (to 1e-6 relative).
+    need = logged.min_bars
+    for end in (need + 7, 2500, len(spx)):
+        history = spx.iloc[:end]
+        full = served.predict(history).iloc[0]
+        for n in sorted({need, need + 1, need + 250, end // 2 + need}):
+            got = served.predict(history.tail(min(n, end))).iloc[0]
+            assert got["ts"] == full["ts"]
+            assert got["forecast_log_return"] == pytest.approx(full["forecast_log_return"], rel=1e-6, abs=1e-12)
+            assert got["prob_up"] == pytest.approx(full["prob_up"], rel=1e-6)
+
+
+def test_ts_as_iso_strings_naive_or_aware_datetimes_in_any_order(
+    served: Any, logged: Logged, spx: pd.DataFrame
+) -> None:
+    raw = spx.tail(logged.min_bars).reset_index(drop=True)
     expected = served.predict(raw)
 
     iso = raw.assign(ts=raw["ts"].map(lambda t: t.isoformat()))
@@ -193,9 +210,11 @@ def test_ts_as_iso_strings_naive_or_aware_datetimes_in_any_order(served: Any, sp
         pd.testing.assert_frame_equal(served.predict(variant), expected)
 
 
-def test_several_symbols_give_one_row_each(served: Any, spx: pd.DataFrame, googl: pd.DataFrame) -> None:
-    a = spx.tail(150).assign(symbol="SPX")
-    b = googl.tail(120).assign(symbol="GOOGL")
+def test_several_symbols_give_one_row_each(
+    served: Any, logged: Logged, spx: pd.DataFrame, googl: pd.DataFrame
+) -> None:
+    a = spx.tail(logged.min_bars + 30).assign(symbol="SPX")
+    b = googl.tail(logged.min_bars).assign(symbol="GOOGL")
     mixed = pd.concat([b.head(1), pd.concat([b.iloc[1:], a]).sample(frac=1.0, random_state=1)])
 
     out = served.predict(mixed)
@@ -211,6 +230,8 @@ def test_several_symbols_give_one_row_each(served: Any, spx: pd.DataFrame, googl
 
 def test_too_few_bars_says_how_many_are_needed(served: Any, logged: Logged, spx: pd.DataFrame) -> None:
     need = logged.min_bars
+    assert served.unwrap_python_model().min_bars == need
+    assert need == logged.feature_set.min_history + LOOKBACK - 1
     assert served.predict(spx.tail(need)).shape == (1, 5)
     with pytest.raises(ValueError, match=rf"got {need - 1} bars, the model needs at least {need} "):
         served.predict(spx.tail(need - 1))
@@ -219,11 +240,11 @@ def test_too_few_bars_says_how_many_are_needed(served: Any, logged: Logged, spx:
         served.predict(two)
 
 
-def test_bad_input_is_a_value_error_a_person_can_act_on(served: Any, spx: pd.DataFrame) -> None:
+def test_bad_input_is_a_value_error_a_person_can_act_on(served: Any, logged: Logged, spx: pd.DataFrame) -> None:
     from mlflow.exceptions import MlflowException
 
     model = served.unwrap_python_model()
-    raw = spx.tail(100).reset_index(drop=True)
+    raw = spx.tail(logged.min_bars).reset_index(drop=True)
     cases = {
         "lacks column\\(s\\) close; send raw bars": raw.drop(columns="close"),
         "column close at row 3 holds 'n/a', which is not a number": raw.astype({"close": object}).assign(
@@ -237,6 +258,9 @@ def test_bad_input_is_a_value_error_a_person_can_act_on(served: Any, spx: pd.Dat
         ),
         "duplicate timestamp": pd.concat([raw, raw.tail(1)]),
         "close must be positive": raw.assign(close=raw["close"].where(raw.index != 90, -1.0)),
+        "these are 1h bars \\(from their open times\\), the model was trained on 1d bars; send 1d bars": raw.assign(
+            ts=pd.date_range("2018-01-01", periods=len(raw), freq="h", tz="UTC")
+        ),
         "no rows": raw.head(0),
     }
     for message, frame in cases.items():
@@ -245,10 +269,25 @@ def test_bad_input_is_a_value_error_a_person_can_act_on(served: Any, spx: pd.Dat
     # Through MLflow the signature is checked first: a missing column is named there too.
     with pytest.raises(MlflowException, match=r"missing inputs \['close'\]"):
         served.predict(raw.drop(columns="close"))
-    with pytest.raises(MlflowException, match="Incompatible input types for column close"):
+    # Numbers are not cast by MLflow (it would refuse int64 volumes): the model reads them and
+    # names what it cannot read.
+    with pytest.raises(ValueError, match="column close at row 3 holds 'n/a', which is not a number"):
         served.predict(
             cases["column close at row 3 holds 'n/a', which is not a number"].astype({"close": str})
         )
+
+
+def test_a_frame_read_with_read_csv_predicts_without_a_cast(
+    served: Any, logged: Logged, spx: pd.DataFrame, tmp_path: Path
+) -> None:
+    raw = spx.tail(logged.min_bars).assign(volume=lambda f: f["volume"].round().astype("int64"))
+    path = tmp_path / "bars.csv"
+    raw.to_csv(path, index=False)
+    read = pd.read_csv(path)
+    assert read["volume"].dtype == np.int64
+    got = served.predict(read)
+    expected = served.predict(raw.astype({"volume": "float64"}))
+    pd.testing.assert_frame_equal(got, expected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,6 +315,7 @@ def test_logged_model_carries_signature_example_code_and_pins(logged: Logged, sp
     preprocess = json.loads(next((local / "artifacts").glob("*.json")).read_text())
     assert preprocess["feature_set_version"] == logged.feature_set.version
     assert preprocess["lookback"] == LOOKBACK and preprocess["warmup"] == logged.feature_set.warmup
+    assert preprocess["min_history"] == logged.feature_set.min_history
     assert preprocess["feature_columns"] == logged.feature_set.columns("1d")
     requirements = (local / "requirements.txt").read_text()
     assert "keras==" in requirements and "pandas==" in requirements
@@ -294,16 +334,16 @@ def test_log_forecaster_refuses_a_mismatched_preprocess(
         logged.feature_set, logged.scaler, lookback=LOOKBACK + 1, horizon=1, timeframe="1d"
     )
     with pytest.raises(RuntimeError, match="active run"):
-        log_forecaster(keras_model_path=keras_path, preprocess=wrong, input_example=spx.tail(100))
+        log_forecaster(keras_model_path=keras_path, preprocess=wrong, input_example=spx.tail(logged.min_bars))
     refused = r"windows of shape \(10, 8\) but the preprocess spec builds"
     with mlflow.start_run(experiment_id=logged.experiment_id), pytest.raises(ValueError, match=refused):
-        log_forecaster(keras_model_path=keras_path, preprocess=wrong, input_example=spx.tail(100))
+        log_forecaster(keras_model_path=keras_path, preprocess=wrong, input_example=spx.tail(logged.min_bars))
 
 
 def test_loads_and_predicts_in_a_fresh_process_with_the_shipped_code(
     logged: Logged, served: Any, spx: pd.DataFrame, tmp_path: Path
 ) -> None:
-    raw = spx.tail(120).assign(ts=lambda f: f["ts"].map(lambda t: t.isoformat()))
+    raw = spx.tail(logged.min_bars).assign(ts=lambda f: f["ts"].map(lambda t: t.isoformat()))
     expected = served.predict(raw)
     payload = {"dataframe_split": json.loads(raw.to_json(orient="split", index=False))}
     (tmp_path / "input.json").write_text(json.dumps(payload))
@@ -408,7 +448,7 @@ def test_register_promote_rollback_move_aliases(logged: Logged, spx: pd.DataFram
     assert all(not v.current_stage or v.current_stage == "None" for v in client.search_model_versions())
 
     champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
-    assert champion.predict(spx.tail(100)).shape == (1, 5)
+    assert champion.predict(spx.tail(1000)).shape == (1, 5)
 
     assert rollback(name) == "1"
     assert str(get_version_by_alias(name, "champion").version) == "1"

@@ -114,3 +114,41 @@ def test_tuning_stores_its_study_in_the_project_database(ml_settings: Settings) 
 def test_no_bars_is_bad_input(ml_settings: Settings) -> None:
     with pytest.raises(InputError, match="no stored bars for MSFT"):
         train_forecaster(ForecasterConfig(symbol="MSFT"), ml_settings)
+
+
+def test_training_test_forecasts_are_the_registered_pyfuncs(ml_settings: Settings) -> None:
+    # One answer per question: the forecasts training evaluated on its test window are the ones
+    # the registered pyfunc gives on the same dates from min_bars raw bars (what a REST client
+    # sends) or from more, and the training's strategy line equals the backtest table.
+    import numpy as np
+
+    from backtest.evaluate import rolling_forecasts
+    from config.backtest import BacktestConfig
+    from flows.backtest import backtest
+
+    summary = train_forecaster(ForecasterConfig(**SMALL), ml_settings)
+    client = mlflow.MlflowClient(ml_settings.mlflow_tracking_uri)
+    logged = pd.read_csv(client.download_artifacts(summary.run_id, "predictions/test_predictions.csv"), index_col=0)
+    logged.index = pd.DatetimeIndex(pd.to_datetime(logged.index, utc=True), name="ts")
+
+    mlflow.set_tracking_uri(ml_settings.mlflow_tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/fks-forecaster/{summary.version}")
+    need = model.unwrap_python_model().min_bars
+    params = client.get_run(summary.run_id).data.params
+    assert int(params["min_bars"]) == need
+    with store_for(ml_settings).connect() as conn:
+        bars = read_bars(conn, "GOOGL", "1d")
+    start, end = logged.index[0], logged.index[-1]
+    scale = float(np.median(np.abs(logged["lstm"])))
+    for history in (need, need + 200):
+        served = rolling_forecasts(model, bars, start, end, history)
+        assert served.index.equals(logged.index)
+        err = np.abs(served["forecast_log_return"] - logged["lstm"]) / np.maximum(np.abs(logged["lstm"]), scale)
+        assert float(err.max()) <= 1e-6, (history, float(err.max()))
+        np.testing.assert_allclose(served["prob_up"], logged["prob_up"], rtol=1e-6)
+
+    table = backtest(BacktestConfig(model=f"fks-forecaster/{summary.version}"), ml_settings)
+    line = summary.strategies["long_flat"]
+    ours = table.metrics[f"fks-forecaster v{summary.version} (long_flat)"]
+    for key in ("total_return", "sharpe", "max_drawdown", "trades"):
+        assert ours[key] == pytest.approx(line[key], rel=1e-9, abs=1e-12), key

@@ -41,7 +41,7 @@ DEFAULT_COLUMNS = [
     "bb_width_20_2",
     "bb_pctb_20_2",
     "atr_ratio_14",
-    "obv",
+    "obv_zscore_20",
     "roc_10",
     "stoch_k_5_3_3",
     "stoch_d_5_3_3",
@@ -72,7 +72,8 @@ def samples() -> dict[str, pd.DataFrame]:
 
 
 def _one(kind: str, **params: object) -> FeatureSet:
-    return FeatureSet(name="t", indicators=[IndicatorSpec(kind=kind, params=params)])  # type: ignore[arg-type]
+    spec = IndicatorSpec(kind=kind, params=params)  # type: ignore[arg-type]
+    return FeatureSet(name="t", indicators=[spec], serving=spec.min_history is not None)
 
 
 # ----------------------------------------------------------------------------- configuration
@@ -111,6 +112,7 @@ def test_default_names_match_the_features_suite_patterns() -> None:
         ),
         ("atr", {}, ["atr_14"]),
         ("obv", {}, ["obv"]),
+        ("obv_zscore", {}, ["obv_zscore_20"]),
         ("roc", {}, ["roc_10"]),
         ("stoch", {"fastk": 14}, ["stoch_k_14_3_3", "stoch_d_14_3_3"]),
         ("adx", {}, ["adx_14"]),
@@ -195,7 +197,7 @@ def test_unknown_set_and_bad_files(tmp_path: Path) -> None:
     bad.write_text("sets: []\n")
     with pytest.raises(ValueError, match="must hold a mapping 'feature_sets"):
         feature_set_names(bad)
-    bad.write_text("feature_sets: {a: {indicators: [{kind: rsi}]}, b: {indicators: [{kind: obv}]}}\n")
+    bad.write_text("feature_sets: {a: {indicators: [{kind: rsi}]}, b: {serving: false, indicators: [{kind: obv}]}}\n")
     assert feature_set_names(bad) == ["a", "b"]
     assert get_feature_set("b", bad).columns() == ["obv"]
 
@@ -250,6 +252,7 @@ def test_version_is_stable_across_processes() -> None:
         ("bollinger", {}, 19),
         ("atr", {}, 14),
         ("obv", {}, 0),
+        ("obv_zscore", {}, 19),
         ("roc", {}, 10),
         ("stoch", {}, 8),
         ("adx", {}, 27),
