@@ -54,7 +54,7 @@ def decay_bars(alpha: float, *, order: int = 1, tolerance: float = DECAY_TOLERAN
     if alpha == 1.0:
         return 0
     log_beta = math.log1p(-alpha)
-    k = max(int(math.ceil(math.log(tolerance) / log_beta)), 0)
+    k = max(math.ceil(math.log(tolerance) / log_beta), 0)
     if order == 2:
         while math.log(k + 1) + k * log_beta > math.log(tolerance):
             k += 1

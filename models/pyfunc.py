@@ -217,8 +217,8 @@ def _parse_preprocess(payload: Mapping[str, Any]) -> PreprocessSpec:
         )
     if payload["format"] != PREPROCESS_FORMAT:
         raise ValueError(
-            f"preprocess format {payload['format']!r} is not supported (this code reads {PREPROCESS_FORMAT}); "
-            "retrain the model with this code (`fks train forecaster`)"
+            f"preprocess format {payload['format']!r} is not supported (this code reads "
+            f"{PREPROCESS_FORMAT}); retrain the model with this code (`fks train forecaster`)"
         )
     try:
         feature_set = FeatureSet.model_validate(payload["feature_set"])
@@ -248,7 +248,8 @@ def _parse_preprocess(payload: Mapping[str, Any]) -> PreprocessSpec:
     if min_history != feature_set.min_history:
         raise ValueError(
             f"preprocess['min_history'] is {min_history} but feature set {feature_set.name!r} needs "
-            f"{feature_set.min_history} bars of history with this features code; retrain or rebuild the preprocess"
+            f"{feature_set.min_history} bars of history with this features code; "
+            "retrain or rebuild the preprocess"
         )
     scaler = payload["scaler"]
     if not isinstance(scaler, Mapping):
@@ -463,7 +464,7 @@ class ForecasterModel(PythonModel):
                 bars = canonical_bars(rows)
             except ValueError as exc:
                 raise ValueError(f"{where}{exc}") from None
-            sent = infer_timeframe(bars.index).value
+            sent = infer_timeframe(pd.DatetimeIndex(bars.index)).value
             if sent != spec.timeframe:
                 raise ValueError(
                     f"{where}these are {sent} bars (from their open times), the model was trained on "

@@ -197,9 +197,8 @@ def log_training(
         mlflow.log_params(flatten(config))
         for name, (lo, hi) in result.windows.items():
             mlflow.log_params({f"data.{name}_start": lo.isoformat(), f"data.{name}_end": hi.isoformat()})
-        mlflow.log_params(
-            {"min_history": feature_set.min_history, "min_bars": feature_set.min_history + config.lookback - 1}
-        )
+        min_history = feature_set.min_history
+        mlflow.log_params({"min_history": min_history, "min_bars": min_history + config.lookback - 1})
         if tuning:
             mlflow.log_params({f"tuning.best.{k}": v for k, v in tuning.items()})
         for model, summary in result.walk_forward.items():

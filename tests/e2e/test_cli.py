@@ -146,10 +146,42 @@ def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
         "mlflow ui",
     ):
         assert text in done.stdout
+    _assert_one_answer_per_question(done.stdout)
     rebuilt = _fks(tmp_path, "features", "--symbols", "SPX", "--set", "default")
     assert rebuilt.returncode == 0 and "cached" in rebuilt.stdout, rebuilt.stderr
     unknown = _fks(tmp_path, "features", "--set", "nope")
     assert unknown.returncode == 2 and "nope" in unknown.stderr
+
+
+def _row(stdout: str, metric: str) -> list[str]:
+    """The cells of one metric's row of the backtest table."""
+    line = next(x for x in stdout.splitlines() if re.match(rf"^[│|] {metric} +[│|]", x))
+    return [c.strip() for c in re.split(r"[│|]", line)[2:-1]]
+
+
+def _assert_one_answer_per_question(stdout: str) -> None:
+    """The summary's figures: training's strategy line is the backtest table's model column (the
+    registered pyfunc on min_bars raw bars gives training's test forecasts), and the gate's decision
+    on SPX is the one these figures imply."""
+    line = re.search(
+        r"long_flat net of costs: total return (-?[\d.]+)%, Sharpe (-?[\d.]+), max drawdown (-?[\d.]+)%, "
+        r"(\d+) trades",
+        stdout,
+    )
+    assert line, stdout
+    model_col = 0
+    assert _row(stdout, "total return")[model_col] == f"{line.group(1)}%"
+    assert _row(stdout, "Sharpe")[model_col] == line.group(2)
+    assert _row(stdout, "max drawdown")[model_col] == f"{line.group(3)}%"
+    assert _row(stdout, "trades")[model_col] == line.group(4)
+    # buy and hold over the out-of-sample window (starts after min_history + lookback bars)
+    assert "SPX 1d, 2016-04-01 .. 2018-12-28, net of costs" in stdout
+    assert _row(stdout, "total return")[1] == "19.9%" and _row(stdout, "Sharpe")[1] == "0.59"
+    # the gate: no champion yet, the seeded LSTM does not beat buy and hold on Sharpe
+    assert re.search(r"refused: fks-forecaster v1 vs no champion yet", stdout), stdout
+    assert "does not beat baseline 'buy and hold'" in stdout
+    sharpe = float(line.group(2))
+    assert sharpe < 0.59
 
 
 def test_quarantined_rows_exit_3_then_list_release_drop_and_validate(

@@ -192,7 +192,8 @@ def test_any_history_at_or_beyond_min_bars_gives_the_same_forecast(
         for n in sorted({need, need + 1, need + 250, end // 2 + need}):
             got = served.predict(history.tail(min(n, end))).iloc[0]
             assert got["ts"] == full["ts"]
-            assert got["forecast_log_return"] == pytest.approx(full["forecast_log_return"], rel=1e-6, abs=1e-12)
+            expected = full["forecast_log_return"]
+            assert got["forecast_log_return"] == pytest.approx(expected, rel=1e-6, abs=1e-12)
             assert got["prob_up"] == pytest.approx(full["prob_up"], rel=1e-6)
 
 
@@ -240,7 +241,9 @@ def test_too_few_bars_says_how_many_are_needed(served: Any, logged: Logged, spx:
         served.predict(two)
 
 
-def test_bad_input_is_a_value_error_a_person_can_act_on(served: Any, logged: Logged, spx: pd.DataFrame) -> None:
+def test_bad_input_is_a_value_error_a_person_can_act_on(
+    served: Any, logged: Logged, spx: pd.DataFrame
+) -> None:
     from mlflow.exceptions import MlflowException
 
     model = served.unwrap_python_model()
@@ -258,7 +261,7 @@ def test_bad_input_is_a_value_error_a_person_can_act_on(served: Any, logged: Log
         ),
         "duplicate timestamp": pd.concat([raw, raw.tail(1)]),
         "close must be positive": raw.assign(close=raw["close"].where(raw.index != 90, -1.0)),
-        "these are 1h bars \\(from their open times\\), the model was trained on 1d bars; send 1d bars": raw.assign(
+        r"these are 1h bars \(from their open times\), the model was trained on 1d bars; send 1d": raw.assign(
             ts=pd.date_range("2018-01-01", periods=len(raw), freq="h", tz="UTC")
         ),
         "no rows": raw.head(0),

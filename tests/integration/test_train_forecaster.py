@@ -128,7 +128,8 @@ def test_training_test_forecasts_are_the_registered_pyfuncs(ml_settings: Setting
 
     summary = train_forecaster(ForecasterConfig(**SMALL), ml_settings)
     client = mlflow.MlflowClient(ml_settings.mlflow_tracking_uri)
-    logged = pd.read_csv(client.download_artifacts(summary.run_id, "predictions/test_predictions.csv"), index_col=0)
+    path = client.download_artifacts(summary.run_id, "predictions/test_predictions.csv")
+    logged = pd.read_csv(path, index_col=0)
     logged.index = pd.DatetimeIndex(pd.to_datetime(logged.index, utc=True), name="ts")
 
     mlflow.set_tracking_uri(ml_settings.mlflow_tracking_uri)
@@ -143,7 +144,8 @@ def test_training_test_forecasts_are_the_registered_pyfuncs(ml_settings: Setting
     for history in (need, need + 200):
         served = rolling_forecasts(model, bars, start, end, history)
         assert served.index.equals(logged.index)
-        err = np.abs(served["forecast_log_return"] - logged["lstm"]) / np.maximum(np.abs(logged["lstm"]), scale)
+        gap = np.abs(served["forecast_log_return"] - logged["lstm"])
+        err = gap / np.maximum(np.abs(logged["lstm"]), scale)
         assert float(err.max()) <= 1e-6, (history, float(err.max()))
         np.testing.assert_allclose(served["prob_up"], logged["prob_up"], rtol=1e-6)
 

@@ -7,7 +7,7 @@ cumulative level, a horizon that stops at the warm-up) and that a serving set re
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ SAMPLES_DIR = Path(__file__).resolve().parents[2] / "data" / "samples"
 EXPONENTIAL = ("ema", "rsi", "atr", "adx", "macd")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bars(name: str) -> pd.DataFrame:
     return parse_bars_csv(SAMPLES_DIR / f"{name}.csv").bars
 
@@ -51,6 +51,7 @@ def _mismatch(bars: pd.DataFrame, fs: FeatureSet, cut: int, horizon: int) -> dic
 
 # Parameters drawn per kind: small and large windows, both ratio settings, every source.
 _INT = st.integers(min_value=2, max_value=60)
+_ALL_SOURCES = ["open", "high", "low", "close", "volume", "ret", "log_ret"]
 _PARAMS: dict[str, Any] = {
     "sma": st.fixed_dictionaries({"period": _INT, "ratio": st.booleans()}),
     "ema": st.fixed_dictionaries({"period": _INT, "ratio": st.booleans()}),
@@ -58,7 +59,9 @@ _PARAMS: dict[str, Any] = {
     "macd": st.tuples(st.integers(2, 20), st.integers(1, 30), st.integers(1, 15), st.booleans()).map(
         lambda t: {"fast": t[0], "slow": t[0] + t[1], "signal": t[2], "ratio": t[3]}
     ),
-    "bollinger": st.fixed_dictionaries({"period": _INT, "k": st.sampled_from([1.0, 2.0, 2.5]), "ratio": st.booleans()}),
+    "bollinger": st.fixed_dictionaries(
+        {"period": _INT, "k": st.sampled_from([1.0, 2.0, 2.5]), "ratio": st.booleans()}
+    ),
     "atr": st.fixed_dictionaries({"period": _INT, "ratio": st.booleans()}),
     "obv_zscore": st.fixed_dictionaries({"window": _INT}),
     "roc": st.fixed_dictionaries({"period": _INT}),
@@ -73,7 +76,7 @@ _PARAMS: dict[str, Any] = {
     "log_returns": st.fixed_dictionaries({"n": st.integers(1, 20)}),
     "rolling_volatility": st.fixed_dictionaries({"window": _INT}),
     "rolling_zscore": st.fixed_dictionaries(
-        {"window": _INT, "source": st.sampled_from(["open", "high", "low", "close", "volume", "ret", "log_ret"])}
+        {"window": _INT, "source": st.sampled_from(_ALL_SOURCES)}
     ),
     "rolling_skew": st.fixed_dictionaries(
         {"window": st.integers(3, 60), "source": st.sampled_from(["close", "volume", "ret", "log_ret"])}
@@ -156,7 +159,7 @@ def test_decay_bars() -> None:
     assert (k2 + 1) * (13 / 14) ** k2 <= DECAY_TOLERANCE < k2 * (13 / 14) ** (k2 - 1)
     with pytest.raises(ValueError, match="alpha"):
         decay_bars(0.0)
-    with pytest.raises(ValueError, match="unknown|no history horizon"):
+    with pytest.raises(ValueError, match="no history horizon"):
         indicator_horizon("nope", {})
 
 
