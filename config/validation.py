@@ -29,9 +29,15 @@ Severities:
 * ``warning``: a failing row is reported (``ValidationReport.warnings``) and kept;
 * ``off``: the expectation is not run.
 
-Return bound (see :func:`expectations.checks.return_scores`): a one-bar log return ``r`` passes
-while ``|r - rolling median| <= max(k * 1.4826 * rolling MAD, floor)``, the statistics taken
-over the ``window`` returns before it. ``floor`` is a log return (``0.15`` is about 16 %).
+Return rules (see :func:`expectations.checks.return_scores` and ``config/validation.yaml``, which
+documents each rule with the real case it protects): a one-bar log return ``r`` beyond
+``max(k * 1.4826 * rolling MAD, floor)`` of the rolling median is reported (``return_in_bound``,
+a warning: real markets make such moves); quarantine needs evidence of an error: a spike the next
+bar takes back (``no_spike``, its own tighter ``spike_k``/``spike_floor``), a one-way jump by a
+split or unit ratio with no recorded split (``split_like``), or a move beyond the asset class's
+hard ``ceiling`` (``return_ceiling``). No bound is judged from fewer than ``min_periods`` past
+returns; the ceiling applies from the first. ``floor``, ``spike_floor`` and ``ceiling`` are log
+returns (``0.15`` is about 16 %).
 """
 
 from __future__ import annotations
@@ -71,10 +77,13 @@ class SuitePolicy(BaseModel):
 
 
 class ReturnBound(BaseModel):
-    """Return-bound parameters of one asset class at one timeframe.
+    """Return-rule parameters of one asset class at one timeframe.
 
-    ``window``: past returns in the rolling statistics (>= 5); ``k``: MAD multiple (> 0);
-    ``floor``: smallest bound as an absolute log return (in (0, 5]).
+    ``window``: past returns in the rolling statistics (>= 5); ``k``: MAD multiple (> 0) and
+    ``floor``: smallest bound as an absolute log return (in (0, 5]) of ``return_in_bound``;
+    ``spike_k`` and ``spike_floor``: the same for both legs of a reverting spike (``no_spike``);
+    ``ceiling``: the hard ceiling on an absolute one-bar log return (``return_ceiling``);
+    ``stale_run``: repeats of the previous close that make a close stale (``stale_price``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -82,6 +91,10 @@ class ReturnBound(BaseModel):
     window: int = Field(ge=5, le=100_000)
     k: float = Field(gt=0, le=1000)
     floor: float = Field(gt=0, le=5)
+    spike_k: float = Field(default=6.0, gt=0, le=1000)
+    spike_floor: float = Field(default=0.05, gt=0, le=5)
+    ceiling: float = Field(default=3.0, gt=0, le=20)
+    stale_run: int = Field(default=3, ge=1, le=10_000)
 
 
 class ReturnPolicy(BaseModel):
@@ -91,7 +104,17 @@ class ReturnPolicy(BaseModel):
 
     min_periods: int = Field(default=10, ge=2)
     spike_reversion: float = Field(default=0.5, gt=0, le=1)
+    split_ratios: tuple[float, ...] = Field(default=(2.0, 3.0, 4.0, 5.0, 10.0, 100.0), min_length=1)
+    split_tolerance: float = Field(default=0.02, gt=0, lt=0.5)
     bounds: dict[AssetClass, dict[str, ReturnBound]]
+
+    @field_validator("split_ratios")
+    @classmethod
+    def _ratios_above_one(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [r for r in value if not r > 1.0]
+        if bad:
+            raise ValueError(f"split_ratios must be > 1 (their inverses are added), got {bad}")
+        return value
 
     @field_validator("bounds")
     @classmethod

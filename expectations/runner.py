@@ -487,6 +487,7 @@ def validate_bars(
     history: pd.DataFrame | None = None,
     waived: Mapping[pd.Timestamp, Collection[str]] | None = None,
     docs_dir: Path | None = None,
+    splits: Mapping[pd.Timestamp, float] | None = None,
 ) -> ValidationReport:
     """Validate bars of one symbol at one timeframe with the ``bars`` suite.
 
@@ -508,6 +509,9 @@ def validate_bars(
             reported for rows at that timestamp.
         docs_dir: when given, the result is stored in a Great Expectations file context in
             this folder and its Data Docs page built; ``ValidationReport.docs_path`` points at it.
+        splits: recorded splits of the symbol, ex-date (UTC) -> ratio (``2.0`` for 2-for-1):
+            a jump by that ratio on that bar is an unadjusted split (``split_unadjusted``, a
+            warning), not an error (``split_like``).
 
     Returns:
         A :class:`ValidationReport`. Gaps against the calendar are in ``gaps``, never failures.
@@ -538,15 +542,20 @@ def validate_bars(
     now_ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
     data["_not_future"] = (ts_ns == np.iinfo(np.int64).min) | (ts_ns <= now_ts.as_unit("ns").value)
-    on_grid, on_cal = checks.on_grid_and_calendar(ts, tf, calendar)
+    on_grid, on_cal, in_span = checks.on_grid_and_calendar(ts, tf, calendar)
     data["_on_grid"] = on_grid
     data["_on_calendar"] = on_cal
-    z, spike = _return_columns(ts_ns, c, unique, tf, asset_class, policy, history)
-    data["_return_z"] = z
-    data["_spike"] = spike
+    data["_in_span"] = in_span
+    flags = _return_columns(ts_ns, c, unique, tf, asset_class, policy, history, splits)
+    data["_return_z"] = flags.z
+    data["_ceiling_z"] = flags.ceiling_z
+    data["_spike"] = flags.spike
+    data["_split_like"] = flags.split_like
+    data["_split_unadjusted"] = flags.split_unadjusted
+    data["_stale"] = flags.stale
     gx_frame = pd.DataFrame(data, index=pd.RangeIndex(n))
 
-    good_ts = ts[~np.asarray(ts.isna()) & on_grid & on_cal & data["_not_future"]]
+    good_ts = ts[~np.asarray(ts.isna()) & on_grid & on_cal & in_span & data["_not_future"]]
     gaps = find_gaps(good_ts.unique().sort_values(), calendar, tf)
     return _run_suite(
         spec,
@@ -568,7 +577,8 @@ def _return_columns(
     asset_class: str,
     policy: ValidationPolicy,
     history: pd.DataFrame | None,
-) -> tuple[np.ndarray, np.ndarray]:
+    splits: Mapping[pd.Timestamp, float] | None = None,
+) -> checks.ReturnFlags:
     bound = policy.return_bound(asset_class, tf.value)
     params = checks.ReturnParams(
         window=bound.window,
@@ -576,6 +586,12 @@ def _return_columns(
         floor=bound.floor,
         min_periods=policy.returns.min_periods,
         spike_reversion=policy.returns.spike_reversion,
+        spike_k=bound.spike_k,
+        spike_floor=bound.spike_floor,
+        ceiling=bound.ceiling,
+        split_ratios=tuple(policy.returns.split_ratios),
+        split_tolerance=policy.returns.split_tolerance,
+        stale_run=bound.stale_run,
     )
     n = len(close)
     fit = _fit_for_returns(close, ts_ns, unique)
@@ -602,18 +618,27 @@ def _return_columns(
     is_batch = np.concatenate([np.zeros(len(hist_ts), dtype=bool), np.ones(len(pos), dtype=bool)])
     owner = np.concatenate([np.full(len(hist_ts), -1), pos])
     order = np.argsort(all_ts, kind="stable")
-    all_close, is_batch, owner = all_close[order], is_batch[order], owner[order]
-    z_out = np.full(n, np.nan)
-    spike_out = np.zeros(n, dtype=bool)
+    all_ts, all_close, is_batch, owner = all_ts[order], all_close[order], is_batch[order], owner[order]
+    out = checks.ReturnFlags(
+        z=np.full(n, np.nan),
+        ceiling_z=np.full(n, np.nan),
+        spike=np.zeros(n, dtype=bool),
+        split_like=np.zeros(n, dtype=bool),
+        split_unadjusted=np.zeros(n, dtype=bool),
+        stale=np.zeros(n, dtype=bool),
+    )
     if not is_batch.any():
-        return z_out, spike_out
+        return out
+    split_at = np.full(len(all_ts), np.nan)
+    for when, ratio in (splits or {}).items():
+        split_at[all_ts == _utc_index([when]).asi8[0]] = float(ratio)
     first_checked = int(np.argmax(is_batch))
-    z, spike = checks.return_scores(np.log(all_close), first_checked, params)
+    flags = checks.return_scores(np.log(all_close), first_checked, params, split_at)
     tail_batch = is_batch[first_checked:]
     tail_owner = owner[first_checked:][tail_batch]
-    z_out[tail_owner] = z[tail_batch]
-    spike_out[tail_owner] = spike[tail_batch]
-    return z_out, spike_out
+    for name in ("z", "ceiling_z", "spike", "split_like", "split_unadjusted", "stale"):
+        getattr(out, name)[tail_owner] = getattr(flags, name)[tail_batch]
+    return out
 
 
 def validate_features(

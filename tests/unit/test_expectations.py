@@ -19,13 +19,26 @@ def test_shipped_suites_load_and_the_policy_names_only_their_ids() -> None:
     policy = load_validation_policy()
     for name in ("bars", "features"):
         suite = load_suite(name)
-        assert suite.name == name and suite.version == 1
+        assert suite.name == name and suite.version == {"bars": 2, "features": 1}[name]
         assert set(policy.suite(name).severity) <= set(suite.ids())
     bars = load_suite("bars")
-    assert {"prices_positive", "ts_on_grid", "ts_on_calendar", "return_in_bound", "no_spike"} <= set(
-        bars.ids()
-    )
-    assert policy.suite("bars").severity_of("ts_increasing") is Severity.WARNING
+    assert {
+        "prices_positive",
+        "ts_on_grid",
+        "ts_on_calendar",
+        "return_in_bound",
+        "no_spike",
+        "split_like",
+        "split_unadjusted",
+        "return_ceiling",
+        "stale_price",
+    } <= set(bars.ids())
+    severity = policy.suite("bars").severity_of
+    assert severity("ts_increasing") is Severity.WARNING
+    # a big one-way move is reported and kept; quarantine needs evidence of an error
+    assert severity("return_in_bound") is Severity.WARNING and severity("stale_price") is Severity.WARNING
+    assert severity("split_unadjusted") is Severity.WARNING
+    assert {severity(i) for i in ("no_spike", "split_like", "return_ceiling")} == {Severity.CRITICAL}
 
 
 def test_suite_with_unknown_type_is_refused(tmp_path: Path) -> None:
@@ -41,7 +54,7 @@ def test_policy_errors_name_the_file_and_the_key(tmp_path: Path) -> None:
     text = load_validation_policy.__globals__["DEFAULT_POLICY_FILE"].read_text()
     broken = tmp_path / "validation.yaml"
     broken.write_text(
-        text.replace("1h: {window: 120, k: 15.0, floor: 0.03}", "1h: {window: 120, k: -1, floor: 0.03}")
+        text.replace("1h: {window: 120, k: 15.0, floor: 0.03,", "1h: {window: 120, k: -1, floor: 0.03,")
     )
     with pytest.raises(ValueError, match=r"validation\.yaml.*returns\.bounds\.fx\.1h\.k"):
         load_validation_policy(broken)
@@ -82,12 +95,12 @@ def test_ts_unique_fails_every_conflicting_row_and_later_exact_copies() -> None:
 def test_grid_and_calendar_for_daily_and_intraday() -> None:
     xnys = get_calendar("XNYS")
     daily = pd.DatetimeIndex(["2018-12-24", "2018-12-25", "2018-12-29", "2018-12-26 05:00"], tz="UTC")
-    grid, cal = on_grid_and_calendar(daily, "1d", xnys)
+    grid, cal, _ = on_grid_and_calendar(daily, "1d", xnys)
     assert grid.tolist() == [True, True, True, False]
     assert cal.tolist() == [True, False, False, True]
     fx = get_calendar("24/5")
     hourly = pd.DatetimeIndex(["2017-03-08 10:00", "2017-03-08 10:17", "2017-03-11 10:00", pd.NaT], tz="UTC")
-    grid, cal = on_grid_and_calendar(hourly, "1h", fx)
+    grid, cal, _ = on_grid_and_calendar(hourly, "1h", fx)
     assert grid.tolist() == [True, False, True, True]
     assert cal.tolist() == [True, True, False, True]
 
@@ -96,20 +109,23 @@ def test_return_scores_are_causal_and_spikes_need_both_legs() -> None:
     rng = np.random.default_rng(3)
     log_close = np.cumsum(rng.normal(0, 0.01, 400))
     params = ReturnParams(window=50, k=10.0, floor=0.05)
-    z, spike = return_scores(log_close, 0, params)
+    base = return_scores(log_close, 0, params)
+    z, spike = base.z, base.spike
     assert np.nanmax(z) <= 1.0 and not spike.any()
+    assert np.isnan(z[: params.min_periods + 1]).all()  # no bound judged from too few returns
     jumped = log_close.copy()
     jumped[200] += 0.4
-    z2, spike2 = return_scores(jumped, 0, params)
+    flags2 = return_scores(jumped, 0, params)
+    z2, spike2 = flags2.z, flags2.spike
     assert np.flatnonzero(spike2).tolist() == [200]
     assert z2[200] > 1.0 and z2[201] <= 1.0  # the reversal is scored from the close before the spike
     np.testing.assert_array_equal(z2[:200], z[:200])  # nothing before the spike moved
     shifted = log_close.copy()
     shifted[200:] += 0.4  # a level shift is a return outlier, not a spike
-    z3, spike3 = return_scores(shifted, 0, params)
-    assert not spike3.any() and z3[200] > 1.0
-    z4, _ = return_scores(shifted[:201], 0, params)
-    np.testing.assert_array_equal(z4, z3[:201])
+    flags3 = return_scores(shifted, 0, params)
+    assert not flags3.spike.any() and flags3.z[200] > 1.0 and not flags3.split_like.any()
+    flags4 = return_scores(shifted[:201], 0, params)
+    np.testing.assert_array_equal(flags4.z, flags3.z[:201])
 
 
 def test_validate_features_flags_nulls_after_warmup_ranges_and_infinities() -> None:
