@@ -1,6 +1,6 @@
 """Features: feature sets built from bars, forecasting labels, sequence windows.
 
-Pure numpy/pandas, no I/O (except reading a feature-sets YAML file when asked)::
+Pure numpy/pandas, no I/O (``config.feature_sets`` reads the feature-sets file)::
 
     from features import build_features, get_feature_set, make_labels, align_features_labels
     fs = get_feature_set("default")
@@ -10,12 +10,13 @@ Pure numpy/pandas, no I/O (except reading a feature-sets YAML file when asked)::
     windows, labels = make_windows(X.to_numpy(), lookback=30, y=y["fwd_dir_1"].to_numpy())
 """
 
+from features.build import build_features, infer_timeframe
+from features.history import history_mismatch
 from features.labels import align_features_labels, make_labels
-from features.sets import (
+from features.spec import (
     FEATURE_CODE_VERSION,
     FeatureSet,
     IndicatorSpec,
-    build_features,
     feature_set_names,
     get_feature_set,
 )
@@ -29,6 +30,8 @@ __all__ = [
     "build_features",
     "feature_set_names",
     "get_feature_set",
+    "history_mismatch",
+    "infer_timeframe",
     "make_labels",
     "make_windows",
 ]

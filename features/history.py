@@ -69,6 +69,43 @@ def _ema(period: int) -> float:
     return 2.0 / (period + 1)
 
 
+def indicator_warmup(kind: str, params: Mapping[str, Any]) -> int:
+    """Leading rows an indicator of ``kind`` leaves NaN (TA-Lib's lookback for its kinds).
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    p = params
+    ret_source = 1 if p.get("source") in _RETURN_SOURCES else 0
+    warmups = {
+        "sma": lambda: int(p["period"]) - 1,
+        "ema": lambda: int(p["period"]) - 1,
+        "rsi": lambda: int(p["period"]),
+        "macd": lambda: int(p["slow"]) + int(p["signal"]) - 2,
+        "bollinger": lambda: int(p["period"]) - 1,
+        "atr": lambda: int(p["period"]),
+        "obv": lambda: 0,
+        "obv_zscore": lambda: int(p["window"]) - 1,
+        "roc": lambda: int(p["period"]),
+        "stoch": lambda: int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]) - 3,
+        "adx": lambda: 2 * int(p["period"]) - 1,
+        "cci": lambda: int(p["period"]) - 1,
+        "willr": lambda: int(p["period"]) - 1,
+        "mfi": lambda: int(p["period"]),
+        "returns": lambda: int(p["n"]),
+        "log_returns": lambda: int(p["n"]),
+        "rolling_volatility": lambda: int(p["window"]),
+        "rolling_zscore": lambda: int(p["window"]) - 1 + ret_source,
+        "rolling_skew": lambda: int(p["window"]) - 1 + ret_source,
+        "rolling_kurt": lambda: int(p["window"]) - 1 + ret_source,
+        "volume_zscore": lambda: int(p["window"]) - 1,
+        "calendar_features": lambda: 0,
+    }
+    if kind not in warmups:
+        raise ValueError(f"no warm-up is known for indicator kind {kind!r}")
+    return warmups[kind]()
+
+
 def indicator_horizon(kind: str, params: Mapping[str, Any]) -> int | None:
     """Bars an indicator of ``kind`` with resolved ``params`` needs to be history-invariant.
 

@@ -448,8 +448,7 @@ class ForecasterModel(PythonModel):
         Raises:
             ValueError: bad input (see :meth:`predict`).
         """
-        from features import build_features
-        from features.sets import infer_timeframe
+        from features import build_features, infer_timeframe
         from market.bars import canonical_bars
 
         spec, scaler, _ = self._loaded()

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import features.sets as sets_module
+import features.spec as spec_module
 from expectations.runner import validate_features
 from features import (
     FEATURE_CODE_VERSION,
@@ -197,7 +197,9 @@ def test_unknown_set_and_bad_files(tmp_path: Path) -> None:
     bad.write_text("sets: []\n")
     with pytest.raises(ValueError, match="must hold a mapping 'feature_sets"):
         feature_set_names(bad)
-    bad.write_text("feature_sets: {a: {indicators: [{kind: rsi}]}, b: {serving: false, indicators: [{kind: obv}]}}\n")
+    bad.write_text(
+        "feature_sets: {a: {indicators: [{kind: rsi}]}, b: {serving: false, indicators: [{kind: obv}]}}\n"
+    )
     assert feature_set_names(bad) == ["a", "b"]
     assert get_feature_set("b", bad).columns() == ["obv"]
 
@@ -223,7 +225,7 @@ def test_version_changes_with_params_and_code_version(monkeypatch: pytest.Monkey
     described = FeatureSet(name="t", description="words", indicators=[IndicatorSpec(kind="macd")])
     assert described.version == base.version
     before = base.version
-    monkeypatch.setattr(sets_module, "FEATURE_CODE_VERSION", FEATURE_CODE_VERSION + ".next")
+    monkeypatch.setattr(spec_module, "FEATURE_CODE_VERSION", FEATURE_CODE_VERSION + ".next")
     assert _one("macd").version != before
     assert base.version != before  # the version is computed, not stored
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import features.sets as sets_module
+import features.spec as spec_module
 from features import FeatureSet, IndicatorSpec, build_features, feature_set_names, get_feature_set
 from features.history import (
     DECAY_TOLERANCE,
@@ -90,7 +90,7 @@ _PARAMS: dict[str, Any] = {
 
 
 def test_every_kind_but_obv_has_a_horizon_and_a_property_test() -> None:
-    kinds = set(sets_module._KINDS)
+    kinds = set(spec_module._KINDS)
     assert kinds - {"obv"} == set(_PARAMS)
     for kind in kinds - {"obv"}:
         assert IndicatorSpec(kind=kind).min_history is not None  # type: ignore[arg-type]
@@ -185,3 +185,30 @@ def test_a_serving_set_refuses_obv_naming_it(tmp_path: Path) -> None:
         _ = research.min_history
     serving = _set(IndicatorSpec(kind="rsi"), IndicatorSpec(kind="obv_zscore"))
     assert serving.min_history == IndicatorSpec(kind="rsi").min_history
+
+
+@pytest.mark.parametrize("kind", sorted(_PARAMS))
+@settings(max_examples=10, deadline=None)
+@given(data=st.data())
+def test_declared_warmup_is_the_first_complete_row(kind: str, data: st.DataObject) -> None:
+    # FeatureSet.warmup is declared per kind (TA-Lib's lookback); the build must agree exactly.
+    # A continuous random walk (real prices repeat, and a 2-bar z-score of equal prices is NaN).
+    spec = IndicatorSpec(kind=kind, params=data.draw(_PARAMS[kind], label="params"))  # type: ignore[arg-type]
+    fs = _set(spec)
+    rng = np.random.default_rng(5)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, 600)))
+    open_ = np.concatenate([[100.0], close[:-1]])
+    walk = pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) * (1.0 + rng.uniform(0.001, 0.01, 600)),
+            "low": np.minimum(open_, close) * (1.0 - rng.uniform(0.001, 0.01, 600)),
+            "close": close,
+            "volume": rng.uniform(1e5, 1e6, 600),
+        },
+        index=pd.date_range("2000-01-03", periods=600, freq="D", tz="UTC", name="ts"),
+    )
+    frame = build_features(walk, fs)
+    complete = ~frame.isna().to_numpy().any(axis=1)
+    assert int(np.argmax(complete)) == fs.warmup, spec
+    assert complete[fs.warmup :].all()
