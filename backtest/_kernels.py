@@ -1,9 +1,10 @@
-"""Numeric kernels of :mod:`backtest`: numba functions over contiguous float64 arrays.
+"""Numeric kernels of :mod:`backtest`: numba functions over contiguous numpy arrays.
 
 Contract of every kernel (the ``*_nb`` names, after vectorbt):
 
-* inputs are C-contiguous ``float64`` arrays already validated by :mod:`backtest.engine`
-  (finite, positive prices; finite weights in ``[-1, 1]``); the kernels do not check them;
+* the simulation's inputs are C-contiguous ``float64`` arrays already validated by
+  :mod:`backtest.engine` (finite, positive prices; finite weights in ``[-1, 1]``) with the
+  validation kernels below; the other kernels do not check them;
 * price and weight matrices are ``(n_bars, n_assets)``;
 * they are pure: no global state, outputs are freshly allocated.
 
@@ -16,6 +17,116 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+_NAT = np.iinfo(np.int64).min  # pandas' NaT as int64
+_MAX_COST_ITERATIONS = 64
+
+
+@njit(cache=True)
+def first_bad_price_nb(values: np.ndarray) -> int:
+    """Index of the first value of 1-d ``values`` that is not a finite positive number, else -1."""
+    bad = np.int64(0)
+    for v in values:  # branch-free, so it vectorises; the slow search runs only on bad input
+        bad |= np.int64(v != v) | np.int64(v <= 0.0) | np.int64(v == np.inf)
+    if bad:
+        for i in range(values.shape[0]):
+            if not (values[i] > 0.0 and values[i] < np.inf):
+                return i
+    return -1
+
+
+@njit(cache=True)
+def first_unsorted_nb(stamps: np.ndarray) -> int:
+    """Index of the first int64 stamp that is NaT or not above its predecessor, else -1."""
+    n = stamps.shape[0]
+    bad = np.int64(n > 0 and stamps[0] == _NAT)
+    for i in range(1, n):  # NaT is the smallest int64: after the first stamp it breaks the order
+        bad |= np.int64(stamps[i] <= stamps[i - 1])
+    if bad:
+        for i in range(n):
+            if stamps[i] == _NAT or (i > 0 and stamps[i] <= stamps[i - 1]):
+                return i
+    return -1
+
+
+@njit(cache=True)
+def weight_problems_nb(weights: np.ndarray, tol: float) -> tuple[int, int, int, int, bool]:
+    """One pass over target weights ``(n, k)``: what :func:`backtest.engine.run` refuses.
+
+    Returns ``(nan_count, first_nan, first_big, first_over, needs_clip)``: the number of NaN
+    values and the flat index (``row * k + col``) of the first; the flat index of the first
+    value with ``|w| > 1 + tol`` (infinite included); the first row whose absolute weights sum
+    to more than ``1 + tol``; whether some ``|w|`` exceeds 1 (within ``tol``) and must be
+    clipped. Indexes are -1 when there is no such value.
+    """
+    n, k = weights.shape
+    nan_count = 0
+    first_nan = -1
+    first_big = -1
+    first_over = -1
+    needs_clip = False
+    limit = 1.0 + tol
+    for t in range(n):
+        gross = 0.0
+        for a in range(k):
+            w = weights[t, a]
+            if np.isnan(w):
+                nan_count += 1
+                if first_nan < 0:
+                    first_nan = t * k + a
+                continue
+            size = abs(w)
+            gross += size
+            if size > 1.0:
+                needs_clip = True
+                if size > limit and first_big < 0:
+                    first_big = t * k + a
+        if gross > limit and first_over < 0:
+            first_over = t
+    return nan_count, first_nan, first_big, first_over, needs_clip
+
+
+@njit(cache=True)
+def value_after_costs_nb(
+    value: float,
+    held_value: np.ndarray,
+    target: np.ndarray,
+    trading: np.ndarray,
+    fee_rate: float,
+    min_fee: float,
+) -> float:
+    """The account value ``x`` left once the fills that bring each traded asset to ``target * x`` are paid.
+
+    ``value`` is the account marked at the execution prices before the fills, ``held_value``
+    each asset's position value at those prices, ``trading`` which assets are traded. ``x``
+    solves ``x = value - sum_a (fee_rate * |target[a] * x - held_value[a]| + min_fee)`` over the
+    traded assets whose position changes. The right side is piecewise linear in ``x`` with slope
+    ``-fee_rate * sum(±target)``, so Newton's method on it ends exactly on the root in a few
+    steps (the signs of the trades stop changing). Buying with all the cash from flat gives
+    ``x = (value - min_fee) / (1 + fee_rate)``, vectorbt's size ``cash / (price * (1 + fee))``.
+    Returns a value ``<= 0`` when the costs would eat the whole account.
+    """
+    x = value
+    for _ in range(_MAX_COST_ITERATIONS):
+        num = value
+        den = 1.0
+        for a in range(target.shape[0]):
+            if not trading[a]:
+                continue
+            gap = target[a] * x - held_value[a]
+            if gap > 0.0:
+                num += fee_rate * held_value[a] - min_fee
+                den += fee_rate * target[a]
+            elif gap < 0.0:
+                num -= fee_rate * held_value[a] + min_fee
+                den -= fee_rate * target[a]
+        if den <= 0.0:  # a cost rate of 100% or more: nothing can be bought
+            return 0.0
+        nxt = num / den
+        if nxt == x:
+            break
+        x = nxt
+    return x
+
 
 @njit(cache=True)
 def simulate_nb(
@@ -26,216 +137,233 @@ def simulate_nb(
     fee_rate: float,
     min_fee: float,
     initial_capital: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Simulate a cash account that trades target weights; see :func:`backtest.engine.run`.
 
     The target row ``t`` is executed at ``open_[t + 1]`` (``exec_at_close`` false) or at
-    ``close[t]`` (true). At an execution point the account is marked at the execution prices
-    (``E = cash + sum(units * price)``); every asset whose target differs from its previous
-    target is traded to ``units = w * E / price``; the others keep their units. Each trade pays
-    ``fee_rate * |traded notional| + min_fee``. Once ``E <= 0`` every position is closed and
-    no further trade happens.
+    ``close[t]`` (true), when some asset's target differs from its previous target. The account
+    is marked at the execution prices (``E = cash + sum(units * price)``); ``x`` is what remains
+    of it after the costs of the fills (:func:`value_after_costs_nb`), and every asset whose
+    target changed is traded to ``units = w * x / price``; the others keep their units. Each
+    fill pays ``fee_rate * |traded notional| + min_fee`` from cash. Once ``E <= 0`` or
+    ``x <= 0`` every position is closed and no further trade happens.
 
-    Returns ``(equity, held, units, fill_price, fees, traded)``: equity at each bar's close
-    ``(n,)``; the target weight in force during each bar ``(n, k)``; units held after each
-    bar's execution ``(n, k)``; the price of the fill at each bar (NaN without a fill), the
-    fee paid and the absolute traded notional at each bar ``(n, k)``.
+    Returns ``(equity, returns, held, fill_bar, fill_asset, fill_units, fill_price, fill_fee)``:
+    equity at each bar's close and its simple returns (the first against ``initial_capital``,
+    0 after a non-positive equity) ``(n,)``; the target weight in force during each bar
+    ``(n, k)``; then one entry per fill, in execution order: its bar, asset, the units held
+    after it, its price and its fee.
     """
     n, k = close.shape
     equity = np.empty(n)
-    held = np.zeros((n, k))
-    units_out = np.zeros((n, k))
-    fill_price = np.full((n, k), np.nan)
-    fees = np.zeros((n, k))
-    traded = np.zeros((n, k))
+    returns = np.empty(n)
+    held = np.empty((n, k))
+    cap = n * k  # at most one fill per asset and bar; pages never written are never touched
+    fill_bar = np.empty(cap, dtype=np.int64)
+    fill_asset = np.empty(cap, dtype=np.int64)
+    fill_units = np.empty(cap)
+    fill_price = np.empty(cap)
+    fill_fee = np.empty(cap)
     units = np.zeros(k)
     weight = np.zeros(k)  # target in force
     prev_target = np.zeros(k)  # last target row seen (executed or not changed)
+    trading = np.zeros(k, dtype=np.bool_)
+    held_value = np.zeros(k)
     cash = initial_capital
+    prev_equity = initial_capital
     dead = False
+    m = 0
     for t in range(n):
         src = t if exec_at_close else t - 1
         if src >= 0 and not dead:
-            prices = close[t] if exec_at_close else open_[t]
             changed = False
             for a in range(k):
-                if target[src, a] != prev_target[a]:
-                    changed = True
-                    break
+                trading[a] = target[src, a] != prev_target[a]
+                changed = changed or trading[a]
             if changed:
+                prices = close[t] if exec_at_close else open_[t]
                 value = cash
                 for a in range(k):
-                    value += units[a] * prices[a]
-                if value <= 0.0:
+                    held_value[a] = units[a] * prices[a]
+                    value += held_value[a]
+                after = 0.0
+                if value > 0.0:
+                    after = value_after_costs_nb(value, held_value, target[src], trading, fee_rate, min_fee)
+                if after <= 0.0:
                     dead = True
                 for a in range(k):
-                    w = 0.0 if dead else target[src, a]
-                    if w == prev_target[a] and not dead:
+                    if not (dead or trading[a]):
                         continue
-                    new_units = w * value / prices[a] if not dead else 0.0
-                    notional = abs(new_units - units[a]) * prices[a]
                     prev_target[a] = target[src, a]
+                    w = 0.0 if dead else target[src, a]
                     weight[a] = w
+                    new_units = w * after / prices[a]
+                    notional = abs(new_units - units[a]) * prices[a]
                     if notional > 0.0:
                         fee = fee_rate * notional + min_fee
                         cash -= (new_units - units[a]) * prices[a] + fee
-                        fees[t, a] = fee
-                        traded[t, a] = notional
-                        fill_price[t, a] = prices[a]
                         units[a] = new_units
+                        fill_bar[m] = t
+                        fill_asset[m] = a
+                        fill_units[m] = new_units
+                        fill_price[m] = prices[a]
+                        fill_fee[m] = fee
+                        m += 1
         value = cash
         for a in range(k):
             value += units[a] * close[t, a]
             held[t, a] = weight[a]
-            units_out[t, a] = units[a]
         equity[t] = value
-    return equity, held, units_out, fill_price, fees, traded
+        returns[t] = value / prev_equity - 1.0 if prev_equity > 0.0 else 0.0
+        prev_equity = value
+    return (
+        equity,
+        returns,
+        held,
+        fill_bar[:m],
+        fill_asset[:m],
+        fill_units[:m],
+        fill_price[:m],
+        fill_fee[:m],
+    )
 
 
 @njit(cache=True)
-def returns_nb(equity: np.ndarray, initial_capital: float) -> np.ndarray:
-    """Per-bar simple returns of ``equity``; the first is against ``initial_capital``.
-
-    A bar that follows a non-positive equity has return 0 (the account is closed).
-    """
-    n = equity.shape[0]
-    out = np.empty(n)
-    prev = initial_capital
-    for t in range(n):
-        out[t] = equity[t] / prev - 1.0 if prev > 0.0 else 0.0
-        prev = equity[t]
-    return out
-
-
-@njit(cache=True)
-def count_trades_nb(units: np.ndarray) -> int:
-    """Upper bound of the number of round trips in ``units`` ``(n, k)``: openings and flips."""
-    n, k = units.shape
-    count = 0
-    for a in range(k):
-        prev = 0.0
-        for t in range(n):
-            u = units[t, a]
-            if u != 0.0 and (prev == 0.0 or (u > 0.0) != (prev > 0.0)):
-                count += 1
-            prev = u
-    return count
+def _average_nb(average: float, units: float, price: float, more: float) -> float:
+    """Unit-weighted average price after adding ``more`` units at ``price``; exact for one fill."""
+    if units == 0.0:
+        return price
+    return average + (price - average) * (more / (units + more))
 
 
 @njit(cache=True)
 def trades_nb(
-    units: np.ndarray, fill_price: np.ndarray, fees: np.ndarray, close: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, int]:
+    fill_bar: np.ndarray,
+    fill_asset: np.ndarray,
+    fill_units: np.ndarray,
+    fill_price: np.ndarray,
+    fill_fee: np.ndarray,
+    last_close: np.ndarray,
+    last_bar: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Round trips from the fills of :func:`simulate_nb`, one row per trade.
 
     A trade opens when an asset's units leave zero, and ends when they return to zero or change
     sign (a flip ends one trade and opens the next at the same fill; the fill's fee is split
     between them in proportion to units). Changes of size on the same side belong to the trade.
-    A trade still open after the last bar is valued at the last close.
+    A trade still open after the last bar (``last_bar``) is valued at ``last_close`` of its
+    asset. Rows come in the order the trades end, the open ones last (by asset).
 
-    Returns ``(ints, floats, count)``: ``ints[i] = (asset, side, entry_bar, exit_bar, is_open)``
-    with side ``+1``/``-1``; ``floats[i] = (entry_price, exit_price, pnl, costs, entry_notional)``
-    where the prices are unit-weighted averages of the increasing / decreasing fills, ``pnl`` is
-    net of costs in account currency and ``entry_notional`` is the sum of increasing notional.
+    Returns ``(ints, floats)``: ``ints[i] = (asset, side, entry_bar, exit_bar, is_open)`` with
+    side ``+1``/``-1``; ``floats[i] = (entry_price, exit_price, pnl, costs, entry_notional)``
+    where the prices are unit-weighted averages of the increasing / decreasing fills (a single
+    fill's price exactly), ``pnl`` is net of costs in account currency and ``entry_notional``
+    is the sum of increasing notional.
     """
-    n, k = units.shape
-    cap = count_trades_nb(units)
-    ints = np.zeros((cap, 5), dtype=np.int64)
-    floats = np.zeros((cap, 5))
-    m = 0
-    for a in range(k):
-        prev = 0.0
-        side = 0
-        entry_bar = 0
-        in_units = 0.0
-        in_notional = 0.0
-        out_units = 0.0
-        out_notional = 0.0
-        cost = 0.0
-        flow = 0.0
-        for t in range(n):
-            u = units[t, a]
-            if u == prev:
-                continue
-            p = fill_price[t, a]
-            fee = fees[t, a]
-            closing = 0.0
-            opening = 0.0
-            if prev == 0.0:
-                opening = abs(u)
-            elif u == 0.0 or (u > 0.0) != (prev > 0.0):
-                closing = abs(prev)
-                opening = abs(u)
-            elif abs(u) > abs(prev):
-                in_units += abs(u) - abs(prev)
-                in_notional += (abs(u) - abs(prev)) * p
+    k = last_close.shape[0]
+    m = fill_bar.shape[0]
+    ints = np.empty((m, 5), dtype=np.int64)  # every trade is opened by a fill
+    floats = np.empty((m, 5))
+    prev = np.zeros(k)
+    side = np.zeros(k, dtype=np.int64)
+    entry_bar = np.zeros(k, dtype=np.int64)
+    in_units = np.zeros(k)
+    in_price = np.zeros(k)
+    in_notional = np.zeros(k)
+    out_units = np.zeros(k)
+    out_price = np.zeros(k)
+    cost = np.zeros(k)
+    flow = np.zeros(k)
+    count = 0
+    for i in range(m):
+        a = fill_asset[i]
+        u = fill_units[i]
+        p = fill_price[i]
+        fee = fill_fee[i]
+        before = prev[a]
+        prev[a] = u
+        closing = 0.0
+        opening = 0.0
+        if before == 0.0:
+            opening = abs(u)
+        elif u == 0.0 or (u > 0.0) != (before > 0.0):
+            closing = abs(before)
+            opening = abs(u)
+        else:  # re-sized on the same side: the trade goes on
+            change = abs(u) - abs(before)
+            if change > 0.0:
+                in_price[a] = _average_nb(in_price[a], in_units[a], p, change)
+                in_units[a] += change
+                in_notional[a] += change * p
             else:
-                out_units += abs(prev) - abs(u)
-                out_notional += (abs(prev) - abs(u)) * p
-            if closing == 0.0 and opening == 0.0:
-                cost += fee
-                flow -= (u - prev) * p + fee
-                prev = u
-                continue
-            close_fee = fee * closing / (closing + opening)
-            if closing > 0.0:
-                out_units += closing
-                out_notional += closing * p
-                cost += close_fee
-                flow -= -prev * p + close_fee
-                ints[m, 0] = a
-                ints[m, 1] = side
-                ints[m, 2] = entry_bar
-                ints[m, 3] = t
-                ints[m, 4] = 0
-                floats[m, 0] = in_notional / in_units
-                floats[m, 1] = out_notional / out_units
-                floats[m, 2] = flow
-                floats[m, 3] = cost
-                floats[m, 4] = in_notional
-                m += 1
-            if opening > 0.0:
-                side = 1 if u > 0.0 else -1
-                entry_bar = t
-                in_units = opening
-                in_notional = opening * p
-                out_units = 0.0
-                out_notional = 0.0
-                cost = fee - close_fee
-                flow = -u * p - cost
-            prev = u
-        if prev != 0.0:
-            last = close[n - 1, a]
-            ints[m, 0] = a
-            ints[m, 1] = side
-            ints[m, 2] = entry_bar
-            ints[m, 3] = n - 1
-            ints[m, 4] = 1
-            floats[m, 0] = in_notional / in_units
-            floats[m, 1] = (out_notional + abs(prev) * last) / (out_units + abs(prev))
-            floats[m, 2] = flow + prev * last
-            floats[m, 3] = cost
-            floats[m, 4] = in_notional
-            m += 1
-    return ints, floats, m
+                out_price[a] = _average_nb(out_price[a], out_units[a], p, -change)
+                out_units[a] -= change
+            cost[a] += fee
+            flow[a] -= (u - before) * p + fee
+            continue
+        close_fee = fee * closing / (closing + opening)
+        if closing > 0.0:
+            out_price[a] = _average_nb(out_price[a], out_units[a], p, closing)
+            cost[a] += close_fee
+            flow[a] -= -before * p + close_fee
+            ints[count, 0] = a
+            ints[count, 1] = side[a]
+            ints[count, 2] = entry_bar[a]
+            ints[count, 3] = fill_bar[i]
+            ints[count, 4] = 0
+            floats[count, 0] = in_price[a]
+            floats[count, 1] = out_price[a]
+            floats[count, 2] = flow[a]
+            floats[count, 3] = cost[a]
+            floats[count, 4] = in_notional[a]
+            count += 1
+        if opening > 0.0:
+            side[a] = 1 if u > 0.0 else -1
+            entry_bar[a] = fill_bar[i]
+            in_units[a] = opening
+            in_price[a] = p
+            in_notional[a] = opening * p
+            out_units[a] = 0.0
+            cost[a] = fee - close_fee
+            flow[a] = -u * p - cost[a]
+    for a in range(k):
+        if prev[a] == 0.0:
+            continue
+        last = last_close[a]
+        ints[count, 0] = a
+        ints[count, 1] = side[a]
+        ints[count, 2] = entry_bar[a]
+        ints[count, 3] = last_bar
+        ints[count, 4] = 1
+        floats[count, 0] = in_price[a]
+        floats[count, 1] = _average_nb(out_price[a], out_units[a], last, abs(prev[a]))
+        floats[count, 2] = flow[a] + prev[a] * last
+        floats[count, 3] = cost[a]
+        floats[count, 4] = in_notional[a]
+        count += 1
+    return ints[:count], floats[:count]
 
 
 @njit(cache=True)
-def drawdown_nb(returns: np.ndarray) -> tuple[float, int]:
-    """Maximum drawdown of the compounded ``returns`` and its longest duration.
+def wealth_stats_nb(returns: np.ndarray) -> tuple[float, float, int, float]:
+    """One pass over compounded ``returns``: final wealth, drawdown and downside.
 
     The wealth path starts at 1 before the first return, so a loss on the first bar counts.
-    Returns ``(max_drawdown, duration)``: the most negative ``wealth / running_peak - 1``
-    (0.0 when wealth never falls) and the largest number of consecutive bars spent below the
-    running peak.
+    Returns ``(wealth, max_drawdown, duration, downside_mean_square)``: the final wealth; the
+    most negative ``wealth / running_peak - 1`` (0.0 when wealth never falls); the largest
+    number of consecutive bars spent below the running peak; ``mean(min(r, 0) ** 2)`` (NaN for
+    no returns).
     """
     wealth = 1.0
     peak = 1.0
     worst = 0.0
     run = 0
     longest = 0
+    downside = 0.0
     for r in returns:
         wealth *= 1.0 + r
+        if r < 0.0:
+            downside += r * r
         if wealth >= peak:
             peak = wealth
             run = 0
@@ -246,18 +374,28 @@ def drawdown_nb(returns: np.ndarray) -> tuple[float, int]:
             dd = wealth / peak - 1.0 if peak > 0.0 else -1.0
             if dd < worst:
                 worst = dd
-    return worst, longest
+    n = returns.shape[0]
+    return wealth, worst, longest, downside / n if n else np.nan
 
 
 @njit(cache=True)
-def turnover_nb(held: np.ndarray) -> np.ndarray:
-    """Per-bar traded weight ``sum_a |held[t, a] - held[t - 1, a]|`` with ``held[-1] = 0``."""
+def position_stats_nb(held: np.ndarray) -> tuple[float, int]:
+    """Traded weight and exposure of held weights ``(n, k)`` (NaN counts as 0).
+
+    Returns ``(traded, exposed)``: ``sum_t sum_a |held[t, a] - held[t - 1, a]|`` with
+    ``held[-1] = 0``, and the number of bars with a nonzero weight in some asset.
+    """
     n, k = held.shape
-    out = np.zeros(n)
+    before = np.zeros(k)
+    traded = 0.0
+    exposed = 0
     for t in range(n):
-        s = 0.0
+        nonzero = np.int64(0)
         for a in range(k):
-            before = held[t - 1, a] if t > 0 else 0.0
-            s += abs(held[t, a] - before)
-        out[t] = s
-    return out
+            w = held[t, a]
+            w = w if w == w else 0.0
+            traded += abs(w - before[a])
+            nonzero |= np.int64(w != 0.0)
+            before[a] = w
+        exposed += int(nonzero)
+    return traded, exposed

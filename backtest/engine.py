@@ -11,15 +11,24 @@ The model, precisely:
   target of the last bar is never filled. ``execution="close"`` fills it at the close of bar ``t``
   itself (the classic vectorised convention, vectorbt's default).
 * **Rebalancing.** An asset is traded only on the bars where its target *changes* (exact float
-  comparison with its previous target). It is then traded to ``units = w * E / price``, where
-  ``E = cash + sum(units * price)`` is the account marked at the execution prices just before
-  the fills; an asset whose target is unchanged keeps its units and its weight drifts with its
-  price (no churn from drift; drift can make the gross exposure exceed 1 for a while).
-* **Costs.** Every fill pays ``(commission_bps + slippage_bps) / 1e4 * |traded notional|`` plus
-  ``min_fee`` (account currency) whenever its traded notional is nonzero, entry and exit alike,
-  deducted from cash. Fills are at the raw open/close: slippage is charged as a cost, not as a
-  worse fill price. If the account value reaches ``<= 0`` at an execution, everything is closed
-  and nothing trades again.
+  comparison with its previous target). ``E = cash + sum(units * price)`` is the account marked
+  at the execution prices just before the fills, and ``X`` what remains of it once the costs of
+  those fills are paid. Each asset whose target changed is traded to ``units = w * X / price``:
+  its position is ``w`` of the account *after* costs, so position values plus costs fit within
+  the account and costs come out of the book, never from borrowed cash (a target of 1 from flat
+  buys ``X = (E - min_fee) / (1 + rate)`` worth and leaves no cash, as vectorbt's
+  ``from_signals`` sizes ``cash / (price * (1 + fees))`` when it buys with all its cash). ``X``
+  solves ``X = E - sum(rate * |w * X - units * price| + min_fee)`` over those fills, exactly
+  (Newton steps on a piecewise-linear equation). An asset whose target is unchanged keeps its
+  units and its weight drifts with its price (no churn from drift; drift can make the gross
+  exposure exceed 1 for a while).
+* **Costs.** Every fill pays ``rate * |traded notional|`` with ``rate = (commission_bps +
+  slippage_bps) / 1e4``, plus ``min_fee`` (account currency) whenever its traded notional is
+  nonzero, entry and exit alike, deducted from cash. Fills are at the raw open/close: slippage is
+  charged as a cost, not as a worse fill price (vectorbt's worse fill price gives the same
+  round-trip result up to ``2 * commission * slippage * (commission + slippage)`` per trade). If
+  the account value, or what would remain of it after the costs of the fills, is ``<= 0`` at an
+  execution, everything is closed and nothing trades again.
 * **Equity** is marked at every bar's close: ``equity[t] = cash + sum(units * close[t])``. With
   next-open execution ``equity[0] == initial_capital``; with close execution a fill at bar 0
   already pays its costs in ``equity[0]``. ``returns[t] = equity[t] / equity[t - 1] - 1`` with
@@ -134,12 +143,42 @@ class BacktestResult:
     initial_capital: float
 
 
+def _readonly(values: np.ndarray) -> np.ndarray:
+    """``values`` as a read-only C-contiguous float64 array (a view when it already is one).
+
+    The kernels always receive read-only arrays, so numba compiles (and caches) one version of
+    each whether the data came straight from a frame (pandas hands out read-only views) or was
+    assembled here.
+    """
+    out = np.ascontiguousarray(values, dtype=np.float64)
+    if out.flags.writeable:
+        out = out.view()
+        out.flags.writeable = False
+    return out
+
+
+def _float_column(column: pd.Series) -> np.ndarray:
+    """A numeric column as float64 values, without a copy when it already is float64."""
+    if column.dtype == np.float64:
+        return column.to_numpy()
+    if column.dtype == bool:
+        return column.to_numpy(dtype=np.float64)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _as_matrix(columns: list[np.ndarray]) -> np.ndarray:
+    """One column per asset as a read-only ``(n_bars, n_assets)`` matrix (a view for one asset)."""
+    if len(columns) == 1:
+        return _readonly(columns[0]).reshape(-1, 1)
+    return _readonly(np.column_stack(columns))
+
+
 def _price_matrix(
     frames: Mapping[str, pd.DataFrame], assets: list[str], column: str
 ) -> tuple[np.ndarray, pd.Index]:
     index = frames[assets[0]].index
-    out = np.empty((len(index), len(assets)))
-    for j, asset in enumerate(assets):
+    columns = []
+    for asset in assets:
         frame = frames[asset]
         if not isinstance(frame, pd.DataFrame):
             raise ValueError(
@@ -157,22 +196,26 @@ def _price_matrix(
                 f"prices for {asset!r} have a different index from {assets[0]!r}: every asset of a "
                 "panel needs the same bars; align them first, e.g. with an inner join on ts"
             )
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~(np.isfinite(values) & (values > 0))
-        if bad.any():
-            first = index[int(np.argmax(bad))]
+        values = _readonly(_float_column(frame[column]))
+        first = _k.first_bad_price_nb(values)
+        if first >= 0:
+            bad = int(np.count_nonzero(~(np.isfinite(values) & (values > 0))))
             raise ValueError(
-                f"prices for {asset!r} have {int(bad.sum())} missing, infinite or non-positive "
-                f"{column!r} value(s), first at {first}: drop or fill those bars before the backtest"
+                f"prices for {asset!r} have {bad} missing, infinite or non-positive "
+                f"{column!r} value(s), first at {index[first]}: drop or fill those bars before the backtest"
             )
-        out[:, j] = values
-    return out, index
+        columns.append(values)
+    return _as_matrix(columns), index
 
 
 def _check_index(index: pd.Index) -> None:
     if len(index) < 2:
         raise ValueError(f"a backtest needs at least 2 bars, got {len(index)}: pass a longer price history")
-    if not index.is_unique or not index.is_monotonic_increasing:
+    if isinstance(index, pd.DatetimeIndex):  # int64 stamps, no conversion and no hash table
+        ordered = _k.first_unsorted_nb(index.asi8) < 0
+    else:
+        ordered = index.is_unique and index.is_monotonic_increasing
+    if not ordered:
         raise ValueError(
             "the prices index must be sorted and unique: use frame.sort_index() and drop duplicated "
             "timestamps (market.bars.canonical_bars does both)"
@@ -180,54 +223,49 @@ def _check_index(index: pd.Index) -> None:
 
 
 def _weights(positions: pd.Series | pd.DataFrame, assets: list[str], index: pd.Index) -> np.ndarray:
-    frame = positions.to_frame() if isinstance(positions, pd.Series) else positions
-    if not frame.index.equals(index):
-        if len(frame.index) != len(index):
-            detail = f"{len(frame.index)} position rows for {len(index)} price bars"
+    if not positions.index.equals(index):
+        if len(positions.index) != len(index):
+            detail = f"{len(positions.index)} position rows for {len(index)} price bars"
         else:
-            diff = np.flatnonzero(np.asarray(frame.index != index))
+            diff = np.flatnonzero(np.asarray(positions.index != index))
             detail = f"first difference at row {int(diff[0]) if diff.size else 0}"
         raise ValueError(
             f"positions are not aligned with prices ({detail}): give one target per price bar, e.g. "
             "positions.reindex(prices.index).fillna(0.0)"
         )
-    cols = [frame[c] for c in frame.columns] if isinstance(positions, pd.DataFrame) else [positions]
-    out = np.empty((len(index), len(assets)))
+    cols = (
+        [positions.iloc[:, j] for j in range(positions.shape[1])]
+        if isinstance(positions, pd.DataFrame)
+        else [positions]
+    )
     for j, col in enumerate(cols):
-        if col.dtype == bool:
-            col = col.astype(np.float64)
-        if not (pd.api.types.is_numeric_dtype(col.dtype)):
+        if col.dtype != bool and not pd.api.types.is_numeric_dtype(col.dtype):
             raise ValueError(
                 f"positions for {assets[j]!r} are not numeric ({col.dtype}): pass weights in [-1, 1]"
             )
-        out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
-    nan = np.isnan(out)
-    if nan.any():
-        row, colno = np.argwhere(nan)[0]
+    out = _as_matrix([_float_column(col) for col in cols])
+    k = out.shape[1]
+    nan_count, first_nan, first_big, first_over, needs_clip = _k.weight_problems_nb(out, _WEIGHT_TOL)
+    if nan_count:
+        row, colno = divmod(first_nan, k)
         raise ValueError(
-            f"positions contain {int(nan.sum())} NaN value(s), first for {assets[colno]!r} at "
+            f"positions contain {nan_count} NaN value(s), first for {assets[colno]!r} at "
             f"{index[row]}: a target must be decided on every bar; use positions.fillna(0.0) for flat "
             "or .ffill() to keep the previous target"
         )
-    big = np.abs(out) > 1.0 + _WEIGHT_TOL
-    if big.any():
-        row, colno = np.argwhere(big)[0]
+    if first_big >= 0:
+        row, colno = divmod(first_big, k)
         raise ValueError(
             f"positions must lie in [-1, 1] (fractions of equity, no leverage); {assets[colno]!r} has "
             f"{out[row, colno]!r} at {index[row]}: rescale or use positions.clip(-1, 1)"
         )
-    gross = np.abs(out).sum(axis=1)
-    over = gross > 1.0 + _WEIGHT_TOL
-    if over.any():
-        row = int(np.argmax(over))
+    if first_over >= 0:
         raise ValueError(
-            f"absolute portfolio weights must sum to at most 1 per bar; they sum to {gross[row]!r} at "
-            f"{index[row]}: scale the rows, e.g. "
+            f"absolute portfolio weights must sum to at most 1 per bar; they sum to "
+            f"{float(np.abs(out[first_over]).sum())!r} at {index[first_over]}: scale the rows, e.g. "
             "positions.div(positions.abs().sum(axis=1).clip(lower=1.0), axis=0)"
         )
-    if not np.isfinite(out).all():
-        raise ValueError("positions contain infinite values: pass weights in [-1, 1]")
-    return np.ascontiguousarray(np.clip(out, -1.0, 1.0))
+    return _readonly(np.clip(out, -1.0, 1.0)) if needs_clip else out
 
 
 def _resolve_assets(
@@ -306,15 +344,17 @@ def _periods_per_year(
     return (len(index) - 1) * 365.25 / span
 
 
-def _trade_frame(
-    ints: np.ndarray, floats: np.ndarray, count: int, assets: list[str], index: pd.Index
-) -> pd.DataFrame:
-    ints, floats = ints[:count], floats[:count]
+def _trade_frame(ints: np.ndarray, floats: np.ndarray, assets: list[str], index: pd.Index) -> pd.DataFrame:
+    count = ints.shape[0]
+    if len(assets) > 1 and count:  # by entry time, then asset name
+        rank = np.argsort(np.argsort(np.array(assets, dtype=object)))
+        order = np.lexsort((rank[ints[:, 0]], ints[:, 2]))
+        ints, floats = ints[order], floats[order]
     notional = floats[:, 4]
     frame = pd.DataFrame(
         {
-            "asset": pd.Series([assets[a] for a in ints[:, 0]], dtype=object),
-            "side": np.where(ints[:, 1] > 0, "long", "short").astype(object),
+            "asset": pd.Series(np.array(assets, dtype=object)[ints[:, 0]], dtype=object),
+            "side": np.array(["short", "long"], dtype=object)[(ints[:, 1] > 0).astype(np.intp)],
             "entry_time": index[ints[:, 2]],
             "exit_time": index[ints[:, 3]],
             "entry_price": floats[:, 0],
@@ -326,8 +366,6 @@ def _trade_frame(
         },
         columns=list(TRADE_COLUMNS),
     )
-    if len(assets) > 1 and count:
-        frame = frame.sort_values(["entry_time", "asset"], kind="stable").reset_index(drop=True)
     return frame
 
 
@@ -389,37 +427,29 @@ def run(
     ppy = _periods_per_year(index, periods_per_year, calendar, timeframe)
     capital = float(initial_capital)
 
-    equity, held, units, fill_price, fees, _traded = _k.simulate_nb(
-        np.ascontiguousarray(open_),
-        np.ascontiguousarray(close),
-        target,
-        at_close,
-        costs.rate,
-        float(costs.min_fee),
-        capital,
+    equity, rets, held, fill_bar, fill_asset, fill_units, fill_price, fill_fee = _k.simulate_nb(
+        open_, close, target, at_close, costs.rate, float(costs.min_fee), capital
     )
-    rets = _k.returns_nb(equity, capital)
-    ints, floats, count = _k.trades_nb(units, fill_price, fees, close)
-    trades = _trade_frame(ints, floats, int(count), assets, index)
+    ints, floats = _k.trades_nb(
+        fill_bar, fill_asset, fill_units, fill_price, fill_fee, close[-1], len(index) - 1
+    )
+    trades = _trade_frame(ints, floats, assets, index)
 
+    # copy=False: pandas 3 would otherwise copy every array it wraps
     if isinstance(positions, pd.Series):
-        held_out: pd.Series | pd.DataFrame = pd.Series(held[:, 0], index=index, name=positions.name)
-    else:
-        held_out = pd.DataFrame(
-            held,
-            index=index,
-            columns=positions.columns[[list(map(str, positions.columns)).index(a) for a in assets]],
+        held_out: pd.Series | pd.DataFrame = pd.Series(
+            held[:, 0], index=index, name=positions.name, copy=False
         )
-    equity_s = pd.Series(equity, index=index, name="equity")
-    returns_s = pd.Series(rets, index=index, name="returns")
+    else:
+        held_out = pd.DataFrame(held, index=index, columns=positions.columns, copy=False)
     metrics = performance_metrics(rets, positions=held, trades=trades, periods_per_year=ppy)
     return BacktestResult(
-        equity=equity_s,
-        returns=returns_s,
+        equity=pd.Series(equity, index=index, name="equity", copy=False),
+        returns=pd.Series(rets, index=index, name="returns", copy=False),
         positions=cast(pd.Series | pd.DataFrame, held_out),
         trades=trades,
         metrics=metrics,
-        costs_paid=float(fees.sum()),
+        costs_paid=float(fill_fee.sum()),
         periods_per_year=ppy,
         initial_capital=capital,
     )

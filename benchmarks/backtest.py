@@ -4,30 +4,36 @@ Run ``python -m benchmarks.backtest``; options: ``--rows N`` (default 1,000,000 
 ``--repeats K`` (default 5) and ``--bt-rows M`` (default 0: all ``N``). Prints one JSON object.
 
 Workload: a long/flat MA(20)/MA(50) crossover on ``N`` one-minute bars of a synthetic geometric
-random walk with valid OHLC (``low <= open, close <= high``), 1 bp commission and 1 bp slippage,
-filled at the signal bar's close (the convention the three engines share). The signals are
-computed once with pandas ``rolling`` and handed to every engine, so only the backtests are timed.
+random walk with valid OHLC (``low <= open, close <= high``) on a tz-aware UTC index (FKS's bar
+contract), 1 bp commission and 1 bp slippage, filled at the signal bar's close (the convention
+the three engines share). The signals are computed once with pandas ``rolling`` and handed to
+every engine, so only the backtests are timed.
 
-* ``ours_s``: best of K full :func:`backtest.run` calls (validation, simulation, round trips,
-  equity/returns Series, the 15 metrics), after one warm-up call whose time (numba compilation
-  or loading the on-disk cache) is ``ours_first_call_s``. ``periods_per_year`` is passed, so no
-  time goes into inferring it.
-* ``vectorbt_s``: anchor, best of K of ``Portfolio.from_signals`` alone (its simulation, order
-  and trade records), after a first call reported apart as ``vectorbt_first_call_s`` (numba
-  compilation). This is the strict comparison: our timed call also builds the equity and
-  returns Series, the round-trip frame and the metrics. ``vectorbt_outputs_s`` is, once, what
+* ``ours_s``: best of K full :func:`backtest.run` calls on the canonical bars (validation,
+  simulation, round trips, equity/returns/positions Series, the 15 metrics), after one warm-up
+  call whose time (numba compilation or loading the on-disk cache) is ``ours_first_call_s``.
+  ``periods_per_year`` is passed, so no time goes into inferring it.
+* ``vectorbt``: the main anchor, best of K of ``Portfolio.from_signals`` alone (its simulation
+  and order records) on plain numpy arrays (float64 close, bool entries and exits), the form it
+  simulates at full speed; its first call is reported apart as ``first_call_s`` (numba
+  compilation). This is the strict comparison: our timed call also builds the equity, returns
+  and positions Series, the round-trip frame and the metrics. ``outputs_s`` is, once, what
   vectorbt then needs for the same outputs (``value()``, ``returns()``,
-  ``trades.records_readable``, ``sharpe_ratio()``, ``max_drawdown()``); with pandas 3.1 its
-  ``value()`` alone takes seconds on a million rows, so it is reported, not used as the anchor.
-* ``backtesting_s``: anchor, backtesting.py's ``Backtest.run`` (``trade_on_close=True``,
+  ``trades.records_readable``, ``sharpe_ratio()``, ``max_drawdown()``).
+* ``vectorbt_tz_aware``: the same call on pandas Series indexed by the bars' tz-aware
+  DatetimeIndex, as a user holding FKS bars would pass them; vectorbt then spends nearly all of
+  its time converting the timestamps, so it is a second line, not the anchor.
+* ``backtesting``: anchor, backtesting.py's ``Backtest.run`` (``trade_on_close=True``,
   ``commission=2e-4``, a trivial ``next()`` reading the same precomputed signal), run once. By
-  default on all ``N`` bars (about 3 s for a million with 0.6.6); with ``--bt-rows M`` on the
-  first ``M`` bars only, scaled to ``N`` as ``seconds * N / M`` (its event loop is linear in bars).
+  default on all ``N`` bars; with ``--bt-rows M`` on the first ``M`` bars only, scaled to ``N``
+  as ``seconds * N / M`` (its event loop is linear in bars).
 
-Targets: ``ours_s / vectorbt_s <= 1`` and ``backtesting_s / ours_s >= 30``.
+Targets: ``ours_s / vectorbt.s <= 1`` with the same trades, and ``backtesting.s / ours_s >= 30``.
 ``same_trades_as_vectorbt`` checks the entry and exit bars of every round trip;
-``final_return_rel_diff`` compares the final returns. ``peak_rss_mb`` is the process's peak
-resident memory (``ru_maxrss``) after each stage. backtesting.py's progress bar goes to stderr.
+``final_return_rel_diff`` compares the final returns (both engines pay the costs out of the
+cash; vectorbt moves the fill price by the slippage where FKS charges it, a difference of about
+``4e-12`` per round trip at 1 bp each). ``peak_rss_mb`` is the process's peak resident memory
+(``ru_maxrss``) after each stage. backtesting.py's progress bar goes to stderr.
 """
 
 from __future__ import annotations
@@ -84,18 +90,18 @@ def ours(bars: pd.DataFrame, pos: pd.Series) -> Any:
     return run(bars, pos, Costs(1.0, 1.0), execution="close", periods_per_year=MINUTES_PER_YEAR)
 
 
-def vectorbt_sim(bars: pd.DataFrame, entries: pd.Series, exits: pd.Series) -> Any:
-    """vectorbt's simulation alone."""
+def vectorbt_sim(close: Any, entries: Any, exits: Any) -> Any:
+    """vectorbt's simulation alone, on whatever form of the inputs it is given."""
     import vectorbt as vbt
 
     return vbt.Portfolio.from_signals(
-        bars["close"], entries, exits, fees=1e-4, slippage=1e-4, init_cash=1.0, freq="1min"
+        close, entries, exits, fees=1e-4, slippage=1e-4, init_cash=1.0, freq="1min"
     )
 
 
-def vectorbt_full(bars: pd.DataFrame, entries: pd.Series, exits: pd.Series) -> Any:
+def vectorbt_full(close: Any, entries: Any, exits: Any) -> Any:
     """vectorbt's simulation plus what it needs for the outputs :func:`backtest.run` returns."""
-    pf = vectorbt_sim(bars, entries, exits)
+    pf = vectorbt_sim(close, entries, exits)
     return pf, pf.value(), pf.returns(), pf.trades.records_readable, pf.sharpe_ratio(), pf.max_drawdown()
 
 
@@ -138,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pos = signals(bars)
     prev = pos.shift(1, fill_value=0.0)
     entries, exits = (pos > 0) & (prev == 0), (pos == 0) & (prev > 0)
+    arrays = (bars["close"].to_numpy(), entries.to_numpy(), exits.to_numpy())
     out: dict[str, Any] = {"rows": args.rows, "repeats": args.repeats, "peak_rss_mb": {}}
     out["peak_rss_mb"]["data"] = _peak_rss_mb()
 
@@ -150,12 +157,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        vectorbt_full(bars, entries, exits)
-        out["vectorbt_first_call_s"] = round(time.perf_counter() - start, 4)
-        out["vectorbt_s"] = round(_best(lambda: vectorbt_sim(bars, entries, exits), args.repeats), 4)
-        out["vectorbt_outputs_s"] = round(_best(lambda: vectorbt_full(bars, entries, exits), 1), 4)
-        pf = vectorbt_sim(bars, entries, exits)
+        vectorbt_full(*arrays)
+        first = time.perf_counter() - start
+        pf = vectorbt_sim(*arrays)
+        out["vectorbt"] = {
+            "input": "numpy arrays: float64 close, bool entries and exits",
+            "first_call_s": round(first, 4),
+            "s": round(_best(lambda: vectorbt_sim(*arrays), args.repeats), 4),
+            "outputs_s": round(_best(lambda: vectorbt_full(*arrays), 1), 4),
+        }
+        out["vectorbt_tz_aware"] = {
+            "input": "pandas Series on the tz-aware DatetimeIndex of the bars",
+            "s": round(_best(lambda: vectorbt_sim(bars["close"], entries, exits), args.repeats), 4),
+        }
         theirs = pf.trades.records
+        vbt_total = float(pf.total_return())
         out["peak_rss_mb"]["vectorbt"] = _peak_rss_mb()
 
     trades = result.trades
@@ -165,7 +181,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         and np.array_equal(index.get_indexer(trades["exit_time"]), theirs["exit_idx"])
     )
     ours_total = result.metrics["total_return"]
-    vbt_total = float(pf.total_return())
     out["trades"] = len(trades)
     out["same_trades_as_vectorbt"] = same
     out["final_return_rel_diff"] = abs(ours_total - vbt_total) / max(abs(vbt_total), 1e-12)
@@ -173,21 +188,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bt_rows = min(args.bt_rows, args.rows) if args.bt_rows > 0 else args.rows
     bt_seconds, bt_trades = backtesting_seconds(bars.iloc[:bt_rows], pos.iloc[:bt_rows])
     ours_slice = result if bt_rows == args.rows else ours(bars.iloc[:bt_rows], pos.iloc[:bt_rows])
-    out["backtesting_rows"] = bt_rows
-    out["backtesting_measured_s"] = round(bt_seconds, 3)
-    out["backtesting_s"] = round(bt_seconds * args.rows / bt_rows, 2)
-    out["backtesting_trades"] = bt_trades
-    out["ours_trades_on_backtesting_rows"] = len(ours_slice.trades)
+    out["backtesting"] = {
+        "rows": bt_rows,
+        "measured_s": round(bt_seconds, 3),
+        "s": round(bt_seconds * args.rows / bt_rows, 2),
+        "trades": bt_trades,
+        "ours_trades_on_its_rows": len(ours_slice.trades),
+    }
     out["peak_rss_mb"]["backtesting"] = _peak_rss_mb()
 
-    out["vectorbt_ratio"] = round(out["ours_s"] / out["vectorbt_s"], 3)
-    out["vectorbt_outputs_ratio"] = round(out["ours_s"] / out["vectorbt_outputs_s"], 4)
-    out["backtesting_speedup"] = round(out["backtesting_s"] / out["ours_s"], 1)
-    out["targets"] = {"vectorbt_ratio_max": VECTORBT_TARGET, "backtesting_speedup_min": BACKTESTING_TARGET}
+    out["ratios"] = {
+        "vectorbt": round(out["ours_s"] / out["vectorbt"]["s"], 3),
+        "vectorbt_tz_aware": round(out["ours_s"] / out["vectorbt_tz_aware"]["s"], 4),
+        "vectorbt_outputs": round(out["ours_s"] / out["vectorbt"]["outputs_s"], 4),
+        "backtesting_speedup": round(out["backtesting"]["s"] / out["ours_s"], 1),
+    }
+    out["targets"] = {"vectorbt_max": VECTORBT_TARGET, "backtesting_speedup_min": BACKTESTING_TARGET}
     out["targets_met"] = bool(
-        out["vectorbt_ratio"] <= VECTORBT_TARGET and out["backtesting_speedup"] >= BACKTESTING_TARGET and same
+        out["ratios"]["vectorbt"] <= VECTORBT_TARGET
+        and out["ratios"]["backtesting_speedup"] >= BACKTESTING_TARGET
+        and same
     )
-    print(json.dumps(out))
+    print(json.dumps(out, indent=2))
     return out
 
 

@@ -15,6 +15,14 @@ A challenger is promoted only when every check passes:
 * **trades**: the backtest made at least ``min_trades`` trades;
 * **data**: the backtest window's data passed validation (when ``require_validated_data``).
 
+The comparison window is out of sample for both models: the part of the challenger's test window
+after the end of each model's training and validation data (see
+:func:`models.gate.comparison_window`). When the champion's data reaches into that window the
+window is narrowed; when fewer than ``min_window_bars`` bars remain, or the champion is on another
+symbol or timeframe, the champion check fails with that reason. The baselines the gate compares
+against are listed in :class:`config.backtest.PromoteConfig` (``baselines``, default
+:data:`DEFAULT_BASELINES`); one that cannot be evaluated fails the baseline check.
+
 Direction of the primary metric: **higher is better** for every key of the backtest metrics
 dict (``sharpe``, ``sortino``, ``calmar``, ``total_return``, ``cagr``, ``win_rate``, ...),
 except the metrics in :data:`CLOSER_TO_ZERO_IS_BETTER`: ``max_drawdown`` is a negative fraction
@@ -35,6 +43,14 @@ CLOSER_TO_ZERO_IS_BETTER: frozenset[str] = frozenset({"max_drawdown"})
 DRAWDOWN_METRIC = "max_drawdown"
 """The backtest metric the drawdown guard reads."""
 
+BUY_AND_HOLD = "buy and hold"
+"""The benchmark that is always long: needs only the bars."""
+
+DEFAULT_BASELINES: tuple[str, ...] = (BUY_AND_HOLD, "last_return", "ridge", "hist_gb")
+"""The baselines the gate compares against by default: buy and hold, and the forecaster baselines
+whose logged test forecasts are traded like the model's (``zero`` never trades, and
+``always_long`` traded long/flat is buy and hold)."""
+
 
 class PromotionPolicy(BaseModel):
     """Thresholds of the promotion gate (see the module docstring for the checks).
@@ -49,6 +65,9 @@ class PromotionPolicy(BaseModel):
             whose max drawdown is worse (further below 0) is refused. Default -0.35.
         min_trades: the fewest trades a backtest needs for its metrics to count (>= 0).
         require_validated_data: refuse when the backtest window's data did not pass validation.
+        min_window_bars: the fewest bars the window comparing challenger and champion must hold
+            (out of sample for both, see :func:`models.gate.comparison_window`); fewer fails the
+            champion check (>= 1; default 60, about a quarter of daily bars).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -59,6 +78,7 @@ class PromotionPolicy(BaseModel):
     max_drawdown_floor: float = Field(default=-0.35, ge=-1.0, le=0.0, allow_inf_nan=False)
     min_trades: int = Field(default=10, ge=0)
     require_validated_data: bool = True
+    min_window_bars: int = Field(default=60, ge=1)
 
     @field_validator("primary_metric")
     @classmethod

@@ -340,11 +340,25 @@ def validate(
         str | None, typer.Option(help="Comma-separated symbols (default: every stored series).")
     ] = None,
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe: 1m, 1h or 1d.")] = None,
+    warnings: Annotated[
+        bool,
+        typer.Option(
+            "--warnings",
+            help="List the stored bars flagged by warnings (large moves, stale prices...) instead.",
+        ),
+    ] = False,
 ) -> None:
-    """Re-validate stored bars with the bars suite; failing bars move to quarantine (exit 3)."""
+    """Re-validate stored bars with the bars suite; failing bars move to quarantine (exit 3).
+
+    With --warnings, list the bars that were kept but flagged (a one-way move beyond the robust
+    bound, a stale close, an unadjusted recorded split), with the reason, and validate nothing."""
     from config.flows import ValidateConfig
     from config.settings import get_settings
     from flows.validate import validate as validate_flow
+
+    if warnings:
+        _run_guarded(lambda: _print_warnings(_symbols(None, symbols), timeframe))
+        return
 
     def run() -> None:
         config = ValidateConfig(symbols=_symbols(None, symbols), timeframe=timeframe)
@@ -367,6 +381,24 @@ def validate(
         _exit_if_quarantined(summary.outcomes)
 
     _run_guarded(run)
+
+
+def _print_warnings(symbols: list[str] | None, timeframe: str | None) -> None:
+    from config.settings import get_settings
+    from storage import list_warnings
+    from tasks.store import store_for
+
+    with store_for(get_settings()).connect() as conn:
+        found = [w for w in list_warnings(conn, timeframe=timeframe) if not symbols or w.symbol in symbols]
+    if not found:
+        out.print("No stored bar is flagged by a warning.")
+        return
+    rows = [
+        [w.symbol, w.timeframe, w.ts.isoformat(), w.expectation, w.reason, f"{w.flagged_at:%Y-%m-%d %H:%M}"]
+        for w in found
+    ]
+    columns = ["symbol", "tf", "ts", "warning", "reason", "flagged at"]
+    out.print(_table(f"Warnings ({len(found)} bars kept and flagged)", columns, rows, set()))
 
 
 @app.command("features")
@@ -842,6 +874,7 @@ def main() -> None:
 
 def _add_subcommand_modules() -> None:
     """Command groups that live in their own modules (registered last: they import this module's helpers)."""
+    from flows.cli_actions import actions_app
     from flows.cli_backfill import backfill_command, gaps_command
     from flows.cli_lake import lake_app
     from flows.cli_market import fundamentals_app, market_app
@@ -851,6 +884,7 @@ def _add_subcommand_modules() -> None:
     app.add_typer(fundamentals_app, name="fundamentals", help="SEC EDGAR company facts and filings.")
     app.add_typer(market_app, name="market", help="Market overview (CoinMarketCap listings).")
     app.add_typer(providers_app, name="providers", help="Online providers: breakers, budgets, discrepancies.")
+    app.add_typer(actions_app, name="actions", help="Corporate actions (splits) recorded from the providers.")
     app.command("backfill")(backfill_command)
     app.command("gaps")(gaps_command)
 

@@ -1,5 +1,7 @@
-"""Market primitives shared by every layer: the canonical bar frame, timeframes, calendars, resampling."""
+"""Market primitives shared by every layer: the canonical bar frame, timeframes, calendars, resampling,
+split adjustment."""
 
+from market.adjust import SplitLike, apply_splits
 from market.bars import BAR_COLUMNS, Timeframe, canonical_bars, empty_bars
 from market.calendars import Calendar, GapReport, calendar_for_asset_class, find_gaps, get_calendar
 from market.resample import resample_bars
@@ -8,7 +10,9 @@ __all__ = [
     "BAR_COLUMNS",
     "Calendar",
     "GapReport",
+    "SplitLike",
     "Timeframe",
+    "apply_splits",
     "calendar_for_asset_class",
     "canonical_bars",
     "empty_bars",

@@ -1,4 +1,4 @@
-"""Baselines the forecaster must beat: zero, naive momentum, ridge, gradient-boosted trees.
+"""Baselines the forecaster must beat: zero, always long, naive momentum, ridge, boosted trees.
 
 Every baseline predicts the forward log return over the horizon from *tabular* features: a
 2-D matrix ``(samples, features)``, or windows ``(samples, lookback, features)`` of which only
@@ -12,6 +12,10 @@ shape ``(samples,)``, and a ``name``::
     report = evaluate_baselines(baselines, X_train, y_train, X_test, y_test)   # {name: metrics}
 
 Fit them on the training samples only, like the model, and evaluate on the same block.
+
+``always_long`` predicts a constant positive return, so its ``directional_accuracy`` is the
+share of up moves in the evaluated block: the directional accuracy a model must beat to show
+that it calls direction rather than the drift (``zero`` scores 0.5 by construction).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from models.metrics import regression_metrics
 from models.preprocessing import FeatureScaler
 
 __all__ = [
+    "AlwaysLongBaseline",
     "Baseline",
     "HistGBBaseline",
     "LastReturnBaseline",
@@ -132,6 +137,48 @@ class ZeroBaseline(_TabularBaseline):
             ValueError: not fitted, or a different number of features.
         """
         return np.zeros(self._check_predict(X).shape[0])
+
+
+class AlwaysLongBaseline(_TabularBaseline):
+    """Always predicts the same positive return: the drift, or "the market goes up".
+
+    The forecast is the mean of the training targets when it is positive, else
+    :attr:`MIN_FORECAST` (a tiny positive log return): it is always strictly positive, so every
+    sample is called up. Its ``directional_accuracy`` (see
+    :func:`models.metrics.regression_metrics`) is therefore exactly the share of positive
+    targets among the evaluated samples with a direction (targets of exactly 0 are left out), the
+    up-share a model's directional accuracy must beat. Its IC is undefined (NaN: a constant);
+    traded long/flat it is buy and hold.
+    """
+
+    name = "always_long"
+    MIN_FORECAST = 1e-8
+    """The forecast when the training drift is not positive (1e-8, a ten-thousandth of a bp)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forecast_: float | None = None
+
+    def fit(self, X_train: np.ndarray, y_train: np.ndarray) -> AlwaysLongBaseline:
+        """Learn the forecast: ``max(mean(y_train), MIN_FORECAST)``.
+
+        Raises:
+            ValueError: bad shapes or a NaN target.
+        """
+        _, y = self._check_fit(X_train, y_train, finite=False)
+        self.forecast_ = max(float(np.mean(y)), self.MIN_FORECAST)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The positive forecast for every sample, shape ``(samples,)``.
+
+        Raises:
+            ValueError: not fitted, or a different number of features.
+        """
+        n = self._check_predict(X).shape[0]
+        if self.forecast_ is None:  # pragma: no cover - fitted together with n_features_in_
+            raise ValueError("always_long baseline is not fitted")
+        return np.full(n, self.forecast_, dtype="float64")
 
 
 class LastReturnBaseline(_TabularBaseline):
@@ -333,7 +380,8 @@ def default_baselines(
     scaler: FeatureScaler | None = None,
     ridge_alpha: float = 1.0,
 ) -> list[Baseline]:
-    """The platform's baseline set, fresh and unfitted, in the order zero, last_return, ridge, hist_gb.
+    """The platform's baseline set, fresh and unfitted, in the order zero, always_long, last_return,
+    ridge, hist_gb.
 
     Args:
         seed: seed of the ridge and the trees.
@@ -347,7 +395,7 @@ def default_baselines(
     Raises:
         ValueError: as the constructors.
     """
-    out: list[Baseline] = [ZeroBaseline()]
+    out: list[Baseline] = [ZeroBaseline(), AlwaysLongBaseline()]
     if log_ret_column is not None:
         out.append(LastReturnBaseline(log_ret_column, horizon=horizon, scaler=scaler))
     out += [RidgeBaseline(alpha=ridge_alpha, seed=seed), HistGBBaseline(seed=seed)]

@@ -16,13 +16,25 @@
     decision.promote, decision.outcome     # True, "promoted"
     decision.reasons                       # ["Sharpe 0.61 beats champion 0.42 by 0.19 >= margin 0.05", ...]
 
+The window comes first: :func:`comparison_window` takes the two versions' dates (anything with the
+attributes of :class:`TrainedModel`, such as :class:`backtest.evaluate.ModelRef`) and the series'
+bars, and returns the part of the challenger's test window that is out of sample for both, or
+why the champion cannot be compared::
+
+    window = comparison_window(challenger_ref, champion_ref, bars.index, PromotionPolicy())
+    window.start, window.end, window.n_bars, window.narrowed
+    window.problem      # None, or "Champion v1 is on GOOGL 1d, the challenger v2 on SPX 1d: ..."
+    inputs = GateInput(..., champion_problem=window.problem, window_note=window.note)
+
 The metrics dicts are out-of-sample backtest metrics over the same window (``sharpe``,
 ``max_drawdown``, ...). :func:`decide` runs every check of :class:`config.promotion.PromotionPolicy`
 (champion, baseline, drawdown, trades, data) and promotes only when all pass. ``reasons`` are
 sentences a person can read: the passed checks when it promotes, every failed check when it
-refuses. ``decide(..., force=True)`` promotes anyway and keeps the reasons it would have refused
-for, marked ``forced``. Apply a decision to the registry with :func:`models.registry.apply_decision`
-and record it with :func:`storage.record_promotion`.
+refuses. A champion that cannot be compared (``champion_problem``) fails the champion check, and
+a configured baseline that could not be evaluated (``baseline_problems``) fails the baseline
+check, each with its reason. ``decide(..., force=True)`` promotes anyway and keeps the reasons it
+would have refused for, marked ``forced``. Apply a decision to the registry with
+:func:`models.registry.apply_decision` and record it with :func:`storage.record_promotion`.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -39,9 +51,12 @@ from market.bars import as_utc
 
 __all__ = [
     "CHECKS",
+    "ComparisonWindow",
     "Decision",
     "GateInput",
+    "TrainedModel",
     "best_baseline",
+    "comparison_window",
     "decide",
     "improvement",
 ]
@@ -119,6 +134,186 @@ def best_baseline(
     return name, dict(baselines[name])
 
 
+class TrainedModel(Protocol):
+    """What the gate needs to know about a registered version (:class:`backtest.evaluate.ModelRef`).
+
+    ``test_start``/``test_end``: its out-of-sample window (first and last decision bar);
+    ``val_end``: the last decision bar of its training and validation data, or None when the run
+    did not log it; ``horizon``: bars ahead it forecasts.
+    """
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def timeframe(self) -> str: ...
+    @property
+    def test_start(self) -> pd.Timestamp: ...
+    @property
+    def test_end(self) -> pd.Timestamp: ...
+    @property
+    def val_end(self) -> pd.Timestamp | None: ...
+    @property
+    def horizon(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ComparisonWindow:
+    """The window the gate backtests on, and whether the champion can be compared on it.
+
+    Attributes:
+        start, end: first and last decision bar (UTC). The part of the challenger's test window
+            that is out of sample for both models when the champion can be compared (or there is
+            none); otherwise the challenger's own out-of-sample window, on which the other checks
+            still run.
+        n_bars: bars in ``[start, end]``.
+        narrowed: the window is shorter than the challenger's test window.
+        problem: why the champion cannot be compared (another symbol or timeframe, no or too
+            few bars out of sample for both), or None. Give it to
+            :attr:`GateInput.champion_problem`: the champion check then fails with it.
+        note: when the window was narrowed, which part is used and why, else None (give it to
+            :attr:`GateInput.window_note`).
+    """
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    n_bars: int
+    narrowed: bool
+    problem: str | None
+    note: str | None = None
+
+
+def _day(ts: pd.Timestamp) -> str:
+    """A timestamp as a date when it is midnight, else ISO minutes."""
+    return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M}"
+
+
+def _seen(model: TrainedModel, index: pd.DatetimeIndex) -> tuple[int, str]:
+    """Position in ``index`` of ``model``'s first out-of-sample decision bar, and what it saw.
+
+    The model saw the bars up to ``val_end`` and, through the label of its last validation
+    sample, the ``horizon`` bars after it: a decision bar is out of sample for it from the
+    ``horizon``-th bar after ``val_end`` on (its target then starts at a close the model never
+    saw; for ``horizon`` 1 that is the next bar). Without ``val_end`` (older runs) everything
+    before the model's own ``test_start`` counts as seen.
+    """
+    if model.val_end is None:
+        start = as_utc(model.test_start, "test_start")
+        seen = (
+            f"its run logged no data.val_end, so every bar before its test window ({_day(start)}) "
+            "counts as seen"
+        )
+        return int(index.searchsorted(start, side="left")), seen
+    val_end = as_utc(model.val_end, "val_end")
+    horizon = max(int(model.horizon), 1)
+    first = int(index.searchsorted(val_end, side="right")) + horizon - 1
+    seen = f"trained and validated up to {_day(val_end)}"
+    if horizon > 1:
+        seen += f", with labels {horizon} bars beyond"
+    return first, seen
+
+
+def comparison_window(
+    challenger: TrainedModel,
+    champion: TrainedModel | None,
+    bars: pd.DatetimeIndex,
+    policy: PromotionPolicy | None = None,
+) -> ComparisonWindow:
+    """The window on which challenger and champion are compared: out of sample for both.
+
+    Rule: the challenger's test window, less any bar that is not out of sample for either model
+    (see :func:`_seen`: a bar counts once it is after the model's training and validation data,
+    ``val_end``, by its ``horizon``). When the champion's data reaches into the challenger's test
+    window, the window is narrowed to the part after it. The champion cannot be compared, and
+    ``problem`` says why, when it is on another symbol or timeframe, when no bar of the test
+    window is out of sample for it, or when fewer than ``policy.min_window_bars`` are.
+
+    Args:
+        challenger: the challenger's dates (a :class:`backtest.evaluate.ModelRef`).
+        champion: the champion's, or None when there is none (the window is then the
+            challenger's own out-of-sample window).
+        bars: the timestamps of the challenger's series (its bars' index), to count bars.
+        policy: ``min_window_bars``; the defaults of :class:`PromotionPolicy` when None.
+
+    Returns:
+        The :class:`ComparisonWindow`.
+
+    Raises:
+        ValueError: no bar of the challenger's test window is stored, or out of sample for the
+            challenger itself; the message says what to ingest or retrain.
+    """
+    policy = policy or PromotionPolicy()
+    index = pd.DatetimeIndex(bars)
+    index = (index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")).sort_values()
+    test_start = as_utc(challenger.test_start, "test_start")
+    test_end = as_utc(challenger.test_end, "test_end")
+    test_first = int(index.searchsorted(test_start, side="left"))
+    stop = int(index.searchsorted(test_end, side="right"))  # one past the last bar of the window
+    own_first, own_seen = _seen(challenger, index)
+    own_first = max(own_first, test_first)
+    test = f"{_day(test_start)}..{_day(test_end)}"
+    who = f"challenger v{challenger.version}"
+    if own_first >= stop:
+        raise ValueError(
+            f"no stored bar of the {who}'s test window {test} is out of sample for it ({own_seen}); "
+            f"ingest the bars of that window (`fks ingest`) or retrain the challenger"
+        )
+
+    def window(first: int, problem: str | None = None, note: str | None = None) -> ComparisonWindow:
+        return ComparisonWindow(
+            start=index[first],
+            end=index[stop - 1],
+            n_bars=stop - first,
+            narrowed=first > test_first,
+            problem=problem,
+            note=note,
+        )
+
+    if champion is None:
+        note = None
+        if own_first > test_first:
+            span = f"{_day(index[own_first])}..{_day(index[stop - 1])}"
+            note = f"backtested on {span}, narrowed from the test window {test}: the {who} was {own_seen}"
+        return window(own_first, note=note)
+    rival = f"champion v{champion.version}"
+    if (champion.symbol.upper(), champion.timeframe) != (challenger.symbol.upper(), challenger.timeframe):
+        problem = (
+            f"{rival.capitalize()} is on {champion.symbol} {champion.timeframe}, the {who} on "
+            f"{challenger.symbol} {challenger.timeframe}: they cannot be compared on the same bars; "
+            "register a model for another series under its own name, or promote with --force "
+            "to replace the champion anyway"
+        )
+        return window(own_first, problem)
+    rival_first, rival_seen = _seen(champion, index)
+    first = max(own_first, rival_first)
+    if first >= stop:
+        problem = (
+            f"No bar of the {who}'s test window {test} is out of sample for the {rival} "
+            f"({rival_seen}): they cannot be compared fairly; ingest later bars and retrain the "
+            "challenger so that its test window extends past the champion's data"
+        )
+        return window(own_first, problem)
+    n_bars = stop - first
+    span = f"{_day(index[first])}..{_day(index[stop - 1])}"
+    if n_bars < policy.min_window_bars:
+        problem = (
+            f"Only {n_bars} bars ({span}) of the {who}'s test window {test} are out of sample for "
+            f"the {rival} ({rival_seen}), fewer than min_window_bars {policy.min_window_bars}: too "
+            "few to compare them; ingest later bars and retrain the challenger, or lower "
+            "min_window_bars"
+        )
+        return window(own_first, problem)
+    if first == test_first:
+        return window(first)
+    why = f"{rival} was {rival_seen}" if rival_first >= own_first else f"the {who} was {own_seen}"
+    note = (
+        f"compared on {span} ({n_bars} bars, out of sample for both), narrowed from the test "
+        f"window {test}: {why}"
+    )
+    return window(first, note=note)
+
+
 @dataclass(frozen=True)
 class GateInput:
     """What the gate decides on: backtest metrics of one window, and facts about that backtest.
@@ -133,12 +328,22 @@ class GateInput:
             datetimes and ISO strings are accepted and taken as UTC).
         data_validated: whether the window's data passed validation.
         n_trades: trades the challenger made in the backtest.
+        champion_problem: why the champion (there is one) cannot be compared, e.g.
+            :attr:`ComparisonWindow.problem`; the champion check fails with this reason. None
+            when it can be compared (or there is no champion).
+        window_note: why the window is narrower than the challenger's test window
+            (:attr:`ComparisonWindow.note`); added to the champion check's sentence (unless
+            ``champion_problem`` replaces it).
+        baseline_problems: ``{baseline: why}`` for each configured baseline that could not be
+            evaluated; any makes the baseline check fail with these reasons. ``baseline_name``
+            and ``baseline`` are then the best of the others (or, when none could be evaluated,
+            the first name and an empty mapping).
 
     Raises:
         ValueError: an empty ``baseline_name``, a window that is not two timestamps or ends
-            before it starts, or a negative ``n_trades``.
-        TypeError: a metrics argument that is not a mapping, ``data_validated`` not a bool or
-            ``n_trades`` not an int.
+            before it starts, a negative ``n_trades``, or an empty problem or note.
+        TypeError: a metrics argument that is not a mapping, ``data_validated`` not a bool,
+            ``n_trades`` not an int, or ``baseline_problems`` not a mapping of strings.
     """
 
     challenger: Mapping[str, Any]
@@ -149,6 +354,9 @@ class GateInput:
     window_end: pd.Timestamp
     data_validated: bool
     n_trades: int
+    champion_problem: str | None = None
+    window_note: str | None = None
+    baseline_problems: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("challenger", "baseline"):
@@ -175,6 +383,18 @@ class GateInput:
             raise TypeError(f"n_trades must be an int, not {type(self.n_trades).__name__}")
         if self.n_trades < 0:
             raise ValueError(f"n_trades must not be negative, got {self.n_trades}")
+        for name in ("champion_problem", "window_note"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ValueError(f"{name} must be a non-empty sentence or None, got {value!r}")
+        problems = self.baseline_problems
+        if not isinstance(problems, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in problems.items()
+        ):
+            raise TypeError("baseline_problems must map baseline names to reasons (strings)")
+        if any(not k.strip() or not v.strip() for k, v in problems.items()):
+            raise ValueError("baseline_problems needs a non-empty name and reason for each baseline")
+        object.__setattr__(self, "baseline_problems", dict(problems))
 
 
 @dataclass(frozen=True)
@@ -190,7 +410,8 @@ class Decision:
             ``champion_value``, ``baseline_name``, ``baseline_value``,
             ``improvement_vs_champion``, ``improvement_vs_baseline``, ``max_drawdown``,
             ``n_trades``, ``data_validated``, ``window_start``/``window_end`` (ISO),
-            the three metrics dicts (``challenger``, ``champion``, ``baseline``), ``checks`` and
+            ``champion_problem``, ``window_note``, ``baseline_problems``, the three metrics dicts
+            (``challenger``, ``champion``, ``baseline``), ``checks`` and
             the ``policy``. Values that were missing or not finite are None.
         checks: each check of :data:`CHECKS` and whether it passed.
     """
@@ -245,7 +466,9 @@ def decide(inputs: GateInput, policy: PromotionPolicy | None = None, *, force: b
     """Decide whether the challenger of ``inputs`` replaces the champion under ``policy``.
 
     Checks, in order (see :mod:`config.promotion`): it beats the champion (when there is one)
-    and the best baseline on ``policy.primary_metric`` by the policy's margins; its max drawdown
+    and the best baseline on ``policy.primary_metric`` by the policy's margins (a champion that
+    cannot be compared, ``inputs.champion_problem``, or a configured baseline that could not be
+    evaluated, ``inputs.baseline_problems``, fails that check with the reason); its max drawdown
     is not worse than ``policy.max_drawdown_floor``; it made at least ``policy.min_trades``
     trades; the window's data passed validation (when ``policy.require_validated_data``). A
     metric that is missing or not finite fails its check.
@@ -268,7 +491,10 @@ def decide(inputs: GateInput, policy: PromotionPolicy | None = None, *, force: b
     sentences: dict[str, str] = {}
 
     gain_champion: float | None = None
-    if inputs.champion is None:
+    if inputs.champion_problem is not None:
+        checks["champion"] = False
+        sentences["champion"] = inputs.champion_problem
+    elif inputs.champion is None:
         checks["champion"] = True
         sentences["champion"] = (
             "No champion yet: the challenger only has to beat the baseline and pass the guards"
@@ -277,9 +503,20 @@ def decide(inputs: GateInput, policy: PromotionPolicy | None = None, *, force: b
         checks["champion"], sentences["champion"], gain_champion = _compare(
             "champion", metric, challenger, champion, policy.min_margin_vs_champion
         )
+    if inputs.window_note and inputs.champion_problem is None:
+        sentences["champion"] += f" ({inputs.window_note})"
     checks["baseline"], sentences["baseline"], gain_baseline = _compare(
         f"baseline '{inputs.baseline_name}'", metric, challenger, baseline, policy.min_margin_vs_baseline
     )
+    if inputs.baseline_problems:
+        unevaluated = [
+            f"Baseline '{name}' could not be evaluated: {why}"
+            for name, why in inputs.baseline_problems.items()
+        ]
+        if not checks["baseline"] and inputs.baseline:
+            unevaluated.append(sentences["baseline"])
+        checks["baseline"] = False
+        sentences["baseline"] = "; ".join(unevaluated)
 
     drawdown = _finite(inputs.challenger, DRAWDOWN_METRIC)
     floor = policy.max_drawdown_floor
@@ -342,6 +579,9 @@ def decide(inputs: GateInput, policy: PromotionPolicy | None = None, *, force: b
         "data_validated": inputs.data_validated,
         "window_start": inputs.window_start.isoformat(),
         "window_end": inputs.window_end.isoformat(),
+        "champion_problem": inputs.champion_problem,
+        "window_note": inputs.window_note,
+        "baseline_problems": dict(inputs.baseline_problems),
         "challenger": dict(inputs.challenger),
         "champion": None if inputs.champion is None else dict(inputs.champion),
         "baseline": dict(inputs.baseline),

@@ -9,7 +9,10 @@ from providers.base import (
     ProviderError,
     RateLimited,
     RowProblem,
+    SplitsProvider,
     Unavailable,
+    fetch_splits,
+    provides_splits,
 )
 
 __all__ = [
@@ -21,5 +24,8 @@ __all__ = [
     "ProviderError",
     "RateLimited",
     "RowProblem",
+    "SplitsProvider",
     "Unavailable",
+    "fetch_splits",
+    "provides_splits",
 ]

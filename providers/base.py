@@ -3,16 +3,22 @@
 A provider turns ``(symbol, timeframe, start, end)`` into a canonical bar frame (see
 :mod:`market.bars`). ``start`` is inclusive, ``end`` exclusive; either may be ``None`` for
 "as far as the source goes". Timestamps are UTC bar open times.
+
+Some providers also report stock splits (:class:`SplitsProvider`: ``fetch_splits``); ask any
+provider through :func:`fetch_splits`, which answers ``NotSupported`` for those that do not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import pandas as pd
 
 from market.bars import Timeframe
+
+if TYPE_CHECKING:
+    from storage.corporate_actions import CorporateAction
 
 
 class ProviderError(Exception):
@@ -105,3 +111,44 @@ class Provider(Protocol):
             RateLimited, Unavailable, BadResponse, NotSupported, AuthError: see each class.
         """
         ...
+
+
+@runtime_checkable
+class SplitsProvider(Protocol):
+    """A source that also reports stock splits (the Yahoo and Polygon adapters)."""
+
+    name: str
+
+    def fetch_splits(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> list[CorporateAction]:
+        """Splits of the provider symbol ``symbol`` with ``start <= ex_date < end`` (UTC), sorted by
+        ex-date; each action's ``symbol`` is ``symbol`` and its ``source`` the provider's name.
+
+        Raises:
+            RateLimited, Unavailable, NotSupported, AuthError: as ``fetch_bars`` does.
+            BadResponse: also for a split whose ratio is missing, zero or negative.
+        """
+        ...
+
+
+def provides_splits(provider: object) -> bool:
+    """Whether ``provider`` (an adapter or its class) reports splits (has ``fetch_splits``)."""
+    return isinstance(provider, SplitsProvider)
+
+
+def fetch_splits(
+    provider: object, symbol: str, start: pd.Timestamp, end: pd.Timestamp
+) -> list[CorporateAction]:
+    """``provider.fetch_splits(symbol, start, end)``; the default for a provider without it is
+    ``NotSupported``.
+
+    Raises:
+        NotSupported: when ``provider`` does not report splits; the message says which do.
+        RateLimited, Unavailable, BadResponse, AuthError: see :meth:`SplitsProvider.fetch_splits`.
+    """
+    if not isinstance(provider, SplitsProvider):
+        name = getattr(provider, "name", type(provider).__name__)
+        raise NotSupported(
+            f"{name} does not report splits; ask a provider that does (yahoo, polygon), e.g. through "
+            "ProviderManager.fetch_splits"
+        )
+    return provider.fetch_splits(symbol, start, end)

@@ -23,6 +23,9 @@ provider symbol and whose adapter serves the timeframe) and returns the first an
   last error) in its own short transaction.
 * **Retries** with exponential backoff and jitter honouring ``Retry-After``, and the TTL response
   cache, live in each adapter's :class:`~providers.http.HttpClient`, configured from the policy.
+* **Splits.** :meth:`ProviderManager.fetch_splits` asks the providers of the chain that report
+  splits (:func:`providers.base.provides_splits`) with the same failover, breakers, limits and
+  metering, and returns the first answer.
 * **Cross-verification.** After a successful fetch, the last ``verification.bars`` bars are asked
   of the next provider that can serve them (see :meth:`ProviderManager.fetch`) and compared with
   :func:`providers.verify.compare`; the check is recorded in ``bar_verifications`` and each
@@ -47,14 +50,15 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import httpx
 import pandas as pd
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from config.assets import AssetSpec
+from config.assets import AssetClass, AssetSpec
 from config.providers import OnDiscrepancy, ProviderPolicy, ProvidersConfig, load_providers_config
 from config.settings import Settings
 from market.bars import Timeframe, empty_bars
@@ -64,6 +68,8 @@ from providers.base import (
     ProviderError,
     RateLimited,
     Unavailable,
+    fetch_splits,
+    provides_splits,
 )
 from providers.breaker import BreakerSnapshot, BreakerState, CircuitBreaker, CircuitOpen
 from providers.factory import adapter_class, build_adapter
@@ -71,6 +77,8 @@ from providers.http import CallRecord, Gate, redact
 from providers.online import OnlineProvider, clip, utc
 from providers.ratelimit import BudgetExceeded, CreditBudget, Period, TokenBucket, period_start
 from providers.verify import Comparison, Discrepancy, Discrepant, compare, describe
+from storage.assets import get_asset
+from storage.corporate_actions import CorporateAction
 from storage.provider_usage import (
     BreakerRecord,
     calls_used,
@@ -83,6 +91,7 @@ from storage.provider_usage import (
 from storage.verifications import record_discrepancies, record_verification
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 __all__ = [
     "AllProvidersFailed",
@@ -90,6 +99,7 @@ __all__ = [
     "FetchResult",
     "ProviderManager",
     "ProviderStatus",
+    "SplitsResult",
     "VerificationOutcome",
 ]
 
@@ -139,8 +149,19 @@ class FetchResult:
     verification: VerificationOutcome | None = None
 
 
+@dataclass
+class SplitsResult:
+    """What :meth:`ProviderManager.fetch_splits` got: the splits (``actions``, their ``symbol`` the
+    FKS symbol, sorted by ex-date) from ``provider``, and the providers that failed or were
+    skipped before it (``attempts``, in order)."""
+
+    actions: list[CorporateAction]
+    provider: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+
 class AllProvidersFailed(Unavailable):
-    """No provider of the chain could deliver the bars; ``attempts`` says what each one did."""
+    """No provider of the chain could deliver the bars (or splits); ``attempts`` says what each one did."""
 
     def __init__(self, message: str, attempts: Sequence[Attempt]) -> None:
         super().__init__(message)
@@ -443,6 +464,25 @@ class ProviderManager:
                 provider is left; the message says what to add to which file.
         """
         tf = Timeframe.parse(timeframe)
+        known = self._known(asset, prefer=prefer, only=only)
+        served = [(n, s) for n, s in known if tf in adapter_class(n).timeframes]
+        if not served:
+            offers = "; ".join(
+                f"{n} serves {', '.join(t.value for t in adapter_class(n).timeframes) or 'no bars'}"
+                for n, _ in known
+            )
+            raise NotSupported(f"no provider that knows {asset.symbol} serves {tf.value} bars ({offers})")
+        return served
+
+    def _known(
+        self, asset: AssetSpec, *, prefer: str | None = None, only: str | None = None
+    ) -> list[tuple[str, str]]:
+        """``(provider, provider symbol)`` of the enabled providers of the asset class's priority list
+        (reordered or narrowed by ``prefer``/``only``) that know the asset.
+
+        Raises:
+            NotSupported: as :meth:`chain` says.
+        """
         names = list(self.config.chain(asset.asset_class))
         for what, pick in (("prefer", prefer), ("only", only)):
             if pick is None:
@@ -466,14 +506,7 @@ class ProviderManager:
                 f"{{{example}: <{asset.symbol}'s symbol at {example}>}} to {asset.symbol}'s entry in "
                 "config/assets.yaml"
             )
-        served = [(n, s) for n, s in known if tf in adapter_class(n).timeframes]
-        if not served:
-            offers = "; ".join(
-                f"{n} serves {', '.join(t.value for t in adapter_class(n).timeframes) or 'no bars'}"
-                for n, _ in known
-            )
-            raise NotSupported(f"no provider that knows {asset.symbol} serves {tf.value} bars ({offers})")
-        return served
+        return known
 
     # -- fetching ------------------------------------------------------------------------------
 
@@ -508,28 +541,96 @@ class ProviderManager:
         tf = Timeframe.parse(timeframe)
         lo = None if start is None else utc(start)
         hi = None if end is None else utc(end)
+        chain = self.chain(asset, tf, prefer=prefer, only=only)
+        name, outcome, attempts = self._first_answer(
+            f"{asset.symbol} {tf.value}",
+            chain,
+            lambda adapter, at: adapter.fetch_bars(at, tf, lo, hi),
+        )
+        bars = clip(outcome, lo, hi) if len(outcome) else empty_bars()
+        verification = None
+        if verify and self.config.verification.enabled and len(bars):
+            failed = {a.provider for a in attempts}
+            verification = self._verify(asset, tf, name, bars, failed, batch_id)
+        return FetchResult(bars, name, attempts, verification)
+
+    def fetch_splits(
+        self,
+        symbol: str,
+        asset_class: AssetClass | str,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        *,
+        prefer: str | None = None,
+        only: str | None = None,
+    ) -> SplitsResult:
+        """Splits of ``symbol`` with ``start <= ex_date < end`` from the first provider that answers
+        among those of the ``asset_class`` priority chain that report splits and know the symbol
+        (its ``provider_symbols`` in the asset registry), with the failover, breakers, rate limits,
+        budgets and metering of :meth:`fetch`. An empty list is an answer (no split in the range).
+
+        Raises:
+            NotSupported: when no provider of the chain that reports splits knows ``symbol`` (the
+                message says what to add to ``config/assets.yaml``), or ``prefer``/``only`` names
+                an unknown or disabled provider.
+            AllProvidersFailed: when every such provider failed; the message lists each one's error.
+        """
+        lo, hi = utc(start), utc(end)
+        with self.engine.connect() as conn:
+            registered = get_asset(conn, symbol)
+        asset = AssetSpec(
+            symbol=symbol,
+            asset_class=AssetClass(asset_class),
+            provider_symbols=dict(registered.provider_symbols) if registered is not None else {},
+        )
+        known = self._known(asset, prefer=prefer, only=only)
+        chain = [(n, s) for n, s in known if provides_splits(adapter_class(n))]
+        if not chain:
+            reporters = [n for n in self.config.chain(asset.asset_class) if provides_splits(adapter_class(n))]
+            example = reporters[0] if reporters else "yahoo"
+            raise NotSupported(
+                f"no provider that knows {asset.symbol} ({', '.join(n for n, _ in known)}) reports splits: "
+                f"add provider_symbols: {{{example}: <{asset.symbol}'s symbol at {example}>}} to "
+                f"{asset.symbol}'s entry in config/assets.yaml"
+            )
+        name, actions, attempts = self._first_answer(
+            f"{asset.symbol} splits",
+            chain,
+            lambda adapter, at: fetch_splits(adapter, at, lo, hi),
+        )
+        ours = sorted((replace(a, symbol=asset.symbol) for a in actions), key=lambda a: a.ex_date)
+        return SplitsResult([a for a in ours if lo <= a.ex_date < hi], name, attempts)
+
+    def _first_answer(
+        self, label: str, chain: list[tuple[str, str]], request: Callable[[OnlineProvider, str], T]
+    ) -> tuple[str, T, list[Attempt]]:
+        """``(provider, answer, attempts before it)`` of the first provider of ``chain`` whose
+        ``request(adapter, provider symbol)`` succeeds (see :meth:`_call`).
+
+        Raises:
+            AllProvidersFailed: when none does; the message starts with ``label``.
+        """
         attempts: list[Attempt] = []
-        for name, symbol in self.chain(asset, tf, prefer=prefer, only=only):
-            outcome = self._ask(name, symbol, tf, lo, hi)
+        for name, symbol in chain:
+            outcome = self._call(name, symbol, request)
             if isinstance(outcome, Attempt):
                 attempts.append(outcome)
-                log.info("%s %s: %s; trying the next provider", asset.symbol, tf.value, outcome)
+                log.info("%s: %s; trying the next provider", label, outcome)
                 continue
-            bars = clip(outcome, lo, hi) if len(outcome) else empty_bars()
-            verification = None
-            if verify and self.config.verification.enabled and len(bars):
-                failed = {a.provider for a in attempts}
-                verification = self._verify(asset, tf, name, bars, failed, batch_id)
-            return FetchResult(bars, name, attempts, verification)
+            return name, outcome, attempts
         listed = "; ".join(str(a) for a in attempts)
-        raise AllProvidersFailed(
-            self._scrub(f"{asset.symbol} {tf.value}: every provider failed: {listed}"), attempts
-        )
+        raise AllProvidersFailed(self._scrub(f"{label}: every provider failed: {listed}"), attempts)
 
     def _ask(
         self, name: str, symbol: str, tf: Timeframe, start: pd.Timestamp | None, end: pd.Timestamp | None
     ) -> pd.DataFrame | Attempt:
         """The provider's bars, or the :class:`Attempt` saying why there are none."""
+        return self._call(name, symbol, lambda adapter, at: adapter.fetch_bars(at, tf, start, end))
+
+    def _call(self, name: str, symbol: str, request: Callable[[OnlineProvider, str], T]) -> T | Attempt:
+        """``request(adapter, symbol)`` of provider ``name`` behind its key check and breaker, or the
+        :class:`Attempt` saying why it gave nothing. ``NotSupported`` and a spent budget leave the
+        breaker alone; other errors count as failures."""
         runtime = self._runtime(name)
         if runtime.key_missing:
             missing = AuthError(
@@ -542,7 +643,7 @@ class ProviderManager:
         except CircuitOpen as exc:
             return self._attempt(name, exc)
         try:
-            bars = runtime.adapter.fetch_bars(symbol, tf, start, end)
+            answer = request(runtime.adapter, symbol)
         except (NotSupported, BudgetExceeded) as exc:
             runtime.breaker.release()
             return self._attempt(name, exc)
@@ -560,7 +661,7 @@ class ProviderManager:
         runtime.breaker.record_success()
         if failures_before and state_before is BreakerState.CLOSED:
             self._save_breaker(runtime)
-        return bars
+        return answer
 
     def _failed(self, runtime: _Runtime, exc: BaseException) -> None:
         runtime.breaker.record_failure(self._scrub.error(exc))

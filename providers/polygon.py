@@ -12,11 +12,18 @@ Day aggregates are stamped at midnight New York time of the session (crypto and 
 midnight UTC); either way the stamp's UTC date is the session date, the canonical ``1d`` stamp at
 00:00 UTC. Minute and hour aggregates are stamped with their open time and include pre- and
 post-market trading. Prices are adjusted for splits (``adjusted=true``), not dividends.
+
+Splits come from reference v3 (``GET /v3/reference/splits?ticker=AAPL&execution_date.gte=...
+&execution_date.lte=...&limit=1000``): ``{"results": [{"execution_date": "2020-08-31",
+"split_from": 1, "split_to": 4, "ticker": "AAPL", "id": ...}], "status": "OK", "next_url"?}``,
+paged by ``next_url`` like aggregates. ``execution_date`` is the ex-date; the ratio is
+``split_to / split_from``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -25,11 +32,15 @@ import pandas as pd
 
 from market.bars import Timeframe, empty_bars
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
+from providers.corporate import in_range, split_action
 from providers.http import redact
 from providers.online import OnlineProvider, bars_from_columns, clip, concat_pages, to_ms, utc
+from storage.corporate_actions import CorporateAction
 
 AGGS_PATH = "/v2/aggs/ticker/{ticker}/range/1/{span}/{start}/{end}"
+SPLITS_PATH = "/v3/reference/splits"
 MAX_ROWS = 50_000
+MAX_SPLITS = 1_000  # the reference endpoints' largest page
 FREE_PLAN_HISTORY = pd.Timedelta(days=730)  # the Basic (free) plan reaches two years back
 RATE_LIMIT_WAIT_S = 12.0  # Basic plan: 5 requests a minute
 _SPAN = {Timeframe.M1: "minute", Timeframe.H1: "hour", Timeframe.D1: "day"}
@@ -97,6 +108,35 @@ def aggregates_to_bars(ticker: str, rows: Any, timeframe: Timeframe) -> pd.DataF
     return bars_from_columns("polygon", index, columns)
 
 
+def splits_to_actions(ticker: str, rows: Any) -> list[CorporateAction]:
+    """The splits of a reference ``results`` array (``None``: no split).
+
+    Raises:
+        BadResponse: for rows that are not split records, another ticker's split, an
+            ``execution_date`` that is not ``YYYY-MM-DD``, or a ``split_from``/``split_to`` that is
+            missing, zero or negative.
+    """
+    if rows is None:
+        return []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise BadResponse(f"polygon: splits of {ticker!r} are not a list of split records")
+    actions = []
+    for row in rows:
+        if row.get("ticker", ticker) != ticker:
+            other = row.get("ticker")
+            raise BadResponse(f"polygon: asked for the splits of {ticker!r}, got one of {other!r}")
+        date = row.get("execution_date")
+        try:
+            ex_date = pd.Timestamp(dt.datetime.strptime(str(date), "%Y-%m-%d"), tz="UTC")
+        except ValueError:
+            raise BadResponse(
+                f"polygon: a split of {ticker!r} has execution_date {date!r}, not YYYY-MM-DD"
+            ) from None
+        new, old = row.get("split_to"), row.get("split_from")
+        actions.append(split_action("polygon", ticker, ex_date, new, old, row))
+    return actions
+
+
 class PolygonProvider(OnlineProvider):
     """Aggregates of a Polygon ticker (``AAPL``, ``X:BTCUSD``), 50,000 a request, paged by ``next_url``.
 
@@ -135,28 +175,62 @@ class PolygonProvider(OnlineProvider):
             first, last = str(to_ms(lo)), str(to_ms(hi) - 1)
         path = AGGS_PATH.format(ticker=quote(symbol, safe=":"), span=_SPAN[tf], start=first, end=last)
         params: dict[str, Any] = {"adjusted": "true", "sort": "asc", "limit": MAX_ROWS}
-        frame = concat_pages(self.name, self._pages(symbol, tf, path, params, key, hi))
+        pages: list[pd.DataFrame] = []
+        for body in self._pages(symbol, "aggregates", path, params, key):
+            pages.append(aggregates_to_bars(symbol, body.get("results"), tf))
+            if len(pages[-1]) and pages[-1].index[-1] >= hi:
+                break
+        frame = concat_pages(self.name, pages)
         closes = pd.DatetimeIndex(frame.index) + tf.delta
         return clip(frame[closes <= now], lo, hi)
 
+    def fetch_splits(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> list[CorporateAction]:
+        """Splits of the Polygon ticker ``symbol`` with ``start <= ex_date < end``, every page of
+        the reference query (following ``next_url``), sorted by ex-date.
+
+        Raises:
+            AuthError: without an API key (the message names ``FKS_POLYGON_API_KEY``) or when
+                Polygon refuses it.
+            BadResponse: for a split without a valid ``execution_date`` or ratio (``split_from``,
+                ``split_to`` missing, zero or negative), or a ``next_url`` that repeats.
+            NotSupported, RateLimited, Unavailable: see :mod:`providers.http`.
+        """
+        key = self.key()
+        lo, hi = utc(start), utc(end)
+        if lo >= hi:
+            return []
+        params: dict[str, Any] = {
+            "ticker": symbol,
+            "execution_date.gte": lo.strftime("%Y-%m-%d"),
+            "execution_date.lte": (hi - pd.Timedelta(1, "ns")).strftime("%Y-%m-%d"),
+            "limit": MAX_SPLITS,
+        }
+        actions: list[CorporateAction] = []
+        for body in self._pages(symbol, "splits", SPLITS_PATH, params, key):
+            actions.extend(splits_to_actions(symbol, body.get("results")))
+        return in_range(actions, lo, hi)
+
     def _pages(
-        self, ticker: str, tf: Timeframe, path: str, params: dict[str, Any], key: str, hi: pd.Timestamp
-    ) -> list[pd.DataFrame]:
-        """Every page of one aggregates query, following ``next_url`` until it is absent."""
-        pages: list[pd.DataFrame] = []
+        self, ticker: str, what: str, path: str, params: dict[str, Any], key: str
+    ) -> Iterator[dict[str, Any]]:
+        """The checked body of every page of one query for ``what`` (``aggregates``, ``splits``),
+        following ``next_url`` until it is absent or the caller stops asking.
+
+        Raises:
+            BadResponse: when a ``next_url`` repeats or is not a URL (a server that would loop).
+        """
         seen: set[str] = set()
         while True:
             body = self.client.get_json(
                 path,
                 {**params, "apiKey": key},
-                check=self._checker(ticker),
-                on_error=self._on_error(ticker),
+                check=self._checker(ticker, what),
+                on_error=self._on_error(ticker, what),
             )
-            page = aggregates_to_bars(ticker, body.get("results"), tf)
-            pages.append(page)
+            yield body
             following = body.get("next_url")
-            if not following or (len(page) and page.index[-1] >= hi):
-                return pages
+            if not following:
+                return
             if not isinstance(following, str) or following in seen:
                 raise BadResponse(
                     redact(f"polygon: next_url of {ticker!r} repeats or is not a URL; stopped paging", [key])
@@ -175,8 +249,8 @@ class PolygonProvider(OnlineProvider):
         return path, query
 
     @staticmethod
-    def _on_error(ticker: str) -> Callable[[int, Any], ProviderError | None]:
-        """``on_error`` of an aggregates request: 429 and 5xx are left to the client (retries,
+    def _on_error(ticker: str, what: str = "aggregates") -> Callable[[int, Any], ProviderError | None]:
+        """``on_error`` of a request for ``what``: 429 and 5xx are left to the client (retries,
         ``Retry-After``), 404 is an unknown route or ticker, other error bodies as
         :func:`polygon_error` says."""
 
@@ -185,18 +259,18 @@ class PolygonProvider(OnlineProvider):
                 return None
             if status == 404:
                 detail = str(body.get("message") or body.get("error") or "") if isinstance(body, dict) else ""
-                return NotSupported(f"Polygon has no aggregates for {ticker!r} (HTTP 404) {detail}".strip())
+                return NotSupported(f"Polygon has no {what} for {ticker!r} (HTTP 404) {detail}".strip())
             return polygon_error(ticker, body, status)
 
         return on_error
 
-    def _checker(self, ticker: str) -> Callable[[Any], None]:
-        """``check`` of an aggregates response: status OK/DELAYED, else the typed error it names."""
+    def _checker(self, ticker: str, what: str = "aggregates") -> Callable[[Any], None]:
+        """``check`` of a response for ``what``: status OK/DELAYED, else the typed error it names."""
         secrets = self.client.secrets
 
         def check(body: Any) -> None:
             if not isinstance(body, dict):
-                raise BadResponse(f"polygon: the body for {ticker!r} is not an aggregates object")
+                raise BadResponse(f"polygon: the {what} body for {ticker!r} is not a JSON object")
             error = polygon_error(ticker, body)
             if error is None and body.get("status") not in _GOOD:
                 error = BadResponse(f"Polygon answered status {body.get('status')!r} for {ticker!r}")

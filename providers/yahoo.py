@@ -18,6 +18,11 @@ manager asks another source). Yahoo stamps a day bar with the session's opening 
 canonical ``1d`` stamp is the session date (in the exchange's time zone, from ``meta``) at 00:00
 UTC. Intraday stamps are bar open times in UTC as Yahoo gives them; the live "current price" row
 Yahoo appends while a market is open is not a bar and is dropped, as is every bar not yet closed.
+
+Splits come with the day chart (``events=splits``) as ``chart.result[0].events.splits``:
+``{"<epoch>": {"date": <epoch s of the ex-date's session open>, "numerator": 2, "denominator": 1,
+"splitRatio": "2:1"}}``; the ratio is ``numerator / denominator`` and the ex-date the session
+date, read in the exchange's time zone like day bars.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import pandas as pd
 
 from market.bars import Timeframe, empty_bars
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
+from providers.corporate import in_range, split_action
 from providers.online import OnlineProvider, bars_from_columns, clip, concat_pages, dedupe_sorted, utc
+from storage.corporate_actions import CorporateAction
 
 CHART_PATH = "/v8/finance/chart/{symbol}"
 EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")  # yfinance's "max" starts here too
@@ -171,6 +178,32 @@ def chart_to_bars(symbol: str, body: Any, timeframe: Timeframe, now: pd.Timestam
     return dedupe_sorted("yahoo", frame[closes <= now])
 
 
+def chart_splits(symbol: str, body: Any) -> list[CorporateAction]:
+    """The splits in one chart response's ``events.splits`` (none when absent), dated by session.
+
+    Raises:
+        BadResponse: for events that are not a mapping of split records, a split without an
+            integer ``date``, or one whose numerator or denominator is missing, zero or negative.
+    """
+    result = body["chart"]["result"][0]
+    events = result.get("events") or {}
+    splits = events.get("splits") if isinstance(events, dict) else None
+    if not splits:
+        return []
+    records = list(splits.values()) if isinstance(splits, dict) else None
+    if records is None or not all(isinstance(r, dict) for r in records):
+        raise BadResponse(f"yahoo: events.splits of {symbol!r} is not a mapping of split records")
+    dates = [r.get("date") for r in records]
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in dates):
+        raise BadResponse(f"yahoo: a split of {symbol!r} lacks an integer 'date' (epoch seconds)")
+    index = pd.to_datetime(np.asarray(dates, dtype="int64"), unit="s", utc=True)
+    sessions = _session_dates(index, result.get("meta") or {})
+    return [
+        split_action("yahoo", symbol, day, record.get("numerator"), record.get("denominator"), record)
+        for day, record in zip(sessions, records, strict=True)
+    ]
+
+
 class YahooProvider(OnlineProvider):
     """Bars of a Yahoo symbol (``AAPL``, ``^GSPC``, ``EURUSD=X``, ``BTC-USD``) from the chart API.
 
@@ -211,6 +244,22 @@ class YahooProvider(OnlineProvider):
         pages = [self._chart(symbol, tf, a, b, now) for a, b in windows]
         return clip(concat_pages(self.name, pages), lo, hi)
 
+    def fetch_splits(self, symbol: str, start: pd.Timestamp, end: pd.Timestamp) -> list[CorporateAction]:
+        """Splits of the Yahoo symbol ``symbol`` with ``start <= ex_date < end``, from one day chart
+        (a day wider on each side, as for day bars), sorted by ex-date.
+
+        Raises:
+            NotSupported: for a symbol Yahoo does not know.
+            BadResponse: for a split without a date or a valid ratio, or a body that is no chart.
+            RateLimited, Unavailable, AuthError: see :mod:`providers.http`.
+        """
+        lo, hi = utc(start), utc(end)
+        if lo >= hi:
+            return []
+        day = pd.Timedelta(days=1)
+        body = self._chart_body(symbol, Timeframe.D1, lo - day, hi + day)
+        return in_range(chart_splits(symbol, body), lo, hi)
+
     def _earliest(self, tf: Timeframe, now: pd.Timestamp) -> pd.Timestamp:
         """The first time Yahoo is asked for when no start is given."""
         if tf in AVAILABLE:
@@ -233,6 +282,10 @@ class YahooProvider(OnlineProvider):
         self, symbol: str, tf: Timeframe, lo: pd.Timestamp, hi: pd.Timestamp, now: pd.Timestamp
     ) -> pd.DataFrame:
         """Bars of one chart request covering ``[lo, hi)``."""
+        return chart_to_bars(symbol, self._chart_body(symbol, tf, lo, hi), tf, now)
+
+    def _chart_body(self, symbol: str, tf: Timeframe, lo: pd.Timestamp, hi: pd.Timestamp) -> Any:
+        """The checked body of one chart request covering ``[lo, hi)`` (with dividends and splits)."""
         params = {
             "period1": int(lo.floor("s").timestamp()),
             "period2": int(hi.ceil("s").timestamp()),
@@ -240,11 +293,10 @@ class YahooProvider(OnlineProvider):
             "includePrePost": "false",
             "events": "div,splits",
         }
-        body = self.client.get_json(
+        return self.client.get_json(
             CHART_PATH.format(symbol=quote(symbol, safe="")),
             params,
             headers={"User-Agent": USER_AGENT},
             check=checker(symbol),
             on_error=error_mapper(symbol),
         )
-        return chart_to_bars(symbol, body, tf, now)

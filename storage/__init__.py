@@ -1,5 +1,6 @@
-"""FKS storage: the SQL database of bars, assets, ingest runs, validation results, quarantine, audit
-and model promotions, and the point-in-time feature store (Parquet files recorded in ``feature_builds``).
+"""FKS storage: the SQL database of bars, assets, corporate actions, ingest runs, validation results,
+quarantine, audit and model promotions, and the point-in-time feature store (Parquet files
+recorded in ``feature_builds``).
 
 Open a store with :func:`open_store` (engine + migrations), then pass a connection to the
 repository functions; the caller owns the transaction::
@@ -21,6 +22,7 @@ from storage.bars import (
     upsert_bars,
     watermark,
 )
+from storage.corporate_actions import CorporateAction, list_corporate_actions, upsert_corporate_actions
 from storage.db import make_engine, migrate, open_store
 from storage.feature_store import (
     FeatureBuild,
@@ -41,10 +43,17 @@ from storage.quarantine import (
     quarantine_rows,
 )
 from storage.runs import IngestRun, finish_ingest_run, list_ingest_runs, start_ingest_run
-from storage.validation_results import ValidationRecord, list_validations, record_validation
+from storage.validation_results import (
+    ValidationRecord,
+    WarnedBar,
+    list_validations,
+    list_warnings,
+    record_validation,
+)
 
 __all__ = [
     "AuditEntry",
+    "CorporateAction",
     "FeatureBuild",
     "IngestRun",
     "PromotionRecord",
@@ -52,6 +61,7 @@ __all__ = [
     "QuarantinedRow",
     "UpsertResult",
     "ValidationRecord",
+    "WarnedBar",
     "audit",
     "bar_gaps",
     "bar_summary",
@@ -66,10 +76,12 @@ __all__ = [
     "list_assets",
     "list_audit",
     "list_builds",
+    "list_corporate_actions",
     "list_ingest_runs",
     "list_promotions",
     "list_quarantine",
     "list_validations",
+    "list_warnings",
     "make_engine",
     "migrate",
     "open_store",
@@ -84,5 +96,6 @@ __all__ = [
     "start_ingest_run",
     "upsert_assets",
     "upsert_bars",
+    "upsert_corporate_actions",
     "watermark",
 ]

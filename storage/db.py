@@ -78,6 +78,16 @@ def _alembic_config(engine_url: str | None = None) -> Any:
     return config
 
 
+def head_revision() -> str:
+    """The newest migration this code knows (what :func:`migrate` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:  # pragma: no cover - the package ships its migrations
+        raise RuntimeError(f"no Alembic migrations found under {MIGRATIONS_DIR}")
+    return str(head)
+
+
 def migrate(engine: Engine) -> None:
     """Bring the database behind ``engine`` to the newest schema (Alembic ``upgrade head``).
 

@@ -490,3 +490,23 @@ class CompanyFactRow(Base):
     filed: Mapped[str] = mapped_column(String(10), nullable=False)
     accession: Mapped[str] = mapped_column(String(32), nullable=False)
     frame: Mapped[str | None] = mapped_column(String(16))
+
+
+class CorporateActionRow(Base):
+    """One corporate action of one symbol (table ``corporate_actions``); only splits so far.
+
+    ``ex_date`` is 00:00 UTC of the first session trading on the new basis, in epoch milliseconds
+    like ``bars.ts``; ``ratio`` is new shares per old share (2.0 for a 2-for-1 split, 0.1 for a
+    1-for-10 reverse split: prices before ``ex_date`` divide by it). ``source`` is the provider
+    that reported it or ``manual``; ``recorded_at`` (epoch ms UTC) when the row was last written.
+    """
+
+    __tablename__ = "corporate_actions"
+    __table_args__ = (CheckConstraint("ratio > 0", name="ratio"),)
+
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    ex_date: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ratio: Mapped[float] = mapped_column(Float, nullable=False)
+    source: Mapped[str] = mapped_column(String(64), nullable=False)
+    recorded_at: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -151,3 +151,45 @@ def list_validations(
         )
         for row in conn.execute(query).all()
     ]
+
+
+@dataclass(frozen=True)
+class WarnedBar:
+    """A stored bar that failed a ``warning`` expectation: kept in ``bars``, flagged here."""
+
+    symbol: str
+    timeframe: str
+    ts: pd.Timestamp
+    expectation: str
+    reason: str
+    validation_id: int
+    flagged_at: pd.Timestamp
+
+
+def list_warnings(
+    conn: Connection, *, symbol: str | None = None, timeframe: str | None = None
+) -> list[WarnedBar]:
+    """Bars flagged by ``warning`` expectations, one per (series, bar, expectation), from the
+    latest validation that flagged it; sorted by symbol, timeframe, bar time and expectation.
+
+    Reads the ``rows`` that :func:`record_validation`'s callers store in each warning outcome.
+    """
+    latest: dict[tuple[str, str, str, str], WarnedBar] = {}
+    for record in list_validations(conn, symbol=symbol):
+        if timeframe is not None and record.timeframe != timeframe:
+            continue
+        for outcome in record.outcomes:
+            if outcome.get("severity") != "warning":
+                continue
+            for stamp in outcome.get("rows") or []:
+                key = (record.symbol, record.timeframe, str(stamp), str(outcome.get("id")))
+                latest[key] = WarnedBar(
+                    symbol=record.symbol,
+                    timeframe=record.timeframe,
+                    ts=pd.Timestamp(stamp),
+                    expectation=str(outcome.get("id")),
+                    reason=str(outcome.get("reason", "")),
+                    validation_id=record.id,
+                    flagged_at=record.created_at,
+                )
+    return sorted(latest.values(), key=lambda w: (w.symbol, w.timeframe, w.ts, w.expectation))

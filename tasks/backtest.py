@@ -41,17 +41,49 @@ def use_tracking(settings: Settings) -> None:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
 
 
-def baseline_predictions(run_id: str) -> pd.DataFrame | None:
-    """The baselines' test forecasts logged by the training run, or None when absent."""
+PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"
+"""Where a training run logs the test forecasts of the model and its baselines."""
+
+
+def baseline_predictions(run_id: str, *, strict: bool = False) -> pd.DataFrame | None:
+    """The baselines' test forecasts logged by the training run (:data:`PREDICTIONS_ARTIFACT`).
+
+    Args:
+        run_id: the model version's training run.
+        strict: raise instead of returning None when they are missing or unreadable (the
+            promotion gate needs every configured baseline; the tearsheet does with what exists).
+
+    Returns:
+        One column per baseline (and ``actual``, ``lstm``, ``prob_up``), indexed by UTC ``ts``;
+        None when the artifact is missing or unreadable and not ``strict``.
+
+    Raises:
+        LookupError: with ``strict``, the artifact is missing or unreadable; the message names the
+            run and says how to fix it.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    fix = (
+        "retrain the model with `fks train forecaster`, which logs it, or leave the forecaster "
+        "baselines out of the promotion config's baselines"
+    )
     try:
-        path = mlflow.MlflowClient().download_artifacts(run_id, "predictions/test_predictions.csv")
+        path = mlflow.MlflowClient().download_artifacts(run_id, PREDICTIONS_ARTIFACT)
     except (MlflowException, OSError):
+        if strict:
+            raise LookupError(f"training run {run_id} logged no {PREDICTIONS_ARTIFACT}; {fix}") from None
         return None
-    frame = pd.read_csv(path, index_col=0)
-    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True), name="ts")
+    try:
+        frame = pd.read_csv(path, index_col=0)
+        frame.index = pd.DatetimeIndex(pd.to_datetime(frame.index, utc=True), name="ts")
+    except (ValueError, OSError) as exc:  # pandas' parser and empty-data errors are ValueErrors
+        if strict:
+            detail = " ".join(str(exc).split())[:200]
+            raise LookupError(
+                f"training run {run_id} has an unreadable {PREDICTIONS_ARTIFACT} ({detail}); {fix}"
+            ) from None
+        return None
     return frame
 
 
@@ -108,7 +140,8 @@ def backtest_model(config: BacktestConfig, settings: Settings) -> BacktestSummar
         costs=Costs(commission_bps=c.commission_bps, slippage_bps=c.slippage_bps, min_fee=c.min_fee),
         notes=[
             "Positions are decided at each bar's close from the forecast and filled at the next open.",
-            f"Forecasts come from the registered pyfunc on the last {config.history} raw bars, as served.",
+            f"Forecasts come from the registered pyfunc on the last {evaluation.history} raw bars, "
+            "as served.",
         ],
     )
     client = mlflow.MlflowClient()

@@ -18,6 +18,7 @@ from config.flows import IngestConfig, InputError, Source
 from config.settings import Settings
 from market.calendars import get_calendar
 from providers.base import DataFileError, NotSupported
+from providers.corporate import fetch_and_store_splits
 from providers.csv import CsvProvider
 from providers.factory import build_provider, resolve_sample_path
 from storage import (
@@ -89,6 +90,7 @@ class IngestOutcome(BaseModel):
     provider: str = ""
     verification: str = ""
     failovers: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
     error: str = ""
     input_error: bool = False
 
@@ -310,6 +312,7 @@ class _Fetched(BaseModel):
     problems: list[Any] = Field(default_factory=list)
     verification: str = ""
     failovers: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
 
 
 def _fetch(
@@ -346,8 +349,11 @@ def _fetch_online(
     if asset is None:  # planned from the registry, so only a concurrent edit gets here
         raise InputError(f"{target.symbol} is not registered; add it to config/assets.yaml")
     prefer = None if target.source in ("auto", "") else target.source
-    result = manager_for(settings).fetch(
-        asset, target.timeframe, start, end, prefer=prefer, batch_id=target.batch_id
+    manager = manager_for(settings)
+    result = manager.fetch(asset, target.timeframe, start, end, prefer=prefer, batch_id=target.batch_id)
+    # the splits over the fetched range: a failure is a warning, never a failed ingestion
+    splits = fetch_and_store_splits(
+        manager, engine, asset.symbol, asset.asset_class, start, end, prefer=prefer
     )
     outcome = result.verification
     return _Fetched(
@@ -355,6 +361,7 @@ def _fetch_online(
         source=result.provider,
         verification=outcome.status if outcome is not None else "",
         failovers=[str(a) for a in result.attempts],
+        warnings=splits.warnings,
     )
 
 
@@ -463,6 +470,7 @@ def ingest_series(target: IngestTarget, settings: Settings) -> IngestOutcome:
         provider=fetched.source if target.source != fetched.source else "",
         verification=fetched.verification,
         failovers=fetched.failovers,
+        warnings=fetched.warnings,
         **_gap_fields(engine, target),
     )
 

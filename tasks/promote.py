@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import task
@@ -11,10 +11,14 @@ from pydantic import BaseModel
 
 from config.backtest import PromoteConfig
 from config.flows import InputError
+from config.promotion import BUY_AND_HOLD
 from config.settings import Settings
 from storage import list_quarantine, record_promotion
 from tasks.backtest import baseline_predictions, load_series, use_tracking
 from tasks.store import store_for
+
+if TYPE_CHECKING:
+    from backtest.evaluate import ModelRef
 
 
 class PromotionSummary(BaseModel):
@@ -32,6 +36,9 @@ class PromotionSummary(BaseModel):
     baseline_name: str
     baseline_value: float | None
     window: str
+    window_bars: int | None = None
+    window_narrowed: bool = False
+    baseline_problems: dict[str, str] = {}
     reasons: list[str]
     promotion_id: int
 
@@ -52,17 +59,83 @@ def _window_validated(
     return not any(e.ts is None or start <= e.ts <= end for e in pending)
 
 
+def _evaluate_baselines(
+    config: PromoteConfig,
+    challenger: ModelRef,
+    bars: pd.DataFrame,
+    index: pd.DatetimeIndex,
+    calendar: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Backtest each of ``config.gate_baselines`` on the window ``index``.
+
+    Returns:
+        ``({benchmark: metrics}, {baseline: why it could not be evaluated})``; every configured
+        baseline is in exactly one of them.
+    """
+    from backtest.evaluate import benchmark_positions, evaluate_positions
+
+    wanted = config.gate_baselines
+    predictions, unavailable = None, None
+    if any(name != BUY_AND_HOLD for name in wanted):
+        try:
+            predictions = baseline_predictions(challenger.run_id, strict=True)
+        except LookupError as exc:
+            unavailable = str(exc)
+    problems: dict[str, str] = {}
+    benchmarks = benchmark_positions(
+        bars, index, predictions, config.backtest, names=wanted, problems=problems
+    )
+    if unavailable is not None:
+        problems = dict.fromkeys(problems, unavailable)
+    metrics: dict[str, dict[str, Any]] = {}
+    for name in wanted:
+        key = name if name == BUY_AND_HOLD else f"baseline {name}"
+        if key not in benchmarks:
+            continue
+        try:
+            result = evaluate_positions(
+                bars, benchmarks[key], config.backtest, calendar=calendar, timeframe=challenger.timeframe
+            ).result
+        except ValueError as exc:
+            problems[name] = f"its backtest failed: {exc}"
+            continue
+        metrics[key] = dict(result.metrics)
+    return metrics, problems
+
+
+def _gate_baseline(
+    evaluated: dict[str, dict[str, Any]], problems: dict[str, str], metric: str
+) -> tuple[str, dict[str, Any]]:
+    """The baseline the challenger is compared with: the best evaluated one on ``metric``; the first
+    evaluated one when none has a finite ``metric`` (the check then fails, saying so); the first
+    that could not be evaluated (with no metrics) when none was (the problems fail the check)."""
+    from models.gate import best_baseline
+
+    if evaluated:
+        try:
+            return best_baseline(evaluated, metric)
+        except ValueError:
+            name = next(iter(evaluated))
+            return name, evaluated[name]
+    return next(iter(problems)), {}
+
+
 @task(name="promotion-gate", task_run_name="gate-{config.model}", cache_policy=NONE)
 def gate_model(config: PromoteConfig, settings: Settings) -> PromotionSummary:
-    """Backtest challenger and champion on the challenger's out-of-sample window, decide, apply, record."""
-    from backtest.evaluate import (
-        benchmark_positions,
-        evaluate_model,
-        evaluate_positions,
-        resolve_model,
-    )
-    from models.gate import GateInput, best_baseline, decide
-    from models.registry import apply_decision
+    """Backtest challenger and champion on a window out of sample for both, decide, apply, record.
+
+    The window is :func:`models.gate.comparison_window`'s: the challenger's test window, less
+    what the champion (or the challenger) has seen. A champion on another series, or without
+    enough such bars, fails the champion check; a configured baseline that cannot be evaluated
+    fails the baseline check (see :class:`config.backtest.PromoteConfig`).
+
+    Raises:
+        InputError: no challenger, a challenger whose run does not say what it was trained on,
+            or no stored bars of its test window.
+    """
+    from backtest.evaluate import evaluate_model, resolve_model
+    from models.gate import GateInput, comparison_window, decide
+    from models.registry import CHAMPION, apply_decision, get_version_by_alias
 
     use_tracking(settings)
     try:
@@ -71,43 +144,52 @@ def gate_model(config: PromoteConfig, settings: Settings) -> PromotionSummary:
         raise InputError(
             f"{config.model} has no @challenger to judge; train one with `fks train forecaster`"
         ) from None
+    except ValueError as exc:
+        raise InputError(f"cannot judge the challenger: {exc}") from None
+    champion: ModelRef | None = None
+    champion_version: str | None = None
+    champion_problem: str | None = None
     try:
         champion = resolve_model(f"{config.model}@champion")
+        champion_version = champion.version
     except LookupError:
-        champion = None
-    window = (challenger.test_start, challenger.test_end)
+        pass  # no champion yet
+    except ValueError as exc:  # a champion whose run does not say what it saw cannot be compared
+        current = get_version_by_alias(config.model, CHAMPION)
+        champion_version = None if current is None else str(current.version)
+        champion_problem = f"The champion cannot be compared: {exc}"
+    if champion is not None and champion.version == challenger.version:
+        champion = None  # the same version is no rival of itself
     bt = config.backtest
     bars, calendar = load_series(settings, challenger.symbol, challenger.timeframe)
-    evaluation, forecasts = evaluate_model(challenger, bars, bt, calendar=calendar, window=window)
+    try:
+        window = comparison_window(challenger, champion, pd.DatetimeIndex(bars.index), config.policy)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    span = (window.start, window.end)
+    evaluation, forecasts = evaluate_model(challenger, bars, bt, calendar=calendar, window=span)
     challenger_metrics = evaluation.result.metrics
     champion_metrics = None
-    if champion is not None and champion.version != challenger.version:
-        champion_bars, champion_calendar = load_series(settings, champion.symbol, champion.timeframe)
-        champion_eval, _ = evaluate_model(
-            champion, champion_bars, bt, calendar=champion_calendar, window=window
-        )
+    if champion is not None and window.problem is None:  # same symbol and timeframe: same bars
+        champion_eval, _ = evaluate_model(champion, bars, bt, calendar=calendar, window=span)
         champion_metrics = champion_eval.result.metrics
-    benchmarks = benchmark_positions(
-        bars, pd.DatetimeIndex(forecasts.index), baseline_predictions(challenger.run_id), bt
+    baselines, problems = _evaluate_baselines(
+        config, challenger, bars, pd.DatetimeIndex(forecasts.index), calendar
     )
-    baselines = {
-        name: evaluate_positions(
-            bars, positions, bt, calendar=calendar, timeframe=challenger.timeframe
-        ).result.metrics
-        for name, positions in benchmarks.items()
-        if config.include_buy_and_hold or name != "buy and hold"
-    }
     metric = config.policy.primary_metric
-    baseline_name, baseline_metrics = best_baseline(baselines, metric)
+    baseline_name, baseline_metrics = _gate_baseline(baselines, problems, metric)
     inputs = GateInput(
         challenger=challenger_metrics,
         champion=champion_metrics,
         baseline_name=baseline_name,
         baseline=baseline_metrics,
-        window_start=window[0],
-        window_end=window[1],
-        data_validated=_window_validated(settings, challenger.symbol, challenger.timeframe, *window),
+        window_start=span[0],
+        window_end=span[1],
+        data_validated=_window_validated(settings, challenger.symbol, challenger.timeframe, *span),
         n_trades=int(challenger_metrics.get("trades", 0)),
+        champion_problem=champion_problem or window.problem,
+        window_note=window.note,
+        baseline_problems=problems,
     )
     decision = decide(inputs, config.policy, force=config.force)
     apply_decision(
@@ -115,7 +197,7 @@ def gate_model(config: PromoteConfig, settings: Settings) -> PromotionSummary:
     )
     facts: dict[str, Any] = {
         "challenger_version": challenger.version,
-        "champion_version": champion.version if champion else None,
+        "champion_version": champion_version,
         "primary_metric": metric,
         "challenger_value": _value(challenger_metrics, metric),
         "champion_value": _value(champion_metrics, metric),
@@ -128,8 +210,8 @@ def gate_model(config: PromoteConfig, settings: Settings) -> PromotionSummary:
             model_name=config.model,
             decision=decision.outcome,
             actor=config.actor,
-            window_start=window[0],
-            window_end=window[1],
+            window_start=span[0],
+            window_end=span[1],
             reasons=decision.reasons,
             metrics=decision.metrics,
             **facts,
@@ -140,7 +222,10 @@ def gate_model(config: PromoteConfig, settings: Settings) -> PromotionSummary:
         promoted=decision.promote,
         forced=decision.forced,
         **facts,
-        window=f"{window[0]:%Y-%m-%d} .. {window[1]:%Y-%m-%d}",
+        window=f"{span[0]:%Y-%m-%d} .. {span[1]:%Y-%m-%d}",
+        window_bars=window.n_bars,
+        window_narrowed=window.narrowed,
+        baseline_problems=problems,
         reasons=list(decision.reasons),
         promotion_id=promotion_id,
     )

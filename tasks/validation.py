@@ -36,6 +36,7 @@ from storage import (
     delete_bars,
     get_quarantine,
     list_assets,
+    list_corporate_actions,
     list_quarantine,
     quarantine_rows,
     read_bars,
@@ -49,11 +50,16 @@ PARSE_EXPECTATION = "parseable_row"
 
 @dataclass(frozen=True)
 class Screened:
-    """Bars split by the suite: ``good`` to store, ``rejected`` to quarantine, and the report."""
+    """Bars split by the suite: ``good`` to store, ``rejected`` to quarantine, and the report.
+
+    ``warned`` holds the open time of every bar that failed a ``warning`` expectation (stored
+    and flagged) with those expectation ids.
+    """
 
     good: pd.DataFrame
     rejected: list[QuarantinedRow]
     report: ValidationReport
+    warned: list[tuple[pd.Timestamp, list[str]]] = dataclasses.field(default_factory=list)
 
 
 def policy_for(settings: Settings) -> ValidationPolicy:
@@ -103,6 +109,7 @@ def screen_incoming(
         lookback = policy.return_bound(asset_class, timeframe).window + 2
         history = history_before(conn, symbol, timeframe, start, lookback)
         waived = released_waivers(conn, symbol, timeframe)
+        splits = {a.ex_date: a.ratio for a in list_corporate_actions(conn, symbol)}
     return screen(
         bars,
         symbol=symbol,
@@ -113,6 +120,7 @@ def screen_incoming(
         history=history,
         waived=waived,
         docs=docs_dir(settings),
+        splits=splits,
     )
 
 
@@ -133,8 +141,12 @@ def screen(
     waived: Mapping[pd.Timestamp, Sequence[str]] | None,
     docs: Path | None,
     now: pd.Timestamp | None = None,
+    splits: Mapping[pd.Timestamp, float] | None = None,
 ) -> Screened:
-    """Run the ``bars`` suite on canonical ``bars`` and split them into good and rejected rows."""
+    """Run the ``bars`` suite on canonical ``bars`` and split them into good and rejected rows.
+
+    ``splits``: the symbol's recorded splits (ex-date -> ratio), so that a jump by a recorded
+    split's ratio on its ex-date is an unadjusted split (a warning), not an error."""
     report = validate_bars(
         bars.reset_index(),
         symbol=symbol,
@@ -146,6 +158,7 @@ def screen(
         history=history,
         waived=waived,
         docs_dir=docs,
+        splits=splits,
     )
     failed = sorted(report.failures)
     rejected = [
@@ -158,7 +171,8 @@ def screen(
         for pos in failed
     ]
     good = bars.drop(index=bars.index[failed]) if failed else bars
-    return Screened(good=good, rejected=rejected, report=report)
+    warned = [(bars.index[pos], list(ids)) for pos, ids in report.warnings.items()]
+    return Screened(good=good, rejected=rejected, report=report, warned=warned)
 
 
 def parse_rejects(problems: Sequence[RowProblem], path: Path | None) -> list[QuarantinedRow]:
@@ -201,14 +215,27 @@ def gap_summary(gaps: GapReport) -> dict[str, Any]:
     }
 
 
-def _outcomes(report: ValidationReport) -> list[dict[str, Any]]:
-    return [
-        {
+MAX_WARNED_ROWS = 10_000
+"""Most bar times recorded per warning expectation in one ``validation_results`` row."""
+
+
+def _outcomes(screened: Screened) -> list[dict[str, Any]]:
+    """The report's outcomes; each warning outcome lists the open times of the bars it flagged."""
+    flagged: dict[str, list[str]] = {}
+    for ts, ids in screened.warned:
+        for eid in ids:
+            flagged.setdefault(eid, []).append(pd.Timestamp(ts).isoformat())
+    out = []
+    for o in screened.report.outcomes:
+        item: dict[str, Any] = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in dataclasses.asdict(o).items()
         }
-        for o in report.outcomes
-    ]
+        if o.id in flagged:
+            item["rows"] = flagged[o.id][:MAX_WARNED_ROWS]
+            item["rows_truncated"] = len(flagged[o.id]) > MAX_WARNED_ROWS
+        out.append(item)
+    return out
 
 
 def record_screen(
@@ -241,7 +268,7 @@ def record_screen(
         rows_failed=len(rejects),
         rows_warned=len(report.warnings),
         success=not rejects,
-        outcomes=_outcomes(report),
+        outcomes=_outcomes(screened),
         gaps=gap_summary(report.gaps),
         docs_path=str(report.docs_path) if report.docs_path else None,
         ingest_run_id=ingest_run_id,
@@ -347,6 +374,7 @@ def validate_series(target: ValidateTarget, settings: Settings) -> ValidateOutco
     with engine.connect() as conn:
         bars = read_bars(conn, target.symbol, target.timeframe)
         waived = released_waivers(conn, target.symbol, target.timeframe)
+        splits = {a.ex_date: a.ratio for a in list_corporate_actions(conn, target.symbol)}
     screened = screen(
         bars,
         symbol=target.symbol,
@@ -357,6 +385,7 @@ def validate_series(target: ValidateTarget, settings: Settings) -> ValidateOutco
         history=None,
         waived=waived,
         docs=docs_dir(settings),
+        splits=splits,
     )
     with engine.begin() as conn:
         quarantined = record_screen(

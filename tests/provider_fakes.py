@@ -15,7 +15,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from config.assets import AssetClass, AssetSpec
 from config.providers import ProviderPolicy, ProvidersConfig, RateLimit, RetryPolicy
 from config.settings import Settings, get_settings
+from market.bars import empty_bars
 from providers.factory import build_adapter
 from providers.http import CallRecord, Gate
 from providers.online import OnlineProvider
@@ -219,11 +220,39 @@ def yahoo_day_stamps(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return local.tz_localize("America/New_York").tz_convert("UTC")
 
 
-def chart_body(symbol: str, interval: str, frame: pd.DataFrame, null_volume: bool = False) -> dict[str, Any]:
-    """A chart response in Yahoo's documented shape for the rows of ``frame`` (stamps as served)."""
+# A split as the fakes serve it: (session date, new shares, old shares), e.g. ("2020-08-31", 4, 1).
+Split = tuple[str, Any, Any]
+
+
+def yahoo_split_seconds(splits: Sequence[Split]) -> list[int]:
+    """Yahoo's ``date`` of each split: the epoch second of its session's opening time (09:30 NY)."""
+    days = pd.DatetimeIndex([pd.Timestamp(day) for day, _, _ in splits])
+    return [int(t) for t in yahoo_day_stamps(days).as_unit("s").asi8]
+
+
+def yahoo_split_events(splits: Sequence[Split]) -> dict[str, Any]:
+    """Yahoo's ``events`` of a chart holding ``splits``."""
+    records = {
+        str(t): {"date": t, "numerator": new, "denominator": old, "splitRatio": f"{new}:{old}"}
+        for t, (_, new, old) in zip(yahoo_split_seconds(splits), splits, strict=True)
+    }
+    return {"splits": records}
+
+
+def chart_body(
+    symbol: str,
+    interval: str,
+    frame: pd.DataFrame,
+    null_volume: bool = False,
+    splits: Sequence[Split] = (),
+) -> dict[str, Any]:
+    """A chart response in Yahoo's documented shape for the rows of ``frame`` (stamps as served),
+    with ``events.splits`` when ``splits`` are given."""
     meta = {"currency": "USD", "symbol": symbol, "exchangeName": "NMS", "instrumentType": "EQUITY",
             **NEW_YORK, "dataGranularity": interval, "range": ""}  # fmt: skip
     result: dict[str, Any] = {"meta": meta, "indicators": {"quote": [{}], "adjclose": [{}]}}
+    if splits:
+        result["events"] = yahoo_split_events(splits)
     if len(frame):
         quote = {
             c: [None if math.isnan(v) else float(v) for v in frame[c]]
@@ -240,25 +269,34 @@ def chart_route(
     shuffle: bool = False,
     null_volume: bool = False,
     extra: pd.DataFrame | None = None,
+    splits: Mapping[str, Sequence[Split]] | None = None,
 ) -> Route:
     """Yahoo's ``GET /v8/finance/chart/{symbol}`` over ``{(symbol, interval): frame with Yahoo's
     stamps}``: rows with period1 <= stamp < period2 (epoch seconds); ``extra`` rows (a live quote)
-    are appended to every answer."""
+    are appended to every answer. ``splits`` (``{symbol: [(session date, numerator, denominator)]}``)
+    are answered as ``events.splits`` to day charts that ask for ``events=...splits`` (a symbol with
+    splits and no day frame has an empty day chart)."""
+    splits = splits or {}
 
     def route(request: Request) -> Reply:
         prefix = "/v8/finance/chart/"
         symbol = unquote(request.path.removeprefix(prefix))
         q = request.query
-        frame = series.get((symbol, q.get("interval", "")))
+        interval = q.get("interval", "")
+        frame = series.get((symbol, interval))
+        if frame is None and interval == "1d" and symbol in splits:
+            frame = empty_bars()
         if not request.path.startswith(prefix) or frame is None:
             return Reply(404, load_fixture("yahoo", "error_not_found.json"))
+        lo, hi = int(q["period1"]), int(q["period2"])
         seconds = pd.DatetimeIndex(frame.index).asi8 // 10**9
-        rows = frame[(seconds >= int(q["period1"])) & (seconds < int(q["period2"]))]
+        rows = frame[(seconds >= lo) & (seconds < hi)]
         if extra is not None:
             rows = pd.concat([rows, extra])
-        return Reply(
-            200, chart_body(symbol, q["interval"], rows.iloc[::-1] if shuffle else rows, null_volume)
-        )
+        asked = splits.get(symbol, ()) if "splits" in q.get("events", "") and interval == "1d" else ()
+        events = [s for s, t in zip(asked, yahoo_split_seconds(asked), strict=True) if lo <= t < hi]
+        body = chart_body(symbol, interval, rows.iloc[::-1] if shuffle else rows, null_volume, events)
+        return Reply(200, body)
 
     return route
 
@@ -330,6 +368,45 @@ def aggs_route(
             body["next_url"] = (
                 f"{next_base}/v2/aggs/ticker/{match[1]}/range/1/{span}/{lo}/{hi}?cursor={token}"
             )
+        return Reply(200, body)
+
+    return route
+
+
+def split_record(ticker: str, split: Split) -> dict[str, Any]:
+    """One split in Polygon's reference v3 shape (``split_to`` new shares for ``split_from`` old)."""
+    day, new, old = split
+    return {"execution_date": day, "split_from": old, "split_to": new, "ticker": ticker,
+            "id": f"E{ticker}{day.replace('-', '')}"}  # fmt: skip
+
+
+def splits_route(
+    splits: Mapping[str, Sequence[Split]],
+    page_size: int = 2,
+    next_base: str = POLYGON,
+    other: Route = no_route,
+) -> Route:
+    """Polygon's ``GET /v3/reference/splits`` over ``{ticker: [(execution date, split_to,
+    split_from)]}``: the ticker's splits with ``execution_date.gte <= date <= execution_date.lte``,
+    ``page_size`` a page, then ``next_url`` on ``next_base`` with an opaque cursor holding the query.
+    The key must be :data:`POLYGON_KEY`; other paths go to ``other`` (e.g. :func:`aggs_route`)."""
+
+    def route(request: Request) -> Reply:
+        if request.path != "/v3/reference/splits":
+            return other(request)
+        if request.query.get("apiKey") != POLYGON_KEY:
+            return Reply(401, load_fixture("polygon", "error_unknown_key.json"))
+        cursor = request.query.get("cursor")
+        q = json.loads(base64.urlsafe_b64decode(cursor)) if cursor else {**request.query, "offset": 0}
+        ticker, lo, hi = (q.get(k, "") for k in ("ticker", "execution_date.gte", "execution_date.lte"))
+        rows = [split_record(ticker, s) for s in splits.get(ticker, ()) if lo <= s[0] <= hi]
+        offset = int(q["offset"])
+        page = rows[offset : offset + page_size]
+        body: dict[str, Any] = {"results": page, "status": "OK", "request_id": "r"}
+        if offset + page_size < len(rows):
+            following = {k: v for k, v in q.items() if k != "apiKey"} | {"offset": offset + page_size}
+            token = base64.urlsafe_b64encode(json.dumps(following).encode()).decode()
+            body["next_url"] = f"{next_base}/v3/reference/splits?cursor={token}"
         return Reply(200, body)
 
     return route

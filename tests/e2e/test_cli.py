@@ -220,6 +220,26 @@ def test_quarantined_rows_exit_3_then_list_release_drop_and_validate(
     assert "2334" in revalidated.stdout
 
 
+def test_a_big_real_move_is_stored_and_listed_by_validate_warnings(tmp_path: Path, samples_dir: Path) -> None:
+    lines = (samples_dir / "googl_daily.csv").read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    for i in range(1800, len(rows)):  # a -40 % gap that stays (profit warning), from 2016-07-29 on
+        cells = rows[i].split(",")
+        cells[1:6] = [f"{float(x) * 0.6:.6f}" for x in cells[1:6]]
+        rows[i] = ",".join(cells)
+    gap = tmp_path / "gap.csv"
+    gap.write_text("\n".join([header, *rows]) + "\n")
+    args = ("--source", "csv", "--path", str(gap), "--symbol", "GAP", "--timeframe", "1d")
+    done = _fks(tmp_path, "ingest", *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _bar_count(tmp_path) == 2335  # nothing quarantined
+    listed = _fks(tmp_path, "validate", "--warnings")
+    assert listed.returncode == 0, listed.stderr
+    day = rows[1800].split(",")[0]
+    assert "GAP" in listed.stdout and day in listed.stdout and "return_in_bound" in listed.stdout
+    assert "1 bars kept and flagged" in listed.stdout
+
+
 def test_train_backtest_promote_and_rollback_exit_codes(tmp_path: Path) -> None:
     assert _fks(tmp_path, "ingest", "--symbols", "GOOGL").returncode == 0
     trained = _fks(

@@ -37,7 +37,7 @@ from storage import (
     upsert_bars,
     watermark,
 )
-from storage.db import VERSION_TABLE
+from storage.db import VERSION_TABLE, head_revision
 
 STAMP_1 = pd.Timestamp("2025-01-01 00:00:00.123", tz="UTC")
 STAMP_2 = pd.Timestamp("2025-06-01 12:00:00", tz="UTC")
@@ -380,7 +380,7 @@ def test_alembic_command_line_uses_the_ini_file(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     current = subprocess.run([*alembic, "current"], capture_output=True, text=True, cwd=tmp_path, check=False)
-    assert "0005 (head)" in current.stdout, current.stderr
+    assert f"{head_revision()} (head)" in current.stdout, current.stderr
     eng = open_store(url)  # already at head: nothing to do
     try:
         with eng.connect() as conn:

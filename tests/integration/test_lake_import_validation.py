@@ -94,7 +94,8 @@ def test_a_hand_edited_partition_imports_good_rows_and_quarantines_bad_ones(
     assert summary.refused == []
     assert (outcome.symbol, outcome.rows, outcome.inserted, outcome.quarantined) == ("BTC-USD", N, N - 2, 2)
     assert outcome.quarantine_reasons["high_ge_low"] == 1
-    assert outcome.quarantine_reasons["return_in_bound"] == 1
+    assert outcome.quarantine_reasons["no_spike"] == 1  # x50 and back: a bad tick
+    assert outcome.quarantine_reasons["return_ceiling"] == 1
     assert outcome.docs_path and Path(outcome.docs_path).exists()
 
     engine = store_for(target)

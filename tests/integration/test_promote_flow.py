@@ -31,6 +31,7 @@ def test_gate_refuses_forces_and_rolls_back_with_a_recorded_story(settings: Sett
     refused = promote(impossible, settings)
     assert refused.outcome == "refused" and not refused.promoted
     assert any("trades" in r for r in refused.reasons)
+    assert refused.baseline_problems == {}  # a normal training run logs every default baseline
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     assert get_version_by_alias("fks-forecaster", "champion") is None
     assert get_version_by_alias("fks-forecaster", "challenger") is not None
@@ -43,6 +44,9 @@ def test_gate_refuses_forces_and_rolls_back_with_a_recorded_story(settings: Sett
     train_forecaster(SMALL.model_copy(update={"seed": 5}), settings)
     second = promote(PromoteConfig(force=True), settings)
     assert second.champion_version == "1" and second.challenger_version == "2"
+    # trained on the same bars: the challenger's whole test window is out of sample for both
+    assert not second.window_narrowed and second.window_bars is not None and second.window_bars >= 60
+    assert not any("out of sample for the champion" in r or " is on " in r for r in second.reasons)
     assert str(get_version_by_alias("fks-forecaster", "champion").version) == "2"  # type: ignore[union-attr]
 
     assert rollback_model("fks-forecaster", settings, actor="test", reason="v2 misbehaved") == "1"

@@ -577,3 +577,180 @@ def test_the_gate_story_in_the_registry_and_the_promotions_table(
         "refused",
         "promoted",
     ]
+
+
+# --- the gate task on a real MLflow store and FKS database: window and baselines ---------------
+
+
+def _momentum_pyfunc() -> Any:
+    """A pyfunc that serves like the forecaster: raw bars in, the last bar's log return as forecast."""
+    import numpy as np
+    from mlflow.pyfunc import PythonModel
+
+    class Momentum(PythonModel):
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> pd.DataFrame:
+            rows = []
+            for _, bars in model_input.groupby("symbol", sort=False):
+                close = bars["close"].to_numpy(dtype="float64")
+                forecast = float(np.log(close[-1] / close[-2])) if len(close) > 1 else 0.0
+                rows.append({"ts": bars["ts"].iloc[-1], "forecast_log_return": forecast, "prob_up": 0.5})
+            return pd.DataFrame(rows)
+
+    return Momentum()
+
+
+GATE_BARS = pd.date_range("2024-01-01", periods=300, freq="D", tz="UTC", name="ts")  # .. 2024-10-26
+GATE_TEST = ("2024-07-15T00:00:00+00:00", "2024-10-20T00:00:00+00:00")
+
+
+@dataclass
+class GateWorld:
+    """An MLflow store with one experiment, a database with 300 daily bars of GATE, and helpers."""
+
+    settings: Any
+    experiment_id: str
+    model: str
+
+    def version(
+        self,
+        *,
+        val_end: str = "2024-06-30T00:00:00+00:00",
+        symbol: str = "GATE",
+        predictions: pd.DataFrame | None = None,
+        alias: str = "challenger",
+    ) -> tuple[str, str]:
+        """Log a run as ``fks train forecaster`` does (params, predictions), register it, alias it."""
+        import mlflow
+
+        from models.registry import register, set_alias
+
+        with mlflow.start_run(experiment_id=self.experiment_id) as run:
+            mlflow.log_params(
+                {
+                    "symbol": symbol,
+                    "timeframe": "1d",
+                    "horizon": "1",
+                    "data.train_start": "2024-01-10T00:00:00+00:00",
+                    "data.val_end": val_end,
+                    "data.test_start": GATE_TEST[0],
+                    "data.test_end": GATE_TEST[1],
+                }
+            )
+            if predictions is not None:
+                folder = Path(self.settings.data_dir) / run.info.run_id
+                folder.mkdir(parents=True)
+                predictions.to_csv(folder / "test_predictions.csv")
+                mlflow.log_artifact(str(folder / "test_predictions.csv"), "predictions")
+            info = mlflow.pyfunc.log_model(name="model", python_model=_momentum_pyfunc())
+        version = register(info.model_uri, self.model)
+        set_alias(self.model, alias, version)
+        return version, run.info.run_id
+
+    def gate(self, **config: Any) -> Any:
+        from config.backtest import PromoteConfig
+        from tasks.promote import gate_model
+
+        settings = {"backtest": {"history": 5}, "policy": {"min_window_bars": 20}, **config}
+        return gate_model.fn(PromoteConfig(model=self.model, **settings), self.settings)
+
+
+@pytest.fixture
+def world(settings: Any) -> Iterator[GateWorld]:
+    import mlflow
+    import numpy as np
+
+    from config.assets import AssetClass, AssetSpec
+    from storage import register_asset, upsert_bars
+    from tasks.store import store_for
+
+    rng = np.random.default_rng(11)
+    close = 100 * np.exp(np.cumsum(rng.normal(0.0005, 0.01, len(GATE_BARS))))
+    bars = pd.DataFrame(
+        {"open": close, "high": close * 1.005, "low": close * 0.995, "close": close, "volume": 1e6},
+        index=GATE_BARS,
+    )
+    bars["open"] = bars["close"].shift(1).fillna(bars["close"].iloc[0])
+    bars["high"] = bars[["open", "close"]].max(axis=1) * 1.002
+    bars["low"] = bars[["open", "close"]].min(axis=1) * 0.998
+    with store_for(settings).begin() as conn:
+        register_asset(conn, AssetSpec(symbol="GATE", asset_class=AssetClass.CRYPTO, calendar="24/7"))
+        upsert_bars(conn, "GATE", "1d", bars, source="test")
+    with _tracking(settings.mlflow_tracking_uri):
+        root = Path(settings.data_dir) / "mlflow-artifacts"
+        experiment_id = mlflow.create_experiment("gate-task", artifact_location=root.as_uri())
+        yield GateWorld(settings=settings, experiment_id=experiment_id, model="gate-task")
+
+
+def _predictions(**columns: Any) -> pd.DataFrame:
+    """Logged test predictions over the test window: ``actual``, ``lstm`` and the given columns."""
+    index = pd.date_range(GATE_TEST[0], GATE_TEST[1], freq="D", name="ts")
+    frame = pd.DataFrame({"actual": 0.001, "lstm": 0.001}, index=index)
+    for name, value in columns.items():
+        frame[name] = value
+    return frame
+
+
+def test_gate_refuses_when_a_configured_baseline_cannot_be_evaluated(world: GateWorld) -> None:
+    from storage import list_promotions
+    from tasks.store import store_for
+
+    version, run_id = world.version(predictions=None)  # the training run logged no predictions
+    refused = world.gate()
+    assert refused.outcome == "refused" and not refused.promoted
+    assert set(refused.baseline_problems) == {"last_return", "ridge", "hist_gb"}
+    assert refused.baseline_name == "buy and hold"  # still compared with what could be evaluated
+    missing = f"training run {run_id} logged no predictions/test_predictions.csv"
+    baseline_reason = next(r for r in refused.reasons if r.startswith("Baseline '"))
+    for name in ("last_return", "ridge", "hist_gb"):
+        assert f"Baseline '{name}' could not be evaluated: {missing}" in baseline_reason
+    assert "fks train forecaster" in baseline_reason
+    assert _tags(world.model, version)["gate_decision"] == "refused"
+    with store_for(world.settings).connect() as conn:
+        row = list_promotions(conn, world.model)[-1]
+    assert row.decision == "refused" and row.metrics["checks"]["baseline"] is False
+    assert row.metrics["baseline_problems"]["ridge"].startswith(missing)
+
+    # only the baselines that are configured count: buy and hold alone can always be evaluated
+    hold_only = world.gate(baselines=["buy and hold"], policy={"min_window_bars": 20, "min_trades": 10**6})
+    assert hold_only.baseline_problems == {} and hold_only.baseline_name == "buy and hold"
+    assert not any("could not be evaluated" in r for r in hold_only.reasons)
+
+    # logged predictions without a configured column, or with no forecast in the window
+    world.version(predictions=_predictions(ridge=0.002, last_return=float("nan")))
+    partial = world.gate()
+    assert partial.outcome == "refused" and set(partial.baseline_problems) == {"last_return", "hist_gb"}
+    assert "no 'hist_gb' column" in partial.baseline_problems["hist_gb"]
+    assert "cover none of the 98 bars" in partial.baseline_problems["last_return"]
+    reason = next(r for r in partial.reasons if r.startswith("Baseline '"))
+    assert "Baseline 'hist_gb' could not be evaluated" in reason
+    assert "Baseline 'last_return' could not be evaluated" in reason and "'ridge' could not" not in reason
+    # forced anyway: promoted, and the record keeps what would have refused it
+    forced = world.gate(force=True)
+    assert forced.outcome == "forced" and any("Baseline 'hist_gb'" in r for r in forced.reasons)
+
+
+def test_gate_compares_on_the_window_out_of_sample_for_both(world: GateWorld) -> None:
+    complete = _predictions(last_return=0.002, ridge=0.002, hist_gb=-0.002)
+    champion, _ = world.version(val_end="2024-08-31T00:00:00+00:00", predictions=complete, alias="champion")
+    world.version(predictions=complete)
+    narrowed = world.gate()
+    assert narrowed.champion_version == champion and narrowed.champion_value is not None
+    assert narrowed.window == "2024-09-01 .. 2024-10-20"
+    assert narrowed.window_bars == 50 and narrowed.window_narrowed
+    assert narrowed.baseline_problems == {}
+    # the same pyfunc on the same window: a tie, refused, and the reason says which window
+    champion_reason = next(r for r in narrowed.reasons if "champion" in r)
+    assert "does not beat champion" in champion_reason
+    assert "narrowed from the test window 2024-07-15..2024-10-20" in champion_reason
+    assert "champion v1 was trained and validated up to 2024-08-31" in champion_reason
+
+    too_late, _ = world.version(val_end="2024-10-15T00:00:00+00:00", predictions=complete, alias="champion")
+    too_short = world.gate()
+    assert too_short.champion_version == too_late and too_short.champion_value is None
+    assert too_short.window == "2024-07-15 .. 2024-10-20" and not too_short.window_narrowed
+    assert any(r.startswith("Only 5 bars (2024-10-16..2024-10-20)") for r in too_short.reasons)
+
+    elsewhere, _ = world.version(symbol="OTHER", predictions=complete, alias="champion")
+    other = world.gate()
+    assert other.outcome == "refused" and other.champion_version == elsewhere
+    assert any(r.startswith(f"Champion v{elsewhere} is on OTHER 1d") for r in other.reasons)

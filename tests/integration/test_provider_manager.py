@@ -4,12 +4,15 @@ servers playing Binance and Yahoo (fakes from ``tests/provider_fakes.py``, serve
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
@@ -17,25 +20,30 @@ from config.assets import AssetClass, AssetSpec
 from config.settings import Settings
 from flows.cli_providers import providers_app
 from providers.base import NotSupported
-from providers.manager import ProviderManager
+from providers.manager import AllProvidersFailed, ProviderManager
 from providers.ratelimit import BudgetExceeded
 from providers.verify import Discrepant
+from storage import register_asset
 from storage.provider_usage import record_calls
 from storage.verifications import latest_verifications, list_discrepancies, list_verifications
+from tests.fixture_server import FixtureServer
 from tests.provider_fakes import (
     BTC,
+    POLYGON_KEY,
     Chart,
     FakeTime,
     Faulty,
     Klines,
     Loopback,
     assert_same_bars,
+    chart_route,
     fragile,
     make_config,
     origin,
     policy,
     run_in_threads,
     settings_for,
+    splits_route,
     usage,
 )
 from tests.provider_fakes import random_walk as truth
@@ -426,3 +434,97 @@ def test_cli_providers_status_and_discrepancies(
     )
     assert bad.exit_code == 2
     assert "providers file not found" in bad.output
+
+
+# -- splits ---------------------------------------------------------------------------------------
+
+BRK = AssetSpec(
+    symbol="BRK-B",
+    asset_class=AssetClass.EQUITY,
+    default_source="auto",
+    provider_symbols={"yahoo": "BRK-B", "polygon": "BRK.B", "alphavantage": "BRK.B"},
+)
+BRK_SPLITS = [("2010-01-21", 50, 1), ("2021-06-01", 1, 10), ("2023-03-01", 3, 2)]
+
+
+def test_splits_fail_over_from_a_failing_provider_to_the_next(
+    net: Loopback, settings: Settings, store: Engine, tmp_path: Path
+) -> None:
+    config = make_config(yahoo=fragile(threshold=5, reset_s=600))
+    with store.begin() as conn:
+        register_asset(conn, BRK)
+    down = Faulty(chart_route({}, splits={"BRK-B": BRK_SPLITS}), down=True)
+    with net.play(yahoo=down, polygon=splits_route({"BRK.B": BRK_SPLITS}, page_size=1)) as (yahoo, polygon):
+        cfg = settings_for(settings, tmp_path, config, yahoo=yahoo.url, polygon=polygon.url)
+        keys = {"polygon": SecretStr(POLYGON_KEY)}
+        with ProviderManager(cfg, store, config=config, api_keys=keys) as manager:
+            result = manager.fetch_splits(
+                "brk-b", "equity", pd.Timestamp("2010-01-01", tz="UTC"), pd.Timestamp("2024-01-01", tz="UTC")
+            )
+            assert manager.breaker("yahoo").consecutive_failures == 1  # the failure counted
+            assert manager.breaker("polygon").consecutive_failures == 0
+        asked = len(polygon.requests)
+    assert result.provider == "polygon"
+    assert [(a.provider, a.kind) for a in result.attempts] == [("yahoo", "Unavailable")]
+    # the FKS symbol, not Polygon's ticker; new shares per old share
+    assert [(a.symbol, f"{a.ex_date:%Y-%m-%d}", a.ratio, a.source) for a in result.actions] == [
+        ("BRK-B", "2010-01-21", 50.0, "polygon"),
+        ("BRK-B", "2021-06-01", 0.1, "polygon"),
+        ("BRK-B", "2023-03-01", 1.5, "polygon"),
+    ]
+    assert asked == 3  # one split a page: three pages, each metered
+    metered = usage(store)
+    assert metered["polygon"]["calls"] == 3 and metered["polygon"]["failures"] == 0
+    assert metered["yahoo"]["failures"] == 1 and "503" in (metered["yahoo"]["last_error"] or "")
+
+
+@contextlib.contextmanager
+def _yahoo_splits(
+    net: Loopback, settings: Settings, store: Engine, tmp_path: Path, splits: list[Any]
+) -> Iterator[tuple[ProviderManager, FixtureServer]]:
+    """A manager of the default test config, BRK registered, and Yahoo playing its ``splits``."""
+    config = make_config()
+    with store.begin() as conn:
+        register_asset(conn, BRK)
+    with net.play(yahoo=chart_route({}, splits={"BRK-B": splits})) as (yahoo,):
+        cfg = settings_for(settings, tmp_path, config, yahoo=yahoo.url)
+        with ProviderManager(cfg, store, config=config) as manager:
+            yield manager, yahoo
+
+
+def test_splits_are_asked_only_of_providers_that_report_them(
+    net: Loopback, settings: Settings, store: Engine, tmp_path: Path
+) -> None:
+    start, end = pd.Timestamp("2020-01-01", tz="UTC"), pd.Timestamp("2022-01-01", tz="UTC")
+    with _yahoo_splits(net, settings, store, tmp_path, BRK_SPLITS) as (manager, yahoo):
+        av_only = BRK.model_copy(update={"symbol": "AV-ONLY", "provider_symbols": {"alphavantage": "X"}})
+        with store.begin() as conn:
+            register_asset(conn, av_only)
+        # alphavantage is preferred but reports no splits: passed over without an attempt
+        result = manager.fetch_splits("BRK-B", "equity", start, end, prefer="alphavantage")
+        with pytest.raises(NotSupported, match=r"reports splits: add provider_symbols: \{yahoo:"):
+            manager.fetch_splits("AV-ONLY", "equity", start, end)
+        with pytest.raises(NotSupported, match=r"NOPE has no symbol at .*add provider_symbols"):
+            manager.fetch_splits("NOPE", "equity", start, end)
+    assert (result.provider, result.attempts) == ("yahoo", [])
+    assert [(f"{a.ex_date:%Y-%m-%d}", a.ratio) for a in result.actions] == [("2021-06-01", 0.1)]
+    assert len(yahoo.requests) == 1
+
+
+def test_every_provider_failing_splits_is_reported_with_each_error(
+    net: Loopback, settings: Settings, store: Engine, tmp_path: Path
+) -> None:
+    bad = [("2021-06-01", 0, 10)]
+    with (
+        _yahoo_splits(net, settings, store, tmp_path, bad) as (manager, _),
+        pytest.raises(AllProvidersFailed) as caught,
+    ):
+        manager.fetch_splits(
+            "BRK-B", "equity", pd.Timestamp("2021-01-01", tz="UTC"), pd.Timestamp("2022-01-01", tz="UTC")
+        )
+    message = str(caught.value)
+    assert message.startswith("BRK-B splits: every provider failed: yahoo: BadResponse:")
+    assert (
+        "has no valid ratio" in message
+        and "polygon: AuthError: no API key; set FKS_POLYGON_API_KEY" in message
+    )

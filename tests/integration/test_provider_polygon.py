@@ -10,6 +10,7 @@ import pytest
 
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited, Unavailable
 from providers.polygon import PolygonProvider
+from storage import CorporateAction
 from tests.fixture_server import FixtureServer, Reply, Request, malformed_json, rate_limited, server_error
 from tests.provider_fakes import (
     POLYGON,
@@ -19,6 +20,7 @@ from tests.provider_fakes import (
     load_fixture,
     midnight_new_york,
     ms,
+    splits_route,
     synthetic,
 )
 from tests.provider_fakes import POLYGON_KEY as KEY
@@ -214,3 +216,82 @@ def test_a_next_url_that_repeats_cannot_make_the_adapter_loop(serve: Callable[..
     with pytest.raises(BadResponse, match=r"next_url .* repeats"):
         adapter.fetch_bars("X:BTCUSD", "1m", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-01 00:03"))
     assert len(server.requests) == 2
+
+
+# -- splits (reference v3) -----------------------------------------------------------------------
+
+
+def test_splits_follow_next_url_and_give_new_shares_per_old(serve: Callable[..., Any]) -> None:
+    splits = {
+        "AAPL": [("2014-06-09", 7, 1), ("2020-08-31", 4, 1), ("2021-03-01", 1, 10), ("2022-01-03", 3, 2)]
+    }
+    server, adapter = serve(splits_route(splits, page_size=2))
+
+    found = adapter.fetch_splits("AAPL", pd.Timestamp("2015-01-01", tz="UTC"), pd.Timestamp("2022-01-04"))
+
+    assert found == [
+        CorporateAction("AAPL", pd.Timestamp("2020-08-31", tz="UTC"), "split", 4.0, "polygon"),
+        CorporateAction("AAPL", pd.Timestamp("2021-03-01", tz="UTC"), "split", 0.1, "polygon"),
+        CorporateAction("AAPL", pd.Timestamp("2022-01-03", tz="UTC"), "split", 1.5, "polygon"),
+    ]
+    first, second = server.requests
+    assert first.path == "/v3/reference/splits"
+    assert first.query == {
+        "ticker": "AAPL",
+        "execution_date.gte": "2015-01-01",
+        "execution_date.lte": "2022-01-03",  # the end is exclusive
+        "limit": "1000",
+        "apiKey": KEY,
+    }
+    assert second.path == "/v3/reference/splits" and set(second.query) == {"cursor", "apiKey"}
+
+
+def test_the_documented_splits_shape(serve: Callable[..., Any]) -> None:
+    body = {
+        "results": [
+            {"execution_date": "2020-08-31", "id": "E36416cce743c3964c5da63e1ef1626c0aece30fb47302eea5a4",
+             "split_from": 1, "split_to": 4, "ticker": "AAPL"},
+        ],
+        "status": "OK",
+        "request_id": "6a7e466379af0a71039d60cc78e72282",
+    }  # fmt: skip
+    _, adapter = serve(answer(body))
+    found = adapter.fetch_splits("AAPL", pd.Timestamp("2020-01-01"), pd.Timestamp("2021-01-01"))
+    assert found == [CorporateAction("AAPL", pd.Timestamp("2020-08-31", tz="UTC"), "split", 4.0, "polygon")]
+
+
+@pytest.mark.parametrize(
+    ("record", "text"),
+    [
+        ({"split_from": 0, "split_to": 4}, "no valid ratio"),
+        ({"split_from": 1, "split_to": -4}, "no valid ratio"),
+        ({"split_from": 1}, "no valid ratio"),
+        ({"split_from": 1, "split_to": 4, "execution_date": "31/08/2020"}, "not YYYY-MM-DD"),
+        ({"split_from": 1, "split_to": 4, "ticker": "MSFT"}, "got one of 'MSFT'"),
+    ],
+)
+def test_a_bad_split_is_a_bad_response(serve: Callable[..., Any], record: dict[str, Any], text: str) -> None:
+    good = {"execution_date": "2020-08-31", "ticker": "AAPL", "id": "E1"}
+    _, adapter = serve(answer({"results": [good | record], "status": "OK", "request_id": "x"}))
+    with pytest.raises(BadResponse, match=text) as caught:
+        adapter.fetch_splits("AAPL", pd.Timestamp("2020-01-01"), pd.Timestamp("2021-01-01"))
+    assert str(caught.value).startswith("polygon: ")
+
+
+def test_a_bad_ratio_on_a_later_page_is_a_bad_response(serve: Callable[..., Any]) -> None:
+    splits = {"AAPL": [("2020-08-31", 4, 1), ("2021-03-01", 1, 10), ("2022-01-03", 3, 0)]}
+    server, adapter = serve(splits_route(splits, page_size=2))
+    with pytest.raises(BadResponse, match=r"'AAPL' on 2022-01-03 has no valid ratio"):
+        adapter.fetch_splits("AAPL", pd.Timestamp("2020-01-01"), pd.Timestamp("2023-01-01"))
+    assert len(server.requests) == 2
+
+
+def test_splits_need_the_key_and_keep_it_out_of_errors(serve: Callable[..., Any]) -> None:
+    server, adapter = serve(splits_route({}), key=None)
+    with pytest.raises(AuthError, match="FKS_POLYGON_API_KEY"):
+        adapter.fetch_splits("AAPL", pd.Timestamp("2020-01-01"), pd.Timestamp("2021-01-01"))
+    assert server.requests == []
+    server, adapter = serve(echo_key)
+    with pytest.raises(BadResponse) as caught:
+        adapter.fetch_splits("AAPL", pd.Timestamp("2020-01-01"), pd.Timestamp("2021-01-01"))
+    assert KEY not in str(caught.value)

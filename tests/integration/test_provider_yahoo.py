@@ -10,6 +10,7 @@ import pytest
 
 from providers.base import BadResponse, NotSupported
 from providers.yahoo import YahooProvider
+from storage import CorporateAction
 from tests.fixture_server import FixtureServer, Reply, Request
 from tests.provider_fakes import answer, chart_route, fast_policy, load_fixture, synthetic, yahoo_day_stamps
 
@@ -203,3 +204,63 @@ def test_a_window_without_trades_is_empty(serve: Callable[..., Any]) -> None:
     # Good Friday and a weekend: no session, and the sessions a day either side are clipped away
     bars = adapter.fetch_bars("AAPL", "1d", pd.Timestamp("2024-03-29"), pd.Timestamp("2024-04-01"))
     assert bars.empty and list(bars.columns) == ["open", "high", "low", "close", "volume"]
+
+
+# -- splits (events.splits of the day chart) -------------------------------------------------------
+
+
+def test_splits_come_from_the_day_chart_dated_by_session(serve: Callable[..., Any]) -> None:
+    days = truth("1d", "2023-11-01")
+    served = days.set_axis(yahoo_day_stamps(pd.DatetimeIndex(days.index)))
+    splits = {"AAPL": [("2023-11-15", 2, 1), ("2024-02-12", 1, 10), ("2024-05-06", 3, 2)]}
+    server, adapter = serve(chart_route({("AAPL", "1d"): served}, splits=splits))
+
+    found = adapter.fetch_splits("AAPL", pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-06-01"))
+
+    assert found == [
+        CorporateAction("AAPL", pd.Timestamp("2024-02-12", tz="UTC"), "split", 0.1, "yahoo"),
+        CorporateAction("AAPL", pd.Timestamp("2024-05-06", tz="UTC"), "split", 1.5, "yahoo"),
+    ]
+    (request,) = server.requests
+    assert (request.path, request.query["interval"]) == ("/v8/finance/chart/AAPL", "1d")
+    assert "splits" in request.query["events"].split(",")
+    # a day wider on each side, as for day bars: a split dated by its session's open is caught
+    assert int(request.query["period1"]) == int(pd.Timestamp("2023-12-31", tz="UTC").timestamp())
+
+
+def test_the_documented_split_shape_gives_the_ex_date_and_ratio(serve: Callable[..., Any]) -> None:
+    body = fixture("chart_gspc_1d.json")
+    result = body["chart"]["result"][0]
+    result["meta"]["symbol"] = "AAPL"
+    result["events"] = {
+        "splits": {
+            "1598880600": {"date": 1598880600, "numerator": 4, "denominator": 1, "splitRatio": "4:1"},
+        }
+    }
+    _, adapter = serve(answer(body))
+    found = adapter.fetch_splits("AAPL", pd.Timestamp("2020-08-01"), pd.Timestamp("2020-09-30"))
+    # 13:30 UTC is the 09:30 open in New York: the ex-date is that session, at 00:00 UTC
+    assert found == [CorporateAction("AAPL", pd.Timestamp("2020-08-31", tz="UTC"), "split", 4.0, "yahoo")]
+
+
+def test_a_chart_without_split_events_has_no_splits(serve: Callable[..., Any]) -> None:
+    _, adapter = serve(literal("chart_gspc_1d.json"))
+    assert adapter.fetch_splits("^GSPC", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-01-08")) == []
+
+
+@pytest.mark.parametrize(
+    ("numerator", "denominator"), [(0, 1), (2, 0), (-2, 1), (None, 1), ("two", 1), (2, None)]
+)
+def test_a_split_without_a_valid_ratio_is_a_bad_response(
+    serve: Callable[..., Any], numerator: Any, denominator: Any
+) -> None:
+    _, adapter = serve(chart_route({}, splits={"AAPL": [("2024-02-12", numerator, denominator)]}))
+    with pytest.raises(BadResponse, match=r"yahoo: the split of 'AAPL' on 2024-02-12 has no valid ratio"):
+        adapter.fetch_splits("AAPL", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01"))
+
+
+def test_splits_of_an_unknown_symbol_are_not_supported(serve: Callable[..., Any]) -> None:
+    server, adapter = serve(chart_route({}))
+    with pytest.raises(NotSupported, match="may be delisted"):
+        adapter.fetch_splits("NOPE", pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01"))
+    assert len(server.requests) == 1

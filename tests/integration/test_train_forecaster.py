@@ -45,7 +45,7 @@ def ml_settings(settings: Settings, tmp_path: Path) -> Settings:
 def test_training_records_an_honest_run_and_registers_a_challenger(ml_settings: Settings) -> None:
     summary = train_forecaster(ForecasterConfig(**SMALL), ml_settings)
     assert summary.version == "1" and summary.alias == "challenger"
-    assert set(summary.test) == {"lstm", "zero", "last_return", "ridge", "hist_gb"}
+    assert set(summary.test) == {"lstm", "zero", "always_long", "last_return", "ridge", "hist_gb"}
     # an LSTM on daily returns is near the zero forecast; a diverged one would be far worse
     assert summary.test["lstm"]["rmse"] < 1.5 * summary.test["zero"]["rmse"]
 
@@ -83,7 +83,7 @@ def test_training_records_an_honest_run_and_registers_a_challenger(ml_settings: 
     model = mlflow.pyfunc.load_model("models:/fks-forecaster@challenger")
     assert model.metadata.signature is not None
     with store_for(ml_settings).connect() as conn:
-        raw = read_bars(conn, "GOOGL", "1d").iloc[-300:].reset_index()
+        raw = read_bars(conn, "GOOGL", "1d").iloc[-model.unwrap_python_model().min_bars :].reset_index()
     raw["ts"] = raw["ts"].map(lambda t: t.isoformat())
     served = model.predict(raw)
     assert list(served.columns) == ["symbol", "ts", "forecast_log_return", "prob_up", "horizon"]

@@ -32,6 +32,7 @@ def test_samples_revalidate_clean_and_a_stricter_policy_moves_bars_to_quarantine
 
     policy = yaml.safe_load(settings.validation_file.read_text())
     policy["returns"]["bounds"]["equity"]["1d"] = {"window": 60, "k": 1.0, "floor": 0.001}
+    policy["suites"]["bars"]["severity"]["return_in_bound"] = "critical"  # a big move is a warning by default
     strict_file = tmp_path / "strict.yaml"
     strict_file.write_text(yaml.safe_dump(policy))
     strict = settings.model_copy(update={"validation_file": strict_file})
@@ -44,6 +45,34 @@ def test_samples_revalidate_clean_and_a_stricter_policy_moves_bars_to_quarantine
         held = list_quarantine(conn, symbol="GOOGL")
         stored = read_bars(conn, "GOOGL", "1d")
     assert len(held) == moved and not set(e.ts for e in held) & set(stored.index)
+
+
+def test_a_real_one_way_move_is_stored_and_listed_as_a_warning(
+    settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
+    from storage import list_warnings
+
+    frame = pd.read_csv(samples_dir / "googl_daily.csv")
+    i = 1800
+    for col in ("Open", "High", "Low", "Close", "Adj Close"):
+        frame.loc[i:, col] = frame.loc[i:, col] * 0.65  # a -35 % earnings gap that stays
+    path = tmp_path / "gap.csv"
+    frame.to_csv(path, index=False)
+    gap_ts = pd.Timestamp(frame.loc[i, "Date"], tz="UTC")
+    summary = ingest(IngestConfig(source="csv", path=path, symbols=["GAPPY"], timeframe="1d"), settings)
+    assert summary.outcomes[0].quarantined == 0
+    with store_for(settings).connect() as conn:
+        assert gap_ts in read_bars(conn, "GAPPY", "1d").index
+        warned = list_warnings(conn, symbol="GAPPY")
+        assert list_quarantine(conn, symbol="GAPPY") == []
+    assert [(w.ts, w.expectation) for w in warned] == [(gap_ts, "return_in_bound")]
+    assert "kept, check the news" in warned[0].reason
+    # re-validating flags it again: still one entry per bar and expectation, from the latest run
+    validate(ValidateConfig(symbols=["GAPPY"]), settings)
+    with store_for(settings).connect() as conn:
+        again = list_warnings(conn, symbol="GAPPY")
+    assert [(w.ts, w.expectation) for w in again] == [(gap_ts, "return_in_bound")]
+    assert again[0].validation_id > warned[0].validation_id
 
 
 def _spiky_copy(samples_dir: Path, tmp_path: Path) -> tuple[Path, pd.Timestamp]:
@@ -106,3 +135,33 @@ def test_a_row_that_cannot_become_a_bar_cannot_be_released(
         release_quarantined(engine, [entry.id], settings=settings, actor="analyst")
     with engine.connect() as conn:
         assert list_quarantine(conn, symbol="TXT")[0].status == "quarantined"
+
+
+def test_a_recorded_split_turns_a_split_like_jump_into_a_warning(
+    settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
+    from storage import CorporateAction, list_warnings, upsert_corporate_actions
+
+    frame = pd.read_csv(samples_dir / "googl_daily.csv")
+    i = 1200
+    for col in ("Open", "High", "Low", "Close", "Adj Close"):
+        frame.loc[i:, col] = frame.loc[i:, col] / 2.0  # unadjusted 2-for-1 from row i on
+    path = tmp_path / "split.csv"
+    frame.to_csv(path, index=False)
+    ex_date = pd.Timestamp(frame.loc[i, "Date"], tz="UTC")
+    config = IngestConfig(source="csv", path=path, symbols=["SPLIT"], timeframe="1d")
+    first = ingest(config, settings)
+    assert first.outcomes[0].quarantined == 1  # no split recorded: split_like, quarantined
+    with store_for(settings).connect() as conn:
+        assert "split_like" in list_quarantine(conn, symbol="SPLIT")[0].failed_expectations
+
+    other = IngestConfig(source="csv", path=path, symbols=["SPLIT2"], timeframe="1d")
+    with store_for(settings).begin() as conn:
+        split = CorporateAction(symbol="SPLIT2", ex_date=ex_date, kind="split", ratio=2.0, source="manual")
+        upsert_corporate_actions(conn, [split])
+    second = ingest(other, settings)
+    assert second.outcomes[0].quarantined == 0  # recorded: stored, flagged as unadjusted
+    with store_for(settings).connect() as conn:
+        warned = list_warnings(conn, symbol="SPLIT2")
+        assert ex_date in read_bars(conn, "SPLIT2", "1d").index
+    assert [(w.ts, w.expectation) for w in warned] == [(ex_date, "split_unadjusted")]

@@ -7,6 +7,7 @@ import pytest
 
 from features import make_windows
 from models.baselines import (
+    AlwaysLongBaseline,
     Baseline,
     HistGBBaseline,
     LastReturnBaseline,
@@ -42,6 +43,26 @@ def test_zero_baseline_predicts_zero() -> None:
     pred = ZeroBaseline().fit(X, y).predict(X[:7])
     assert pred.shape == (7,) and np.all(pred == 0.0)
     assert ZeroBaseline().name == "zero"
+
+
+def test_always_long_directional_accuracy_is_the_up_share() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 3))
+    y = rng.normal(0.0004, 0.01, size=400)
+    y[[3, 50, 377]] = 0.0  # no direction: left out of the accuracy and of the up-share
+    for train_drift in (0.002, -0.002):  # a positive drift is the forecast; a negative one is not
+        base = AlwaysLongBaseline().fit(X[:300], y[:300] + train_drift)
+        pred = base.predict(X[300:])
+        assert pred.shape == (100,) and np.all(pred > 0) and np.unique(pred).size == 1
+        expected = np.mean(y[:300] + train_drift) if train_drift > 0 else AlwaysLongBaseline.MIN_FORECAST
+        assert pred[0] == pytest.approx(expected)
+        for block in (y[300:], y, np.abs(y), -np.abs(y) - 1e-9):
+            da = regression_metrics(block, base.predict(np.zeros((block.size, 3))))["directional_accuracy"]
+            moved = block[block != 0]
+            assert da == pytest.approx(np.mean(moved > 0), abs=1e-15)
+    assert AlwaysLongBaseline().name == "always_long"
+    with pytest.raises(ValueError, match="not fitted"):
+        AlwaysLongBaseline().predict(X)
 
 
 def test_last_return_equals_the_column_scaled_to_horizon() -> None:
@@ -90,12 +111,13 @@ def test_determinism_with_the_same_seed() -> None:
 
 def test_default_baselines_and_evaluate() -> None:
     bases = default_baselines(seed=3, log_ret_column=0, horizon=2)
-    assert [b.name for b in bases] == ["zero", "last_return", "ridge", "hist_gb"]
+    assert [b.name for b in bases] == ["zero", "always_long", "last_return", "ridge", "hist_gb"]
     assert all(isinstance(b, Baseline) for b in bases)
-    assert [b.name for b in default_baselines(3, None)] == ["zero", "ridge", "hist_gb"]
+    assert [b.name for b in default_baselines(3, None)] == ["zero", "always_long", "ridge", "hist_gb"]
     X, y = _linear(600)
     report = evaluate_baselines(bases, X[:500], y[:500], X[500:], y[500:])
-    assert list(report) == ["zero", "last_return", "ridge", "hist_gb"]
+    assert list(report) == ["zero", "always_long", "last_return", "ridge", "hist_gb"]
+    assert report["always_long"]["directional_accuracy"] == pytest.approx(np.mean(y[500:] > 0))
     u = uplift(report["ridge"], {k: v for k, v in report.items() if k != "ridge"}, metric="rmse")
     improvement = u["rmse_improvement"]
     assert isinstance(improvement, float) and improvement > 0  # ridge beats the others on a linear target

@@ -1,4 +1,5 @@
-"""No look-ahead: features built on bars up to a cut equal the full build before the cut."""
+"""No look-ahead: features built on bars up to a cut equal the full build before the cut, and
+the backtest fills a decision taken at a bar's close only at the next bar's open."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from backtest import Costs, run
 from features import build_features, get_feature_set
 from providers.csv import parse_bars_csv
 
@@ -76,3 +78,66 @@ def test_prefix_equals_full_on_random_walks(cut: int, seed: int) -> None:
     full = build_features(bars, fs, timeframe="1h").to_numpy()
     part = build_features(bars.iloc[:cut], fs, timeframe="1h").to_numpy()
     np.testing.assert_allclose(part, full[:cut], rtol=1e-12, atol=0, equal_nan=True)
+
+
+def _walk(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    open_ = close * np.exp(rng.normal(0, 0.01, n))  # every open differs from the previous close
+    index = pd.date_range("2021-01-01", periods=n, freq="D", tz="UTC", name="ts")
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close),
+            "low": np.minimum(open_, close),
+            "close": close,
+            "volume": 1.0,
+        },
+        index=index,
+    )
+
+
+def _shock(bars: pd.DataFrame, bar: int, open_factor: float, close_factor: float) -> pd.DataFrame:
+    """``bars`` with bar ``bar``'s open and close moved (high and low kept valid)."""
+    out = bars.copy()
+    o = out["open"].to_numpy(copy=True)
+    c = out["close"].to_numpy(copy=True)
+    o[bar] *= open_factor
+    c[bar] *= close_factor
+    out["open"], out["close"] = o, c
+    out["high"], out["low"] = np.maximum(o, c), np.minimum(o, c)
+    return out
+
+
+@pytest.mark.parametrize("side", [1.0, -1.0])
+@pytest.mark.parametrize(("enter", "leave"), [(0, 7), (20, 21), (33, 58)])
+def test_backtest_fills_a_decision_at_the_next_open(side: float, enter: int, leave: int) -> None:
+    # The target becomes `side` at the close of bar `enter` and 0 at the close of bar `leave`:
+    # the trade must open at open[enter + 1] and close at open[leave + 1]. Filling a decision at
+    # its own bar (its open, or its close) would use a price from before or at the decision, so
+    # moving the decision bars' open and close must change nothing of the trade, nor the book
+    # after the exit, and the account must be untouched until bar `enter + 1`.
+    bars = _walk(60, seed=enter)
+    pos = pd.Series(0.0, index=bars.index, name="A")
+    pos.iloc[enter:leave] = side
+    costs = Costs(commission_bps=3, slippage_bps=2)
+    base = run(bars, pos, costs)
+    (trade,) = base.trades.itertuples(index=False)
+    opens = bars["open"].to_numpy()
+    assert (trade.entry_time, trade.exit_time) == (bars.index[enter + 1], bars.index[leave + 1])
+    assert (trade.entry_price, trade.exit_price) == (opens[enter + 1], opens[leave + 1])
+    # P&L from those two opens alone: X = 1 / (1 + r) of notional goes in at the entry open, the
+    # price ratio moves it, and the entry and exit notionals pay r each.
+    r = costs.rate
+    ratio = opens[leave + 1] / opens[enter + 1]
+    pnl = (side * (ratio - 1.0) - r * (1.0 + ratio)) / (1.0 + r)
+    assert trade.pnl == pytest.approx(pnl, rel=1e-12, abs=1e-15)
+    np.testing.assert_array_equal(base.equity.iloc[: enter + 1].to_numpy(), 1.0)
+    for bar in (enter, leave):
+        for factors in ((1.3, 1.0), (1.0, 0.7), (0.8, 1.25)):
+            if bar == enter + 1 and factors[0] != 1.0:
+                continue  # that open is the entry's fill: only its close is a decision price
+            shocked = run(_shock(bars, bar, *factors), pos, costs)
+            pd.testing.assert_frame_equal(shocked.trades, base.trades)
+            pd.testing.assert_series_equal(shocked.equity.iloc[leave + 1 :], base.equity.iloc[leave + 1 :])
+            np.testing.assert_array_equal(shocked.equity.iloc[: enter + 1].to_numpy(), 1.0)

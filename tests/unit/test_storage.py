@@ -25,7 +25,7 @@ from storage import (
     start_ingest_run,
     upsert_bars,
 )
-from storage.db import VERSION_TABLE
+from storage.db import VERSION_TABLE, head_revision
 from storage.schema import Base
 
 COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
@@ -60,6 +60,11 @@ EXPECTED_EXPORTS = {
     "record_validation",
     "list_validations",
     "ValidationRecord",
+    "WarnedBar",
+    "list_warnings",
+    "CorporateAction",
+    "list_corporate_actions",
+    "upsert_corporate_actions",
     "audit",
     "list_audit",
     "AuditEntry",
@@ -125,7 +130,8 @@ def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
         names = set(inspect(eng).get_table_names())
         assert {"bars", "assets", "ingest_runs", "fks_alembic_version"} <= names
         with eng.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one() == "0005"
+            version = conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one()
+            assert version == head_revision()
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'bars'").scalar_one()
         assert "WITHOUT ROWID" in ddl
         pk = inspect(eng).get_pk_constraint("bars")

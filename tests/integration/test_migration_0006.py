@@ -1,0 +1,81 @@
+"""Migration 0006 (corporate actions) on a store that already holds assets and bars, both ways."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from alembic import command
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import IntegrityError
+
+from storage import (
+    CorporateAction,
+    list_corporate_actions,
+    make_engine,
+    migrate,
+    read_bars,
+    upsert_bars,
+    upsert_corporate_actions,
+)
+from storage.db import _alembic_config
+
+SPLIT = CorporateAction("AAPL", pd.Timestamp("2020-08-31", tz="UTC"), "split", 4.0, "polygon")
+
+
+def _to(eng: Engine, revision: str, up: bool = True) -> None:
+    config = _alembic_config()
+    with eng.begin() as conn:
+        config.attributes["connection"] = conn
+        (command.upgrade if up else command.downgrade)(config, revision)
+
+
+def _version(eng: Engine) -> str:
+    with eng.connect() as conn:
+        return str(conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one())
+
+
+def _bars() -> pd.DataFrame:
+    index = pd.date_range("2020-08-27", periods=3, freq="D", tz="UTC", name="ts").as_unit("ns")
+    return pd.DataFrame(
+        {"open": [500.0, 499.0, 127.0], "high": [505.0, 502.0, 131.0], "low": [495.0, 497.0, 126.0],
+         "close": [500.0, 499.2, 129.0], "volume": [4e7, 4.6e7, 2.2e8]},
+        index=index,
+    )  # fmt: skip
+
+
+def test_0006_adds_corporate_actions_keeps_bars_and_round_trips(url: str) -> None:
+    eng = make_engine(url)
+    try:
+        _to(eng, "0005")
+        assert "corporate_actions" not in inspect(eng).get_table_names()
+        bars = _bars()
+        with eng.begin() as conn:
+            upsert_bars(conn, "AAPL", "1d", bars, source="csv")
+
+        migrate(eng)
+        assert _version(eng) == "0006"
+        pk = inspect(eng).get_pk_constraint("corporate_actions")
+        assert pk["constrained_columns"] == ["symbol", "kind", "ex_date"]
+        columns = {c["name"] for c in inspect(eng).get_columns("corporate_actions")}
+        assert columns == {"symbol", "kind", "ex_date", "ratio", "source", "recorded_at"}
+        with eng.begin() as conn:
+            assert upsert_corporate_actions(conn, [SPLIT]) == 1
+            ex_ms = conn.exec_driver_sql("SELECT ex_date FROM corporate_actions").scalar_one()
+        assert ex_ms == 1_598_832_000_000  # epoch milliseconds, like bars.ts
+        with pytest.raises(IntegrityError), eng.begin() as conn:  # the ratio is constrained in SQL too
+            conn.exec_driver_sql(
+                "INSERT INTO corporate_actions (symbol, kind, ex_date, ratio, source, recorded_at) "
+                "VALUES ('X', 'split', 0, 0.0, 'manual', 0)"
+            )
+
+        _to(eng, "0005", up=False)
+        assert _version(eng) == "0005"
+        assert "corporate_actions" not in inspect(eng).get_table_names()
+        pd.testing.assert_frame_equal(read_bars(eng, "AAPL", "1d"), bars, check_freq=False)
+
+        migrate(eng)  # and up again: an empty table
+        with eng.connect() as conn:
+            assert list_corporate_actions(conn) == []
+        pd.testing.assert_frame_equal(read_bars(eng, "AAPL", "1d"), bars, check_freq=False)
+    finally:
+        eng.dispose()
