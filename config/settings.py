@@ -61,6 +61,21 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / "config" / "providers.yaml",
         description="Online providers: priority per asset class, rate limits, breakers, verification.",
     )
+    serve_models: list[str] = Field(
+        default=["fks-forecaster"],
+        description="Registered models the REST service loads (each at @champion, else @challenger).",
+    )
+    serve_poll_interval_s: float = Field(
+        default=30.0, gt=0, description="How often the REST service checks the registry for moved aliases."
+    )
+    serve_max_batch_size: int = Field(
+        default=32, ge=1, description="Most windows one forward pass of the REST service runs."
+    )
+    serve_max_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="Longest a forecast request waits for others to share its forward pass.",
+    )
     binance_base_url: str = "https://api.binance.com"
     yahoo_base_url: str = "https://query2.finance.yahoo.com"
     polygon_base_url: str = "https://api.polygon.io"

@@ -1,0 +1,100 @@
+"""Request and response bodies of the REST service (pydantic v2), in one place."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_SERIES = 64
+"""Most series one forecast request may carry."""
+
+MAX_BARS = 10_000
+"""Most bars one series of a request may carry."""
+
+
+class Bar(BaseModel):
+    """One raw OHLCV bar: ``ts`` is its open time (ISO 8601; naive means UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts: datetime
+    open: float = Field(gt=0, allow_inf_nan=False)
+    high: float = Field(gt=0, allow_inf_nan=False)
+    low: float = Field(gt=0, allow_inf_nan=False)
+    close: float = Field(gt=0, allow_inf_nan=False)
+    volume: float = Field(ge=0, allow_inf_nan=False)
+
+
+class SeriesRequest(BaseModel):
+    """One series to forecast: its raw bars, or none to use the latest bars stored in FKS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.\-_=^:/]+$")
+    bars: list[Bar] | None = Field(default=None, max_length=MAX_BARS)
+
+    @field_validator("bars")
+    @classmethod
+    def _increasing(cls, bars: list[Bar] | None) -> list[Bar] | None:
+        if bars is None:
+            return None
+        for i in range(1, len(bars)):
+            if bars[i].ts <= bars[i - 1].ts:
+                raise ValueError(
+                    f"bar times must increase: bar {i} ({bars[i].ts.isoformat()}) is not after bar {i - 1} "
+                    f"({bars[i - 1].ts.isoformat()}); send bars oldest first, one per open time"
+                )
+        return bars
+
+
+class ForecastRequest(BaseModel):
+    """``POST /v1/forecast``: one or many series for one registered model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="fks-forecaster", min_length=1, description="Registered model name.")
+    series: list[SeriesRequest] = Field(min_length=1, max_length=MAX_SERIES)
+
+
+class Forecast(BaseModel):
+    """The forecast for one series' last bar."""
+
+    symbol: str
+    ts: str = Field(description="Open time of the bar the forecast is made at (ISO 8601 UTC).")
+    forecast_log_return: float
+    prob_up: float
+    horizon: int
+
+
+class ForecastResponse(BaseModel):
+    """``POST /v1/forecast`` answer."""
+
+    request_id: str
+    model: str
+    version: str
+    alias: str
+    forecasts: list[Forecast]
+
+
+class ModelInfo(BaseModel):
+    """``GET /v1/models``: one loaded model version."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str
+    data_window: str | None
+    feature_set_version: str | None
+    metrics: dict[str, float]
+    min_bars: int | None
+    loaded_at: str
+    load_seconds: float
+
+
+class Error(BaseModel):
+    """Every error answer: what was wrong and how to fix it."""
+
+    error: str
+    detail: Any = None
