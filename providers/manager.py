@@ -26,9 +26,10 @@ provider symbol and whose adapter serves the timeframe) and returns the first an
 * **Splits.** :meth:`ProviderManager.fetch_splits` asks the providers of the chain that report
   splits (:func:`providers.base.provides_splits`) with the same failover, breakers, limits and
   metering, and returns the first answer.
-* **Cross-verification.** After a successful fetch, the last ``verification.bars`` bars are asked
-  of the next provider that can serve them (see :meth:`ProviderManager.fetch`) and compared with
-  :func:`providers.verify.compare`; the check is recorded in ``bar_verifications`` and each
+* **Cross-verification** (:class:`providers.verify.CrossVerifier`). After a successful fetch, the
+  last ``verification.bars`` bars are asked of the next provider that can serve them (see
+  :meth:`ProviderManager.fetch`) and compared with :func:`providers.verify.compare`, through the
+  same breakers, limits and metering; the check is recorded in ``bar_verifications`` and each
   disagreement in ``provider_discrepancies``. Policy ``warn`` keeps the primary's bars and logs a
   warning, ``prefer_primary`` keeps them quietly, ``fail`` raises
   :class:`~providers.verify.Discrepant`. No reachable second source: recorded as ``skipped``,
@@ -59,7 +60,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from config.assets import AssetClass, AssetSpec
-from config.providers import OnDiscrepancy, ProviderPolicy, ProvidersConfig, load_providers_config
+from config.providers import ProviderPolicy, ProvidersConfig, load_providers_config
 from config.settings import Settings
 from market.bars import Timeframe, empty_bars
 from providers.base import (
@@ -76,7 +77,7 @@ from providers.factory import adapter_class, build_adapter
 from providers.http import CallRecord, Gate, redact
 from providers.online import OnlineProvider, clip, utc
 from providers.ratelimit import BudgetExceeded, CreditBudget, Period, TokenBucket, period_start
-from providers.verify import Comparison, Discrepancy, Discrepant, compare, describe
+from providers.verify import CrossVerifier, VerificationOutcome
 from storage.assets import get_asset
 from storage.corporate_actions import CorporateAction
 from storage.provider_usage import (
@@ -88,7 +89,6 @@ from storage.provider_usage import (
     save_breaker,
     usage_summary,
 )
-from storage.verifications import record_discrepancies, record_verification
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -116,25 +116,6 @@ class Attempt:
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.kind}: {self.error}"
-
-
-@dataclass(frozen=True)
-class VerificationOutcome:
-    """How the fetched bars compared with a second source.
-
-    ``status`` is ``verified``, ``discrepant`` or ``skipped`` (``reason`` says why; the bars stay
-    unverified). ``secondary`` is the provider compared with, ``bars_compared`` the bars both
-    held, ``action`` the policy applied to discrepancies (``warn``, ``prefer_primary``, ``fail``).
-    """
-
-    status: str
-    secondary: str | None = None
-    bars_compared: int = 0
-    discrepancies: tuple[Discrepancy, ...] = ()
-    first_ts: pd.Timestamp | None = None
-    last_ts: pd.Timestamp | None = None
-    reason: str | None = None
-    action: str | None = None
 
 
 @dataclass
@@ -621,12 +602,6 @@ class ProviderManager:
         listed = "; ".join(str(a) for a in attempts)
         raise AllProvidersFailed(self._scrub(f"{label}: every provider failed: {listed}"), attempts)
 
-    def _ask(
-        self, name: str, symbol: str, tf: Timeframe, start: pd.Timestamp | None, end: pd.Timestamp | None
-    ) -> pd.DataFrame | Attempt:
-        """The provider's bars, or the :class:`Attempt` saying why there are none."""
-        return self._call(name, symbol, lambda adapter, at: adapter.fetch_bars(at, tf, start, end))
-
     def _call(self, name: str, symbol: str, request: Callable[[OnlineProvider, str], T]) -> T | Attempt:
         """``request(adapter, symbol)`` of provider ``name`` behind its key check and breaker, or the
         :class:`Attempt` saying why it gave nothing. ``NotSupported`` and a spent budget leave the
@@ -684,124 +659,18 @@ class ProviderManager:
         failed: set[str],
         batch_id: str | None,
     ) -> VerificationOutcome:
-        policy = self.config.verification
-        tail = bars.iloc[-policy.bars :]
-        lo = pd.Timestamp(tail.index[0])
-        hi = pd.Timestamp(tail.index[-1]) + tf.delta
-        reasons: list[str] = []
+        """Cross-check ``bars`` with the other providers of the asset's chain (see :meth:`fetch`)."""
         try:
             candidates = [(n, s) for n, s in self.chain(asset, tf) if n != primary]
         except NotSupported:
             candidates = []
-        for name, symbol in candidates:
-            if name in failed:
-                reasons.append(f"{name} failed in this fetch")
-                continue
-            answer = self._ask(name, symbol, tf, lo, hi)
-            if isinstance(answer, Attempt):
-                reasons.append(f"{name} failed: {answer.kind}: {answer.error}")
-                continue
-            comparison = compare(tail, answer, policy.fields, policy.tolerance)
-            if comparison.compared == 0:
-                reasons.append(f"{name} returned no bars at those times")
-                continue
-            return self._judge(asset, tf, primary, name, comparison, batch_id)
-        chain = asset.asset_class.value
-        reasons.append(f"no other enabled provider of the {chain} chain serves {asset.symbol} {tf.value}")
-        reason = self._scrub("no second source: " + "; ".join(reasons))
-        last = pd.Timestamp(tail.index[-1])
-        self._record(asset, tf, primary, None, "skipped", Comparison(0, [], lo, last), reason, None, batch_id)
-        log.info("%s %s from %s stays unverified: %s", asset.symbol, tf.value, primary, reason)
-        return VerificationOutcome("skipped", None, 0, (), lo, last, reason, None)
 
-    def _judge(
-        self,
-        asset: AssetSpec,
-        tf: Timeframe,
-        primary: str,
-        secondary: str,
-        comparison: Comparison,
-        batch_id: str | None,
-    ) -> VerificationOutcome:
-        """Record the comparison, apply the policy and say how it went."""
-        policy = self.config.verification
-        found = comparison.discrepancies
-        action = policy.on_discrepancy.value
-        status = "discrepant" if found else "verified"
-        self._record(
-            asset, tf, primary, secondary, status, comparison, None, action if found else None, batch_id
-        )
-        outcome = VerificationOutcome(
-            status,
-            secondary,
-            comparison.compared,
-            tuple(found),
-            comparison.first_ts,
-            comparison.last_ts,
-            None,
-            action if found else None,
-        )
-        if not found:
-            return outcome
-        summary = (
-            f"{asset.symbol} {tf.value}: {primary} and {secondary} differ by more than "
-            f"{policy.tolerance:.2%} on {len(found)} field(s) of {comparison.compared} compared bar(s): "
-            f"{describe(found)}"
-        )
-        if policy.on_discrepancy is OnDiscrepancy.FAIL:
-            raise Discrepant(
-                f"{summary}; the bars were not returned (on_discrepancy: fail in providers.yaml)", found
-            )
-        if policy.on_discrepancy is OnDiscrepancy.WARN:
-            log.warning("%s; keeping %s's bars (recorded in provider_discrepancies)", summary, primary)
-        else:
-            log.info("%s; keeping %s's bars (on_discrepancy: prefer_primary)", summary, primary)
-        return outcome
+        def ask(name: str, symbol: str, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame | str:
+            answer = self._call(name, symbol, lambda adapter, at: adapter.fetch_bars(at, tf, lo, hi))
+            return f"{answer.kind}: {answer.error}" if isinstance(answer, Attempt) else answer
 
-    def _record(
-        self,
-        asset: AssetSpec,
-        tf: Timeframe,
-        primary: str,
-        secondary: str | None,
-        status: str,
-        comparison: Comparison,
-        reason: str | None,
-        action: str | None,
-        batch_id: str | None,
-    ) -> None:
-        """One ``bar_verifications`` row and its ``provider_discrepancies`` rows, in one transaction."""
-        policy = self.config.verification
-        now = self._now()
-        with self.engine.begin() as conn:
-            record_verification(
-                conn,
-                symbol=asset.symbol,
-                timeframe=tf.value,
-                primary_provider=primary,
-                secondary_provider=secondary,
-                status=status,
-                bars_compared=comparison.compared,
-                discrepancies=len(comparison.discrepancies),
-                first_ts=comparison.first_ts,
-                last_ts=comparison.last_ts,
-                reason=reason,
-                batch_id=batch_id,
-                checked_at=now,
-            )
-            if secondary is not None and action is not None and comparison.discrepancies:
-                record_discrepancies(
-                    conn,
-                    comparison.discrepancies,
-                    symbol=asset.symbol,
-                    timeframe=tf.value,
-                    primary_provider=primary,
-                    secondary_provider=secondary,
-                    tolerance=policy.tolerance,
-                    action=action,
-                    batch_id=batch_id,
-                    detected_at=now,
-                )
+        verifier = CrossVerifier(self.config.verification, self.engine, now=self._now, scrub=self._scrub)
+        return verifier.verify(asset, tf, primary, bars, candidates, ask, failed=failed, batch_id=batch_id)
 
     # -- status --------------------------------------------------------------------------------
 
