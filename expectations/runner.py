@@ -51,7 +51,7 @@ import pandas as pd
 
 from config.validation import Severity, ValidationPolicy
 from expectations import checks
-from market.bars import BAR_COLUMNS, Timeframe
+from market.bars import BAR_COLUMNS, Timeframe, as_utc
 from market.calendars import Calendar, GapReport, find_gaps
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -441,8 +441,7 @@ def _waiver_positions(
     out: dict[int, set[str]] = {}
     values = ts.as_unit("ns").asi8
     for stamp, ids in waived.items():
-        when = pd.Timestamp(stamp)
-        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        when = as_utc(stamp, "waived bar time")
         for pos in np.flatnonzero(values == when.as_unit("ns").value):
             out.setdefault(int(pos), set()).update(ids)
     return out
@@ -539,8 +538,7 @@ def validate_bars(
     unique = checks.ts_unique(ts_ns, np.column_stack([o, h, lo, c, v]))
     data["_ts_unique"] = unique
     data["_ts_in_order"] = checks.ts_in_order(ts_ns)
-    now_ts = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
+    now_ts = pd.Timestamp.now(tz="UTC") if now is None else as_utc(now, "now")
     data["_not_future"] = (ts_ns == np.iinfo(np.int64).min) | (ts_ns <= now_ts.as_unit("ns").value)
     on_grid, on_cal, in_span = checks.on_grid_and_calendar(ts, tf, calendar)
     data["_on_grid"] = on_grid

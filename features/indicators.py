@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from features import _kernels as _k
-from market.bars import Timeframe
+from market.bars import Timeframe, as_utc_index
 
 __all__ = [
     "adx",
@@ -529,7 +529,7 @@ def calendar_features(index: pd.DatetimeIndex, timeframe: str) -> pd.DataFrame:
             f"calendar_features: index is a {type(index).__name__}; pass a pandas DatetimeIndex (bars.index)"
         )
     tf = Timeframe.parse(timeframe)
-    utc = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    utc = as_utc_index(index)
     cols: dict[str, np.ndarray] = {"day_of_week": np.asarray(utc.day_of_week, dtype=np.int64)}
     if tf.is_intraday:
         cols["hour"] = np.asarray(utc.hour, dtype=np.int64)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from market.bars import BAR_COLUMNS, as_utc
+from market.bars import BAR_COLUMNS, as_utc, as_utc_index
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 
@@ -66,7 +66,7 @@ def split_factors(index: pd.DatetimeIndex, actions: Sequence[SplitLike]) -> np.n
     ex_ns = np.array([s[0].value for s in splits], dtype="int64")
     # later[k]: the product of the ratios of splits k, k+1, ...; later[n] = 1 (no split after)
     later = np.append(np.cumprod([s[1] for s in splits][::-1])[::-1], 1.0)
-    stamps = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    stamps = as_utc_index(index)
     # splits with ex_date <= ts have already happened for the bar; the rest lie ahead of it
     happened = np.searchsorted(ex_ns, stamps.as_unit("ns").asi8, side="right")
     factors: np.ndarray = later[happened]

@@ -64,6 +64,12 @@ def as_utc(value: Any, what: str = "timestamp") -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def as_utc_index(values: Any) -> pd.DatetimeIndex:
+    """``values`` as a tz-aware UTC ``DatetimeIndex``; naive values are taken as UTC (NaT stays)."""
+    index = pd.DatetimeIndex(values)
+    return index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+
+
 def empty_bars() -> pd.DataFrame:
     """An empty canonical bar frame."""
     index = pd.DatetimeIndex([], tz="UTC", name="ts", dtype="datetime64[ns, UTC]")
@@ -83,8 +89,7 @@ def canonical_bars(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in BAR_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"bar frame lacks column(s) {', '.join(missing)}; expected {', '.join(BAR_COLUMNS)}")
-    index = pd.DatetimeIndex(frame.index)
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    index = as_utc_index(frame.index)
     out = pd.DataFrame(
         {c: frame[c].to_numpy(dtype="float64", copy=False) for c in BAR_COLUMNS},
         index=index.as_unit("ns").rename("ts"),

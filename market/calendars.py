@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from market.bars import Timeframe, as_utc
+from market.bars import Timeframe, as_utc, as_utc_index
 
 if TYPE_CHECKING:
     import exchange_calendars as xcals
@@ -164,7 +164,7 @@ class Calendar(ABC):
         span = self.known_span
         if span is None or len(ts) == 0:
             return np.zeros(len(ts), dtype=bool)
-        ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+        ts = as_utc_index(ts)
         present = ~np.asarray(ts.isna())
         values = ts.as_unit("ns").asi8
         lo, hi = span[0].as_unit("ns").value, (span[1] + pd.Timedelta(days=1)).as_unit("ns").value
@@ -242,7 +242,7 @@ class Calendar(ABC):
         """
         tf = Timeframe.parse(timeframe)
         ts = pd.DatetimeIndex(ts)
-        ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+        ts = as_utc_index(ts)
         if len(ts) == 0 or bool(ts.isna().all()):
             return pd.DatetimeIndex([pd.NaT] * len(ts), tz="UTC", name="ts").as_unit("ns")
         self.check_span(ts.min(), ts.max())
@@ -530,7 +530,7 @@ def find_gaps(
     ts = pd.DatetimeIndex(ts)
     if len(ts) == 0 and (start is None or end is None):
         return GapReport(expected=0, present=0, missing=0, off_calendar=0)
-    ts = ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
+    ts = as_utc_index(ts)
     lo = as_utc(start) if start is not None else ts.min()
     hi = as_utc(end) if end is not None else ts.max() + pd.Timedelta(nanoseconds=1)
     grid = calendar.bar_grid(tf, lo, hi)

@@ -85,7 +85,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from market.bars import BAR_COLUMNS, Timeframe, canonical_bars, empty_bars
+from market.bars import BAR_COLUMNS, Timeframe, as_utc, canonical_bars, empty_bars
 from providers.base import DataFileError, RowProblem
 from providers.timestamps import check_date_format, infer_timeframe, kind_of, median_spacing, parse_timestamps
 
@@ -364,9 +364,9 @@ class CsvProvider:
             )
         mask = np.ones(len(bars), dtype=bool)
         if start is not None:
-            mask &= bars.index >= _utc(start)
+            mask &= bars.index >= as_utc(start, "start")
         if end is not None:
-            mask &= bars.index < _utc(end)
+            mask &= bars.index < as_utc(end, "end")
         return bars[mask].copy()
 
 
@@ -667,6 +667,3 @@ def _describe(problem: RowProblem) -> str:
     return f"line {problem.row}, column {problem.column!r}: {problem.reason} ({problem.value!r})"
 
 
-def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import SecretStr
 
-from market.bars import BAR_COLUMNS, Timeframe, empty_bars
+from market.bars import BAR_COLUMNS, Timeframe, as_utc_index, empty_bars
 from market.bars import as_utc as utc
 from providers.base import BadResponse, NotSupported
 from providers.http import HttpClient
@@ -113,8 +113,7 @@ def bars_from_columns(
         BadResponse: for unparseable numbers, partly empty rows, conflicting duplicates or
             columns of different lengths; the message names the provider and the timestamp.
     """
-    index = pd.DatetimeIndex(ts)
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    index = as_utc_index(ts)
     data: dict[str, np.ndarray] = {}
     for name in BAR_COLUMNS:
         raw = columns.get(name)

@@ -138,7 +138,7 @@ from pydantic import (
     model_validator,
 )
 
-from market.bars import BAR_COLUMNS, Timeframe, empty_bars
+from market.bars import BAR_COLUMNS, Timeframe, as_utc, empty_bars
 from market.calendars import Calendar, get_calendar
 from providers.base import NotSupported
 
@@ -174,11 +174,7 @@ class _Stream(IntEnum):
 
 
 def _utc(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    if pd.isna(ts):
-        raise ValueError(f"timestamp {value!r} is not a time; pass e.g. '2024-01-01' or a pd.Timestamp")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.as_unit("ns")
+    return as_utc(value, "timestamp").as_unit("ns")
 
 
 UtcTimestamp = Annotated[

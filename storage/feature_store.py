@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import Connection, delete, insert, select, update
 
-from market.bars import BAR_COLUMNS, Timeframe, canonical_bars
+from market.bars import BAR_COLUMNS, Timeframe, as_utc_index, canonical_bars
 from storage._time import NS_PER_MS as _NS_PER_MS
 from storage._time import from_ms as _from_ms
 from storage._time import to_ms as _to_ms
@@ -140,7 +140,7 @@ def _checked_features(features: pd.DataFrame) -> pd.DataFrame:
     index = features.index
     if index.hasnans:
         raise ValueError("features have NaT timestamps in their index; drop those rows first")
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    index = as_utc_index(index)
     if index.has_duplicates:
         dup = index[index.duplicated()][0]
         raise ValueError(f"features have duplicate timestamp {dup.isoformat()}; one row per bar")

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market.bars import BAR_COLUMNS, Timeframe, canonical_bars
+from market.bars import BAR_COLUMNS, Timeframe, as_utc_index, canonical_bars
 from storage._time import NS_PER_MS, from_ms, to_ms
 from storage.lake.errors import LakeError
 
@@ -175,8 +175,7 @@ def _aligned_sources(bars: pd.DataFrame, index: pd.Index, default: str) -> np.nd
     if "source" not in bars.columns:
         return np.full(len(index), default, dtype=object)
     keyed = bars.set_index("ts") if "ts" in bars.columns else bars
-    stamps = pd.DatetimeIndex(keyed.index)
-    stamps = stamps.tz_localize("UTC") if stamps.tz is None else stamps.tz_convert("UTC")
+    stamps = as_utc_index(keyed.index)
     series = pd.Series(keyed["source"].to_numpy(dtype=object), index=stamps.as_unit("ns"))
     if not series.index.equals(index):
         series = series.reindex(index)
