@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from config.backfill import BackfillConfig
 from config.settings import Settings
 from flows.backfill import backfill
-from flows.cli_backfill import backfill_command, gaps_command
+from flows.cli.backfill import backfill_command, gaps_command
 from market.calendars import get_calendar
 from market.resample import resample_bars
 from storage import delete_bars, read_bars

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from config.lake import LakeExportConfig, LakeImportConfig
 from config.settings import Settings
-from flows.cli_lake import lake_app
+from flows.cli.lake import lake_app
 from flows.lake import lake_export, lake_import
 from market.bars import canonical_bars
 from storage import list_quarantine, read_bars, upsert_bars

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from config.flows import InputError
 from config.lake import LakeExportConfig, LakeImportConfig
 from config.settings import Settings
-from flows.cli_lake import lake_app
+from flows.cli.lake import lake_app
 from flows.lake import lake_export, lake_import
 from market.bars import canonical_bars
 from market.calendars import get_calendar

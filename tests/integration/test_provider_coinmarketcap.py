@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flows.cli_market import market_app
+from flows.cli.market import market_app
 from providers.base import AuthError, NotSupported, RateLimited
 from providers.coinmarketcap import QUOTE_COLUMNS, CoinMarketCapProvider
 from tests.fixture_server import FixtureServer, Reply, Request

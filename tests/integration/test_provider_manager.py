@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from config.assets import AssetClass, AssetSpec
 from config.settings import Settings
-from flows.cli_providers import providers_app
+from flows.cli.providers import providers_app
 from providers.base import NotSupported
 from providers.manager import AllProvidersFailed, ProviderManager
 from providers.ratelimit import BudgetExceeded

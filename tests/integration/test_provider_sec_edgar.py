@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from config.flows import InputError
 from config.fundamentals import FundamentalsConfig
 from config.settings import PROJECT_ROOT, Settings
-from flows.cli_market import fundamentals_app
+from flows.cli.market import fundamentals_app
 from flows.fundamentals import fundamentals
 from providers.base import AuthError, NotSupported
 from providers.sec_edgar import SecEdgarProvider

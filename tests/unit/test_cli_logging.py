@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from config.flows import InputError
-from flows.cli import _ReportedFailures
+from flows.cli._ui import ReportedFailures
 
 
 def _record(message: str, exc: BaseException | None = None, level: int = logging.ERROR) -> logging.LogRecord:
@@ -14,7 +14,7 @@ def _record(message: str, exc: BaseException | None = None, level: int = logging
 
 
 def test_reported_failures_are_dropped_and_others_kept() -> None:
-    keep = _ReportedFailures().filter
+    keep = ReportedFailures().filter
     assert not keep(_record("Encountered exception during execution", InputError("unknown symbol")))
     assert not keep(_record("Finished in state Failed('Task run encountered an exception InputError: x')"))
     assert not keep(_record("Task run failed with exception: AllProvidersFailed('every provider failed')"))

@@ -1,8 +1,5 @@
 """``fks fundamentals`` (SEC EDGAR company data) and ``fks market`` (CoinMarketCap overview).
 
-Both sub-apps are registered on the main ``fks`` app; the helpers of :mod:`flows.cli` are
-imported inside the commands so that either module can be imported first.
-
 Exit codes: 0 ok, 1 a provider failed (unreachable, throttled, a company that could not be
 loaded), 2 bad input or missing settings (an unregistered symbol, no CIK, no User-Agent, no key).
 """
@@ -10,10 +7,21 @@ loaded), 2 bad input or missing settings (an unregistered symbol, no CIK, no Use
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+
+from flows.cli._ui import (
+    EXIT_BAD_INPUT,
+    EXIT_UNEXPECTED,
+    Handler,
+    err,
+    fail,
+    out,
+    run_guarded,
+    symbol_list,
+    table,
+)
 
 fundamentals_app = typer.Typer(
     help="Company filings and XBRL facts from SEC EDGAR (needs FKS_SEC_EDGAR_USER_AGENT).",
@@ -24,22 +32,12 @@ market_app = typer.Typer(help="Market overview from CoinMarketCap (needs FKS_COI
 KEY_HINT = "set FKS_COINMARKETCAP_API_KEY (a free Basic key from https://pro.coinmarketcap.com)"
 
 
-def _guarded(action: Callable[[], None]) -> None:
-    """Run ``action`` with the CLI's error handling; provider errors exit 2 (credentials) or 1."""
-    from flows.cli import EXIT_BAD_INPUT, EXIT_UNEXPECTED, _fail, _run_guarded
+def _provider_failures() -> tuple[tuple[type[Exception], Handler], ...]:
+    """The providers' failures for ``run_guarded``: credentials exit 2, an unsupported request is
+    bad input (the standard handling), any other provider error exits 1."""
     from providers.base import AuthError, NotSupported, ProviderError
 
-    def run() -> None:
-        try:
-            action()
-        except AuthError as exc:
-            raise _fail(str(exc), EXIT_BAD_INPUT) from None
-        except NotSupported:
-            raise
-        except ProviderError as exc:
-            raise _fail(str(exc), EXIT_UNEXPECTED) from None
-
-    _run_guarded(run)
+    return (AuthError, EXIT_BAD_INPUT), (NotSupported, None), (ProviderError, EXIT_UNEXPECTED)
 
 
 @fundamentals_app.command("fetch")
@@ -59,12 +57,11 @@ def fetch_command(
     """
     from config.fundamentals import FundamentalsConfig
     from config.settings import get_settings
-    from flows.cli import EXIT_UNEXPECTED, _symbols, _table, err, out
     from flows.fundamentals import fundamentals
 
     def run() -> None:
         config = FundamentalsConfig.model_validate(
-            {"symbols": _symbols(symbol, symbols), "older_filings": older_filings}
+            {"symbols": symbol_list(symbol, symbols), "older_filings": older_filings}
         )
         with err.status("fetching from SEC EDGAR"):
             summary = fundamentals(config, get_settings())
@@ -95,7 +92,7 @@ def fetch_command(
         ]
         loaded = len(rows)
         if rows:
-            out.print(_table("SEC EDGAR company data", columns, rows, numeric))
+            out.print(table("SEC EDGAR company data", columns, rows, numeric))
         facts = sum(o.facts for o in summary.outcomes)
         out.print(f"{loaded} compan{'y' if loaded == 1 else 'ies'} loaded, {facts:,} facts received.")
         for failed in summary.failed:
@@ -105,14 +102,13 @@ def fetch_command(
         if summary.failed:
             raise typer.Exit(EXIT_UNEXPECTED)
 
-    _guarded(run)
+    run_guarded(run, *_provider_failures())
 
 
 @fundamentals_app.command("list")
 def list_command() -> None:
     """The companies in the store with their filing and fact counts."""
     from config.settings import get_settings
-    from flows.cli import _table, out
     from storage.companies import list_companies
     from tasks.store import store_for
 
@@ -127,9 +123,9 @@ def list_command() -> None:
             for c in companies
         ]
         columns = ["cik", "company", "tickers", "sic", "filings", "facts"]
-        out.print(_table("Companies", columns, rows, {"filings", "facts"}))
+        out.print(table("Companies", columns, rows, {"filings", "facts"}))
 
-    _guarded(run)
+    run_guarded(run, *_provider_failures())
 
 
 def _missing(value: Any) -> bool:
@@ -172,7 +168,6 @@ def overview_command(
 
     from config.providers import load_providers_config
     from config.settings import get_settings
-    from flows.cli import EXIT_BAD_INPUT, _fail, _table, out
     from providers.coinmarketcap import CoinMarketCapProvider
     from providers.factory import build_adapter
 
@@ -184,7 +179,7 @@ def overview_command(
 
             key = api_keys_for(settings).get("coinmarketcap")
         if key is None:
-            raise _fail(f"no CoinMarketCap key: {KEY_HINT}", EXIT_BAD_INPUT)
+            raise fail(f"no CoinMarketCap key: {KEY_HINT}", EXIT_BAD_INPUT)
         policy = load_providers_config(settings.providers_file).providers["coinmarketcap"]
         adapter = build_adapter("coinmarketcap", settings, policy, api_key=key)
         if not isinstance(adapter, CoinMarketCapProvider):
@@ -211,6 +206,6 @@ def overview_command(
         title = "CoinMarketCap latest listings" + (
             f" ({updated:%Y-%m-%d %H:%M} UTC)" if updated is not None else ""
         )
-        out.print(_table(title, columns, rows, set(columns[3:])))
+        out.print(table(title, columns, rows, set(columns[3:])))
 
-    _guarded(run)
+    run_guarded(run, *_provider_failures())

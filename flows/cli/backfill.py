@@ -1,7 +1,5 @@
 """``fks backfill`` and ``fks gaps``: page through history in chunks, and list what the store lacks.
 
-The main ``fks`` app registers :func:`backfill_command` and :func:`gaps_command`; the CLI helpers
-of :mod:`flows.cli` are imported inside the commands so that either module can be imported first.
 Exit codes: 0 everything stored, 1 some ranges could not be fetched from any provider (they are
 printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
 """
@@ -13,6 +11,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+
+from flows.cli._ui import EXIT_UNEXPECTED, fail, out, polled_progress, run_guarded, symbol_list, table
 
 SymbolOption = Annotated[list[str] | None, typer.Option(help="Symbol (repeatable).")]
 SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated symbols, e.g. BTC-USD,ETH-USD.")]
@@ -27,7 +27,6 @@ def _chunk_progress(settings: Any, batch_id: str) -> AbstractContextManager[None
     """A progress bar of the run's chunks (done or failed / claimed), fed by ``backfill_chunks``."""
     import pandas as pd
 
-    from flows.cli import _polled_progress
     from storage.backfill import chunk_progress
 
     since = pd.Timestamp.now(tz="UTC").floor("ms")
@@ -36,12 +35,10 @@ def _chunk_progress(settings: Any, batch_id: str) -> AbstractContextManager[None
         finished, total = chunk_progress(conn, batch_id, since)
         return finished, total, ""
 
-    return _polled_progress(settings, "backfilling chunks", read)
+    return polled_progress(settings, "backfilling chunks", read)
 
 
 def _print_outcomes(outcomes: list[Any]) -> None:
-    from flows.cli import _table, out
-
     if not outcomes:
         out.print("Nothing to backfill: no series matched.")
         return
@@ -61,13 +58,11 @@ def _print_outcomes(outcomes: list[Any]) -> None:
         for o in outcomes
     ]
     numeric = {"chunks", "skipped (done)", "done", "failed", "bars", "new", "quarantined"}
-    out.print(_table("Backfill", columns, rows, numeric))
+    out.print(table("Backfill", columns, rows, numeric))
 
 
 def _print_missing(missing: list[Any]) -> None:
     """One line per range: ``missing: SYMBOL TF START .. END (UTC, end exclusive): ERROR``."""
-    from flows.cli import out
-
     for m in missing:
         out.print(
             f"missing: {m.symbol} {m.timeframe} {_fmt(m.start)} .. {_fmt(m.end)} UTC "
@@ -116,13 +111,12 @@ def backfill_command(
     from config.backfill import BackfillConfig
     from config.settings import get_settings
     from flows.backfill import backfill as backfill_flow
-    from flows.cli import EXIT_UNEXPECTED, _fail, _run_guarded, _symbols
     from tasks.backfill import BackfillIncomplete
 
     def run() -> None:
         config = BackfillConfig.model_validate(
             {
-                "symbols": _symbols(symbol, symbols),
+                "symbols": symbol_list(symbol, symbols),
                 "timeframe": timeframe,
                 "start": start,
                 "end": end,
@@ -139,14 +133,14 @@ def backfill_command(
         except BackfillIncomplete as exc:
             _print_outcomes(exc.summary.outcomes)
             _print_missing(exc.summary.missing)
-            raise _fail(
+            raise fail(
                 f"{len(exc.summary.missing)} range(s) could not be fetched from any provider (listed above; "
                 "everything else is stored). Rerun the same command, or `fks backfill --gaps`, to retry them",
                 EXIT_UNEXPECTED,
             ) from None
         _print_outcomes(summary.outcomes)
 
-    _run_guarded(run)
+    run_guarded(run)
 
 
 def gaps_command(
@@ -159,11 +153,10 @@ def gaps_command(
     Fetch them with `fks backfill --gaps` (same filters).
     """
     from config.settings import get_settings
-    from flows.cli import _run_guarded, _symbols, _table, out
     from tasks.backfill import list_missing
 
     def run() -> None:
-        found = list_missing(get_settings(), _symbols(symbol, symbols), timeframe)
+        found = list_missing(get_settings(), symbol_list(symbol, symbols), timeframe)
         if not found:
             out.print("No missing ranges: every stored series is complete against its calendar.")
             return
@@ -172,8 +165,8 @@ def gaps_command(
             [m.symbol, m.timeframe, _fmt(m.start), _fmt(m.end), str(m.bars), m.kind, m.error or "-"]
             for m in found
         ]
-        out.print(_table("Missing ranges", columns, rows, {"bars"}))
+        out.print(table("Missing ranges", columns, rows, {"bars"}))
         total = sum(m.bars for m in found)
         out.print(f"{len(found)} range(s), {total} bar(s) missing. Fetch them with `fks backfill --gaps`.")
 
-    _run_guarded(run)
+    run_guarded(run)

@@ -1,17 +1,30 @@
 """``fks lake``: export stored bars to the Parquet lake (``FKS_LAKE_URI``) and import them back.
 
-The sub-app is registered on the main ``fks`` app; the CLI helpers of :mod:`flows.cli` are
-imported inside the commands so that either module can be imported first.
+Exit codes: 0 ok, 2 bad input or a lake problem (a refused series, a bad file), 1 the lake is
+unreachable, 3 imported rows were quarantined.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+
+from flows.cli._ui import (
+    EXIT_BAD_INPUT,
+    EXIT_UNEXPECTED,
+    Handler,
+    err,
+    exit_if_quarantined,
+    out,
+    run_guarded,
+    span,
+    symbol_list,
+    table,
+)
+from flows.cli.render import print_docs
 
 lake_app = typer.Typer(
     help="The Parquet lake (FKS_LAKE_URI: a folder or s3://bucket/prefix): export bars, import them back.",
@@ -25,28 +38,17 @@ StartOption = Annotated[datetime | None, typer.Option(help="First bar (UTC), inc
 EndOption = Annotated[datetime | None, typer.Option(help="End (UTC), exclusive.")]
 
 
-def _guarded(action: Callable[[], None]) -> None:
-    """Run ``action`` with the CLI's error handling; lake problems exit 2 (1 when unreachable)."""
-    from flows.cli import EXIT_BAD_INPUT, EXIT_UNEXPECTED, _fail, _run_guarded
+def _lake_failures() -> tuple[tuple[type[Exception], Handler], ...]:
+    """The lake's failures for ``run_guarded``: unreachable exits 1, any other lake problem 2."""
     from storage.lake import LakeError, LakeUnreachable
 
-    def run() -> None:
-        try:
-            action()
-        except LakeUnreachable as exc:
-            raise _fail(str(exc), EXIT_UNEXPECTED) from None
-        except LakeError as exc:
-            raise _fail(str(exc), EXIT_BAD_INPUT) from None
-
-    _run_guarded(run)
+    return (LakeUnreachable, EXIT_UNEXPECTED), (LakeError, EXIT_BAD_INPUT)
 
 
 def _selection(
     symbol: list[str] | None, symbols: str | None, timeframe: str | None, start: Any, end: Any
 ) -> dict[str, Any]:
-    from flows.cli import _symbols
-
-    return {"symbols": _symbols(symbol, symbols), "timeframe": timeframe, "start": start, "end": end}
+    return {"symbols": symbol_list(symbol, symbols), "timeframe": timeframe, "start": start, "end": end}
 
 
 @lake_app.command("export")
@@ -64,7 +66,6 @@ def export_command(
     """
     from config.lake import LakeExportConfig
     from config.settings import get_settings
-    from flows.cli import _span, _table, err, out
     from flows.lake import lake_export
 
     def run() -> None:
@@ -83,14 +84,14 @@ def export_command(
                 str(o.written),
                 str(o.unchanged),
                 str(o.deleted),
-                _span(o.first, o.last),
+                span(o.first, o.last),
             ]
             for o in summary.outcomes
         ]
         numeric = {"rows", "partitions written", "unchanged", "deleted"}
-        out.print(_table(f"Exported to {summary.lake_uri}", columns, rows, numeric))
+        out.print(table(f"Exported to {summary.lake_uri}", columns, rows, numeric))
 
-    _guarded(run)
+    run_guarded(run, *_lake_failures())
 
 
 @lake_app.command("import")
@@ -108,7 +109,6 @@ def import_command(
     """
     from config.lake import LakeImportConfig
     from config.settings import get_settings
-    from flows.cli import EXIT_BAD_INPUT, _exit_if_quarantined, _print_docs, _span, _table, err, out
     from flows.lake import lake_import
 
     def run() -> None:
@@ -125,14 +125,14 @@ def import_command(
                 str(o.updated),
                 str(o.unchanged),
                 str(o.quarantined),
-                _span(o.first, o.last),
+                span(o.first, o.last),
             ]
             for o in summary.outcomes
         ]
         numeric = {"partitions", "rows", "new", "updated", "unchanged", "quarantined"}
         if rows:
-            out.print(_table(f"Imported from {summary.lake_uri}", columns, rows, numeric))
-        _print_docs(summary.outcomes)
+            out.print(table(f"Imported from {summary.lake_uri}", columns, rows, numeric))
+        print_docs(summary.outcomes)
         for refusal in summary.refused:
             err.print(
                 f"[bold red]error:[/] {refusal.symbol} {refusal.timeframe}: {refusal.error}",
@@ -140,10 +140,10 @@ def import_command(
                 soft_wrap=True,
             )
         if not summary.refused:
-            _exit_if_quarantined(summary.outcomes)
+            exit_if_quarantined(summary.outcomes)
             return
         with contextlib.suppress(typer.Exit):  # print the quarantine summary too; bad input wins
-            _exit_if_quarantined(summary.outcomes)
+            exit_if_quarantined(summary.outcomes)
         raise typer.Exit(EXIT_BAD_INPUT)
 
-    _guarded(run)
+    run_guarded(run, *_lake_failures())

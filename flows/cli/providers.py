@@ -1,18 +1,17 @@
 """``fks providers``: the online providers' breakers, usage and budgets, and the discrepancies
 found by cross-verification.
 
-The sub-app is registered on the main ``fks`` app; the CLI helpers of :mod:`flows.cli` are
-imported inside the commands so that either module can be imported first. Everything shown is
-read from the database, so it reflects every process that fetched through the provider manager.
+Everything shown is read from the database, so it reflects every process that fetched through
+the provider manager. Exit codes: 0 ok, 2 a missing or invalid providers file, bad option values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
+
+from flows.cli._ui import EXIT_BAD_INPUT, out, run_guarded, table
 
 providers_app = typer.Typer(
     help="Online market-data providers: breaker state, calls, credits and budgets; discrepancies.",
@@ -21,18 +20,8 @@ providers_app = typer.Typer(
 
 _STATE_STYLE = {"closed": "[green]closed[/]", "open": "[red]open[/]", "half_open": "[yellow]half-open[/]"}
 
-
-def _guarded(action: Callable[[], None]) -> None:
-    """Run ``action`` with the CLI's error handling; a bad providers file exits 2."""
-    from flows.cli import EXIT_BAD_INPUT, _fail, _run_guarded
-
-    def run() -> None:
-        try:
-            action()
-        except ValueError as exc:  # providers.yaml missing or invalid, bad option values
-            raise _fail(str(exc), EXIT_BAD_INPUT) from None
-
-    _run_guarded(run)
+# providers.yaml missing or invalid, bad option values: exit 2 with the message
+_BAD_INPUT = (ValueError, EXIT_BAD_INPUT)
 
 
 def _manager() -> Any:
@@ -54,6 +43,15 @@ def _short(text: str | None, limit: int = 70) -> str:
         return "-"
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _when(value: Any) -> str:
+    import pandas as pd
+
+    if value is None or pd.isna(value):
+        return "-"
+    stamp = pd.Timestamp(value)
+    return stamp.strftime("%Y-%m-%d" if stamp == stamp.normalize() else "%Y-%m-%d %H:%M")
 
 
 def status_rows(statuses: list[Any]) -> list[list[str]]:
@@ -80,7 +78,6 @@ def status_rows(statuses: list[Any]) -> list[list[str]]:
 def status_command() -> None:
     """Each provider's circuit breaker, calls today, calls and credits this budget period, budget
     left, rate limit and last error."""
-    from flows.cli import _table, out
 
     def run() -> None:
         manager = _manager()
@@ -99,16 +96,9 @@ def status_command() -> None:
             "last error",
         ]
         numeric = {"failures", "calls today", "calls / credits this period", "budget left"}
-        out.print(_table("Providers", columns, status_rows(statuses), numeric))
+        out.print(table("Providers", columns, status_rows(statuses), numeric))
 
-    _guarded(run)
-
-
-def _when(value: Any) -> str:
-    if value is None or pd.isna(value):
-        return "-"
-    stamp = pd.Timestamp(value)
-    return stamp.strftime("%Y-%m-%d" if stamp == stamp.normalize() else "%Y-%m-%d %H:%M")
+    run_guarded(run, _BAD_INPUT)
 
 
 @providers_app.command("discrepancies")
@@ -119,7 +109,6 @@ def discrepancies_command(
 ) -> None:
     """Recent bars on which two providers disagreed beyond the tolerance, and the latest
     cross-check of each series (verified, discrepant or skipped, with why)."""
-    from flows.cli import _table, out
     from market.bars import Timeframe
     from storage.verifications import latest_verifications, list_discrepancies
     from tasks.store import store_for
@@ -153,7 +142,7 @@ def discrepancies_command(
                 ]
                 for r in found.itertuples(index=False)
             ]
-            out.print(_table("Discrepancies (newest first)", columns, rows, {"rel. diff"}))
+            out.print(table("Discrepancies (newest first)", columns, rows, {"rel. diff"}))
         if not checks.empty:
             columns = [
                 "series",
@@ -178,6 +167,6 @@ def discrepancies_command(
                 ]
                 for r in checks.itertuples(index=False)
             ]
-            out.print(_table("Latest cross-check per series", columns, rows, {"bars", "discrepancies"}))
+            out.print(table("Latest cross-check per series", columns, rows, {"bars", "discrepancies"}))
 
-    _guarded(run)
+    run_guarded(run, _BAD_INPUT)

@@ -1,8 +1,7 @@
 """``fks actions``: the corporate actions (splits) recorded in the store.
 
-The sub-app is registered on the main ``fks`` app; the CLI helpers of :mod:`flows.cli` are
-imported inside the commands so that either module can be imported first. Splits are recorded by
-``fks ingest`` of an equity or ETF from an online provider (Yahoo, Polygon).
+Splits are recorded by ``fks ingest`` of an equity or ETF from an online provider (Yahoo,
+Polygon), or by hand with ``fks actions add``.
 
 Exit codes: 0 ok (also when nothing is recorded), 2 bad input (a date that is not a date).
 """
@@ -13,6 +12,8 @@ from fractions import Fraction
 from typing import Annotated
 
 import typer
+
+from flows.cli._ui import EXIT_BAD_INPUT, fail, out, run_guarded, table
 
 actions_app = typer.Typer(
     help="Corporate actions (splits) recorded from the online providers.", no_args_is_help=True
@@ -34,7 +35,6 @@ def list_command(
     """The recorded splits, by symbol and ex-date: the ratio (new shares per old share; prices
     before the ex-date divide by it) and the provider that reported it."""
     from config.settings import get_settings
-    from flows.cli import EXIT_BAD_INPUT, _fail, _run_guarded, _table, out
     from storage import list_corporate_actions
     from tasks.store import store_for
 
@@ -43,7 +43,7 @@ def list_command(
             with store_for(get_settings()).connect() as conn:
                 actions = list_corporate_actions(conn, symbol, start=start, end=end)
         except ValueError as exc:  # an unparseable --start/--end
-            raise _fail(f"{exc}; use a date such as 2020-08-31", EXIT_BAD_INPUT) from None
+            raise fail(f"{exc}; use a date such as 2020-08-31", EXIT_BAD_INPUT) from None
         if not actions:
             which = f" of {symbol.upper()}" if symbol else ""
             out.print(
@@ -56,9 +56,9 @@ def list_command(
             for a in actions
         ]
         columns = ["symbol", "ex-date", "kind", "ratio", "split", "source"]
-        out.print(_table("Corporate actions", columns, rows, {"ratio"}))
+        out.print(table("Corporate actions", columns, rows, {"ratio"}))
 
-    _run_guarded(run)
+    run_guarded(run)
 
 
 @actions_app.command("add")
@@ -74,7 +74,6 @@ def add_command(
     import pandas as pd
 
     from config.settings import get_settings
-    from flows.cli import EXIT_BAD_INPUT, _fail, _run_guarded, out
     from storage import CorporateAction, upsert_corporate_actions
     from tasks.store import store_for
 
@@ -85,10 +84,10 @@ def add_command(
             action = CorporateAction(symbol=symbol, ex_date=when, kind="split", ratio=ratio, source="manual")
         except ValueError as exc:
             example = "fks actions add AAPL --ex-date 2020-08-31 --ratio 4"
-            raise _fail(f"{exc}; e.g. {example}", EXIT_BAD_INPUT) from None
+            raise fail(f"{exc}; e.g. {example}", EXIT_BAD_INPUT) from None
         with store_for(get_settings()).begin() as conn:
             changed = upsert_corporate_actions(conn, [action])
         state = "recorded" if changed else "already recorded"
         out.print(f"{action.symbol} {split_words(action.ratio)} split on {action.ex_date:%Y-%m-%d} {state}.")
 
-    _run_guarded(run)
+    run_guarded(run)

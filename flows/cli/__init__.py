@@ -1,0 +1,75 @@
+"""The ``fks`` command line: one command per flow, plus views of the store and the quarantine.
+
+:data:`app` is built here from the command modules of this package, each registered explicitly;
+:func:`main` is the console script. The shared parts (consoles, exit codes, the error guard,
+tables, progress) are in :mod:`flows.cli._ui`, the summaries in :mod:`flows.cli.render`.
+
+Exit codes: 0 success, 2 bad usage or bad input (nothing written), 3 some rows were quarantined
+(every good row was stored), 4 refused (the promotion gate), 1 unexpected error.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from flows.cli import (
+    actions,
+    backfill,
+    backtest,
+    data,
+    features,
+    lake,
+    market,
+    pipeline,
+    promote,
+    providers,
+    quarantine,
+    train,
+)
+from flows.cli._ui import EXIT_UNEXPECTED, err, quiet_libraries
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="fks",
+    help="FKS: market data, features, models, backtests and paper trading, orchestrated by Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("ingest")(data.ingest_command)
+app.command("pipeline")(pipeline.pipeline_command)
+app.command("validate")(data.validate_command)
+app.command("features")(features.features_command)
+app.command("backtest")(backtest.backtest_command)
+app.command("promote")(promote.promote_command)
+app.command("rollback")(promote.rollback_command)
+app.command("backfill")(backfill.backfill_command)
+app.command("gaps")(backfill.gaps_command)
+
+app.add_typer(data.data_app, name="data")
+app.add_typer(train.train_app, name="train")
+app.add_typer(quarantine.quarantine_app, name="quarantine")
+app.add_typer(lake.lake_app, name="lake", help="Export bars to the Parquet lake (local or S3); import them.")
+app.add_typer(market.fundamentals_app, name="fundamentals", help="SEC EDGAR company facts and filings.")
+app.add_typer(market.market_app, name="market", help="Market overview (CoinMarketCap listings).")
+app.add_typer(
+    providers.providers_app, name="providers", help="Online providers: breakers, budgets, discrepancies."
+)
+app.add_typer(
+    actions.actions_app, name="actions", help="Corporate actions (splits) recorded from the providers."
+)
+
+
+def main() -> None:
+    """Console-script entry point: quiet the libraries, run the app; an unexpected failure prints
+    one line and exits 1."""
+    quiet_libraries()
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # an unexpected failure: say what it was, exit 1
+        err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
+        raise SystemExit(EXIT_UNEXPECTED) from exc

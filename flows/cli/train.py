@@ -1,0 +1,103 @@
+"""``fks train``: train models, tracked in MLflow and registered with the alias challenger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flows.cli._ui import err, run_guarded
+from flows.cli.render import print_training
+
+train_app = typer.Typer(
+    help="Train models (tracked in MLflow, registered with the alias challenger).", no_args_is_help=True
+)
+
+QUICK_FORECASTER: dict[str, Any] = {
+    "units": [16],
+    "epochs": 5,
+    "patience": 2,
+    "walk_forward.folds": 2,
+    "tuning.trials": 3,
+    "tuning.epochs": 2,
+}
+"""The ``--quick`` preset of ``fks train forecaster`` (ForecasterConfig fields, dotted for nested ones)."""
+
+
+def forecaster_config(config_file: Path | None, preset: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """ForecasterConfig from an optional YAML/JSON file, then a preset, then command-line overrides
+    (``None`` values are skipped; ``outer.inner`` keys set a nested field).
+
+    Raises :class:`config.flows.InputError` when the file cannot be read or is not a mapping, and
+    pydantic's ``ValidationError`` when the fields are invalid.
+    """
+    import yaml
+
+    from config.flows import InputError
+    from config.models import ForecasterConfig
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"{config_file}: cannot read the config ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{config_file}: expected a mapping of ForecasterConfig fields")
+    for key, value in [*preset.items(), *overrides.items()]:
+        if value is not None:
+            if "." in key:
+                outer, inner = key.split(".", 1)
+                data.setdefault(outer, {})[inner] = value
+            else:
+                data[key] = value
+    return ForecasterConfig.model_validate(data)
+
+
+@train_app.command("forecaster")
+def forecaster_command(
+    symbol: Annotated[str | None, typer.Option(help="Stored series to train on (default SPX).")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="1m, 1h or 1d (default 1d).")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML/JSON of ForecasterConfig fields.")
+    ] = None,
+    feature_set: Annotated[str | None, typer.Option("--set", help="Feature set (default: default).")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Forecast horizon in bars.")] = None,
+    lookback: Annotated[int | None, typer.Option(help="Window length in bars.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Maximum epochs (early stopping may stop sooner).")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="Walk-forward folds.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Optuna trials before training (0: no tuning).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
+    quick: Annotated[
+        bool, typer.Option(help="A small model and 3 short trials: a first look in a minute or two.")
+    ] = False,
+) -> None:
+    """Train the LSTM forecaster (purged splits, walk-forward, baselines, one test) and register it."""
+    from config.settings import get_settings
+    from flows.train_forecaster import train_forecaster
+
+    def run() -> None:
+        preset = QUICK_FORECASTER if quick else {}
+        config = forecaster_config(
+            config_file,
+            preset,
+            {
+                "symbol": symbol.upper() if symbol else None,
+                "timeframe": timeframe,
+                "feature_set": feature_set,
+                "horizon": horizon,
+                "lookback": lookback,
+                "epochs": epochs,
+                "walk_forward.folds": folds,
+                "tuning.trials": trials,
+                "seed": seed,
+            },
+        )
+        with err.status(f"training the forecaster on {config.symbol} {config.timeframe}"):
+            summary = train_forecaster(config, get_settings())
+        print_training(summary)
+
+    run_guarded(run)
