@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from serving.server import serve
+
 
 def main(argv: list[str] | None = None) -> None:
-    """Start the REST service with uvicorn on the current settings."""
-    import uvicorn
-
+    """Parse the flags and serve (see :func:`serving.server.serve`)."""
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     args = parser.parse_args(argv)
-    uvicorn.run(
-        "serving.app:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers
-    )
+    serve(args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

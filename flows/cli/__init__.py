@@ -24,6 +24,7 @@ from flows.cli import (
     promote,
     providers,
     quarantine,
+    serve,
     train,
 )
 from flows.cli._ui import EXIT_UNEXPECTED, err, quiet_libraries
@@ -47,6 +48,7 @@ app.command("promote")(promote.promote_command)
 app.command("rollback")(promote.rollback_command)
 app.command("backfill")(backfill.backfill_command)
 app.command("gaps")(backfill.gaps_command)
+app.command("serve")(serve.serve_command)
 
 app.add_typer(data.data_app, name="data")
 app.add_typer(train.train_app, name="train")
