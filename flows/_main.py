@@ -102,16 +102,29 @@ def usage(flow: Callable[..., object], model: type[BaseModel], prog: str) -> str
         lines += [doc[0], ""]
     lines.append(f"Fields of {model.__name__}:")
     for name, field in model.model_fields.items():
-        kind = "flag" if _is_bool(field) else ("VALUE ..." if _is_list(field) else "VALUE")
-        if field.is_required():
-            default = ""
-        elif field.default_factory is not None:
-            default = " (default: generated)"
-        else:
-            default = f" (default: {field.default!r})"
+        flag = f"{_flag(name)} / --no-{name.replace('_', '-')}" if _is_bool(field) else _flag(name)
+        kind = "" if _is_bool(field) else ("VALUE ..." if _is_list(field) else "VALUE")
         text = f" {field.description}" if field.description else ""
-        lines.append(f"  {_flag(name):<20} {kind:<10}{text}{default}")
+        lines.append(f"  {flag:<28} {kind:<10}{text}{_default(field)}")
     return "\n".join(lines)
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return " (required)"
+    factory = field.default_factory
+    if factory is None:
+        return f" (default: {field.default!r})"
+    first, second = factory(), factory()  # type: ignore[call-arg]
+    return f" (default: {first!r})" if first == second else " (default: a new one each run)"
+
+
+def _prog(flow: Callable[..., object]) -> str:
+    module = getattr(flow, "__module__", "") or ""
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else "flows"
+    return f"python -m {module}"
 
 
 def run_from_argv(
@@ -125,7 +138,7 @@ def run_from_argv(
             the flow raises as :class:`config.flows.InputError`.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    name = prog or f"python -m {getattr(flow, '__module__', 'flows')}"
+    name = prog or _prog(flow)
     if "-h" in args or "--help" in args:
         print(usage(flow, model, name))
         raise SystemExit(0)
