@@ -1,4 +1,7 @@
-"""The ``features`` flow: one mapped task per stored series builds, validates and stores a feature set."""
+"""The ``features`` flow: one mapped task per stored series builds, validates and stores a feature set.
+
+``python -m flows.features --feature-set default`` runs it without the CLI (see ``--help``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ from prefect import flow, unmapped
 
 from config.flows import FeaturesConfig
 from config.settings import Settings, get_settings
-from tasks.features import FeaturesSummary, build_series_features, plan_features
+from flows._main import run_from_argv
+from ingestion.features import FeaturesSummary
+from tasks.features import build_series_features, plan_features
 
 
 @flow(name="features", validate_parameters=False)
@@ -20,4 +25,4 @@ def features(config: FeaturesConfig | None = None, settings: Settings | None = N
 
 
 if __name__ == "__main__":
-    features()
+    run_from_argv(features, FeaturesConfig)

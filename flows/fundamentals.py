@@ -1,6 +1,7 @@
 """The ``fundamentals`` flow: SEC EDGAR submissions and company facts of registered companies.
 
-``python -m flows.fundamentals`` loads every enabled asset that has a CIK.
+``python -m flows.fundamentals`` loads every enabled asset that has a CIK (``--symbols AAPL`` only
+those; see ``--help``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from pydantic import BaseModel, Field
 
 from config.fundamentals import FundamentalsConfig
 from config.settings import Settings, get_settings
-from tasks.fundamentals import CompanyOutcome, company_outcome, fetch_company, plan_fundamentals
+from flows._main import run_from_argv
+from ingestion.fundamentals import CompanyOutcome
+from tasks.fundamentals import company_outcome, fetch_company, plan_fundamentals
 
 
 class FundamentalsSummary(BaseModel):
@@ -42,4 +45,4 @@ def fundamentals(
 
 
 if __name__ == "__main__":
-    fundamentals()
+    run_from_argv(fundamentals, FundamentalsConfig)

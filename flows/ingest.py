@@ -1,4 +1,9 @@
-"""The ``ingest`` flow: registry sync, then one mapped task per series."""
+"""The ``ingest`` flow: registry sync, then one mapped task per series.
+
+``python -m flows.ingest`` loads every enabled asset of the registry; the fields of
+:class:`config.flows.IngestConfig` choose otherwise (``--source csv --path FILE --symbols X``,
+see ``--help``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from prefect import flow, unmapped
 
 from config.flows import IngestConfig
 from config.settings import Settings, get_settings
-from tasks.data import IngestSummary, collect_outcomes, ingest_series, plan_ingest
+from flows._main import run_from_argv
+from ingestion.ingest import IngestSummary
+from tasks.data import collect_outcomes, ingest_series, plan_ingest
 
 
 @flow(name="ingest", validate_parameters=False)
@@ -20,4 +27,4 @@ def ingest(config: IngestConfig | None = None, settings: Settings | None = None)
 
 
 if __name__ == "__main__":
-    ingest()
+    run_from_argv(ingest, IngestConfig)

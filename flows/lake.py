@@ -1,6 +1,8 @@
 """The lake flows: export stored bars to the Parquet lake (``FKS_LAKE_URI``) and import them back.
 
-``python -m flows.lake`` exports every stored series; ``python -m flows.lake import`` imports the lake.
+``python -m flows.lake`` exports every stored series; ``python -m flows.lake import`` imports the
+lake; the fields of the flow's config narrow either down (``--symbols SPX --timeframe 1d``, see
+``--help``).
 """
 
 from __future__ import annotations
@@ -10,16 +12,9 @@ from pydantic import BaseModel, Field
 
 from config.lake import LakeExportConfig, LakeImportConfig
 from config.settings import Settings, get_settings
-from tasks.lake import (
-    LakeExportOutcome,
-    LakeImportOutcome,
-    LakeRefusal,
-    export_lake_series,
-    import_lake_series,
-    lake_for,
-    plan_lake_export,
-    plan_lake_import,
-)
+from flows._main import run_from_argv
+from ingestion.lake import LakeExportOutcome, LakeImportOutcome, LakeRefusal, lake_for
+from tasks.lake import export_lake_series, import_lake_series, plan_lake_export, plan_lake_import
 
 
 class LakeExportSummary(BaseModel):
@@ -78,4 +73,8 @@ def lake_import(
 if __name__ == "__main__":
     import sys
 
-    lake_import() if sys.argv[1:2] == ["import"] else lake_export()
+    if sys.argv[1:2] == ["import"]:
+        run_from_argv(lake_import, LakeImportConfig, sys.argv[2:], prog="python -m flows.lake import")
+    else:
+        args = sys.argv[2:] if sys.argv[1:2] == ["export"] else sys.argv[1:]
+        run_from_argv(lake_export, LakeExportConfig, args, prog="python -m flows.lake [export]")

@@ -1,4 +1,7 @@
-"""The ``validate`` flow: re-run the ``bars`` suite over stored series."""
+"""The ``validate`` flow: re-run the ``bars`` suite over stored series.
+
+``python -m flows.validate --symbols SPX`` runs it without the CLI (see ``--help``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ from prefect import flow, unmapped
 
 from config.flows import ValidateConfig
 from config.settings import Settings, get_settings
-from tasks.validation import ValidateSummary, plan_validate, validate_series
+from expectations.revalidation import ValidateSummary
+from flows._main import run_from_argv
+from tasks.validation import plan_validate, validate_series
 
 
 @flow(name="validate", validate_parameters=False)
@@ -20,4 +25,4 @@ def validate(config: ValidateConfig | None = None, settings: Settings | None = N
 
 
 if __name__ == "__main__":
-    validate()
+    run_from_argv(validate, ValidateConfig)

@@ -1,4 +1,5 @@
-"""Market-data sources behind one contract (:class:`providers.base.Provider`)."""
+"""Market-data sources behind one contract (:class:`providers.base.Provider`), and the one way to
+get the manager that fails over between them (:func:`shared_manager`)."""
 
 from providers.base import (
     AuthError,
@@ -14,6 +15,7 @@ from providers.base import (
     fetch_splits,
     provides_splits,
 )
+from providers.shared import close_managers, open_manager, shared_manager
 
 __all__ = [
     "AuthError",
@@ -26,6 +28,9 @@ __all__ = [
     "RowProblem",
     "SplitsProvider",
     "Unavailable",
+    "close_managers",
     "fetch_splits",
+    "open_manager",
     "provides_splits",
+    "shared_manager",
 ]

@@ -1,156 +1,34 @@
-"""Prefect tasks of the features stage: build a feature set per stored series, validate it, store it."""
+"""Prefect tasks of the features stage: list the stored series, then build, validate and store a
+feature set per series (:mod:`ingestion.features` does the work)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-
 from prefect import task
 from prefect.cache_policies import NONE
-from pydantic import BaseModel, ConfigDict
 
-from config.flows import FeaturesConfig, InputError
+from config.flows import FeaturesConfig
 from config.settings import Settings
-from expectations import validate_features
-from features import build_features, get_feature_set
-from storage import bar_summary, bars_checksum, find_build, read_bars, save_features
+from ingestion.features import (
+    FeaturesOutcome,
+    FeaturesSummary,
+    FeaturesTarget,
+    feature_targets,
+    features_root,
+    featurise_series,
+)
 from tasks.store import store_for
-from tasks.validation import docs_dir, policy_for
 
-
-class FeaturesTarget(BaseModel):
-    """One stored series to build features for."""
-
-    model_config = ConfigDict(frozen=True)
-
-    symbol: str
-    timeframe: str
-    feature_set: str
-
-
-class FeaturesOutcome(BaseModel):
-    """What building one series' features did."""
-
-    symbol: str
-    timeframe: str
-    feature_set: str
-    version: str
-    build_id: int
-    cache_hit: bool
-    rows: int
-    columns: int
-    warmup: int
-    first_ts: datetime | None = None
-    last_ts: datetime | None = None
-    docs_path: str = ""
-
-
-class FeaturesSummary(BaseModel):
-    """The features flow's result."""
-
-    batch_id: str
-    outcomes: list[FeaturesOutcome]
-
-
-class FeatureValidationFailed(RuntimeError):
-    """A built feature frame failed the ``features`` suite; nothing was stored."""
-
-
-def features_root(settings: Settings) -> Path:
-    """Where feature Parquet files live: ``<data dir>/features``."""
-    return settings.data_dir / "features"
+__all__ = ["FeaturesSummary", "build_series_features", "features_root", "plan_features"]
 
 
 @task(name="plan-features", cache_policy=NONE)
 def plan_features(config: FeaturesConfig, settings: Settings) -> list[FeaturesTarget]:
-    """The stored series to featurise, filtered by symbol and timeframe.
-
-    Raises:
-        InputError: an unknown feature set, a symbol without bars, or an empty store.
-    """
-    try:
-        get_feature_set(config.feature_set)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    with store_for(settings).connect() as conn:
-        series = bar_summary(conn)
-    if config.timeframe is not None:
-        series = series[series["timeframe"] == config.timeframe]
-    unknown = sorted(set(config.symbols) - set(series["symbol"]))
-    if unknown:
-        raise InputError(
-            f"no stored bars for {', '.join(unknown)}; run `fks ingest` first or check `fks data list`"
-        )
-    if config.symbols:
-        series = series[series["symbol"].isin(config.symbols)]
-    if series.empty:
-        raise InputError("the store has no bars to build features from; run `fks ingest` first")
-    return [
-        FeaturesTarget(symbol=str(r.symbol), timeframe=str(r.timeframe), feature_set=config.feature_set)
-        for r in series.itertuples(index=False)
-    ]
+    """The stored series to featurise (:func:`ingestion.features.feature_targets`)."""
+    return feature_targets(store_for(settings), config)
 
 
 @task(name="build-features", task_run_name="features-{target.symbol}-{target.timeframe}", cache_policy=NONE)
 def build_series_features(target: FeaturesTarget, settings: Settings) -> FeaturesOutcome:
-    """Build ``target``'s feature set from its stored bars unless an identical build exists.
-
-    The bars' checksum keys the cache: unchanged bars are a hit and nothing is recomputed. A new
-    frame must pass the ``features`` suite before it is stored.
-
-    Raises:
-        FeatureValidationFailed: the frame failed the suite (the message names the expectations).
-    """
-    feature_set = get_feature_set(target.feature_set)
-    engine = store_for(settings)
-    with engine.connect() as conn:
-        bars = read_bars(conn, target.symbol, target.timeframe)
-        checksum = bars_checksum(bars)
-        build = find_build(
-            conn,
-            set_name=feature_set.name,
-            set_version=feature_set.version,
-            symbol=target.symbol,
-            timeframe=target.timeframe,
-            bars_checksum=checksum,
-        )
-    docs = ""
-    cache_hit = build is not None
-    if build is None:
-        frame = build_features(bars, feature_set, timeframe=target.timeframe)
-        report = validate_features(
-            frame, feature_set.warmup, policy=policy_for(settings), docs_dir=docs_dir(settings)
-        )
-        docs = str(report.docs_path or "")
-        if not report.success:
-            failed = sorted({e for ids in report.failures.values() for e in ids})
-            raise FeatureValidationFailed(
-                f"{target.symbol} {target.timeframe}: feature set {feature_set.name} "
-                f"failed {', '.join(failed)} "
-                f"on {len(report.failures)} row(s); nothing stored. Data Docs: {docs or '-'}"
-            )
-        with engine.begin() as conn:
-            build = save_features(
-                conn,
-                features_root(settings),
-                set_name=feature_set.name,
-                set_version=feature_set.version,
-                symbol=target.symbol,
-                timeframe=target.timeframe,
-                features=frame,
-                bars=bars,
-            )
-    return FeaturesOutcome(
-        symbol=target.symbol,
-        timeframe=target.timeframe,
-        feature_set=feature_set.name,
-        version=feature_set.version,
-        build_id=build.id,
-        cache_hit=cache_hit,
-        rows=build.rows,
-        columns=len(build.columns),
-        warmup=feature_set.warmup,
-        first_ts=bars.index[0].to_pydatetime() if len(bars) else None,
-        last_ts=bars.index[-1].to_pydatetime() if len(bars) else None,
-        docs_path=docs,
-    )
+    """Build ``target``'s feature set unless an identical build exists, validate and store it
+    (:func:`ingestion.features.featurise_series`)."""
+    return featurise_series(store_for(settings), settings, target)

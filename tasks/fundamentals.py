@@ -1,143 +1,24 @@
-"""Prefect tasks of the fundamentals stage: which companies to load, then SEC EDGAR -> the store.
-
-A symbol reaches EDGAR through its CIK in the asset registry (``provider_symbols.sec_edgar``).
-:func:`store_company` is the plain function that does one company's work; the task wraps it.
-The adapter is built by :func:`edgar_adapter`, whose ``gate`` argument is where the provider
-manager's rate limiter and meter plug in (``None``: no gate, requests go out as they come).
-"""
+"""Prefect tasks of the fundamentals stage: which companies to load, then SEC EDGAR -> the store
+(:mod:`ingestion.fundamentals` does the work)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NONE
 from prefect.states import State
-from pydantic import BaseModel, ConfigDict
 
-from config.assets import AssetSpec, load_asset_specs
-from config.flows import InputError
 from config.fundamentals import FundamentalsConfig
-from config.providers import load_providers_config
 from config.settings import Settings
-from providers.factory import build_adapter
-from providers.http import Gate
-from providers.sec_edgar import SecEdgarProvider, normalize_cik
-from storage import get_asset, list_assets, upsert_assets
-from storage.companies import upsert_company, upsert_facts, upsert_filings
+from ingestion.fundamentals import CompanyOutcome, CompanyTarget, company_targets, store_company
 from tasks.providers import is_transient
 from tasks.store import store_for
-
-REGISTER_HINT = (
-    'add provider_symbols: {sec_edgar: "<CIK>"} to its entry in config/assets.yaml '
-    "(find the CIK at https://www.sec.gov/edgar/searchedgar/companysearch)"
-)
-
-
-class CompanyTarget(BaseModel):
-    """One registered symbol and its 10-digit CIK."""
-
-    model_config = ConfigDict(frozen=True)
-
-    symbol: str
-    cik: str
-
-
-class CompanyOutcome(BaseModel):
-    """What loading one company did: filings and facts received, new and changed (or the error)."""
-
-    symbol: str
-    cik: str
-    name: str = ""
-    filings: int = 0
-    filings_new: int = 0
-    facts: int = 0
-    facts_new: int = 0
-    facts_updated: int = 0
-    error: str | None = None
-
-
-def edgar_adapter(settings: Settings, gate: Gate | None = None) -> SecEdgarProvider:
-    """The SEC EDGAR adapter of ``settings`` with the ``sec_edgar`` policy of ``providers.yaml``,
-    behind ``gate`` (the manager's rate limit and accounting; None sends requests ungated)."""
-    policy = load_providers_config(settings.providers_file).providers["sec_edgar"]
-    adapter = build_adapter("sec_edgar", settings, policy, gate=gate)
-    if not isinstance(adapter, SecEdgarProvider):  # the factory maps the name to this class
-        raise TypeError(f"sec_edgar built a {type(adapter).__name__}")
-    return adapter
-
-
-def _target(spec: AssetSpec | None, symbol: str) -> CompanyTarget:
-    if spec is None:
-        raise InputError(f"{symbol} is not registered; register it in config/assets.yaml and {REGISTER_HINT}")
-    cik = spec.symbol_at("sec_edgar")
-    if not cik:
-        raise InputError(f"{symbol} has no CIK for SEC EDGAR; {REGISTER_HINT}")
-    try:
-        return CompanyTarget(symbol=spec.symbol, cik=normalize_cik(cik))
-    except Exception as exc:
-        raise InputError(f"{symbol}: {exc}; {REGISTER_HINT}") from None
 
 
 @task(name="plan-fundamentals", cache_policy=NONE)
 def plan_fundamentals(config: FundamentalsConfig, settings: Settings) -> list[CompanyTarget]:
-    """Sync the asset registry and list the companies to load; check the EDGAR User-Agent.
-
-    Raises:
-        InputError: an unregistered symbol, one without a CIK, or no symbol with a CIK at all.
-        AuthError: ``FKS_SEC_EDGAR_USER_AGENT`` is missing or does not name someone with an e-mail.
-    """
-    engine = store_for(settings)
-    with engine.begin() as conn:
-        upsert_assets(conn, load_asset_specs(settings.assets_file))
-        if config.symbols:
-            targets = [_target(get_asset(conn, symbol), symbol) for symbol in config.symbols]
-        else:
-            targets = [
-                _target(spec, spec.symbol)
-                for spec in list_assets(conn, enabled_only=True)
-                if spec.symbol_at("sec_edgar")
-            ]
-    if not targets:
-        raise InputError(f"no enabled asset has a CIK; name symbols with --symbols, or {REGISTER_HINT}")
-    adapter = edgar_adapter(settings)
-    try:
-        adapter.check_user_agent()
-    finally:
-        adapter.close()
-    return list(dict.fromkeys(targets))
-
-
-def store_company(
-    target: CompanyTarget, settings: Settings, *, older_filings: bool = False, gate: Gate | None = None
-) -> CompanyOutcome:
-    """Fetch the submissions and company facts of ``target`` and store them in one transaction.
-
-    Raises:
-        ProviderError: whatever the adapter raises (after its own retries); nothing is stored.
-    """
-    adapter = edgar_adapter(settings, gate)
-    try:
-        submissions = adapter.submissions(target.cik, older=older_filings)
-        facts = adapter.company_facts(target.cik)
-    finally:
-        adapter.close()
-    company = submissions.company
-    name = company["name"] or facts.entity_name or target.symbol
-    with store_for(settings).begin() as conn:
-        upsert_company(conn, target.cik, name, company["tickers"], company["sic"], company["fiscal_year_end"])
-        filed = upsert_filings(conn, target.cik, submissions.filings)
-        stored = upsert_facts(conn, target.cik, facts.facts)
-    return CompanyOutcome(
-        symbol=target.symbol,
-        cik=target.cik,
-        name=name,
-        filings=filed.received,
-        filings_new=filed.inserted,
-        facts=stored.received,
-        facts_new=stored.inserted,
-        facts_updated=stored.updated,
-    )
+    """Sync the asset registry and list the companies to load; check the EDGAR User-Agent
+    (:func:`ingestion.fundamentals.company_targets`)."""
+    return company_targets(store_for(settings), settings, config)
 
 
 @task(
@@ -149,11 +30,11 @@ def store_company(
     cache_policy=NONE,
 )
 def fetch_company(target: CompanyTarget, settings: Settings, older_filings: bool = False) -> CompanyOutcome:
-    """Load one company from SEC EDGAR into the store (see :func:`store_company`)."""
-    return store_company(target, settings, older_filings=older_filings)
+    """Load one company from SEC EDGAR into the store (:func:`ingestion.fundamentals.store_company`)."""
+    return store_company(store_for(settings), settings, target, older_filings=older_filings)
 
 
-def company_outcome(target: CompanyTarget, state: State[Any]) -> CompanyOutcome:
+def company_outcome(target: CompanyTarget, state: State[CompanyOutcome]) -> CompanyOutcome:
     """The outcome of a finished ``fetch-company`` run: its result, or its error as an outcome."""
     result = state.result(raise_on_failure=False)
     if isinstance(result, CompanyOutcome):

@@ -1,32 +1,31 @@
-"""The provider manager that tasks share, and API keys from Prefect Secret blocks.
+"""What Prefect adds to the provider manager: API keys from Prefect Secret blocks, the retry
+condition of fetching tasks, and the manager factory that tasks share.
 
-One :class:`providers.manager.ProviderManager` per process and configuration, so that the series
-that Prefect maps onto threads share each provider's token bucket, breaker and cache.
+The manager itself comes from :func:`providers.shared.shared_manager` (one per process,
+configuration and scope), so the series that Prefect maps onto threads share each provider's
+token bucket, breaker and cache.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from prefect import Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
 from pydantic import SecretStr
 
-from config.flows import InputError, Source
+from config.flows import InputError
 from config.settings import Settings
 from providers.base import RateLimited, Unavailable
+from providers.shared import close_managers, shared_manager
 from tasks.store import store_for
 
 if TYPE_CHECKING:
     from providers.manager import ProviderManager
 
-ONLINE_SOURCES: frozenset[str] = frozenset(s.value for s in Source if s.online)
 
-_lock = threading.Lock()
-_managers: dict[str, ProviderManager] = {}
-
-
-def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+def is_transient(task: Task[..., object], task_run: TaskRun, state: State[object]) -> bool:
     """Prefect retry condition: retry a task that failed with ``Unavailable`` or ``RateLimited``."""
     try:
         state.result()
@@ -62,26 +61,13 @@ def api_keys_for(settings: Settings) -> dict[str, SecretStr]:
     return keys
 
 
-def _fingerprint(settings: Settings, keys: dict[str, SecretStr]) -> str:
-    digest = hashlib.sha256(settings.model_dump_json().encode())
-    for name in sorted(keys):
-        digest.update(f"{name}={keys[name].get_secret_value()}".encode())
-    for name in type(settings).model_fields:
-        if name.endswith("_api_key"):
-            value = getattr(settings, name)
-            digest.update(f"{name}={value.get_secret_value() if value else ''}".encode())
-    return digest.hexdigest()
+def manager_for(settings: Settings, scope: str = "") -> ProviderManager:
+    """The provider manager of ``settings`` on :func:`tasks.store.store_for`'s engine, with the keys
+    of its Prefect Secret blocks: one per process, configuration and ``scope`` (empty: shared by
+    the process; a run's id: the run's own, closed by :func:`release_managers`)."""
+    return shared_manager(settings, store_for(settings), api_keys=api_keys_for(settings), scope=scope)
 
 
-def manager_for(settings: Settings) -> ProviderManager:
-    """The provider manager of ``settings`` (one per process and configuration)."""
-    from providers.manager import ProviderManager
-
-    keys = api_keys_for(settings)
-    key = _fingerprint(settings, keys)
-    with _lock:
-        manager = _managers.get(key)
-        if manager is None:
-            manager = ProviderManager(settings, store_for(settings), api_keys=keys)
-            _managers[key] = manager
-        return manager
+def release_managers(scope: str) -> None:
+    """Close the provider managers of ``scope`` (a run that is over)."""
+    close_managers(scope)

@@ -111,7 +111,7 @@ def backfill_command(
     from config.backfill import BackfillConfig
     from config.settings import get_settings
     from flows.backfill import backfill as backfill_flow
-    from tasks.backfill import BackfillIncomplete
+    from ingestion.backfill import BackfillIncomplete
 
     def run() -> None:
         config = BackfillConfig.model_validate(
@@ -153,10 +153,12 @@ def gaps_command(
     Fetch them with `fks backfill --gaps` (same filters).
     """
     from config.settings import get_settings
-    from tasks.backfill import list_missing
+    from ingestion.backfill import list_missing
+    from tasks.store import store_for
 
     def run() -> None:
-        found = list_missing(get_settings(), symbol_list(symbol, symbols), timeframe)
+        settings = get_settings()
+        found = list_missing(store_for(settings), settings, symbol_list(symbol, symbols), timeframe)
         if not found:
             out.print("No missing ranges: every stored series is complete against its calendar.")
             return

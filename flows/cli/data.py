@@ -60,7 +60,7 @@ def ingest_command(
     from config.flows import IngestConfig
     from config.settings import get_settings
     from flows.ingest import ingest as ingest_flow
-    from tasks.data import IngestFailed
+    from ingestion.ingest import IngestFailed
 
     def run() -> None:
         config = IngestConfig.model_validate(

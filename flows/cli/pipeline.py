@@ -14,7 +14,7 @@ def pipeline_command() -> None:
     from config.flows import PipelineConfig
     from config.settings import get_settings
     from flows.pipeline import pipeline as pipeline_flow
-    from tasks.data import IngestFailed
+    from ingestion.ingest import IngestFailed
 
     def run() -> None:
         config = PipelineConfig()

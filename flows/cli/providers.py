@@ -7,7 +7,7 @@ the provider manager. Exit codes: 0 ok, 2 a missing or invalid providers file, b
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,20 +18,23 @@ providers_app = typer.Typer(
     no_args_is_help=True,
 )
 
+if TYPE_CHECKING:
+    from providers.manager import ProviderManager
+
 _STATE_STYLE = {"closed": "[green]closed[/]", "open": "[red]open[/]", "half_open": "[yellow]half-open[/]"}
 
 # providers.yaml missing or invalid, bad option values: exit 2 with the message
 _BAD_INPUT = (ValueError, EXIT_BAD_INPUT)
 
 
-def _manager() -> Any:
+def _manager() -> ProviderManager:
     """A provider manager on the configured database (nothing is fetched by the views here)."""
     from config.settings import get_settings
-    from providers.manager import ProviderManager
+    from providers.shared import open_manager
     from tasks.store import store_for
 
     settings = get_settings()
-    return ProviderManager(settings, store_for(settings))
+    return open_manager(settings, store_for(settings))
 
 
 def _number(value: float) -> str:

@@ -66,7 +66,7 @@ def release_command(ids: IdsArgument, note: NoteOption = "") -> None:
     """Accept rows a person judged good: re-validate, their failed expectations waived, and store them."""
     from config.settings import get_settings
     from tasks.store import store_for
-    from tasks.validation import release_quarantined
+    from expectations.quarantine import release_quarantined
 
     def run() -> None:
         settings = get_settings()
@@ -82,7 +82,7 @@ def drop_command(ids: IdsArgument, note: NoteOption = "") -> None:
     """Reject rows for good: they never reach the bars table (the decision is logged)."""
     from config.settings import get_settings
     from tasks.store import store_for
-    from tasks.validation import drop_quarantined
+    from expectations.quarantine import drop_quarantined
 
     def run() -> None:
         drop_quarantined(store_for(get_settings()), ids, actor=actor(), note=note)

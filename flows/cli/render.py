@@ -68,7 +68,7 @@ def print_ingest(outcomes: list[Any]) -> None:
 
 
 def report_ingest_failure(exc: Any) -> int:
-    """A :class:`tasks.data.IngestFailed`: the ingest table, one error line per failed series, and
+    """A :class:`ingestion.ingest.IngestFailed`: the ingest table, one error line per failed series, and
     the exit code (2 when the input was at fault, else 1). A handler for ``run_guarded``."""
     print_ingest(exc.summary.outcomes)
     for outcome in exc.summary.failed:

@@ -27,11 +27,11 @@ from config.backfill import BackfillConfig
 from config.settings import Settings
 from flows.backfill import backfill
 from flows.cli.backfill import backfill_command, gaps_command
+from ingestion.backfill import BackfillIncomplete, list_missing
 from market.calendars import get_calendar
 from market.resample import resample_bars
 from storage import delete_bars, read_bars
 from storage.backfill import list_chunks
-from tasks.backfill import BackfillIncomplete, list_missing
 from tasks.store import store_for
 from tests.fixture_server import FixtureServer, Reply, Request, server_error
 from tests.provider_fakes import Klines as BinanceKlines
@@ -284,7 +284,7 @@ def test_a_range_no_provider_delivers_is_recorded_and_exits_1(
     assert [c.status for c in chunks] == ["done", "failed", "done", "done"]
     assert "503" in (chunks[1].error or "")
     # fks gaps lists it; once the providers recover, the same command fetches only that chunk
-    gaps = list_missing(conf, ["BTC-USD"])
+    gaps = list_missing(store_for(conf), conf, ["BTC-USD"])
     assert [(g.kind, g.start, g.end, g.bars, g.error) for g in gaps] == [
         ("failed", dead[0].to_pydatetime(), dead[1].to_pydatetime(), 360, chunks[1].error)
     ]
@@ -292,7 +292,7 @@ def test_a_range_no_provider_delivers_is_recorded_and_exits_1(
     result = cli(*args)
     assert result.exit_code == 0, result.output
     pd.testing.assert_frame_equal(stored(engine), day, check_freq=False)
-    assert list_missing(conf) == []
+    assert list_missing(store_for(conf), conf) == []
 
 
 def test_gaps_are_listed_then_backfill_gaps_fetches_exactly_them(
@@ -308,7 +308,7 @@ def test_gaps_are_listed_then_backfill_gaps_fetches_exactly_them(
     with engine.begin() as conn:
         for first, count in holes:
             delete_bars(conn, "BTC-USD", "1m", list(pd.date_range(first, periods=count, freq="1min")))
-    missing = list_missing(conf, ["BTC-USD"], "1m")
+    missing = list_missing(store_for(conf), conf, ["BTC-USD"], "1m")
     assert [(m.kind, m.start, m.end, m.bars) for m in missing] == [
         ("gap", first.to_pydatetime(), (first + pd.Timedelta(minutes=count)).to_pydatetime(), count)
         for first, count in holes
@@ -334,7 +334,7 @@ def test_gaps_are_listed_then_backfill_gaps_fetches_exactly_them(
         (pd.Timestamp("2024-01-01 23:58", tz="UTC"), pd.Timestamp("2024-01-02 00:00", tz="UTC"), "done"),
         (pd.Timestamp("2024-01-02 00:00", tz="UTC"), pd.Timestamp("2024-01-02 10:30", tz="UTC"), "done"),
     ]
-    assert list_missing(conf) == []
+    assert list_missing(store_for(conf), conf) == []
     assert "No missing ranges" in cli("gaps").output
 
 

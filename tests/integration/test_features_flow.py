@@ -10,8 +10,8 @@ from config.settings import Settings
 from features import build_features, get_feature_set
 from flows.features import features
 from flows.ingest import ingest
+from ingestion.features import features_root
 from storage import list_builds, read_bars, read_features
-from tasks.features import features_root
 from tasks.store import store_for
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -13,8 +13,8 @@ from config.models import ForecasterConfig
 from config.settings import Settings
 from flows.ingest import ingest
 from flows.pipeline import pipeline
+from ingestion.ingest import IngestFailed
 from storage import count_bars, get_asset, list_ingest_runs, list_quarantine, list_validations, read_bars
-from tasks.data import IngestFailed
 from tasks.store import store_for
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

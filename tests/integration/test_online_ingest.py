@@ -17,8 +17,8 @@ from config.flows import IngestConfig, InputError
 from config.settings import Settings
 from flows.cli import app
 from flows.ingest import ingest
+from ingestion.ingest import IngestFailed
 from storage import list_ingest_runs, read_bars
-from tasks.data import IngestFailed
 from tasks.store import store_for
 from tests.fixture_server import FixtureServer, Reply, server_error
 from tests.provider_fakes import POLYGON_KEY as KEY

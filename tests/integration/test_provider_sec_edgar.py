@@ -18,6 +18,7 @@ from config.fundamentals import FundamentalsConfig
 from config.settings import PROJECT_ROOT, Settings
 from flows.cli.market import fundamentals_app
 from flows.fundamentals import fundamentals
+from ingestion.fundamentals import CompanyTarget
 from providers.base import AuthError, NotSupported
 from providers.sec_edgar import SecEdgarProvider
 from storage.companies import (
@@ -28,7 +29,7 @@ from storage.companies import (
     upsert_facts,
     upsert_filings,
 )
-from tasks.fundamentals import CompanyTarget, plan_fundamentals
+from tasks.fundamentals import plan_fundamentals
 from tasks.store import store_for
 from tests.fixture_server import FixtureServer, Reply, Request
 from tests.provider_fakes import FIXTURES, build_at, fast_policy

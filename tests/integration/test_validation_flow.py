@@ -11,11 +11,11 @@ import yaml
 
 from config.flows import IngestConfig, InputError, ValidateConfig
 from config.settings import Settings
+from expectations.quarantine import drop_quarantined, release_quarantined
 from flows.ingest import ingest
 from flows.validate import validate
 from storage import count_bars, list_audit, list_quarantine, list_validations, read_bars
 from tasks.store import store_for
-from tasks.validation import drop_quarantined, release_quarantined
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

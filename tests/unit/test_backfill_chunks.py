@@ -14,6 +14,8 @@ from sqlalchemy import Engine
 from config.backfill import BackfillConfig
 from market.bars import canonical_bars
 from market.calendars import get_calendar
+from market.derive import derive_complete
+from market.ranges import closed_until, subtract_ranges
 from market.resample import resample_bars
 from storage import open_store
 from storage.backfill import (
@@ -28,7 +30,6 @@ from storage.backfill import (
     pending_chunks,
     plan_chunks,
 )
-from tasks.backfill import closed_until, derive_complete, subtract_ranges
 
 
 def utc(value: str) -> pd.Timestamp:

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("providers",),
     ("expectations",),
     ("features",),
+    ("ingestion",),
     ("envs", "models"),
     ("backtest",),
     ("serving", "execution"),
