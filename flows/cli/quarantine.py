@@ -65,8 +65,8 @@ def list_command(
 def release_command(ids: IdsArgument, note: NoteOption = "") -> None:
     """Accept rows a person judged good: re-validate, their failed expectations waived, and store them."""
     from config.settings import get_settings
-    from tasks.store import store_for
     from expectations.quarantine import release_quarantined
+    from tasks.store import store_for
 
     def run() -> None:
         settings = get_settings()
@@ -81,8 +81,8 @@ def release_command(ids: IdsArgument, note: NoteOption = "") -> None:
 def drop_command(ids: IdsArgument, note: NoteOption = "") -> None:
     """Reject rows for good: they never reach the bars table (the decision is logged)."""
     from config.settings import get_settings
-    from tasks.store import store_for
     from expectations.quarantine import drop_quarantined
+    from tasks.store import store_for
 
     def run() -> None:
         drop_quarantined(store_for(get_settings()), ids, actor=actor(), note=note)
