@@ -17,7 +17,7 @@
     decision.reasons                       # ["Sharpe 0.61 beats champion 0.42 by 0.19 >= margin 0.05", ...]
 
 The window comes first: :func:`comparison_window` takes the two versions' dates (anything with the
-attributes of :class:`TrainedModel`, such as :class:`backtest.evaluate.ModelRef`) and the series'
+attributes of :class:`TrainedModel`, such as :class:`models.registry.ModelRef`) and the series'
 bars, and returns the part of the challenger's test window that is out of sample for both, or
 why the champion cannot be compared::
 
@@ -135,7 +135,7 @@ def best_baseline(
 
 
 class TrainedModel(Protocol):
-    """What the gate needs to know about a registered version (:class:`backtest.evaluate.ModelRef`).
+    """What the gate needs to know about a registered version (:class:`models.registry.ModelRef`).
 
     ``test_start``/``test_end``: its out-of-sample window (first and last decision bar);
     ``val_end``: the last decision bar of its training and validation data, or None when the run
@@ -230,7 +230,7 @@ def comparison_window(
     window is out of sample for it, or when fewer than ``policy.min_window_bars`` are.
 
     Args:
-        challenger: the challenger's dates (a :class:`backtest.evaluate.ModelRef`).
+        challenger: the challenger's dates (a :class:`models.registry.ModelRef`).
         champion: the champion's, or None when there is none (the window is then the
             challenger's own out-of-sample window).
         bars: the timestamps of the challenger's series (its bars' index), to count bars.
