@@ -34,7 +34,9 @@ refuses. A champion that cannot be compared (``champion_problem``) fails the cha
 a configured baseline that could not be evaluated (``baseline_problems``) fails the baseline
 check, each with its reason. ``decide(..., force=True)`` promotes anyway and keeps the reasons it
 would have refused for, marked ``forced``. Apply a decision to the registry with
-:func:`models.registry.apply_decision` and record it with :func:`storage.record_promotion`.
+:func:`models.registry.apply_decision` and record it with :func:`storage.record_promotion` (both
+at once: :func:`models.promotion.apply_and_record`). The whole run, backtests included, is
+:func:`backtest.promotion.run_gate`; it works on any model family (:mod:`models.family`).
 """
 
 from __future__ import annotations
