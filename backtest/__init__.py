@@ -3,8 +3,48 @@
 ``run(prices, positions, costs=Costs(), execution="next_open")`` simulates one asset or a
 portfolio of target weights with costs, filling at the next bar's open by default;
 :mod:`backtest.engine` documents the model and :mod:`backtest.metrics` every metric.
+
+Above the engine sit the services that evaluate registered models (imported on first use):
+:func:`run_backtest` (``fks backtest``: a version out of sample against buy and hold and its
+baselines, with a tearsheet; :mod:`backtest.evaluate`) and :func:`run_gate` (``fks promote``: the
+promotion gate's backtests and decision; :mod:`backtest.promotion`).
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from backtest.engine import BacktestResult, Costs, run
 
-__all__ = ["BacktestResult", "Costs", "run"]
+if TYPE_CHECKING:
+    from backtest.evaluate import BacktestSummary, evaluate_model, run_backtest, strategy_metrics
+    from backtest.promotion import run_gate
+
+_SERVICES: dict[str, str] = {
+    "BacktestSummary": "backtest.evaluate",
+    "evaluate_model": "backtest.evaluate",
+    "run_backtest": "backtest.evaluate",
+    "strategy_metrics": "backtest.evaluate",
+    "run_gate": "backtest.promotion",
+}
+
+__all__ = [
+    "BacktestResult",
+    "BacktestSummary",
+    "Costs",
+    "evaluate_model",
+    "run",
+    "run_backtest",
+    "run_gate",
+    "strategy_metrics",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a service from its module on first use."""
+    if name in _SERVICES:
+        value = getattr(import_module(_SERVICES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'backtest' has no attribute {name!r}")

@@ -4,113 +4,58 @@ What would be served is what is tested: each forecast comes from the registered 
 raw bars up to the decision bar (``history`` of them, by default the model's ``min_bars``, the
 least a client may send), exactly as a client of the REST service would send them. The model's
 features are history-invariant, so these are the forecasts training evaluated on the same bars.
-Forecasts become positions at the bar's close and are filled at the next open.
+The model's family turns its output into positions (:meth:`models.family.ModelFamily.positions`),
+decided at the bar's close and filled at the next open.
+
+:func:`run_backtest` is the whole ``fks backtest`` stage (a registered version against buy and
+hold and its baselines, the tearsheet, the MLflow records), usable without Prefect::
+
+    summary = run_backtest(BacktestConfig(model="fks-forecaster@challenger"), settings, engine=engine)
+    summary.metrics["buy and hold"]["sharpe"], summary.tearsheet
+
+:func:`strategy_metrics` is what training logs of its test forecasts traded net of default costs
+(:func:`models.trainer.train_and_register`'s ``evaluate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel
 
 from backtest.engine import BacktestResult, Costs, run
-from config.backtest import BacktestConfig
+from config.backtest import STRATEGIES, BacktestConfig, CostsConfig, EvaluationConfig
+from config.flows import InputError
+from config.promotion import BUY_AND_HOLD
+from models.family import AnyFamily, Trained, TrainingData
+from models.registry import ModelRef
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
-@dataclass(frozen=True)
-class ModelRef:
-    """A registered model version and what it was trained on.
+    from config.settings import Settings
 
-    Attributes:
-        name, version, run_id: the registered version and its training run.
-        symbol, timeframe: the series it was trained and tested on.
-        test_start, test_end: its out-of-sample (test) window: first and last decision bar.
-        val_end: the last decision bar of its training and validation data (run param
-            ``data.val_end``): the model has seen the bars up to it and, through that sample's
-            label, ``horizon`` bars beyond. None for a run that did not log it; the promotion gate
-            then takes every bar before ``test_start`` as seen (see
-            :func:`models.gate.comparison_window`).
-        horizon: bars ahead the model forecasts (run param ``horizon``; 1 when not logged).
-    """
+__all__ = [
+    "STRATEGY_METRICS",
+    "BacktestSummary",
+    "Evaluation",
+    "benchmark_positions",
+    "evaluate_model",
+    "evaluate_positions",
+    "load_series",
+    "min_bars",
+    "rolling_forecasts",
+    "run_backtest",
+    "strategy_metrics",
+]
 
-    name: str
-    version: str
-    run_id: str
-    symbol: str
-    timeframe: str
-    test_start: pd.Timestamp
-    test_end: pd.Timestamp
-    val_end: pd.Timestamp | None = None
-    horizon: int = 1
-
-    @property
-    def uri(self) -> str:
-        """``models:/name/version``."""
-        return f"models:/{self.name}/{self.version}"
-
-
-def resolve_model(spec: str) -> ModelRef:
-    """Resolve ``name@alias`` or ``name/version`` against the active MLflow tracking store.
-
-    The symbol, timeframe, test window, end of training+validation data and horizon are read
-    from the training run's params (``symbol``, ``timeframe``, ``data.test_start``,
-    ``data.test_end``, ``data.val_end``, ``horizon``, as :func:`models.tracking.log_training`
-    logs them); ``data.val_end`` and ``horizon`` may be missing (older runs: None and 1).
-
-    Raises:
-        LookupError: an unknown model, alias or version; the message says what exists.
-        ValueError: the version's run lacks the params that say what it was trained and tested
-            on (not logged by ``fks train forecaster``), or they are not readable.
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow.MlflowClient()
-    name, alias, version = spec, None, None
-    if "@" in spec:
-        name, alias = spec.split("@", 1)
-    elif "/" in spec:
-        name, version = spec.split("/", 1)
-    else:
-        alias = "champion"
-    try:
-        mv = (
-            client.get_model_version_by_alias(name, alias)
-            if alias
-            else client.get_model_version(name, str(version))
-        )
-    except MlflowException:
-        raise LookupError(
-            f"no version of {name!r} for {'@' + alias if alias else 'version ' + str(version)}; "
-            "train one (`fks train forecaster`) or check the name, alias or version"
-        ) from None
-    params = client.get_run(str(mv.run_id)).data.params
-    where = f"version {mv.version} of {name!r} (run {mv.run_id})"
-    required = ("symbol", "timeframe", "data.test_start", "data.test_end")
-    missing = [key for key in required if key not in params]
-    if missing:
-        raise ValueError(
-            f"{where} has no logged params {missing}, so what it was trained and tested on is "
-            "unknown; register models trained with `fks train forecaster`, which logs them"
-        )
-    try:
-        val_end = pd.Timestamp(params["data.val_end"]) if "data.val_end" in params else None
-        return ModelRef(
-            name=name,
-            version=str(mv.version),
-            run_id=str(mv.run_id),
-            symbol=params["symbol"],
-            timeframe=params["timeframe"],
-            test_start=pd.Timestamp(params["data.test_start"]),
-            test_end=pd.Timestamp(params["data.test_end"]),
-            val_end=None if val_end is None or pd.isna(val_end) else val_end,
-            horizon=int(params.get("horizon", "1")),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} has unreadable data window or horizon params: {exc}") from None
+STRATEGY_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
+"""The figures :func:`strategy_metrics` reports per strategy."""
 
 
 def min_bars(model: Any) -> int:
@@ -122,10 +67,12 @@ def min_bars(model: Any) -> int:
 def rolling_forecasts(
     model: Any, bars: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, history: int | None = None
 ) -> pd.DataFrame:
-    """The model's forecast at every bar in ``[start, end]``, each from the ``history`` raw bars up to it.
+    """The model's output at every bar in ``[start, end]``, each from the ``history`` raw bars up to it.
 
     ``history`` defaults to the model's ``min_bars``. All requests go in one call, one
-    pseudo-symbol per decision bar, as a batch client would.
+    pseudo-symbol per decision bar, as a batch client would. The result is indexed by the
+    decision bar (UTC ``ts``) and has the model's output columns other than ``symbol`` and ``ts``
+    (for the forecaster ``forecast_log_return``, ``prob_up`` and ``horizon``).
 
     Raises:
         ValueError: no bars in the window, or fewer than ``history`` bars before its first bar.
@@ -151,23 +98,11 @@ def rolling_forecasts(
     frame[numeric] = frame[numeric].astype("float64")
     out = model.predict(frame[["symbol", "ts", *numeric]])
     out.index = pd.DatetimeIndex(pd.to_datetime(out["ts"], utc=True), name="ts")
-    return out.sort_index()[["forecast_log_return", "prob_up"]]
+    return out.sort_index().drop(columns=["symbol", "ts"], errors="ignore")
 
 
-def forecast_positions(forecast: pd.Series, strategy: str, threshold: float) -> pd.Series:
-    """Target exposure from forecasts: ``long_flat`` 1/0 above/below ``threshold``, ``long_short`` +-1."""
-    if strategy == "long_flat":
-        return (forecast > threshold).astype("float64")
-    if strategy == "long_short":
-        return pd.Series(
-            np.where(forecast > threshold, 1.0, np.where(forecast < -threshold, -1.0, 0.0)),
-            index=forecast.index,
-        )
-    raise ValueError(f"unknown strategy {strategy!r}: use long_flat or long_short")
-
-
-def _costs(config: BacktestConfig) -> Costs:
-    c = config.costs
+def _costs(config: EvaluationConfig | CostsConfig) -> Costs:
+    c = config.costs if isinstance(config, EvaluationConfig) else config
     return Costs(commission_bps=c.commission_bps, slippage_bps=c.slippage_bps, min_fee=c.min_fee)
 
 
@@ -182,7 +117,7 @@ class Evaluation:
 
 
 def evaluate_positions(
-    bars: pd.DataFrame, positions: pd.Series, config: BacktestConfig, *, calendar: str, timeframe: str
+    bars: pd.DataFrame, positions: pd.Series, config: EvaluationConfig, *, calendar: str, timeframe: str
 ) -> Evaluation:
     """Backtest ``positions`` on ``bars`` over their index, whole and in ``config.windows`` blocks."""
     window = bars.loc[positions.index[0] : positions.index[-1]]
@@ -200,72 +135,81 @@ def evaluate_positions(
 
 
 def evaluate_model(
+    family: AnyFamily,
     ref: ModelRef,
     bars: pd.DataFrame,
-    config: BacktestConfig,
+    config: EvaluationConfig,
     *,
     calendar: str,
     window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> tuple[Evaluation, pd.DataFrame]:
-    """Forecast with the registered pyfunc over ``window`` (default: its test window) and backtest it."""
+    """Forecast with the registered pyfunc over ``window`` (default: its test window), turn the
+    output into positions by ``family``'s rule and backtest them.
+
+    Returns:
+        The evaluation and the model's output per decision bar (:func:`rolling_forecasts`).
+    """
     import mlflow
 
     start, end = window or (ref.test_start, ref.test_end)
     model = mlflow.pyfunc.load_model(ref.uri)
     history = min_bars(model) if config.history is None else config.history
     forecasts = rolling_forecasts(model, bars, start, end, history)
-    positions = forecast_positions(forecasts["forecast_log_return"], config.strategy, config.threshold)
+    positions = family.positions(forecasts, strategy=config.strategy, threshold=config.threshold)
     evaluation = evaluate_positions(bars, positions, config, calendar=calendar, timeframe=ref.timeframe)
     return replace(evaluation, history=history), forecasts
 
 
 def benchmark_positions(
+    family: AnyFamily,
     bars: pd.DataFrame,
     index: pd.DatetimeIndex,
-    predictions: pd.DataFrame | None,
-    config: BacktestConfig,
+    baselines: pd.DataFrame | None,
+    config: EvaluationConfig,
     *,
     names: Sequence[str] | None = None,
     problems: dict[str, str] | None = None,
 ) -> Mapping[str, pd.Series]:
-    """Benchmarks on the same bars: buy and hold, and each baseline's logged test forecasts as a strategy.
+    """Benchmarks on the same bars: buy and hold, and each baseline's logged test output as a strategy.
 
     Args:
+        family: the model's family (its positions rule, its default baselines).
         bars: the series' bars.
         index: the decision bars of the window (the model's forecasts' index).
-        predictions: the training run's logged test predictions (one column per baseline), or
+        baselines: the training run's logged baseline outputs
+            (:meth:`models.family.ModelFamily.baseline_outputs`, one column per baseline), or
             None when there are none.
-        config: strategy and threshold that turn forecasts into positions.
+        config: strategy and threshold that turn outputs into positions.
         names: the benchmarks wanted: ``"buy and hold"`` and baseline names (columns of
-            ``predictions``). None: buy and hold, and ``last_return``, ``ridge`` and ``hist_gb``
-            where they can be built (the tearsheet's best-effort set).
+            ``baselines``). None: buy and hold and the family's ``baselines`` (for the
+            forecaster ``last_return``, ``ridge`` and ``hist_gb``) where they can be built (the
+            tearsheet's best-effort set).
         problems: filled with ``{name: why}`` for each of ``names`` that cannot be built (no
-            predictions, no such column, no forecast on any bar of ``index``), so a caller that
+            logged outputs, no such column, no output on any bar of ``index``), so a caller that
             needs every one of them can refuse with the reason instead of skipping it.
 
     Returns:
         ``{"buy and hold": positions, "baseline <name>": positions, ...}`` in the order asked.
     """
-    wanted = list(names) if names is not None else ["buy and hold", "last_return", "ridge", "hist_gb"]
+    wanted = list(names) if names is not None else [BUY_AND_HOLD, *family.baselines]
     out: dict[str, pd.Series] = {}
     for name in wanted:
-        if name == "buy and hold":
+        if name == BUY_AND_HOLD:
             out[name] = pd.Series(1.0, index=index)
             continue
-        if predictions is None:
+        if baselines is None:
             why = "the model's training run logged no baseline test predictions"
-        elif name not in predictions:
-            columns = [c for c in predictions.columns if c not in ("actual", "lstm", "prob_up")]
+        elif name not in baselines:
             why = (
                 f"the training run's test predictions have no {name!r} column (baselines logged: "
-                f"{columns}); fix or remove the name in the promotion config's baselines, or retrain "
-                "the model with `fks train forecaster`"
+                f"{list(baselines.columns)}); fix or remove the name in the promotion config's "
+                f"baselines, or retrain the model with `{family.train_command}`"
             )
         else:
-            forecast = predictions[name].reindex(index)
+            forecast = baselines[name].reindex(index)
             if forecast.notna().any():
-                out[f"baseline {name}"] = forecast_positions(
-                    forecast.fillna(0.0), config.strategy, config.threshold
+                out[f"baseline {name}"] = family.positions(
+                    forecast.fillna(0.0), strategy=config.strategy, threshold=config.threshold
                 )
                 continue
             why = (
@@ -275,3 +219,124 @@ def benchmark_positions(
         if problems is not None and names is not None:
             problems[name] = why
     return out
+
+
+def strategy_metrics(family: AnyFamily, trained: Trained, data: TrainingData) -> dict[str, dict[str, float]]:
+    """The trained model's test output traded ``long_flat`` and ``long_short`` (threshold 0) net of
+    the default costs, filled at the next open: :data:`STRATEGY_METRICS` per strategy.
+
+    Annualised with the asset's calendar and timeframe when ``data`` knows the calendar.
+    """
+    output = trained.test_output
+    window = data.bars.loc[output.index[0] : output.index[-1]]
+    costs = _costs(CostsConfig())
+    timeframe = data.timeframe if data.calendar is not None else None
+    out: dict[str, dict[str, float]] = {}
+    for strategy in STRATEGIES:
+        positions = family.positions(output, strategy=strategy, threshold=0.0)
+        positions = positions.reindex(window.index).fillna(0.0)
+        result = run(window, positions, costs=costs, calendar=data.calendar, timeframe=timeframe)
+        out[strategy] = {k: float(result.metrics[k]) for k in STRATEGY_METRICS}
+    return out
+
+
+def load_series(engine: Engine, symbol: str, timeframe: str) -> tuple[pd.DataFrame, str]:
+    """Stored bars of a series and its calendar name.
+
+    Raises:
+        InputError: the series is not stored.
+    """
+    from storage import get_asset, read_bars
+
+    with engine.connect() as conn:
+        bars = read_bars(conn, symbol, timeframe)
+        asset = get_asset(conn, symbol)
+    if bars.empty or asset is None:
+        raise InputError(f"no stored {timeframe} bars for {symbol}; run `fks ingest` first")
+    return bars, asset.calendar
+
+
+class BacktestSummary(BaseModel):
+    """A model version's out-of-sample backtest beside its benchmarks, and where the report is."""
+
+    model: str
+    version: str
+    run_id: str
+    symbol: str
+    timeframe: str
+    window_start: str
+    window_end: str
+    strategy: str
+    metrics: dict[str, dict[str, float]]
+    blocks: list[dict[str, Any]]
+    tearsheet: str
+
+
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and np.isfinite(v)}
+
+
+def run_backtest(config: BacktestConfig, settings: Settings, *, engine: Engine) -> BacktestSummary:
+    """Backtest a registered model version on its out-of-sample window against buy and hold and the
+    baselines, write the tearsheet under ``<data dir>/reports/<model>-v<version>/`` and log it
+    (artifacts under ``backtest/``, metrics ``backtest_*``) on the model's MLflow run.
+
+    Raises:
+        InputError: an unknown model, alias or version, or no stored bars of its series.
+    """
+    import mlflow
+
+    from backtest.report import write_tearsheet
+    from models.family import get_family
+    from models.registry import resolve_model
+    from models.tracking import use_tracking
+
+    family = get_family(config.family)
+    use_tracking(settings.mlflow_tracking_uri)
+    try:
+        ref = resolve_model(config.model, family=family)
+    except LookupError as exc:
+        raise InputError(str(exc)) from None
+    bars, calendar = load_series(engine, ref.symbol, ref.timeframe)
+    evaluation, forecasts = evaluate_model(family, ref, bars, config, calendar=calendar)
+    label = f"{ref.name} v{ref.version} ({config.strategy})"
+    results = {label: evaluation.result}
+    for name, positions in benchmark_positions(
+        family, bars, pd.DatetimeIndex(forecasts.index), family.baseline_outputs(ref.run_id), config
+    ).items():
+        results[name] = evaluate_positions(
+            bars, positions, config, calendar=calendar, timeframe=ref.timeframe
+        ).result
+    folder = Path(settings.data_dir) / "reports" / f"{ref.name}-v{ref.version}"
+    tearsheet = write_tearsheet(
+        results,
+        folder,
+        title=f"{ref.name} v{ref.version}: {ref.symbol} {ref.timeframe}",
+        subtitle=f"out of sample {ref.test_start:%Y-%m-%d} .. {ref.test_end:%Y-%m-%d}, net of costs",
+        costs=_costs(config),
+        notes=[
+            "Positions are decided at each bar's close from the forecast and filled at the next open.",
+            f"Forecasts come from the registered pyfunc on the last {evaluation.history} raw bars, "
+            "as served.",
+        ],
+    )
+    client = mlflow.MlflowClient()
+    client.log_artifacts(ref.run_id, str(folder), "backtest")
+    for key, value in _finite(evaluation.result.metrics).items():
+        client.log_metric(ref.run_id, f"backtest_{key}", value)
+    return BacktestSummary(
+        model=ref.name,
+        version=ref.version,
+        run_id=ref.run_id,
+        symbol=ref.symbol,
+        timeframe=ref.timeframe,
+        window_start=f"{ref.test_start:%Y-%m-%d}",
+        window_end=f"{ref.test_end:%Y-%m-%d}",
+        strategy=config.strategy,
+        metrics={name: _finite(r.metrics) for name, r in results.items()},
+        blocks=[
+            {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in b.items()}
+            for b in evaluation.blocks
+        ],
+        tearsheet=str(tearsheet),
+    )

@@ -7,13 +7,13 @@ SPX daily series (``data/samples/sp500_daily.csv``), the default feature set and
 ``ForecasterConfig(symbol="SPX")`` defaults (lookback 30, units (32,), batch 64); the MLflow store
 is a SQLite file in a temporary folder, removed at the end.
 
-Training (train windows of :func:`models.training.prepare_dataset` and a chronological split, the
+Training (train windows of :func:`models.forecaster.training.prepare_dataset` and a chronological split, the
 scaler fitted on train rows, windows built once as numpy arrays). Each round runs these three
 (in this order in even rounds, reversed in odd ones):
 
-* ``ours``: :func:`models.forecaster.fit_lstm` for E epochs (validation each epoch, early
+* ``ours``: :func:`models.forecaster.network.fit_lstm` for E epochs (validation each epoch, early
   stopping armed, seeded), timed per epoch through its ``epoch_callback``.
-* ``anchor_same_work``: :func:`models.forecaster.build_lstm` after the same seeding, then bare
+* ``anchor_same_work``: :func:`models.forecaster.network.build_lstm` after the same seeding, then bare
   ``model.fit`` on the same arrays, batch size, shuffling and validation data, no callbacks but a
   timer. The ratio ``ours / anchor`` per epoch is the overhead of our pipeline around Keras.
 * ``anchor_train_only``: the same without validation data (what the validation pass costs).
@@ -23,7 +23,7 @@ also seeding, checks, model build and compile) is reported apart, steady epochs 
 the others over all rounds. Samples/s counts training windows only. One untimed 1-epoch fit warms
 TensorFlow up first.
 
-Inference: the final model is saved, logged with :func:`models.pyfunc.log_forecaster` and loaded
+Inference: the final model is saved, logged with :func:`models.forecaster.pyfunc.log_forecaster` and loaded
 with ``mlflow.pyfunc.load_model``. Inputs are raw bars with ``ts`` as ISO 8601 strings (as JSON
 brings them): batch 1 is one symbol with ``warmup + lookback`` bars; batch 256 is 256 such
 series, copies of SPX stretches at spread offsets relabelled ``S000`` ... ``S255``, in one frame.
@@ -31,7 +31,7 @@ Each figure is the median of N (or M) timed rounds after two warm-up rounds; in 
 six calls below take turns, so drift of the machine weighs on all of them alike:
 
 * ``pyfunc``: ``PyFuncModel.predict`` (MLflow's schema check, then ours).
-* ``forecaster``: :meth:`models.pyfunc.ForecasterModel.predict` unwrapped (no schema check).
+* ``forecaster``: :meth:`models.forecaster.pyfunc.ForecasterModel.predict` unwrapped (no schema check).
 * ``windows``: :meth:`ForecasterModel.windows` alone (bars to scaled windows).
 * anchors, on the very windows the pyfunc builds (``windows``' output, so the forecasts must
   agree): ``predict_lstm``, bare ``model.predict(X, batch_size=len(X), verbose=0)`` (one forward
@@ -94,7 +94,7 @@ def _epochs(start: float, ends: list[float]) -> tuple[float, list[float]]:
 
 
 def _fit_ours(data: dict[str, np.ndarray], config: Any, epochs: int) -> tuple[float, list[float], float, Any]:
-    from models.forecaster import fit_lstm
+    from models.forecaster.network import fit_lstm
 
     ends: list[float] = []
     start = time.perf_counter()
@@ -114,7 +114,7 @@ def _fit_anchor(
     """Bare Keras: same seeding and architecture, ``model.fit`` on the same arrays."""
     import keras
 
-    from models.forecaster import build_lstm
+    from models.forecaster.network import build_lstm
     from models.seeding import seed_everything
 
     start_build = time.perf_counter()
@@ -202,8 +202,8 @@ def _raw_frame(bars: Any, starts: list[int], length: int, names: list[str]) -> A
 def _log_and_load(tmp: Path, fit: Any, scaler: Any, feature_set: Any, config: Any, example: Any) -> Any:
     import mlflow
 
-    from models.forecaster import save_model
-    from models.pyfunc import build_preprocess, log_forecaster
+    from models.forecaster.network import save_model
+    from models.forecaster.pyfunc import build_preprocess, log_forecaster
 
     keras_path = save_model(fit.model, tmp / "lstm.keras")
     mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
@@ -236,7 +236,7 @@ def _interleaved(funcs: dict[str, Callable[[], Any]], runs: int, warmup: int = 2
 
 
 def _infer(loaded: Any, keras_path: Path, frames: dict[int, Any], runs: dict[int, int]) -> dict[str, Any]:
-    from models.forecaster import load_model, predict_lstm
+    from models.forecaster.network import load_model, predict_lstm
 
     forecaster = loaded.unwrap_python_model()
     network = load_model(keras_path)
@@ -287,9 +287,9 @@ def run(epochs: int, rounds: int, runs_1: int, runs_wide: int) -> dict[str, Any]
 
     from config.models import ForecasterConfig
     from features import get_feature_set
+    from models.forecaster.training import _windows, prepare_dataset
     from models.preprocessing import FeatureScaler
     from models.splits import chronological_split
-    from models.training import _windows, prepare_dataset
     from providers.csv import parse_bars_csv
 
     rss: dict[str, float] = {"after_imports": _peak_rss_mb()}

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from config.models import ForecasterConfig
+
 CLOSER_TO_ZERO_IS_BETTER: frozenset[str] = frozenset({"max_drawdown"})
 """Metrics whose value closest to 0 is best (compared by magnitude); every other is higher-is-better."""
 
@@ -46,10 +48,11 @@ DRAWDOWN_METRIC = "max_drawdown"
 BUY_AND_HOLD = "buy and hold"
 """The benchmark that is always long: needs only the bars."""
 
-DEFAULT_BASELINES: tuple[str, ...] = (BUY_AND_HOLD, "last_return", "ridge", "hist_gb")
-"""The baselines the gate compares against by default: buy and hold, and the forecaster baselines
-whose logged test forecasts are traded like the model's (``zero`` never trades, and
-``always_long`` traded long/flat is buy and hold)."""
+DEFAULT_BASELINES: tuple[str, ...] = (BUY_AND_HOLD, *ForecasterConfig.baselines)
+"""The baselines the gate compares against by default for the forecaster: buy and hold, and the
+forecaster baselines whose logged test forecasts are traded like the model's (``last_return``,
+``ridge``, ``hist_gb``; ``zero`` never trades, and ``always_long`` traded long/flat is buy and
+hold). Another family's default is buy and hold and its config's ``baselines``."""
 
 
 class PromotionPolicy(BaseModel):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from prefect import flow
 
+from backtest.evaluate import BacktestSummary
 from config.backtest import BacktestConfig
 from config.settings import Settings, get_settings
-from tasks.backtest import BacktestSummary, backtest_model
+from tasks.backtest import backtest_model
 
 
 @flow(name="backtest", validate_parameters=False)

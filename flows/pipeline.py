@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel
 
+from backtest.evaluate import BacktestSummary
 from config.flows import PipelineConfig
 from config.settings import Settings, get_settings
 from flows.backtest import backtest
@@ -12,11 +13,10 @@ from flows.features import features
 from flows.ingest import ingest
 from flows.promote import promote
 from flows.train_forecaster import train_forecaster
-from tasks.backtest import BacktestSummary
+from models.forecaster.service import TrainingSummary
+from models.promotion import PromotionSummary
 from tasks.data import IngestSummary
 from tasks.features import FeaturesSummary
-from tasks.models import TrainingSummary
-from tasks.promote import PromotionSummary
 
 
 class PipelineSummary(BaseModel):

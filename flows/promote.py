@@ -6,7 +6,8 @@ from prefect import flow
 
 from config.backtest import PromoteConfig
 from config.settings import Settings, get_settings
-from tasks.promote import PromotionSummary, gate_model
+from models.promotion import PromotionSummary
+from tasks.promote import gate_model
 
 
 @flow(name="promote", validate_parameters=False)

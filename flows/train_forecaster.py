@@ -8,7 +8,8 @@ from config.flows import FeaturesConfig
 from config.models import ForecasterConfig
 from config.settings import Settings, get_settings
 from flows.features import features
-from tasks.models import TrainingSummary, train_forecaster_task
+from models.forecaster.service import TrainingSummary
+from tasks.models import train_forecaster_task
 
 
 @flow(name="train-forecaster", validate_parameters=False)

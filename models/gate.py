@@ -17,7 +17,7 @@
     decision.reasons                       # ["Sharpe 0.61 beats champion 0.42 by 0.19 >= margin 0.05", ...]
 
 The window comes first: :func:`comparison_window` takes the two versions' dates (anything with the
-attributes of :class:`TrainedModel`, such as :class:`backtest.evaluate.ModelRef`) and the series'
+attributes of :class:`TrainedModel`, such as :class:`models.registry.ModelRef`) and the series'
 bars, and returns the part of the challenger's test window that is out of sample for both, or
 why the champion cannot be compared::
 
@@ -34,7 +34,9 @@ refuses. A champion that cannot be compared (``champion_problem``) fails the cha
 a configured baseline that could not be evaluated (``baseline_problems``) fails the baseline
 check, each with its reason. ``decide(..., force=True)`` promotes anyway and keeps the reasons it
 would have refused for, marked ``forced``. Apply a decision to the registry with
-:func:`models.registry.apply_decision` and record it with :func:`storage.record_promotion`.
+:func:`models.registry.apply_decision` and record it with :func:`storage.record_promotion` (both
+at once: :func:`models.promotion.apply_and_record`). The whole run, backtests included, is
+:func:`backtest.promotion.run_gate`; it works on any model family (:mod:`models.family`).
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def best_baseline(
 
 
 class TrainedModel(Protocol):
-    """What the gate needs to know about a registered version (:class:`backtest.evaluate.ModelRef`).
+    """What the gate needs to know about a registered version (:class:`models.registry.ModelRef`).
 
     ``test_start``/``test_end``: its out-of-sample window (first and last decision bar);
     ``val_end``: the last decision bar of its training and validation data, or None when the run
@@ -230,7 +232,7 @@ def comparison_window(
     window is out of sample for it, or when fewer than ``policy.min_window_bars`` are.
 
     Args:
-        challenger: the challenger's dates (a :class:`backtest.evaluate.ModelRef`).
+        challenger: the challenger's dates (a :class:`models.registry.ModelRef`).
         champion: the champion's, or None when there is none (the window is then the
             challenger's own out-of-sample window).
         bars: the timestamps of the challenger's series (its bars' index), to count bars.

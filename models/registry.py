@@ -1,17 +1,26 @@
-"""The MLflow model registry, through aliases: register, promote, roll back.
+"""The MLflow model registry, through aliases: register, resolve, promote, roll back.
 
-Promotion moves aliases, never the deprecated stages (ARCHITECTURE.md section 2)::
+Every function takes the registered name; a family's is ``family.registered_name``
+(``fks-forecaster`` for the forecaster, see :mod:`models.family`). Promotion moves aliases, never
+the deprecated stages (ARCHITECTURE.md section 2)::
 
-    version = register(info.model_uri, tags={"git_commit": sha})   # "3"
-    set_alias("fks-forecaster", CHALLENGER, version)
-    promote("fks-forecaster", reason="beats champion and baselines on out-of-sample Sharpe")
+    name = FORECASTER.registered_name                                # "fks-forecaster"
+    version = register(info.model_uri, name, tags={"git_commit": sha})   # "3"
+    set_alias(name, CHALLENGER, version)
+    promote(name, reason="beats champion and baselines on out-of-sample Sharpe")
     # champion -> 3, previous-champion -> the former champion, challenger removed
-    rollback("fks-forecaster")                                        # champion -> previous-champion
+    rollback(name)                                                   # champion -> previous-champion
+
+:func:`resolve_model` turns ``name@alias`` or ``name/version`` into a :class:`ModelRef`: the
+version and what it was trained and tested on (the backtest and the promotion gate start there)::
+
+    ref = resolve_model("fks-forecaster@challenger", family=FORECASTER)
+    ref.version, ref.symbol, ref.test_start, ref.uri            # "3", "SPX", ..., "models:/fks-forecaster/3"
 
 The promotion gate (:mod:`models.gate`) decides; :func:`apply_decision` carries a decision out::
 
     decision = decide(inputs, PromotionPolicy())
-    apply_decision("fks-forecaster", decision, challenger_version="4", reason_tags={"actor": "ci"})
+    apply_decision(name, decision, challenger_version="4", reason_tags={"actor": "ci"})
     # promoted: as promote() above; in every case version 4 gets the gate_* tags
 
 Serving resolves ``models:/fks-forecaster@champion``. Every function uses the current MLflow
@@ -24,16 +33,19 @@ import json
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
+    from models.family import AnyFamily
     from models.gate import Decision
 
-DEFAULT_MODEL_NAME = "fks-forecaster"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous-champion"
@@ -101,7 +113,7 @@ def _wait_ready(client: MlflowClient, name: str, version: str, timeout_s: float)
 
 def register(
     model_uri: str,
-    name: str = DEFAULT_MODEL_NAME,
+    name: str,
     tags: Mapping[str, Any] | None = None,
     description: str | None = None,
     *,
@@ -115,7 +127,7 @@ def register(
     Args:
         model_uri: a logged model (``ModelInfo.model_uri``, ``models:/<model_id>``,
             ``runs:/<run_id>/<name>``).
-        name: registered model name.
+        name: registered model name (``family.registered_name``).
         tags: version tags (values are stored as strings), e.g. the git commit, the data window.
         description: the version's description.
         timeout_s: how long to wait for the version to become READY.
@@ -175,8 +187,108 @@ def get_version_by_alias(name: str, alias: str) -> ModelVersion | None:
     return mv
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version and what it was trained on.
+
+    Attributes:
+        name, version, run_id: the registered version and its training run.
+        symbol, timeframe: the series it was trained and tested on.
+        test_start, test_end: its out-of-sample (test) window: first and last decision bar.
+        val_end: the last decision bar of its training and validation data (run param
+            ``data.val_end``): the model has seen the bars up to it and, through that sample's
+            label, ``horizon`` bars beyond. None for a run that did not log it; the promotion gate
+            then takes every bar before ``test_start`` as seen (see
+            :func:`models.gate.comparison_window`).
+        horizon: bars ahead the model forecasts (run param ``horizon``; 1 when not logged).
+    """
+
+    name: str
+    version: str
+    run_id: str
+    symbol: str
+    timeframe: str
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+    val_end: pd.Timestamp | None = None
+    horizon: int = 1
+
+    @property
+    def uri(self) -> str:
+        """``models:/name/version``."""
+        return f"models:/{self.name}/{self.version}"
+
+
+def resolve_model(spec: str, *, family: AnyFamily | None = None) -> ModelRef:
+    """Resolve ``name@alias`` or ``name/version`` (a bare ``name`` means ``@champion``) against the
+    active MLflow tracking store.
+
+    The symbol, timeframe, test window, end of training+validation data and horizon are read
+    from the training run's params (``symbol``, ``timeframe``, ``data.test_start``,
+    ``data.test_end``, ``data.val_end``, ``horizon``, as a family's training logs them, e.g.
+    :func:`models.forecaster.tracking.log_training`); ``data.val_end`` and ``horizon`` may be
+    missing (older runs: None and 1).
+
+    Args:
+        spec: the model version.
+        family: the model's family, whose ``train_command`` the messages name.
+
+    Raises:
+        LookupError: an unknown model, alias or version; the message says what exists.
+        ValueError: the version's run lacks the params that say what it was trained and tested
+            on (not logged by the family's training), or they are not readable.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    command = f"`{family.train_command}`" if family is not None else "its family's training command"
+    client = mlflow.MlflowClient()
+    name, alias, version = spec, None, None
+    if "@" in spec:
+        name, alias = spec.split("@", 1)
+    elif "/" in spec:
+        name, version = spec.split("/", 1)
+    else:
+        alias = CHAMPION
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, str(version))
+        )
+    except MlflowException:
+        raise LookupError(
+            f"no version of {name!r} for {'@' + alias if alias else 'version ' + str(version)}; "
+            f"train one ({command}) or check the name, alias or version"
+        ) from None
+    params = client.get_run(str(mv.run_id)).data.params
+    where = f"version {mv.version} of {name!r} (run {mv.run_id})"
+    required = ("symbol", "timeframe", "data.test_start", "data.test_end")
+    missing = [key for key in required if key not in params]
+    if missing:
+        raise ValueError(
+            f"{where} has no logged params {missing}, so what it was trained and tested on is "
+            f"unknown; register models trained with {command}, which logs them"
+        )
+    try:
+        val_end = pd.Timestamp(params["data.val_end"]) if "data.val_end" in params else None
+        return ModelRef(
+            name=name,
+            version=str(mv.version),
+            run_id=str(mv.run_id),
+            symbol=params["symbol"],
+            timeframe=params["timeframe"],
+            test_start=pd.Timestamp(params["data.test_start"]),
+            test_end=pd.Timestamp(params["data.test_end"]),
+            val_end=None if val_end is None or pd.isna(val_end) else val_end,
+            horizon=int(params.get("horizon", "1")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where} has unreadable data window or horizon params: {exc}") from None
+
+
 def promote(
-    name: str = DEFAULT_MODEL_NAME,
+    name: str,
     from_alias: str = CHALLENGER,
     to_alias: str = CHAMPION,
     *,
@@ -231,7 +343,7 @@ def promote(
     return version
 
 
-def rollback(name: str = DEFAULT_MODEL_NAME, *, reason: str = "") -> str:
+def rollback(name: str, *, reason: str = "") -> str:
     """Put ``champion`` back on the ``previous-champion`` version.
 
     The version taken back is tagged ``rolled_back_at`` (and ``rollback_reason`` when given);

@@ -1,60 +1,102 @@
-"""Optuna search over the LSTM's hyperparameters, scored on walk-forward validation folds only.
+"""Optuna search over a family's hyperparameters, scored on validation folds only, never on test.
 
-The objective never sees the test block: it trains on walk-forward folds inside train +
-validation and returns the mean validation RMSE of the LSTM. TPE sampling (seeded) and a median
-pruner fed the validation loss after every epoch of every fold. The study lives in the project's
-SQL database (Optuna's RDB storage: several workers on one PostgreSQL database share one study);
-Optuna creates and migrates its own tables there. Each trial is a nested MLflow run when a run is
-active. The caller retrains the best configuration once and evaluates it once on test.
+A family that can be tuned offers a :class:`SearchSpace` (``family.search_space``): what a trial
+proposes, how the best trial's parameters fold into a config, and the objective of a candidate
+(trained on walk-forward folds inside train + validation, reporting its validation loss after
+every epoch). :func:`run_study` runs the study: TPE sampling (seeded) and a median pruner fed
+those reports; the study lives in the project's SQL database (Optuna's RDB storage: several
+workers on one PostgreSQL database share one study; Optuna creates and migrates its own tables
+there). Each trial is a nested MLflow run when a run is active. :func:`tune_logged` wraps the
+study in a ``tuning-<symbol>-<timeframe>`` run of the family's experiment. The caller retrains the
+best configuration once and evaluates it once on test::
+
+    from models.forecaster import FORECASTER
+    result = run_study(FORECASTER.search_space, bars, feature_set, config, settings.db_url)
+    result.best_config, result.best_params, result.best_value
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from config.models import ForecasterConfig
 from features import FeatureSet
-from models.splits import chronological_split
-from models.training import LSTM, prepare_dataset, walk_forward
+from models.family import FamilyConfig
 
-UNITS_CHOICES = ("16", "32", "64", "32-16")
-LOOKBACK_CHOICES = (10, 20, 30, 60)
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["EpochReport", "SearchSpace", "TuningResult", "run_study", "tune_logged"]
+
+EpochReport = Callable[[int, dict[str, float]], None]
+"""What a candidate's training calls after every epoch: ``report(epoch, logs)`` with ``val_loss``
+in the logs; it raises ``optuna.TrialPruned`` to stop an unpromising trial."""
+
+C = TypeVar("C", bound=FamilyConfig)
+
+
+class SearchSpace(Protocol[C]):
+    """A family's hyperparameter search (the forecaster's: :mod:`models.forecaster.tuning`)."""
+
+    @property
+    def objective(self) -> str:
+        """Name of the score to minimise, as the trials log it (``wf_val_rmse``)."""
+        ...
+
+    def suggest(self, trial: optuna.Trial, base: C) -> C:
+        """The configuration ``trial`` proposes: ``base`` with the searched values set."""
+        ...
+
+    def best(self, base: C, params: Mapping[str, Any]) -> C:
+        """``base`` with the best trial's ``params`` folded in (retrained and tested by the caller)."""
+        ...
+
+    def objective_for(
+        self, bars: pd.DataFrame, feature_set: FeatureSet, candidate: C
+    ) -> Callable[[EpochReport], float]:
+        """Prepare ``candidate``'s data (no training yet) and return its objective: train on
+        validation folds only, call ``report`` after every epoch, return the score to minimise.
+
+        Raises:
+            ValueError: the data cannot train ``candidate``.
+        """
+        ...
 
 
 @dataclass(frozen=True)
-class TuningResult:
+class TuningResult(Generic[C]):
     """The study's outcome: the best trial's parameters folded into a config."""
 
     study_name: str
-    best_config: ForecasterConfig
+    best_config: C
     best_params: dict[str, Any]
     best_value: float
     trials: int
     pruned: int
 
-
-def suggest(trial: Any, base: ForecasterConfig) -> ForecasterConfig:
-    """The configuration a trial proposes: units, dropout, learning rate and lookback."""
-    units = trial.suggest_categorical("units", UNITS_CHOICES)
-    return base.model_copy(
-        update={
-            "units": tuple(int(u) for u in str(units).split("-")),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.4),
-            "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
-            "lookback": trial.suggest_categorical("lookback", LOOKBACK_CHOICES),
-            "epochs": base.tuning.epochs,
-        }
-    )
+    def summary(self) -> dict[str, Any]:
+        """The best parameters with the study's name and its trial and pruned counts (what a
+        training summary reports as ``tuned`` and the run logs as ``tuning.best.*``)."""
+        return {**self.best_params, "study": self.study_name, "trials": self.trials, "pruned": self.pruned}
 
 
-def tune(
-    bars: pd.DataFrame, feature_set: FeatureSet, config: ForecasterConfig, storage_url: str
-) -> TuningResult:
-    """Run ``config.tuning.trials`` trials (or until ``timeout_s``) and return the best configuration."""
+def run_study(
+    space: SearchSpace[C], bars: pd.DataFrame, feature_set: FeatureSet, config: C, storage_url: str
+) -> TuningResult[C]:
+    """Run ``config.tuning.trials`` trials (or until ``timeout_s``) and return the best configuration.
+
+    The study is named ``<tuning.study_name>-<symbol>-<timeframe>-<feature-set version>-<last bar>``
+    (trials of other data never mix in) and resumed when it exists in ``storage_url``.
+
+    Raises:
+        RuntimeError: no trial finished.
+        ValueError: as the space's objective (data too short for a candidate).
+    """
     import mlflow
     import optuna
 
@@ -73,14 +115,8 @@ def tune(
     )
 
     def objective(trial: optuna.Trial) -> float:
-        candidate = suggest(trial, config)
-        dataset = prepare_dataset(bars, feature_set, candidate)
-        split = chronological_split(
-            dataset.n_samples,
-            val_fraction=candidate.val_fraction,
-            test_fraction=candidate.test_fraction,
-            purge=candidate.purge,
-        )
+        candidate = space.suggest(trial, config)
+        score = space.objective_for(bars, feature_set, candidate)
         step = [0]
 
         def report(epoch: int, logs: dict[str, float]) -> None:
@@ -98,16 +134,9 @@ def tune(
         try:
             if run is not None:
                 mlflow.log_params({f"trial.{k}": v for k, v in trial.params.items()})
-            folds = walk_forward(
-                dataset,
-                candidate,
-                slice(split.train.start, split.val.stop),
-                epoch_callback=report,
-                with_baselines=False,
-            )
-            value = float(np.mean([f.metrics[LSTM]["rmse"] for f in folds]))
+            value = score(report)
             if run is not None:
-                mlflow.log_metric("wf_val_rmse", value)
+                mlflow.log_metric(space.objective, value)
             return value
         finally:
             if run is not None:
@@ -118,20 +147,37 @@ def tune(
     if not finished:
         raise RuntimeError(f"study {study.study_name}: no trial finished; raise tuning.trials or timeout_s")
     best = study.best_trial
-    best_config = config.model_copy(
-        update={
-            "units": tuple(int(u) for u in str(best.params["units"]).split("-")),
-            "dropout": best.params["dropout"],
-            "learning_rate": best.params["learning_rate"],
-            "lookback": best.params["lookback"],
-        }
-    )
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     return TuningResult(
         study_name=study.study_name,
-        best_config=best_config,
+        best_config=space.best(config, best.params),
         best_params=dict(best.params),
         best_value=float(best.value if best.value is not None else np.nan),
         trials=len(study.trials),
         pruned=pruned,
     )
+
+
+def tune_logged(
+    space: SearchSpace[C],
+    bars: pd.DataFrame,
+    feature_set: FeatureSet,
+    config: C,
+    *,
+    storage_url: str,
+    tracking_uri: str,
+    artifact_root: Path,
+    experiment: str,
+) -> TuningResult[C]:
+    """:func:`run_study` inside an MLflow run ``tuning-<symbol>-<timeframe>`` of ``experiment``
+    (each trial a nested run), logging ``best_<objective>`` and the ``best.*`` parameters."""
+    import mlflow
+
+    from models.tracking import ensure_experiment
+
+    experiment_id = ensure_experiment(tracking_uri, artifact_root, experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"tuning-{config.symbol}-{config.timeframe}"):
+        result = run_study(space, bars, feature_set, config, storage_url)
+        mlflow.log_metric(f"best_{space.objective}", result.best_value)
+        mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
+    return result

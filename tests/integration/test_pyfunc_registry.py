@@ -82,8 +82,8 @@ def logged(tmp_path_factory: pytest.TempPathFactory, spx: pd.DataFrame) -> Itera
     import mlflow
 
     from models.forecaster import build_lstm, save_model
+    from models.forecaster.pyfunc import build_preprocess, log_forecaster
     from models.preprocessing import FeatureScaler
-    from models.pyfunc import build_preprocess, log_forecaster
     from models.seeding import seed_everything
 
     root = tmp_path_factory.mktemp("mlflow")
@@ -330,7 +330,7 @@ def test_log_forecaster_refuses_a_mismatched_preprocess(
     import mlflow
 
     from models.forecaster import save_model
-    from models.pyfunc import build_preprocess, log_forecaster
+    from models.forecaster.pyfunc import build_preprocess, log_forecaster
 
     keras_path = save_model(logged.network, tmp_path / "lstm.keras")
     wrong = build_preprocess(

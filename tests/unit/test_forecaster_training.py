@@ -15,8 +15,8 @@ import pytest
 
 from config.models import ForecasterConfig
 from features import get_feature_set
-from models.training import LSTM, train_forecaster
-from models.tuning import tune
+from models.forecaster.training import LSTM, train_forecaster
+from models.forecaster.tuning import tune
 from providers.csv import parse_bars_csv
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from backtest.evaluate import ModelRef
 from config.promotion import PromotionPolicy
 from models.gate import ComparisonWindow, GateInput, comparison_window, decide
+from models.registry import ModelRef
 
 BARS = pd.date_range("2024-01-01", periods=300, freq="D", tz="UTC")  # 2024-01-01 .. 2024-10-26
 POLICY = PromotionPolicy(min_window_bars=20)

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-import models.tuning as tuning
+import models.forecaster.tuning as tuning
 from config.models import ForecasterConfig
 from features import get_feature_set
+from models.forecaster.training import prepare_dataset
 from models.splits import chronological_split
-from models.training import prepare_dataset
 from providers.csv import parse_bars_csv
 
 pytestmark = pytest.mark.slow

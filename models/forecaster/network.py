@@ -17,8 +17,8 @@ saved model therefore outputs plain log returns with no side information.
 Training is deterministic: :func:`fit_lstm` calls :func:`models.seeding.seed_everything` first, so
 the same config and data give the same predictions.
 
-Keras, TensorFlow and matplotlib are imported inside the functions; ``import models.forecaster``
-is cheap.
+Keras, TensorFlow and matplotlib are imported inside the functions; ``import
+models.forecaster.network`` is cheap.
 
 Example::
 
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIR_LOSS_WEIGHT",
+    "EpochCallback",
     "FitResult",
     "build_lstm",
     "fit_lstm",
@@ -60,6 +61,7 @@ DIR_LOSS_WEIGHT = 0.1
 """Weight of the direction head's binary cross-entropy in the total loss (the ``ret`` head weighs 1)."""
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+"""Called after each epoch with the 0-based epoch and its logs (``loss``, ``val_loss``, ...)."""
 
 
 def _keras() -> Any:

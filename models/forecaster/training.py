@@ -28,7 +28,7 @@ import pandas as pd
 from config.models import ForecasterConfig
 from features import FeatureSet, align_features_labels, build_features, make_labels, make_windows
 from models.baselines import default_baselines
-from models.forecaster import FitResult, fit_lstm, predict_lstm
+from models.forecaster.network import EpochCallback, FitResult, fit_lstm, predict_lstm
 from models.metrics import regression_metrics, summarize_folds, uplift
 from models.preprocessing import FeatureScaler
 from models.splits import Split, chronological_split, walk_forward_folds
@@ -149,7 +149,7 @@ def evaluate_block(
     fit_samples: slice,
     es_samples: slice,
     eval_samples: slice,
-    epoch_callback: Any = None,
+    epoch_callback: EpochCallback | None = None,
     epochs: int | None = None,
     with_baselines: bool = True,
 ) -> Evaluation:
@@ -187,6 +187,16 @@ class ForecasterResult:
     test_metrics: dict[str, dict[str, float]]
     uplift: dict[str, Any]
     windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=dict)
+
+    @property
+    def test_output(self) -> pd.DataFrame:
+        """The LSTM's test forecasts as its pyfunc gives them: ``forecast_log_return`` and
+        ``prob_up`` per decision bar (UTC ``ts`` index)."""
+        predictions = self.final.predictions
+        return pd.DataFrame(
+            {"forecast_log_return": predictions[LSTM], "prob_up": predictions["prob_up"]},
+            index=predictions.index,
+        )
 
 
 def walk_forward(dataset: Dataset, config: ForecasterConfig, span: slice, **kwargs: Any) -> list[Evaluation]:

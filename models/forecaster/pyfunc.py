@@ -3,9 +3,9 @@
 A logged forecaster carries everything between bars and the network, so that what is served is
 exactly what was trained (ARCHITECTURE.md section 2, "Models in the registry"):
 
-- artifact ``model``: the network (``models.forecaster.save_model``, a ``.keras`` file) with two
-  outputs, ``ret`` (the forward log return over ``horizon`` bars) and ``dir`` (the probability
-  that it is positive), run through ``models.forecaster.predict_lstm``;
+- artifact ``model``: the network (``models.forecaster.network.save_model``, a ``.keras`` file)
+  with two outputs, ``ret`` (the forward log return over ``horizon`` bars) and ``dir`` (the
+  probability that it is positive), run through ``models.forecaster.network.predict_lstm``;
 - artifact ``preprocess``: a JSON file (see :func:`build_preprocess`) with the feature set's
   configuration and version, the fitted scaler (``models.preprocessing.FeatureScaler``),
   ``lookback``, ``horizon``, ``timeframe``, the feature column order and the warm-up;
@@ -15,7 +15,7 @@ exactly what was trained (ARCHITECTURE.md section 2, "Models in the registry"):
 Example::
 
     import mlflow
-    from models.pyfunc import build_preprocess, log_forecaster
+    from models.forecaster.pyfunc import build_preprocess, log_forecaster
 
     with mlflow.start_run():
         preprocess = build_preprocess(feature_set, scaler, lookback=30, horizon=1, timeframe="1d")
@@ -209,11 +209,14 @@ def _parse_preprocess(payload: Mapping[str, Any]) -> PreprocessSpec:
     from market.bars import Timeframe
 
     if not isinstance(payload, Mapping):
-        raise ValueError(f"preprocess must be a dict (see models.pyfunc.build_preprocess), got {payload!r}")
+        raise ValueError(
+            f"preprocess must be a dict (see models.forecaster.pyfunc.build_preprocess), got {payload!r}"
+        )
     missing = [k for k in _PREPROCESS_KEYS if k not in payload]
     if missing:
         raise ValueError(
-            f"preprocess lacks {', '.join(missing)}; build it with models.pyfunc.build_preprocess(...)"
+            f"preprocess lacks {', '.join(missing)}; build it with "
+            "models.forecaster.pyfunc.build_preprocess(...)"
         )
     if payload["format"] != PREPROCESS_FORMAT:
         raise ValueError(
@@ -421,7 +424,7 @@ class ForecasterModel(PythonModel):
         Raises:
             ValueError: the preprocess JSON does not match the features code or the network.
         """
-        from models.forecaster import load_model
+        from models.forecaster.network import load_model
         from models.preprocessing import FeatureScaler
 
         artifacts = context.artifacts
@@ -520,7 +523,7 @@ class ForecasterModel(PythonModel):
                 repeated bar times, non-positive closes, or fewer bars than needed (the message
                 says how many).
         """
-        from models.forecaster import predict_lstm
+        from models.forecaster.network import predict_lstm
 
         spec, _, network = self._loaded()
         symbols, last_ts, X = self.windows(model_input)

@@ -1,0 +1,148 @@
+"""The promotion gate's run: the challenger and champion backtested on a window out of sample for both.
+
+:func:`run_gate` is the whole ``fks promote`` stage, usable without Prefect::
+
+    summary = run_gate(PromoteConfig(), settings, engine=engine)
+    summary.outcome, summary.reasons          # "refused", ["Sharpe 0.21 does not beat baseline ..."]
+
+Steps: resolve the model's ``@challenger`` and ``@champion``
+(:func:`models.promotion.resolve_rivals`); the comparison window
+(:func:`models.gate.comparison_window`: the challenger's test window, less what either model has
+seen); both versions backtested there with their own pyfuncs (:func:`backtest.evaluate.evaluate_model`)
+and the configured baselines (:func:`evaluate_baselines`); the decision (:func:`models.gate.decide`);
+then the registry and table ``promotions`` (:func:`models.promotion.apply_and_record`). It lives in
+``backtest/`` because it backtests; the decision and the registry stay in ``models/``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from backtest.evaluate import benchmark_positions, evaluate_model, evaluate_positions, load_series
+from config.backtest import PromoteConfig
+from config.flows import InputError
+from config.promotion import BUY_AND_HOLD
+from models.family import AnyFamily, get_family
+from models.gate import GateInput, comparison_window, decide
+from models.promotion import (
+    Judgement,
+    PromotionSummary,
+    apply_and_record,
+    gate_baseline,
+    resolve_rivals,
+    window_validated,
+)
+from models.registry import ModelRef
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from config.settings import Settings
+
+__all__ = ["evaluate_baselines", "run_gate"]
+
+
+def evaluate_baselines(
+    family: AnyFamily,
+    config: PromoteConfig,
+    challenger: ModelRef,
+    bars: pd.DataFrame,
+    index: pd.DatetimeIndex,
+    calendar: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Backtest each of ``config.gate_baselines`` on the window ``index``.
+
+    Returns:
+        ``({benchmark: metrics}, {baseline: why it could not be evaluated})``; every configured
+        baseline is in exactly one of them.
+    """
+    wanted = config.gate_baselines
+    outputs, unavailable = None, None
+    if any(name != BUY_AND_HOLD for name in wanted):
+        try:
+            outputs = family.baseline_outputs(challenger.run_id, strict=True)
+        except LookupError as exc:
+            unavailable = str(exc)
+    problems: dict[str, str] = {}
+    benchmarks = benchmark_positions(
+        family, bars, index, outputs, config.backtest, names=wanted, problems=problems
+    )
+    if unavailable is not None:
+        problems = dict.fromkeys(problems, unavailable)
+    metrics: dict[str, dict[str, Any]] = {}
+    for name in wanted:
+        key = name if name == BUY_AND_HOLD else f"baseline {name}"
+        if key not in benchmarks:
+            continue
+        try:
+            result = evaluate_positions(
+                bars, benchmarks[key], config.backtest, calendar=calendar, timeframe=challenger.timeframe
+            ).result
+        except ValueError as exc:
+            problems[name] = f"its backtest failed: {exc}"
+            continue
+        metrics[key] = dict(result.metrics)
+    return metrics, problems
+
+
+def run_gate(config: PromoteConfig, settings: Settings, *, engine: Engine) -> PromotionSummary:
+    """Backtest challenger and champion on a window out of sample for both, decide, apply, record.
+
+    The window is :func:`models.gate.comparison_window`'s: the challenger's test window, less
+    what the champion (or the challenger) has seen. A champion on another series, or without
+    enough such bars, fails the champion check; a configured baseline that cannot be evaluated
+    fails the baseline check (see :class:`config.backtest.PromoteConfig`).
+
+    Raises:
+        InputError: no challenger, a challenger whose run does not say what it was trained on,
+            or no stored bars of its test window.
+    """
+    from models.tracking import use_tracking
+
+    family = get_family(config.family)
+    use_tracking(settings.mlflow_tracking_uri)
+    rivals = resolve_rivals(config.model, family=family)
+    challenger, champion = rivals.challenger, rivals.champion
+    bt = config.backtest
+    bars, calendar = load_series(engine, challenger.symbol, challenger.timeframe)
+    try:
+        window = comparison_window(challenger, champion, pd.DatetimeIndex(bars.index), config.policy)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    span = (window.start, window.end)
+    evaluation, forecasts = evaluate_model(family, challenger, bars, bt, calendar=calendar, window=span)
+    challenger_metrics = evaluation.result.metrics
+    champion_metrics = None
+    if champion is not None and window.problem is None:  # same symbol and timeframe: same bars
+        champion_eval, _ = evaluate_model(family, champion, bars, bt, calendar=calendar, window=span)
+        champion_metrics = champion_eval.result.metrics
+    baselines, problems = evaluate_baselines(
+        family, config, challenger, bars, pd.DatetimeIndex(forecasts.index), calendar
+    )
+    baseline_name, baseline_metrics = gate_baseline(baselines, problems, config.policy.primary_metric)
+    inputs = GateInput(
+        challenger=challenger_metrics,
+        champion=champion_metrics,
+        baseline_name=baseline_name,
+        baseline=baseline_metrics,
+        window_start=span[0],
+        window_end=span[1],
+        data_validated=window_validated(engine, challenger.symbol, challenger.timeframe, *span),
+        n_trades=int(challenger_metrics.get("trades", 0)),
+        champion_problem=rivals.champion_problem or window.problem,
+        window_note=window.note,
+        baseline_problems=problems,
+    )
+    judgement = Judgement(
+        decision=decide(inputs, config.policy, force=config.force),
+        rivals=rivals,
+        window=window,
+        challenger=challenger_metrics,
+        champion=champion_metrics,
+        baseline_name=baseline_name,
+        baseline=baseline_metrics,
+        baseline_problems=problems,
+    )
+    return apply_and_record(judgement, name=config.model, actor=config.actor, engine=engine)
