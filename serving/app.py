@@ -318,13 +318,15 @@ async def _poll(state: _State, interval_s: float) -> None:
     """Load every slot now, then follow alias moves every ``interval_s`` seconds."""
     while True:
         for slot in state.slots.values():
+            before = slot.swaps
             try:
-                swapped = await asyncio.to_thread(slot.refresh)
+                loaded = await asyncio.to_thread(slot.refresh)
             except Exception as exc:  # a registry hiccup must not stop the poller
                 log.warning("could not refresh %s: %s", slot.label, exc)
                 continue
-            if swapped:
-                state.metrics.swaps.labels(slot.name).inc()
+            if slot.swaps > before:  # a version replaced another (the first load is not a swap)
+                state.metrics.swaps.labels(slot.name).inc(slot.swaps - before)
+            if loaded:
                 current = slot.current
                 if current is not None:
                     log.info("serving %s version %s (@%s)", slot.name, current.version, current.alias)

@@ -6,12 +6,15 @@ from typing import Annotated
 
 import typer
 
+from config.models import ForecasterConfig
 from flows.cli._ui import err, run_guarded
 from flows.cli.render import print_backtest
 
+_DEFAULT_MODEL = f"{ForecasterConfig.registered_name}@challenger"
+
 
 def backtest_command(
-    model: Annotated[str, typer.Option(help="name@alias or name/version.")] = "fks-forecaster@challenger",
+    model: Annotated[str, typer.Option(help="name@alias or name/version.")] = _DEFAULT_MODEL,
     strategy: Annotated[str, typer.Option(help="long_flat or long_short.")] = "long_flat",
     commission_bps: Annotated[float, typer.Option(help="Commission per trade, bps of notional.")] = 1.0,
     slippage_bps: Annotated[float, typer.Option(help="Slippage per trade, bps of notional.")] = 2.0,

@@ -9,12 +9,15 @@ from typing import Annotated
 
 import typer
 
+from config.models import ForecasterConfig
 from flows.cli._ui import EXIT_REFUSED, actor, err, out, run_guarded
 from flows.cli.render import print_promotion
 
+_DEFAULT_MODEL = ForecasterConfig.registered_name
+
 
 def promote_command(
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "fks-forecaster",
+    model: Annotated[str, typer.Option(help="Registered model name.")] = _DEFAULT_MODEL,
     force: Annotated[
         bool, typer.Option(help="Promote even if the gate refuses (recorded as forced).")
     ] = False,
@@ -57,7 +60,7 @@ def promote_command(
 
 
 def rollback_command(
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "fks-forecaster",
+    model: Annotated[str, typer.Option(help="Registered model name.")] = _DEFAULT_MODEL,
     reason: Annotated[str, typer.Option(help="Why: kept on the version and in the promotions table.")] = "",
 ) -> None:
     """Give the champion alias back to the previous champion."""

@@ -19,8 +19,8 @@ def serve_command(
 ) -> None:
     """Serve forecasts of the registered models over REST (OpenAPI at /docs) until stopped.
 
-    Loads fks-forecaster@champion (its @challenger while there is no champion) and swaps
-    versions when an alias moves."""
+    Loads each model of FKS_SERVE_MODELS (default the forecaster) at @champion, at @challenger
+    while there is no champion, and swaps versions when an alias moves."""
     from serving.server import serve
 
     run_guarded(lambda: serve(host, port, workers), (ValueError, EXIT_BAD_INPUT))

@@ -306,6 +306,44 @@ def predict_lstm(
     return ret, p_up
 
 
+def compiled_forward(model: keras.Model) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The network's forward pass as one compiled graph call, without ``predict``'s per-call setup.
+
+    For serving: the returned function takes windows ``(samples, lookback, features)`` (any
+    number of samples; one graph for every batch size) and returns ``(ret, p_up)`` as
+    :func:`predict_lstm` does, the same numbers to float32 rounding.
+
+    Raises:
+        ValueError: (when called) windows of another shape than the model's input.
+    """
+    import tensorflow as tf
+
+    lookback, features = (int(d) for d in model.inputs[0].shape[1:])
+    signature = [tf.TensorSpec(shape=(None, lookback, features), dtype=tf.float32)]
+
+    @tf.function(input_signature=signature, reduce_retracing=True)
+    def _call(x: Any) -> Any:
+        out = model(x, training=False)
+        if not isinstance(out, Mapping):
+            out = dict(zip(model.output_names, out, strict=True))
+        return out["ret"], out["dir"]
+
+    def forward(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 3 or X.shape[1:] != (lookback, features):
+            expected = f"(samples, {lookback}, {features})"
+            raise ValueError(f"X must have shape {expected} for this model, got {X.shape}")
+        if X.shape[0] == 0:
+            return np.empty(0), np.empty(0)
+        ret, p_up = _call(tf.constant(X))
+        return (
+            np.asarray(ret, dtype=np.float64).reshape(-1),
+            np.asarray(p_up, dtype=np.float64).reshape(-1),
+        )
+
+    return forward
+
+
 def _keras_path(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if p.suffix != ".keras":

@@ -400,6 +400,7 @@ class ForecasterModel(PythonModel):
         self._spec: PreprocessSpec | None = None
         self._scaler: Any = None
         self._network: Any = None
+        self._forward: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         # What is loaded from the artifacts is never pickled with the model.
@@ -499,6 +500,21 @@ class ForecasterModel(PythonModel):
             last_ts.append(bars.index[-1])
             windows.append(scaled.reshape(spec.lookback, len(spec.feature_columns)))
         return symbols, last_ts, np.stack(windows)
+
+    def forward(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network on scaled windows from :meth:`windows`, as one compiled call (the REST
+        service's fast path): ``(forecast_log_return, prob_up)``, as :meth:`predict` computes them.
+
+        Raises:
+            ValueError: windows of another shape than ``(n, lookback, n_features)``.
+        """
+        from models.forecaster.network import compiled_forward
+
+        _, _, network = self._loaded()
+        if self._forward is None:
+            self._forward = compiled_forward(network)
+        result: tuple[np.ndarray, np.ndarray] = self._forward(windows)
+        return result
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

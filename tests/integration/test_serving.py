@@ -58,8 +58,8 @@ class Registry:
         import mlflow
 
         from models.forecaster import build_lstm, save_model
+        from models.forecaster.pyfunc import build_preprocess, log_forecaster
         from models.preprocessing import FeatureScaler
-        from models.pyfunc import build_preprocess, log_forecaster
         from models.registry import register
         from models.seeding import seed_everything
 
@@ -75,7 +75,8 @@ class Registry:
         need = feature_set.min_history + LOOKBACK - 1
         mlflow.set_tracking_uri(self.tracking_uri)
         with mlflow.start_run():
-            info = log_forecaster(keras_model_path=keras_path, preprocess=preprocess, input_example=self.spx.tail(need))
+            example = self.spx.tail(need)
+            info = log_forecaster(keras_model_path=keras_path, preprocess=preprocess, input_example=example)
         return register(info.model_uri, NAME, tags={"data_window": "1999-01-04..2018-12-28"})
 
 
@@ -88,9 +89,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
 
     root = tmp_path_factory.mktemp("serving")
     spx = parse_bars_csv(REPO / "data" / "samples" / "sp500_daily.csv").bars.reset_index()
-    reg = Registry(
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", db_url=f"sqlite:///{root / 'fks.db'}", root=root, spx=spx
-    )
+    tracking_uri, db_url = f"sqlite:///{root / 'mlflow.db'}", f"sqlite:///{root / 'fks.db'}"
+    reg = Registry(tracking_uri=tracking_uri, db_url=db_url, root=root, spx=spx)
     mlflow.set_tracking_uri(reg.tracking_uri)
     mlflow.set_experiment("serving-test")
     version = reg.log_version(seed=7)
@@ -168,7 +168,8 @@ def test_health_ready_and_models(server: Server, registry: Registry) -> None:
     assert info["min_bars"] == _need(registry) and info["data_window"] == "1999-01-04..2018-12-28"
     assert info["load_seconds"] > 0
     spec = httpx.get(f"{server.url}/openapi.json").json()
-    assert {"/health", "/ready", "/v1/models", "/v1/forecast", "/invocations", "/metrics"} <= set(spec["paths"])
+    routes = {"/health", "/ready", "/v1/models", "/v1/forecast", "/invocations", "/metrics"}
+    assert routes <= set(spec["paths"])
 
 
 def test_forecast_equals_the_registered_pyfunc(server: Server, registry: Registry) -> None:
@@ -185,12 +186,13 @@ def test_forecast_equals_the_registered_pyfunc(server: Server, registry: Registr
     answer = httpx.post(f"{server.url}/v1/forecast", json=body, timeout=30)
     assert answer.status_code == 200, answer.text
     out = answer.json()
-    assert out["model"] == NAME and out["version"] == "1" and out["alias"] == "challenger" and out["request_id"]
+    assert (out["model"], out["version"], out["alias"]) == (NAME, "1", "challenger") and out["request_id"]
     got = {f["symbol"]: f for f in out["forecasts"]}
     for symbol, raw in (("EARLY", a.tail(need)), ("LATE", b.tail(need + 50)), ("SPX", b.tail(need))):
         expected = model.predict(raw).iloc[0]
         assert got[symbol]["ts"] == expected["ts"]
-        assert got[symbol]["forecast_log_return"] == pytest.approx(expected["forecast_log_return"], rel=1e-5, abs=1e-9)
+        want = expected["forecast_log_return"]
+        assert got[symbol]["forecast_log_return"] == pytest.approx(want, rel=1e-5, abs=1e-9)
         assert got[symbol]["prob_up"] == pytest.approx(expected["prob_up"], rel=1e-5)
         assert got[symbol]["horizon"] == 1
 
@@ -198,9 +200,13 @@ def test_forecast_equals_the_registered_pyfunc(server: Server, registry: Registr
 def test_concurrent_requests_share_forward_passes(server: Server, registry: Registry) -> None:
     need = _need(registry)
     ends = list(range(2000, 5000, 100))
-    bodies = [{"series": [{"symbol": f"S{e}", "bars": _bars_json(registry.spx.iloc[e - need : e])}]} for e in ends]
+    bodies = [
+        {"series": [{"symbol": f"S{e}", "bars": _bars_json(registry.spx.iloc[e - need : e])}]} for e in ends
+    ]
     with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda b: httpx.post(f"{server.url}/v1/forecast", json=b, timeout=60), bodies))
+        answers = list(
+            pool.map(lambda b: httpx.post(f"{server.url}/v1/forecast", json=b, timeout=60), bodies)
+        )
     assert [a.status_code for a in answers] == [200] * len(bodies)
     model = _served_pyfunc(registry, "1")
     for e, a in zip(ends[:5], answers[:5], strict=False):
@@ -218,7 +224,11 @@ def test_concurrent_requests_share_forward_passes(server: Server, registry: Regi
         (lambda bars: [{**bars[0], "close": -1.0}, *bars[1:]], 422, "greater than 0"),
         (lambda bars: [bars[1], bars[0], *bars[2:]], 422, "bar times must increase"),
         (lambda bars: [{**bars[0], "volume": "lots"}, *bars[1:]], 422, "volume"),
-        (lambda bars: [{k: v for k, v in bars[0].items() if k != "close"}, *bars[1:]], 422, "close: Field required"),
+        (
+            lambda bars: [{k: v for k, v in bars[0].items() if k != "close"}, *bars[1:]],
+            422,
+            "close: Field required",
+        ),
     ],
     ids=["too_few_bars", "negative_price", "not_increasing", "not_a_number", "missing_column"],
 )
@@ -238,7 +248,8 @@ def test_unknown_model_symbol_nan_and_too_many_series(server: Server, registry: 
     missing = httpx.post(f"{server.url}/v1/forecast", json={"series": [{"symbol": "MSFT"}]})
     assert missing.status_code == 404 and "no stored 1d bars of 'MSFT'" in missing.json()["error"]
     nan = json.dumps({"series": [{"symbol": "X", "bars": [{**bars[0], "open": math.nan}, *bars[1:]]}]})
-    answer = httpx.post(f"{server.url}/v1/forecast", content=nan, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"}
+    answer = httpx.post(f"{server.url}/v1/forecast", content=nan, headers=headers)
     assert answer.status_code == 422 and "finite" in answer.json()["error"]
     many = {"series": [{"symbol": f"S{i}"} for i in range(65)]}
     assert httpx.post(f"{server.url}/v1/forecast", json=many).status_code == 422
@@ -246,7 +257,9 @@ def test_unknown_model_symbol_nan_and_too_many_series(server: Server, registry: 
 
 def _mlflow_serve(registry: Registry) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri}
+    # mlflow starts `uvicorn` from PATH: the venv's bin must be on it
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri, "PATH": path}
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/1",
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -282,8 +295,9 @@ def test_invocations_answer_as_mlflow_models_serve(server: Server, registry: Reg
     ]
     for url in _mlflow_serve(registry):
         for content_type, data in payloads:
-            ours = httpx.post(f"{server.url}/invocations", content=data, headers={"content-type": content_type})
-            theirs = httpx.post(f"{url}/invocations", content=data, headers={"content-type": content_type})
+            headers = {"content-type": content_type}
+            ours = httpx.post(f"{server.url}/invocations", content=data, headers=headers)
+            theirs = httpx.post(f"{url}/invocations", content=data, headers=headers)
             assert ours.status_code == theirs.status_code, (content_type, data[:60], ours.text, theirs.text)
             if theirs.status_code == 200:
                 assert ours.json() == theirs.json()
@@ -325,7 +339,8 @@ def test_a_promotion_during_load_fails_no_request(server: Server, registry: Regi
     assert versions[0] == "1" and versions[-1] == version
     [info] = httpx.get(f"{server.url}/v1/models").json()
     assert (info["version"], info["alias"]) == (version, "champion")
-    expected = _served_pyfunc(registry, version).predict(registry.spx.tail(need)).iloc[0]["forecast_log_return"]
+    newest = _served_pyfunc(registry, version)
+    expected = newest.predict(registry.spx.tail(need)).iloc[0]["forecast_log_return"]
     got = httpx.post(f"{server.url}/v1/forecast", json=body).json()["forecasts"][0]["forecast_log_return"]
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-9)
     assert 'fks_model_swaps_total{model="fks-forecaster"} 1.0' in httpx.get(f"{server.url}/metrics").text
