@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
 import typer
 from rich.console import Console
@@ -30,6 +30,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from config.settings import Settings
+
 out = Console()
 err = Console(stderr=True)
 
@@ -40,10 +45,21 @@ EXIT_REFUSED = 4
 
 T = TypeVar("T")
 
-Handler: TypeAlias = int | Callable[[Any], int] | None
+Handler: TypeAlias = int | Callable[[Exception], int] | None
 """What :func:`run_guarded` does with one kind of failure: an exit code (print ``error: <the
 exception's message>`` and exit with it), a function that reports the exception and returns the
 exit code, or ``None`` (leave it to the standard handling)."""
+
+
+class QuarantineCounts(Protocol):
+    """What :func:`exit_if_quarantined` reads of an outcome (ingest, validate, lake import): the rows
+    quarantined, in all and by reason."""
+
+    @property
+    def quarantined(self) -> int: ...
+
+    @property
+    def quarantine_reasons(self) -> Mapping[str, int]: ...
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -84,7 +100,7 @@ def run_guarded(action: Callable[[], T], *handlers: tuple[type[Exception], Handl
         raise
 
 
-def exit_if_quarantined(outcomes: list[Any]) -> None:
+def exit_if_quarantined(outcomes: Sequence[QuarantineCounts]) -> None:
     """Print the quarantine summary by reason and exit 3 when any row was quarantined."""
     reasons: dict[str, int] = {}
     for o in outcomes:
@@ -144,7 +160,9 @@ def table(title: str, columns: list[str], rows: list[list[str]], numeric: set[st
 
 
 @contextmanager
-def polled_progress(settings: Any, label: str, read: Callable[[Any], tuple[int, int, str]]) -> Iterator[None]:
+def polled_progress(
+    settings: Settings, label: str, read: Callable[[Connection], tuple[int, int, str]]
+) -> Iterator[None]:
     """Show a progress bar while the body runs, fed every 0.5 s by ``read(conn)`` on the store:
     ``(finished, total, description)`` (an empty description keeps ``label``)."""
     from tasks.store import store_for
@@ -181,11 +199,11 @@ def polled_progress(settings: Any, label: str, read: Callable[[Any], tuple[int, 
             poller.join(timeout=2)
 
 
-def progress_from_runs(settings: Any, batch_id: str, label: str) -> AbstractContextManager[None]:
+def progress_from_runs(settings: Settings, batch_id: str, label: str) -> AbstractContextManager[None]:
     """A progress bar fed by the ``ingest_runs`` rows of ``batch_id`` (naming the series running)."""
     from storage import list_ingest_runs
 
-    def read(conn: Any) -> tuple[int, int, str]:
+    def read(conn: Connection) -> tuple[int, int, str]:
         runs = list_ingest_runs(conn, batch_id=batch_id)
         running = [r.symbol for r in runs if r.status == "running"]
         return (

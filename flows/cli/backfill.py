@@ -6,13 +6,20 @@ printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flows.cli._ui import EXIT_UNEXPECTED, fail, out, polled_progress, run_guarded, symbol_list, table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from config.settings import Settings
+    from ingestion.backfill import BackfillOutcome, MissingRange
 
 SymbolOption = Annotated[list[str] | None, typer.Option(help="Symbol (repeatable).")]
 SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated symbols, e.g. BTC-USD,ETH-USD.")]
@@ -23,7 +30,7 @@ def _fmt(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S" if value.second else "%Y-%m-%d %H:%M")
 
 
-def _chunk_progress(settings: Any, batch_id: str) -> AbstractContextManager[None]:
+def _chunk_progress(settings: Settings, batch_id: str) -> AbstractContextManager[None]:
     """A progress bar of the run's chunks (done or failed / claimed), fed by ``backfill_chunks``."""
     import pandas as pd
 
@@ -31,14 +38,14 @@ def _chunk_progress(settings: Any, batch_id: str) -> AbstractContextManager[None
 
     since = pd.Timestamp.now(tz="UTC").floor("ms")
 
-    def read(conn: Any) -> tuple[int, int, str]:
+    def read(conn: Connection) -> tuple[int, int, str]:
         finished, total = chunk_progress(conn, batch_id, since)
         return finished, total, ""
 
     return polled_progress(settings, "backfilling chunks", read)
 
 
-def _print_outcomes(outcomes: list[Any]) -> None:
+def _print_outcomes(outcomes: Sequence[BackfillOutcome]) -> None:
     if not outcomes:
         out.print("Nothing to backfill: no series matched.")
         return
@@ -61,7 +68,7 @@ def _print_outcomes(outcomes: list[Any]) -> None:
     out.print(table("Backfill", columns, rows, numeric))
 
 
-def _print_missing(missing: list[Any]) -> None:
+def _print_missing(missing: Sequence[MissingRange]) -> None:
     """One line per range: ``missing: SYMBOL TF START .. END (UTC, end exclusive): ERROR``."""
     for m in missing:
         out.print(

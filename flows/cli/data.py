@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Protocol, cast
 
 import typer
 
@@ -24,7 +24,20 @@ from flows.cli._ui import (
 )
 from flows.cli.render import print_docs, print_ingest, report_ingest_failure
 
+if TYPE_CHECKING:
+    from flows.cli.providers import VerificationRow
+
 data_app = typer.Typer(help="Inspect the bar store.", no_args_is_help=True)
+
+
+class SeriesRow(Protocol):
+    """A row of :func:`storage.bar_summary` (``itertuples``): one stored series."""
+
+    symbol: str
+    timeframe: str
+    first: datetime
+    last: datetime
+    rows: int
 
 
 def ingest_command(
@@ -168,9 +181,9 @@ def list_command() -> None:
     rows: list[list[str]] = []
     with engine.connect() as conn:
         summary = bar_summary(conn)
-        verified: list[Any] = list(latest_verifications(conn).itertuples(index=False))
+        verified = cast("list[VerificationRow]", list(latest_verifications(conn).itertuples(index=False)))
         checks = {(c.symbol, c.timeframe): c for c in verified}
-        series: list[Any] = list(summary.itertuples(index=False))
+        series = cast("list[SeriesRow]", list(summary.itertuples(index=False)))
         for row in series:
             check = checks.get((row.symbol, row.timeframe))
             asset = get_asset(conn, row.symbol)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -46,8 +46,12 @@ def _lake_failures() -> tuple[tuple[type[Exception], Handler], ...]:
 
 
 def _selection(
-    symbol: list[str] | None, symbols: str | None, timeframe: str | None, start: Any, end: Any
-) -> dict[str, Any]:
+    symbol: list[str] | None,
+    symbols: str | None,
+    timeframe: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> dict[str, object]:
     return {"symbols": symbol_list(symbol, symbols), "timeframe": timeframe, "start": start, "end": end}
 
 

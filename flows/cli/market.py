@@ -7,7 +7,7 @@ loaded), 2 bad input or missing settings (an unregistered symbol, no CIK, no Use
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -128,13 +128,13 @@ def list_command() -> None:
     run_guarded(run, *_provider_failures())
 
 
-def _missing(value: Any) -> bool:
+def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _money(value: Any) -> str:
+def _money(value: float | None) -> str:
     """``value`` compactly: 1.23T, 45.67B, 789.00M, or with two decimals below a million."""
-    if _missing(value):
+    if value is None or _missing(value):
         return "-"
     for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if abs(value) >= size:
@@ -142,16 +142,16 @@ def _money(value: Any) -> str:
     return f"{value:,.2f}"
 
 
-def _price(value: Any) -> str:
+def _price(value: float | None) -> str:
     """Two decimals from 1 up, six significant digits below (coins worth fractions of a cent)."""
-    if _missing(value):
+    if value is None or _missing(value):
         return "-"
     return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.6g}"
 
 
-def _percent(value: Any) -> str:
+def _percent(value: float | None) -> str:
     """A signed percentage, green up and red down."""
-    if _missing(value):
+    if value is None or _missing(value):
         return "-"
     colour = "green" if value >= 0 else "red"
     return f"[{colour}]{value:+.2f}%[/]"

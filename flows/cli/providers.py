@@ -7,7 +7,9 @@ the provider manager. Exit codes: 0 ok, 2 a missing or invalid providers file, b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Protocol, cast
 
 import typer
 
@@ -19,12 +21,44 @@ providers_app = typer.Typer(
 )
 
 if TYPE_CHECKING:
-    from providers.manager import ProviderManager
+    from providers.manager import ProviderManager, ProviderStatus
 
 _STATE_STYLE = {"closed": "[green]closed[/]", "open": "[red]open[/]", "half_open": "[yellow]half-open[/]"}
 
 # providers.yaml missing or invalid, bad option values: exit 2 with the message
 _BAD_INPUT = (ValueError, EXIT_BAD_INPUT)
+
+
+class DiscrepancyRow(Protocol):
+    """A row of :func:`storage.verifications.list_discrepancies` (``itertuples``), as shown here."""
+
+    symbol: str
+    timeframe: str
+    ts: datetime
+    field: str
+    primary_provider: str
+    primary_value: float
+    secondary_provider: str
+    secondary_value: float
+    rel_diff: float
+    tolerance: float
+    action: str
+    detected_at: datetime
+
+
+class VerificationRow(Protocol):
+    """A row of :func:`storage.verifications.latest_verifications` (``itertuples``), as shown here
+    and by ``fks data list``; ``reason`` is NaN when there is none."""
+
+    symbol: str
+    timeframe: str
+    status: str
+    primary_provider: str
+    secondary_provider: str | None
+    bars_compared: int
+    discrepancies: int
+    checked_at: datetime | None
+    reason: str | float | None
 
 
 def _manager() -> ProviderManager:
@@ -48,7 +82,7 @@ def _short(text: str | None, limit: int = 70) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _when(value: Any) -> str:
+def _when(value: datetime | None) -> str:
     import pandas as pd
 
     if value is None or pd.isna(value):
@@ -57,11 +91,13 @@ def _when(value: Any) -> str:
     return stamp.strftime("%Y-%m-%d" if stamp == stamp.normalize() else "%Y-%m-%d %H:%M")
 
 
-def status_rows(statuses: list[Any]) -> list[list[str]]:
+def status_rows(statuses: Sequence[ProviderStatus]) -> list[list[str]]:
     """Table rows of :meth:`providers.manager.ProviderManager.status`."""
     rows = []
     for s in statuses:
-        budget = "-" if s.budget is None else f"{_number(s.budget_left)} of {s.budget:,}/{s.period}"
+        # budget_left is None only when budget is
+        left = cast("float", s.budget_left)
+        budget = "-" if s.budget is None else f"{_number(left)} of {s.budget:,}/{s.period}"
         rows.append(
             [
                 s.name if s.enabled else f"{s.name} (disabled)",
@@ -143,7 +179,7 @@ def discrepancies_command(
                     str(r.action),
                     _when(r.detected_at),
                 ]
-                for r in found.itertuples(index=False)
+                for r in cast("Iterator[DiscrepancyRow]", found.itertuples(index=False))
             ]
             out.print(table("Discrepancies (newest first)", columns, rows, {"rel. diff"}))
         if not checks.empty:
@@ -168,7 +204,7 @@ def discrepancies_command(
                     _when(r.checked_at),
                     _short(r.reason if isinstance(r.reason, str) else None, 90),
                 ]
-                for r in checks.itertuples(index=False)
+                for r in cast("Iterator[VerificationRow]", checks.itertuples(index=False))
             ]
             out.print(table("Latest cross-check per series", columns, rows, {"bars", "discrepancies"}))
 

@@ -6,10 +6,20 @@ Each function takes a flow's summary (or its outcomes) and prints it on :data:`f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, cast
 
 from flows.cli._ui import EXIT_BAD_INPUT, EXIT_UNEXPECTED, err, out, span, table
+
+if TYPE_CHECKING:
+    from backtest.evaluate import BacktestSummary
+    from config.settings import Settings
+    from flows.pipeline import PipelineSummary
+    from ingestion.features import FeaturesOutcome
+    from ingestion.ingest import IngestFailed, IngestOutcome
+    from models.forecaster.service import TrainingSummary
+    from models.promotion import PromotionSummary
 
 BACKTEST_ROWS = [
     ("total_return", "total return", "{:.1%}"),
@@ -24,7 +34,14 @@ BACKTEST_ROWS = [
 """The backtest table's rows: (metric key, label, format)."""
 
 
-def print_docs(outcomes: list[Any]) -> None:
+class Documented(Protocol):
+    """An outcome that may name its Data Docs page (ingest, validate, features, lake import)."""
+
+    @property
+    def docs_path(self) -> str: ...
+
+
+def print_docs(outcomes: Sequence[Documented]) -> None:
     """Point at the Data Docs site, and at the page itself when there is one validation."""
     pages = [Path(o.docs_path) for o in outcomes if getattr(o, "docs_path", "")]
     if len(pages) == 1:
@@ -34,7 +51,7 @@ def print_docs(outcomes: list[Any]) -> None:
         out.print(f"Data Docs: {site / 'index.html'} ({len(pages)} validation pages)", soft_wrap=True)
 
 
-def print_ingest(outcomes: list[Any]) -> None:
+def print_ingest(outcomes: Sequence[IngestOutcome]) -> None:
     """The ingested series (stored, new, updated, quarantined rows, span, gaps; the provider when
     online), the failovers, and where the Data Docs are."""
     columns = ["series", "status", "stored", "new", "updated", "quarantined", "span", "missing bars"]
@@ -67,18 +84,20 @@ def print_ingest(outcomes: list[Any]) -> None:
     print_docs(outcomes)
 
 
-def report_ingest_failure(exc: Any) -> int:
+def report_ingest_failure(exc: Exception) -> int:
     """A :class:`ingestion.ingest.IngestFailed`: the ingest table, one error line per failed series, and
-    the exit code (2 when the input was at fault, else 1). A handler for ``run_guarded``."""
-    print_ingest(exc.summary.outcomes)
-    for outcome in exc.summary.failed:
+    the exit code (2 when the input was at fault, else 1). A handler for ``run_guarded``, registered
+    for ``IngestFailed`` only (so ``exc`` is one)."""
+    failed = cast("IngestFailed", exc)
+    print_ingest(failed.summary.outcomes)
+    for outcome in failed.summary.failed:
         err.print(
             f"[bold red]error:[/] {outcome.symbol} {outcome.timeframe}: {outcome.error}", soft_wrap=True
         )
-    return EXIT_BAD_INPUT if exc.input_error else EXIT_UNEXPECTED
+    return EXIT_BAD_INPUT if failed.input_error else EXIT_UNEXPECTED
 
 
-def print_features(outcomes: list[Any]) -> None:
+def print_features(outcomes: Sequence[FeaturesOutcome]) -> None:
     """The feature sets built per series (rows, columns, warm-up, cached or new), and the Data Docs."""
     columns = ["series", "feature set", "rows", "columns", "warm-up", "build"]
     rows = [
@@ -96,7 +115,7 @@ def print_features(outcomes: list[Any]) -> None:
     print_docs(outcomes)
 
 
-def print_training(summary: Any) -> None:
+def print_training(summary: TrainingSummary) -> None:
     """The forecaster beside its baselines (walk-forward and test, out of sample), the tuning, the
     test forecasts traded net of costs, and the registered version."""
     columns = [
@@ -145,7 +164,7 @@ def print_training(summary: Any) -> None:
     )
 
 
-def print_backtest(summary: Any) -> None:
+def print_backtest(summary: BacktestSummary) -> None:
     """The model's and the baselines' figures net of costs (:data:`BACKTEST_ROWS`), and the tearsheet."""
     names = list(summary.metrics)
     rows = []
@@ -164,7 +183,7 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def print_promotion(summary: Any) -> None:
+def print_promotion(summary: PromotionSummary) -> None:
     """The gate's decision (promoted, forced or refused), the figures it compared, and its reasons."""
     colour = {"promoted": "green", "forced": "yellow", "refused": "red"}[summary.outcome]
     champion = f"champion v{summary.champion_version}" if summary.champion_version else "no champion yet"
@@ -179,7 +198,7 @@ def print_promotion(summary: Any) -> None:
         out.print(f"  - {reason}", soft_wrap=True)
 
 
-def print_pipeline(summary: Any, settings: Any) -> None:
+def print_pipeline(summary: PipelineSummary, settings: Settings) -> None:
     """The pipeline's summary: every stage's table in order, where things are, how to look closer."""
     out.rule("FKS pipeline")
     print_ingest(summary.ingest.outcomes)

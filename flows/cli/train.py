@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from flows.cli._ui import err, run_guarded
 from flows.cli.render import print_training
 
+if TYPE_CHECKING:
+    from config.models import ForecasterConfig
+
 train_app = typer.Typer(
     help="Train models (tracked in MLflow, registered with the alias challenger).", no_args_is_help=True
 )
 
-QUICK_FORECASTER: dict[str, Any] = {
+QUICK_FORECASTER: dict[str, int | list[int]] = {
     "units": [16],
     "epochs": 5,
     "patience": 2,
@@ -25,7 +29,9 @@ QUICK_FORECASTER: dict[str, Any] = {
 """The ``--quick`` preset of ``fks train forecaster`` (ForecasterConfig fields, dotted for nested ones)."""
 
 
-def forecaster_config(config_file: Path | None, preset: dict[str, Any], overrides: dict[str, Any]) -> Any:
+def forecaster_config(
+    config_file: Path | None, preset: Mapping[str, object], overrides: Mapping[str, object]
+) -> ForecasterConfig:
     """ForecasterConfig from an optional YAML/JSON file, then a preset, then command-line overrides
     (``None`` values are skipped; ``outer.inner`` keys set a nested field).
 
@@ -37,7 +43,7 @@ def forecaster_config(config_file: Path | None, preset: dict[str, Any], override
     from config.flows import InputError
     from config.models import ForecasterConfig
 
-    data: dict[str, Any] = {}
+    data: dict[str, object] = {}
     if config_file is not None:
         try:
             data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
@@ -49,7 +55,8 @@ def forecaster_config(config_file: Path | None, preset: dict[str, Any], override
         if value is not None:
             if "." in key:
                 outer, inner = key.split(".", 1)
-                data.setdefault(outer, {})[inner] = value
+                # the nested field's mapping, from the file or new (a non-mapping fails as before)
+                cast("dict[str, object]", data.setdefault(outer, {}))[inner] = value
             else:
                 data[key] = value
     return ForecasterConfig.model_validate(data)
