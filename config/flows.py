@@ -69,7 +69,9 @@ class IngestConfig(BaseModel):
     ``source=synthetic``, the simulated market of ``symbols`` from ``start`` to ``end``; with
     ``source=auto`` or a provider name, registered ``symbols`` from the online providers.
     Ingestion resumes from each series' watermark (its last stored bar, re-fetched so a revised
-    last bar is updated) unless ``full`` is set.
+    last bar is updated) unless ``full`` is set. ``adjust`` scales a CSV by its ``Adj Close``;
+    ``adjust_splits`` back-adjusts the fetched bars by the splits recorded in ``corporate_actions``
+    (re-ingest with ``full`` after a new split is recorded, so older bars are adjusted too).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -80,6 +82,7 @@ class IngestConfig(BaseModel):
     path: Path | None = None
     date_format: str | None = None
     adjust: bool = False
+    adjust_splits: bool = False
     asset_class: AssetClass | None = None
     calendar: str | None = None
     start: UtcTime = None

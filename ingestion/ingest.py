@@ -25,6 +25,7 @@ from config.assets import DEFAULT_CALENDARS, AssetClass, AssetSpec, load_asset_s
 from config.flows import IngestConfig, InputError, Source
 from config.settings import Settings
 from expectations.screening import parse_rejects, screen_incoming, store_screened
+from market.adjust import apply_splits
 from market.calendars import get_calendar
 from providers.base import DataFileError, NotSupported
 from providers.corporate import fetch_and_store_splits
@@ -33,6 +34,7 @@ from providers.factory import build_provider, resolve_sample_path
 from providers.shared import shared_manager
 from storage.assets import get_asset, list_assets, register_asset
 from storage.bars import bar_gaps, bar_summary, watermark
+from storage.corporate_actions import list_corporate_actions
 from storage.quarantine import QuarantinedRow, quarantine_counts
 from storage.registry import sync_asset_registry
 from storage.runs import finish_ingest_run, start_ingest_run
@@ -64,6 +66,7 @@ class IngestTarget(BaseModel):
     start: datetime | None = None
     end: datetime | None = None
     full: bool = False
+    adjust_splits: bool = False
     batch_id: str
     new_asset: AssetSpec | None = None
 
@@ -208,6 +211,7 @@ def _explicit_targets(config: IngestConfig, engine: Engine) -> list[IngestTarget
                 start=config.start,
                 end=config.end,
                 full=config.full,
+                adjust_splits=config.adjust_splits,
                 batch_id=config.batch_id,
                 new_asset=new_asset,
             )
@@ -256,6 +260,7 @@ def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) 
                 start=config.start,
                 end=config.end,
                 full=config.full,
+                adjust_splits=config.adjust_splits,
                 batch_id=config.batch_id,
             )
         )
@@ -274,6 +279,7 @@ def _online_targets(config: IngestConfig, source: Source, engine: Engine) -> lis
             start=config.start,
             end=config.end,
             full=config.full,
+                adjust_splits=config.adjust_splits,
             batch_id=config.batch_id,
         )
         for asset in _registered(engine, config.symbols)
@@ -393,6 +399,13 @@ def _gap_fields(engine: Engine, target: IngestTarget) -> dict[str, Any]:
     }
 
 
+def _split_adjusted(engine: Engine, symbol: str, bars: pd.DataFrame) -> pd.DataFrame:
+    """``bars`` back-adjusted by the splits of ``symbol`` recorded in ``corporate_actions``."""
+    with engine.connect() as conn:
+        actions = list_corporate_actions(conn, symbol)
+    return apply_splits(bars, actions) if actions and len(bars) else bars
+
+
 def ingest_target(
     engine: Engine, settings: Settings, target: IngestTarget, *, manager: ManagerFactory | None = None
 ) -> IngestOutcome:
@@ -427,6 +440,9 @@ def ingest_target(
     try:
         start, end = fetch_window(engine, target)
         fetched = _fetch(target, settings, engine, managers, start, end)
+        if target.adjust_splits:
+            adjusted = _split_adjusted(engine, target.symbol, fetched.bars)
+            fetched = fetched.model_copy(update={"bars": adjusted})
         screened = screen_incoming(
             engine,
             settings,

@@ -56,6 +56,9 @@ def ingest_command(
         str | None, typer.Option(help="strftime format of the CSV dates, or epoch_s / epoch_ms.")
     ] = None,
     adjust: Annotated[bool, typer.Option(help="Scale OHLC by the file's Adj Close column.")] = False,
+    adjust_splits: Annotated[
+        bool, typer.Option(help="Back-adjust by the splits recorded in corporate_actions (fks actions).")
+    ] = False,
     asset_class: Annotated[
         str | None, typer.Option(help="equity, etf, index, fx or crypto (new symbols).")
     ] = None,
@@ -84,6 +87,7 @@ def ingest_command(
                 "timeframe": timeframe,
                 "date_format": date_format,
                 "adjust": adjust,
+                "adjust_splits": adjust_splits,
                 "asset_class": asset_class,
                 "calendar": calendar,
                 "start": start,

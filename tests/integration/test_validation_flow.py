@@ -165,3 +165,33 @@ def test_a_recorded_split_turns_a_split_like_jump_into_a_warning(
         warned = list_warnings(conn, symbol="SPLIT2")
         assert ex_date in read_bars(conn, "SPLIT2", "1d").index
     assert [(w.ts, w.expectation) for w in warned] == [(ex_date, "split_unadjusted")]
+
+
+def test_adjust_splits_back_adjusts_with_the_recorded_splits(
+    settings: Settings, samples_dir: Path, tmp_path: Path
+) -> None:
+    from storage import CorporateAction, list_warnings, upsert_corporate_actions
+
+    frame = pd.read_csv(samples_dir / "googl_daily.csv")
+    original = frame.copy()
+    i = 1200
+    for col in ("Open", "High", "Low", "Close", "Adj Close"):
+        frame.loc[i:, col] = frame.loc[i:, col] / 2.0  # unadjusted 2-for-1 from row i on
+    frame.loc[i:, "Volume"] = frame.loc[i:, "Volume"] * 2
+    path = tmp_path / "split.csv"
+    frame.to_csv(path, index=False)
+    ex_date = pd.Timestamp(frame.loc[i, "Date"], tz="UTC")
+    with store_for(settings).begin() as conn:
+        split = CorporateAction(symbol="ADJ", ex_date=ex_date, kind="split", ratio=2.0, source="manual")
+        upsert_corporate_actions(conn, [split])
+    config = IngestConfig(source="csv", path=path, symbols=["ADJ"], timeframe="1d", adjust_splits=True)
+    summary = ingest(config, settings)
+    assert summary.outcomes[0].quarantined == 0
+    with store_for(settings).connect() as conn:
+        stored = read_bars(conn, "ADJ", "1d")
+        assert list_warnings(conn, symbol="ADJ") == []  # adjusted: no jump left to flag
+    # before the ex-date, prices are halved and volumes doubled: the series is continuous
+    before = stored.index < ex_date
+    np.testing.assert_allclose(stored.loc[before, "close"], original.loc[: i - 1, "Close"] / 2.0)
+    np.testing.assert_allclose(stored.loc[~before, "close"], frame.loc[i:, "Close"])
+    np.testing.assert_allclose(stored.loc[before, "volume"], original.loc[: i - 1, "Volume"] * 2.0)
