@@ -12,10 +12,10 @@ promotion gate's backtests and decision; :mod:`backtest.promotion`).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backtest.engine import BacktestResult, Costs, run
+from config.exports import lazy_exports
 
 if TYPE_CHECKING:
     from backtest.evaluate import BacktestSummary, evaluate_model, run_backtest, strategy_metrics
@@ -41,10 +41,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a service from its module on first use."""
-    if name in _SERVICES:
-        value = getattr(import_module(_SERVICES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'backtest' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _SERVICES)

@@ -21,8 +21,9 @@ this package) stays cheap::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from config.exports import lazy_exports
 
 if TYPE_CHECKING:
     from models.family import AnyFamily, FamilyConfig, ModelFamily, Trained, TrainingData, get_family
@@ -119,10 +120,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import an exported name from its module on first use."""
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'models' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -20,8 +20,9 @@ matplotlib::
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from config.exports import lazy_exports
 
 if TYPE_CHECKING:
     from models.forecaster.family import FORECASTER, ForecasterFamily, forecast_positions
@@ -112,10 +113,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import an exported name from its module on first use."""
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'models.forecaster' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
