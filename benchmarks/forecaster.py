@@ -25,7 +25,8 @@ TensorFlow up first.
 
 Inference: the final model is saved, logged with :func:`models.forecaster.pyfunc.log_forecaster` and loaded
 with ``mlflow.pyfunc.load_model``. Inputs are raw bars with ``ts`` as ISO 8601 strings (as JSON
-brings them): batch 1 is one symbol with ``warmup + lookback`` bars; batch 256 is 256 such
+brings them): batch 1 is one symbol with ``min_bars = min_history + lookback - 1`` bars (the least
+the model accepts); batch 256 is 256 such
 series, copies of SPX stretches at spread offsets relabelled ``S000`` ... ``S255``, in one frame.
 Each figure is the median of N (or M) timed rounds after two warm-up rounds; in every round the
 six calls below take turns, so drift of the machine weighs on all of them alike:
@@ -314,7 +315,7 @@ def run(epochs: int, rounds: int, runs_1: int, runs_wide: int) -> dict[str, Any]
     training, fit = _train(data, config, epochs, rounds)
     rss["after_training"] = _peak_rss_mb()
 
-    min_bars = feature_set.warmup + config.lookback
+    min_bars = feature_set.min_history + config.lookback - 1
     starts = np.linspace(0, len(bars) - min_bars, WIDE).astype(int).tolist()
     frames = {
         1: _raw_frame(bars, [starts[-1]], min_bars, [SYMBOL]),
@@ -337,6 +338,7 @@ def run(epochs: int, rounds: int, runs_1: int, runs_wide: int) -> dict[str, Any]
             "feature_set": feature_set.name,
             "features": len(dataset.feature_names),
             "warmup": feature_set.warmup,
+            "min_bars": min_bars,
             "samples": dataset.n_samples,
             "train_samples": int(X_train.shape[0]),
             "val_samples": int(X_val.shape[0]),

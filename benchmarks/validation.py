@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._common import peak_rss_mb as _peak_rss_mb
+from config.validation import ReturnBound, ReturnPolicy
 
 SYMBOL = "BENCH"
 ASSET_CLASS = "crypto"
@@ -61,12 +62,12 @@ def plain_checks(
     frame: pd.DataFrame,
     calendar: Any,
     now: pd.Timestamp,
-    window: int,
-    k: float,
-    floor: float,
-    min_periods: int,
+    bound: ReturnBound,
+    returns: ReturnPolicy,
 ) -> dict[str, np.ndarray]:
-    """The bars suite's row checks in plain pandas/numpy: failing positions per check."""
+    """The bars suite's row checks in plain pandas/numpy: failing positions per check (the same
+    return rules as the suite: warning bound, spike bound, split-like ratios, ceiling, stale)."""
+    window, k, floor, min_periods = bound.window, bound.k, bound.floor, returns.min_periods
     ts = pd.DatetimeIndex(pd.to_datetime(frame["ts"], utc=True)).as_unit("ns")
     o, h, lo, c, v = (
         frame[col].to_numpy(dtype="float64") for col in ("open", "high", "low", "close", "volume")
@@ -94,19 +95,36 @@ def plain_checks(
     r = pd.Series(np.log(c)).diff()
     med = r.rolling(window, min_periods=min_periods).median().shift(1)
     mad = (r - med).abs().rolling(window, min_periods=min_periods).median().shift(1)
-    bound = np.maximum(k * 1.4826 * mad.fillna(0.0), floor).where(mad.notna(), floor)
-    z = ((r - med.fillna(0.0)).abs() / bound).to_numpy()
+    warm = mad.notna().to_numpy() & med.notna().to_numpy()
+    scale = 1.4826 * mad.fillna(0.0).to_numpy()
+    rv, m0 = r.to_numpy(), med.fillna(0.0).to_numpy()
     nxt = r.shift(-1).to_numpy()
-    rv, bv = r.to_numpy(), bound.to_numpy()
-    with np.errstate(invalid="ignore"):
+    sb = np.maximum(bound.spike_k * scale, bound.spike_floor)
+    with np.errstate(invalid="ignore", over="ignore"):
         spike = (
-            (np.abs(rv) > bv)
-            & (np.abs(nxt) > bv)
+            warm
+            & (np.abs(rv - m0) > sb)
+            & (np.abs(nxt - m0) > sb)
             & (rv * nxt < 0)
-            & (np.abs(rv + nxt) <= 0.5 * np.fmin(abs(rv), abs(nxt)))
+            & (np.abs(rv + nxt) <= returns.spike_reversion * np.fmin(abs(rv), abs(nxt)))
         )
+        adjusted = rv.copy()
+        after = np.flatnonzero(spike[:-1]) + 1
+        adjusted[after] = np.log(c[after]) - np.log(c[after - 2])
+        z = np.where(warm, np.abs(adjusted - m0) / np.maximum(k * scale, floor), np.nan)
+        ratios = np.asarray(returns.split_ratios, dtype="float64")
+        ratios = np.concatenate([ratios, 1.0 / ratios])
+        factor = np.exp(adjusted)[:, None] / ratios[None, :]
+        near = (np.abs(factor - 1.0) <= returns.split_tolerance).any(axis=1)
         out["return_in_bound"] = np.flatnonzero(z > 1.0)
+        out["split_like"] = np.flatnonzero(warm & ~spike & (z > 1.0) & near)
+        out["return_ceiling"] = np.flatnonzero(np.abs(adjusted) / bound.ceiling > 1.0)
     out["no_spike"] = np.flatnonzero(spike)
+    same = np.zeros(len(c), dtype=bool)
+    same[1:] = c[1:] == c[:-1]
+    run = pd.Series(same).groupby((~pd.Series(same)).cumsum()).cumsum().to_numpy()
+    out["stale_price"] = np.flatnonzero(run >= bound.stale_run)
+    out["ts_in_calendar_span"] = np.flatnonzero(calendar.outside_span(ts))
     return out
 
 
@@ -130,9 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rss_data = _peak_rss_mb()
 
     plain_s, plain_out = _best(
-        lambda: plain_checks(
-            frame, calendar, now, bound.window, bound.k, bound.floor, policy.returns.min_periods
-        ),
+        lambda: plain_checks(frame, calendar, now, bound, policy.returns),
         args.repeats,
     )
     plain_failures = int(sum(len(v) for v in plain_out.values()))
