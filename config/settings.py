@@ -76,6 +76,17 @@ class Settings(BaseSettings):
         ge=0,
         description="Longest a forecast request waits for others to share its forward pass.",
     )
+    serve_auth: bool = Field(
+        default=True,
+        description="Require an API key (X-API-Key) on the REST service; off only for loopback use.",
+    )
+    serve_rate_per_minute: int = Field(default=600, ge=1, description="Requests per minute per API key.")
+    serve_max_body_bytes: int = Field(
+        default=8_000_000, ge=1_000, description="Largest request body the REST service reads."
+    )
+    serve_cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the REST service from a browser."
+    )
     binance_base_url: str = "https://api.binance.com"
     yahoo_base_url: str = "https://query2.finance.yahoo.com"
     polygon_base_url: str = "https://api.polygon.io"

@@ -35,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from config.settings import Settings
+from serving.auth import HEADER, KeyGate
 from serving.batching import MicroBatcher
 from serving.schemas import Error, Forecast, ForecastRequest, ForecastResponse, ModelInfo
 from serving.slots import LoadedModel, ModelSlot
@@ -74,6 +75,7 @@ class _State:
         self.metrics = _Metrics()
         self.batchers: dict[tuple[str, str], MicroBatcher] = {}
         self._engine: Any = None
+        self.gate = KeyGate(self.engine, rate_per_minute=settings.serve_rate_per_minute)
 
     def engine(self) -> Any:
         if self._engine is None:
@@ -151,12 +153,30 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
         lifespan=lifespan,
     )
     app.state.fks = state
+    if settings.serve_cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(settings.serve_cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["content-type", HEADER],
+        )  # fmt: skip
+    if not settings.serve_auth:
+        log.warning(
+            "FKS_SERVE_AUTH is off: every route answers without an API key; "
+            "use this only on loopback (127.0.0.1)"
+        )
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Any) -> Response:
         route = request.url.path
         started = time.perf_counter()
-        response: Response = await call_next(request)
+        refusal = await asyncio.to_thread(_refusal, state, request)
+        if refusal is not None:
+            response: Response = JSONResponse(
+                Error(error=refusal.message).model_dump(), status_code=refusal.status, headers=refusal.headers
+            )
+        else:
+            response = await call_next(request)
         state.metrics.requests.labels(route, str(response.status_code)).inc()
         state.metrics.latency.labels(route).observe(time.perf_counter() - started)
         return response
@@ -284,6 +304,28 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+OPEN_ROUTES = frozenset(
+    {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+"""Routes that answer without an API key."""
+
+
+def _refusal(state: _State, request: Request) -> Any:
+    """Why ``request`` is refused before it runs (body too large, no or bad key, over the rate)."""
+    from serving.auth import Refusal
+
+    length = request.headers.get("content-length")
+    limit = state.settings.serve_max_body_bytes
+    if length is not None and length.isdigit() and int(length) > limit:
+        size = int(length)
+        message = f"the request body has {size:,} bytes, the limit is {limit:,}; send fewer bars"
+        return Refusal(413, message, {})
+    if not state.settings.serve_auth or request.url.path in OPEN_ROUTES:
+        return None
+    _, refusal = state.gate.check(request.headers.get(HEADER))
+    return refusal
 
 
 def _frame(state: _State, inner: Any, body: ForecastRequest) -> pd.DataFrame:

@@ -510,3 +510,20 @@ class CorporateActionRow(Base):
     ratio: Mapped[float] = mapped_column(Float, nullable=False)
     source: Mapped[str] = mapped_column(String(64), nullable=False)
     recorded_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ApiKeyRow(Base):
+    """One API key of the REST service (table ``api_keys``): only its SHA-256 hash is kept.
+
+    ``prefix`` (the key's first characters) identifies it in listings; ``revoked_at`` (epoch ms UTC)
+    is set when it is revoked; ``created_at`` likewise.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -18,6 +18,7 @@ from flows.cli import (
     backtest,
     data,
     features,
+    keys,
     lake,
     market,
     pipeline,
@@ -62,6 +63,7 @@ app.add_typer(
 app.add_typer(
     actions.actions_app, name="actions", help="Corporate actions (splits) recorded from the providers."
 )
+app.add_typer(keys.keys_app, name="keys", help="API keys of the REST service (X-API-Key).")
 
 
 def main() -> None:

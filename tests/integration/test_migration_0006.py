@@ -52,7 +52,7 @@ def test_0006_adds_corporate_actions_keeps_bars_and_round_trips(url: str) -> Non
         with eng.begin() as conn:
             upsert_bars(conn, "AAPL", "1d", bars, source="csv")
 
-        migrate(eng)
+        _to(eng, "0006")
         assert _version(eng) == "0006"
         pk = inspect(eng).get_pk_constraint("corporate_actions")
         assert pk["constrained_columns"] == ["symbol", "kind", "ex_date"]
@@ -77,5 +77,22 @@ def test_0006_adds_corporate_actions_keeps_bars_and_round_trips(url: str) -> Non
         with eng.connect() as conn:
             assert list_corporate_actions(conn) == []
         pd.testing.assert_frame_equal(read_bars(eng, "AAPL", "1d"), bars, check_freq=False)
+    finally:
+        eng.dispose()
+
+
+def test_0007_adds_api_keys_and_round_trips(url: str) -> None:
+    eng = make_engine(url)
+    try:
+        _to(eng, "0006")
+        assert "api_keys" not in inspect(eng).get_table_names()
+        migrate(eng)
+        assert _version(eng) == "0007"
+        columns = {c["name"] for c in inspect(eng).get_columns("api_keys")}
+        assert columns == {"id", "name", "key_hash", "prefix", "created_at", "revoked_at"}
+        _to(eng, "0006", up=False)
+        assert "api_keys" not in inspect(eng).get_table_names()
+        migrate(eng)
+        assert "api_keys" in inspect(eng).get_table_names()
     finally:
         eng.dispose()

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,19 +109,13 @@ class Server:
     settings: Settings
 
 
-@pytest.fixture(scope="module")
-def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextmanager
+def _running(settings: Settings) -> Iterator[str]:
+    """A real uvicorn server on loopback over ``create_app(settings)``, ready; yields its URL."""
     import uvicorn
 
     from serving.app import create_app
 
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"),
-        db_url=registry.db_url,
-        mlflow_tracking_uri=registry.tracking_uri,
-        serve_poll_interval_s=0.5,
-        serve_max_wait_ms=5.0,
-    )
     port = _free_port()
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     uv = uvicorn.Server(config)
@@ -128,18 +123,34 @@ def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        raise RuntimeError("the service did not become ready in 120 s")
-    yield Server(url=url, settings=settings)
-    uv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("the service did not become ready in 120 s")
+        yield url
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("data"),
+        db_url=registry.db_url,
+        mlflow_tracking_uri=registry.tracking_uri,
+        serve_poll_interval_s=0.5,
+        serve_max_wait_ms=5.0,
+        serve_auth=False,  # loopback; the auth test below runs its own server with keys
+    )
+    with _running(settings) as url:
+        yield Server(url=url, settings=settings)
 
 
 def _bars_json(raw: pd.DataFrame) -> list[dict[str, Any]]:
@@ -345,3 +356,43 @@ def test_a_promotion_during_load_fails_no_request(server: Server, registry: Regi
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-9)
     assert 'fks_model_swaps_total{model="fks-forecaster"} 1.0' in httpx.get(f"{server.url}/metrics").text
     assert np.isfinite(got)
+
+
+def test_api_keys_rate_limits_and_body_limits(registry: Registry, tmp_path: Path) -> None:
+    from storage import open_store
+    from storage.api_keys import create_api_key, revoke_api_key
+
+    engine = open_store(registry.db_url)
+    with engine.begin() as conn:
+        _, good = create_api_key(conn, f"client-{time.time_ns()}")
+        gone, revoked = create_api_key(conn, f"old-{time.time_ns()}")
+        revoke_api_key(conn, gone.name)
+    engine.dispose()
+    settings = Settings(
+        data_dir=tmp_path,
+        db_url=registry.db_url,
+        mlflow_tracking_uri=registry.tracking_uri,
+        serve_rate_per_minute=5,
+        serve_max_body_bytes=50_000,
+    )
+    body = {"series": [{"symbol": "SPX"}]}
+    with _running(settings) as url:
+        for route in ("/health", "/ready", "/metrics", "/openapi.json"):
+            assert httpx.get(f"{url}{route}").status_code == 200, route  # open without a key
+        missing = httpx.post(f"{url}/v1/forecast", json=body)
+        assert missing.status_code == 401 and "fks keys create" in missing.json()["error"]
+        wrong = httpx.post(f"{url}/v1/forecast", json=body, headers={"X-API-Key": "fks_nope"})
+        assert wrong.status_code == 401
+        old = httpx.post(f"{url}/v1/forecast", json=body, headers={"X-API-Key": revoked})
+        assert old.status_code == 403 and "revoked" in old.json()["error"]
+        assert httpx.get(f"{url}/v1/models").status_code == 401
+        key = {"X-API-Key": good}
+        statuses = [httpx.post(f"{url}/v1/forecast", json=body, headers=key) for _ in range(7)]
+        assert [r.status_code for r in statuses[:5]] == [200] * 5
+        limited = statuses[-1]
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        headers = {**key, "content-type": "application/json"}
+        big = httpx.post(f"{url}/v1/forecast", content=b"x" * 60_000, headers=headers)
+        assert big.status_code == 413 and "limit is 50,000" in big.json()["error"]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'route="/v1/forecast",status="401"' in metrics and 'status="429"' in metrics
