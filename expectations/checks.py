@@ -222,11 +222,11 @@ def _near_ratio(jump: np.ndarray, ratios: np.ndarray, tolerance: float) -> np.nd
 def _stale(close: np.ndarray, run: int) -> np.ndarray:
     """True where ``close`` equals each of the ``run`` closes before it."""
     n = len(close)
-    same = np.zeros(n, dtype=bool)
-    same[1:] = close[1:] == close[:-1]
-    streak = np.zeros(n, dtype=np.int64)
-    for i in np.flatnonzero(same):
-        streak[i] = streak[i - 1] + 1
+    position = np.arange(n)
+    changed = np.ones(n, dtype=bool)
+    changed[1:] = close[1:] != close[:-1]
+    # repeats so far = distance to the last bar whose close changed
+    streak = position - np.maximum.accumulate(np.where(changed, position, 0))
     return streak >= max(int(run), 1)
 
 

@@ -13,10 +13,10 @@ from flows.features import features
 from flows.ingest import ingest
 from flows.promote import promote
 from flows.train_forecaster import train_forecaster
+from ingestion.features import FeaturesSummary
+from ingestion.ingest import IngestSummary
 from models.forecaster.service import TrainingSummary
 from models.promotion import PromotionSummary
-from tasks.data import IngestSummary
-from tasks.features import FeaturesSummary
 
 
 class PipelineSummary(BaseModel):

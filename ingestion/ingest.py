@@ -208,15 +208,22 @@ def _explicit_targets(config: IngestConfig, engine: Engine) -> list[IngestTarget
                 options=options,
                 calendar=calendars[symbol],
                 asset_class=spec.asset_class if (spec := known[symbol]) else asset_class,
-                start=config.start,
-                end=config.end,
-                full=config.full,
-                adjust_splits=config.adjust_splits,
-                batch_id=config.batch_id,
+                **_run_fields(config),
                 new_asset=new_asset,
             )
         )
     return targets
+
+
+def _run_fields(config: IngestConfig) -> dict[str, Any]:
+    """The fields every target of one ingest run shares (window, resume, adjustment, batch)."""
+    return {
+        "start": config.start,
+        "end": config.end,
+        "full": config.full,
+        "adjust_splits": config.adjust_splits,
+        "batch_id": config.batch_id,
+    }
 
 
 def _registered(engine: Engine, symbols: list[str]) -> list[AssetSpec]:
@@ -257,11 +264,7 @@ def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) 
                 options=options,
                 calendar=asset.calendar,
                 asset_class=asset.asset_class,
-                start=config.start,
-                end=config.end,
-                full=config.full,
-                adjust_splits=config.adjust_splits,
-                batch_id=config.batch_id,
+                **_run_fields(config),
             )
         )
     return targets
@@ -276,11 +279,7 @@ def _online_targets(config: IngestConfig, source: Source, engine: Engine) -> lis
             options={},
             calendar=asset.calendar,
             asset_class=asset.asset_class,
-            start=config.start,
-            end=config.end,
-            full=config.full,
-                adjust_splits=config.adjust_splits,
-            batch_id=config.batch_id,
+            **_run_fields(config),
         )
         for asset in _registered(engine, config.symbols)
     ]

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from config.settings import Settings
-from serving.auth import HEADER, KeyGate
+from serving.auth import HEADER, KeyGate, Refusal
 from serving.batching import MicroBatcher
 from serving.schemas import Error, Forecast, ForecastRequest, ForecastResponse, ModelInfo
 from serving.slots import LoadedModel, ModelSlot
@@ -170,7 +170,10 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
     async def _observe(request: Request, call_next: Any) -> Response:
         route = request.url.path
         started = time.perf_counter()
-        refusal = await asyncio.to_thread(_refusal, state, request)
+        refusal = _size_refusal(state, request)
+        if refusal is None and state.settings.serve_auth and route not in OPEN_ROUTES:
+            # the key lookup may read the store: off the event loop
+            _, refusal = await asyncio.to_thread(state.gate.check, request.headers.get(HEADER))
         if refusal is not None:
             response: Response = JSONResponse(
                 Error(error=refusal.message).model_dump(), status_code=refusal.status, headers=refusal.headers
@@ -312,20 +315,15 @@ OPEN_ROUTES = frozenset(
 """Routes that answer without an API key."""
 
 
-def _refusal(state: _State, request: Request) -> Any:
-    """Why ``request`` is refused before it runs (body too large, no or bad key, over the rate)."""
-    from serving.auth import Refusal
-
+def _size_refusal(state: _State, request: Request) -> Refusal | None:
+    """413 when the declared body is larger than ``serve_max_body_bytes``."""
     length = request.headers.get("content-length")
     limit = state.settings.serve_max_body_bytes
     if length is not None and length.isdigit() and int(length) > limit:
         size = int(length)
         message = f"the request body has {size:,} bytes, the limit is {limit:,}; send fewer bars"
         return Refusal(413, message, {})
-    if not state.settings.serve_auth or request.url.path in OPEN_ROUTES:
-        return None
-    _, refusal = state.gate.check(request.headers.get(HEADER))
-    return refusal
+    return None
 
 
 def _frame(state: _State, inner: Any, body: ForecastRequest) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from storage.api_keys import ApiKey, find_api_key, hash_key
 
 HEADER = "X-API-Key"
+_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class KeyGate:
         with self._engine().connect() as conn:
             found = find_api_key(conn, plain)
         with self._lock:
+            if len(self._cache) >= _CACHE_MAX:  # random keys must not grow memory without bound
+                self._cache.clear()
             self._cache[digest] = (found, now)
         return found
 

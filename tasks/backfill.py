@@ -14,7 +14,6 @@ from prefect.cache_policies import NONE
 from config.backfill import BackfillConfig
 from config.settings import Settings
 from ingestion.backfill import (
-    BackfillIncomplete,
     BackfillOutcome,
     BackfillTarget,
     backfill_target,
@@ -23,7 +22,7 @@ from ingestion.backfill import (
 from tasks.providers import is_transient, manager_for
 from tasks.store import store_for
 
-__all__ = ["BackfillIncomplete", "backfill_series", "plan_backfill"]
+__all__ = ["backfill_series", "plan_backfill"]
 
 
 @task(name="plan-backfill", cache_policy=NONE)

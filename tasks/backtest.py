@@ -11,7 +11,7 @@ from config.backtest import BacktestConfig
 from config.settings import Settings
 from tasks.store import store_for
 
-__all__ = ["BacktestSummary", "backtest_model"]
+__all__ = ["backtest_model"]
 
 
 @task(name="backtest-model", task_run_name="backtest-{config.model}", cache_policy=NONE)

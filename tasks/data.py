@@ -10,7 +10,6 @@ from prefect.futures import PrefectFuture
 from config.flows import IngestConfig
 from config.settings import Settings
 from ingestion.ingest import (
-    IngestFailed,
     IngestOutcome,
     IngestSummary,
     IngestTarget,
@@ -22,7 +21,7 @@ from ingestion.ingest import (
 from tasks.providers import is_transient, manager_for
 from tasks.store import store_for
 
-__all__ = ["IngestFailed", "IngestSummary", "collect_outcomes", "ingest_series", "plan_ingest"]
+__all__ = ["collect_outcomes", "ingest_series", "plan_ingest"]
 
 
 @task(name="plan-ingest", cache_policy=NONE)
@@ -52,7 +51,8 @@ def collect_outcomes(
     """Wait for every series and build the summary.
 
     Raises:
-        IngestFailed: after all series finished, when any of them failed (the summary rides on it).
+        ingestion.ingest.IngestFailed: after all series finished, when any of them failed (the
+            summary rides on it).
     """
     outcomes = []
     for target, future in zip(targets, futures, strict=True):

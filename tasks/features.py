@@ -10,15 +10,13 @@ from config.flows import FeaturesConfig
 from config.settings import Settings
 from ingestion.features import (
     FeaturesOutcome,
-    FeaturesSummary,
     FeaturesTarget,
     feature_targets,
-    features_root,
     featurise_series,
 )
 from tasks.store import store_for
 
-__all__ = ["FeaturesSummary", "build_series_features", "features_root", "plan_features"]
+__all__ = ["build_series_features", "plan_features"]
 
 
 @task(name="plan-features", cache_policy=NONE)

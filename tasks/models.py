@@ -8,11 +8,11 @@ from prefect.cache_policies import NONE
 from backtest.evaluate import strategy_metrics
 from config.models import ForecasterConfig
 from config.settings import Settings
+from ingestion.features import features_root
 from models.forecaster.service import TrainingSummary, train_and_record
-from tasks.features import features_root
 from tasks.store import store_for
 
-__all__ = ["TrainingSummary", "train_forecaster_task"]
+__all__ = ["train_forecaster_task"]
 
 
 @task(

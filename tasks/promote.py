@@ -12,7 +12,7 @@ from config.settings import Settings
 from models.promotion import PromotionSummary, rollback_champion
 from tasks.store import store_for
 
-__all__ = ["PromotionSummary", "gate_model", "rollback_model"]
+__all__ = ["gate_model", "rollback_model"]
 
 
 @task(name="promotion-gate", task_run_name="gate-{config.model}", cache_policy=NONE)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -355,7 +354,6 @@ def test_a_promotion_during_load_fails_no_request(server: Server, registry: Regi
     got = httpx.post(f"{server.url}/v1/forecast", json=body).json()["forecasts"][0]["forecast_log_return"]
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-9)
     assert 'fks_model_swaps_total{model="fks-forecaster"} 1.0' in httpx.get(f"{server.url}/metrics").text
-    assert np.isfinite(got)
 
 
 def test_api_keys_rate_limits_and_body_limits(registry: Registry, tmp_path: Path) -> None:
