@@ -171,7 +171,8 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
         route = request.url.path
         started = time.perf_counter()
         refusal = _size_refusal(state, request)
-        if refusal is None and state.settings.serve_auth and route not in OPEN_ROUTES:
+        needs_key = state.settings.serve_auth and route not in OPEN_ROUTES and request.method != "OPTIONS"
+        if refusal is None and needs_key:  # a CORS preflight carries no key
             # the key lookup may read the store: off the event loop
             _, refusal = await asyncio.to_thread(state.gate.check, request.headers.get(HEADER))
         if refusal is not None:

@@ -372,11 +372,22 @@ def test_api_keys_rate_limits_and_body_limits(registry: Registry, tmp_path: Path
         mlflow_tracking_uri=registry.tracking_uri,
         serve_rate_per_minute=5,
         serve_max_body_bytes=50_000,
+        serve_cors_origins=["https://notebook.example"],
     )
     body = {"series": [{"symbol": "SPX"}]}
     with _running(settings) as url:
         for route in ("/health", "/ready", "/metrics", "/openapi.json"):
             assert httpx.get(f"{url}{route}").status_code == 200, route  # open without a key
+        preflight = httpx.options(
+            f"{url}/v1/forecast",
+            headers={
+                "Origin": "https://notebook.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-api-key,content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://notebook.example"
         missing = httpx.post(f"{url}/v1/forecast", json=body)
         assert missing.status_code == 401 and "fks keys create" in missing.json()["error"]
         wrong = httpx.post(f"{url}/v1/forecast", json=body, headers={"X-API-Key": "fks_nope"})
