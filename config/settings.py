@@ -87,6 +87,43 @@ class Settings(BaseSettings):
     serve_cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the REST service from a browser."
     )
+    serve_challenger_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of forecast requests answered by a model's @challenger (0: none).",
+    )
+    serve_shadow: bool = Field(
+        default=False,
+        description="Score every forecast with the @challenger too, log it, never return it.",
+    )
+    serve_prediction_queue: int = Field(
+        default=10_000,
+        ge=1,
+        description="Predictions waiting for the background writer; beyond this they are dropped "
+        "(counted in /metrics), never blocking a request.",
+    )
+    serve_feature_cache: int = Field(
+        default=512, ge=0, description="Feature windows kept per model, keyed by the bars' checksum (0: off)."
+    )
+    drift_window_hours: float = Field(
+        default=24.0 * 7, gt=0, description="How far back `fks drift` and /v1/drift look at served inputs."
+    )
+    drift_min_samples: int = Field(
+        default=30, ge=2, description="Fewest served inputs a drift verdict is given on."
+    )
+    drift_psi_warn: float = Field(
+        default=0.1, gt=0, description="PSI from which a feature's verdict is 'shift' (0.1: the usual rule)."
+    )
+    drift_psi_alert: float = Field(
+        default=0.25, gt=0, description="PSI from which a feature's verdict is 'drift' (0.25: the usual rule)."
+    )
+    drift_ks_pvalue: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="Kolmogorov-Smirnov p-value below which a feature's distribution differs.",
+    )
     binance_base_url: str = "https://api.binance.com"
     yahoo_base_url: str = "https://query2.finance.yahoo.com"
     polygon_base_url: str = "https://api.polygon.io"

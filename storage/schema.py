@@ -527,3 +527,31 @@ class ApiKeyRow(Base):
     prefix: Mapped[str] = mapped_column(String(16), nullable=False)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class PredictionRow(Base):
+    """One answer of the REST service (table ``predictions``), written by a background writer.
+
+    ``output`` is the model's answer as JSON (e.g. ``{"forecast_log_return": ..., "prob_up": ...}``);
+    ``features`` the raw (unscaled) feature row at ``bar_ts`` as JSON, the input drift is measured
+    on; ``shadow`` is 1 for a challenger scored in shadow mode (logged, never returned);
+    ``key_id`` is the caller's API key (None with auth off); ``served_at`` and ``bar_ts`` are epoch
+    ms UTC; ``latency_ms`` is the request's time up to its answer.
+    """
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_model_served_at", "model", "served_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    served_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[str] = mapped_column(String(32), nullable=False)
+    alias: Mapped[str] = mapped_column(String(32), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    bar_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    output: Mapped[str] = mapped_column(Text, nullable=False)
+    features: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    shadow: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
