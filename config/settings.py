@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         default=["fks-forecaster"],
         description="Registered models the REST service loads (each at @champion, else @challenger).",
     )
+    serve_optional_models: list[str] = Field(
+        default=["fks-allocator"],
+        description="Registered models the REST service loads at @champion when they exist "
+        "(/ready does not wait for them); picked up when they appear.",
+    )
     serve_poll_interval_s: float = Field(
         default=30.0, gt=0, description="How often the REST service checks the registry for moved aliases."
     )

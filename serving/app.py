@@ -60,8 +60,15 @@ log = logging.getLogger(__name__)
 
 
 def default_slots(settings: Settings) -> list[ModelSlot]:
-    """The forecaster's champion (its challenger while no champion exists)."""
-    return [ModelSlot(name=name, aliases=("champion", "challenger")) for name in settings.serve_models]
+    """Each of ``serve_models`` at @champion (@challenger while no champion exists), and each of
+    ``serve_optional_models`` at @champion once it exists."""
+    required = [ModelSlot(name=name, aliases=("champion", "challenger")) for name in settings.serve_models]
+    optional = [
+        ModelSlot(name=name, aliases=("champion",), optional=True)
+        for name in settings.serve_optional_models
+        if name not in settings.serve_models
+    ]
+    return required + optional
 
 
 def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> FastAPI:
@@ -156,12 +163,13 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
     @app.get("/ready", responses={503: {"model": Error}})
     async def ready() -> JSONResponse:
         """200 once every served model is loaded and warmed, 503 (naming the missing ones) until then."""
-        missing = [name for name, slot in state.slots.items() if slot.current is None]
+        missing = [name for name, slot in state.slots.items() if slot.current is None and not slot.optional]
         if missing:
             return JSONResponse(
                 Error(error=f"not loaded yet: {', '.join(missing)}").model_dump(), status_code=503
             )
-        return JSONResponse({"status": "ready", "models": sorted(state.slots)})
+        loaded = sorted(name for name, slot in state.slots.items() if slot.current is not None)
+        return JSONResponse({"status": "ready", "models": loaded})
 
     @app.get("/v1/models", response_model=list[ModelInfo])
     async def models() -> list[ModelInfo]:
@@ -245,7 +253,7 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
     async def explain(body: ExplainRequest) -> ExplainResponse:
         """SHAP attributions (expected gradients, the model's own network) of one series' forecast
         to its features: the ``top_k`` largest, signed, in log-return units, summed over the window."""
-        loaded = state.loaded(body.model)
+        loaded = state.forecaster(body.model)
         frame = await asyncio.to_thread(scoring.request_frame, state, [body.series], body.model)
         scored = await scoring.score(state, loaded, frame)
         values = await scoring.explain(state, loaded, scored.windows[0])

@@ -49,7 +49,7 @@ def share_draw(request_id: str) -> float:
 def pick(state: ServiceState, name: str, request_id: str) -> LoadedModel:
     """The version answering this request: ``name``'s challenger for ``serve_challenger_share``
     of requests (when a challenger other than the default version is loaded), else the default."""
-    loaded = state.loaded(name)
+    loaded = state.forecaster(name)
     share = state.settings.serve_challenger_share
     if share > 0 and not state.settings.serve_shadow:
         challenger = state.challenger(name)
@@ -61,7 +61,7 @@ def pick(state: ServiceState, name: str, request_id: str) -> LoadedModel:
 def bars_needed(state: ServiceState, name: str) -> int:
     """Stored bars to read for ``name``: the most any of its loaded versions needs (more history
     never changes a forecast: the features are history-invariant)."""
-    versions = [state.loaded(name), state.challenger(name)]
+    versions = [state.forecaster(name), state.challenger(name)]
     return max(int(v.python_model.min_bars) for v in versions if v is not None)
 
 
@@ -81,7 +81,7 @@ def request_frame(state: ServiceState, series: Sequence[SeriesRequest], name: st
             if len(rows):
                 rows["ts"] = pd.to_datetime(rows["ts"], utc=True)
         else:
-            timeframe = state.loaded(name).python_model.preprocess.timeframe
+            timeframe = state.forecaster(name).python_model.preprocess.timeframe
             with state.engine().connect() as conn:
                 stored = read_bars(conn, item.symbol, timeframe)
             if stored.empty:

@@ -76,8 +76,9 @@ class ServiceState:
         self.settings = settings
         self.slots = {slot.name: slot for slot in slots}
         self.challengers = {
-            name: ModelSlot(name=name, aliases=("challenger",), loader=slot.loader, optional=True)
+            name: ModelSlot(name=name, aliases=("challenger",), loader=self._reusing(slot), optional=True)
             for name, slot in self.slots.items()
+            if "challenger" not in slot.aliases[:1]
         }
         self.metrics = Metrics()
         self._engine: Any = None
@@ -94,6 +95,19 @@ class ServiceState:
         """One explanation at a time: each costs a few hundred forward and backward passes."""
         self.background: set[asyncio.Task[None]] = set()
         """Shadow scorings in flight (held so they are not garbage-collected)."""
+
+    @staticmethod
+    def _reusing(slot: ModelSlot) -> Any:
+        """A loader for ``slot``'s challenger that takes the already loaded object when the
+        challenger is the version ``slot`` serves (no champion yet): one copy in memory."""
+
+        def load(uri: str) -> Any:
+            current = slot.current
+            if current is not None and uri == f"models:/{current.name}/{current.version}":
+                return current.model
+            return slot.loader(uri)
+
+        return load
 
     def engine(self) -> Any:
         if self._engine is None:
@@ -113,9 +127,26 @@ class ServiceState:
             served = ", ".join(self.slots) or "none"
             raise Problem(404, f"no model {name!r} is served; served models: {served}")
         current = slot.current
+        if current is None and slot.optional:
+            wanted = slot.aliases[0]
+            raise Problem(404, f"no version of {name!r} has alias @{wanted}; register and promote one")
         if current is None:
             raise Problem(503, f"model {name!r} is not loaded yet; retry when GET /ready answers 200")
         return current
+
+    def forecaster(self, name: str) -> LoadedModel:
+        """:meth:`loaded`, for routes that need FKS's forecaster interface (bars to windows).
+
+        Raises:
+            Problem: as :meth:`loaded`, and 422 for a model of another kind (it answers on
+                ``/invocations``).
+        """
+        loaded = self.loaded(name)
+        if not hasattr(loaded.python_model, "prepare"):
+            raise Problem(
+                422, f"model {name!r} is not a forecaster; send its inputs to POST /invocations?model={name}"
+            )
+        return loaded
 
     def challenger(self, name: str) -> LoadedModel | None:
         """``name``'s loaded ``@challenger`` when it is another version than the default one."""

@@ -316,3 +316,50 @@ def _wait_for_challenger(base: str, headers: dict[str, str]) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("the challenger was not loaded in 60 s")
+
+
+def test_any_registered_pyfunc_is_served_by_name(registry: Registry, key: str, tmp_path: Path) -> None:
+    import mlflow
+    import mlflow.pyfunc
+
+    from models.registry import register, set_alias
+
+    class EqualWeights(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+            symbols = sorted(set(model_input["symbol"]))
+            return pd.DataFrame({"symbol": symbols, "weight": [1.0 / len(symbols)] * len(symbols)})
+
+    headers = {"X-API-Key": key}
+    with running(_settings(registry, tmp_path / "a", serve_poll_interval_s=0.3)) as base:
+        assert httpx.get(f"{base}/ready").json()["models"] == [NAME]  # fks-allocator does not exist yet
+        absent = httpx.post(
+            f"{base}/invocations", params={"model": "fks-allocator"}, json={}, headers=headers
+        )
+        assert absent.status_code == 404 and "@champion" in absent.json()["error"]
+        mlflow.set_tracking_uri(registry.tracking_uri)
+        example = pd.DataFrame({"symbol": ["A", "B"], "close": [1.0, 2.0]})
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="allocator", python_model=EqualWeights(), input_example=example
+            )
+        set_alias("fks-allocator", "champion", register(info.model_uri, "fks-allocator"))
+        deadline = time.time() + 60
+        while "fks-allocator" not in httpx.get(f"{base}/ready").json()["models"] and time.time() < deadline:
+            time.sleep(0.2)
+        payload = {"dataframe_records": [{"symbol": "A", "close": 1.0}, {"symbol": "C", "close": 3.0}]}
+        answer = httpx.post(
+            f"{base}/invocations", params={"model": "fks-allocator"}, json=payload, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == [
+            {"symbol": "A", "weight": 0.5},
+            {"symbol": "C", "weight": 0.5},
+        ]
+        wrong = httpx.post(
+            f"{base}/v1/forecast",
+            json={"model": "fks-allocator", "series": [{"symbol": "SPX"}]},
+            headers=headers,
+        )
+        assert wrong.status_code == 422 and "not a forecaster" in wrong.json()["error"]
+        names = {m["name"] for m in httpx.get(f"{base}/v1/models", headers=headers).json()}
+        assert names == {NAME, "fks-allocator"}
