@@ -65,41 +65,62 @@ def bars_needed(state: ServiceState, name: str) -> int:
     return max(int(v.python_model.min_bars) for v in versions if v is not None)
 
 
-def request_frame(state: ServiceState, series: Sequence[SeriesRequest], name: str) -> pd.DataFrame:
-    """The raw bars of every series, one frame with a ``symbol`` column; a series without bars
-    gets the latest stored bars of the model's timeframe.
+Series = list[tuple[str, pd.DataFrame]]
+"""The series of a request: ``(symbol, canonical bars)`` pairs, in answer order."""
+
+
+def _bars(item: SeriesRequest, keep: int) -> pd.DataFrame:
+    """A request's bars (validated: finite, positive, increasing) as canonical bars, the last
+    ``keep`` of them."""
+    from market.bars import canonical_bars
+
+    bars = (item.bars or [])[-keep:]
+    frame = pd.DataFrame(
+        {
+            "open": [b.open for b in bars],
+            "high": [b.high for b in bars],
+            "low": [b.low for b in bars],
+            "close": [b.close for b in bars],
+            "volume": [b.volume for b in bars],
+        },
+        index=pd.DatetimeIndex(pd.to_datetime([b.ts for b in bars], utc=True), name="ts"),
+    )
+    return canonical_bars(frame)
+
+
+def request_series(state: ServiceState, series: Sequence[SeriesRequest], name: str) -> Series:
+    """The bars of every series of a request; a series without bars gets the latest stored bars
+    of the model's timeframe. Only the last :func:`bars_needed` bars are kept: older ones never
+    change a forecast.
 
     Raises:
-        Problem: 404 when a symbol has no stored bars, 422 for a series without bars.
+        Problem: 404 when a symbol has no stored bars, 422 for a series with an empty bar list.
     """
     from storage import read_bars
 
-    pieces = []
+    keep = bars_needed(state, name)
+    out: Series = []
     for item in series:
         if item.bars is not None:
-            rows = pd.DataFrame([b.model_dump() for b in item.bars])
-            if len(rows):
-                rows["ts"] = pd.to_datetime(rows["ts"], utc=True)
-        else:
-            timeframe = state.forecaster(name).python_model.preprocess.timeframe
-            with state.engine().connect() as conn:
-                stored = read_bars(conn, item.symbol, timeframe)
-            if stored.empty:
-                raise Problem(
-                    404,
-                    f"no stored {timeframe} bars of {item.symbol!r}; ingest them (`fks ingest`) "
-                    "or send the bars in the request",
-                )
-            rows = stored.iloc[-bars_needed(state, name) :].reset_index()
-        if len(rows) == 0:
-            raise Problem(422, f"series {item.symbol!r} has no bars; send at least the model's min_bars")
-        rows["symbol"] = item.symbol
-        pieces.append(rows)
-    return pd.concat(pieces, ignore_index=True)
+            if not item.bars:
+                raise Problem(422, f"series {item.symbol!r} has no bars; send at least the model's min_bars")
+            out.append((item.symbol, _bars(item, keep)))
+            continue
+        timeframe = state.forecaster(name).python_model.preprocess.timeframe
+        with state.engine().connect() as conn:
+            stored = read_bars(conn, item.symbol, timeframe)
+        if stored.empty:
+            raise Problem(
+                404,
+                f"no stored {timeframe} bars of {item.symbol!r}; ingest them (`fks ingest`) "
+                "or send the bars in the request",
+            )
+        out.append((item.symbol, stored.iloc[-keep:]))
+    return out
 
 
-async def score(state: ServiceState, loaded: LoadedModel, frame: pd.DataFrame) -> Scored:
-    """``loaded``'s forecasts of every series in ``frame``: windows built off the event loop
+async def score(state: ServiceState, loaded: LoadedModel, series: Series) -> Scored:
+    """``loaded``'s forecasts of every series: windows built off the event loop
     (from the feature cache when the same bars came before), the forward pass shared with
     concurrent requests.
 
@@ -108,7 +129,7 @@ async def score(state: ServiceState, loaded: LoadedModel, frame: pd.DataFrame) -
     """
     inner = loaded.python_model
     try:
-        prepared = await asyncio.to_thread(inner.prepare, frame, state.cache(loaded))
+        prepared = await asyncio.to_thread(inner.prepare_series, series, state.cache(loaded))
     except ValueError as exc:
         raise Problem(422, str(exc)) from None
     forecast, prob_up = await state.batcher(loaded).submit(prepared.x)
@@ -152,16 +173,16 @@ def record(
 
 
 async def shadow(
-    state: ServiceState, answered: LoadedModel, frame: pd.DataFrame, *, request_id: str, key_id: int | None
+    state: ServiceState, answered: LoadedModel, series: Series, *, request_id: str, key_id: int | None
 ) -> None:
-    """Score ``frame`` with ``answered``'s challenger too and log it as shadow rows (never
+    """Score ``series`` with ``answered``'s challenger too and log it as shadow rows (never
     returned); a challenger that refuses the bars is logged and skipped."""
     challenger = state.challenger(answered.name)
     if challenger is None or challenger.version == answered.version:
         return
     started = time.perf_counter()
     try:
-        scored = await score(state, challenger, frame)
+        scored = await score(state, challenger, series)
     except Exception as exc:  # the challenger's failure must never reach the caller
         log.info("shadow %s v%s could not score request %s: %s", challenger.name, challenger.version,
                  request_id, exc)  # fmt: skip

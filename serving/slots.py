@@ -142,7 +142,12 @@ class ModelSlot:
 
 
 def _warm(model: Any) -> None:
-    """Run the model once on its own input example, so the first request pays no compilation."""
+    """Run the model once on its own input example, and a forecaster's compiled forward pass
+    too (the REST service's path), so the first request pays no compilation."""
     example = getattr(model, "input_example", None)
-    if example is not None:
-        model.predict(example)
+    if example is None:
+        return
+    model.predict(example)
+    inner = model.unwrap_python_model() if hasattr(model, "unwrap_python_model") else None
+    if inner is not None and hasattr(inner, "prepare") and hasattr(inner, "forward"):
+        inner.forward(inner.prepare(example).x)

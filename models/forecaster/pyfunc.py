@@ -49,7 +49,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -396,6 +396,11 @@ class Prepared:
     features: list[dict[str, float]]
 
 
+def _where(symbol: Any) -> str:
+    """``"symbol 'X': "`` to start a message about one series (nothing for an unnamed one)."""
+    return f"symbol {symbol!r}: " if symbol else ""
+
+
 def _bars_key(bars: pd.DataFrame) -> str:
     """Checksum of canonical bars: their open times and OHLCV values."""
     digest = hashlib.blake2b(digest_size=16)
@@ -492,21 +497,34 @@ class ForecasterModel(PythonModel):
         """
         from market.bars import canonical_bars
 
-        spec, _, _ = self._loaded()
+        self._loaded()
         frame = _clean_input(model_input)
-        out = Prepared([], [], np.empty((0, spec.lookback, len(spec.feature_columns)), "float32"), [])
-        windows: list[np.ndarray] = []
+        series: list[tuple[str, pd.DataFrame]] = []
         for symbol in pd.unique(frame["symbol"]):
-            where = f"symbol {symbol!r}: " if symbol else ""
             rows = frame.loc[frame["symbol"] == symbol, list(BAR_INPUT_COLUMNS)]
             try:
-                bars = canonical_bars(rows)
+                series.append((str(symbol), canonical_bars(rows)))
             except ValueError as exc:
-                raise ValueError(f"{where}{exc}") from None
+                raise ValueError(f"{_where(symbol)}{exc}") from None
+        return self.prepare_series(series, cache)
+
+    def prepare_series(
+        self, series: Sequence[tuple[str, pd.DataFrame]], cache: MutableMapping[str, Any] | None = None
+    ) -> Prepared:
+        """:meth:`prepare` for series already held as canonical bars (``market.canonical_bars``:
+        UTC ``ts`` index, float64 OHLCV, increasing): ``(symbol, bars)`` pairs, in answer order.
+
+        Raises:
+            ValueError: bars the model refuses (too few, another timeframe, undefined features).
+        """
+        spec, _, _ = self._loaded()
+        out = Prepared([], [], np.empty((0, spec.lookback, len(spec.feature_columns)), "float32"), [])
+        windows: list[np.ndarray] = []
+        for symbol, bars in series:
             key = _bars_key(bars) if cache is not None else ""
             hit = cache.get(key) if cache is not None else None
             if hit is None:
-                hit = self._window(bars, where)
+                hit = self._window(bars, _where(symbol))
                 if cache is not None:
                     cache[key] = hit
             window, raw = hit
@@ -514,7 +532,8 @@ class ForecasterModel(PythonModel):
             out.last_ts.append(bars.index[-1])
             windows.append(window)
             out.features.append(raw)
-        out.x = np.stack(windows)
+        if windows:
+            out.x = np.stack(windows)
         return out
 
     def _window(self, bars: pd.DataFrame, where: str) -> tuple[np.ndarray, dict[str, float]]:
