@@ -7,6 +7,7 @@ Routes (OpenAPI at ``/docs`` and ``/openapi.json``):
 ``GET /ready``             200 once every slot has a loaded, warmed model; 503 until then
 ``GET /v1/models``         the loaded versions: alias, run, data window, metrics, load time
 ``POST /v1/forecast``      forecasts for one or many series (raw bars, or the stored bars)
+``POST /v1/allocate``      target weights for a universe from the served allocator
 ``POST /v1/explain``       SHAP attributions of one forecast to its features (top k, signed)
 ``GET /v1/drift``          PSI and Kolmogorov-Smirnov per feature: served inputs vs training
 ``POST /invocations``      MLflow's scoring protocol, answered as ``mlflow models serve`` does
@@ -46,6 +47,8 @@ from serving.auth import HEADER
 from serving.limits import BodyLimit
 from serving.middleware import Gate
 from serving.schemas import (
+    AllocateRequest,
+    AllocateResponse,
     Attribution,
     DriftResponse,
     Error,
@@ -55,9 +58,11 @@ from serving.schemas import (
     ForecastRequest,
     ForecastResponse,
     ModelInfo,
+    Weight,
 )
 from serving.slots import ModelSlot
 from serving.state import Problem, ServiceState
+from storage.predictions import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +263,36 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
             base_value=float(values.attrs["base_value"]),
             attributions=[Attribution(feature=str(k), shap=float(v)) for k, v in top.items()],
             rest=float(values.iloc[body.top_k :].sum()),
+        )
+
+    @app.post(
+        "/v1/allocate",
+        response_model=AllocateResponse,
+        responses={status: {"model": Error} for status in (404, 422, 503)},
+    )
+    async def allocate(body: AllocateRequest, request: Request) -> AllocateResponse:
+        """Target weights for the universe from the served allocator (``fks-allocator@champion``):
+        each asset's bars (or the latest stored ones) and the current weights in, the weights
+        decided at the close of the last bar out (assets and ``CASH``)."""
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        loaded = state.loaded(body.model)
+        frame = await asyncio.to_thread(scoring.allocation_frame, state, loaded, body)
+        ts, weights = await asyncio.to_thread(scoring.allocate, loaded, frame)
+        rows = [
+            Prediction(request_id=request_id, model=loaded.name, version=loaded.version, alias=loaded.alias,
+                       symbol=symbol, bar_ts=ts, output={"weight": weight},
+                       latency_ms=(time.perf_counter() - started) * 1000.0, key_id=request.state.key_id)
+            for symbol, weight in weights
+        ]  # fmt: skip
+        state.writer.offer(rows)
+        return AllocateResponse(
+            request_id=request_id,
+            model=loaded.name,
+            version=loaded.version,
+            alias=loaded.alias,
+            ts=None if ts is None else ts.isoformat(),
+            weights=[Weight(symbol=s, weight=w) for s, w in weights],
         )
 
     @app.get(

@@ -155,3 +155,51 @@ class DriftResponse(BaseModel):
     verdict: str
     thresholds: dict[str, float]
     features: list[FeatureDriftOut]
+
+
+class AllocateRequest(BaseModel):
+    """``POST /v1/allocate``: target weights for a universe from a registered allocator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="fks-allocator", min_length=1, description="Registered allocator name.")
+    universe: list[SeriesRequest] = Field(
+        min_length=1,
+        max_length=MAX_SERIES,
+        description="Every asset of the model's universe, with its bars or not.",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Current weight per symbol (missing: 0; the rest is cash).",
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        for symbol, w in weights.items():
+            if not (-1.0 <= w <= 1.0):
+                raise ValueError(
+                    f"weight of {symbol!r} is {w}; weights are fractions of the account in [-1, 1]"
+                )
+        gross = sum(abs(w) for w in weights.values())
+        if gross > 1.0 + 1e-9:
+            raise ValueError(f"the weights' absolute sum is {gross:.6g}; it must be at most 1 (no leverage)")
+        return weights
+
+
+class Weight(BaseModel):
+    """One asset's (or ``CASH``'s) target weight."""
+
+    symbol: str
+    weight: float
+
+
+class AllocateResponse(BaseModel):
+    """``POST /v1/allocate`` answer: the target weights decided at the close of bar ``ts``."""
+
+    request_id: str
+    model: str
+    version: str
+    alias: str
+    ts: str | None
+    weights: list[Weight]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.schemas import SeriesRequest
+from serving.schemas import AllocateRequest, SeriesRequest
 from serving.slots import LoadedModel
 from serving.state import Problem, ServiceState
 from storage.predictions import Prediction
@@ -96,7 +96,6 @@ def request_series(state: ServiceState, series: Sequence[SeriesRequest], name: s
     Raises:
         Problem: 404 when a symbol has no stored bars, 422 for a series with an empty bar list.
     """
-    from storage import read_bars
 
     keep = bars_needed(state, name)
     out: Series = []
@@ -107,16 +106,27 @@ def request_series(state: ServiceState, series: Sequence[SeriesRequest], name: s
             out.append((item.symbol, _bars(item, keep)))
             continue
         timeframe = state.forecaster(name).python_model.preprocess.timeframe
-        with state.engine().connect() as conn:
-            stored = read_bars(conn, item.symbol, timeframe)
-        if stored.empty:
-            raise Problem(
-                404,
-                f"no stored {timeframe} bars of {item.symbol!r}; ingest them (`fks ingest`) "
-                "or send the bars in the request",
-            )
-        out.append((item.symbol, stored.iloc[-keep:]))
+        out.append((item.symbol, stored_bars(state, item.symbol, timeframe, keep)))
     return out
+
+
+def stored_bars(state: ServiceState, symbol: str, timeframe: str, count: int) -> pd.DataFrame:
+    """The last ``count`` stored ``timeframe`` bars of ``symbol``.
+
+    Raises:
+        Problem: 404 when there are none.
+    """
+    from storage import read_bars
+
+    with state.engine().connect() as conn:
+        stored = read_bars(conn, symbol, timeframe)
+    if stored.empty:
+        raise Problem(
+            404,
+            f"no stored {timeframe} bars of {symbol!r}; ingest them (`fks ingest`) "
+            "or send the bars in the request",
+        )
+    return stored.iloc[-count:]
 
 
 async def score(state: ServiceState, loaded: LoadedModel, series: Series) -> Scored:
@@ -216,3 +226,63 @@ def _background(state: ServiceState, loaded: LoadedModel) -> Any:
     except (LookupError, ValueError) as exc:
         raise Problem(409, f"{loaded.name} version {loaded.version} cannot be explained: {exc}") from None
     return loaded.python_model.background(features, size=EXPLAIN_BACKGROUND, seed=0)
+
+
+def allocation_frame(state: ServiceState, loaded: LoadedModel, body: AllocateRequest) -> pd.DataFrame:
+    """The allocator's input: raw bars of every universe symbol (sent, or the latest stored:
+    the model's ``min_bars`` of its ``timeframe``), ``ts`` as ISO 8601 strings, with a ``weight``
+    column, the current weight.
+
+    Raises:
+        Problem: 422 for weights of symbols outside the universe, a repeated symbol, or stored
+            bars asked of a model that does not say how many it needs; 404 for a symbol with no
+            stored bars.
+    """
+
+    symbols = [item.symbol for item in body.universe]
+    if len(set(symbols)) != len(symbols):
+        raise Problem(422, f"universe names a symbol twice: {sorted(symbols)}; name each asset once")
+    strangers = sorted(set(body.weights) - set(symbols))
+    if strangers:
+        raise Problem(422, f"weights name {strangers}, which are not in the universe {symbols}")
+    inner = loaded.python_model
+    pieces = []
+    for item in body.universe:
+        if item.bars is not None:
+            rows = pd.DataFrame([b.model_dump() for b in item.bars])
+        else:
+            timeframe, need = getattr(inner, "timeframe", None), getattr(inner, "min_bars", None)
+            if timeframe is None or need is None:
+                what = f"send the bars of {item.symbol!r}"
+                raise Problem(422, f"{loaded.name} does not say which stored bars it needs; {what}")
+            rows = stored_bars(state, item.symbol, str(timeframe), int(need)).reset_index()
+        if len(rows) == 0:
+            raise Problem(422, f"series {item.symbol!r} has no bars; send at least the model's min_bars")
+        rows["ts"] = [
+            t.isoformat() for t in pd.to_datetime(rows["ts"], utc=True)
+        ]  # as MLflow clients send it
+        rows.insert(0, "symbol", item.symbol)
+        rows["weight"] = float(body.weights.get(item.symbol, 0.0))
+        pieces.append(rows)
+    return pd.concat(pieces, ignore_index=True)
+
+
+def allocate(loaded: LoadedModel, frame: pd.DataFrame) -> tuple[pd.Timestamp | None, list[tuple[str, float]]]:
+    """The allocator's answer for ``frame``: the decision bar and ``(symbol, weight)`` pairs.
+
+    Raises:
+        Problem: 422 with the model's message when it refuses the input, or when its answer is
+            not one weight per symbol.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        out = loaded.model.predict(frame)
+    except (ValueError, MlflowException) as exc:
+        message = exc.message if isinstance(exc, MlflowException) else str(exc)
+        raise Problem(422, message) from None
+    if not isinstance(out, pd.DataFrame) or not {"symbol", "weight"} <= set(out.columns):
+        message = f"{loaded.name} does not answer weights (columns symbol, weight); use /invocations"
+        raise Problem(422, message)
+    ts = pd.Timestamp(out["ts"].iloc[0]) if "ts" in out.columns and len(out) else None
+    return ts, [(str(s), float(w)) for s, w in zip(out["symbol"], out["weight"], strict=True)]

@@ -4,6 +4,7 @@ challenger's traffic share and shadow mode, and the body limit for chunked uploa
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,10 +325,17 @@ def test_any_registered_pyfunc_is_served_by_name(registry: Registry, key: str, t
 
     from models.registry import register, set_alias
 
-    class EqualWeights(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    class HalfInvested(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+        """Half the account in equal parts of the assets, moving halfway from the current weights."""
+
         def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-            symbols = sorted(set(model_input["symbol"]))
-            return pd.DataFrame({"symbol": symbols, "weight": [1.0 / len(symbols)] * len(symbols)})
+            last = model_input.groupby("symbol", sort=False).tail(1)
+            target = 0.5 / len(last)
+            weights = [0.5 * (w + target) for w in last["weight"]]
+            ts = pd.to_datetime(last["ts"], utc=True).max().isoformat()
+            return pd.DataFrame(
+                {"symbol": [*last["symbol"], "CASH"], "weight": [*weights, 1.0 - sum(weights)], "ts": ts}
+            )
 
     headers = {"X-API-Key": key}
     with running(_settings(registry, tmp_path / "a", serve_poll_interval_s=0.3)) as base:
@@ -337,24 +345,57 @@ def test_any_registered_pyfunc_is_served_by_name(registry: Registry, key: str, t
         )
         assert absent.status_code == 404 and "@champion" in absent.json()["error"]
         mlflow.set_tracking_uri(registry.tracking_uri)
-        example = pd.DataFrame({"symbol": ["A", "B"], "close": [1.0, 2.0]})
+        example = pd.DataFrame(
+            {"symbol": ["A", "B"], "ts": ["2024-01-02T00:00:00+00:00"] * 2, "open": [1.0, 2.0],
+             "high": [1.0, 2.0], "low": [1.0, 2.0], "close": [1.0, 2.0], "volume": [0.0, 0.0],
+             "weight": [0.0, 0.0]}
+        )  # fmt: skip
         with mlflow.start_run():
             info = mlflow.pyfunc.log_model(
-                name="allocator", python_model=EqualWeights(), input_example=example
+                name="allocator", python_model=HalfInvested(), input_example=example
             )
         set_alias("fks-allocator", "champion", register(info.model_uri, "fks-allocator"))
         deadline = time.time() + 60
         while "fks-allocator" not in httpx.get(f"{base}/ready").json()["models"] and time.time() < deadline:
             time.sleep(0.2)
-        payload = {"dataframe_records": [{"symbol": "A", "close": 1.0}, {"symbol": "C", "close": 3.0}]}
+        payload = {"dataframe_records": example.to_dict(orient="records")}
         answer = httpx.post(
             f"{base}/invocations", params={"model": "fks-allocator"}, json=payload, headers=headers
         )
         assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"] == [
-            {"symbol": "A", "weight": 0.5},
-            {"symbol": "C", "weight": 0.5},
+        assert [p["weight"] for p in answer.json()["predictions"]] == [0.125, 0.125, 0.75]
+        bars = {"A": registry.spx.iloc[100:140], "B": registry.spx.iloc[200:240]}
+        body = {
+            "universe": [{"symbol": s, "bars": bars_json(b)} for s, b in bars.items()],
+            "weights": {"A": 0.3},
+        }
+        allocated = httpx.post(f"{base}/v1/allocate", json=body, headers=headers)
+        assert allocated.status_code == 200, allocated.text
+        out = allocated.json()
+        assert (out["model"], out["version"], out["alias"]) == ("fks-allocator", "1", "champion")
+        assert out["weights"] == [
+            {"symbol": "A", "weight": pytest.approx(0.275)},
+            {"symbol": "B", "weight": pytest.approx(0.125)},
+            {"symbol": "CASH", "weight": pytest.approx(0.6)},
         ]
+        assert out["ts"] == bars["B"]["ts"].iloc[-1].isoformat()
+        rows = _rows(registry, out["request_id"], 3)
+        assert sorted(rows["symbol"]) == ["A", "B", "CASH"] and rows["output"].iloc[0] == {"weight": pytest.approx(0.275)}
+        for bad, message in (
+            ({**body, "weights": {"Z": 0.1}}, "not in the universe"),
+            ({**body, "weights": {"A": 0.8, "B": 0.5}}, "at most 1"),
+            ({**body, "weights": {"A": float("nan")}}, "weight"),
+            ({**body, "universe": [body["universe"][0], body["universe"][0]]}, "twice"),
+            ({**body, "universe": [{"symbol": "A"}]}, "does not say which stored bars"),
+        ):
+            refused = httpx.post(
+                f"{base}/v1/allocate",
+                content=json.dumps(bad),
+                headers={**headers, "content-type": "application/json"},
+            )
+            assert refused.status_code == 422 and message in refused.json()["error"], refused.text
+        gone = httpx.post(f"{base}/v1/allocate", json={**body, "model": "nope"}, headers=headers)
+        assert gone.status_code == 404
         wrong = httpx.post(
             f"{base}/v1/forecast",
             json={"model": "fks-allocator", "series": [{"symbol": "SPX"}]},
