@@ -5,6 +5,7 @@ Routes (OpenAPI at ``/docs`` and ``/openapi.json``):
 =========================  ==================================================================
 ``GET /health``            liveness
 ``GET /ready``             200 once every slot has a loaded, warmed model; 503 until then
+``GET /ping``, ``/version`` MLflow's scoring-server checks (for MLflow's own clients)
 ``GET /v1/models``         the loaded versions: alias, run, data window, metrics, load time
 ``POST /v1/forecast``      forecasts for one or many series (raw bars, or the stored bars)
 ``POST /v1/allocate``      target weights for a universe from the served allocator
@@ -162,6 +163,23 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
             )
         loaded = sorted(name for name, slot in state.slots.items() if slot.current is not None)
         return JSONResponse({"status": "ready", "models": loaded})
+
+    @app.get("/ping", responses={503: {"model": Error}})
+    async def ping() -> Response:
+        """MLflow's scoring-server readiness check (what ``ScoringServerClient`` polls): 200 once
+        the required models are loaded, as ``GET /ready``."""
+        if any(slot.current is None and not slot.optional for slot in state.slots.values()):
+            return JSONResponse(
+                Error(error="models are loading; retry shortly").model_dump(), status_code=503
+            )
+        return Response("\n", media_type="application/json")
+
+    @app.get("/version")
+    async def version() -> Response:
+        """The MLflow version behind ``/invocations`` (as MLflow's scoring server answers)."""
+        import mlflow
+
+        return Response(mlflow.__version__, media_type="text/plain")
 
     @app.get("/v1/models", response_model=list[ModelInfo])
     async def models() -> list[ModelInfo]:

@@ -19,7 +19,17 @@ from serving.limits import ASGIApp, Message, Receive, Scope, Send
 from serving.state import ServiceState
 
 OPEN_ROUTES = frozenset(
-    {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/health",
+        "/ready",
+        "/ping",
+        "/version",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
 )
 """Routes that answer without an API key."""
 

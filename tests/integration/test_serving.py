@@ -209,6 +209,23 @@ def test_invocations_answer_as_mlflow_models_serve(server: Server, registry: Reg
                 assert ours.json()["error_code"] == theirs.json()["error_code"]
 
 
+def test_mlflows_own_scoring_client_works_unchanged(server: Server, registry: Registry) -> None:
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    host, port = server.url.removeprefix("http://").split(":")
+    client = ScoringServerClient(host, int(port))
+    client.wait_server_ready(timeout=30)
+    raw = registry.spx.tail(need()).copy()
+    raw["ts"] = raw["ts"].map(lambda t: t.isoformat())
+    got = client.invoke(raw).get_predictions()
+    expected = served_pyfunc(registry, "1").predict(raw)
+    assert list(got["ts"]) == list(expected["ts"])
+    assert got["forecast_log_return"].iloc[0] == pytest.approx(
+        expected["forecast_log_return"].iloc[0], rel=1e-6
+    )
+    assert client.get_version() == __import__("mlflow").__version__
+
+
 def test_a_promotion_during_load_fails_no_request(server: Server, registry: Registry) -> None:
     from models.registry import set_alias
 
