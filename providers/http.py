@@ -25,15 +25,17 @@ own request log (which prints full URLs) is turned down to warnings.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urljoin
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin
 
 import httpx
 
@@ -79,11 +81,28 @@ class OpenGate:
         """Forget the call."""
 
 
+def secret_forms(secret: str) -> list[str]:
+    """Every form ``secret`` can take in a URL, a header or a body, longest first: raw,
+    percent-encoded (upper- and lower-case hex, with ``/`` kept or encoded), form-encoded (``+``
+    for space), JSON-escaped, and base64 as HTTP basic auth carries it (``key``, ``key:``,
+    ``:key``), padded and unpadded."""
+    if not secret:
+        return []
+    forms = {secret, json.dumps(secret)[1:-1]}
+    for encoded in (quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret)):
+        forms.add(encoded)
+        forms.add(re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded))
+    for plain in (secret, f"{secret}:", f":{secret}"):
+        b64 = base64.b64encode(plain.encode("utf-8")).decode("ascii")
+        forms.update({b64, b64.rstrip("=")})
+    return sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
+
+
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every secret in ``secrets`` replaced by ``***``."""
+    """``text`` with every secret in ``secrets``, in any of its :func:`secret_forms`, as ``***``."""
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+        for form in secret_forms(secret):
+            text = text.replace(form, REDACTED)
     return text
 
 
