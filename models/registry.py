@@ -323,8 +323,8 @@ def promote(
     candidate = get_version_by_alias(name, from_alias)
     if candidate is None:
         raise ValueError(
-            f"no version of {name!r} has alias {from_alias!r}; register one and "
-            f"set_alias({name!r}, {from_alias!r}, version) first"
+            f"no version of {name!r} has alias {from_alias!r}; train and register one first "
+            "(`fks train forecaster` registers it as challenger)"
         )
     version = str(candidate.version)
     current = get_version_by_alias(name, to_alias)
@@ -359,8 +359,8 @@ def rollback(name: str, *, reason: str = "") -> str:
     previous = get_version_by_alias(name, PREVIOUS_CHAMPION)
     if previous is None:
         raise ValueError(
-            f"{name!r} has no {PREVIOUS_CHAMPION!r} version to roll back to; "
-            f"set the champion explicitly with set_alias({name!r}, {CHAMPION!r}, version)"
+            f"{name!r} has no {PREVIOUS_CHAMPION!r} version to roll back to (nothing was promoted "
+            "over another champion); promote a challenger with `fks promote` (`--force` to overrule the gate)"
         )
     version = str(previous.version)
     current = get_version_by_alias(name, CHAMPION)

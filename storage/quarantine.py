@@ -264,7 +264,7 @@ def get_quarantine(conn: Connection, ids: Iterable[int]) -> list[QuarantineEntry
     missing = [i for i in wanted if i not in found]
     if missing:
         raise LookupError(
-            f"no quarantined row with id {', '.join(map(str, missing))}; list them with list_quarantine"
+            f"no quarantined row with id {', '.join(map(str, missing))}; list them with `fks quarantine list`"
         )
     return [found[i] for i in wanted]
 

@@ -457,5 +457,8 @@ def test_register_promote_rollback_move_aliases(logged: Logged, spx: pd.DataFram
     assert str(get_version_by_alias(name, "champion").version) == "1"
     assert get_version_by_alias(name, "previous-champion") is None
     assert "rolled_back_at" in client.get_model_version(name, "2").tags
-    with pytest.raises(ValueError, match="no 'previous-champion' version to roll back to"):
+    with pytest.raises(
+        ValueError,
+        match=r"no 'previous-champion' version to roll back to .*promote a challenger with `fks promote`",
+    ):
         rollback(name)

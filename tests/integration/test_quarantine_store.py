@@ -301,7 +301,9 @@ def test_unknown_ids(engine: Engine) -> None:
     with engine.connect() as conn:
         assert [e.id for e in get_quarantine(conn, [ids[1], ids[0], ids[1]])] == [ids[1], ids[0]]
         assert get_quarantine(conn, []) == []
-        with pytest.raises(LookupError, match=r"no quarantined row with id 4242\b"):
+        with pytest.raises(
+            LookupError, match=r"no quarantined row with id 4242; list them with `fks quarantine list`"
+        ):
             get_quarantine(conn, [ids[0], 4242])
         with pytest.raises(TypeError, match="ints"):
             get_quarantine(conn, ["1"])  # type: ignore[list-item]

@@ -380,7 +380,8 @@ def test_any_registered_pyfunc_is_served_by_name(registry: Registry, key: str, t
         ]
         assert out["ts"] == bars["B"]["ts"].iloc[-1].isoformat()
         rows = _rows(registry, out["request_id"], 3)
-        assert sorted(rows["symbol"]) == ["A", "B", "CASH"] and rows["output"].iloc[0] == {"weight": pytest.approx(0.275)}
+        assert sorted(rows["symbol"]) == ["A", "B", "CASH"]
+        assert rows["output"].iloc[0] == {"weight": pytest.approx(0.275)}
         for bad, message in (
             ({**body, "weights": {"Z": 0.1}}, "not in the universe"),
             ({**body, "weights": {"A": 0.8, "B": 0.5}}, "at most 1"),
