@@ -145,16 +145,19 @@ def train_and_register(
         space = family.search_space
         if space is None:
             raise InputError(f"the {family.name} family cannot be tuned; set tuning.trials to 0")
-        result = tune_logged(
-            space,
-            data.bars,
-            feature_set,
-            config,
-            storage_url=settings.db_url,
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifact_root=settings.mlflow_artifact_root,
-            experiment=family.experiment,
-        )
+        try:
+            result = tune_logged(
+                space,
+                data.bars,
+                feature_set,
+                config,
+                storage_url=settings.db_url,
+                tracking_uri=settings.mlflow_tracking_uri,
+                artifact_root=settings.mlflow_artifact_root,
+                experiment=family.experiment,
+            )
+        except ValueError as exc:  # too little history for the config: bad input, as without tuning
+            raise InputError(str(exc)) from None
         config = result.best_config
         tuned = result.summary()
     try:

@@ -95,7 +95,8 @@ def run_study(
 
     Raises:
         RuntimeError: no trial finished.
-        ValueError: as the space's objective (data too short for a candidate).
+        ValueError: the data does not fit the base config (too little history); a candidate that
+            does not fit (e.g. a longer lookback) is pruned, not failed.
     """
     import mlflow
     import optuna
@@ -114,9 +115,14 @@ def run_study(
         load_if_exists=True,
     )
 
+    space.objective_for(bars, feature_set, config)  # the data must fit the base config: ValueError if not
+
     def objective(trial: optuna.Trial) -> float:
         candidate = space.suggest(trial, config)
-        score = space.objective_for(bars, feature_set, candidate)
+        try:
+            score = space.objective_for(bars, feature_set, candidate)
+        except ValueError as exc:  # this candidate does not fit the data (e.g. a longer lookback)
+            raise optuna.TrialPruned(f"does not fit the data: {exc}") from None
         step = [0]
 
         def report(epoch: int, logs: dict[str, float]) -> None:

@@ -116,6 +116,23 @@ def test_no_bars_is_bad_input(ml_settings: Settings) -> None:
         train_forecaster(ForecasterConfig(symbol="MSFT"), ml_settings)
 
 
+def test_too_little_history_is_bad_input_with_tuning_too(ml_settings: Settings, tmp_path: Path) -> None:
+    # With tuning (what --quick asks for) the same message as without, no failed trial:
+    # the data is checked against the base config before the study starts.
+    from market.bars import canonical_bars
+    from providers.csv import parse_bars_csv
+    from storage import upsert_bars
+
+    spx = parse_bars_csv(Path(__file__).resolve().parents[2] / "data" / "samples" / "sp500_daily.csv").bars
+    engine = store_for(ml_settings)
+    with engine.begin() as conn:
+        upsert_bars(conn, "SHORT", "1d", canonical_bars(spx.iloc[:300]), source="csv")
+    tuned = ForecasterConfig(symbol="SHORT", tuning={"trials": 2})
+    for config in (tuned, ForecasterConfig(symbol="SHORT")):
+        with pytest.raises(InputError, match=r"300 bars give 0 samples; .* ingest more history"):
+            train_forecaster(config, ml_settings)
+
+
 def test_training_test_forecasts_are_the_registered_pyfuncs(ml_settings: Settings) -> None:
     # One answer per question: the forecasts training evaluated on its test window are the ones
     # the registered pyfunc gives on the same dates from min_bars raw bars (what a REST client
