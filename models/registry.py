@@ -219,6 +219,69 @@ class ModelRef:
         return f"models:/{self.name}/{self.version}"
 
 
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version as ``fks models list`` shows it.
+
+    ``metrics`` are the version's ``test_*`` tags (the model's out-of-sample metrics, and its
+    baselines' as ``test_<baseline>_<metric>``); ``gate`` is the last gate decision on it (or None).
+    """
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    created: pd.Timestamp
+    data_window: str | None
+    feature_set_version: str | None
+    metrics: dict[str, float]
+    gate: str | None
+
+
+def list_versions(name: str | None = None) -> list[VersionInfo]:
+    """Every registered version (of ``name``, or of every model), newest first per model.
+
+    Raises:
+        LookupError: ``name`` is not a registered model; the message lists those that are.
+    """
+    client = _client()
+    names = sorted(m.name for m in client.search_registered_models())
+    if name is not None and name not in names:
+        raise LookupError(
+            f"no registered model {name!r}; registered: {', '.join(names) or 'none'} "
+            "(`fks train forecaster` registers one)"
+        )
+    out: list[VersionInfo] = []
+    for model in [name] if name is not None else names:
+        by_version: dict[str, list[str]] = {}
+        for alias, number in (client.get_registered_model(model).aliases or {}).items():
+            by_version.setdefault(str(number), []).append(alias)
+        versions = client.search_model_versions(f"name='{model}'")
+        for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            tags = dict(v.tags or {})
+            metrics: dict[str, float] = {}
+            for key, value in tags.items():
+                if key.startswith("test_"):
+                    try:
+                        metrics[key] = float(value)
+                    except ValueError:
+                        continue
+            out.append(
+                VersionInfo(
+                    name=model,
+                    version=str(v.version),
+                    aliases=tuple(sorted(by_version.get(str(v.version), []))),
+                    run_id=str(v.run_id or ""),
+                    created=pd.Timestamp(int(v.creation_timestamp), unit="ms", tz="UTC"),
+                    data_window=tags.get("data_window"),
+                    feature_set_version=tags.get("feature_set_version"),
+                    metrics=metrics,
+                    gate=tags.get(TAG_GATE_DECISION),
+                )
+            )
+    return out
+
+
 def resolve_model(spec: str, *, family: AnyFamily | None = None) -> ModelRef:
     """Resolve ``name@alias`` or ``name/version`` (a bare ``name`` means ``@champion``) against the
     active MLflow tracking store.

@@ -22,6 +22,7 @@ from flows.cli import (
     keys,
     lake,
     market,
+    models,
     pipeline,
     promote,
     providers,
@@ -66,6 +67,9 @@ app.add_typer(
     actions.actions_app, name="actions", help="Corporate actions (splits) recorded from the providers."
 )
 app.add_typer(keys.keys_app, name="keys", help="API keys of the REST service (X-API-Key).")
+app.add_typer(
+    models.models_app, name="models", help="Registered models: versions, aliases, metrics, gate decisions."
+)
 
 
 def main() -> None:
