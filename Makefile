@@ -20,8 +20,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/fks pipeline
 
+# The PostgreSQL twins of the store tests run against a throwaway server when PostgreSQL's
+# binaries are installed (or TEST_POSTGRES_URL names a server); otherwise they skip, saying why.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	@bash -c 'source .ci/postgres.sh; \
+	  if [ -z "$${TEST_POSTGRES_URL:-}" ]; then FKS_PG_INSTALL=0 fks_start_postgres; trap fks_stop_postgres EXIT; fi; \
+	  $(BIN)/python -m pytest'
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Start a throwaway PostgreSQL server on loopback for the tests that also run on PostgreSQL.
-# Sourced by .ci/run; prints TEST_POSTGRES_URL on success. Best effort: when PostgreSQL cannot be
-# installed or started, those tests skip and say why.
+# Sourced by .ci/run and by `make test`; prints TEST_POSTGRES_URL on success. Best effort: when
+# PostgreSQL cannot be installed or started, those tests skip and say why. FKS_PG_INSTALL=0 (what
+# `make test` sets) uses installed binaries only, never apt-get.
 fks_start_postgres() {
-  local bin port=${FKS_TEST_PG_PORT:-55432} dir
+  local bin port=${FKS_TEST_PG_PORT:-} dir
+  if [ -z "$port" ]; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  fi
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [ -z "$bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  if [ -z "$bin" ] && [ "${FKS_PG_INSTALL:-1}" != 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing PostgreSQL (Debian package) for the PostgreSQL tests"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || true
     bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   fi
-  if [ -z "$bin" ]; then echo "PostgreSQL not available: its tests will skip"; return 0; fi
+  if [ -z "$bin" ]; then
+    echo "PostgreSQL's server binaries are not installed (apt-get install postgresql): its test twins will skip"
+    return 0
+  fi
   dir=$(mktemp -d /tmp/fks-pg.XXXXXX)
   local run=()
   if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; run=(runuser -u postgres --); fi

@@ -24,6 +24,17 @@ def pytest_configure(config: pytest.Config) -> None:
         del os.environ[name]
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line saying whether the PostgreSQL twins of the store tests run, and why not."""
+    url = os.environ.get("TEST_POSTGRES_URL", "")
+    if url:
+        return f"PostgreSQL twins: on {url.split('@')[-1]}"
+    return (
+        "PostgreSQL twins: skipped, TEST_POSTGRES_URL is not set (`make test` and `.ci/run` start a "
+        "throwaway server when PostgreSQL's binaries are installed: apt-get install postgresql)"
+    )
+
+
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
     """A temporary Prefect server for the whole session; its URL is exported for subprocesses."""
