@@ -105,7 +105,7 @@ def test_0008_adds_predictions_and_round_trips(url: str) -> None:
     try:
         _to(eng, "0007")
         assert "predictions" not in inspect(eng).get_table_names()
-        migrate(eng)
+        _to(eng, "0008")
         assert _version(eng) == "0008"
         with eng.begin() as conn:
             bar = pd.Timestamp("2024-01-02", tz="UTC")
