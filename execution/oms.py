@@ -6,6 +6,7 @@
     oms = OrderManager(engine, "paper", initial_cash=100_000.0)   # opens or reopens the account
     order = oms.submit(OrderRequest("sig-2024-01-02-SPY", "paper", "SPY", Side.BUY, 10,
                                     take_profit=110.0, stop_loss=95.0))      # SUBMITTED
+    broker.submit(order.broker_request)       # keyed by client_order_id; the bracket stays here
     oms.accept(order.id)                                                      # the broker took it
     outcome = oms.apply_fill(Fill(order.id, "SPY", Side.BUY, 10, 100.0, 0.5, ts), "brk-1")
     outcome.created                   # the bracket's take-profit and stop-loss, to send to the broker
@@ -22,6 +23,8 @@ Guarantees:
   returns the stored order and creates nothing (another request under the same key raises
   :class:`OrderConflict`). ``broker_fill_id`` is the key of fills: a replayed fill is reported as
   a duplicate and counted once.
+- **No fill lost.** A fill that reaches an order already cancelled or expired here (the cancel
+  and the fill crossed at the venue) is booked all the same; the order keeps its final state.
 - **Recovery.** A new manager on the same database (:meth:`OrderManager.recover`, called by the
   constructor) rebuilds the open orders, positions and cash from it; nothing is sent again: the
   caller re-sends only what it chooses, keyed by ``client_order_id``, which the broker dedups.
@@ -44,7 +47,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -62,6 +65,7 @@ from execution.orders import (
 )
 from market.bars import as_utc
 from storage.execution import (
+    LATE_FILL_STATUSES,
     EquityPoint,
     OrderRecord,
     Position,
@@ -143,6 +147,12 @@ class Order:
         return self.status not in FINAL_STATES
 
     @property
+    def broker_request(self) -> OrderRequest:
+        """What to send to a broker for this order: its request without the bracket (the OMS
+        places the take-profit and stop-loss as orders of their own when this one is done)."""
+        return replace(self.request, take_profit=None, stop_loss=None)
+
+    @property
     def request(self) -> OrderRequest:
         """The request this order carries out (its idempotency key included)."""
         return OrderRequest(
@@ -168,8 +178,9 @@ class Order:
 class FillOutcome:
     """What :meth:`OrderManager.apply_fill` did: the order after the fill, the fill's row id,
     whether it was a replay (``duplicate``: nothing changed), the position and cash after it,
-    the bracket children it placed (``created``, to send to the broker) and the OCO siblings it
-    cancelled (``cancelled``, to cancel at the broker)."""
+    the bracket children it placed (``created``, to send to the broker), the OCO siblings it
+    cancelled (``cancelled``, to cancel at the broker), and whether it was a ``late`` fill (of an
+    order already cancelled or expired here: the cancel and the fill crossed at the venue)."""
 
     order: Order
     fill_id: int
@@ -178,6 +189,7 @@ class FillOutcome:
     cash: float
     created: tuple[Order, ...] = ()
     cancelled: tuple[Order, ...] = ()
+    late: bool = False
 
 
 def _order(record: OrderRecord) -> Order:
@@ -457,12 +469,17 @@ class OrderManager:
         Idempotent by ``broker_fill_id``: a replay of a recorded fill changes nothing and comes
         back with ``duplicate=True``.
 
+        A fill is never lost: one that reaches an order already ``CANCELLED`` or ``EXPIRED`` here
+        (the venue filled it before the cancel arrived, e.g. both OCO legs on one bar) is booked
+        (fill, position, cash, filled quantity) and the order keeps its final state: no
+        transition, ``late=True``. Close the excess position with a new order.
+
         ``fill.order_id`` is the OMS's order id or the order's ``client_order_id`` (as the paper
         broker reports it).
 
         Raises:
             UnknownOrder: ``fill.order_id`` is not an order of this account.
-            IllegalTransition: the order cannot fill now (not yet accepted, or final).
+            IllegalTransition: the order cannot fill (not yet accepted, rejected, or filled).
             storage.execution.FillConflict: ``broker_fill_id`` was recorded with other values.
             ValueError: the fill's symbol or side differ from the order's, or it overfills it.
         """
@@ -478,15 +495,19 @@ class OrderManager:
                                    price=fill.price, fee=fill.fee, ts=fill.ts)  # fmt: skip
             if replay is not None:
                 return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)
-            done = fill_completes(order, fill.quantity)
-            status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
-            check_transition(order.id, OrderStatus(order.status), status)
+            late = order.status in LATE_FILL_STATUSES
+            if late:  # the venue filled it before our cancel or expiry reached it: book it anyway
+                status = OrderStatus(order.status)
+            else:
+                done = fill_completes(order, fill.quantity)
+                status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+                check_transition(order.id, OrderStatus(order.status), status)
             result = record_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                                  price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
                                  actor=self._actor)  # fmt: skip
             created: list[OrderRecord] = []
             cancelled: list[OrderRecord] = []
-            if status is OrderStatus.FILLED:
+            if status is OrderStatus.FILLED and not late:
                 created = self._place_children(conn, result.order)
                 cancelled = self._cancel_siblings(conn, result.order)
             for record in (result.order, *created, *cancelled):
@@ -500,6 +521,7 @@ class OrderManager:
             cash=result.cash,
             created=tuple(_order(r) for r in created),
             cancelled=tuple(_order(r) for r in cancelled),
+            late=late,
         )
 
     # -- marks and the kill switch ----------------------------------------------------------------

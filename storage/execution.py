@@ -60,6 +60,10 @@ _ACCOUNTS = AccountRow.__table__
 _EQUITY = EquityHistoryRow.__table__
 _STATE = TradingStateRow.__table__
 
+LATE_FILL_STATUSES: tuple[str, ...] = ("cancelled", "expired")
+"""Final statuses that a venue's fill can still reach (a cancel or an expiry that crossed the
+fill): such a fill is recorded and the order keeps its status (see :func:`record_fill`)."""
+
 QUANTITY_TOLERANCE = 1e-9
 """Relative tolerance below which a quantity counts as zero, or a fill as completing its order."""
 
@@ -637,17 +641,20 @@ def record_fill(
 ) -> FillResult:
     """Record one execution of ``order`` (as read in this transaction) once: the order's filled
     quantity, average fill price and ``status``, the fill row, the position, the account's cash
-    and two audit rows (``order.transition`` and ``order.fill``), in the caller's transaction.
+    and the audit rows (``order.transition`` and ``order.fill``), in the caller's transaction.
 
     Idempotent by ``broker_fill_id``: a fill recorded before with the same values is returned
     with ``duplicate=True`` and nothing is written (see :func:`recorded_fill`). ``status`` is the
     caller's checked next state: ``filled`` when the fill completes the order
-    (:func:`fill_completes`), else ``partially_filled``.
+    (:func:`fill_completes`), else ``partially_filled``; or, for a *late fill* (the venue filled
+    an order whose cancel or expiry was already recorded: the two crossed), the order's own
+    ``cancelled``/``expired``, which it keeps (no ``order.transition`` row; ``order.fill`` says
+    ``late``).
 
     Raises:
         FillConflict: ``broker_fill_id`` was recorded with other values.
         ValueError: a non-positive quantity or price, a non-finite fee, a fill beyond the
-            order's remaining quantity, or a ``status`` that does not say whether it completes.
+            order's remaining quantity, or a ``status`` that does not match the fill.
         StaleOrder: the order's row changed since ``order`` was read; nothing was written.
     """
     _text("broker_fill_id", broker_fill_id, 128)
@@ -666,9 +673,12 @@ def record_fill(
             f"(quantity {order.quantity:g}, filled {order.filled_quantity:g})"
         )
     complete = fill_completes(order, qty)
-    expected = "filled" if complete else "partially_filled"
+    late = order.status in LATE_FILL_STATUSES
+    expected = order.status if late else "filled" if complete else "partially_filled"
     if status != expected:
-        raise ValueError(f"a fill of {qty:g} on order {order.id} leaves it {expected}, not {status}")
+        raise ValueError(
+            f"a fill of {qty:g} on order {order.id} ({order.status}) leaves it {expected}, not {status}"
+        )
     if complete:
         filled = order.quantity
     avg = ((order.avg_fill_price or 0.0) * order.filled_quantity + px * qty) / (order.filled_quantity + qty)
@@ -722,18 +732,19 @@ def record_fill(
         raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
 
     subject = f"order:{order.id}"
-    audit(
-        conn,
-        actor=actor,
-        action="order.transition",
-        subject=subject,
-        details={
-            "account": order.account,
-            "from": order.status,
-            "to": status,
-            "broker_fill_id": broker_fill_id,
-        },
-    )
+    if not late:
+        audit(
+            conn,
+            actor=actor,
+            action="order.transition",
+            subject=subject,
+            details={
+                "account": order.account,
+                "from": order.status,
+                "to": status,
+                "broker_fill_id": broker_fill_id,
+            },
+        )
     audit(
         conn,
         actor=actor,
@@ -753,6 +764,7 @@ def record_fill(
             "position": q1,
             "avg_cost": c1,
             "realised_pnl": r1,
+            "late": late,
         },
     )
     fill = FillRecord(

@@ -284,6 +284,99 @@ def test_a_sibling_accepted_after_the_other_child_filled_is_cancelled_at_once(om
     assert oms.open_orders() == []
 
 
+def test_both_oco_legs_filled_on_one_bar_books_the_late_fill(engine: Engine, oms: OrderManager) -> None:
+    parent = _accepted(oms, _request(take_profit=110.0, stop_loss=95.0))
+    tp, sl = oms.apply_fill(_fill(parent, 10, 100.0), "p1").created
+    oms.accept(tp.id)
+    oms.accept(sl.id)
+    assert [o.id for o in oms.apply_fill(_fill(tp, 10, 110.0), "t1").cancelled] == [sl.id]
+    history = _history(engine, sl.id)
+    # the venue had filled the stop-loss on the same bar before our cancel reached it
+    late = oms.apply_fill(_fill(sl, 10, 95.0, 0.2), "s1")
+    assert late.late and not late.duplicate
+    assert (late.order.status, late.order.filled_quantity, late.order.avg_fill_price) == (
+        OrderStatus.CANCELLED, 10, 95.0,
+    )  # fmt: skip
+    assert late.position.quantity == -10  # the real position: an exit too many, to close
+    assert _history(engine, sl.id) == history  # no transition
+    assert oms.apply_fill(_fill(sl, 10, 95.0, 0.2), "s1").duplicate
+    with pytest.raises(ValueError, match="exceeds its remaining 0"):
+        oms.apply_fill(_fill(sl, 1, 95.0), "s2")
+    assert oms.cash() == pytest.approx(10_000 - 1_000 + 1_100 + 950 - 0.2)
+
+
+def test_the_books_reconcile_with_the_paper_broker(engine: Engine) -> None:
+    """The OMS driven by :class:`execution.broker.PaperBroker` on hourly bars: partial fills
+    (volume cap), brackets placed and cancelled at the broker, an IOC remainder cancelled there,
+    every fill replayed once; at the end the OMS's cash, positions and fees are the broker's."""
+    import numpy as np
+
+    from execution.broker import Bar, PaperBroker, PaperCosts
+    from execution.orders import TimeInForce
+
+    oms = OrderManager(engine, ACCOUNT, initial_cash=100_000.0)
+    broker = PaperBroker(PaperCosts(volume_share=0.5), account=ACCOUNT, cash=100_000.0)
+    rng = np.random.default_rng(7)
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    closes = {
+        "BTC": 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, 96))),
+        "ETH": 50.0 * np.exp(np.cumsum(rng.normal(0, 0.015, 96))),
+    }
+    volumes = rng.choice([2.0, 6.0, 40.0], size=96)
+
+    def bar(symbol: str, i: int) -> Bar:
+        close = float(closes[symbol][i])
+        open_ = float(closes[symbol][i - 1]) if i else close
+        return Bar(
+            start + pd.Timedelta(hours=i),
+            open_,
+            max(open_, close) * 1.004,
+            min(open_, close) * 0.996,
+            close,
+            float(volumes[i]),
+        )
+
+    def send(order: Order, decided: pd.Timestamp) -> None:
+        ack = broker.submit(order.broker_request, decided_at=decided)
+        assert ack.accepted, ack.reason
+        oms.accept(order.id)
+
+    t0 = start
+    send(oms.submit(_request("btc-1", quantity=8, symbol="BTC", take_profit=104.0, stop_loss=97.0)), t0)
+    send(oms.submit(_request("eth-1", quantity=20, symbol="ETH", type=OrderType.LIMIT, limit_price=49.5,
+                             take_profit=53.0, stop_loss=47.0)), t0)  # fmt: skip
+    send(oms.submit(_request("btc-ioc", side=Side.SELL, quantity=30, symbol="BTC",
+                             time_in_force=TimeInForce.IOC)), t0)  # fmt: skip
+    for i in range(1, 96):
+        for symbol in ("BTC", "ETH"):
+            for fill in broker.on_bar(symbol, bar(symbol, i)):
+                out = oms.apply_fill(fill, fill.broker_fill_id)
+                assert oms.apply_fill(fill, fill.broker_fill_id).duplicate
+                for child in out.created:
+                    send(child, start + pd.Timedelta(hours=i))
+                for sibling in out.cancelled:
+                    broker.cancel(sibling.client_order_id)
+        for order in oms.open_orders():  # what the broker ended on its own (IOC remainders)
+            status = broker.order(order.client_order_id).status
+            if status is OrderStatus.CANCELLED:
+                oms.cancel(order.id, broker.order(order.client_order_id).reason)
+
+    snapshot = broker.account()
+    assert oms.cash() == pytest.approx(snapshot.cash, abs=1e-6)
+    held = {s: p.quantity for s, p in oms.positions().items() if p.quantity != 0}
+    assert held == pytest.approx(dict(snapshot.positions), abs=1e-9)
+    with engine.connect() as conn:
+        fills = list_fills(conn, ACCOUNT)
+    assert sum(f.fee for f in fills) == pytest.approx(snapshot.fees)
+    assert len(fills) == len(broker.fills()) >= 4
+    assert any(o.parent_id for o in (oms.order(f.order_id) for f in fills))  # a bracket leg traded
+    statuses = {o.order_id: o.status for o in broker.orders()}
+    assert {o.status for o in oms.open_orders()} <= {OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
+    for order in oms.open_orders():
+        assert statuses[order.client_order_id] in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)
+    assert oms.order("btc-ioc").status is OrderStatus.CANCELLED
+
+
 def test_a_bracket_with_inverted_prices_is_refused() -> None:
     from execution.oms import _check_bracket
 
