@@ -555,3 +555,171 @@ class PredictionRow(Base):
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
     key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     shadow: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+# -- paper execution (migration 0009) --------------------------------------------------------------
+# The string values of execution.orders' enums (OrderStatus, OrderType, TimeInForce, Side): storage
+# sits below execution and cannot import it; tests/unit/test_oms.py checks both stay equal.
+ORDER_STATUSES: tuple[str, ...] = (
+    "new",
+    "submitted",
+    "accepted",
+    "partially_filled",
+    "filled",
+    "rejected",
+    "cancelled",
+    "expired",
+)
+ORDER_TYPES: tuple[str, ...] = ("market", "limit", "stop", "stop_limit")
+TIMES_IN_FORCE: tuple[str, ...] = ("gtc", "day", "ioc")
+SIDES: tuple[str, ...] = ("buy", "sell")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class AccountRow(Base):
+    """One trading account (table ``accounts``): its currency, the cash it started with and the
+    cash it holds now (every fill's cash flow, fees included, is applied in the fill's
+    transaction). ``created_at`` is epoch milliseconds UTC."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("initial_cash >= 0", name="initial_cash"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    base_currency: Mapped[str] = mapped_column(String(8), nullable=False)
+    initial_cash: Mapped[float] = mapped_column(Float, nullable=False)
+    cash: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class OrderRow(Base):
+    """One order of the paper desk (table ``orders``).
+
+    ``id`` is the OMS's order id; ``client_order_id`` the caller's idempotency key, unique per
+    account. ``status``, ``type``, ``time_in_force`` and ``side`` hold the string values of
+    :mod:`execution.orders`' enums. ``quantity`` is in units of the asset (> 0; ``side`` gives the
+    direction), ``filled_quantity`` what has been filled so far (0 to ``quantity``) at the
+    volume-weighted ``avg_fill_price`` (NULL before the first fill). ``take_profit`` and
+    ``stop_loss`` make a bracket parent; its children carry ``parent_id`` and share an
+    ``oco_group``. ``reject_code``/``reject_reason`` say why a risk check or the broker refused it.
+    ``decided_at``, ``created_at`` and ``updated_at`` are epoch milliseconds UTC.
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(_in("status", ORDER_STATUSES), name="status"),
+        CheckConstraint(_in("type", ORDER_TYPES), name="type"),
+        CheckConstraint(_in("time_in_force", TIMES_IN_FORCE), name="time_in_force"),
+        CheckConstraint(_in("side", SIDES), name="side"),
+        CheckConstraint("quantity > 0", name="quantity"),
+        CheckConstraint("filled_quantity >= 0 AND filled_quantity <= quantity", name="filled_quantity"),
+        UniqueConstraint("account", "client_order_id", name="uq_orders_account_client_order_id"),
+        Index("ix_orders_account_status", "account", "status"),
+        Index("ix_orders_parent_id", "parent_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_order_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    account: Mapped[str] = mapped_column(ForeignKey("accounts.name"), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    side: Mapped[str] = mapped_column(String(4), nullable=False)
+    type: Mapped[str] = mapped_column(String(16), nullable=False)
+    time_in_force: Mapped[str] = mapped_column(String(8), nullable=False)
+    quantity: Mapped[float] = mapped_column(Float, nullable=False)
+    filled_quantity: Mapped[float] = mapped_column(Float, nullable=False)
+    avg_fill_price: Mapped[float | None] = mapped_column(Float)
+    limit_price: Mapped[float | None] = mapped_column(Float)
+    stop_price: Mapped[float | None] = mapped_column(Float)
+    take_profit: Mapped[float | None] = mapped_column(Float)
+    stop_loss: Mapped[float | None] = mapped_column(Float)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"))
+    oco_group: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reject_code: Mapped[str | None] = mapped_column(String(64))
+    reject_reason: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(32))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    decided_at: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class FillRow(Base):
+    """One execution of (part of) an order (table ``fills``).
+
+    ``broker_fill_id`` is the broker's id of the execution and the fill's idempotency key: a
+    replayed fill is recognised and never counted twice. ``quantity`` (> 0, units) at ``price``
+    (> 0) with ``fee`` in the account's currency; ``side`` and ``symbol`` repeat the order's.
+    ``ts`` is the execution time (bar time for the paper broker) and ``recorded_at`` when it was
+    stored, both epoch milliseconds UTC.
+    """
+
+    __tablename__ = "fills"
+    __table_args__ = (
+        CheckConstraint(_in("side", SIDES), name="side"),
+        CheckConstraint("quantity > 0", name="quantity"),
+        CheckConstraint("price > 0", name="price"),
+        UniqueConstraint("broker_fill_id", name="uq_fills_broker_fill_id"),
+        Index("ix_fills_order_id", "order_id"),
+        Index("ix_fills_account_symbol", "account", "symbol"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    account: Mapped[str] = mapped_column(ForeignKey("accounts.name"), nullable=False)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    side: Mapped[str] = mapped_column(String(4), nullable=False)
+    quantity: Mapped[float] = mapped_column(Float, nullable=False)
+    price: Mapped[float] = mapped_column(Float, nullable=False)
+    fee: Mapped[float] = mapped_column(Float, nullable=False)
+    ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    broker_fill_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    recorded_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class PositionRow(Base):
+    """What one account holds of one symbol (table ``positions``): ``quantity`` in units (negative
+    when short), ``avg_cost`` the average entry price of the open quantity (0 when flat),
+    ``realised_pnl`` the profit taken on reductions and flips, gross of fees (fees are in
+    ``fills`` and in cash). ``updated_at`` is epoch milliseconds UTC."""
+
+    __tablename__ = "positions"
+
+    account: Mapped[str] = mapped_column(ForeignKey("accounts.name"), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    quantity: Mapped[float] = mapped_column(Float, nullable=False)
+    avg_cost: Mapped[float] = mapped_column(Float, nullable=False)
+    realised_pnl: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class EquityHistoryRow(Base):
+    """One mark of an account (table ``equity_history``): ``cash``, the ``market_value`` of its
+    positions at the prices of the mark, and ``equity`` = cash + market value; ``ts`` is epoch
+    milliseconds UTC."""
+
+    __tablename__ = "equity_history"
+
+    account: Mapped[str] = mapped_column(ForeignKey("accounts.name"), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    cash: Mapped[float] = mapped_column(Float, nullable=False)
+    market_value: Mapped[float] = mapped_column(Float, nullable=False)
+    equity: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class TradingStateRow(Base):
+    """The kill switch of one account (table ``trading_state``): ``halted`` is 1 while trading is
+    halted (``fks halt``), 0 after ``fks resume``; ``reason`` says why, ``at`` (epoch ms UTC)
+    when it was last set. No row means trading is allowed. Not tied to ``accounts``: an account
+    can be halted before its first order."""
+
+    __tablename__ = "trading_state"
+    __table_args__ = (CheckConstraint("halted IN (0, 1)", name="halted"),)
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    halted: Mapped[int] = mapped_column(Integer, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -105,7 +105,7 @@ def test_0008_adds_predictions_and_round_trips(url: str) -> None:
     try:
         _to(eng, "0007")
         assert "predictions" not in inspect(eng).get_table_names()
-        migrate(eng)
+        _to(eng, "0008")
         assert _version(eng) == "0008"
         with eng.begin() as conn:
             bar = pd.Timestamp("2024-01-02", tz="UTC")
@@ -120,5 +120,44 @@ def test_0008_adds_predictions_and_round_trips(url: str) -> None:
         migrate(eng)
         with eng.connect() as conn:
             assert list_predictions(conn).empty
+    finally:
+        eng.dispose()
+
+
+def test_0009_adds_the_execution_tables_and_round_trips(url: str) -> None:
+    from execution.oms import OrderManager
+    from execution.orders import Fill, OrderRequest, Side
+    from storage.execution import list_fills, list_positions
+
+    tables = {"accounts", "orders", "fills", "positions", "equity_history", "trading_state"}
+    eng = make_engine(url)
+    try:
+        _to(eng, "0008")
+        assert not tables & set(inspect(eng).get_table_names())
+        with eng.begin() as conn:
+            upsert_bars(conn, "SPY", "1d", _bars(), source="csv")
+        _to(eng, "0009")
+        assert _version(eng) == "0009"
+        assert tables <= set(inspect(eng).get_table_names())
+        uniques = {u["name"]: u["column_names"] for u in inspect(eng).get_unique_constraints("orders")}
+        assert uniques["uq_orders_account_client_order_id"] == ["account", "client_order_id"]
+        oms = OrderManager(eng, "paper", initial_cash=1_000.0)
+        order = oms.accept(oms.submit(OrderRequest("c1", "paper", "SPY", Side.BUY, 2)).id)
+        ts = pd.Timestamp("2020-08-28", tz="UTC")
+        oms.apply_fill(Fill(order.id, "SPY", Side.BUY, 2, 499.2, 0.1, ts), "b1")
+        oms.mark_to_market({"SPY": 129.0 * 4}, ts)
+        with eng.connect() as conn:
+            assert conn.exec_driver_sql("SELECT ts FROM fills").scalar_one() == 1_598_572_800_000  # epoch ms
+
+        _to(eng, "0008", up=False)
+        assert _version(eng) == "0008"
+        assert not tables & set(inspect(eng).get_table_names())
+        assert {"predictions", "api_keys", "audit_log"} <= set(inspect(eng).get_table_names())
+        pd.testing.assert_frame_equal(read_bars(eng, "SPY", "1d"), _bars(), check_freq=False)
+
+        migrate(eng)  # and up again: empty books
+        with eng.connect() as conn:
+            assert list_fills(conn, "paper") == [] and list_positions(conn, "paper") == []
+        pd.testing.assert_frame_equal(read_bars(eng, "SPY", "1d"), _bars(), check_freq=False)
     finally:
         eng.dispose()

@@ -1,0 +1,736 @@
+"""The order management system: every order of one account, its life through the state machine of
+:mod:`execution.orders`, its fills, and the positions and cash they make, kept in the database.
+
+::
+
+    oms = OrderManager(engine, "paper", initial_cash=100_000.0)   # opens or reopens the account
+    order = oms.submit(OrderRequest("sig-2024-01-02-SPY", "paper", "SPY", Side.BUY, 10,
+                                    take_profit=110.0, stop_loss=95.0))      # SUBMITTED
+    broker.submit(order.broker_request)       # keyed by client_order_id; the bracket stays here
+    oms.accept(order.id)                                                      # the broker took it
+    outcome = oms.apply_fill(Fill(order.id, "SPY", Side.BUY, 10, 100.0, 0.5, ts), "brk-1")
+    outcome.created                   # the bracket's take-profit and stop-loss, to send to the broker
+
+Guarantees:
+
+- **One state machine.** Every status change goes through :func:`execution.orders.check_transition`
+  on the order as read inside the transaction that writes the change (compare-and-set: a row
+  moved by someone else meanwhile raises :class:`storage.execution.StaleOrder`, nothing written).
+- **One transaction per change.** The order, its fill, the position, the account's cash, bracket
+  children or cancelled OCO siblings and the ``audit_log`` rows are committed together or not at
+  all; the in-memory view is updated only after the commit.
+- **Idempotent.** ``client_order_id`` is the idempotency key of orders: submitting it again
+  returns the stored order and creates nothing (another request under the same key raises
+  :class:`OrderConflict`). ``broker_fill_id`` is the key of fills: a replayed fill is reported as
+  a duplicate and counted once.
+- **No fill lost.** A fill that reaches an order already cancelled or expired here (the cancel
+  and the fill crossed at the venue) is booked all the same; the order keeps its final state.
+- **Recovery.** A new manager on the same database (:meth:`OrderManager.recover`, called by the
+  constructor) rebuilds the open orders, positions and cash from it; nothing is sent again: the
+  caller re-sends only what it chooses, keyed by ``client_order_id``, which the broker dedups.
+
+Brackets: an order with ``take_profit`` and/or ``stop_loss`` places its children when it is done
+with a filled quantity (``FILLED``; or ``CANCELLED``/``EXPIRED`` after partial fills): a
+take-profit LIMIT and a stop-loss STOP on the opposite side, for the filled quantity, GTC, in one
+OCO group, submitted in the same transaction. When one child fills completely its sibling is
+cancelled (if the sibling is not yet accepted, it is cancelled as soon as it is). A parent
+cancelled before any fill places no children.
+
+Halting (``trading_state``): while the account is halted :meth:`OrderManager.submit` refuses new
+orders with :class:`TradingHalted`; fills, cancels and bracket exits still go through.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from execution.orders import (
+    FINAL_STATES,
+    Fill,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+    check_transition,
+)
+from market.bars import as_utc
+from storage.execution import (
+    LATE_FILL_STATUSES,
+    EquityPoint,
+    OrderRecord,
+    Position,
+    TradingState,
+    fill_completes,
+    find_order,
+    get_account,
+    get_order,
+    get_trading_state,
+    insert_order,
+    list_orders,
+    list_positions,
+    open_account,
+    record_equity,
+    record_fill,
+    recorded_fill,
+    set_trading_state,
+    transition_order,
+)
+
+OPEN_STATES = frozenset(OrderStatus) - FINAL_STATES
+"""States of an order that may still change."""
+
+
+class OrderConflict(ValueError):
+    """A ``client_order_id`` already names another order request in this account: the key must
+    be unique per intent. Use a new id for a new order."""
+
+
+class TradingHalted(RuntimeError):
+    """The account is halted (``fks halt``): no new order is taken until ``fks resume``."""
+
+
+class UnknownOrder(LookupError):
+    """No order of this account has that id."""
+
+
+@dataclass(frozen=True)
+class Order:
+    """One order as the OMS knows it: the request's fields, where it is in its life, what has
+    been filled (``filled_quantity`` units at the volume-weighted ``avg_fill_price``), why it
+    was refused (``reject_code``, ``reject_reason``), and its bracket links (``parent_id``,
+    ``oco_group``). Times are UTC timestamps."""
+
+    id: str
+    client_order_id: str
+    account: str
+    symbol: str
+    side: Side
+    quantity: float
+    type: OrderType
+    time_in_force: TimeInForce
+    status: OrderStatus
+    filled_quantity: float
+    avg_fill_price: float | None
+    limit_price: float | None
+    stop_price: float | None
+    take_profit: float | None
+    stop_loss: float | None
+    parent_id: str | None
+    oco_group: str | None
+    reject_code: str | None
+    reject_reason: str | None
+    model: str | None
+    model_version: str | None
+    confidence: float | None
+    decided_at: pd.Timestamp | None
+    created_at: pd.Timestamp
+    updated_at: pd.Timestamp
+
+    @property
+    def remaining(self) -> float:
+        """Units still to fill."""
+        return max(self.quantity - self.filled_quantity, 0.0)
+
+    @property
+    def is_open(self) -> bool:
+        """True until the order reaches a final state."""
+        return self.status not in FINAL_STATES
+
+    @property
+    def broker_request(self) -> OrderRequest:
+        """What to send to a broker for this order: its request without the bracket (the OMS
+        places the take-profit and stop-loss as orders of their own when this one is done)."""
+        return replace(self.request, take_profit=None, stop_loss=None)
+
+    @property
+    def request(self) -> OrderRequest:
+        """The request this order carries out (its idempotency key included)."""
+        return OrderRequest(
+            client_order_id=self.client_order_id,
+            account=self.account,
+            symbol=self.symbol,
+            side=self.side,
+            quantity=self.quantity,
+            type=self.type,
+            time_in_force=self.time_in_force,
+            limit_price=self.limit_price,
+            stop_price=self.stop_price,
+            take_profit=self.take_profit,
+            stop_loss=self.stop_loss,
+            model=self.model,
+            model_version=self.model_version,
+            confidence=self.confidence,
+            decided_at=self.decided_at,
+        )
+
+
+@dataclass(frozen=True)
+class FillOutcome:
+    """What :meth:`OrderManager.apply_fill` did: the order after the fill, the fill's row id,
+    whether it was a replay (``duplicate``: nothing changed), the position and cash after it,
+    the bracket children it placed (``created``, to send to the broker), the OCO siblings it
+    cancelled (``cancelled``, to cancel at the broker), and whether it was a ``late`` fill (of an
+    order already cancelled or expired here: the cancel and the fill crossed at the venue)."""
+
+    order: Order
+    fill_id: int
+    duplicate: bool
+    position: Position
+    cash: float
+    created: tuple[Order, ...] = ()
+    cancelled: tuple[Order, ...] = ()
+    late: bool = False
+
+
+def _order(record: OrderRecord) -> Order:
+    return Order(
+        id=record.id,
+        client_order_id=record.client_order_id,
+        account=record.account,
+        symbol=record.symbol,
+        side=Side(record.side),
+        quantity=record.quantity,
+        type=OrderType(record.type),
+        time_in_force=TimeInForce(record.time_in_force),
+        status=OrderStatus(record.status),
+        filled_quantity=record.filled_quantity,
+        avg_fill_price=record.avg_fill_price,
+        limit_price=record.limit_price,
+        stop_price=record.stop_price,
+        take_profit=record.take_profit,
+        stop_loss=record.stop_loss,
+        parent_id=record.parent_id,
+        oco_group=record.oco_group,
+        reject_code=record.reject_code,
+        reject_reason=record.reject_reason,
+        model=record.model,
+        model_version=record.model_version,
+        confidence=record.confidence,
+        decided_at=record.decided_at,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+    )
+
+
+def _ms_floor(value: pd.Timestamp | None) -> pd.Timestamp | None:
+    return None if value is None else as_utc(value, "decided_at").floor("ms")
+
+
+_COMPARED = (
+    "symbol", "side", "quantity", "type", "time_in_force", "limit_price", "stop_price", "take_profit",
+    "stop_loss", "model", "model_version", "confidence",
+)  # fmt: skip
+
+
+def _differences(stored: Order, request: OrderRequest) -> list[str]:
+    """The request fields in which ``request`` differs from the order stored under its key."""
+    found = [
+        f"{name}: stored {getattr(stored, name)!r}, asked {getattr(request, name)!r}"
+        for name in _COMPARED
+        if getattr(stored, name) != getattr(request, name)
+    ]
+    if _ms_floor(stored.decided_at) != _ms_floor(request.decided_at):
+        found.append(f"decided_at: stored {stored.decided_at}, asked {request.decided_at}")
+    return found
+
+
+def _check_bracket(request: OrderRequest) -> None:
+    tp, sl = request.take_profit, request.stop_loss
+    buy = request.side is Side.BUY
+    if tp is not None and sl is not None and (sl >= tp if buy else sl <= tp):
+        raise ValueError(
+            f"a {request.side.value} bracket needs stop_loss {'below' if buy else 'above'} take_profit; "
+            f"got stop_loss={sl:g}, take_profit={tp:g}"
+        )
+    entry = request.limit_price
+    if entry is None:
+        return
+    for name, price, below in (("take_profit", tp, not buy), ("stop_loss", sl, buy)):
+        if price is not None and (price >= entry if below else price <= entry):
+            side = "below" if below else "above"
+            raise ValueError(
+                f"a {request.side.value} bracket's {name} must be {side} its limit price {entry:g}, "
+                f"got {price:g}"
+            )
+
+
+@dataclass
+class _Change:
+    """What one transaction of the manager changed (see :meth:`OrderManager._change`)."""
+
+    conn: Connection
+    orders: list[OrderRecord] = field(default_factory=list)
+    position: Position | None = None
+    cash: float | None = None
+
+    def touch(self, record: OrderRecord) -> OrderRecord:
+        """Note ``record`` (an order as written) for the view; returns it."""
+        self.orders.append(record)
+        return record
+
+
+class OrderManager:
+    """The orders, positions and cash of one account, kept in the database behind ``engine``.
+
+    Opening a manager reads the account's book from the database (:meth:`recover`). An account
+    that does not exist yet is opened with ``initial_cash`` (in ``base_currency``); reopening it
+    with another initial cash raises. ``actor`` names the manager in ``audit_log``.
+
+    One manager per account per process keeps the in-memory view exact; several processes may
+    share a database (each change is a compare-and-set on the order row), but a manager sees
+    others' changes only after :meth:`recover`.
+
+    Raises:
+        LookupError: the account does not exist and no ``initial_cash`` was given.
+        ValueError: the account exists with another initial cash or currency.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        account: str,
+        *,
+        initial_cash: float | None = None,
+        base_currency: str = "USD",
+        actor: str = "oms",
+    ) -> None:
+        self._engine = engine
+        self._account = account
+        self._actor = actor
+        self._lock = threading.RLock()
+        self._open: dict[str, Order] = {}
+        self._positions: dict[str, Position] = {}
+        self._cash = 0.0
+        with engine.begin() as conn:
+            if initial_cash is not None:
+                open_account(
+                    conn, account, initial_cash=initial_cash, base_currency=base_currency, actor=actor
+                )
+            elif get_account(conn, account) is None:
+                raise LookupError(f"account {account!r} does not exist; pass initial_cash= to open it")
+        self.recover()
+
+    @property
+    def account(self) -> str:
+        """The account this manager keeps."""
+        return self._account
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Rebuild the in-memory view (open orders, positions, cash) from the database, as after
+        a restart. Nothing is sent or changed: open orders stay as they are stored."""
+        with self._lock:
+            with self._engine.connect() as conn:
+                records = list_orders(conn, self._account, statuses=[s.value for s in OPEN_STATES])
+                positions = list_positions(conn, self._account)
+                account = get_account(conn, self._account)
+            if account is None:
+                raise LookupError(f"account {self._account!r} does not exist")
+            self._open = {r.id: _order(r) for r in records}
+            self._positions = {p.symbol: p for p in positions}
+            self._cash = account.cash
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """The orders not yet in a final state, oldest first, optionally of one symbol."""
+        with self._lock:
+            orders = [o for o in self._open.values() if symbol is None or o.symbol == symbol]
+        return sorted(orders, key=lambda o: (o.created_at, o.id))
+
+    def order(self, order_id: str) -> Order:
+        """The order ``order_id`` (open or not); like every method that takes an order id, it
+        also takes the order's ``client_order_id`` (the id a broker knows it by).
+
+        Raises:
+            UnknownOrder: no order of this account has that id or client order id.
+        """
+        with self._lock:
+            if order_id in self._open:
+                return self._open[order_id]
+        with self._engine.connect() as conn:
+            return _order(self._load(conn, order_id, lock=False))
+
+    def order_by_client_id(self, client_order_id: str) -> Order | None:
+        """The order stored under ``client_order_id``, or None."""
+        with self._engine.connect() as conn:
+            record = find_order(conn, self._account, client_order_id)
+        return None if record is None else _order(record)
+
+    def positions(self) -> dict[str, Position]:
+        """Every symbol this account traded -> its position (flat ones keep their realised P&L)."""
+        with self._lock:
+            return dict(self._positions)
+
+    def cash(self) -> float:
+        """The account's cash: initial cash plus every fill's cash flow (fees included)."""
+        with self._lock:
+            return self._cash
+
+    def trading_state(self) -> TradingState:
+        """The account's kill switch as stored."""
+        with self._engine.connect() as conn:
+            return get_trading_state(conn, self._account)
+
+    # -- orders -----------------------------------------------------------------------------------
+
+    def submit(self, request: OrderRequest) -> Order:
+        """Record ``request`` and mark it submitted (``NEW -> SUBMITTED``, one transaction): from
+        now on the caller sends it to the broker, keyed by ``client_order_id``.
+
+        Idempotent: a request whose ``client_order_id`` is stored already returns that order
+        (whatever its state) and creates nothing.
+
+        Raises:
+            OrderConflict: the ``client_order_id`` names a different request.
+            TradingHalted: the account is halted (a stored order is still returned).
+            ValueError: the request is for another account, or a bracket's prices are inverted.
+        """
+        return self._create(request, None)
+
+    def refuse(self, request: OrderRequest, code: str, reason: str) -> Order:
+        """Record ``request`` as refused before it reached the broker (``NEW -> REJECTED``, a risk
+        check's refusal), with the reason ``code`` (short, e.g. ``max_position``) and ``reason``
+        (a sentence) on the order. Idempotent like :meth:`submit`; allowed while halted.
+
+        Raises:
+            OrderConflict: the ``client_order_id`` names a different request.
+            ValueError: the request is for another account, or an empty code.
+        """
+        if not code or not isinstance(code, str):
+            raise ValueError("a refusal needs a reason code (e.g. 'max_position')")
+        return self._create(request, (code, reason))
+
+    def accept(self, order_id: str) -> Order:
+        """The broker took the order: ``SUBMITTED -> ACCEPTED``. A bracket child whose OCO sibling
+        has filled meanwhile is cancelled at once (the returned order says ``CANCELLED``).
+
+        Raises:
+            UnknownOrder, IllegalTransition, StaleOrder.
+        """
+        with self._change() as change:
+            conn = change.conn
+            order = change.touch(self._transition(conn, self._load(conn, order_id), OrderStatus.ACCEPTED))
+            if any(s.status == OrderStatus.FILLED.value for s in self._siblings(conn, order)):
+                why = {"why": "oco sibling filled"}
+                order = change.touch(self._transition(conn, order, OrderStatus.CANCELLED, details=why))
+        return _order(order)
+
+    def reject(self, order_id: str, code: str, reason: str) -> Order:
+        """The broker (or a late risk check) refused the order: ``-> REJECTED`` with reason ``code``
+        and ``reason`` stored on it.
+
+        Raises:
+            UnknownOrder, IllegalTransition, StaleOrder; ValueError for an empty code.
+        """
+        if not code or not isinstance(code, str):
+            raise ValueError("a rejection needs a reason code (e.g. 'insufficient_margin')")
+        with self._change() as change:
+            order = self._load(change.conn, order_id)
+            order = change.touch(
+                self._transition(
+                    change.conn, order, OrderStatus.REJECTED, reject_code=code, reject_reason=reason
+                )
+            )
+        return _order(order)
+
+    def cancel(self, order_id: str, reason: str | None = None) -> Order:
+        """Cancel the order (``ACCEPTED``/``PARTIALLY_FILLED -> CANCELLED``). A bracket parent
+        cancelled after partial fills places its children for the filled quantity.
+
+        Raises:
+            UnknownOrder, IllegalTransition, StaleOrder.
+        """
+        return self._finish(order_id, OrderStatus.CANCELLED, reason)
+
+    def expire(self, order_id: str, reason: str | None = None) -> Order:
+        """The order's time in force ran out (``ACCEPTED``/``PARTIALLY_FILLED -> EXPIRED``): a DAY
+        order at the session's close, the rest of an IOC order. Brackets as :meth:`cancel`.
+
+        Raises:
+            UnknownOrder, IllegalTransition, StaleOrder.
+        """
+        return self._finish(order_id, OrderStatus.EXPIRED, reason)
+
+    def apply_fill(self, fill: Fill, broker_fill_id: str) -> FillOutcome:
+        """Apply one execution to its order, the position and cash, in one transaction
+        (``-> PARTIALLY_FILLED`` or ``-> FILLED``). A filled bracket parent places its children;
+        a filled bracket child cancels its open sibling.
+
+        Idempotent by ``broker_fill_id``: a replay of a recorded fill changes nothing and comes
+        back with ``duplicate=True``.
+
+        A fill is never lost: one that reaches an order already ``CANCELLED`` or ``EXPIRED`` here
+        (the venue filled it before the cancel arrived, e.g. both OCO legs on one bar) is booked
+        (fill, position, cash, filled quantity) and the order keeps its final state: no
+        transition, ``late=True``. Close the excess position with a new order.
+
+        ``fill.order_id`` is the OMS's order id or the order's ``client_order_id`` (as the paper
+        broker reports it).
+
+        Raises:
+            UnknownOrder: ``fill.order_id`` is not an order of this account.
+            IllegalTransition: the order cannot fill (not yet accepted, rejected, or filled).
+            storage.execution.FillConflict: ``broker_fill_id`` was recorded with other values.
+            ValueError: the fill's symbol or side differ from the order's, or it overfills it.
+        """
+        with self._change() as change:
+            conn = change.conn
+            order = self._load(conn, fill.order_id)
+            if fill.symbol != order.symbol or fill.side.value != order.side:
+                raise ValueError(
+                    f"fill for {fill.side.value} {fill.symbol} does not match order {order.id} "
+                    f"({order.side} {order.symbol})"
+                )
+            replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=fill.quantity,
+                                   price=fill.price, fee=fill.fee, ts=fill.ts)  # fmt: skip
+            if replay is not None:
+                return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)
+            late = order.status in LATE_FILL_STATUSES
+            if late:  # the venue filled it before our cancel or expiry reached it: book it anyway
+                status = OrderStatus(order.status)
+            else:
+                done = fill_completes(order, fill.quantity)
+                status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+                check_transition(order.id, OrderStatus(order.status), status)
+            result = record_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
+                                 price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
+                                 actor=self._actor)  # fmt: skip
+            created: list[OrderRecord] = []
+            cancelled: list[OrderRecord] = []
+            if status is OrderStatus.FILLED and not late:
+                created = self._place_children(conn, result.order)
+                cancelled = self._cancel_siblings(conn, result.order)
+            for record in (result.order, *created, *cancelled):
+                change.touch(record)
+            change.position, change.cash = result.position, result.cash
+        return FillOutcome(
+            order=_order(result.order),
+            fill_id=result.fill.id,
+            duplicate=False,
+            position=result.position,
+            cash=result.cash,
+            created=tuple(_order(r) for r in created),
+            cancelled=tuple(_order(r) for r in cancelled),
+            late=late,
+        )
+
+    # -- marks and the kill switch ----------------------------------------------------------------
+
+    def mark_to_market(self, prices: Mapping[str, float], ts: pd.Timestamp) -> EquityPoint:
+        """Record the account's equity at ``ts`` (table ``equity_history``): cash plus each
+        position's quantity times its price in ``prices``.
+
+        Raises:
+            ValueError: a price is missing, non-positive or not finite for a symbol held.
+        """
+        with self._lock, self._engine.begin() as conn:
+            market_value = 0.0
+            for position in list_positions(conn, self._account, include_flat=False):
+                price = prices.get(position.symbol)
+                if price is None or not math.isfinite(price) or price <= 0:
+                    raise ValueError(
+                        f"no usable price for {position.symbol} (held: {position.quantity:g}); got {price!r}"
+                    )
+                market_value += position.quantity * float(price)
+            return record_equity(conn, self._account, ts=ts, market_value=market_value)
+
+    def halt(self, reason: str) -> TradingState:
+        """Halt trading of the account (the kill switch; audited)."""
+        with self._engine.begin() as conn:
+            return set_trading_state(conn, self._account, halted=True, reason=reason, actor=self._actor)
+
+    def resume(self, reason: str | None = None) -> TradingState:
+        """Resume trading of the account (audited)."""
+        with self._engine.begin() as conn:
+            return set_trading_state(conn, self._account, halted=False, reason=reason, actor=self._actor)
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _create(self, request: OrderRequest, refusal: tuple[str, str] | None) -> Order:
+        if request.account != self._account:
+            raise ValueError(
+                f"request {request.client_order_id!r} is for account {request.account!r}; "
+                f"this manager keeps {self._account!r}"
+            )
+        _check_bracket(request)
+        try:
+            with self._change() as change:
+                conn = change.conn
+                stored = find_order(conn, self._account, request.client_order_id)
+                if stored is not None:
+                    return self._same_request(_order(stored), request)
+                state = get_trading_state(conn, self._account)
+                if refusal is None and state.halted:
+                    raise TradingHalted(
+                        f"account {self._account!r} is halted ({state.reason}); "
+                        f"order {request.client_order_id!r} was not taken; `fks resume` to trade again"
+                    )
+                record = self._insert(conn, request, parent=None)
+                if refusal is None:
+                    record = change.touch(self._transition(conn, record, OrderStatus.SUBMITTED))
+                else:
+                    code, reason = refusal
+                    refused = self._transition(
+                        conn, record, OrderStatus.REJECTED, reject_code=code, reject_reason=reason
+                    )
+                    record = change.touch(refused)
+        except IntegrityError:
+            # another process stored the same client order id between our read and our insert
+            with self._engine.connect() as conn:
+                stored = find_order(conn, self._account, request.client_order_id)
+            if stored is None:
+                raise
+            return self._same_request(_order(stored), request)
+        return _order(record)
+
+    def _same_request(self, stored: Order, request: OrderRequest) -> Order:
+        differences = _differences(stored, request)
+        if differences:
+            raise OrderConflict(
+                f"client_order_id {request.client_order_id!r} is order {stored.id} already, for another "
+                f"request ({'; '.join(differences)}); use a new client_order_id for a new order"
+            )
+        return stored
+
+    def _insert(self, conn: Connection, request: OrderRequest, *, parent: OrderRecord | None) -> OrderRecord:
+        now = pd.Timestamp.now(tz="UTC")
+        record = OrderRecord(
+            id=uuid.uuid4().hex,
+            client_order_id=request.client_order_id,
+            account=self._account,
+            symbol=request.symbol,
+            side=request.side.value,
+            type=request.type.value,
+            time_in_force=request.time_in_force.value,
+            quantity=float(request.quantity),
+            status=OrderStatus.NEW.value,
+            created_at=now,
+            updated_at=now,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            take_profit=request.take_profit,
+            stop_loss=request.stop_loss,
+            parent_id=None if parent is None else parent.id,
+            oco_group=None if parent is None else parent.id,
+            model=request.model,
+            model_version=request.model_version,
+            confidence=request.confidence,
+            decided_at=request.decided_at,
+        )
+        return insert_order(conn, record, actor=self._actor)
+
+    def _load(self, conn: Connection, order_id: str, *, lock: bool = True) -> OrderRecord:
+        """The order by the OMS's id or, failing that, by its ``client_order_id`` (the id a broker
+        knows it by); ``lock``: row-locked until the transaction ends."""
+        record = get_order(conn, order_id, for_update=lock)
+        if record is None or record.account != self._account:
+            record = find_order(conn, self._account, order_id, for_update=lock)
+        if record is None:
+            raise UnknownOrder(
+                f"account {self._account!r} has no order with id or client_order_id {order_id!r}"
+            )
+        return record
+
+    def _transition(
+        self,
+        conn: Connection,
+        record: OrderRecord,
+        new: OrderStatus,
+        *,
+        reject_code: str | None = None,
+        reject_reason: str | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> OrderRecord:
+        """The one place (with :meth:`apply_fill`) where an order's status changes."""
+        check_transition(record.id, OrderStatus(record.status), new)
+        return transition_order(conn, record, new.value, actor=self._actor, reject_code=reject_code,
+                                reject_reason=reject_reason, details=details)  # fmt: skip
+
+    def _finish(self, order_id: str, status: OrderStatus, reason: str | None) -> Order:
+        with self._change() as change:
+            details = None if reason is None else {"reason": reason}
+            order = change.touch(
+                self._transition(change.conn, self._load(change.conn, order_id), status, details=details)
+            )
+            for child in self._place_children(change.conn, order):
+                change.touch(child)
+        return _order(order)
+
+    def _siblings(self, conn: Connection, order: OrderRecord) -> list[OrderRecord]:
+        if order.oco_group is None:
+            return []
+        group = list_orders(conn, self._account, oco_group=order.oco_group)
+        return [o for o in group if o.id != order.id]
+
+    def _cancel_siblings(self, conn: Connection, filled: OrderRecord) -> list[OrderRecord]:
+        """Cancel the accepted OCO siblings of a filled bracket child (one not yet accepted is
+        cancelled by :meth:`accept`)."""
+        cancellable = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
+        return [
+            self._transition(
+                conn, s, OrderStatus.CANCELLED, details={"why": "oco sibling filled", "filled": filled.id}
+            )
+            for s in self._siblings(conn, filled)
+            if s.status in cancellable
+        ]
+
+    def _place_children(self, conn: Connection, parent: OrderRecord) -> list[OrderRecord]:
+        """A done bracket parent's take-profit and stop-loss, submitted, for its filled quantity."""
+        if (parent.take_profit is None and parent.stop_loss is None) or parent.filled_quantity <= 0:
+            return []
+        exit_side = Side.SELL if parent.side == Side.BUY.value else Side.BUY
+        legs = []
+        if parent.take_profit is not None:
+            legs.append(("tp", OrderType.LIMIT, {"limit_price": parent.take_profit}))
+        if parent.stop_loss is not None:
+            legs.append(("sl", OrderType.STOP, {"stop_price": parent.stop_loss}))
+        children = []
+        for leg, kind, price in legs:
+            request = OrderRequest(
+                client_order_id=f"{parent.id}-{leg}",
+                account=self._account,
+                symbol=parent.symbol,
+                side=exit_side,
+                quantity=parent.filled_quantity,
+                type=kind,
+                time_in_force=TimeInForce.GTC,
+                model=parent.model,
+                model_version=parent.model_version,
+                confidence=parent.confidence,
+                decided_at=parent.decided_at,
+                **price,
+            )
+            child = self._insert(conn, request, parent=parent)
+            children.append(
+                self._transition(conn, child, OrderStatus.SUBMITTED, details={"bracket_of": parent.id})
+            )
+        return children
+
+    @contextmanager
+    def _change(self) -> Iterator[_Change]:
+        """One transaction whose touched orders, position and cash enter the in-memory view once
+        it has committed (under the manager's lock: the view never shows an uncommitted state)."""
+        with self._lock:
+            with self._engine.begin() as conn:
+                change = _Change(conn)
+                yield change
+            for record in change.orders:
+                order = _order(record)
+                if order.is_open:
+                    self._open[order.id] = order
+                else:
+                    self._open.pop(order.id, None)
+            if change.position is not None:
+                self._positions[change.position.symbol] = change.position
+            if change.cash is not None:
+                self._cash = change.cash

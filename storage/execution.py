@@ -1,0 +1,865 @@
+"""The paper desk's books: accounts, orders, fills, positions, equity history and the kill switch
+(tables ``accounts``, ``orders``, ``fills``, ``positions``, ``equity_history``, ``trading_state``).
+
+Every function takes a connection; the caller owns the transaction. The order management system
+(:mod:`execution.oms`) opens one transaction per state change and, on the order row it read in
+that transaction (``get_order(..., for_update=True)``), checks the transition with
+:func:`execution.orders.check_transition` before calling :func:`transition_order` or
+:func:`record_fill`. Both write compare-and-set: the row is updated only if its status and filled
+quantity are still what the caller read (else :class:`StaleOrder`), so a check made in the
+transaction still holds at commit. Each change writes its ``audit_log`` rows on the same
+connection: kept or rolled back together.
+
+Statuses, types, times in force and sides are the string values of :mod:`execution.orders`'
+enums (storage sits below execution; :data:`storage.schema.ORDER_STATUSES` and friends list them).
+
+Accounting (average cost): a fill of signed quantity ``s`` (``+`` buy, ``-`` sell) at ``price``
+with ``fee`` moves cash by ``-s * price - fee`` and the position as :func:`position_after` says:
+adding to a position averages the entry price; reducing it realises
+``closed * (price - avg_cost) * sign(position)`` and keeps the average; going through zero closes
+the old side and opens the rest at ``price``. Realised P&L is gross of fees (fees are in cash and
+in ``fills``), so at any time ``cash + sum(quantity * avg_cost) = initial_cash + sum(realised_pnl)
+- sum(fees)``.
+
+::
+
+    with engine.begin() as conn:
+        open_account(conn, "paper", initial_cash=100_000.0, actor="me")
+        get_trading_state(conn, "paper").halted          # False
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, insert, select, update
+
+from storage._time import from_ms, now_ms, optional_ms, optional_ts, to_ms
+from storage.audit import audit
+from storage.schema import (
+    ORDER_STATUSES,
+    ORDER_TYPES,
+    SIDES,
+    TIMES_IN_FORCE,
+    AccountRow,
+    EquityHistoryRow,
+    FillRow,
+    OrderRow,
+    PositionRow,
+    TradingStateRow,
+)
+
+_ORDERS = OrderRow.__table__
+_FILLS = FillRow.__table__
+_POSITIONS = PositionRow.__table__
+_ACCOUNTS = AccountRow.__table__
+_EQUITY = EquityHistoryRow.__table__
+_STATE = TradingStateRow.__table__
+
+LATE_FILL_STATUSES: tuple[str, ...] = ("cancelled", "expired")
+"""Final statuses that a venue's fill can still reach (a cancel or an expiry that crossed the
+fill): such a fill is recorded and the order keeps its status (see :func:`record_fill`)."""
+
+QUANTITY_TOLERANCE = 1e-9
+"""Relative tolerance below which a quantity counts as zero, or a fill as completing its order."""
+
+
+class StaleOrder(RuntimeError):
+    """The order's row changed between the caller's read and its write (another process moved
+    it). Nothing was written; read the order again and decide anew."""
+
+
+class FillConflict(ValueError):
+    """A ``broker_fill_id`` that is already recorded came again with other values (order,
+    quantity, price, fee or time): two different executions under one id."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """One account: ``cash`` now and ``initial_cash`` at opening, in ``base_currency``."""
+
+    name: str
+    base_currency: str
+    initial_cash: float
+    cash: float
+    created_at: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    """One row of ``orders`` (see :class:`storage.schema.OrderRow`); enums as their string
+    values, times as UTC timestamps."""
+
+    id: str
+    client_order_id: str
+    account: str
+    symbol: str
+    side: str
+    type: str
+    time_in_force: str
+    quantity: float
+    status: str
+    created_at: pd.Timestamp
+    updated_at: pd.Timestamp
+    filled_quantity: float = 0.0
+    avg_fill_price: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    take_profit: float | None = None
+    stop_loss: float | None = None
+    parent_id: str | None = None
+    oco_group: str | None = None
+    reject_code: str | None = None
+    reject_reason: str | None = None
+    model: str | None = None
+    model_version: str | None = None
+    confidence: float | None = None
+    decided_at: pd.Timestamp | None = None
+
+    @property
+    def remaining(self) -> float:
+        """Units still to fill."""
+        return max(self.quantity - self.filled_quantity, 0.0)
+
+
+@dataclass(frozen=True)
+class FillRecord:
+    """One row of ``fills``: ``quantity`` units at ``price`` with ``fee``; ``ts`` the execution
+    time, ``recorded_at`` when it was stored (UTC)."""
+
+    id: int
+    order_id: str
+    account: str
+    symbol: str
+    side: str
+    quantity: float
+    price: float
+    fee: float
+    ts: pd.Timestamp
+    broker_fill_id: str
+    recorded_at: pd.Timestamp
+
+    @property
+    def signed_quantity(self) -> float:
+        """``+quantity`` for a buy, ``-quantity`` for a sell."""
+        return self.quantity if self.side == "buy" else -self.quantity
+
+
+@dataclass(frozen=True)
+class Position:
+    """What ``account`` holds of ``symbol``: ``quantity`` units (negative when short) at average
+    entry ``avg_cost`` (0 when flat); ``realised_pnl`` gross of fees."""
+
+    account: str
+    symbol: str
+    quantity: float
+    avg_cost: float
+    realised_pnl: float
+    updated_at: pd.Timestamp
+
+
+@dataclass(frozen=True)
+class FillResult:
+    """What :func:`record_fill` did: the fill (new or, when ``duplicate``, the one recorded
+    before), the order, the position and the account's cash after it."""
+
+    fill: FillRecord
+    order: OrderRecord
+    position: Position
+    cash: float
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class EquityPoint:
+    """One mark of an account at ``ts``: ``equity = cash + market_value``."""
+
+    account: str
+    ts: pd.Timestamp
+    cash: float
+    market_value: float
+    equity: float
+
+
+@dataclass(frozen=True)
+class TradingState:
+    """The kill switch of one account; ``at`` is None when it was never set."""
+
+    account: str
+    halted: bool
+    reason: str | None
+    at: pd.Timestamp | None
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _text(name: str, value: object, max_len: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if len(value) > max_len:
+        raise ValueError(f"{name} must be at most {max_len} characters, got {len(value)}")
+    return value
+
+
+def _positive(name: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _is_zero(value: float, scale: float) -> bool:
+    return abs(value) <= QUANTITY_TOLERANCE * max(1.0, abs(scale))
+
+
+def _order(row: Any) -> OrderRecord:
+    return OrderRecord(
+        id=row.id,
+        client_order_id=row.client_order_id,
+        account=row.account,
+        symbol=row.symbol,
+        side=row.side,
+        type=row.type,
+        time_in_force=row.time_in_force,
+        quantity=float(row.quantity),
+        status=row.status,
+        created_at=from_ms(row.created_at),
+        updated_at=from_ms(row.updated_at),
+        filled_quantity=float(row.filled_quantity),
+        avg_fill_price=None if row.avg_fill_price is None else float(row.avg_fill_price),
+        limit_price=None if row.limit_price is None else float(row.limit_price),
+        stop_price=None if row.stop_price is None else float(row.stop_price),
+        take_profit=None if row.take_profit is None else float(row.take_profit),
+        stop_loss=None if row.stop_loss is None else float(row.stop_loss),
+        parent_id=row.parent_id,
+        oco_group=row.oco_group,
+        reject_code=row.reject_code,
+        reject_reason=row.reject_reason,
+        model=row.model,
+        model_version=row.model_version,
+        confidence=None if row.confidence is None else float(row.confidence),
+        decided_at=optional_ts(row.decided_at),
+    )
+
+
+def _fill(row: Any) -> FillRecord:
+    return FillRecord(
+        id=int(row.id),
+        order_id=row.order_id,
+        account=row.account,
+        symbol=row.symbol,
+        side=row.side,
+        quantity=float(row.quantity),
+        price=float(row.price),
+        fee=float(row.fee),
+        ts=from_ms(row.ts),
+        broker_fill_id=row.broker_fill_id,
+        recorded_at=from_ms(row.recorded_at),
+    )
+
+
+def _position(row: Any) -> Position:
+    return Position(
+        account=row.account,
+        symbol=row.symbol,
+        quantity=float(row.quantity),
+        avg_cost=float(row.avg_cost),
+        realised_pnl=float(row.realised_pnl),
+        updated_at=from_ms(row.updated_at),
+    )
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        name=row.name,
+        base_currency=row.base_currency,
+        initial_cash=float(row.initial_cash),
+        cash=float(row.cash),
+        created_at=from_ms(row.created_at),
+    )
+
+
+# -- accounts -------------------------------------------------------------------------------------
+
+
+def get_account(conn: Connection, name: str, *, for_update: bool = False) -> Account | None:
+    """The account named ``name``, or None."""
+    query = select(_ACCOUNTS).where(_ACCOUNTS.c.name == name)
+    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    return None if row is None else _account(row)
+
+
+def open_account(
+    conn: Connection, name: str, *, initial_cash: float, base_currency: str = "USD", actor: str
+) -> Account:
+    """Open account ``name`` with ``initial_cash`` (its cash too), or return it if it is open
+    already with the same initial cash and currency (audited as ``account.open`` once).
+
+    Raises:
+        ValueError: a bad name (1-64 characters), a negative or non-finite ``initial_cash``, or an
+            existing account with another initial cash or currency.
+    """
+    _text("account", name, 64)
+    _text("base_currency", base_currency, 8)
+    cash = _finite("initial_cash", initial_cash)
+    if cash < 0:
+        raise ValueError(f"initial_cash must be >= 0, got {initial_cash!r}")
+    existing = get_account(conn, name)
+    if existing is not None:
+        if existing.initial_cash != cash or existing.base_currency != base_currency:
+            raise ValueError(
+                f"account {name!r} is open already with initial cash {existing.initial_cash:g} "
+                f"{existing.base_currency}, not {cash:g} {base_currency}; use another account name"
+            )
+        return existing
+    conn.execute(
+        insert(AccountRow).values(
+            name=name, base_currency=base_currency, initial_cash=cash, cash=cash, created_at=now_ms()
+        )
+    )
+    audit(
+        conn,
+        actor=actor,
+        action="account.open",
+        subject=f"account:{name}",
+        details={"initial_cash": cash, "base_currency": base_currency},
+    )
+    account = get_account(conn, name)
+    if account is None:  # pragma: no cover - just inserted
+        raise RuntimeError(f"account {name!r} vanished after its insert")
+    return account
+
+
+# -- orders ---------------------------------------------------------------------------------------
+
+
+def insert_order(conn: Connection, order: OrderRecord, *, actor: str) -> OrderRecord:
+    """Insert ``order`` (audited as ``order.created`` with its status) and return it as stored.
+
+    Raises:
+        ValueError: a bad field (enum value, non-positive quantity or price, over-long text).
+        sqlalchemy.exc.IntegrityError: the id, or the client order id in this account, exists
+            already, or the account does not.
+    """
+    _text("order id", order.id, 64)
+    _text("client_order_id", order.client_order_id, 64)
+    _text("symbol", order.symbol, 32)
+    _one_of("side", order.side, SIDES)
+    _one_of("type", order.type, ORDER_TYPES)
+    _one_of("time_in_force", order.time_in_force, TIMES_IN_FORCE)
+    _one_of("status", order.status, ORDER_STATUSES)
+    _positive("quantity", order.quantity)
+    for name in ("limit_price", "stop_price", "take_profit", "stop_loss"):
+        value = getattr(order, name)
+        if value is not None:
+            _positive(name, value)
+    values = {
+        "id": order.id,
+        "client_order_id": order.client_order_id,
+        "account": order.account,
+        "symbol": order.symbol,
+        "side": order.side,
+        "type": order.type,
+        "time_in_force": order.time_in_force,
+        "quantity": float(order.quantity),
+        "filled_quantity": float(order.filled_quantity),
+        "avg_fill_price": order.avg_fill_price,
+        "limit_price": order.limit_price,
+        "stop_price": order.stop_price,
+        "take_profit": order.take_profit,
+        "stop_loss": order.stop_loss,
+        "parent_id": order.parent_id,
+        "oco_group": order.oco_group,
+        "status": order.status,
+        "reject_code": order.reject_code,
+        "reject_reason": order.reject_reason,
+        "model": order.model,
+        "model_version": order.model_version,
+        "confidence": order.confidence,
+        "decided_at": optional_ms(order.decided_at),
+        "created_at": to_ms(order.created_at, "created_at"),
+        "updated_at": to_ms(order.updated_at, "updated_at"),
+    }
+    conn.execute(insert(OrderRow).values(**values))
+    audit(
+        conn,
+        actor=actor,
+        action="order.created",
+        subject=f"order:{order.id}",
+        details={
+            "account": order.account,
+            "client_order_id": order.client_order_id,
+            "to": order.status,
+            **{k: v for k, v in values.items() if k not in ("id", "account", "client_order_id", "status")},
+        },
+    )
+    stored = get_order(conn, order.id)
+    if stored is None:  # pragma: no cover - just inserted
+        raise RuntimeError(f"order {order.id} vanished after its insert")
+    return stored
+
+
+def get_order(conn: Connection, order_id: str, *, for_update: bool = False) -> OrderRecord | None:
+    """The order ``order_id``, or None. ``for_update`` locks its row until the transaction ends
+    (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite serialises writers anyway)."""
+    query = select(_ORDERS).where(_ORDERS.c.id == order_id)
+    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    return None if row is None else _order(row)
+
+
+def find_order(
+    conn: Connection, account: str, client_order_id: str, *, for_update: bool = False
+) -> OrderRecord | None:
+    """The order of ``account`` with ``client_order_id`` (the idempotency key), or None."""
+    query = select(_ORDERS).where(_ORDERS.c.account == account, _ORDERS.c.client_order_id == client_order_id)
+    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    return None if row is None else _order(row)
+
+
+def list_orders(
+    conn: Connection,
+    account: str,
+    *,
+    statuses: Iterable[str] | None = None,
+    symbol: str | None = None,
+    parent_id: str | None = None,
+    oco_group: str | None = None,
+) -> list[OrderRecord]:
+    """The orders of ``account``, oldest first, filtered by any of the keywords given."""
+    query = select(_ORDERS).where(_ORDERS.c.account == account)
+    if statuses is not None:
+        query = query.where(_ORDERS.c.status.in_([str(s) for s in statuses]))
+    if symbol is not None:
+        query = query.where(_ORDERS.c.symbol == symbol)
+    if parent_id is not None:
+        query = query.where(_ORDERS.c.parent_id == parent_id)
+    if oco_group is not None:
+        query = query.where(_ORDERS.c.oco_group == oco_group)
+    return [_order(r) for r in conn.execute(query.order_by(_ORDERS.c.created_at, _ORDERS.c.id)).all()]
+
+
+def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
+    result = conn.execute(
+        update(OrderRow)
+        .where(
+            OrderRow.id == order.id,
+            OrderRow.status == order.status,
+            OrderRow.filled_quantity == order.filled_quantity,
+        )
+        .values(**values, updated_at=now_ms())
+    )
+    if result.rowcount != 1:
+        raise StaleOrder(
+            f"order {order.id} changed since it was read as {order.status} with "
+            f"{order.filled_quantity:g} filled; read it again"
+        )
+    stored = get_order(conn, order.id)
+    if stored is None:  # pragma: no cover - just updated
+        raise RuntimeError(f"order {order.id} vanished after its update")
+    return stored
+
+
+def transition_order(
+    conn: Connection,
+    order: OrderRecord,
+    status: str,
+    *,
+    actor: str,
+    reject_code: str | None = None,
+    reject_reason: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> OrderRecord:
+    """Move ``order`` (as the caller read it in this transaction) to ``status``, with the reason
+    code and text of a refusal if given, and audit it as ``order.transition`` (``from``, ``to``,
+    plus ``details``). The caller has checked the transition's legality
+    (:func:`execution.orders.check_transition`).
+
+    Raises:
+        ValueError: an unknown status, an over-long reject code.
+        StaleOrder: the stored row is no longer what ``order`` says; nothing was written.
+    """
+    _one_of("status", status, ORDER_STATUSES)
+    values: dict[str, Any] = {"status": status}
+    if reject_code is not None:
+        values["reject_code"] = _text("reject_code", reject_code, 64)
+    if reject_reason is not None:
+        values["reject_reason"] = str(reject_reason)
+    stored = _compare_and_set(conn, order, values)
+    audit(
+        conn,
+        actor=actor,
+        action="order.transition",
+        subject=f"order:{order.id}",
+        details={
+            "account": order.account,
+            "from": order.status,
+            "to": status,
+            **({"reject_code": reject_code, "reject_reason": reject_reason} if reject_code else {}),
+            **(dict(details) if details else {}),
+        },
+    )
+    return stored
+
+
+# -- fills, positions, cash -----------------------------------------------------------------------
+
+
+def position_after(
+    quantity: float, avg_cost: float, realised_pnl: float, signed_quantity: float, price: float
+) -> tuple[float, float, float]:
+    """``(quantity, avg_cost, realised_pnl)`` of a position after a fill of ``signed_quantity``
+    (``+`` buy, ``-`` sell) at ``price``, by average cost (see the module docstring). A quantity
+    within :data:`QUANTITY_TOLERANCE` of zero becomes 0, with ``avg_cost`` 0."""
+    new_quantity = quantity + signed_quantity
+    scale = max(abs(quantity), abs(signed_quantity))
+    if quantity == 0 or (quantity > 0) == (signed_quantity > 0):  # open or add
+        if _is_zero(new_quantity, scale):
+            return 0.0, 0.0, realised_pnl
+        cost = (abs(quantity) * avg_cost + abs(signed_quantity) * price) / abs(new_quantity)
+        return new_quantity, cost, realised_pnl
+    closed = min(abs(signed_quantity), abs(quantity))
+    realised = realised_pnl + closed * (price - avg_cost) * (1.0 if quantity > 0 else -1.0)
+    if _is_zero(new_quantity, scale):
+        return 0.0, 0.0, realised
+    if (new_quantity > 0) == (quantity > 0):  # reduced
+        return new_quantity, avg_cost, realised
+    return new_quantity, price, realised  # flipped: the rest opens at the fill's price
+
+
+def find_fill(conn: Connection, broker_fill_id: str) -> FillRecord | None:
+    """The fill recorded under ``broker_fill_id``, or None."""
+    row = conn.execute(select(_FILLS).where(_FILLS.c.broker_fill_id == broker_fill_id)).one_or_none()
+    return None if row is None else _fill(row)
+
+
+def list_fills(
+    conn: Connection, account: str, *, order_id: str | None = None, symbol: str | None = None
+) -> list[FillRecord]:
+    """The fills of ``account`` in the order they were recorded, optionally of one order or symbol."""
+    query = select(_FILLS).where(_FILLS.c.account == account)
+    if order_id is not None:
+        query = query.where(_FILLS.c.order_id == order_id)
+    if symbol is not None:
+        query = query.where(_FILLS.c.symbol == symbol)
+    return [_fill(r) for r in conn.execute(query.order_by(_FILLS.c.id)).all()]
+
+
+def get_position(conn: Connection, account: str, symbol: str, *, for_update: bool = False) -> Position | None:
+    """The position of ``account`` in ``symbol``, or None if it never traded it."""
+    query = select(_POSITIONS).where(_POSITIONS.c.account == account, _POSITIONS.c.symbol == symbol)
+    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    return None if row is None else _position(row)
+
+
+def list_positions(conn: Connection, account: str, *, include_flat: bool = True) -> list[Position]:
+    """The positions of ``account`` by symbol; flat ones (which keep their realised P&L) unless
+    ``include_flat`` is False."""
+    query = select(_POSITIONS).where(_POSITIONS.c.account == account)
+    if not include_flat:
+        query = query.where(_POSITIONS.c.quantity != 0)
+    return [_position(r) for r in conn.execute(query.order_by(_POSITIONS.c.symbol)).all()]
+
+
+def fill_completes(order: OrderRecord, quantity: float) -> bool:
+    """True when a fill of ``quantity`` leaves nothing of ``order`` to fill (within
+    :data:`QUANTITY_TOLERANCE`)."""
+    return _is_zero(order.quantity - (order.filled_quantity + quantity), order.quantity)
+
+
+def recorded_fill(
+    conn: Connection,
+    broker_fill_id: str,
+    *,
+    order_id: str,
+    quantity: float,
+    price: float,
+    fee: float,
+    ts: pd.Timestamp,
+) -> FillResult | None:
+    """None when ``broker_fill_id`` is new; when it is recorded already with these values, what
+    it did (``duplicate=True``: a replay, to be ignored).
+
+    Raises:
+        FillConflict: ``broker_fill_id`` was recorded with other values.
+    """
+    existing = find_fill(conn, broker_fill_id)
+    if existing is None:
+        return None
+    same = (
+        existing.order_id == order_id
+        and existing.quantity == float(quantity)
+        and existing.price == float(price)
+        and existing.fee == float(fee)
+        and to_ms(existing.ts) == to_ms(ts, "fill ts")
+    )
+    if not same:
+        raise FillConflict(
+            f"broker fill {broker_fill_id!r} is recorded already as {existing.quantity:g} @ "
+            f"{existing.price:g} (fee {existing.fee:g}, {existing.ts}) on order {existing.order_id}; "
+            f"it came again as {quantity:g} @ {price:g} (fee {fee:g}, {ts}) on order {order_id}"
+        )
+    position = get_position(conn, existing.account, existing.symbol)
+    account = get_account(conn, existing.account)
+    order = get_order(conn, existing.order_id)
+    if position is None or account is None or order is None:  # pragma: no cover - foreign keys
+        raise RuntimeError(f"fill {broker_fill_id!r} is recorded but its order or book is missing")
+    return FillResult(existing, order, position, account.cash, duplicate=True)
+
+
+def record_fill(
+    conn: Connection,
+    order: OrderRecord,
+    *,
+    broker_fill_id: str,
+    quantity: float,
+    price: float,
+    fee: float,
+    ts: pd.Timestamp,
+    status: str,
+    actor: str,
+) -> FillResult:
+    """Record one execution of ``order`` (as read in this transaction) once: the order's filled
+    quantity, average fill price and ``status``, the fill row, the position, the account's cash
+    and the audit rows (``order.transition`` and ``order.fill``), in the caller's transaction.
+
+    Idempotent by ``broker_fill_id``: a fill recorded before with the same values is returned
+    with ``duplicate=True`` and nothing is written (see :func:`recorded_fill`). ``status`` is the
+    caller's checked next state: ``filled`` when the fill completes the order
+    (:func:`fill_completes`), else ``partially_filled``; or, for a *late fill* (the venue filled
+    an order whose cancel or expiry was already recorded: the two crossed), the order's own
+    ``cancelled``/``expired``, which it keeps (no ``order.transition`` row; ``order.fill`` says
+    ``late``).
+
+    Raises:
+        FillConflict: ``broker_fill_id`` was recorded with other values.
+        ValueError: a non-positive quantity or price, a non-finite fee, a fill beyond the
+            order's remaining quantity, or a ``status`` that does not match the fill.
+        StaleOrder: the order's row changed since ``order`` was read; nothing was written.
+    """
+    _text("broker_fill_id", broker_fill_id, 128)
+    qty = _positive("quantity", quantity)
+    px = _positive("price", price)
+    fee_ = _finite("fee", fee)
+    ts_ms = to_ms(ts, "fill ts")
+    replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=qty, price=px, fee=fee_, ts=ts)
+    if replay is not None:
+        return replay
+
+    filled = order.filled_quantity + qty
+    if filled > order.quantity and not _is_zero(filled - order.quantity, order.quantity):
+        raise ValueError(
+            f"a fill of {qty:g} on order {order.id} exceeds its remaining {order.remaining:g} "
+            f"(quantity {order.quantity:g}, filled {order.filled_quantity:g})"
+        )
+    complete = fill_completes(order, qty)
+    late = order.status in LATE_FILL_STATUSES
+    expected = order.status if late else "filled" if complete else "partially_filled"
+    if status != expected:
+        raise ValueError(
+            f"a fill of {qty:g} on order {order.id} ({order.status}) leaves it {expected}, not {status}"
+        )
+    if complete:
+        filled = order.quantity
+    avg = ((order.avg_fill_price or 0.0) * order.filled_quantity + px * qty) / (order.filled_quantity + qty)
+
+    # 1. the order (compare-and-set), 2. the fill, 3. the position, 4. cash, 5. audit.
+    stored = _compare_and_set(
+        conn, order, {"status": status, "filled_quantity": filled, "avg_fill_price": avg}
+    )
+    at = now_ms()
+    result = conn.execute(
+        insert(FillRow).values(
+            order_id=order.id,
+            account=order.account,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=qty,
+            price=px,
+            fee=fee_,
+            ts=ts_ms,
+            broker_fill_id=broker_fill_id,
+            recorded_at=at,
+        )
+    )
+    key = result.inserted_primary_key
+    if key is None:  # pragma: no cover - every supported dialect reports it
+        raise RuntimeError("the database did not report the new fill's id")
+    fill_id = int(key[0])
+    signed = qty if order.side == "buy" else -qty
+
+    before = get_position(conn, order.account, order.symbol, for_update=True)
+    q0, c0, r0 = (
+        (0.0, 0.0, 0.0) if before is None else (before.quantity, before.avg_cost, before.realised_pnl)
+    )
+    q1, c1, r1 = position_after(q0, c0, r0, signed, px)
+    values = {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at}
+    if before is None:
+        conn.execute(insert(PositionRow).values(account=order.account, symbol=order.symbol, **values))
+    else:
+        conn.execute(
+            update(PositionRow)
+            .where(PositionRow.account == order.account, PositionRow.symbol == order.symbol)
+            .values(**values)
+        )
+
+    cash_flow = -signed * px - fee_
+    conn.execute(
+        update(AccountRow).where(AccountRow.name == order.account).values(cash=AccountRow.cash + cash_flow)
+    )
+    account = get_account(conn, order.account)
+    if account is None:  # pragma: no cover - the order's foreign key
+        raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
+
+    subject = f"order:{order.id}"
+    if not late:
+        audit(
+            conn,
+            actor=actor,
+            action="order.transition",
+            subject=subject,
+            details={
+                "account": order.account,
+                "from": order.status,
+                "to": status,
+                "broker_fill_id": broker_fill_id,
+            },
+        )
+    audit(
+        conn,
+        actor=actor,
+        action="order.fill",
+        subject=subject,
+        details={
+            "account": order.account,
+            "fill_id": fill_id,
+            "broker_fill_id": broker_fill_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "quantity": qty,
+            "price": px,
+            "fee": fee_,
+            "ts": ts_ms,
+            "cash_flow": cash_flow,
+            "position": q1,
+            "avg_cost": c1,
+            "realised_pnl": r1,
+            "late": late,
+        },
+    )
+    fill = FillRecord(
+        id=fill_id,
+        order_id=order.id,
+        account=order.account,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=qty,
+        price=px,
+        fee=fee_,
+        ts=from_ms(ts_ms),
+        broker_fill_id=broker_fill_id,
+        recorded_at=from_ms(at),
+    )
+    position = Position(order.account, order.symbol, q1, c1, r1, from_ms(at))
+    return FillResult(fill, stored, position, account.cash, duplicate=False)
+
+
+# -- equity history -------------------------------------------------------------------------------
+
+
+def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_value: float) -> EquityPoint:
+    """Mark ``account`` at ``ts``: its cash now plus ``market_value`` (of its positions at the
+    mark's prices). A second mark at the same ``ts`` replaces the first.
+
+    Raises:
+        ValueError: an unknown account or a non-finite market value.
+    """
+    value = _finite("market_value", market_value)
+    ts_ms = to_ms(ts, "ts")
+    found = get_account(conn, account)
+    if found is None:
+        raise ValueError(f"account {account!r} does not exist; open it first")
+    values = {"cash": found.cash, "market_value": value, "equity": found.cash + value}
+    where = (EquityHistoryRow.account == account, EquityHistoryRow.ts == ts_ms)
+    if conn.execute(select(EquityHistoryRow.ts).where(*where)).first() is None:
+        conn.execute(insert(EquityHistoryRow).values(account=account, ts=ts_ms, **values))
+    else:
+        conn.execute(update(EquityHistoryRow).where(*where).values(**values))
+    return EquityPoint(account, from_ms(ts_ms), values["cash"], value, values["equity"])
+
+
+def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The marks of ``account`` as a frame indexed by ``ts`` (UTC) with float columns ``cash``,
+    ``market_value`` and ``equity``, oldest first (empty when none)."""
+    query = select(_EQUITY.c.ts, _EQUITY.c.cash, _EQUITY.c.market_value, _EQUITY.c.equity).where(
+        _EQUITY.c.account == account
+    )
+    if since is not None:
+        query = query.where(_EQUITY.c.ts >= to_ms(since, "since"))
+    rows = conn.execute(query.order_by(_EQUITY.c.ts)).all()
+    frame = pd.DataFrame(
+        [tuple(r) for r in rows], columns=["ts", "cash", "market_value", "equity"], dtype=float
+    )
+    frame.index = pd.DatetimeIndex(
+        pd.to_datetime(frame.pop("ts").astype("int64"), unit="ms", utc=True), name="ts"
+    )
+    return frame
+
+
+# -- kill switch ----------------------------------------------------------------------------------
+
+
+def get_trading_state(conn: Connection, account: str) -> TradingState:
+    """The kill switch of ``account``: not halted when it was never set."""
+    row = conn.execute(select(_STATE).where(_STATE.c.account == account)).one_or_none()
+    if row is None:
+        return TradingState(account, halted=False, reason=None, at=None)
+    return TradingState(account, halted=bool(row.halted), reason=row.reason, at=from_ms(row.at))
+
+
+def set_trading_state(
+    conn: Connection, account: str, *, halted: bool, reason: str | None, actor: str
+) -> TradingState:
+    """Halt (``halted=True``) or resume trading of ``account``, saying why; audited as
+    ``trading.halt`` or ``trading.resume``. Setting the state it has already is recorded too.
+
+    Raises:
+        ValueError: a bad account name, or halting without a reason.
+    """
+    _text("account", account, 64)
+    if halted and (reason is None or not reason.strip()):
+        raise ValueError("say why trading is halted (a reason is required)")
+    at = now_ms()
+    values = {"halted": int(bool(halted)), "reason": reason, "at": at}
+    if conn.execute(select(_STATE.c.account).where(_STATE.c.account == account)).first() is None:
+        conn.execute(insert(TradingStateRow).values(account=account, **values))
+    else:
+        conn.execute(update(TradingStateRow).where(TradingStateRow.account == account).values(**values))
+    audit(
+        conn,
+        actor=actor,
+        action="trading.halt" if halted else "trading.resume",
+        subject=f"account:{account}",
+        details={"reason": reason},
+    )
+    return TradingState(account, halted=bool(halted), reason=reason, at=from_ms(at))
