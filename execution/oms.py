@@ -545,9 +545,21 @@ class OrderManager:
             return record_equity(conn, self._account, ts=ts, market_value=market_value)
 
     def halt(self, reason: str) -> TradingState:
-        """Halt trading of the account (the kill switch; audited)."""
+        """Halt trading of the account (audited): no new order is taken until :meth:`resume`.
+        Open orders stay; :meth:`kill` also cancels them."""
         with self._engine.begin() as conn:
             return set_trading_state(conn, self._account, halted=True, reason=reason, actor=self._actor)
+
+    def kill(self, reason: str) -> tuple[TradingState, list[Order]]:
+        """The kill switch: :meth:`halt`, then cancel every open order (each cancel audited).
+        A broker holding the orders must be told too (the flow cancels them there).
+
+        Returns:
+            The trading state and the orders cancelled.
+        """
+        state = self.halt(reason)
+        cancelled = [self.cancel(order.id, reason=f"halted: {reason}") for order in self.open_orders()]
+        return state, cancelled
 
     def resume(self, reason: str | None = None) -> TradingState:
         """Resume trading of the account (audited)."""

@@ -28,6 +28,7 @@ from flows.cli import (
     providers,
     quarantine,
     serve,
+    trading,
     train,
 )
 from flows.cli._ui import EXIT_UNEXPECTED, err, quiet_libraries
@@ -53,6 +54,10 @@ app.command("backfill")(backfill.backfill_command)
 app.command("gaps")(backfill.gaps_command)
 app.command("serve")(serve.serve_command)
 app.command("drift")(drift.drift_command)
+app.command("halt")(trading.halt_command)
+app.command("resume")(trading.resume_command)
+app.command("orders")(trading.orders_command)
+app.command("positions")(trading.positions_command)
 
 app.add_typer(data.data_app, name="data")
 app.add_typer(train.train_app, name="train")
