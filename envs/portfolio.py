@@ -335,6 +335,12 @@ class PortfolioEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         info = {"equity": equity, "costs": costs, "turnover": turnover, "bar": int(bar)}
         return obs, reward, terminated != 0.0, truncated != 0.0, info
 
+    @property
+    def start_range(self) -> tuple[int, int]:
+        """The first and last bars (rows of ``data``) an episode can start at: the span's bars that
+        leave room for the window before and ``episode_length`` steps (at least one) after."""
+        return self._episodes.first, self._episodes.last
+
     def _rows(self) -> slice:
         state = self._episodes.state[0]
         return slice(int(state[_k.S_START]), int(state[_k.S_BAR]) + 1)
