@@ -8,14 +8,16 @@ Arrays (``M`` episodes, ``N`` assets, ``F`` features, ``T`` rows, ``W`` window):
 
 * ``market (3, T, N)``: open, close and tradable (1.0 where the asset's market is open);
   ``features (T * N * F,)`` float32;
-* ``state (M, N_HEAD + 4 * N)``: one row per episode: the ``S_*`` entries, whose first three are
-  the account of :func:`~market.rebalance.advance_nb` (cash, equity at the current bar's close,
-  dead), then the ``O_*`` results of its last step, its bar, the ``P_*`` parameters of the
-  environment (the same in every row), and from ``N_HEAD`` on four blocks of ``N``: the units
-  held, the target in force, the last target executed, the target being executed (``U_*``);
-* ``obs (M, W * N * F + N + 1)`` float32;
-* ``history (M, L + 1, N + 1)``: per episode bar, the target decided at its close and the equity
-  at its close (written when the ``P_RECORD`` parameter is 1).
+* ``state (M, N_HEAD + 4 * N + H)``: one row per episode: the ``S_*`` entries, whose first three
+  are the account of :func:`~market.rebalance.advance_nb` (cash, equity at the current bar's
+  close, dead), then the ``O_*`` results of its last step, its bar, the ``P_*`` parameters of the
+  environment (the same in every row); from ``N_HEAD`` on four blocks of ``N``: the units held,
+  the target in force, the last target executed, the target being executed (``U_*``); then,
+  when the ``P_RECORD`` parameter is 1, the episode's history: ``L + 1`` records of ``N + 1``
+  values, for each of its bars the targets decided at its close and the equity at its close
+  (``H = 0`` when not recording);
+* ``actions`` and ``obs``: the episodes' scores (``N + 1`` each) and observations
+  (``W * N * F + N + 1`` float32 each), one after the other.
 
 Few arguments and no per-episode allocation: a step of one episode is called from Python at
 every environment step, where each array argument costs about 0.1 microsecond to dispatch.
@@ -123,12 +125,11 @@ def _episode_step_nb(
     features: np.ndarray,
     row: np.ndarray,
     obs: np.ndarray,
-    history: np.ndarray,
     scratch: np.ndarray,
     where: np.ndarray,
 ) -> None:
-    """:func:`step_nb` for one episode: its ``state``, ``obs`` and ``history`` rows;
-    ``scratch (8, N)`` floats and ``where (2, N)`` ints are work space."""
+    """:func:`step_nb` for one episode: its ``state`` row and ``obs``; ``scratch (8, N)`` floats
+    and ``where (2, N)`` ints are work space."""
     open_ = market[0]
     close = market[1]
     k = close.shape[1]
@@ -205,10 +206,10 @@ def _episode_step_nb(
     row[O_TERMINATED] = 1.0 if terminated else 0.0
     row[O_TRUNCATED] = 1.0 if (not terminated and nxt >= row[S_END]) else 0.0
     if record:
-        step = nxt - int(row[S_START])
+        at = N_HEAD + 4 * k + (nxt - int(row[S_START])) * (k + 1)  # this bar's record
         for a in range(k):
-            history[step - 1, a] = target[0, a]
-        history[step, k] = now_value
+            row[at - (k + 1) + a] = target[0, a]  # the previous bar's decision
+        row[at + k] = now_value
     observe_nb(close, features, row, obs)
 
 
@@ -219,7 +220,6 @@ def step_nb(
     features: np.ndarray,
     state: np.ndarray,
     obs: np.ndarray,
-    history: np.ndarray,
 ) -> None:
     """Step every episode once: decide at the close of its bar ``t``, fill at the open of ``t + 1``.
 
@@ -256,7 +256,6 @@ def step_nb(
             features,
             state[i],
             obs[i * size : (i + 1) * size],
-            history[i],
             scratch,
             where,
         )

@@ -207,10 +207,10 @@ class Episodes:
         n, f = data.n_assets, data.n_features
         self.market = np.stack([data.open, data.close, data.tradable.astype(np.float64)])
         self.features = np.ascontiguousarray(data.features, dtype=np.float32).reshape(-1)
-        self.state = np.zeros((count, _k.N_HEAD + 4 * n))
-        config.write_params(self.state, record)
         length = (config.episode_length or span.stop - self.first - 1) if record else -1
-        self.history = np.zeros((count, length + 1, n + 1))
+        self.history_at = _k.N_HEAD + 4 * n  # where each state row's history starts
+        self.state = np.zeros((count, self.history_at + (length + 1) * (n + 1)))
+        config.write_params(self.state, record)
         self.actions = np.zeros((count, n + 1))
         self.obs_size = config.window * n * f + n + 1
         clip = data.scaler.clip if data.scaler is not None and data.scaler.clip is not None else np.inf
@@ -244,20 +244,22 @@ class Episodes:
         end = start + length if length is not None else self.span_stop - 1
         state = self.state[i]
         state[: _k.P_LONG_SHORT] = 0.0
-        state[_k.N_HEAD :] = 0.0  # flat: no units, no targets
+        state[_k.N_HEAD :] = 0.0  # flat: no units, no targets, no history
         state[[_k.S_CASH, _k.S_EQUITY, _k.S_PEAK]] = capital
         state[_k.S_BAR], state[_k.S_END], state[_k.S_START] = start, end, start
-        if self.history.shape[1]:
-            self.history[i] = 0.0
-            self.history[i, 0, -1] = capital
+        if state.shape[0] > self.history_at:
+            self.history(i)[0, -1] = capital
         _k.observe_nb(self.market[1], self.features, state, obs)
+
+    def history(self, i: int) -> np.ndarray:
+        """Episode ``i``'s history (a view): per bar from its start, the targets decided at the
+        bar's close and the equity at its close, ``(L + 1, N + 1)``."""
+        return self.state[i, self.history_at :].reshape(-1, self.data.n_assets + 1)
 
     def step(self, obs: np.ndarray) -> None:
         """Step every episode with ``self.actions``: observations into ``obs``, results into
         ``self.state``."""
-        _k.step_nb(
-            self.actions.reshape(-1), self.market, self.features, self.state, obs.reshape(-1), self.history
-        )
+        _k.step_nb(self.actions.reshape(-1), self.market, self.features, self.state, obs.reshape(-1))
 
 
 class PortfolioEnv(gymnasium.Env[np.ndarray, np.ndarray]):
@@ -286,8 +288,7 @@ class PortfolioEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         self._obs_size = episodes.obs_size
         self._shape = self.action_space.shape
         self._step_nb = _k.step_nb
-        self._arrays = (episodes.market, episodes.features, episodes.state)
-        self._history = episodes.history
+        self._market, self._features, self._state = episodes.market, episodes.features, episodes.state
         self._results = episodes.state[0, _k.O_REWARD : _k.S_BAR + 1]
 
     def reset(
@@ -329,11 +330,17 @@ class PortfolioEnv(gymnasium.Env[np.ndarray, np.ndarray]):
             if action.shape != self._shape:
                 raise ValueError(f"action must have shape {self._shape} (N + 1 scores), got {action.shape}")
         obs = np.empty(self._obs_size, _FLOAT32)
-        self._step_nb(action, *self._arrays, obs, self._history)  # the hot path: one numba call
+        self._step_nb(action, self._market, self._features, self._state, obs)  # the hot path
         reward, equity, costs, turnover, terminated, truncated, bar = self._results.tolist()
-        self._done = terminated != 0.0 or truncated != 0.0
-        info = {"equity": equity, "costs": costs, "turnover": turnover, "bar": int(bar)}
-        return obs, reward, terminated != 0.0, truncated != 0.0, info
+        ended, cut = terminated != 0.0, truncated != 0.0
+        self._done = ended or cut
+        return (
+            obs,
+            reward,
+            ended,
+            cut,
+            {"equity": equity, "costs": costs, "turnover": turnover, "bar": int(bar)},
+        )
 
     @property
     def start_range(self) -> tuple[int, int]:
@@ -348,7 +355,7 @@ class PortfolioEnv(gymnasium.Env[np.ndarray, np.ndarray]):
     def episode_equity(self) -> pd.Series:
         """The account at the close of each bar of the episode so far (from its first bar)."""
         rows = self._rows()
-        values = self._episodes.history[0, : rows.stop - rows.start, -1]
+        values = self._episodes.history(0)[: rows.stop - rows.start, -1].copy()
         return pd.Series(values, index=self.data.index[rows], name="equity")
 
     def episode_targets(self) -> pd.DataFrame:
@@ -359,7 +366,7 @@ class PortfolioEnv(gymnasium.Env[np.ndarray, np.ndarray]):
         """
         rows = self._rows()
         n = rows.stop - rows.start
-        values = self._episodes.history[0, :n, :-1].copy()
+        values = self._episodes.history(0)[:n, :-1].copy()
         values[-1] = values[-2] if n > 1 else 0.0
         return pd.DataFrame(values, index=self.data.index[rows], columns=list(self.data.assets))
 

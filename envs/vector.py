@@ -51,7 +51,7 @@ class PortfolioVecEnv(VecEnv):
         self.render_mode = None
         self._episodes = Episodes(data, self.config, num_envs, record=False)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
-        self._obs = np.zeros((num_envs, self._episodes.obs_size), dtype=np.float32)
+        self._obs_shape = (num_envs, self._episodes.obs_size)
         super().__init__(num_envs, self._episodes.observation_space, self._episodes.action_space)
 
     @property
@@ -67,20 +67,23 @@ class PortfolioVecEnv(VecEnv):
         return rng
 
     def _begin(
-        self, i: int, seed: int | None = None, options: dict[str, Any] | None = None
+        self, i: int, obs: np.ndarray, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         episodes = self._episodes
         start = episodes.start(self._rng(i, seed), (options or {}).get("start"))
-        episodes.begin(i, start, self._obs[i])
+        episodes.begin(i, start, obs)
         return {"equity": self.config.initial_capital, "bar": start}
 
     def reset(self) -> VecEnvObs:
         """Start every episode (with the seeds of :meth:`seed` and the options of ``set_options``,
         used once); returns the observations ``(num_envs, obs_size)``."""
-        self.reset_infos = [self._begin(i, self._seeds[i], self._options[i]) for i in range(self.num_envs)]
+        obs = np.empty(self._obs_shape, dtype=np.float32)
+        self.reset_infos = [
+            self._begin(i, obs[i], self._seeds[i], self._options[i]) for i in range(self.num_envs)
+        ]
         self._reset_seeds()
         self._reset_options()
-        return self._obs.copy()
+        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         """Take the actions ``(num_envs, N + 1)`` of the next :meth:`step_wait`.
@@ -99,7 +102,8 @@ class PortfolioVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         """Step every episode; finished ones are reset at once (see the module docstring)."""
         episodes = self._episodes
-        episodes.step(self._obs)
+        obs = np.empty(self._obs_shape, dtype=np.float32)  # fresh: the caller may keep it
+        episodes.step(obs)
         results = episodes.state[:, _k.O_REWARD : _k.S_BAR + 1]  # read before any reset below
         rewards = results[:, 0].astype(np.float32)
         terminated = results[:, _k.O_TERMINATED - _k.O_REWARD] != 0.0
@@ -109,10 +113,10 @@ class PortfolioVecEnv(VecEnv):
             for _, equity, costs, turnover, _, _, bar in results.tolist()
         ]
         for i in np.flatnonzero(dones).tolist():
-            infos[i]["terminal_observation"] = self._obs[i].copy()
+            infos[i]["terminal_observation"] = obs[i].copy()
             infos[i]["TimeLimit.truncated"] = not terminated[i]
-            self.reset_infos[i] = self._begin(i)
-        return self._obs.copy(), rewards, dones, infos
+            self.reset_infos[i] = self._begin(i, obs[i])
+        return obs, rewards, dones, infos
 
     def close(self) -> None:
         """Nothing to release."""
