@@ -40,6 +40,9 @@ The model, precisely:
   P&L (after its entry and exit costs) divided by its entry notional. A trade still open after
   the last bar is valued at the last close, with ``exit_time`` the last bar and ``open`` true.
 
+The simulation itself is :func:`market.rebalance.advance_nb`, which :mod:`envs` steps its
+episodes with too, so an environment episode and the backtest of its targets agree.
+
 Annualisation (``periods_per_year`` of :func:`run`): the argument if given; else
 ``market.calendars.get_calendar(calendar).bars_per_year(timeframe)`` when both are given; else
 inferred from the median bar spacing: 20 hours to 4 days -> 252 (daily), 5-8 days -> 52,

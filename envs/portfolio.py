@@ -7,6 +7,7 @@ done at import. Build the data once, then make environments from it::
     from envs.data import portfolio_data
     from envs.portfolio import PortfolioEnv
     from features import get_feature_set
+    from market.rebalance import Costs  # the same class as backtest.Costs
 
     data = portfolio_data(bars, get_feature_set("minimal"), train_end="2023-01-01",
                           validation_end="2024-01-01")
@@ -34,13 +35,16 @@ The contract (:class:`PortfolioEnvConfig` holds the options):
   cash) and the absolute sum at ``gross_cap`` (scaled down).
 * **Trading rules.** An asset is traded only when its market is open at ``t + 1``, its new
   target differs from the target last executed, and by at least ``rebalance_band`` from its
-  current weight; otherwise it keeps its units (its weight drifts). A traded asset goes to
-  ``target * X / price`` where ``X`` is the account left after the costs of the bar's fills.
+  weight at the close of ``t``; otherwise its target stays the last executed one and it keeps
+  its units (its weight drifts). If the targets' absolute sum (those kept included) would then
+  exceed ``gross_cap``, the traded assets' targets are scaled down to fit. A traded asset goes
+  to ``target * X / price`` where ``X`` is the account left after the costs of the bar's fills.
 * **Costs.** Every fill pays ``(commission_bps + slippage_bps) / 1e4 * |traded notional| +
   min_fee`` (:class:`market.rebalance.Costs`), from cash.
-* **Reward**: ``log(E[t+1] / E[t])``, the log return of the account net of costs (never its
-  level), minus an optional penalty: ``volatility`` subtracts ``coef * r ** 2``, ``drawdown``
-  subtracts ``coef`` times the increase of the log drawdown ``log(peak / E)``.
+* **Reward**: ``r = log(E[t+1] / E[t])``, the log return of the account net of costs (never its
+  level; a ruined account's ratio is floored at 1e-12), minus an optional penalty:
+  ``volatility`` subtracts ``coef * r ** 2``, ``drawdown`` subtracts ``coef`` times the
+  increase, if any, of the log drawdown ``log(peak / E)``.
 * **Episodes** start at a bar drawn uniformly (``self.np_random``, the only randomness) among
   those of the span that leave room for the window and ``episode_length`` steps, or at the
   span's first such bar with ``random_start=False``, or at ``reset(options={"start": bar})``.

@@ -383,3 +383,34 @@ def test_vectorised_episodes_equal_scalar_episodes(data: PortfolioData) -> None:
                 o, _ = env.reset()
             np.testing.assert_array_equal(obs[i], o)
     assert finished >= 6
+
+
+# --------------------------------------------------------------------------- building the data
+
+
+def test_hourly_bars_on_two_calendars() -> None:
+    coin = SyntheticMarket(seed=1, symbols=("BTC",), calendar="24/7", origin="2024-01-01")
+    fx = SyntheticMarket(seed=2, symbols=("EURUSD",), calendar="24/5", origin="2024-01-01")
+    bars = {**simulate(coin, "1h", end="2024-02-15"), **simulate(fx, "1h", end="2024-02-15")}
+    data = portfolio_data(bars, get_feature_set("minimal"), train_end="2024-02-05", timeframe="1h")
+    assert data.timeframe == "1h" and data.validation == slice(data.train.stop, data.train.stop)
+    weekend = data.index.day_of_week == 5  # Saturdays: crypto trades, FX is closed
+    assert data.tradable[weekend, 0].all() and not data.tradable[weekend, 1].any()
+    # a closed row carries the last close as its open and close
+    row = int(np.flatnonzero(weekend)[0])
+    assert data.open[row, 1] == data.close[row, 1] == data.close[row - 1, 1]
+    assert data.scaler is not None and data.scaler.n_samples_seen == int(
+        data.tradable[: data.train.stop].sum()
+    )
+    env = PortfolioEnv(data, window=24, episode_length=48)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (24 * 2 * data.n_features + 3,)
+
+
+def test_too_short_a_history_is_refused_with_its_reason() -> None:
+    bars = _bars()
+    short = {**bars, "C2": bars["C2"].iloc[:100]}
+    with pytest.raises(ValueError, match="min_history"):
+        _data(short)
+    with pytest.raises(ValueError, match="validation_end"):
+        portfolio_data(bars, get_feature_set("minimal"), train_end="2022-06-01", validation_end="2022-01-01")
