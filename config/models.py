@@ -106,6 +106,7 @@ class ForecasterConfig(BaseModel):
 DEFAULT_FAMILY = ForecasterConfig.family
 """The family a backtest or promotion config means when it names none."""
 
+
 class FamilyNames(Protocol):
     """What a family's config class says about the family (class attributes)."""
 

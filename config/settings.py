@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         default=["fks-forecaster"],
         description="Registered models the REST service loads (each at @champion, else @challenger).",
     )
+    serve_optional_models: list[str] = Field(
+        default=["fks-allocator"],
+        description="Registered models the REST service loads at @champion when they exist "
+        "(/ready does not wait for them); picked up when they appear.",
+    )
     serve_poll_interval_s: float = Field(
         default=30.0, gt=0, description="How often the REST service checks the registry for moved aliases."
     )
@@ -110,13 +115,18 @@ class Settings(BaseSettings):
         default=24.0 * 7, gt=0, description="How far back `fks drift` and /v1/drift look at served inputs."
     )
     drift_min_samples: int = Field(
-        default=30, ge=2, description="Fewest served inputs a drift verdict is given on."
+        default=200,
+        ge=2,
+        description="Fewest served inputs a drift verdict is given on (PSI over 10 bins is noise below a "
+        "few hundred: about 0.3 on 30 undrifted inputs).",
     )
     drift_psi_warn: float = Field(
         default=0.1, gt=0, description="PSI from which a feature's verdict is 'shift' (0.1: the usual rule)."
     )
     drift_psi_alert: float = Field(
-        default=0.25, gt=0, description="PSI from which a feature's verdict is 'drift' (0.25: the usual rule)."
+        default=0.25,
+        gt=0,
+        description="PSI from which a feature's verdict is 'drift' (0.25: the usual rule).",
     )
     drift_ks_pvalue: float = Field(
         default=0.01,
@@ -147,7 +157,7 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Provider name -> name of a Prefect Secret block holding its API key, used when "
         "FKS_<PROVIDER>_API_KEY is not set (JSON in the environment: "
-        "FKS_API_KEY_BLOCKS='{\"polygon\": \"poly\"}').",
+        'FKS_API_KEY_BLOCKS=\'{"polygon": "poly"}\').',
     )
 
     @classmethod

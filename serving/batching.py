@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +69,8 @@ class MicroBatcher:
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
+        # its own thread: a forward pass never queues behind other work of the default pool
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fks-batch")
 
     async def submit(self, items: np.ndarray) -> list[np.ndarray]:
         """Run ``function`` on ``items`` (first axis: items), batched with concurrent calls.
@@ -93,6 +96,7 @@ class MicroBatcher:
                 await self._worker
         self._worker = None
         self._queue = None
+        self._executor.shutdown(wait=False)
 
     async def _collect(
         self, queue: asyncio.Queue[_Pending], held: _Pending | None
@@ -132,7 +136,8 @@ class MicroBatcher:
             return
         stacked = np.concatenate([p.items for p in live], axis=0)
         try:
-            outputs = await asyncio.to_thread(self._function, stacked)
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, self._function, stacked)
         except Exception as exc:  # every caller of this batch gets the error
             for p in live:
                 if not p.future.done():

@@ -98,3 +98,60 @@ class Error(BaseModel):
 
     error: str
     detail: Any = None
+
+
+class ExplainRequest(BaseModel):
+    """``POST /v1/explain``: why the model forecasts what it does for one series' last bar."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="fks-forecaster", min_length=1, description="Registered model name.")
+    series: SeriesRequest
+    top_k: int = Field(default=10, ge=1, le=100, description="Features to name, largest |attribution| first.")
+
+
+class Attribution(BaseModel):
+    """One feature's signed SHAP attribution, in log-return units (summed over the window)."""
+
+    feature: str
+    shap: float
+
+
+class ExplainResponse(BaseModel):
+    """``POST /v1/explain`` answer: ``base_value + sum(all attributions) ~= forecast_log_return``
+    (expected gradients: up to Monte Carlo error); ``rest`` is the sum of the features not named."""
+
+    request_id: str
+    model: str
+    version: str
+    alias: str
+    symbol: str
+    ts: str
+    forecast_log_return: float
+    base_value: float
+    attributions: list[Attribution]
+    rest: float
+
+
+class FeatureDriftOut(BaseModel):
+    """One feature's drift: PSI, Kolmogorov-Smirnov statistic and p-value, and the verdict."""
+
+    feature: str
+    n_served: int
+    psi: float | None
+    ks_statistic: float | None
+    ks_pvalue: float | None
+    verdict: str
+
+
+class DriftResponse(BaseModel):
+    """``GET /v1/drift`` answer: served inputs of a recent window against the training span."""
+
+    model: str
+    version: str
+    window_start: str
+    window_end: str
+    n_served: int
+    verdict: str
+    thresholds: dict[str, float]
+    features: list[FeatureDriftOut]

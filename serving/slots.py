@@ -59,11 +59,14 @@ class ModelSlot:
         aliases: aliases to try, in order (``("champion", "challenger")``: the champion, or the
             challenger with a warning while no champion exists).
         loader: ``models:/...`` URI -> pyfunc (default ``mlflow.pyfunc.load_model``).
+        optional: the slot may be empty: no alias is not an error, and when the alias is
+            removed the loaded version is let go (a challenger slot).
     """
 
     name: str
     aliases: Sequence[str]
     loader: Loader = _load_pyfunc
+    optional: bool = False
     swaps: int = 0
     _current: LoadedModel | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -97,11 +100,15 @@ class ModelSlot:
             True when a new version was loaded and swapped in.
 
         Raises:
-            LookupError: no alias of ``aliases`` exists for ``name`` and nothing is loaded yet.
+            LookupError: no alias of ``aliases`` exists for ``name`` and nothing is loaded yet
+                (never for an ``optional`` slot).
         """
         with self._lock:  # one load at a time per slot; readers never take this lock
             found = self._resolve()
             if found is None:
+                if self.optional:
+                    self._current = None
+                    return False
                 if self._current is None:
                     raise LookupError(
                         f"no version of {self.name!r} has alias {' or '.join(self.aliases)}; "
@@ -135,7 +142,12 @@ class ModelSlot:
 
 
 def _warm(model: Any) -> None:
-    """Run the model once on its own input example, so the first request pays no compilation."""
+    """Run the model once on its own input example, and a forecaster's compiled forward pass
+    too (the REST service's path), so the first request pays no compilation."""
     example = getattr(model, "input_example", None)
-    if example is not None:
-        model.predict(example)
+    if example is None:
+        return
+    model.predict(example)
+    inner = model.unwrap_python_model() if hasattr(model, "unwrap_python_model") else None
+    if inner is not None and hasattr(inner, "prepare") and hasattr(inner, "forward"):
+        inner.forward(inner.prepare(example).x)

@@ -17,6 +17,7 @@ from flows.cli import (
     backfill,
     backtest,
     data,
+    drift,
     features,
     keys,
     lake,
@@ -50,6 +51,7 @@ app.command("rollback")(promote.rollback_command)
 app.command("backfill")(backfill.backfill_command)
 app.command("gaps")(backfill.gaps_command)
 app.command("serve")(serve.serve_command)
+app.command("drift")(drift.drift_command)
 
 app.add_typer(data.data_app, name="data")
 app.add_typer(train.train_app, name="train")

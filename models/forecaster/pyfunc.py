@@ -42,13 +42,14 @@ optional. MLflow raises ``MlflowException`` (not ``ValueError``) for a missing c
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -383,6 +384,33 @@ def _check_network(model: Any, spec: PreprocessSpec) -> None:
         )
 
 
+@dataclass
+class Prepared:
+    """What :meth:`ForecasterModel.prepare` returns: per symbol its name, the open time of its
+    last bar, its scaled window (rows of ``x``, shape ``(n, lookback, n_features)``, float32) and
+    the raw (unscaled) feature row of its last bar (what input drift is measured on)."""
+
+    symbols: list[str]
+    last_ts: list[pd.Timestamp]
+    x: np.ndarray
+    features: list[dict[str, float]]
+
+
+def _where(symbol: Any) -> str:
+    """``"symbol 'X': "`` to start a message about one series (nothing for an unnamed one)."""
+    return f"symbol {symbol!r}: " if symbol else ""
+
+
+def _bars_key(bars: pd.DataFrame) -> str:
+    """Checksum of canonical bars: their open times and OHLCV values."""
+    digest = hashlib.blake2b(digest_size=16)
+    stamps = pd.DatetimeIndex(bars.index).as_unit("ns").asi8
+    values = bars.loc[:, list(BAR_INPUT_COLUMNS[1:])].to_numpy("float64")
+    digest.update(np.ascontiguousarray(stamps).tobytes())
+    digest.update(np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
+
+
 class ForecasterModel(PythonModel):
     """The LSTM forecaster with its preprocessing: raw OHLCV bars in, one forecast per symbol out.
 
@@ -452,54 +480,127 @@ class ForecasterModel(PythonModel):
         Raises:
             ValueError: bad input (see :meth:`predict`).
         """
-        from features import build_features, infer_timeframe
+        prepared = self.prepare(model_input)
+        return prepared.symbols, prepared.last_ts, prepared.x
+
+    def prepare(self, model_input: pd.DataFrame, cache: MutableMapping[str, Any] | None = None) -> Prepared:
+        """Each symbol's scaled window and the raw feature row it ends on (:class:`Prepared`).
+
+        Args:
+            model_input: raw bars with a ``symbol`` column (or one symbol without it).
+            cache: optional mapping kept by the caller (the REST service keeps one per loaded
+                version): a symbol's result is stored under the checksum of its canonical bars
+                and reused when the same bars come again, skipping feature building.
+
+        Raises:
+            ValueError: bad input (see :meth:`predict`).
+        """
         from market.bars import canonical_bars
 
-        spec, scaler, _ = self._loaded()
+        self._loaded()
         frame = _clean_input(model_input)
-        symbols: list[str] = []
-        last_ts: list[pd.Timestamp] = []
-        windows: list[np.ndarray] = []
+        series: list[tuple[str, pd.DataFrame]] = []
         for symbol in pd.unique(frame["symbol"]):
-            where = f"symbol {symbol!r}: " if symbol else ""
             rows = frame.loc[frame["symbol"] == symbol, list(BAR_INPUT_COLUMNS)]
             try:
-                bars = canonical_bars(rows)
+                series.append((str(symbol), canonical_bars(rows)))
             except ValueError as exc:
-                raise ValueError(f"{where}{exc}") from None
-            sent = infer_timeframe(pd.DatetimeIndex(bars.index)).value
-            if sent != spec.timeframe:
-                raise ValueError(
-                    f"{where}these are {sent} bars (from their open times), the model was trained on "
-                    f"{spec.timeframe} bars; send {spec.timeframe} bars (resample with market.resample_bars)"
-                )
-            if len(bars) < spec.min_bars:
-                raise ValueError(
-                    f"{where}got {len(bars)} bars, the model needs at least {spec.min_bars} {spec.timeframe} "
-                    f"bars ({spec.min_history} for its features to be history-invariant + lookback "
-                    f"{spec.lookback} - 1); send more history"
-                )
-            try:
-                features = build_features(bars, spec.feature_set, timeframe=spec.timeframe)
-            except ValueError as exc:
-                raise ValueError(f"{where}{exc}") from None
-            if tuple(features.columns) != spec.feature_columns:
-                raise RuntimeError(
-                    f"features code built columns {list(features.columns)}, the model expects "
-                    f"{list(spec.feature_columns)}"
-                )
-            window = features.iloc[-spec.lookback :]
-            holes = window.columns[window.isna().any(axis=0).to_numpy()]
-            if len(holes):
-                raise ValueError(
-                    f"{where}features {', '.join(holes)} are undefined in the last {spec.lookback} bars "
-                    "(flat prices or zero volume over their window?); send more or repaired bars"
-                )
-            scaled = np.asarray(scaler.transform(window), dtype="float32")
-            symbols.append(str(symbol))
-            last_ts.append(bars.index[-1])
-            windows.append(scaled.reshape(spec.lookback, len(spec.feature_columns)))
-        return symbols, last_ts, np.stack(windows)
+                raise ValueError(f"{_where(symbol)}{exc}") from None
+        return self.prepare_series(series, cache)
+
+    def prepare_series(
+        self, series: Sequence[tuple[str, pd.DataFrame]], cache: MutableMapping[str, Any] | None = None
+    ) -> Prepared:
+        """:meth:`prepare` for series already held as canonical bars (``market.canonical_bars``:
+        UTC ``ts`` index, float64 OHLCV, increasing): ``(symbol, bars)`` pairs, in answer order.
+
+        Raises:
+            ValueError: bars the model refuses (too few, another timeframe, undefined features).
+        """
+        spec, _, _ = self._loaded()
+        out = Prepared([], [], np.empty((0, spec.lookback, len(spec.feature_columns)), "float32"), [])
+        windows: list[np.ndarray] = []
+        for symbol, bars in series:
+            key = _bars_key(bars) if cache is not None else ""
+            hit = cache.get(key) if cache is not None else None
+            if hit is None:
+                hit = self._window(bars, _where(symbol))
+                if cache is not None:
+                    cache[key] = hit
+            window, raw = hit
+            out.symbols.append(str(symbol))
+            out.last_ts.append(bars.index[-1])
+            windows.append(window)
+            out.features.append(raw)
+        if windows:
+            out.x = np.stack(windows)
+        return out
+
+    def _window(self, bars: pd.DataFrame, where: str) -> tuple[np.ndarray, dict[str, float]]:
+        """One symbol's scaled last window and its last raw feature row."""
+        from features import build_features, infer_timeframe
+
+        spec, scaler, _ = self._loaded()
+        sent = infer_timeframe(pd.DatetimeIndex(bars.index)).value
+        if sent != spec.timeframe:
+            raise ValueError(
+                f"{where}these are {sent} bars (from their open times), the model was trained on "
+                f"{spec.timeframe} bars; send {spec.timeframe} bars (resample with market.resample_bars)"
+            )
+        if len(bars) < spec.min_bars:
+            raise ValueError(
+                f"{where}got {len(bars)} bars, the model needs at least {spec.min_bars} {spec.timeframe} "
+                f"bars ({spec.min_history} for its features to be history-invariant + lookback "
+                f"{spec.lookback} - 1); send more history"
+            )
+        try:
+            features = build_features(bars, spec.feature_set, timeframe=spec.timeframe)
+        except ValueError as exc:
+            raise ValueError(f"{where}{exc}") from None
+        if tuple(features.columns) != spec.feature_columns:
+            raise RuntimeError(
+                f"features code built columns {list(features.columns)}, the model expects "
+                f"{list(spec.feature_columns)}"
+            )
+        window = features.iloc[-spec.lookback :]
+        holes = window.columns[window.isna().any(axis=0).to_numpy()]
+        if len(holes):
+            raise ValueError(
+                f"{where}features {', '.join(holes)} are undefined in the last {spec.lookback} bars "
+                "(flat prices or zero volume over their window?); send more or repaired bars"
+            )
+        scaled = np.asarray(scaler.transform(window), dtype="float32")
+        raw = {str(k): float(v) for k, v in window.iloc[-1].items()}
+        return scaled.reshape(spec.lookback, len(spec.feature_columns)), raw
+
+    def background(self, features: pd.DataFrame, *, size: int = 64, seed: int = 0) -> np.ndarray:
+        """``size`` scaled windows drawn (seeded) from raw training feature rows ``features``
+        (consecutive rows, the model's columns): the reference an explanation is measured from.
+
+        Raises:
+            ValueError: ``features`` lacks the model's columns or has fewer rows than ``lookback``.
+        """
+        spec, scaler, _ = self._loaded()
+        missing = [c for c in spec.feature_columns if c not in features.columns]
+        if missing:
+            raise ValueError(f"training features lack the model's columns {missing}")
+        rows = features.loc[:, list(spec.feature_columns)].dropna()
+        if len(rows) < spec.lookback:
+            raise ValueError(f"need at least {spec.lookback} training feature rows, got {len(rows)}")
+        scaled = np.asarray(scaler.transform(rows), dtype="float32")
+        starts = np.arange(len(scaled) - spec.lookback + 1)
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(starts, min(size, len(starts)), replace=False))
+        return np.stack([scaled[i : i + spec.lookback] for i in pick])
+
+    def explain(self, window: np.ndarray, background: np.ndarray, *, seed: int = 0) -> pd.Series:
+        """SHAP attributions of one window's forecast log return to the features (signed, summed
+        over the window, sorted by size), from the model's own network (:func:`models.explain.explain_one`);
+        ``attrs`` hold ``base_value`` and ``prediction``."""
+        from models.explain import explain_one
+
+        spec, _, network = self._loaded()
+        return explain_one(network, background, window, list(spec.feature_columns), seed=seed)
 
     def forward(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The network on scaled windows from :meth:`windows`, as one compiled call (the REST

@@ -4,8 +4,9 @@ The run goes to the experiment ``ForecasterConfig.experiment`` (``fks-forecaster
 flattened config, the git commit, the data window and symbols, the feature-set version,
 walk-forward and test metrics of the LSTM and every baseline, the uplift over the best baseline,
 learning curves, predictions against actuals (:data:`PREDICTIONS_ARTIFACT`, which the backtest
-and the promotion gate read back with :func:`baseline_predictions`), the SHAP summary and a
-model card; then the model as a pyfunc that carries its preprocessing, registered as
+and the promotion gate read back with :func:`baseline_predictions`), the raw training feature
+rows (:data:`models.reference.REFERENCE_ARTIFACT`, the drift reference: :func:`train_features`),
+the SHAP summary and a model card; then the model as a pyfunc that carries its preprocessing, registered as
 ``ForecasterConfig.registered_name`` (``fks-forecaster``) with the alias ``challenger``.
 """
 
@@ -21,7 +22,8 @@ import pandas as pd
 
 from config.models import ForecasterConfig
 from features import FeatureSet
-from models.forecaster.training import LSTM, ForecasterResult
+from models.forecaster.training import LSTM, Dataset, ForecasterResult
+from models.splits import Split
 from models.tracking import TrainingRecord, ensure_experiment, flatten, git_commit
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "log_training",
     "model_card",
     "predictions_figure",
+    "train_features",
 ]
 
 PREDICTIONS_ARTIFACT = "predictions/test_predictions.csv"
@@ -119,6 +122,16 @@ def input_example(bars: pd.DataFrame, rows: int) -> pd.DataFrame:
     return tail[["ts", "open", "high", "low", "close", "volume"]]
 
 
+def train_features(dataset: Dataset, split: Split) -> pd.DataFrame:
+    """The raw (unscaled) feature rows the final scaler was fitted on: the rows read by the windows
+    of the training samples (``split.train``), no validation or test row. The drift reference
+    (:data:`models.reference.REFERENCE_ARTIFACT`)."""
+    rows = dataset.window_rows(split.train)
+    return pd.DataFrame(
+        dataset.rows[rows], index=pd.DatetimeIndex(dataset.ts[rows], name="ts"), columns=dataset.feature_names
+    )
+
+
 def log_training(
     result: ForecasterResult,
     *,
@@ -134,6 +147,7 @@ def log_training(
     from models.explain import explain_global, summary_figure
     from models.forecaster.network import learning_curve_figure, save_model
     from models.forecaster.pyfunc import build_preprocess, log_forecaster
+    from models.reference import log_reference
     from models.registry import register, set_alias
 
     registered = ForecasterConfig.registered_name
@@ -183,6 +197,7 @@ def log_training(
             mlflow.log_artifact(str(tmp_path / "test_predictions.csv"), "predictions")
             (tmp_path / "config.json").write_text(config.model_dump_json(indent=2))
             mlflow.log_artifact(str(tmp_path / "config.json"))
+            log_reference(train_features(result.dataset, result.split))  # the drift reference
             if config.explain.enabled:
                 _log_shap(result, tmp_path, explain_global, summary_figure)
             (tmp_path / "model_card.md").write_text(model_card(result, feature_set, commit))

@@ -86,7 +86,7 @@ def test_0007_adds_api_keys_and_round_trips(url: str) -> None:
     try:
         _to(eng, "0006")
         assert "api_keys" not in inspect(eng).get_table_names()
-        migrate(eng)
+        _to(eng, "0007")
         assert _version(eng) == "0007"
         columns = {c["name"] for c in inspect(eng).get_columns("api_keys")}
         assert columns == {"id", "name", "key_hash", "prefix", "created_at", "revoked_at"}
@@ -94,5 +94,31 @@ def test_0007_adds_api_keys_and_round_trips(url: str) -> None:
         assert "api_keys" not in inspect(eng).get_table_names()
         migrate(eng)
         assert "api_keys" in inspect(eng).get_table_names()
+    finally:
+        eng.dispose()
+
+
+def test_0008_adds_predictions_and_round_trips(url: str) -> None:
+    from storage.predictions import Prediction, list_predictions, record_predictions
+
+    eng = make_engine(url)
+    try:
+        _to(eng, "0007")
+        assert "predictions" not in inspect(eng).get_table_names()
+        migrate(eng)
+        assert _version(eng) == "0008"
+        with eng.begin() as conn:
+            bar = pd.Timestamp("2024-01-02", tz="UTC")
+            row = Prediction(request_id="r1", model="m", version="1", alias="champion", symbol="SPX",
+                             bar_ts=bar, output={"x": 1.0}, latency_ms=2.0)  # fmt: skip
+            record_predictions(conn, [row])
+        with eng.connect() as conn:
+            assert list(list_predictions(conn)["request_id"]) == ["r1"]
+        _to(eng, "0007", up=False)
+        assert "predictions" not in inspect(eng).get_table_names()
+        assert "api_keys" in inspect(eng).get_table_names()
+        migrate(eng)
+        with eng.connect() as conn:
+            assert list_predictions(conn).empty
     finally:
         eng.dispose()

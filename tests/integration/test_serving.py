@@ -11,131 +11,43 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import pytest
 
-from config.models import ForecasterConfig
 from config.settings import Settings
-from features import build_features, get_feature_set
-from market.bars import canonical_bars
-from providers.csv import parse_bars_csv
+from tests.serving_support import (
+    NAME,
+    Registry,
+    bars_json,
+    free_port,
+    make_registry,
+    need,
+    running,
+    served_pyfunc,
+)
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[2]
-LOOKBACK = 10
-NAME = "fks-forecaster"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Registry:
-    tracking_uri: str
-    db_url: str
-    root: Path
-    spx: pd.DataFrame
-
-    def log_version(self, seed: int) -> str:
-        """Log and register a tiny forecaster; returns its version."""
-        import mlflow
-
-        from models.forecaster import build_lstm, save_model
-        from models.forecaster.pyfunc import build_preprocess, log_forecaster
-        from models.preprocessing import FeatureScaler
-        from models.registry import register
-        from models.seeding import seed_everything
-
-        feature_set = get_feature_set("minimal")
-        bars = canonical_bars(self.spx)
-        features = build_features(bars, feature_set, timeframe="1d")
-        scaler = FeatureScaler(clip=10.0).fit(features.iloc[feature_set.min_history : 3000])
-        seed_everything(seed)
-        config = ForecasterConfig(lookback=LOOKBACK, horizon=1, units=(4,), dropout=0.0)
-        network = build_lstm(len(features.columns), config, target_scale=0.01)
-        keras_path = save_model(network, self.root / f"lstm-{seed}.keras")
-        preprocess = build_preprocess(feature_set, scaler, lookback=LOOKBACK, horizon=1, timeframe="1d")
-        need = feature_set.min_history + LOOKBACK - 1
-        mlflow.set_tracking_uri(self.tracking_uri)
-        with mlflow.start_run():
-            example = self.spx.tail(need)
-            info = log_forecaster(keras_model_path=keras_path, preprocess=preprocess, input_example=example)
-        return register(info.model_uri, NAME, tags={"data_window": "1999-01-04..2018-12-28"})
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    import mlflow
-
-    from models.registry import set_alias
-    from storage import open_store, upsert_bars
-
-    root = tmp_path_factory.mktemp("serving")
-    spx = parse_bars_csv(REPO / "data" / "samples" / "sp500_daily.csv").bars.reset_index()
-    tracking_uri, db_url = f"sqlite:///{root / 'mlflow.db'}", f"sqlite:///{root / 'fks.db'}"
-    reg = Registry(tracking_uri=tracking_uri, db_url=db_url, root=root, spx=spx)
-    mlflow.set_tracking_uri(reg.tracking_uri)
-    mlflow.set_experiment("serving-test")
-    version = reg.log_version(seed=7)
-    set_alias(NAME, "challenger", version)  # no champion yet: the service falls back to the challenger
-    engine = open_store(reg.db_url)
-    with engine.begin() as conn:
-        upsert_bars(conn, "SPX", "1d", canonical_bars(spx), source="csv")
-    engine.dispose()
-    return reg
+    return make_registry(tmp_path_factory.mktemp("serving"))
 
 
 @dataclass
 class Server:
     url: str
     settings: Settings
-
-
-@contextmanager
-def _running(settings: Settings) -> Iterator[str]:
-    """A real uvicorn server on loopback over ``create_app(settings)``, ready; yields its URL."""
-    import uvicorn
-
-    from serving.app import create_app
-
-    port = _free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("the service did not become ready in 120 s")
-        yield url
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -148,26 +60,8 @@ def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
         serve_max_wait_ms=5.0,
         serve_auth=False,  # loopback; the auth test below runs its own server with keys
     )
-    with _running(settings) as url:
+    with running(settings) as url:
         yield Server(url=url, settings=settings)
-
-
-def _bars_json(raw: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {"ts": t.isoformat(), "open": o, "high": h, "low": lo, "close": c, "volume": v}
-        for t, o, h, lo, c, v in raw[["ts", "open", "high", "low", "close", "volume"]].itertuples(index=False)
-    ]
-
-
-def _served_pyfunc(registry: Registry, version: str) -> Any:
-    import mlflow
-
-    mlflow.set_tracking_uri(registry.tracking_uri)
-    return mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
-
-
-def _need(registry: Registry) -> int:
-    return get_feature_set("minimal").min_history + LOOKBACK - 1
 
 
 def test_health_ready_and_models(server: Server, registry: Registry) -> None:
@@ -175,7 +69,7 @@ def test_health_ready_and_models(server: Server, registry: Registry) -> None:
     assert httpx.get(f"{server.url}/ready").status_code == 200
     [info] = httpx.get(f"{server.url}/v1/models").json()
     assert (info["name"], info["version"], info["alias"]) == (NAME, "1", "challenger")
-    assert info["min_bars"] == _need(registry) and info["data_window"] == "1999-01-04..2018-12-28"
+    assert info["min_bars"] == need() and info["data_window"] == "1999-01-04..2018-12-28"
     assert info["load_seconds"] > 0
     spec = httpx.get(f"{server.url}/openapi.json").json()
     routes = {"/health", "/ready", "/v1/models", "/v1/forecast", "/invocations", "/metrics"}
@@ -183,13 +77,13 @@ def test_health_ready_and_models(server: Server, registry: Registry) -> None:
 
 
 def test_forecast_equals_the_registered_pyfunc(server: Server, registry: Registry) -> None:
-    model = _served_pyfunc(registry, "1")
-    need = _need(registry)
-    a, b = registry.spx.iloc[: 3000], registry.spx
+    model = served_pyfunc(registry, "1")
+    n = need()
+    a, b = registry.spx.iloc[:3000], registry.spx
     body = {
         "series": [
-            {"symbol": "EARLY", "bars": _bars_json(a.tail(need))},
-            {"symbol": "LATE", "bars": _bars_json(b.tail(need + 50))},
+            {"symbol": "EARLY", "bars": bars_json(a.tail(n))},
+            {"symbol": "LATE", "bars": bars_json(b.tail(n + 50))},
             {"symbol": "SPX"},  # the latest stored bars
         ]
     }
@@ -198,7 +92,7 @@ def test_forecast_equals_the_registered_pyfunc(server: Server, registry: Registr
     out = answer.json()
     assert (out["model"], out["version"], out["alias"]) == (NAME, "1", "challenger") and out["request_id"]
     got = {f["symbol"]: f for f in out["forecasts"]}
-    for symbol, raw in (("EARLY", a.tail(need)), ("LATE", b.tail(need + 50)), ("SPX", b.tail(need))):
+    for symbol, raw in (("EARLY", a.tail(n)), ("LATE", b.tail(n + 50)), ("SPX", b.tail(n))):
         expected = model.predict(raw).iloc[0]
         assert got[symbol]["ts"] == expected["ts"]
         want = expected["forecast_log_return"]
@@ -208,19 +102,19 @@ def test_forecast_equals_the_registered_pyfunc(server: Server, registry: Registr
 
 
 def test_concurrent_requests_share_forward_passes(server: Server, registry: Registry) -> None:
-    need = _need(registry)
+    n = need()
     ends = list(range(2000, 5000, 100))
     bodies = [
-        {"series": [{"symbol": f"S{e}", "bars": _bars_json(registry.spx.iloc[e - need : e])}]} for e in ends
+        {"series": [{"symbol": f"S{e}", "bars": bars_json(registry.spx.iloc[e - n : e])}]} for e in ends
     ]
     with ThreadPoolExecutor(16) as pool:
         answers = list(
             pool.map(lambda b: httpx.post(f"{server.url}/v1/forecast", json=b, timeout=60), bodies)
         )
     assert [a.status_code for a in answers] == [200] * len(bodies)
-    model = _served_pyfunc(registry, "1")
+    model = served_pyfunc(registry, "1")
     for e, a in zip(ends[:5], answers[:5], strict=False):
-        expected = model.predict(registry.spx.iloc[e - need : e]).iloc[0]["forecast_log_return"]
+        expected = model.predict(registry.spx.iloc[e - n : e]).iloc[0]["forecast_log_return"]
         assert a.json()["forecasts"][0]["forecast_log_return"] == pytest.approx(expected, rel=1e-5, abs=1e-9)
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'fks_requests_total{route="/v1/forecast",status="200"}' in metrics
@@ -245,14 +139,14 @@ def test_concurrent_requests_share_forward_passes(server: Server, registry: Regi
 def test_bad_input_is_a_4xx_with_a_message(
     server: Server, registry: Registry, mutate: Any, status: int, message: str
 ) -> None:
-    bars = _bars_json(registry.spx.tail(_need(registry)))
+    bars = bars_json(registry.spx.tail(need()))
     answer = httpx.post(f"{server.url}/v1/forecast", json={"series": [{"symbol": "X", "bars": mutate(bars)}]})
     assert answer.status_code == status, answer.text
     assert message in answer.json()["error"]
 
 
 def test_unknown_model_symbol_nan_and_too_many_series(server: Server, registry: Registry) -> None:
-    bars = _bars_json(registry.spx.tail(_need(registry)))
+    bars = bars_json(registry.spx.tail(need()))
     unknown = httpx.post(f"{server.url}/v1/forecast", json={"model": "nope", "series": [{"symbol": "SPX"}]})
     assert unknown.status_code == 404 and "no model 'nope' is served" in unknown.json()["error"]
     missing = httpx.post(f"{server.url}/v1/forecast", json={"series": [{"symbol": "MSFT"}]})
@@ -266,7 +160,7 @@ def test_unknown_model_symbol_nan_and_too_many_series(server: Server, registry: 
 
 
 def _mlflow_serve(registry: Registry) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     # mlflow starts `uvicorn` from PATH: the venv's bin must be on it
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": registry.tracking_uri, "PATH": path}
@@ -291,7 +185,7 @@ def _mlflow_serve(registry: Registry) -> Iterator[str]:
 
 
 def test_invocations_answer_as_mlflow_models_serve(server: Server, registry: Registry) -> None:
-    raw = registry.spx.tail(_need(registry)).copy()
+    raw = registry.spx.tail(need()).copy()
     raw["ts"] = raw["ts"].map(lambda t: t.isoformat())
     split = json.loads(raw.to_json(orient="split", index=False))
     payloads: list[tuple[str, bytes]] = [
@@ -318,8 +212,8 @@ def test_invocations_answer_as_mlflow_models_serve(server: Server, registry: Reg
 def test_a_promotion_during_load_fails_no_request(server: Server, registry: Registry) -> None:
     from models.registry import set_alias
 
-    need = _need(registry)
-    body = {"series": [{"symbol": "SPX", "bars": _bars_json(registry.spx.tail(need))}]}
+    n = need()
+    body = {"series": [{"symbol": "SPX", "bars": bars_json(registry.spx.tail(n))}]}
     version = registry.log_version(seed=11)
     stop = threading.Event()
     statuses: list[int] = []
@@ -349,8 +243,8 @@ def test_a_promotion_during_load_fails_no_request(server: Server, registry: Regi
     assert versions[0] == "1" and versions[-1] == version
     [info] = httpx.get(f"{server.url}/v1/models").json()
     assert (info["version"], info["alias"]) == (version, "champion")
-    newest = _served_pyfunc(registry, version)
-    expected = newest.predict(registry.spx.tail(need)).iloc[0]["forecast_log_return"]
+    newest = served_pyfunc(registry, version)
+    expected = newest.predict(registry.spx.tail(n)).iloc[0]["forecast_log_return"]
     got = httpx.post(f"{server.url}/v1/forecast", json=body).json()["forecasts"][0]["forecast_log_return"]
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-9)
     assert 'fks_model_swaps_total{model="fks-forecaster"} 1.0' in httpx.get(f"{server.url}/metrics").text
@@ -375,7 +269,7 @@ def test_api_keys_rate_limits_and_body_limits(registry: Registry, tmp_path: Path
         serve_cors_origins=["https://notebook.example"],
     )
     body = {"series": [{"symbol": "SPX"}]}
-    with _running(settings) as url:
+    with running(settings) as url:
         for route in ("/health", "/ready", "/metrics", "/openapi.json"):
             assert httpx.get(f"{url}{route}").status_code == 200, route  # open without a key
         preflight = httpx.options(
