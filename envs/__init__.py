@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING
 from config.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from envs.data import PortfolioData, portfolio_data
+    from envs.data import AlignedAssets, PortfolioData, align_assets, portfolio_data
     from envs.portfolio import ENV_ID, PortfolioEnv, PortfolioEnvConfig
     from envs.vector import PortfolioVecEnv
 
 _EXPORTS: dict[str, str] = {
+    "AlignedAssets": "envs.data",
     "PortfolioData": "envs.data",
+    "align_assets": "envs.data",
     "portfolio_data": "envs.data",
     "ENV_ID": "envs.portfolio",
     "PortfolioEnv": "envs.portfolio",
@@ -41,10 +43,12 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "ENV_ID",
+    "AlignedAssets",
     "PortfolioData",
     "PortfolioEnv",
     "PortfolioEnvConfig",
     "PortfolioVecEnv",
+    "align_assets",
     "portfolio_data",
 ]
 

@@ -33,7 +33,7 @@ from features import FeatureSet, build_features, infer_timeframe
 from market.bars import Timeframe, as_utc
 from models.preprocessing import FeatureScaler
 
-__all__ = ["SPANS", "PortfolioData", "SpanName", "portfolio_data"]
+__all__ = ["SPANS", "AlignedAssets", "PortfolioData", "SpanName", "align_assets", "portfolio_data"]
 
 SpanName = Literal["train", "validation", "test"]
 SPANS: tuple[SpanName, ...] = ("train", "validation", "test")
@@ -180,6 +180,81 @@ def _check_bars(asset: str, frame: object, min_history: int) -> pd.DataFrame:
     return frame
 
 
+@dataclass(frozen=True, eq=False)
+class AlignedAssets:
+    """N assets' bars and raw (unscaled) features on one calendar: what :func:`align_assets` returns.
+
+    Attributes:
+        assets: asset names, in column order.
+        index: the rows' bar open times (UTC), ``T`` of them.
+        open, close: ``(T, N)`` float64 prices (a closed market's row holds its last close).
+        tradable: ``(T, N)`` bool: the asset has a bar of its own on that row.
+        features: ``(T, N, F)`` float64 raw features (carried forward on closed rows).
+        feature_names: the ``F`` feature columns.
+    """
+
+    assets: tuple[str, ...]
+    index: pd.DatetimeIndex
+    open: np.ndarray
+    close: np.ndarray
+    tradable: np.ndarray
+    features: np.ndarray
+    feature_names: tuple[str, ...]
+
+
+def align_assets(
+    bars: Mapping[str, pd.DataFrame], feature_set: FeatureSet, *, timeframe: str | Timeframe | None = None
+) -> AlignedAssets:
+    """Put N assets' bars and raw features on one calendar (the module docstring's **Calendar**).
+
+    What :func:`portfolio_data` scales and cuts, and what a served allocator computes from the
+    bars a client sends: the same code on both sides.
+
+    Raises:
+        ValueError: no assets; bars that are not canonical or shorter than the feature set's
+            ``min_history``; assets that never overlap.
+    """
+    if not isinstance(bars, Mapping) or not bars:
+        raise ValueError("bars must be a non-empty dict {asset: canonical bars}")
+    min_history = feature_set.min_history
+    frames = {str(asset): _check_bars(str(asset), frame, min_history) for asset, frame in bars.items()}
+    first = max(frame.index[min_history - 1] for frame in frames.values())
+    last = min(frame.index[-1] for frame in frames.values())
+    if first > last:
+        raise ValueError(
+            f"the assets share no complete rows: the last one to reach min_history ({min_history} bars) "
+            f"does so at {first}, after another ends at {last}; choose assets with overlapping histories"
+        )
+    index = frames[next(iter(frames))].index
+    for frame in frames.values():
+        index = index.union(frame.index)
+    index = index[(index >= first) & (index <= last)].rename("ts")
+
+    names: list[str] = []
+    open_, close, tradable, raw = [], [], [], []
+    for frame in frames.values():
+        feats = build_features(frame, feature_set, timeframe=timeframe)
+        names = list(feats.columns)
+        own = frame.loc[(frame.index <= last)]
+        has_bar = index.isin(own.index)
+        aligned_close = own["close"].reindex(index, method="ffill").to_numpy(dtype=np.float64)
+        aligned_open = own["open"].reindex(index).to_numpy(dtype=np.float64)
+        open_.append(np.where(has_bar, aligned_open, aligned_close))
+        close.append(aligned_close)
+        tradable.append(has_bar)
+        raw.append(feats.reindex(index, method="ffill").to_numpy(dtype=np.float64))
+
+    return AlignedAssets(
+        assets=tuple(frames),
+        index=index,
+        open=np.stack(open_, axis=1),
+        close=np.stack(close, axis=1),
+        tradable=np.stack(tradable, axis=1),
+        features=np.stack(raw, axis=1),
+        feature_names=tuple(names),
+    )
+
+
 def portfolio_data(
     bars: Mapping[str, pd.DataFrame],
     feature_set: FeatureSet,
@@ -211,37 +286,8 @@ def portfolio_data(
             ``min_history``; assets that never overlap; NaN features after the warm-up;
             ``validation_end`` before ``train_end``; a training span with no rows.
     """
-    if not isinstance(bars, Mapping) or not bars:
-        raise ValueError("bars must be a non-empty dict {asset: canonical bars}")
-    min_history = feature_set.min_history
-    frames = {str(asset): _check_bars(str(asset), frame, min_history) for asset, frame in bars.items()}
-    first = max(frame.index[min_history - 1] for frame in frames.values())
-    last = min(frame.index[-1] for frame in frames.values())
-    if first > last:
-        raise ValueError(
-            f"the assets share no complete rows: the last one to reach min_history ({min_history} bars) "
-            f"does so at {first}, after another ends at {last}; choose assets with overlapping histories"
-        )
-    index = frames[next(iter(frames))].index
-    for frame in frames.values():
-        index = index.union(frame.index)
-    index = index[(index >= first) & (index <= last)].rename("ts")
-
-    assets = tuple(frames)
-    names: list[str] = []
-    open_, close, tradable, raw = [], [], [], []
-    for frame in frames.values():
-        feats = build_features(frame, feature_set, timeframe=timeframe)
-        names = list(feats.columns)
-        own = frame.loc[(frame.index <= last)]
-        has_bar = index.isin(own.index)
-        aligned_close = own["close"].reindex(index, method="ffill").to_numpy(dtype=np.float64)
-        aligned_open = own["open"].reindex(index).to_numpy(dtype=np.float64)
-        open_.append(np.where(has_bar, aligned_open, aligned_close))
-        close.append(aligned_close)
-        tradable.append(has_bar)
-        raw.append(feats.reindex(index, method="ffill").to_numpy(dtype=np.float64))
-
+    aligned = align_assets(bars, feature_set, timeframe=timeframe)
+    index, assets, names = aligned.index, aligned.assets, list(aligned.feature_names)
     n = len(index)
     train_stop = _span_end(index, train_end, "train_end")
     val_stop = train_stop if validation_end is None else _span_end(index, validation_end, "validation_end")
@@ -251,7 +297,7 @@ def portfolio_data(
         raise ValueError(
             f"no training rows before train_end {train_end!r}: the first complete row is {index[0]}"
         )
-    X = np.stack(raw, axis=1)  # (T, N, F)
+    X = aligned.features  # (T, N, F)
     bad = np.argwhere(~np.isfinite(X))
     if len(bad):
         row, asset, col = bad[0]
@@ -259,14 +305,14 @@ def portfolio_data(
             f"feature {names[col]!r} of {assets[asset]!r} is NaN or infinite at {index[row]} after the "
             "warm-up; validate the bars (a zero or missing price or volume) before building the portfolio"
         )
-    can_trade = np.stack(tradable, axis=1)
+    can_trade = aligned.tradable
     scaler = FeatureScaler(clip=clip).fit(X[:train_stop][can_trade[:train_stop]])
     scaler.feature_names = names
     return PortfolioData(
         assets=assets,
         index=index,
-        open=np.stack(open_, axis=1),
-        close=np.stack(close, axis=1),
+        open=aligned.open,
+        close=aligned.close,
         tradable=can_trade,
         features=scaler.transform(X),
         feature_names=tuple(names),
