@@ -151,7 +151,7 @@ class AllocatorConfig(BaseModel):
     symbols: tuple[str, ...] = ("SPX", "NDX", "GOOGL", "AAPL", "MSFT")
     timeframe: Literal["1m", "1h", "1d"] = "1d"
     feature_set: str = "minimal"
-    window: int = Field(default=10, ge=1, le=256)
+    window: int = Field(default=5, ge=1, le=256)
     algo: Literal["ppo", "sac"] = "ppo"
     timesteps: int = Field(default=50_000, ge=64)
     n_envs: int = Field(default=8, ge=1, le=256)
@@ -169,8 +169,8 @@ class AllocatorConfig(BaseModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     train_end: str | None = None
     validation_end: str | None = None
-    learning_rate: float = Field(default=3e-4, gt=0, lt=1)
-    gamma: float = Field(default=0.9, gt=0, le=1)
+    learning_rate: float = Field(default=1e-3, gt=0, lt=1)
+    gamma: float = Field(default=0.5, gt=0, le=1)
     n_steps: int = Field(default=128, ge=8)
     batch_size: int = Field(default=128, ge=8)
     n_epochs: int = Field(default=10, ge=1)
