@@ -71,7 +71,7 @@ from envs import _kernels as _k
 from envs.data import SPANS, PortfolioData, SpanName
 from market.rebalance import Costs
 
-__all__ = ["ENV_ID", "PortfolioEnv", "PortfolioEnvConfig"]
+__all__ = ["ENV_ID", "PortfolioEnv", "PortfolioEnvConfig", "action_weights"]
 
 ENV_ID = "fks/Portfolio-v0"
 Penalty = Literal["none", "volatility", "drawdown"]
@@ -160,6 +160,24 @@ class PortfolioEnvConfig:
         state[:, _k.P_PENALTY_COEF] = self.penalty_coef
         state[:, _k.P_WINDOW] = self.window
         state[:, _k.P_RECORD] = float(record)
+
+
+def action_weights(
+    action: np.ndarray, *, long_short: bool = False, max_weight: float = 1.0, gross_cap: float = 1.0
+) -> np.ndarray:
+    """The ``N`` target weights that an action of ``N + 1`` scores means (the module docstring's
+    **Action**, :func:`envs._kernels.target_weights_nb`): what the environment trades toward
+    before its band and closed markets. Cash is ``1 - sum`` (long only).
+
+    Raises:
+        ValueError: an action with fewer than two scores, or with NaN or infinite scores.
+    """
+    scores = np.ascontiguousarray(action, dtype=np.float64).reshape(-1)
+    if scores.shape[0] < 2:
+        raise ValueError(f"an action holds N + 1 >= 2 scores (assets, then cash), got {scores.shape[0]}")
+    out = np.empty(scores.shape[0] - 1)
+    _k.target_weights_nb(scores, bool(long_short), float(max_weight), float(gross_cap), out)
+    return out
 
 
 def make_config(config: PortfolioEnvConfig | None, options: dict[str, Any]) -> PortfolioEnvConfig:

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
         max_sharpe_weights,
         min_variance_weights,
     )
+    from models.allocator.pyfunc import AllocatorModel, build_spec, log_allocator
     from models.allocator.report import ALLOCATION_METRICS, AllocationReport
+    from models.allocator.service import AllocatorSummary, train_and_record
+    from models.allocator.tracking import log_training
     from models.allocator.training import (
         AGENT,
         CASH,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
         train_agent,
         train_allocator,
     )
+    from models.allocator.tuning import AllocatorTuning, tune, tune_logged
 
 _EXPORTS: dict[str, str] = {
     "BASELINES": "models.allocator.baselines",
@@ -53,8 +57,17 @@ _EXPORTS: dict[str, str] = {
     "baseline_targets": "models.allocator.baselines",
     "max_sharpe_weights": "models.allocator.baselines",
     "min_variance_weights": "models.allocator.baselines",
+    "AllocatorModel": "models.allocator.pyfunc",
+    "build_spec": "models.allocator.pyfunc",
+    "log_allocator": "models.allocator.pyfunc",
     "ALLOCATION_METRICS": "models.allocator.report",
     "AllocationReport": "models.allocator.report",
+    "AllocatorSummary": "models.allocator.service",
+    "train_and_record": "models.allocator.service",
+    "log_training": "models.allocator.tracking",
+    "AllocatorTuning": "models.allocator.tuning",
+    "tune": "models.allocator.tuning",
+    "tune_logged": "models.allocator.tuning",
     "AGENT": "models.allocator.training",
     "CASH": "models.allocator.training",
     "AllocatorResult": "models.allocator.training",
@@ -72,18 +85,27 @@ __all__ = [
     "BASELINES",
     "CASH",
     "AllocationReport",
+    "AllocatorModel",
     "AllocatorResult",
+    "AllocatorSummary",
+    "AllocatorTuning",
     "BaselineOptions",
     "PolicyRun",
     "SeedRun",
     "allocator_data",
     "banded_targets",
     "baseline_targets",
+    "build_spec",
+    "log_allocator",
+    "log_training",
     "max_sharpe_weights",
     "min_variance_weights",
     "run_policy",
     "train_agent",
     "train_allocator",
+    "train_and_record",
+    "tune",
+    "tune_logged",
 ]
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

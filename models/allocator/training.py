@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ import pandas as pd
 from stable_baselines3.common.callbacks import BaseCallback
 
 from config.models import AllocatorConfig
-from envs.data import PortfolioData, SpanName, portfolio_data
+from envs.data import AlignedAssets, PortfolioData, SpanName, align_assets, portfolio_data
 from features import FeatureSet
 from market.rebalance import Costs
 from models.allocator.baselines import BASELINES, BaselineOptions, baseline_targets
@@ -66,6 +66,7 @@ __all__ = [
     "split_dates",
     "train_agent",
     "train_allocator",
+    "training_reference",
 ]
 
 AGENT = "agent"
@@ -98,23 +99,15 @@ def split_dates(index: pd.DatetimeIndex, config: AllocatorConfig) -> tuple[pd.Ti
     return index[n - n_test - n_val], index[n - n_test]
 
 
-def allocator_data(
+def _prepare(
     bars: Mapping[str, pd.DataFrame], feature_set: FeatureSet, config: AllocatorConfig
-) -> PortfolioData:
-    """The universe's :class:`envs.PortfolioData` with the config's spans, checked long enough.
-
-    Raises:
-        ValueError: a symbol without bars, too little history for the feature set, or spans too
-            short for the window, the purge and the episode length (the message says which).
-    """
-    from envs.data import align_assets
-
+) -> tuple[PortfolioData, AlignedAssets]:
     missing = [s for s in config.symbols if s not in bars]
     if missing:
         raise ValueError(f"no bars for {', '.join(missing)}; ingest every symbol of the universe first")
     frames = {s: bars[s] for s in config.symbols}
-    index = align_assets(frames, feature_set, timeframe=config.timeframe).index
-    train_end, validation_end = split_dates(index, config)
+    aligned = align_assets(frames, feature_set, timeframe=config.timeframe)
+    train_end, validation_end = split_dates(aligned.index, config)
     data = portfolio_data(
         frames, feature_set, train_end=train_end, validation_end=validation_end, timeframe=config.timeframe
     )
@@ -133,7 +126,30 @@ def allocator_data(
                 f"rows it leaves {steps} steps (at least {_MIN_EVAL_STEPS}); ingest more history, or "
                 "raise its fraction or lower the purge"
             )
-    return data
+    return data, aligned
+
+
+def allocator_data(
+    bars: Mapping[str, pd.DataFrame], feature_set: FeatureSet, config: AllocatorConfig
+) -> PortfolioData:
+    """The universe's :class:`envs.PortfolioData` with the config's spans, checked long enough.
+
+    Raises:
+        ValueError: a symbol without bars, too little history for the feature set, or spans too
+            short for the window, the purge and the episode length (the message says which).
+    """
+    return _prepare(bars, feature_set, config)[0]
+
+
+def training_reference(aligned: AlignedAssets, data: PortfolioData) -> pd.DataFrame:
+    """The raw (unscaled) feature rows the scaler was fitted on: every asset's rows of the training
+    span where its market was open, pooled (one column per feature, the rows' ``ts`` as index,
+    repeated once per asset): the drift reference (:func:`models.reference.log_reference`)."""
+    rows = data.train
+    mask = aligned.tradable[rows]
+    values = aligned.features[rows][mask]
+    ts = np.broadcast_to(np.asarray(aligned.index[rows])[:, None], mask.shape)[mask]
+    return pd.DataFrame(values, index=pd.DatetimeIndex(ts, name="ts"), columns=list(aligned.feature_names))
 
 
 def first_bar(data: PortfolioData, span: SpanName, config: AllocatorConfig) -> int:
@@ -193,13 +209,11 @@ class PolicyRun:
 
 
 def _action_weights(action: np.ndarray, cfg: PortfolioEnvConfig) -> np.ndarray:
-    from envs._kernels import target_weights_nb
+    from envs.portfolio import action_weights
 
-    out = np.empty(action.shape[0] - 1)
-    target_weights_nb(
-        np.asarray(action, dtype=np.float64), cfg.long_short, cfg.max_weight, cfg.gross_cap, out
+    return action_weights(
+        action, long_short=cfg.long_short, max_weight=cfg.max_weight, gross_cap=cfg.gross_cap
     )
-    return out
 
 
 def run_policy(
@@ -257,13 +271,20 @@ class ValidationCallback(BaseCallback):
     Every ``config.eval_every`` steps (and once at the end) it runs :func:`run_policy` on the
     validation span and keeps the policy's parameters and the ``VecNormalize`` statistics of the
     best episode reward; training stops after ``config.patience`` evaluations without
-    improvement. ``train_rewards`` holds ``(step, mean episode reward)`` of the training episodes
+    improvement. ``report(step, val_reward)``, when given, is called after every evaluation (a
+    tuning trial's pruner). ``train_rewards`` holds ``(step, mean episode reward)`` of the training episodes
     finished in each rollout, ``val_rewards`` ``(step, validation episode reward)``.
     """
 
-    def __init__(self, data: PortfolioData, config: AllocatorConfig, vecnorm: VecNormalize) -> None:
+    def __init__(
+        self,
+        data: PortfolioData,
+        config: AllocatorConfig,
+        vecnorm: VecNormalize,
+        report: Callable[[int, float], None] | None = None,
+    ) -> None:
         super().__init__(verbose=0)
-        self.data, self.config, self.vecnorm = data, config, vecnorm
+        self.data, self.config, self.vecnorm, self.report = data, config, vecnorm, report
         self.train_rewards: list[tuple[int, float]] = []
         self.val_rewards: list[tuple[int, float]] = []
         self.best_reward = -math.inf
@@ -298,6 +319,8 @@ class ValidationCallback(BaseCallback):
     def _evaluate(self) -> bool:
         run = run_policy(self.model, self.vecnorm, self.data, "validation", self.config)
         self.val_rewards.append((self.num_timesteps, run.reward))
+        if self.report is not None:
+            self.report(self.num_timesteps, run.reward)  # may raise (a pruned tuning trial)
         if run.reward > self.best_reward:
             self.best_reward = run.reward
             self.best_step = self.num_timesteps
@@ -385,7 +408,11 @@ def _algorithm(config: AllocatorConfig, venv: Any, seed: int) -> BaseAlgorithm:
 
 
 def train_agent(
-    data: PortfolioData, config: AllocatorConfig, seed: int, timesteps: int | None = None
+    data: PortfolioData,
+    config: AllocatorConfig,
+    seed: int,
+    timesteps: int | None = None,
+    report: Callable[[int, float], None] | None = None,
 ) -> SeedRun:
     """Train one agent with ``seed`` on the training span, early-stopped on validation.
 
@@ -404,7 +431,7 @@ def train_agent(
     raw.seed(seed)
     vecnorm = VecNormalize(VecMonitor(raw), norm_obs=True, norm_reward=True, gamma=config.gamma)
     model = _algorithm(config, vecnorm, seed)
-    callback = ValidationCallback(data, config, vecnorm)
+    callback = ValidationCallback(data, config, vecnorm, report)
     model.learn(total_timesteps=timesteps or config.timesteps, callback=callback)
     callback.restore_best()
     vecnorm.training = False
@@ -436,6 +463,7 @@ class AllocatorResult:
         test: its one deterministic test episode.
         baselines: each baseline's targets on the test episode's rows (:func:`baseline_targets`).
         windows: ``{span: (first decision bar, last bar)}`` of train, validation and test.
+        reference: the raw training feature rows (:func:`training_reference`).
     """
 
     config: AllocatorConfig
@@ -447,6 +475,7 @@ class AllocatorResult:
     test: PolicyRun
     baselines: dict[str, pd.DataFrame]
     windows: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+    reference: pd.DataFrame | None = None
 
     @property
     def agent(self) -> SeedRun:
@@ -483,7 +512,7 @@ def train_allocator(
     Raises:
         ValueError: missing symbols or too little history (see :func:`allocator_data`).
     """
-    data = allocator_data(bars, feature_set, config)
+    data, aligned = _prepare(bars, feature_set, config)
     runs = [train_agent(data, config, seed) for seed in config.seeds]
     best = int(np.argmax([r.val_reward for r in runs]))
     agent = runs[best]
@@ -523,4 +552,5 @@ def train_allocator(
         test=test,
         baselines=baselines,
         windows=windows,
+        reference=training_reference(aligned, data),
     )
