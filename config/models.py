@@ -148,7 +148,7 @@ class AllocatorConfig(BaseModel):
     experiment: ClassVar[str] = _ALLOCATOR
     baselines: ClassVar[tuple[str, ...]] = ("equal_weight", "min_variance", "max_sharpe")
 
-    symbols: tuple[str, ...] = ("SPX", "NDX", "GOOGL", "AAPL", "MSFT")
+    symbols: tuple[str, ...] = ("SPY", "QQQ", "AAPL", "BTC-USD", "ETH-USD")
     timeframe: Literal["1m", "1h", "1d"] = "1d"
     feature_set: str = "minimal"
     window: int = Field(default=5, ge=1, le=256)
