@@ -106,3 +106,31 @@ def test_too_short_spans_are_refused_with_the_reason() -> None:
         allocator_data(bars, get_feature_set("minimal"), AllocatorConfig(**{**TINY, "purge_bars": 200}))
     with pytest.raises(ValueError, match="no bars for S9"):
         allocator_data(bars, get_feature_set("minimal"), AllocatorConfig(**{**TINY, "symbols": ("S0", "S9")}))
+
+
+def test_tuning_scores_validation_only_and_stores_its_study_in_the_fks_database(settings) -> None:
+    import mlflow
+    from sqlalchemy import create_engine, inspect
+
+    from models.allocator.tuning import tune_logged
+
+    torch.set_num_threads(1)
+    config = AllocatorConfig(**{**TINY, "seeds": (3,), "tuning": {"trials": 2, "timesteps": 256}})
+    tuned = tune_logged(_bars(), get_feature_set("minimal"), config, settings)
+    assert tuned.trials == 2 and set(tuned.best_params) == {
+        "learning_rate",
+        "gamma",
+        "ent_coef",
+        "n_steps",
+        "window",
+    }
+    assert tuned.best_config.window == tuned.best_params["window"] and tuned.best_config.timesteps == 1536
+    assert {"studies", "trials"} <= set(inspect(create_engine(settings.db_url)).get_table_names())
+    client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("fks-allocator").experiment_id])
+    parent = next(r for r in runs if r.info.run_name.startswith("tuning-allocator"))
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2 and all("val_reward" in r.data.metrics for r in children)
+    assert parent.data.metrics["best_val_reward"] == pytest.approx(tuned.best_value)
+    again = tune_logged(_bars(), get_feature_set("minimal"), config, settings)  # the study resumes
+    assert again.study_name == tuned.study_name and again.trials == 4
