@@ -246,6 +246,10 @@ def print_pipeline(summary: PipelineSummary, settings: Settings) -> None:
     print_training(summary.forecaster)
     print_backtest(summary.backtest)
     print_promotion(summary.promotion)
+    if summary.allocator_ingest is not None:
+        print_ingest(summary.allocator_ingest.outcomes)
+    if summary.allocator is not None:
+        print_allocator_training(summary.allocator)
     out.print(f"Database: {settings.db_url}   Features: {settings.data_dir / 'features'}")
     out.print(
         "Look closer:  fks data list  |  fks quarantine list  |  fks backtest  |  "
