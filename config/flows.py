@@ -153,8 +153,8 @@ def _synthetic_universe_ingest() -> IngestConfig:
         symbols=list(SYNTHETIC_UNIVERSE),
         timeframe="1d",
         asset_class=AssetClass.EQUITY,
-        start="2015-01-01",
-        end="2024-01-01",
+        start=datetime(2015, 1, 1),
+        end=datetime(2024, 1, 1),
         seed=7,
     )
 
