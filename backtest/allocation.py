@@ -11,21 +11,55 @@ agent's backtest equity is its episode's equity)::
 
 Annualisation: bars per year observed over the whole aligned history (365 for a 24/7 daily
 universe, about 252 for exchange days), the same for every strategy.
+
+A registered version is walked forward through its own pyfunc by :func:`version_targets` (at each
+bar's close the raw bars a client would send and the account's weights; on its own test span this
+replays its training's test episode), which :func:`run_allocation_gate` (``fks promote --model
+fks-allocator``, dispatched to by :func:`backtest.promotion.run_gate`) uses to judge challenger and
+champion beside the baselines on a window out of sample for both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from backtest.engine import BacktestResult, Costs, run
-from envs.data import PortfolioData
+from config.backtest import PromoteConfig
+from config.flows import InputError
+from config.models import AllocatorConfig
+from config.promotion import BUY_AND_HOLD
+from envs.data import AlignedAssets, PortfolioData
+from models.allocator.baselines import BASELINES, BaselineOptions, account_targets, baseline_targets
+from models.allocator.baselines import BUY_AND_HOLD as ALLOCATION_BUY_AND_HOLD
 from models.allocator.report import ALLOCATION_METRICS, AllocationReport
 from models.allocator.training import AGENT, AllocatorResult, costs_of
+from models.gate import GateInput, comparison_window, decide
+from models.promotion import (
+    Judgement,
+    PromotionSummary,
+    apply_and_record,
+    gate_baseline,
+    resolve_rivals,
+    window_validated,
+)
+from models.registry import ModelRef
 
-__all__ = ["backtest_targets", "evaluate_allocation", "periods_per_year"]
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from config.settings import Settings
+
+__all__ = [
+    "backtest_targets",
+    "evaluate_allocation",
+    "periods_per_year",
+    "run_allocation_gate",
+    "version_targets",
+]
 
 
 def periods_per_year(index: pd.DatetimeIndex) -> float:
@@ -92,3 +126,189 @@ def evaluate_allocation(
         weights=weights.astype(np.float64),
         periods_per_year=ppy,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# A registered allocator version, walked forward through its own pyfunc, and the promotion gate
+
+
+def version_targets(
+    model: Any,
+    bars: Mapping[str, pd.DataFrame],
+    aligned: AlignedAssets,
+    rows: slice,
+    costs: Costs,
+    history: int | None = None,
+) -> pd.DataFrame:
+    """The targets a registered allocator's account executes over ``aligned``'s ``rows``, asking its
+    pyfunc at every bar's close, as a client would: the last ``history`` raw bars of each symbol
+    up to that bar (default its ``min_bars``) and the account's current weights; the answer is
+    traded under the environment's rules with the band, caps and costs (the spec's band and caps,
+    the given costs), so on the version's own test span this replays its training's test episode.
+
+    Raises:
+        ValueError: too little history before the window for ``history`` bars.
+    """
+    inner = model.unwrap_python_model()
+    spec = inner.spec
+    history = history or inner.min_bars
+    index = aligned.index[rows]
+    raw = {s: bars[s].reset_index() for s in spec.universe}
+    for frame in raw.values():
+        frame["ts"] = frame["ts"].map(lambda t: t.isoformat())
+    ends = {s: bars[s].index.searchsorted(index, side="right") for s in spec.universe}
+
+    def decide(t: int, weights: np.ndarray) -> np.ndarray:
+        pieces = []
+        for j, symbol in enumerate(spec.universe):
+            stop = int(ends[symbol][t])
+            if stop < history:
+                raise ValueError(
+                    f"{symbol} has {stop} bars up to {index[t]}; the allocator needs {history}: ingest "
+                    "earlier history"
+                )
+            piece = raw[symbol].iloc[stop - history : stop][["ts", "open", "high", "low", "close", "volume"]]
+            piece = piece.assign(symbol=symbol, weight=float(weights[j]))
+            pieces.append(piece)
+        answer = model.predict(pd.concat(pieces, ignore_index=True))
+        return np.asarray(answer["weight"].to_numpy()[:-1], dtype=np.float64)
+
+    targets = account_targets(
+        decide,
+        aligned.open[rows],
+        aligned.close[rows],
+        aligned.tradable[rows],
+        band=spec.rebalance_band,
+        costs=costs,
+        gross_cap=spec.gross_cap,
+    )
+    return pd.DataFrame(targets, index=index, columns=list(spec.universe))
+
+
+def _prices(aligned: AlignedAssets, rows: slice) -> dict[str, pd.DataFrame]:
+    index = aligned.index[rows]
+    return {
+        asset: pd.DataFrame({"open": aligned.open[rows, j], "close": aligned.close[rows, j]}, index=index)
+        for j, asset in enumerate(aligned.assets)
+    }
+
+
+def _trained_config(ref: ModelRef) -> AllocatorConfig:
+    import mlflow
+
+    version = mlflow.MlflowClient().get_model_version(ref.name, ref.version)
+    try:
+        return AllocatorConfig.model_validate_json(version.tags["config"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(
+            f"{ref.name} version {ref.version} carries no readable config tag ({exc}); retrain it with "
+            "`fks train allocator`"
+        ) from None
+
+
+def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: Engine) -> PromotionSummary:
+    """The promotion gate for an allocator: challenger and champion walked forward through their own
+    pyfuncs on a window out of sample for both, beside the baselines, net of the same costs.
+
+    The window is :func:`models.gate.comparison_window`'s over the universe's aligned rows (a
+    champion on another universe or timeframe cannot be compared). Each version trades its own
+    answers under its own band (:func:`version_targets`); the baselines
+    (``config.gate_baselines``: buy and hold, equal weight, minimum variance, maximum Sharpe)
+    trade under the challenger's band, caps and baseline window; every account starts flat at the
+    window's first bar and pays ``config.backtest.costs``. Then :func:`models.gate.decide` and the
+    registry and ``promotions`` records (:func:`models.promotion.apply_and_record`).
+
+    Raises:
+        InputError: no challenger, a challenger whose run does not say what it was trained on, or
+            a universe without stored bars.
+    """
+    import mlflow
+
+    from envs.data import align_assets
+    from features import get_feature_set
+    from models.allocator.family import ALLOCATOR
+    from models.allocator.service import load_universe
+    from models.tracking import use_tracking
+
+    use_tracking(settings.mlflow_tracking_uri)
+    rivals = resolve_rivals(config.model, family=ALLOCATOR)
+    challenger, champion = rivals.challenger, rivals.champion
+    trained = _trained_config(challenger)
+    bars = load_universe(engine, trained.symbols, trained.timeframe)
+    aligned = align_assets(bars, get_feature_set(trained.feature_set), timeframe=trained.timeframe)
+    try:
+        window = comparison_window(challenger, champion, aligned.index, config.policy)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    first = int(aligned.index.searchsorted(window.start))
+    rows = slice(first, int(aligned.index.searchsorted(window.end, side="right")))
+    c = config.backtest.costs
+    costs = Costs(commission_bps=c.commission_bps, slippage_bps=c.slippage_bps, min_fee=c.min_fee)
+    ppy = periods_per_year(aligned.index)
+    prices = _prices(aligned, rows)
+
+    def metrics_of(targets: pd.DataFrame) -> dict[str, Any]:
+        result = run(prices, targets, costs, "next_open", initial_capital=1.0, periods_per_year=ppy)
+        return {**result.metrics, "costs_paid": result.costs_paid}
+
+    model = mlflow.pyfunc.load_model(challenger.uri)
+    challenger_metrics = metrics_of(version_targets(model, bars, aligned, rows, costs))
+    champion_metrics = None
+    if champion is not None and window.problem is None:  # the same universe and timeframe
+        other = mlflow.pyfunc.load_model(champion.uri)
+        champion_metrics = metrics_of(version_targets(other, bars, aligned, rows, costs))
+    options = BaselineOptions(
+        max_weight=trained.max_weight,
+        gross_cap=trained.gross_cap,
+        band=trained.rebalance_band,
+        window=trained.baseline_window,
+        costs=costs,
+    )
+    names = {BUY_AND_HOLD: ALLOCATION_BUY_AND_HOLD, **{b: b for b in BASELINES}}
+    baselines: dict[str, dict[str, Any]] = {}
+    problems: dict[str, str] = {}
+    wanted = list(config.gate_baselines)
+    known = [n for n in wanted if n in names]
+    for name in wanted:
+        if name not in names:
+            problems[name] = f"not an allocator baseline (known: {', '.join(names)})"
+    targets = baseline_targets(
+        aligned.open[: rows.stop],
+        aligned.close[: rows.stop],
+        aligned.tradable[: rows.stop],
+        options,
+        index=aligned.index[: rows.stop],
+        assets=aligned.assets,
+        start=first,
+        names=tuple(names[n] for n in known),
+    )
+    for name in known:
+        baselines[name] = metrics_of(targets[names[name]])
+    baseline_name, baseline_metrics = gate_baseline(baselines, problems, config.policy.primary_metric)
+    validated = all(
+        window_validated(engine, s, trained.timeframe, window.start, window.end) for s in trained.symbols
+    )
+    inputs = GateInput(
+        challenger=challenger_metrics,
+        champion=champion_metrics,
+        baseline_name=baseline_name,
+        baseline=baseline_metrics,
+        window_start=window.start,
+        window_end=window.end,
+        data_validated=validated,
+        n_trades=int(challenger_metrics.get("trades", 0)),
+        champion_problem=rivals.champion_problem or window.problem,
+        window_note=window.note,
+        baseline_problems=problems,
+    )
+    judgement = Judgement(
+        decision=decide(inputs, config.policy, force=config.force),
+        rivals=rivals,
+        window=window,
+        challenger=challenger_metrics,
+        champion=champion_metrics,
+        baseline_name=baseline_name,
+        baseline=baseline_metrics,
+        baseline_problems=problems,
+    )
+    return apply_and_record(judgement, name=config.model, actor=config.actor, engine=engine)

@@ -238,8 +238,20 @@ class FamilyNames(Protocol):
     baselines: ClassVar[tuple[str, ...]]
 
 
-FAMILY_CONFIGS: dict[str, type[FamilyNames]] = {ForecasterConfig.family: ForecasterConfig}
-"""Each model family's config class, by family key (the allocator's joins it in its own issue)."""
+FAMILY_CONFIGS: dict[str, type[FamilyNames]] = {
+    ForecasterConfig.family: ForecasterConfig,
+    AllocatorConfig.family: AllocatorConfig,
+}
+"""Each model family's config class, by family key."""
+
+
+def family_of_model(registered_name: str) -> str:
+    """The family whose registered model is ``registered_name`` (``fks-allocator`` -> ``allocator``),
+    or :data:`DEFAULT_FAMILY` for a name no family registers (e.g. a model registered by hand)."""
+    for family, names in FAMILY_CONFIGS.items():
+        if names.registered_name == registered_name:
+            return family
+    return DEFAULT_FAMILY
 
 
 def family_config(family: str) -> type[FamilyNames]:

@@ -27,7 +27,7 @@ the engine fills once and then lets drift.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,7 @@ __all__ = [
     "MAX_SHARPE",
     "MIN_VARIANCE",
     "BaselineOptions",
+    "account_targets",
     "banded_targets",
     "baseline_targets",
     "capped",
@@ -232,15 +233,59 @@ def banded_targets(
         ValueError: arrays of different shapes, or fewer than 2 rows.
     """
     desired = np.asarray(desired, dtype=np.float64)
+    if desired.shape != np.shape(close):
+        raise ValueError(f"desired {desired.shape} and close {np.shape(close)} must share one shape")
+    return account_targets(
+        lambda t, _: desired[t],
+        open_,
+        close,
+        tradable,
+        band=band,
+        costs=costs,
+        gross_cap=gross_cap,
+        initial_capital=initial_capital,
+        retrade=True,
+    )
+
+
+def account_targets(
+    decide: Callable[[int, np.ndarray], np.ndarray],
+    open_: np.ndarray,
+    close: np.ndarray,
+    tradable: np.ndarray,
+    *,
+    band: float,
+    costs: Costs,
+    gross_cap: float = 1.0,
+    initial_capital: float = 1.0,
+    retrade: bool = False,
+) -> np.ndarray:
+    """The targets an account executes when, at the close of each bar ``t`` but the last, it asks
+    ``decide(t, weights)`` for its desired asset weights (``weights``: each asset's and then
+    cash's weight at that close, ``(N + 1,)``: what a policy observes) and trades them at the open
+    of ``t + 1`` under the environment's rules (:mod:`envs.portfolio`): an asset is traded when its
+    market is open at ``t + 1``, its desired weight differs from its target last executed, and by
+    at least ``band`` from its weight; targets beyond ``gross_cap`` are scaled down. With
+    ``retrade`` an asset whose desired weight equals its last target is traded back to it once its
+    weight drifts by ``band`` (written as the adjacent float, see the module docstring): the
+    rebalancing baselines; without it, the environment's rule exactly (an agent).
+
+    Returns:
+        ``(T, N)`` float64 targets, ready for :func:`backtest.run` on the same rows (the last row
+        repeats the target in force).
+
+    Raises:
+        ValueError: arrays of different shapes, or fewer than 2 rows.
+    """
     open_ = np.ascontiguousarray(open_, dtype=np.float64)
     close = np.ascontiguousarray(close, dtype=np.float64)
     tradable = np.asarray(tradable, dtype=bool)
-    if not (desired.shape == open_.shape == close.shape == tradable.shape) or desired.shape[0] < 2:
+    if not (open_.shape == close.shape == tradable.shape) or close.ndim != 2 or close.shape[0] < 2:
         raise ValueError(
-            f"desired {desired.shape}, open {open_.shape}, close {close.shape} and tradable "
-            f"{tradable.shape} must share one (rows >= 2, assets) shape"
+            f"open {open_.shape}, close {close.shape} and tradable {tradable.shape} must share one "
+            "(rows >= 2, assets) shape"
         )
-    n_rows, n = desired.shape
+    n_rows, n = close.shape
     targets = np.zeros((n_rows, n))
     account = np.array([initial_capital, initial_capital, 0.0])
     units, weight, prev = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -250,15 +295,21 @@ def banded_targets(
     value = float(initial_capital)
     row = np.empty((1, n))
     for t in range(n_rows - 1):
-        now = units * close[t] / value if value > 0 else np.zeros(n)
-        moving = tradable[t + 1] & (np.abs(desired[t] - now) >= band) & (value > 0)
-        new = np.where(moving, desired[t], prev)
+        scale = 1.0 / value if value > 0 else 0.0
+        now = units * close[t] * scale
+        weights = np.append(now, account[0] * scale)
+        wanted = np.asarray(decide(t, weights), dtype=np.float64)
+        moving = tradable[t + 1] & (np.abs(wanted - now) >= band) & (value > 0)
+        if not retrade:
+            moving &= wanted != prev
+        new = np.where(moving, wanted, prev)
         kept = float(np.abs(new[~moving]).sum())
         traded = float(np.abs(new[moving]).sum())
         if kept + traded > gross_cap and traded > 0.0:
             new = np.where(moving, new * (max(gross_cap - kept, 0.0) / traded), new)
-        same = moving & (new == prev) & (new != 0.0)
-        new[same] = np.nextafter(new[same], 0.0)  # re-trade to the same weight: the engine needs a change
+        if retrade:
+            same = moving & (new == prev) & (new != 0.0)
+            new[same] = np.nextafter(new[same], 0.0)  # back to the same weight: the engine needs a change
         row[0] = new
         advance_nb(
             open_, close, row, False, costs.rate, float(costs.min_fee), t + 1, t + 2, t,

@@ -272,6 +272,7 @@ def log_training(
             mlflow.log_params({f"data.{key}_start": lo.isoformat(), f"data.{key}_end": hi.isoformat()})
         mlflow.log_params(
             {
+                "symbol": config.symbol,  # the universe as one label: what the registry's ModelRef reads
                 "min_history": result.feature_set.min_history,
                 "min_bars": result.min_bars,
                 "seed_kept": agent.seed,
