@@ -22,13 +22,14 @@ champion beside the baselines on a window out of sample for both.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from backtest.engine import BacktestResult, Costs, run
-from config.backtest import PromoteConfig
+from config.backtest import BacktestConfig, PromoteConfig
 from config.flows import InputError
 from config.models import AllocatorConfig
 from config.promotion import BUY_AND_HOLD
@@ -51,12 +52,14 @@ from models.registry import ModelRef
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from backtest.evaluate import BacktestSummary
     from config.settings import Settings
 
 __all__ = [
     "backtest_targets",
     "evaluate_allocation",
     "periods_per_year",
+    "run_allocation_backtest",
     "run_allocation_gate",
     "version_targets",
 ]
@@ -312,3 +315,110 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
         baseline_problems=problems,
     )
     return apply_and_record(judgement, name=config.model, actor=config.actor, engine=engine)
+
+
+def run_allocation_backtest(config: BacktestConfig, settings: Settings, *, engine: Engine) -> BacktestSummary:
+    """``fks backtest --model fks-allocator@challenger``: a registered allocator version walked
+    forward through its own pyfunc over its test span (:func:`version_targets`) beside the
+    baselines, net of ``config.costs``; the tearsheet is written under
+    ``<data dir>/reports/<model>-v<version>/`` and logged (artifacts under ``backtest/``, metrics
+    ``backtest_*``) on the version's run. ``strategy``, ``threshold`` and ``windows`` of the config
+    do not apply (the allocator's output is weights); one block covers the window.
+
+    Raises:
+        InputError: an unknown model, alias or version, or a universe without stored bars.
+    """
+    import mlflow
+
+    from backtest.evaluate import BacktestSummary
+    from backtest.report import write_tearsheet
+    from envs.data import align_assets
+    from features import get_feature_set
+    from models.allocator.family import ALLOCATOR
+    from models.allocator.service import load_universe
+    from models.registry import resolve_model
+    from models.tracking import use_tracking
+
+    use_tracking(settings.mlflow_tracking_uri)
+    try:
+        ref = resolve_model(config.model, family=ALLOCATOR)
+    except (LookupError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    trained = _trained_config(ref)
+    bars = load_universe(engine, trained.symbols, trained.timeframe)
+    aligned = align_assets(bars, get_feature_set(trained.feature_set), timeframe=trained.timeframe)
+    first = int(aligned.index.searchsorted(ref.test_start))
+    rows = slice(first, int(aligned.index.searchsorted(ref.test_end, side="right")))
+    if rows.stop - rows.start < 2:
+        raise InputError(
+            f"{ref.name} v{ref.version}: fewer than two stored bars of its test window "
+            f"{ref.test_start:%Y-%m-%d} .. {ref.test_end:%Y-%m-%d}; ingest them first"
+        )
+    c = config.costs
+    costs = Costs(commission_bps=c.commission_bps, slippage_bps=c.slippage_bps, min_fee=c.min_fee)
+    ppy = periods_per_year(aligned.index)
+    prices = _prices(aligned, rows)
+    model = mlflow.pyfunc.load_model(ref.uri)
+    label = f"{ref.name} v{ref.version}"
+    strategies = {label: version_targets(model, bars, aligned, rows, costs)}
+    options = BaselineOptions(
+        max_weight=trained.max_weight,
+        gross_cap=trained.gross_cap,
+        band=trained.rebalance_band,
+        window=trained.baseline_window,
+        costs=costs,
+    )
+    strategies.update(
+        baseline_targets(
+            aligned.open[: rows.stop],
+            aligned.close[: rows.stop],
+            aligned.tradable[: rows.stop],
+            options,
+            index=aligned.index[: rows.stop],
+            assets=aligned.assets,
+            start=first,
+        )
+    )
+    results = {
+        name: run(prices, targets, costs, "next_open", initial_capital=1.0, periods_per_year=ppy)
+        for name, targets in strategies.items()
+    }
+    folder = Path(settings.data_dir) / "reports" / f"{ref.name}-v{ref.version}"
+    start, end = aligned.index[rows.start], aligned.index[rows.stop - 1]
+    tearsheet = write_tearsheet(
+        results,
+        folder,
+        title=f"{label}: {', '.join(trained.symbols)} {trained.timeframe}",
+        subtitle=f"out of sample {start:%Y-%m-%d} .. {end:%Y-%m-%d}, net of costs",
+        costs=costs,
+        notes=[
+            "Weights are decided at each bar's close by the registered pyfunc from the last "
+            f"{model.unwrap_python_model().min_bars} raw bars of every symbol and the account's current "
+            "weights, as served, and filled at the next open under the rebalancing band "
+            f"{trained.rebalance_band:g}.",
+            "Baselines: buy and hold, equal weight, and minimum variance and maximum Sharpe from a "
+            f"rolling Ledoit-Wolf estimate on the past {trained.baseline_window} returns.",
+        ],
+    )
+    client = mlflow.MlflowClient()
+    client.log_artifacts(ref.run_id, str(folder), "backtest")
+    figures = {name: _finite(r.metrics) for name, r in results.items()}
+    for key, value in figures[label].items():
+        client.log_metric(ref.run_id, f"backtest_{key}", value)
+    return BacktestSummary(
+        model=ref.name,
+        version=ref.version,
+        run_id=ref.run_id,
+        symbol=ref.symbol,
+        timeframe=ref.timeframe,
+        window_start=f"{start:%Y-%m-%d}",
+        window_end=f"{end:%Y-%m-%d}",
+        strategy="weights",
+        metrics=figures,
+        blocks=[{"start": f"{start:%Y-%m-%d}", "end": f"{end:%Y-%m-%d}", **figures[label]}],
+        tearsheet=str(tearsheet),
+    )
+
+
+def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and np.isfinite(v)}

@@ -1,6 +1,7 @@
-"""The promotion gate for the allocator (`fks promote --model fks-allocator`): versions walked forward
-through their own pyfuncs (on the test span that replays training's test episode), beside the
-baselines on a window out of sample for both, net of costs; decisions applied and recorded."""
+"""`fks backtest` and the promotion gate for the allocator (`fks promote --model fks-allocator`):
+versions walked forward through their own pyfuncs (on the test span that replays training's test
+episode), beside the baselines on a window out of sample for both, net of costs; decisions
+applied and recorded."""
 
 from __future__ import annotations
 
@@ -104,11 +105,6 @@ def test_walk_forward_replays_the_test_episode_and_the_gate_judges_and_records(
     )
     assert forced.promoted and str(get_version_by_alias("fks-allocator", "champion").version) == "1"
 
-    # a second version is compared with the champion on the same window, through the CLI
-    second = train_and_record(
-        AllocatorConfig(**TINY, seeds=(4,)), stored, engine=engine, evaluate=_evaluate, source="synthetic"
-    )
-    assert second.version == "2"
     env = {
         **os.environ,
         "FKS_DB_URL": stored.db_url,
@@ -117,6 +113,25 @@ def test_walk_forward_replays_the_test_episode_and_the_gate_judges_and_records(
         "FKS_MLFLOW_ARTIFACT_ROOT": str(stored.mlflow_artifact_root),
         "COLUMNS": "200",
     }
+
+    def fks(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [FKS, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    # fks backtest: the version walked forward over its test span beside the baselines, a tearsheet
+    tested = fks("backtest", "--model", "fks-allocator@champion")
+    assert tested.returncode == 0, tested.stderr
+    assert "fks-allocator v1" in tested.stdout and "min_variance" in tested.stdout
+    assert (Path(stored.data_dir) / "reports" / "fks-allocator-v1" / "tearsheet.html").exists()
+    backtested = mlflow.MlflowClient(stored.mlflow_tracking_uri).get_run(first.run_id).data.metrics
+    assert backtested["backtest_sharpe"] == pytest.approx(first.test["agent"]["sharpe"], abs=1e-3)
+
+    # a second version is compared with the champion on the same window, through the CLI
+    second = train_and_record(
+        AllocatorConfig(**TINY, seeds=(4,)), stored, engine=engine, evaluate=_evaluate, source="synthetic"
+    )
+    assert second.version == "2"
     done = subprocess.run(
         [FKS, "promote", "--model", "fks-allocator", "--min-trades", "1"],
         cwd=tmp_path,
