@@ -34,7 +34,14 @@ from config.flows import InputError
 from config.models import AllocatorConfig
 from config.promotion import BUY_AND_HOLD
 from envs.data import AlignedAssets, PortfolioData
-from models.allocator.baselines import BASELINES, BaselineOptions, account_targets, baseline_targets
+from models.allocator.baselines import (
+    BASELINES,
+    BaselineOptions,
+    account_targets,
+    banded_targets,
+    baseline_targets,
+    capped,
+)
 from models.allocator.baselines import BUY_AND_HOLD as ALLOCATION_BUY_AND_HOLD
 from models.allocator.report import ALLOCATION_METRICS, AllocationReport
 from models.allocator.training import AGENT, AllocatorResult, costs_of
@@ -55,9 +62,14 @@ if TYPE_CHECKING:
     from backtest.evaluate import BacktestSummary
     from config.settings import Settings
 
+FORECASTER = "forecaster"
+"""The forecaster-driven allocation's name among the strategies of a report."""
+
 __all__ = [
+    "FORECASTER",
     "backtest_targets",
     "evaluate_allocation",
+    "forecaster_targets",
     "periods_per_year",
     "run_allocation_backtest",
     "run_allocation_gate",
@@ -98,14 +110,18 @@ def _traded(result: BacktestResult) -> pd.Series:
 
 
 def evaluate_allocation(
-    result: AllocatorResult, extra: Mapping[str, pd.DataFrame] | None = None
+    result: AllocatorResult,
+    bars: Mapping[str, pd.DataFrame] | None = None,
+    extra: Mapping[str, pd.DataFrame] | None = None,
 ) -> AllocationReport:
     """Backtest the agent's test targets and each baseline's on the test rows, net of costs.
 
     Args:
         result: a trained allocator (:func:`models.allocator.training.train_allocator`).
-        extra: more strategies' targets on the same rows (one column per asset), e.g. the
-            forecaster-driven allocation.
+        bars: the universe's raw bars; when given and the registry (the active MLflow store) has
+            an ``fks-forecaster@champion``, the forecaster-driven allocation joins the baselines
+            as ``forecaster`` (:func:`forecaster_targets`).
+        extra: more strategies' targets on the same rows (one column per asset).
 
     Returns:
         The :class:`AllocationReport` (the agent first, then the baselines in order).
@@ -116,7 +132,12 @@ def evaluate_allocation(
     data, rows = result.data, result.test_rows
     costs = costs_of(result.config)
     ppy = periods_per_year(data.index)
-    strategies = {AGENT: result.test.targets, **result.baselines, **dict(extra or {})}
+    strategies = {AGENT: result.test.targets, **result.baselines}
+    if bars is not None:
+        driven = forecaster_targets(result, bars)
+        if driven is not None:
+            strategies[FORECASTER] = driven
+    strategies.update(extra or {})
     runs = {
         name: backtest_targets(data, rows, targets, costs, ppy=ppy) for name, targets in strategies.items()
     }
@@ -129,6 +150,56 @@ def evaluate_allocation(
         weights=weights.astype(np.float64),
         periods_per_year=ppy,
     )
+
+
+def forecaster_targets(
+    result: AllocatorResult, bars: Mapping[str, pd.DataFrame], *, alias: str = "champion"
+) -> pd.DataFrame | None:
+    """The forecaster-driven allocation on the allocator's test rows, when ``fks-forecaster@<alias>``
+    exists: at each decision bar the registered forecaster's pyfunc forecasts every symbol from
+    its raw bars up to that bar (as served, :func:`backtest.evaluate.rolling_forecasts`); the
+    assets forecast to rise share the account equally (each capped at ``max_weight``; none: all
+    cash), traded under the same band and costs as the agent.
+
+    Returns:
+        The targets (one column per asset, on the test rows), or None when there is no such
+        forecaster, it was trained on another timeframe, or a symbol lacks the history it needs.
+    """
+    import mlflow
+
+    from backtest.evaluate import rolling_forecasts
+    from config.models import ForecasterConfig
+    from models.registry import get_version_by_alias
+
+    version = get_version_by_alias(ForecasterConfig.registered_name, alias)
+    if version is None:
+        return None
+    model = mlflow.pyfunc.load_model(f"models:/{ForecasterConfig.registered_name}/{version.version}")
+    data, rows, config = result.data, result.test_rows, result.config
+    index = data.index[rows]
+    columns = []
+    for symbol in data.assets:
+        own = bars[symbol]
+        try:
+            out = rolling_forecasts(model, own, index[0], index[-1])
+        except ValueError:
+            return None  # another timeframe, or too little history before the window
+        forecast = out["forecast_log_return"].reindex(own.index[own.index <= index[-1]]).ffill()
+        columns.append(forecast.reindex(index, method="ffill").fillna(0.0).to_numpy() > 0.0)
+    rising = np.column_stack(columns).astype(np.float64)
+    count = rising.sum(axis=1, keepdims=True)
+    desired = np.divide(rising, count, out=np.zeros_like(rising), where=count > 0)
+    desired = capped(desired, config.max_weight, config.gross_cap)
+    targets = banded_targets(
+        desired,
+        data.open[rows],
+        data.close[rows],
+        data.tradable[rows],
+        band=config.rebalance_band,
+        costs=costs_of(config),
+        gross_cap=config.gross_cap,
+    )
+    return pd.DataFrame(targets, index=index, columns=list(data.assets))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = ["AllocationEvaluator", "AllocatorSummary", "load_universe", "summarize", "train_and_record"]
 
-AllocationEvaluator = Callable[["AllocatorResult"], AllocationReport]
-"""``evaluate(result) -> AllocationReport``: the test backtests of the agent and its baselines."""
+AllocationEvaluator = Callable[["AllocatorResult", Mapping[str, pd.DataFrame]], AllocationReport]
+"""``evaluate(result, bars) -> AllocationReport``: the test backtests of the agent and its baselines
+(``bars``: the universe's raw bars, for baselines that need more than closes, such as the
+forecaster-driven allocation), with MLflow pointed at the project's store."""
 
 
 class AllocatorSummary(BaseModel):
@@ -152,7 +154,10 @@ def train_and_record(
         result = train_allocator(universe, feature_set, config)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    report = evaluate(result)
+    from models.tracking import use_tracking
+
+    use_tracking(settings.mlflow_tracking_uri)  # evaluate may read the registry (the forecaster champion)
+    report = evaluate(result, universe)
     record = log_training(
         result,
         report,

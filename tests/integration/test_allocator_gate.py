@@ -66,10 +66,10 @@ def stored(settings: Settings) -> Settings:
     return settings
 
 
-def _evaluate(result):  # the test backtests, as the CLI's task passes them
+def _evaluate(result, bars=None):  # the test backtests, as the CLI's task passes them
     from backtest.allocation import evaluate_allocation
 
-    return evaluate_allocation(result)
+    return evaluate_allocation(result, bars)
 
 
 def test_walk_forward_replays_the_test_episode_and_the_gate_judges_and_records(

@@ -88,3 +88,29 @@ def test_bad_input_is_refused(stored: Settings, tmp_path: Path) -> None:
         train_allocator(AllocatorConfig(**{**TINY, "symbols": ["SYA", "NOPE"]}), stored)
     refused = _fks(stored, tmp_path, "train", "allocator", "--symbols", "SYA", "--quick")
     assert refused.returncode == 2 and "at least two assets" in refused.stderr
+
+
+def test_the_champion_forecaster_drives_an_allocation_beside_the_baselines(stored: Settings) -> None:
+    from config.models import ForecasterConfig
+    from flows.train_forecaster import train_forecaster
+    from models.registry import set_alias
+
+    small = ForecasterConfig(
+        symbol="SYA", lookback=10, units=(4,), epochs=1, walk_forward={"folds": 1}, explain={"enabled": False}
+    )
+    forecaster = train_forecaster(small, stored)
+    mlflow.set_tracking_uri(stored.mlflow_tracking_uri)
+    set_alias("fks-forecaster", "champion", forecaster.version)
+    summary = train_allocator(AllocatorConfig(**TINY), stored, source="synthetic")
+    assert list(summary.test) == [
+        "agent",
+        "equal_weight",
+        "buy_and_hold",
+        "min_variance",
+        "max_sharpe",
+        "forecaster",
+    ]
+    driven = summary.test["forecaster"]
+    assert driven["trades"] >= 1 and driven["costs_paid"] > 0  # it traded, net of the same costs
+    run = mlflow.MlflowClient(stored.mlflow_tracking_uri).get_run(summary.run_id)
+    assert "test_forecaster_sharpe" in run.data.metrics
