@@ -41,6 +41,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from config.models import AllocatorConfig
 from envs.data import AlignedAssets, PortfolioData, SpanName, align_assets, portfolio_data
 from features import FeatureSet
+from market.bars import as_utc
 from market.rebalance import Costs
 from models.allocator.baselines import BASELINES, BaselineOptions, baseline_targets
 
@@ -88,7 +89,7 @@ def split_dates(index: pd.DatetimeIndex, config: AllocatorConfig) -> tuple[pd.Ti
     """``(train_end, validation_end)``: the config's dates, or the first bars of the validation and
     test spans when the aligned rows ``index`` are cut by ``val_fraction`` and ``test_fraction``."""
     if config.train_end is not None and config.validation_end is not None:
-        return pd.Timestamp(config.train_end, tz="UTC"), pd.Timestamp(config.validation_end, tz="UTC")
+        return as_utc(config.train_end, "train_end"), as_utc(config.validation_end, "validation_end")
     n = len(index)
     n_test = round(n * config.test_fraction)
     n_val = round(n * config.val_fraction)

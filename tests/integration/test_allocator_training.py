@@ -134,3 +134,19 @@ def test_tuning_scores_validation_only_and_stores_its_study_in_the_fks_database(
     assert parent.data.metrics["best_val_reward"] == pytest.approx(tuned.best_value)
     again = tune_logged(_bars(), get_feature_set("minimal"), config, settings)  # the study resumes
     assert again.study_name == tuned.study_name and again.trials == 4
+
+
+def test_sac_trains_with_the_same_recipe() -> None:
+    torch.set_num_threads(1)
+    config = AllocatorConfig(**{**TINY, "algo": "sac", "seeds": (3,), "timesteps": 384, "batch_size": 32})
+    result = train_allocator(_bars(), get_feature_set("minimal"), config)
+    assert type(result.agent.model).__name__ == "SAC" and result.agent.val_rewards
+    report = evaluate_allocation(result)
+    np.testing.assert_allclose(report.equity["agent"].to_numpy(), result.test.equity.to_numpy(), rtol=1e-12)
+
+
+def test_split_dates_from_the_config() -> None:
+    config = AllocatorConfig(**{**TINY, "train_end": "2019-06-01", "validation_end": "2019-10-01"})
+    data = allocator_data(_bars(), get_feature_set("minimal"), config)
+    assert data.index[data.validation.start] == pd.Timestamp("2019-06-01", tz="UTC")
+    assert data.index[data.test.start] == pd.Timestamp("2019-10-01", tz="UTC")
