@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LIBRARY_PACKAGES := config market storage providers expectations features ingestion models backtest serving execution
+LIBRARY_PACKAGES := config market storage providers expectations features ingestion envs models backtest serving execution
 
 .PHONY: install run test test-fast bench lint clean
 

@@ -7,7 +7,9 @@ portfolio of target weights with costs, filling at the next bar's open by defaul
 Above the engine sit the services that evaluate registered models (imported on first use):
 :func:`run_backtest` (``fks backtest``: a version out of sample against buy and hold and its
 baselines, with a tearsheet; :mod:`backtest.evaluate`) and :func:`run_gate` (``fks promote``: the
-promotion gate's backtests and decision; :mod:`backtest.promotion`).
+promotion gate's backtests and decision; :mod:`backtest.promotion`); for the RL allocator
+:func:`evaluate_allocation`, :func:`run_allocation_backtest` and :func:`run_allocation_gate`
+(:mod:`backtest.allocation`).
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from backtest.engine import BacktestResult, Costs, run
 from config.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from backtest.allocation import evaluate_allocation, run_allocation_backtest, run_allocation_gate
     from backtest.evaluate import BacktestSummary, evaluate_model, run_backtest, strategy_metrics
     from backtest.promotion import run_gate
 
 _SERVICES: dict[str, str] = {
+    "evaluate_allocation": "backtest.allocation",
+    "run_allocation_backtest": "backtest.allocation",
+    "run_allocation_gate": "backtest.allocation",
     "BacktestSummary": "backtest.evaluate",
     "evaluate_model": "backtest.evaluate",
     "run_backtest": "backtest.evaluate",
@@ -33,8 +39,11 @@ __all__ = [
     "BacktestResult",
     "BacktestSummary",
     "Costs",
+    "evaluate_allocation",
     "evaluate_model",
     "run",
+    "run_allocation_backtest",
+    "run_allocation_gate",
     "run_backtest",
     "run_gate",
     "strategy_metrics",

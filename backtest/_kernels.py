@@ -2,9 +2,9 @@
 
 Contract of every kernel (the ``*_nb`` names, after vectorbt):
 
-* the simulation's inputs are C-contiguous ``float64`` arrays already validated by
-  :mod:`backtest.engine` (finite, positive prices; finite weights in ``[-1, 1]``) with the
-  validation kernels below; the other kernels do not check them;
+* the simulation (:func:`market.rebalance.advance_nb`, shared with :mod:`envs`) gets C-contiguous
+  ``float64`` arrays already validated by :mod:`backtest.engine` (finite, positive prices; finite
+  weights in ``[-1, 1]``) with the validation kernels below; the other kernels do not check them;
 * price and weight matrices are ``(n_bars, n_assets)``;
 * they are pure: no global state, outputs are freshly allocated.
 
@@ -18,7 +18,6 @@ import numpy as np
 from numba import njit
 
 _NAT = np.iinfo(np.int64).min  # pandas' NaT as int64
-_MAX_COST_ITERATIONS = 64
 
 
 @njit(cache=True)
@@ -83,149 +82,6 @@ def weight_problems_nb(weights: np.ndarray, tol: float) -> tuple[int, int, int, 
         if gross > limit and first_over < 0:
             first_over = t
     return nan_count, first_nan, first_big, first_over, needs_clip
-
-
-@njit(cache=True)
-def value_after_costs_nb(
-    value: float,
-    held_value: np.ndarray,
-    target: np.ndarray,
-    trading: np.ndarray,
-    fee_rate: float,
-    min_fee: float,
-) -> float:
-    """The account value ``x`` left once the fills that bring each traded asset to ``target * x`` are paid.
-
-    ``value`` is the account marked at the execution prices before the fills, ``held_value``
-    each asset's position value at those prices, ``trading`` which assets are traded. ``x``
-    solves ``x = value - sum_a (fee_rate * |target[a] * x - held_value[a]| + min_fee)`` over the
-    traded assets whose position changes. The right side is piecewise linear in ``x`` with slope
-    ``-fee_rate * sum(±target)``, so Newton's method on it ends exactly on the root in a few
-    steps (the signs of the trades stop changing). Buying with all the cash from flat gives
-    ``x = (value - min_fee) / (1 + fee_rate)``, vectorbt's size ``cash / (price * (1 + fee))``.
-    Returns a value ``<= 0`` when the costs would eat the whole account.
-    """
-    x = value
-    for _ in range(_MAX_COST_ITERATIONS):
-        num = value
-        den = 1.0
-        for a in range(target.shape[0]):
-            if not trading[a]:
-                continue
-            gap = target[a] * x - held_value[a]
-            if gap > 0.0:
-                num += fee_rate * held_value[a] - min_fee
-                den += fee_rate * target[a]
-            elif gap < 0.0:
-                num -= fee_rate * held_value[a] + min_fee
-                den -= fee_rate * target[a]
-        if den <= 0.0:  # a cost rate of 100% or more: nothing can be bought
-            return 0.0
-        nxt = num / den
-        if nxt == x:
-            break
-        x = nxt
-    return x
-
-
-@njit(cache=True)
-def simulate_nb(
-    open_: np.ndarray,
-    close: np.ndarray,
-    target: np.ndarray,
-    exec_at_close: bool,
-    fee_rate: float,
-    min_fee: float,
-    initial_capital: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Simulate a cash account that trades target weights; see :func:`backtest.engine.run`.
-
-    The target row ``t`` is executed at ``open_[t + 1]`` (``exec_at_close`` false) or at
-    ``close[t]`` (true), when some asset's target differs from its previous target. The account
-    is marked at the execution prices (``E = cash + sum(units * price)``); ``x`` is what remains
-    of it after the costs of the fills (:func:`value_after_costs_nb`), and every asset whose
-    target changed is traded to ``units = w * x / price``; the others keep their units. Each
-    fill pays ``fee_rate * |traded notional| + min_fee`` from cash. Once ``E <= 0`` or
-    ``x <= 0`` every position is closed and no further trade happens.
-
-    Returns ``(equity, returns, held, fill_bar, fill_asset, fill_units, fill_price, fill_fee)``:
-    equity at each bar's close and its simple returns (the first against ``initial_capital``,
-    0 after a non-positive equity) ``(n,)``; the target weight in force during each bar
-    ``(n, k)``; then one entry per fill, in execution order: its bar, asset, the units held
-    after it, its price and its fee.
-    """
-    n, k = close.shape
-    equity = np.empty(n)
-    returns = np.empty(n)
-    held = np.empty((n, k))
-    cap = n * k  # at most one fill per asset and bar; pages never written are never touched
-    fill_bar = np.empty(cap, dtype=np.int64)
-    fill_asset = np.empty(cap, dtype=np.int64)
-    fill_units = np.empty(cap)
-    fill_price = np.empty(cap)
-    fill_fee = np.empty(cap)
-    units = np.zeros(k)
-    weight = np.zeros(k)  # target in force
-    prev_target = np.zeros(k)  # last target row seen (executed or not changed)
-    trading = np.zeros(k, dtype=np.bool_)
-    held_value = np.zeros(k)
-    cash = initial_capital
-    prev_equity = initial_capital
-    dead = False
-    m = 0
-    for t in range(n):
-        src = t if exec_at_close else t - 1
-        if src >= 0 and not dead:
-            changed = False
-            for a in range(k):
-                trading[a] = target[src, a] != prev_target[a]
-                changed = changed or trading[a]
-            if changed:
-                prices = close[t] if exec_at_close else open_[t]
-                value = cash
-                for a in range(k):
-                    held_value[a] = units[a] * prices[a]
-                    value += held_value[a]
-                after = 0.0
-                if value > 0.0:
-                    after = value_after_costs_nb(value, held_value, target[src], trading, fee_rate, min_fee)
-                if after <= 0.0:
-                    dead = True
-                for a in range(k):
-                    if not (dead or trading[a]):
-                        continue
-                    prev_target[a] = target[src, a]
-                    w = 0.0 if dead else target[src, a]
-                    weight[a] = w
-                    new_units = w * after / prices[a]
-                    notional = abs(new_units - units[a]) * prices[a]
-                    if notional > 0.0:
-                        fee = fee_rate * notional + min_fee
-                        cash -= (new_units - units[a]) * prices[a] + fee
-                        units[a] = new_units
-                        fill_bar[m] = t
-                        fill_asset[m] = a
-                        fill_units[m] = new_units
-                        fill_price[m] = prices[a]
-                        fill_fee[m] = fee
-                        m += 1
-        value = cash
-        for a in range(k):
-            value += units[a] * close[t, a]
-            held[t, a] = weight[a]
-        equity[t] = value
-        returns[t] = value / prev_equity - 1.0 if prev_equity > 0.0 else 0.0
-        prev_equity = value
-    return (
-        equity,
-        returns,
-        held,
-        fill_bar[:m],
-        fill_asset[:m],
-        fill_units[:m],
-        fill_price[:m],
-        fill_fee[:m],
-    )
 
 
 @njit(cache=True)

@@ -40,6 +40,9 @@ The model, precisely:
   P&L (after its entry and exit costs) divided by its entry notional. A trade still open after
   the last bar is valued at the last close, with ``exit_time`` the last bar and ``open`` true.
 
+The simulation itself is :func:`market.rebalance.advance_nb`, which :mod:`envs` steps its
+episodes with too, so an environment episode and the backtest of its targets agree.
+
 Annualisation (``periods_per_year`` of :func:`run`): the argument if given; else
 ``market.calendars.get_calendar(calendar).bars_per_year(timeframe)`` when both are given; else
 inferred from the median bar spacing: 20 hours to 4 days -> 252 (daily), 5-8 days -> 52,
@@ -59,6 +62,7 @@ import pandas as pd
 
 from backtest import _kernels as _k
 from backtest.metrics import performance_metrics
+from market.rebalance import Costs, advance_nb
 
 Execution = Literal["next_open", "close"]
 _EXECUTIONS: tuple[str, ...] = ("next_open", "close")
@@ -75,40 +79,6 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "pnl",
     "open",
 )
-
-
-@dataclass(frozen=True)
-class Costs:
-    """Trading costs, charged on every fill (entry, exit, re-size), long or short.
-
-    Attributes:
-        commission_bps: commission in basis points of the traded notional (1.0 = 0.01%).
-        slippage_bps: slippage in basis points of the traded notional, charged like a fee (the
-            fill price itself is not moved).
-        min_fee: a fixed fee per fill with nonzero traded notional, in account currency. Equity
-            starts at ``initial_capital`` (1.0 by default), so with the default capital
-            ``min_fee=0.0005`` is 5 bps of the starting capital per fill.
-
-    Raises:
-        ValueError: when a field is negative, NaN or infinite.
-    """
-
-    commission_bps: float = 1.0
-    slippage_bps: float = 1.0
-    min_fee: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("commission_bps", "slippage_bps", "min_fee"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"Costs.{name} must be a finite number, got {value!r}")
-            if value < 0:
-                raise ValueError(f"Costs.{name} must be >= 0 (a cost, not a rebate), got {value!r}")
-
-    @property
-    def rate(self) -> float:
-        """Proportional cost per unit of traded notional: ``(commission + slippage) / 1e4``."""
-        return (self.commission_bps + self.slippage_bps) / 1e4
 
 
 @dataclass(frozen=True, eq=False)
@@ -344,6 +314,33 @@ def _periods_per_year(
     return (len(index) - 1) * 365.25 / span
 
 
+def _simulate(
+    open_: np.ndarray, close: np.ndarray, target: np.ndarray, at_close: bool, costs: Costs, capital: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Run the account over every bar (:func:`market.rebalance.advance_nb`).
+
+    Returns ``(equity, returns, held, fills)``: equity at each bar's close and its simple
+    returns (the first against ``capital``) ``(n,)``, the target weight in force during each
+    bar ``(n, k)``, and the fills in execution order as ``(bar, asset, units after, price, fee)``
+    arrays.
+    """
+    n, k = close.shape
+    equity = np.empty(n)
+    returns = np.empty(n)
+    held = np.empty((n, k))
+    cap = n * k  # at most one fill per asset and bar; pages never written are never touched
+    where = np.empty((2, cap), dtype=np.int64)  # bar, asset
+    what = np.empty((3, cap))  # units after, price, fee
+    account = np.array([capital, capital, 0.0])  # cash, previous equity, dead
+    state = np.zeros((3, k))  # units, target in force, last target executed
+    fills = (where[0], where[1], what[0], what[1], what[2])
+    m = advance_nb(
+        open_, close, target, at_close, costs.rate, float(costs.min_fee), 0, n, 0,
+        account, state[0], state[1], state[2], equity, returns, held, *fills, 0,
+    )  # fmt: skip
+    return equity, returns, held, tuple(f[:m] for f in fills)
+
+
 def _trade_frame(ints: np.ndarray, floats: np.ndarray, assets: list[str], index: pd.Index) -> pd.DataFrame:
     count = ints.shape[0]
     if len(assets) > 1 and count:  # by entry time, then asset name
@@ -427,9 +424,8 @@ def run(
     ppy = _periods_per_year(index, periods_per_year, calendar, timeframe)
     capital = float(initial_capital)
 
-    equity, rets, held, fill_bar, fill_asset, fill_units, fill_price, fill_fee = _k.simulate_nb(
-        open_, close, target, at_close, costs.rate, float(costs.min_fee), capital
-    )
+    equity, rets, held, fills = _simulate(open_, close, target, at_close, costs, capital)
+    fill_bar, fill_asset, fill_units, fill_price, fill_fee = fills
     ints, floats = _k.trades_nb(
         fill_bar, fill_asset, fill_units, fill_price, fill_fee, close[-1], len(index) - 1
     )

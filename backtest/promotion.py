@@ -23,6 +23,7 @@ import pandas as pd
 from backtest.evaluate import benchmark_positions, evaluate_model, evaluate_positions, load_series
 from config.backtest import PromoteConfig
 from config.flows import InputError
+from config.models import AllocatorConfig
 from config.promotion import BUY_AND_HOLD
 from models.family import AnyFamily, get_family
 from models.gate import GateInput, comparison_window, decide
@@ -95,12 +96,19 @@ def run_gate(config: PromoteConfig, settings: Settings, *, engine: Engine) -> Pr
     enough such bars, fails the champion check; a configured baseline that cannot be evaluated
     fails the baseline check (see :class:`config.backtest.PromoteConfig`).
 
+    An allocator (``config.family == "allocator"``) is judged by
+    :func:`backtest.allocation.run_allocation_gate` (its universe walked forward through its pyfunc).
+
     Raises:
         InputError: no challenger, a challenger whose run does not say what it was trained on,
             or no stored bars of its test window.
     """
     from models.tracking import use_tracking
 
+    if config.family == AllocatorConfig.family:  # a universe, walked forward through its pyfunc
+        from backtest.allocation import run_allocation_gate
+
+        return run_allocation_gate(config, settings, engine=engine)
     family = get_family(config.family)
     use_tracking(settings.mlflow_tracking_uri)
     rivals = resolve_rivals(config.model, family=family)

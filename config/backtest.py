@@ -14,21 +14,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.costs import CostsConfig
 from config.models import DEFAULT_FAMILY, FAMILY_CONFIGS, FamilyNames, family_config
 from config.promotion import BUY_AND_HOLD, DEFAULT_BASELINES, PromotionPolicy
 
 STRATEGIES: tuple[str, ...] = ("long_flat", "long_short")
 """The ways a model's output becomes positions (see :class:`EvaluationConfig`)."""
-
-
-class CostsConfig(BaseModel):
-    """Trading costs charged on every trade, entry and exit (see ``backtest.Costs``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    commission_bps: float = Field(default=1.0, ge=0)
-    slippage_bps: float = Field(default=2.0, ge=0)
-    min_fee: float = Field(default=0.0, ge=0)
 
 
 class EvaluationConfig(BaseModel):

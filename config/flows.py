@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from config.assets import AssetClass
 from config.backtest import BacktestConfig, PromoteConfig
-from config.models import ForecasterConfig
+from config.models import AllocatorConfig, ForecasterConfig
 
 TIMEFRAMES = ("1m", "1h", "1d")
 
@@ -143,8 +143,50 @@ class FeaturesConfig(BaseModel):
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
 
+SYNTHETIC_UNIVERSE: tuple[str, ...] = ("SYNA", "SYNB", "SYNC", "SYND", "SYNE", "SYNF", "SYNG", "SYNH")
+"""The pipeline's offline allocator universe: eight daily equities of the seeded synthetic market."""
+
+
+def _synthetic_universe_ingest() -> IngestConfig:
+    return IngestConfig(
+        source=Source.SYNTHETIC,
+        symbols=list(SYNTHETIC_UNIVERSE),
+        timeframe="1d",
+        asset_class=AssetClass.EQUITY,
+        start=datetime(2015, 1, 1),
+        end=datetime(2024, 1, 1),
+        seed=7,
+    )
+
+
+class AllocatorStageConfig(BaseModel):
+    """The pipeline's allocator stage: a universe of daily assets, ingested, then the allocator
+    trained on it (``fks train allocator``). Offline by default: the eight equities of the seeded
+    synthetic market (:data:`SYNTHETIC_UNIVERSE`, seed 7, 2015 to 2023 on the XNYS calendar),
+    labelled ``source`` (``synthetic``) in the summary and on the MLflow run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    source: str = "synthetic (seeded market, seed 7)"
+    ingest: IngestConfig = Field(default_factory=_synthetic_universe_ingest)
+    train: AllocatorConfig = Field(
+        default_factory=lambda: AllocatorConfig(symbols=SYNTHETIC_UNIVERSE, timesteps=30_000, seeds=(7,))
+    )
+
+    @model_validator(mode="after")
+    def _universe(self) -> AllocatorStageConfig:
+        if self.enabled and len(self.train.symbols) < 5:
+            raise ValueError("the pipeline's allocator stage needs a universe of at least five assets")
+        if self.ingest.symbols and set(self.train.symbols) - set(self.ingest.symbols):
+            missing = sorted(set(self.train.symbols) - set(self.ingest.symbols))
+            raise ValueError(f"the allocator stage trains on {missing}, which its ingest does not load")
+        return self
+
+
 class PipelineConfig(BaseModel):
-    """The main job, ``fks pipeline``: every stage on the shipped sample data."""
+    """The main job, ``fks pipeline``: every stage on the shipped sample data, then the allocator
+    stage on its universe (:class:`AllocatorStageConfig`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -153,3 +195,4 @@ class PipelineConfig(BaseModel):
     forecaster: ForecasterConfig = Field(default_factory=lambda: ForecasterConfig(symbol="SPX", epochs=20))
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
+    allocator: AllocatorStageConfig = Field(default_factory=AllocatorStageConfig)

@@ -1,7 +1,8 @@
 """FKS models: one subpackage per family behind one protocol, and the parts every family shares.
 
-Families: :mod:`models.forecaster` (the Keras LSTM); the RL allocator comes next, as
-``models/allocator/``. Each implements :class:`ModelFamily` (:mod:`models.family`). Shared:
+Families: :mod:`models.forecaster` (the Keras LSTM) and :mod:`models.allocator` (a
+Stable-Baselines3 agent allocating between N assets and cash). Each implements
+:class:`ModelFamily` (:mod:`models.family`). Shared:
 
 - training a family on a stored series and recording it: :func:`train_and_register`;
 - the registry (aliases only): :func:`register`, :func:`set_alias`, :func:`resolve_model`,

@@ -161,7 +161,10 @@ class ModelFamily(Protocol[ConfigT, TrainedT]):
 AnyFamily = ModelFamily[Any, Any]
 """A family of any config and training result (what the shared parts hold)."""
 
-_FAMILY_MODULES: dict[str, str] = {"forecaster": "models.forecaster.family"}
+_FAMILY_MODULES: dict[str, str] = {
+    "forecaster": "models.forecaster.family",
+    "allocator": "models.allocator.family",
+}
 """Where each family's object lives (``FAMILY`` in that module), imported on first use."""
 
 

@@ -26,8 +26,11 @@ def backtest_command(
     from flows.backtest import backtest
 
     def run() -> None:
+        from config.models import family_of_model
+
         config = BacktestConfig.model_validate(
             {
+                "family": family_of_model(model.split("@", 1)[0].split("/", 1)[0]),
                 "model": model,
                 "strategy": strategy,
                 "windows": windows,

@@ -1,4 +1,5 @@
-"""``fks pipeline``: the main job, every stage on the shipped sample data, ending with a summary.
+"""``fks pipeline``: the main job, every stage on the shipped sample data (and the allocator on the
+seeded synthetic market's eight daily equities), ending with a summary.
 
 Exit codes: 0 ok, 3 some rows were quarantined, 2 bad input, 1 a stage failed.
 """

@@ -37,8 +37,11 @@ def promote_command(
     from flows.promote import promote
 
     def run() -> None:
+        from config.models import family_of_model
+
         config = PromoteConfig.model_validate(
             {
+                "family": family_of_model(model),
                 "model": model,
                 "force": force,
                 "actor": actor(),

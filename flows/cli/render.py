@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from flows.pipeline import PipelineSummary
     from ingestion.features import FeaturesOutcome
     from ingestion.ingest import IngestFailed, IngestOutcome
+    from models.allocator.service import AllocatorSummary
     from models.forecaster.service import TrainingSummary
     from models.promotion import PromotionSummary
 
@@ -164,6 +165,45 @@ def print_training(summary: TrainingSummary) -> None:
     )
 
 
+ALLOCATOR_ROWS = [
+    ("total_return", "total return", "{:.1%}"),
+    ("annual_return", "annual return", "{:.1%}"),
+    ("sharpe", "Sharpe", "{:.2f}"),
+    ("max_drawdown", "max drawdown", "{:.1%}"),
+    ("turnover", "turnover (x/yr)", "{:.1f}"),
+    ("costs_paid", "costs paid", "{:.2%}"),
+]
+"""The figures :func:`print_allocator_training` shows per strategy."""
+
+
+def print_allocator_training(summary: AllocatorSummary) -> None:
+    """The agent beside every baseline on the test span (one evaluation, net of the same costs),
+    the seeds' validation rewards, and the registered version."""
+    names = list(summary.test)
+    rows = []
+    for key, label, fmt in ALLOCATOR_ROWS:
+        values = [summary.test[n].get(key) for n in names]
+        rows.append([label, *("-" if v is None else fmt.format(v) for v in values)])
+    title = (
+        f"Allocator {summary.algo.upper()} on {', '.join(summary.symbols)} {summary.timeframe} "
+        f"({summary.source}; data {summary.data_window}), test span net of costs"
+    )
+    out.print(table(title, ["metric", *names], rows, set(names)))
+    seeds = ", ".join(f"seed {s}: {v:.4f}" for s, v in summary.seeds.items())
+    out.print(
+        f"Validation reward {seeds}; kept seed {summary.seed_kept} ({summary.timesteps} steps). "
+        f"Best baseline on Sharpe: {summary.best_baseline}.",
+        soft_wrap=True,
+    )
+    if summary.tuned:
+        out.print(f"Tuned with Optuna on validation reward: {summary.tuned}", soft_wrap=True)
+    out.print(
+        f"Registered {summary.registered_name} version {summary.version} as @{summary.alias} "
+        f"(run {summary.run_id}).",
+        soft_wrap=True,
+    )
+
+
 def print_backtest(summary: BacktestSummary) -> None:
     """The model's and the baselines' figures net of costs (:data:`BACKTEST_ROWS`), and the tearsheet."""
     names = list(summary.metrics)
@@ -206,6 +246,10 @@ def print_pipeline(summary: PipelineSummary, settings: Settings) -> None:
     print_training(summary.forecaster)
     print_backtest(summary.backtest)
     print_promotion(summary.promotion)
+    if summary.allocator_ingest is not None:
+        print_ingest(summary.allocator_ingest.outcomes)
+    if summary.allocator is not None:
+        print_allocator_training(summary.allocator)
     out.print(f"Database: {settings.db_url}   Features: {settings.data_dir / 'features'}")
     out.print(
         "Look closer:  fks data list  |  fks quarantine list  |  fks backtest  |  "

@@ -326,7 +326,7 @@ def _parse_number(values: pd.Series, name: str) -> np.ndarray:
     return out
 
 
-def _clean_input(model_input: Any) -> pd.DataFrame:
+def clean_bar_input(model_input: Any) -> pd.DataFrame:
     """The input as a frame of ``symbol`` (str), ``ts`` (UTC) and float64 OHLCV, rows kept in order.
 
     Raises:
@@ -498,7 +498,7 @@ class ForecasterModel(PythonModel):
         from market.bars import canonical_bars
 
         self._loaded()
-        frame = _clean_input(model_input)
+        frame = clean_bar_input(model_input)
         series: list[tuple[str, pd.DataFrame]] = []
         for symbol in pd.unique(frame["symbol"]):
             rows = frame.loc[frame["symbol"] == symbol, list(BAR_INPUT_COLUMNS)]
@@ -664,7 +664,7 @@ def _example_frame(input_example: pd.DataFrame) -> pd.DataFrame:
     """The input example as MLflow stores it: ``ts`` as ISO 8601 UTC strings, float64 OHLCV."""
     if not isinstance(input_example, pd.DataFrame):
         raise ValueError(f"input_example must be a DataFrame of raw bars, got {type(input_example).__name__}")
-    clean = _clean_input(input_example)
+    clean = clean_bar_input(input_example)
     out = pd.DataFrame({"ts": clean["ts"].map(lambda t: t.isoformat()).astype(object)})
     for name in _PRICE_COLUMNS:
         out[name] = clean[name]
@@ -691,19 +691,20 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
     return ModelSignature(inputs=Schema(inputs), outputs=inferred.outputs)
 
 
-def code_paths() -> list[str]:
-    """Directories of our packages that a logged forecaster ships (``CODE_PACKAGES``)."""
+def code_paths(packages: Sequence[str] = CODE_PACKAGES) -> list[str]:
+    """Directories of our ``packages`` that a logged model ships (a forecaster: ``CODE_PACKAGES``)."""
     paths = []
-    for package in CODE_PACKAGES:
+    for package in packages:
         module = importlib.import_module(package)
         paths.append(str(Path(module.__file__ or "").resolve().parent))
     return paths
 
 
-def pip_requirements() -> list[str]:
-    """The third-party distributions the model needs, pinned to the installed versions."""
+def pip_requirements(distributions: Sequence[str] = RUNTIME_DISTRIBUTIONS) -> list[str]:
+    """The third-party ``distributions`` a model needs (a forecaster: ``RUNTIME_DISTRIBUTIONS``),
+    pinned to the installed versions (those not installed are left out)."""
     pins = []
-    for dist in RUNTIME_DISTRIBUTIONS:
+    for dist in distributions:
         try:
             pins.append(f"{dist}=={importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from config.flows import IngestConfig, InputError, PipelineConfig
-from config.models import ForecasterConfig
+from config.flows import SYNTHETIC_UNIVERSE, IngestConfig, InputError, PipelineConfig
+from config.models import AllocatorConfig, ForecasterConfig
 from config.settings import Settings
 from flows.ingest import ingest
 from flows.pipeline import pipeline
@@ -160,7 +160,10 @@ def test_synthetic_market_resumes_from_the_watermark_with_identical_history(sett
 
 def test_pipeline_runs_ingest_features_and_training(settings: Settings) -> None:
     small = ForecasterConfig(symbol="GOOGL", lookback=10, units=(4,), epochs=1, walk_forward={"folds": 1})
-    summary = pipeline(PipelineConfig(forecaster=small), settings)
+    agent = AllocatorConfig(
+        symbols=SYNTHETIC_UNIVERSE, timesteps=256, n_envs=4, n_steps=64, batch_size=64, eval_every=128
+    )
+    summary = pipeline(PipelineConfig(forecaster=small, allocator={"train": agent}), settings)
     assert {o.symbol for o in summary.ingest.outcomes} == set(SAMPLE_ROWS)
     assert {o.symbol: o.rows for o in summary.features.outcomes} == SAMPLE_ROWS
     assert summary.forecaster.symbol == "GOOGL" and summary.forecaster.version == "1"
@@ -170,3 +173,7 @@ def test_pipeline_runs_ingest_features_and_training(settings: Settings) -> None:
         "refused",
     }
     assert summary.promotion.reasons  # the decision says why
+    assert summary.allocator_ingest is not None and summary.allocator is not None
+    assert {o.symbol for o in summary.allocator_ingest.outcomes} == set(SYNTHETIC_UNIVERSE)
+    assert summary.allocator.symbols == list(SYNTHETIC_UNIVERSE) and summary.allocator.version == "1"
+    assert summary.allocator.source.startswith("synthetic") and "equal_weight" in summary.allocator.test

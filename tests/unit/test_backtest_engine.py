@@ -192,7 +192,7 @@ def test_costs_that_would_eat_the_account_close_it() -> None:
 def test_value_after_costs_solves_its_equation() -> None:
     # Random portfolios rebalanced at once: X = E - sum(rate * |w X - V| + min_fee) over the
     # traded assets whose position changes, so targets are fractions of the account after costs.
-    from backtest._kernels import value_after_costs_nb
+    from market.rebalance import value_after_costs_nb
 
     rng = np.random.default_rng(3)
     for _ in range(500):
