@@ -340,6 +340,11 @@ class AllocatorModel(PythonModel):
         """The symbols the model allocates between, in its order."""
         return self.spec.universe
 
+    @property
+    def timeframe(self) -> str:
+        """The bars' timeframe (``1d``, ``1h``): what the REST service reads of stored bars."""
+        return self.spec.timeframe
+
     def load_context(self, context: Any) -> None:
         """Load the spec, the scaler, the policy and the frozen observation statistics.
 

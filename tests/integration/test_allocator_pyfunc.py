@@ -3,6 +3,7 @@ weights at the test span's last bars are those training evaluated), its records,
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import mlflow
@@ -150,3 +151,58 @@ def test_run_records_config_curves_figures_plots_and_card(logged: Logged) -> Non
     assert version is not None and str(version.version) == logged.record.version
     assert AllocatorConfig.model_validate_json(version.tags["config"]) == AllocatorConfig(**TINY)
     assert "test_sharpe" in version.tags and "test_equal_weight_sharpe" in version.tags
+
+
+def test_rest_service_allocates_as_the_registered_pyfunc(logged: Logged, tmp_path: Path) -> None:
+    # One answer per question: POST /v1/allocate (a real uvicorn server) answers what training
+    # decided at the test span's last bar, from sent bars and from the bars stored in FKS.
+    import httpx
+
+    from config.settings import Settings
+    from market.bars import canonical_bars
+    from models.registry import set_alias
+    from storage import open_store, upsert_bars
+    from tests.serving_support import bars_json, running
+
+    mlflow.set_tracking_uri(logged.uri)
+    set_alias("fks-allocator", "champion", logged.record.version)
+    model = mlflow.pyfunc.load_model("models:/fks-allocator@champion")
+    need = model.unwrap_python_model().min_bars
+    bars, test = _bars(), logged.result.test
+    when = test.decisions.index[-1]
+    held = test.held.loc[when]
+    db_url = f"sqlite:///{tmp_path / 'fks.db'}"
+    engine = open_store(db_url)
+    with engine.begin() as conn:
+        for symbol in SYMBOLS:
+            upsert_bars(conn, symbol, "1d", canonical_bars(bars[symbol].loc[:when]), source="synthetic")
+    engine.dispose()
+    settings = Settings(
+        data_dir=tmp_path, db_url=db_url, mlflow_tracking_uri=logged.uri, serve_models=[],
+        serve_auth=False, serve_poll_interval_s=0.5,
+    )  # fmt: skip
+    weights = {s: float(held[s]) for s in SYMBOLS}
+    sent = {
+        "universe": [
+            {"symbol": s, "bars": bars_json(bars[s].loc[:when].iloc[-need:].reset_index())} for s in SYMBOLS
+        ],
+        "weights": weights,
+    }
+    stored = {"universe": [{"symbol": s} for s in SYMBOLS], "weights": weights}
+    with running(settings) as url:
+        deadline = time.time() + 60
+        while "fks-allocator" not in httpx.get(f"{url}/ready").json()["models"] and time.time() < deadline:
+            time.sleep(0.2)
+        for body in (sent, stored):
+            answer = httpx.post(f"{url}/v1/allocate", json=body, timeout=60)
+            assert answer.status_code == 200, answer.text
+            out = answer.json()
+            assert (out["model"], out["alias"], out["ts"]) == ("fks-allocator", "champion", when.isoformat())
+            assert [w["symbol"] for w in out["weights"]] == [*SYMBOLS, "CASH"]
+            np.testing.assert_allclose(
+                [w["weight"] for w in out["weights"]], test.decisions.loc[when].to_numpy(), atol=1e-5, rtol=0
+            )
+        missing = httpx.post(
+            f"{url}/v1/allocate", json={**stored, "universe": stored["universe"][:3]}, timeout=60
+        )
+        assert missing.status_code == 422 and "S3" in missing.json()["error"]
