@@ -21,7 +21,7 @@ champion beside the baselines on a window out of sample for both.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,7 @@ __all__ = [
     "FORECASTER",
     "backtest_targets",
     "evaluate_allocation",
+    "forecaster_allocation",
     "forecaster_targets",
     "periods_per_year",
     "run_allocation_backtest",
@@ -155,14 +156,46 @@ def evaluate_allocation(
 def forecaster_targets(
     result: AllocatorResult, bars: Mapping[str, pd.DataFrame], *, alias: str = "champion"
 ) -> pd.DataFrame | None:
-    """The forecaster-driven allocation on the allocator's test rows, when ``fks-forecaster@<alias>``
-    exists: at each decision bar the registered forecaster's pyfunc forecasts every symbol from
-    its raw bars up to that bar (as served, :func:`backtest.evaluate.rolling_forecasts`); the
-    assets forecast to rise share the account equally (each capped at ``max_weight``; none: all
-    cash), traded under the same band and costs as the agent.
+    """The forecaster-driven allocation on the allocator's test rows (:func:`forecaster_allocation`
+    under the allocator's caps, band and costs), or None (see there)."""
+    data, rows, config = result.data, result.test_rows, result.config
+    return forecaster_allocation(
+        bars,
+        data.assets,
+        data.index[rows],
+        data.open[rows],
+        data.close[rows],
+        data.tradable[rows],
+        max_weight=config.max_weight,
+        gross_cap=config.gross_cap,
+        band=config.rebalance_band,
+        costs=costs_of(config),
+        alias=alias,
+    )
+
+
+def forecaster_allocation(
+    bars: Mapping[str, pd.DataFrame],
+    assets: Sequence[str],
+    index: pd.DatetimeIndex,
+    open_: np.ndarray,
+    close: np.ndarray,
+    tradable: np.ndarray,
+    *,
+    max_weight: float,
+    gross_cap: float,
+    band: float,
+    costs: Costs,
+    alias: str = "champion",
+) -> pd.DataFrame | None:
+    """The forecaster-driven allocation on the rows ``index`` (prices ``open_``/``close``, ``(T,
+    N)``), when ``fks-forecaster@<alias>`` exists: at each decision bar the registered
+    forecaster's pyfunc forecasts every symbol from its raw bars up to that bar (as served,
+    :func:`backtest.evaluate.rolling_forecasts`); the assets forecast to rise share the account
+    equally (each capped at ``max_weight``; none: all cash), traded under ``band`` and ``costs``.
 
     Returns:
-        The targets (one column per asset, on the test rows), or None when there is no such
+        The targets (one column per asset, on ``index``), or None when there is no such
         forecaster, it was trained on another timeframe, or a symbol lacks the history it needs.
     """
     import mlflow
@@ -175,10 +208,8 @@ def forecaster_targets(
     if version is None:
         return None
     model = mlflow.pyfunc.load_model(f"models:/{ForecasterConfig.registered_name}/{version.version}")
-    data, rows, config = result.data, result.test_rows, result.config
-    index = data.index[rows]
     columns = []
-    for symbol in data.assets:
+    for symbol in assets:
         own = bars[symbol]
         try:
             out = rolling_forecasts(model, own, index[0], index[-1])
@@ -189,17 +220,9 @@ def forecaster_targets(
     rising = np.column_stack(columns).astype(np.float64)
     count = rising.sum(axis=1, keepdims=True)
     desired = np.divide(rising, count, out=np.zeros_like(rising), where=count > 0)
-    desired = capped(desired, config.max_weight, config.gross_cap)
-    targets = banded_targets(
-        desired,
-        data.open[rows],
-        data.close[rows],
-        data.tradable[rows],
-        band=config.rebalance_band,
-        costs=costs_of(config),
-        gross_cap=config.gross_cap,
-    )
-    return pd.DataFrame(targets, index=index, columns=list(data.assets))
+    desired = capped(desired, max_weight, gross_cap)
+    targets = banded_targets(desired, open_, close, tradable, band=band, costs=costs, gross_cap=gross_cap)
+    return pd.DataFrame(targets, index=index, columns=list(assets))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,8 +310,10 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
     The window is :func:`models.gate.comparison_window`'s over the universe's aligned rows (a
     champion on another universe or timeframe cannot be compared). Each version trades its own
     answers under its own band (:func:`version_targets`); the baselines
-    (``config.gate_baselines``: buy and hold, equal weight, minimum variance, maximum Sharpe)
-    trade under the challenger's band, caps and baseline window; every account starts flat at the
+    (``config.gate_baselines``: buy and hold, equal weight, minimum variance, maximum Sharpe; and
+    the forecaster-driven allocation whenever ``fks-forecaster@champion`` exists, or when listed as
+    ``forecaster``, in which case it must exist) trade under the challenger's band, caps and
+    baseline window; every account starts flat at the
     window's first bar and pays ``config.backtest.costs``. Then :func:`models.gate.decide` and the
     registry and ``promotions`` records (:func:`models.promotion.apply_and_record`).
 
@@ -344,8 +369,8 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
     wanted = list(config.gate_baselines)
     known = [n for n in wanted if n in names]
     for name in wanted:
-        if name not in names:
-            problems[name] = f"not an allocator baseline (known: {', '.join(names)})"
+        if name not in names and name != FORECASTER:
+            problems[name] = f"not an allocator baseline (known: {', '.join([*names, FORECASTER])})"
     targets = baseline_targets(
         aligned.open[: rows.stop],
         aligned.close[: rows.stop],
@@ -358,6 +383,16 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
     )
     for name in known:
         baselines[name] = metrics_of(targets[names[name]])
+    # the forecaster-driven allocation joins when fks-forecaster@champion exists; listed, it must
+    driven = forecaster_allocation(
+        bars, aligned.assets, aligned.index[rows], aligned.open[rows], aligned.close[rows],
+        aligned.tradable[rows], max_weight=trained.max_weight, gross_cap=trained.gross_cap,
+        band=trained.rebalance_band, costs=costs,
+    )  # fmt: skip
+    if driven is not None:
+        baselines[FORECASTER] = metrics_of(driven)
+    elif FORECASTER in wanted:
+        problems[FORECASTER] = "no fks-forecaster@champion forecasts this universe on its timeframe"
     baseline_name, baseline_metrics = gate_baseline(baselines, problems, config.policy.primary_metric)
     validated = all(
         window_validated(engine, s, trained.timeframe, window.start, window.end) for s in trained.symbols

@@ -114,3 +114,19 @@ def test_the_champion_forecaster_drives_an_allocation_beside_the_baselines(store
     assert driven["trades"] >= 1 and driven["costs_paid"] > 0  # it traded, net of the same costs
     run = mlflow.MlflowClient(stored.mlflow_tracking_uri).get_run(summary.run_id)
     assert "test_forecaster_sharpe" in run.data.metrics
+
+    # the gate judges beside it too; listed alone, it is the baseline to beat
+    from backtest.promotion import run_gate
+    from config.backtest import PromoteConfig
+    from tasks.store import store_for
+
+    listed = PromoteConfig(family="allocator", model="fks-allocator", baselines=["forecaster"])
+    gated = run_gate(listed, stored, engine=store_for(stored))
+    assert gated.baseline_name == "forecaster" and gated.baseline_value is not None
+    assert not gated.baseline_problems
+    # without a champion forecaster, a gate told to beat it refuses and says why
+    mlflow.MlflowClient(stored.mlflow_tracking_uri).delete_registered_model_alias(
+        "fks-forecaster", "champion"
+    )
+    refused = run_gate(listed, stored, engine=store_for(stored))
+    assert not refused.promoted and "forecaster" in refused.baseline_problems
