@@ -156,7 +156,7 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
     @app.get("/ready", responses={503: {"model": Error}})
     async def ready() -> JSONResponse:
         """200 once every served model is loaded and warmed, 503 (naming the missing ones) until then."""
-        missing = [name for name, slot in state.slots.items() if slot.current is None and not slot.optional]
+        missing = [name for name, slot in state.slots.items() if _waiting(slot)]
         if missing:
             return JSONResponse(
                 Error(error=f"not loaded yet: {', '.join(missing)}").model_dump(), status_code=503
@@ -168,7 +168,7 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
     async def ping() -> Response:
         """MLflow's scoring-server readiness check (what ``ScoringServerClient`` polls): 200 once
         the required models are loaded, as ``GET /ready``."""
-        if any(slot.current is None and not slot.optional for slot in state.slots.values()):
+        if any(_waiting(slot) for slot in state.slots.values()):
             return JSONResponse(
                 Error(error="models are loading; retry shortly").model_dump(), status_code=503
             )
@@ -370,6 +370,12 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _waiting(slot: ModelSlot) -> bool:
+    """A slot ``/ready`` waits for: a required model not loaded yet, or an optional one whose
+    registry entry was not looked up yet."""
+    return slot.current is None and (not slot.optional or not slot.checked)
 
 
 Body = TypeVar("Body", bound=BaseModel)

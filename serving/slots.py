@@ -68,6 +68,9 @@ class ModelSlot:
     loader: Loader = _load_pyfunc
     optional: bool = False
     swaps: int = 0
+    checked: bool = False
+    """True once the registry was asked at least once (an empty optional slot then means: no
+    such version, rather than: still loading)."""
     _current: LoadedModel | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -106,6 +109,7 @@ class ModelSlot:
         with self._lock:  # one load at a time per slot; readers never take this lock
             found = self._resolve()
             if found is None:
+                self.checked = True
                 if self.optional:
                     self._current = None
                     return False
@@ -136,6 +140,7 @@ class ModelSlot:
                 load_seconds=time.perf_counter() - started,
             )
             self._current = loaded  # one assignment: requests see the old or the new object
+            self.checked = True
             if current is not None:
                 self.swaps += 1
             return True

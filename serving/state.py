@@ -127,7 +127,7 @@ class ServiceState:
             served = ", ".join(self.slots) or "none"
             raise Problem(404, f"no model {name!r} is served; served models: {served}")
         current = slot.current
-        if current is None and slot.optional:
+        if current is None and slot.optional and slot.checked:
             wanted = slot.aliases[0]
             raise Problem(404, f"no version of {name!r} has alias @{wanted}; register and promote one")
         if current is None:
