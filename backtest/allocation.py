@@ -45,12 +45,10 @@ from models.allocator.baselines import (
 from models.allocator.baselines import BUY_AND_HOLD as ALLOCATION_BUY_AND_HOLD
 from models.allocator.report import ALLOCATION_METRICS, AllocationReport
 from models.allocator.training import AGENT, AllocatorResult, costs_of
-from models.gate import GateInput, comparison_window, decide
+from models.gate import comparison_window
 from models.promotion import (
-    Judgement,
     PromotionSummary,
-    apply_and_record,
-    gate_baseline,
+    judge_and_record,
     resolve_rivals,
     window_validated,
 )
@@ -393,34 +391,13 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
         baselines[FORECASTER] = metrics_of(driven)
     elif FORECASTER in wanted:
         problems[FORECASTER] = "no fks-forecaster@champion forecasts this universe on its timeframe"
-    baseline_name, baseline_metrics = gate_baseline(baselines, problems, config.policy.primary_metric)
     validated = all(
         window_validated(engine, s, trained.timeframe, window.start, window.end) for s in trained.symbols
     )
-    inputs = GateInput(
-        challenger=challenger_metrics,
-        champion=champion_metrics,
-        baseline_name=baseline_name,
-        baseline=baseline_metrics,
-        window_start=window.start,
-        window_end=window.end,
-        data_validated=validated,
-        n_trades=int(challenger_metrics.get("trades", 0)),
-        champion_problem=rivals.champion_problem or window.problem,
-        window_note=window.note,
-        baseline_problems=problems,
-    )
-    judgement = Judgement(
-        decision=decide(inputs, config.policy, force=config.force),
-        rivals=rivals,
-        window=window,
-        challenger=challenger_metrics,
-        champion=champion_metrics,
-        baseline_name=baseline_name,
-        baseline=baseline_metrics,
-        baseline_problems=problems,
-    )
-    return apply_and_record(judgement, name=config.model, actor=config.actor, engine=engine)
+    return judge_and_record(
+        config, rivals, window, challenger=challenger_metrics, champion=champion_metrics,
+        baselines=baselines, problems=problems, data_validated=validated, engine=engine,
+    )  # fmt: skip
 
 
 def run_allocation_backtest(config: BacktestConfig, settings: Settings, *, engine: Engine) -> BacktestSummary:

@@ -26,12 +26,10 @@ from config.flows import InputError
 from config.models import AllocatorConfig
 from config.promotion import BUY_AND_HOLD
 from models.family import AnyFamily, get_family
-from models.gate import GateInput, comparison_window, decide
+from models.gate import comparison_window
 from models.promotion import (
-    Judgement,
     PromotionSummary,
-    apply_and_record,
-    gate_baseline,
+    judge_and_record,
     resolve_rivals,
     window_validated,
 )
@@ -129,28 +127,9 @@ def run_gate(config: PromoteConfig, settings: Settings, *, engine: Engine) -> Pr
     baselines, problems = evaluate_baselines(
         family, config, challenger, bars, pd.DatetimeIndex(forecasts.index), calendar
     )
-    baseline_name, baseline_metrics = gate_baseline(baselines, problems, config.policy.primary_metric)
-    inputs = GateInput(
-        challenger=challenger_metrics,
-        champion=champion_metrics,
-        baseline_name=baseline_name,
-        baseline=baseline_metrics,
-        window_start=span[0],
-        window_end=span[1],
+    return judge_and_record(
+        config, rivals, window, challenger=challenger_metrics, champion=champion_metrics,
+        baselines=baselines, problems=problems,
         data_validated=window_validated(engine, challenger.symbol, challenger.timeframe, *span),
-        n_trades=int(challenger_metrics.get("trades", 0)),
-        champion_problem=rivals.champion_problem or window.problem,
-        window_note=window.note,
-        baseline_problems=problems,
-    )
-    judgement = Judgement(
-        decision=decide(inputs, config.policy, force=config.force),
-        rivals=rivals,
-        window=window,
-        challenger=challenger_metrics,
-        champion=champion_metrics,
-        baseline_name=baseline_name,
-        baseline=baseline_metrics,
-        baseline_problems=problems,
-    )
-    return apply_and_record(judgement, name=config.model, actor=config.actor, engine=engine)
+        engine=engine,
+    )  # fmt: skip

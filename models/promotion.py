@@ -31,6 +31,7 @@ from models.registry import CHAMPION, ModelRef, get_version_by_alias, resolve_mo
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from config.backtest import PromoteConfig
     from config.settings import Settings
     from models.family import AnyFamily
 
@@ -250,3 +251,47 @@ def rollback_champion(name: str, settings: Settings, *, engine: Engine, actor: s
             reasons=[reason or f"rolled back to version {restored}"],
         )
     return restored
+
+
+def judge_and_record(
+    config: PromoteConfig,
+    rivals: Rivals,
+    window: ComparisonWindow,
+    *,
+    challenger: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    baselines: Mapping[str, Mapping[str, Any]],
+    problems: dict[str, str],
+    data_validated: bool,
+    engine: Engine,
+) -> PromotionSummary:
+    """The gate's last step for any family: pick the best baseline (:func:`gate_baseline`),
+    decide (:func:`models.gate.decide`) on the comparison ``window``, apply the decision to the
+    registry and record it (:func:`apply_and_record`)."""
+    from models.gate import GateInput, decide
+
+    baseline_name, baseline_metrics = gate_baseline(baselines, problems, config.policy.primary_metric)
+    inputs = GateInput(
+        challenger=challenger,
+        champion=champion,
+        baseline_name=baseline_name,
+        baseline=baseline_metrics,
+        window_start=window.start,
+        window_end=window.end,
+        data_validated=data_validated,
+        n_trades=int(challenger.get("trades", 0)),
+        champion_problem=rivals.champion_problem or window.problem,
+        window_note=window.note,
+        baseline_problems=problems,
+    )
+    judgement = Judgement(
+        decision=decide(inputs, config.policy, force=config.force),
+        rivals=rivals,
+        window=window,
+        challenger=challenger,
+        champion=champion,
+        baseline_name=baseline_name,
+        baseline=baseline_metrics,
+        baseline_problems=problems,
+    )
+    return apply_and_record(judgement, name=config.model, actor=config.actor, engine=engine)
