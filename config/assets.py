@@ -39,6 +39,11 @@ class AssetSpec(BaseModel):
     priority order of ``config/providers.yaml``. ``provider_symbols`` names the instrument at each
     online provider (``binance: BTCUSDT``, ``coingecko: bitcoin``, ``polygon: X:BTCUSD``,
     ``sec_edgar: <CIK>``, ...); a provider without an entry is not asked for it.
+
+    ``currency`` is the ISO 4217 code (three upper-case letters, e.g. ``USD``, ``EUR``) the
+    asset's prices are quoted in; an FX pair is quoted in its second currency (``EURUSD`` in
+    ``USD``). Valuations in another currency convert with the stored FX bars (see
+    :func:`execution.portfolio.fx_rate`). Lower case is accepted and upper-cased.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,6 +57,15 @@ class AssetSpec(BaseModel):
     source_options: dict[str, Any] = Field(default_factory=dict)
     provider_symbols: dict[str, str] = Field(default_factory=dict)
     description: str = ""
+    currency: str = "USD"
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str) -> str:
+        code = value.strip().upper()
+        if len(code) != 3 or not code.isascii() or not code.isalpha():
+            raise ValueError(f"currency {value!r} must be a three-letter ISO 4217 code such as USD or EUR")
+        return code
 
     @field_validator("symbol")
     @classmethod
