@@ -153,8 +153,11 @@ def _currency(code: str, what: str) -> str:
     return value
 
 
-def _first_bar(conn: Connection, symbol: str) -> pd.Timestamp | None:
-    first = conn.execute(select(func.min(_BARS.c.ts)).where(_BARS.c.symbol == symbol)).scalar()
+def _first_bar(conn: Connection, symbol: str, timeframe: str | None) -> pd.Timestamp | None:
+    query = select(func.min(_BARS.c.ts)).where(_BARS.c.symbol == symbol)
+    if timeframe is not None:
+        query = query.where(_BARS.c.timeframe == Timeframe.parse(timeframe).value)
+    first = conn.execute(query).scalar()
     return None if first is None else pd.Timestamp(int(first), unit="ms", tz="UTC")
 
 
@@ -166,7 +169,7 @@ def _fx(conn: Connection, currency: str, base: str, at: pd.Timestamp, timeframe:
     quote = _last_quote(conn, inverse, at, timeframe)
     if quote is not None:
         return 1.0 / quote.close
-    firsts = [(s, t) for s in (direct, inverse) if (t := _first_bar(conn, s)) is not None]
+    firsts = [(s, t) for s in (direct, inverse) if (t := _first_bar(conn, s, timeframe)) is not None]
     every = "" if timeframe is None else f" {timeframe}"
     if firsts:
         stored = "; ".join(f"{s} bars start at {t}" for s, t in firsts)
@@ -174,8 +177,8 @@ def _fx(conn: Connection, currency: str, base: str, at: pd.Timestamp, timeframe:
     else:
         detail = f"neither {direct} nor {inverse} has{every} bars stored"
     raise MissingFxRate(
-        f"cannot convert {currency} into {base} at {at}: {detail}; ingest the pair covering that "
-        f"time, e.g. `fks ingest --symbols {direct}`"
+        f"cannot convert {currency} into {base} at {at}: {detail}; ingest {direct} or {inverse} "
+        f"bars covering that time, e.g. `fks ingest --symbols {direct}`"
     )
 
 
@@ -394,7 +397,7 @@ def value_account(
             for p in positions
             if p.quantity != 0 or p.realised_pnl != 0
         }
-        rates = {c: _fx(conn, c, bas, when, None) for c in needed if c != bas}
+        rates = {c: _fx(conn, c, bas, when, None) for c in sorted(needed) if c != bas}
         own = _currency(found.base_currency, "account currency")
         to_base = 1.0 if own == bas else _fx(conn, own, bas, when, None)
         valuation = value_book(positions, found.cash * to_base, {s: q.close for s, q in quotes.items()},
