@@ -376,7 +376,11 @@ def value_account(
     def body(conn: Connection) -> Valuation:
         found = get_account(conn, account)
         if found is None:
-            raise UnknownAccount(f"no paper account {account!r}")
+            raise UnknownAccount(
+                f"no paper account {account!r}; check the name, or open it first: "
+                f"execution.oms.OrderManager(engine, {account!r}, initial_cash=100_000.0) "
+                "(the paper-trading flow opens its account on its first run)"
+            )
         bas = _currency(base or found.base_currency, "base currency")
         positions = list_positions(conn, account)
         paid = select(func.coalesce(func.sum(_FILLS.c.fee), 0.0)).where(_FILLS.c.account == account)

@@ -58,6 +58,7 @@ app.command("halt")(trading.halt_command)
 app.command("resume")(trading.resume_command)
 app.command("orders")(trading.orders_command)
 app.command("positions")(trading.positions_command)
+app.command("pnl")(trading.pnl_command)
 
 app.add_typer(data.data_app, name="data")
 app.add_typer(train.train_app, name="train")

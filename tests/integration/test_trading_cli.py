@@ -53,3 +53,83 @@ def test_kill_switch_and_the_book_from_the_cli(tmp_path: Path) -> None:
     unknown = runner.invoke(app, ["positions", "--account", "nope"], env=env)
     assert unknown.exit_code == 2 and "no paper account 'nope'" in unknown.output
     engine.dispose()
+
+
+def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
+    """``fks pnl``: a long, a short and a EUR-quoted asset (currency from the asset registry)
+    valued at the last stored closes, in USD and with ``--base EUR``; drawdown from the marks."""
+    from flows.cli import app
+    from storage.bars import upsert_bars
+
+    db_url = f"sqlite:///{tmp_path / 'fks.db'}"
+    engine = open_store(db_url)
+    assets = tmp_path / "assets.yaml"
+    assets.write_text(
+        "assets:\n  - {symbol: SPX, asset_class: index}\n  - {symbol: GOOGL}\n"
+        "  - {symbol: SAP, currency: EUR, enabled: false}\n"
+    )
+    oms = OrderManager(engine, "desk", initial_cash=10_000.0)
+    day = pd.Timestamp("2024-01-02", tz="UTC")
+    for cid, symbol, side, quantity, price, fee in [
+        ("b1", "SPX", Side.BUY, 2.0, 100.0, 0.5),
+        ("s1", "GOOGL", Side.SELL, 3.0, 50.0, 0.25),
+        ("b2", "SAP", Side.BUY, 10.0, 50.0, 0.0),
+    ]:
+        order = oms.submit(OrderRequest(cid, "desk", symbol, side, quantity))
+        oms.accept(order.id)
+        oms.apply_fill(Fill(order.id, symbol, side, quantity, price, fee, day), f"f-{cid}")
+    oms.mark_to_market({"SPX": 100.0, "GOOGL": 50.0, "SAP": 50.0}, day)
+    oms.mark_to_market({"SPX": 90.0, "GOOGL": 55.0, "SAP": 50.0}, day + pd.Timedelta(days=1))
+    with engine.begin() as conn:
+        for symbol, timeframe, close in [("SPX", "1d", 110.0), ("GOOGL", "1d", 40.0), ("SAP", "1d", 60.0),
+                                         ("EURUSD", "1h", 1.25)]:  # fmt: skip
+            bar = pd.DataFrame({c: [close] for c in ("open", "high", "low", "close")} | {"volume": [1.0]},
+                               index=pd.DatetimeIndex([day], name="ts"))  # fmt: skip
+            upsert_bars(conn, symbol, timeframe, bar, source="test")
+    env = {
+        "FKS_DB_URL": db_url,
+        "FKS_DATA_DIR": str(tmp_path),
+        "FKS_ASSETS_FILE": str(assets),
+        "COLUMNS": "200",
+    }
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["pnl", "--account", "desk", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    book = json.loads(result.output)
+    cash = 10_000.0 - 200.5 + 149.75 - 500.0
+    assert (
+        book["base"] == "USD" and book["cash"] == pytest.approx(cash) and book["fees"] == pytest.approx(0.75)
+    )
+    rows = {p["symbol"]: p for p in book["positions"]}
+    assert rows["SPX"]["price"] == 110.0 and rows["SPX"]["unrealised_pnl_base"] == pytest.approx(20.0)
+    assert rows["GOOGL"]["market_value_base"] == pytest.approx(-120.0)
+    assert rows["GOOGL"]["unrealised_pnl_base"] == pytest.approx(30.0)  # short 3 from 50 to 40
+    assert (rows["SAP"]["currency"], rows["SAP"]["fx"]) == ("EUR", 1.25)
+    assert rows["SAP"]["market_value_base"] == pytest.approx(750.0)  # 10 * 60 EUR * 1.25
+    assert book["equity"] == pytest.approx(cash + 220.0 - 120.0 + 750.0)
+    assert book["unrealised_pnl"] == pytest.approx(20.0 + 30.0 + 125.0)
+    marks = [10_000.0 - 0.75, 10_000.0 - 0.75 - 35.0]  # cash + the marked positions, per mark
+    assert book["drawdown"]["points"] == 2
+    assert book["drawdown"]["current"] == pytest.approx(marks[1] / marks[0] - 1)
+    assert not book["halted"]
+
+    eur = json.loads(
+        runner.invoke(app, ["pnl", "--account", "desk", "--json", "--base", "eur"], env=env).output
+    )
+    assert eur["base"] == "EUR" and eur["equity"] == pytest.approx(book["equity"] / 1.25)
+    assert {p["symbol"]: p["fx"] for p in eur["positions"]} == {"GOOGL": 0.8, "SAP": 1.0, "SPX": 0.8}
+
+    text = runner.invoke(app, ["pnl", "--account", "desk"], env=env)
+    assert text.exit_code == 0, text.output
+    assert "P&L of desk" in text.output and f"{book['equity']:,.2f}" in text.output
+    assert "max drawdown" in text.output and "750.00" in text.output
+
+    unknown = runner.invoke(app, ["pnl", "--account", "nope"], env=env)
+    assert unknown.exit_code == 2 and "no paper account 'nope'" in unknown.output
+    assert "initial_cash" in unknown.output
+    no_rate = runner.invoke(app, ["pnl", "--account", "desk", "--base", "GBP"], env=env)
+    assert no_rate.exit_code == 2 and "fks ingest --symbols" in no_rate.output
+    bad = runner.invoke(app, ["pnl", "--account", "desk", "--base", "EURO"], env=env)
+    assert bad.exit_code == 2 and "three-letter" in bad.output
+    engine.dispose()
