@@ -97,6 +97,7 @@ is :mod:`execution.risk`'s job before ``submit``): it lets cash go negative and 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -355,6 +356,7 @@ class PaperBroker:
         self._acks: dict[str, OrderAck] = {}
         self._fills: list[BrokerFill] = []
         self._book = _Book(cash=float(cash))
+        self._next_seq = 0
 
     # -- the Broker protocol ------------------------------------------------------------------
     def submit(self, order: OrderRequest, decided_at: pd.Timestamp | str | None = None) -> OrderAck:
@@ -378,7 +380,8 @@ class PaperBroker:
         if reason or when is None:
             ack = OrderAck(cid, cid, OrderStatus.REJECTED, reason)
         else:
-            self._orders[cid] = _Order(order, as_utc(when, "decided_at"), seq=len(self._orders))
+            self._orders[cid] = _Order(order, as_utc(when, "decided_at"), seq=self._next_seq)
+            self._next_seq += 1
             ack = OrderAck(cid, cid, OrderStatus.ACCEPTED)
         self._acks[cid] = ack
         return ack
@@ -424,6 +427,93 @@ class PaperBroker:
     def orders(self) -> list[BrokerOrder]:
         """Every accepted order, oldest first."""
         return [o.snapshot() for o in self._orders.values()]
+
+    def last_bar_ts(self, symbol: str) -> pd.Timestamp | None:
+        """The open time of the last bar of ``symbol`` given to :meth:`on_bar`, or None."""
+        return self._book.last_ts.get(symbol)
+
+    def state(self) -> str:
+        """The broker's state as JSON, to save and :meth:`restore` after a restart: its open
+        orders (with their progress), cash, fees, positions and each symbol's last bar. Final
+        orders and past fills are left out: the OMS has them."""
+        book = self._book
+        orders = [
+            {
+                "request": _request_json(o.request),
+                "decided_at": o.decided_at.isoformat(),
+                "seq": o.seq,
+                "status": o.status.value,
+                "filled": o.filled,
+                "value": o.value,
+                "reason": o.reason,
+                "bars_after": o.bars_after,
+                "triggered": o.triggered,
+                "session_close": None if o.session_close is None else o.session_close.isoformat(),
+                "fills": o.fills,
+            }
+            for o in self._orders.values()
+            if o.status not in FINAL_STATES
+        ]
+        return json.dumps(
+            {
+                "account": self.account_name,
+                "cash": book.cash,
+                "fees": book.fees,
+                "positions": book.positions,
+                "last_close": book.last_close,
+                "last_ts": {s: t.isoformat() for s, t in book.last_ts.items()},
+                "next_seq": self._next_seq,
+                "orders": orders,
+            },
+            sort_keys=True,
+        )
+
+    def restore(self, state: str) -> None:
+        """Replace this broker's books by a :meth:`state` saved earlier (its costs and calendars
+        stay those it was built with).
+
+        Raises:
+            ValueError: the state is not JSON of this kind, or belongs to another account.
+        """
+        try:
+            data = json.loads(state)
+            if data["account"] != self.account_name:
+                raise ValueError(
+                    f"the saved paper broker state is account {data['account']!r}'s, "
+                    f"not {self.account_name!r}"
+                )
+            book = _Book(
+                cash=float(data["cash"]),
+                fees=float(data["fees"]),
+                positions={s: float(q) for s, q in data["positions"].items()},
+                last_close={s: float(p) for s, p in data["last_close"].items()},
+                last_ts={s: pd.Timestamp(t) for s, t in data["last_ts"].items()},
+            )
+            orders = {}
+            for item in data["orders"]:
+                request = _request_from_json(item["request"])
+                close = item["session_close"]
+                orders[request.client_order_id] = _Order(
+                    request,
+                    pd.Timestamp(item["decided_at"]),
+                    seq=int(item["seq"]),
+                    status=OrderStatus(item["status"]),
+                    filled=float(item["filled"]),
+                    value=float(item["value"]),
+                    reason=str(item["reason"]),
+                    bars_after=int(item["bars_after"]),
+                    triggered=bool(item["triggered"]),
+                    session_close=None if close is None else pd.Timestamp(close),
+                    fills=int(item["fills"]),
+                )
+            next_seq = int(data["next_seq"])
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not a saved paper broker state: {exc}") from exc
+        self._book = book
+        self._orders = orders
+        self._acks = {cid: OrderAck(cid, cid, OrderStatus.ACCEPTED) for cid in orders}
+        self._fills = []
+        self._next_seq = next_seq
 
     def expire(self, now: pd.Timestamp | str) -> list[str]:
         """Expire the ``DAY`` orders whose session closed at or before ``now`` (for when no bar
@@ -559,3 +649,37 @@ def _rows(bars: pd.DataFrame) -> Iterator[Bar]:
         bars.index, bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"], strict=True
     ):
         yield Bar(pd.Timestamp(ts), float(o), float(h), float(lo), float(c), float(v))
+
+
+_REQUEST_FLOATS = ("quantity", "limit_price", "stop_price", "take_profit", "stop_loss", "confidence")
+
+
+def _request_json(request: OrderRequest) -> dict[str, object]:
+    return {
+        "client_order_id": request.client_order_id,
+        "account": request.account,
+        "symbol": request.symbol,
+        "side": request.side.value,
+        "type": request.type.value,
+        "time_in_force": request.time_in_force.value,
+        "model": request.model,
+        "model_version": request.model_version,
+        "decided_at": None if request.decided_at is None else request.decided_at.isoformat(),
+        **{name: getattr(request, name) for name in _REQUEST_FLOATS},
+    }
+
+
+def _request_from_json(data: Mapping[str, object]) -> OrderRequest:
+    decided = data["decided_at"]
+    return OrderRequest(
+        client_order_id=str(data["client_order_id"]),
+        account=str(data["account"]),
+        symbol=str(data["symbol"]),
+        side=Side(str(data["side"])),
+        type=OrderType(str(data["type"])),
+        time_in_force=TimeInForce(str(data["time_in_force"])),
+        model=None if data["model"] is None else str(data["model"]),
+        model_version=None if data["model_version"] is None else str(data["model_version"]),
+        decided_at=None if decided is None else pd.Timestamp(str(decided)),
+        **{name: (None if data[name] is None else float(data[name])) for name in _REQUEST_FLOATS},  # type: ignore[arg-type]
+    )

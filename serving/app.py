@@ -206,6 +206,7 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
                     min_bars=getattr(loaded.python_model, "min_bars", None),
                     loaded_at=loaded.loaded_at.isoformat(),
                     load_seconds=round(loaded.load_seconds, 4),
+                    registered_at=None if loaded.registered_at is None else loaded.registered_at.isoformat(),
                 )
             )
         return out

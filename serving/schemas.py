@@ -91,6 +91,10 @@ class ModelInfo(BaseModel):
     min_bars: int | None
     loaded_at: str
     load_seconds: float
+    registered_at: str | None = Field(
+        default=None,
+        description="When this version was registered (ISO 8601 UTC), for the desk's stale-model check.",
+    )
 
 
 class Error(BaseModel):

@@ -34,6 +34,8 @@ class LoadedModel:
     tags: dict[str, str]
     loaded_at: pd.Timestamp
     load_seconds: float
+    registered_at: pd.Timestamp | None = None
+    """When the version was registered (the registry's creation time)."""
 
     @property
     def python_model(self) -> Any:
@@ -42,6 +44,11 @@ class LoadedModel:
 
 
 Loader = Callable[[str], Any]
+
+
+def _registered(version: Any) -> pd.Timestamp | None:
+    ms = getattr(version, "creation_timestamp", None)
+    return None if ms is None else pd.Timestamp(int(ms), unit="ms", tz="UTC")
 
 
 def _load_pyfunc(uri: str) -> Any:
@@ -138,6 +145,7 @@ class ModelSlot:
                 tags=dict(version.tags or {}),
                 loaded_at=pd.Timestamp.now(tz="UTC"),
                 load_seconds=time.perf_counter() - started,
+                registered_at=_registered(version),
             )
             self._current = loaded  # one assignment: requests see the old or the new object
             self.checked = True

@@ -723,3 +723,51 @@ class TradingStateRow(Base):
     halted: Mapped[int] = mapped_column(Integer, nullable=False)
     reason: Mapped[str | None] = mapped_column(Text)
     at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class DeskCycleRow(Base):
+    """One finished cycle of the paper desk (table ``desk_cycles``): the decision bar ``ts``
+    (epoch ms UTC, the open time of the last bar the decisions saw), when the cycle finished,
+    how many orders it sent and refused, and the equity it marked. The last row of an account is
+    the desk's cursor: a restarted replay goes on after it."""
+
+    __tablename__ = "desk_cycles"
+
+    account: Mapped[str] = mapped_column(ForeignKey("accounts.name"), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    finished_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    orders: Mapped[int] = mapped_column(Integer, nullable=False)
+    refusals: Mapped[int] = mapped_column(Integer, nullable=False)
+    equity: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class DeskTargetRow(Base):
+    """What the desk decided for one symbol in one cycle (table ``desk_targets``): the served
+    model and version that answered, its forecast and probability of a rise (null for an
+    allocator), the target weight (fraction of the account), and the signed quantity it ordered
+    under ``client_order_id`` (0 and null when the target did not change)."""
+
+    __tablename__ = "desk_targets"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[str] = mapped_column(String(32), nullable=False)
+    forecast: Mapped[float | None] = mapped_column(Float)
+    prob_up: Mapped[float | None] = mapped_column(Float)
+    weight: Mapped[float] = mapped_column(Float, nullable=False)
+    quantity: Mapped[float] = mapped_column(Float, nullable=False)
+    client_order_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class PaperVenueRow(Base):
+    """The paper broker's own state for one account (table ``paper_venues``), as JSON, saved with
+    each finished desk cycle: its open orders, cash, positions and last bars. It plays the
+    venue's side of a restart: the OMS's books are reconciled against it."""
+
+    __tablename__ = "paper_venues"
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    as_of: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    state: Mapped[str] = mapped_column(Text, nullable=False)

@@ -28,6 +28,7 @@ from flows.cli import (
     providers,
     quarantine,
     serve,
+    trade,
     trading,
     train,
 )
@@ -54,6 +55,7 @@ app.command("backfill")(backfill.backfill_command)
 app.command("gaps")(backfill.gaps_command)
 app.command("serve")(serve.serve_command)
 app.command("drift")(drift.drift_command)
+app.command("trade")(trade.trade_command)
 app.command("halt")(trading.halt_command)
 app.command("resume")(trading.resume_command)
 app.command("orders")(trading.orders_command)

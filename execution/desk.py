@@ -1,0 +1,519 @@
+"""The paper desk: one cycle of served decisions -> risk -> OMS -> paper broker -> books, and the
+restart that loses nothing.
+
+A cycle at decision bar ``ts`` (the open time of the last bar its decisions see):
+
+1. **Resync** the OMS with the paper broker: an order the OMS holds open that the broker does not
+   know (it was recorded just before a crash) is sent (keyed by ``client_order_id``; the broker
+   answers the same ack for the same key); one the broker holds but the OMS closed is cancelled
+   there; a ``SUBMITTED`` order the broker took is marked ``ACCEPTED``.
+2. **Bars to the broker**: each symbol's bars after the broker's last one, up to ``ts``; their
+   fills are applied to the OMS (idempotent by ``broker_fill_id``), bracket children sent,
+   cancelled OCO siblings cancelled at the broker; each fill notified.
+3. **Mark** the account at the closes of ``ts`` (``equity_history``); when the daily loss or the
+   drawdown limit is crossed (:func:`execution.risk.should_halt`) the account is halted, its open
+   orders cancelled, and a ``halt`` notified.
+4. **Decide** (unless halted or there is no quote to size at): ask the :class:`Advisor` (the REST
+   service) for every symbol, turn the answers into target weights and the changed targets into
+   quantities (:mod:`execution.sizing`), cancel the symbol's older open orders, run each order
+   through :func:`execution.risk.check` (a refusal is stored on the order with its reason code and
+   notified), record it in the OMS and send it to the broker.
+5. **Reconcile** the OMS's positions and cash with the broker's
+   (:func:`execution.portfolio.reconcile_and_halt`): a mismatch halts and notifies.
+6. **Finish**: the targets, the paper broker's state and the cycle row, in one transaction
+   (:func:`storage.desk.finish_cycle`). The last finished cycle is the account's cursor.
+
+**Crash safety.** Every OMS change is its own transaction, keyed for idempotency
+(``client_order_id`` for orders, ``broker_fill_id`` for fills); client order ids are derived from
+the account's decision (``<ts>-<symbol>``), so deciding again sends nothing twice. The paper
+broker's state is saved only with a finished cycle. After a ``kill -9`` anywhere in cycle ``k``,
+the restarted desk restores the broker as of cycle ``k - 1``, resyncs (step 1) and runs cycle ``k``
+again: the broker makes the same fills under the same ids (the OMS counts each once), the
+decisions are the same, and the orders recorded before the crash are found, not duplicated.
+
+**Timing.** Decisions are made on closed bars only and sized at ``quotes``: in a replay the
+opens of the next bars, where the orders then fill (the backtest's next-open execution); live,
+the last closes. ``now`` is the time the orders are sent (for the session, stale-data and rate
+checks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+from sqlalchemy import Engine
+
+from config.risk import RiskConfig
+from config.trading import TradeConfig
+from execution.broker import Bar, BrokerFill, PaperBroker, PaperCosts
+from execution.oms import Order, OrderManager, TradingHalted
+from execution.orders import FINAL_STATES, OrderRequest, OrderStatus, Side
+from execution.portfolio import reconcile_and_halt
+from execution.risk import OpenOrder, RiskState, check, orders_over_limits, should_halt
+from execution.sizing import confidence, forecast_weights, rebalance_quantities, vol_scale
+from market.calendars import get_calendar
+from storage.desk import Target, finish_cycle, last_cycle, load_venue, targets_at
+from storage.execution import list_equity
+
+__all__ = ["Advice", "Advisor", "CycleReport", "Desk", "Notify", "client_order_id"]
+
+Notify = Callable[[str, Mapping[str, Any]], None]
+"""``notify(kind, details)``: kind is ``fill``, ``refusal``, ``halt`` or ``error``."""
+
+_RATE_WINDOW = pd.Timedelta(seconds=60)
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """One symbol's answer from a served model: who answered (``model``, ``version``) and what:
+    a forecaster's ``forecast`` (log return) and ``prob_up``, or an allocator's ``weight``."""
+
+    symbol: str
+    model: str
+    version: str
+    forecast: float | None = None
+    prob_up: float | None = None
+    weight: float | None = None
+
+
+class Advisor(Protocol):
+    """Where the desk's decisions come from: the REST service, over HTTP (never a model loaded
+    in-process: the served model is what trades)."""
+
+    @property
+    def history(self) -> int:
+        """Raw bars to send per symbol (the served model's ``min_bars``)."""
+        ...
+
+    def advise(self, bars: Mapping[str, pd.DataFrame], weights: Mapping[str, float]) -> list[Advice]:
+        """Answers for every symbol of ``bars`` (each its last ``history`` closed bars), given
+        the account's current ``weights``."""
+        ...
+
+    def registered_at(self, model: str, version: str) -> pd.Timestamp | None:
+        """When the served ``model`` ``version`` was registered (for the stale-model check)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one cycle did: its decision bar, fills booked, orders sent and refused, the equity it
+    marked, whether the account is halted, and ``skipped`` when the cycle had run already."""
+
+    ts: pd.Timestamp
+    fills: int = 0
+    orders: int = 0
+    refusals: int = 0
+    equity: float = math.nan
+    halted: bool = False
+    skipped: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def client_order_id(ts: pd.Timestamp, symbol: str) -> str:
+    """The idempotency key of the desk's order for ``symbol`` decided at bar ``ts``:
+    ``<yyyymmddTHHMM>-<symbol>``, shortened with a digest when it would pass 64 characters."""
+    key = f"{pd.Timestamp(ts):%Y%m%dT%H%M}-{symbol}"
+    if len(key) <= 64:
+        return key
+    return f"{key[:47]}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}"
+
+
+class Desk:
+    """One paper account's desk: its OMS, its paper broker (restored from the last finished
+    cycle), its risk limits, the advisor it asks and where it notifies.
+
+    Args:
+        engine: the FKS database.
+        config: the desk (account, universe, sizing, paper costs, initial cash).
+        risk: the account's limits.
+        advisor: the served models (:class:`Advisor`).
+        calendars: each symbol's calendar name; timeframes: each symbol's bar timeframe.
+        notify: called on fills, refusals, halts and errors (never raises into the desk).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: TradeConfig,
+        risk: RiskConfig,
+        advisor: Advisor,
+        *,
+        calendars: Mapping[str, str],
+        timeframes: Mapping[str, str],
+        notify: Notify | None = None,
+        actor: str = "desk",
+    ) -> None:
+        if risk.account != config.account:
+            raise ValueError(
+                f"risk limits are account {risk.account!r}'s, the desk trades {config.account!r}"
+            )
+        missing = [s for s in config.symbols if s not in calendars or s not in timeframes]
+        if missing:
+            raise ValueError(f"no calendar or timeframe for {', '.join(missing)}; register the assets first")
+        self.config = config
+        self.risk = risk
+        self.advisor = advisor
+        self._engine = engine
+        self._calendars = dict(calendars)
+        self._timeframes = dict(timeframes)
+        self._notify_cb = notify
+        self.oms = OrderManager(
+            engine,
+            config.account,
+            initial_cash=config.initial_cash,
+            base_currency=config.base_currency,
+            actor=actor,
+        )
+        p = config.paper
+        costs = PaperCosts(p.slippage_bps, p.spread_bps, p.fee_bps, p.min_fee, p.volume_share, p.latency_bars)
+        self.broker = PaperBroker(
+            costs, account=config.account, cash=config.initial_cash, calendars=self._calendars
+        )
+        with engine.connect() as conn:
+            saved = load_venue(conn, config.account)
+            cursor = last_cycle(conn, config.account)
+            self._previous = (
+                {}
+                if cursor is None
+                else {s: t.weight for s, t in targets_at(conn, config.account, cursor.ts).items()}
+            )
+            marks = list_equity(conn, config.account)
+        if saved is not None:
+            self.broker.restore(saved[1])
+        self.cursor: pd.Timestamp | None = None if cursor is None else cursor.ts
+        self._peak = float(marks["equity"].max()) if len(marks) else config.initial_cash
+        self._marks = marks["equity"]
+        self._sent: deque[pd.Timestamp] = deque()
+        self._registrations: dict[tuple[str, str], pd.Timestamp] = {}
+
+    # -- one cycle ------------------------------------------------------------------------------
+
+    def cycle(
+        self,
+        ts: pd.Timestamp,
+        bars: Mapping[str, pd.DataFrame],
+        quotes: Mapping[str, float] | None,
+        now: pd.Timestamp,
+    ) -> CycleReport:
+        """Run the cycle at decision bar ``ts`` (see the module documentation).
+
+        ``bars``: per symbol, its canonical bars up to ``ts`` (at least the advisor's history);
+        ``quotes``: the prices orders are sized at (None: decide nothing this cycle); ``now``:
+        when orders are sent. A cycle at or before the cursor is skipped.
+        """
+        ts = pd.Timestamp(ts)
+        if self.cursor is not None and ts <= self.cursor:
+            return CycleReport(ts, skipped=True)
+        self._resync(ts)
+        fills = self._feed(ts, bars)
+        closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
+        point = self.oms.mark_to_market(closes, ts)
+        halted = self._check_losses(point.equity, ts, now, closes)
+        orders = refusals = 0
+        targets: list[Target] = []
+        if not halted and quotes is not None:
+            targets, orders, refusals = self._decide(ts, bars, quotes, now)
+        if not reconcile_and_halt(self.oms, self.broker, notify=self._notify).ok:
+            halted = True
+        with self._engine.begin() as conn:
+            finish_cycle(
+                conn,
+                self.config.account,
+                ts,
+                targets,
+                equity=point.equity,
+                orders=orders,
+                refusals=refusals,
+                venue_state=self.broker.state(),
+            )
+        self.cursor = ts
+        self._previous.update({t.symbol: t.weight for t in targets})
+        return CycleReport(ts, len(fills), orders, refusals, point.equity, halted or self.halted())
+
+    # -- the steps ------------------------------------------------------------------------------
+
+    def _resync(self, ts: pd.Timestamp) -> None:
+        known = {o.order_id: o for o in self.broker.orders()}
+        for order in self.oms.open_orders():
+            at_broker = known.get(order.client_order_id)
+            if at_broker is None:
+                self._send(order, ts)
+            elif order.status is OrderStatus.SUBMITTED:
+                self.oms.accept(order.id)
+        for broker_order in self.broker.open_orders():
+            mine = self.oms.order_by_client_id(broker_order.order_id)
+            if mine is None or mine.status in FINAL_STATES:
+                self.broker.cancel(broker_order.order_id)
+
+    def _send(self, order: Order, ts: pd.Timestamp) -> Order:
+        """Send an OMS order to the broker, decided at ``ts`` at the earliest, and record the ack."""
+        decided = ts if order.decided_at is None else max(pd.Timestamp(order.decided_at), ts)
+        ack = self.broker.submit(order.broker_request, decided_at=decided)
+        if not ack.accepted:
+            return self.oms.reject(order.id, "broker", ack.reason)
+        if order.status is OrderStatus.SUBMITTED:
+            return self.oms.accept(order.id)
+        return order
+
+    def _feed(self, ts: pd.Timestamp, bars: Mapping[str, pd.DataFrame]) -> list[BrokerFill]:
+        made: list[BrokerFill] = []
+        for symbol in self.config.symbols:
+            frame = bars.get(symbol)
+            if frame is None or not len(frame):
+                continue
+            last = self.broker.last_bar_ts(symbol)
+            new = frame.loc[frame.index <= ts]
+            if last is not None:
+                new = new.loc[new.index > last]
+            columns = [new[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
+            for i, stamp in enumerate(new.index):
+                o, h, lo, c, v = (float(col[i]) for col in columns)
+                bar = Bar(pd.Timestamp(stamp), o, h, lo, c, v)
+                for fill in self.broker.on_bar(symbol, bar):
+                    self._book(fill)
+                    made.append(fill)
+        return made
+
+    def _book(self, fill: BrokerFill) -> None:
+        outcome = self.oms.apply_fill(fill, fill.broker_fill_id)
+        for child in outcome.created:
+            self._send(child, fill.ts)
+        for sibling in outcome.cancelled:
+            self.broker.cancel(sibling.client_order_id)
+        if not outcome.duplicate:
+            self._notify(
+                "fill",
+                {
+                    "account": self.config.account,
+                    "symbol": fill.symbol,
+                    "side": fill.side.value,
+                    "quantity": fill.quantity,
+                    "price": fill.price,
+                    "fee": fill.fee,
+                    "ts": fill.ts.isoformat(),
+                    "order": fill.order_id,
+                },
+            )
+
+    def halted(self) -> bool:
+        """Whether the account's kill switch is on."""
+        return self.oms.trading_state().halted
+
+    def calendar(self, symbol: str) -> str:
+        """The calendar name of ``symbol``."""
+        return self._calendars[symbol]
+
+    def timeframe(self, symbol: str) -> str:
+        """The bar timeframe of ``symbol``."""
+        return self._timeframes[symbol]
+
+    def _check_losses(
+        self, equity: float, ts: pd.Timestamp, now: pd.Timestamp, closes: Mapping[str, float]
+    ) -> bool:
+        self._marks = pd.concat([self._marks[self._marks.index != ts], pd.Series([equity], index=[ts])])
+        self._peak = max(self._peak, equity)
+        if self.halted():
+            return True
+        state = self._state(now, closes, day=ts)
+        refusal = should_halt(state, self.risk)
+        if refusal is None:
+            return False
+        reason = f"{refusal.code}: {refusal.reason}"
+        self.kill(reason)
+        self._notify("halt", {"account": self.config.account, "reason": reason, "ts": ts.isoformat()})
+        return True
+
+    def kill(self, reason: str) -> list[Order]:
+        """The kill switch: halt the account, cancel its open orders here and at the broker."""
+        _, cancelled = self.oms.kill(reason)
+        for order in cancelled:
+            self.broker.cancel(order.client_order_id)
+        return cancelled
+
+    def _start_of_day_equity(self, ts: pd.Timestamp) -> float:
+        day = pd.Timestamp(ts).normalize()
+        before = self._marks[self._marks.index < day]
+        return float(before.iloc[-1]) if len(before) else self.config.initial_cash
+
+    def _state(self, now: pd.Timestamp, prices: Mapping[str, float], *, day: pd.Timestamp) -> RiskState:
+        """The book as risk sees it at ``now``; the daily loss counts from the start of ``day``
+        (the decision bar's day)."""
+        positions = {s: p.quantity for s, p in self.oms.positions().items() if p.quantity != 0}
+        opened = tuple(
+            OpenOrder(o.id, o.symbol, o.side, o.remaining) for o in self.oms.open_orders() if o.remaining > 0
+        )
+        while self._sent and self._sent[0] <= now - _RATE_WINDOW:
+            self._sent.popleft()
+        start = self._start_of_day_equity(day)
+        return RiskState(
+            now=now,
+            cash=self.oms.cash(),
+            start_of_day_equity=max(start, 1e-9),
+            peak_equity=max(self._peak, 1e-9),
+            positions=positions,
+            prices=prices,
+            open_orders=opened,
+            recent_order_times=tuple(self._sent),
+            last_bar_ts={s: t for s in self.config.symbols if (t := self.broker.last_bar_ts(s)) is not None},
+            model_registered_at=self._registrations,
+            halted=self.halted(),
+        )
+
+    def _decide(
+        self,
+        ts: pd.Timestamp,
+        bars: Mapping[str, pd.DataFrame],
+        quotes: Mapping[str, float],
+        now: pd.Timestamp,
+    ) -> tuple[list[Target], int, int]:
+        history = self.advisor.history
+        window = {s: bars[s].iloc[-history:] for s in self.config.symbols if s in bars and len(bars[s])}
+        prices = {s: float(quotes[s]) for s in window if s in quotes}
+        positions = {s: p.quantity for s, p in self.oms.positions().items() if p.quantity != 0}
+        cash = self.oms.cash()
+        equity = cash + sum(q * prices.get(s, float(bars[s]["close"].iloc[-1])) for s, q in positions.items())
+        current = {s: q * prices[s] / equity for s, q in positions.items() if s in prices and equity > 0}
+        advice = {a.symbol: a for a in self.advisor.advise(window, current)}
+        weights = self._weights(advice, window)
+        registrations = {
+            (a.model, a.version): self.advisor.registered_at(a.model, a.version) for a in advice.values()
+        }
+        self._registrations = {k: v for k, v in registrations.items() if v is not None}
+        quantities = rebalance_quantities(
+            weights,
+            self._previous,
+            positions,
+            cash,
+            {**{s: float(bars[s]["close"].iloc[-1]) for s in positions if s in bars}, **prices},
+            fee_rate=self.config.paper.fee_bps / 1e4,
+            min_fee=self.config.paper.min_fee,
+        )
+        last = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
+        state = self._state(now, {**last, **prices}, day=ts)
+        targets: list[Target] = []
+        sent = refused = 0
+        for symbol in sorted(weights):
+            a = advice[symbol]
+            qty = quantities.get(symbol, 0.0)
+            cid = client_order_id(ts, symbol) if qty else None
+            targets.append(
+                Target(symbol, a.model, a.version, weights[symbol], a.forecast, a.prob_up, qty, cid)
+            )
+            if cid is None:
+                continue
+            for old in self.oms.open_orders(symbol):
+                if old.client_order_id != cid:
+                    self.broker.cancel(old.client_order_id)
+                    self.oms.cancel(old.id, reason="replaced by a new target")
+                    state = state.without_order(old.id)
+            request = OrderRequest(
+                client_order_id=cid,
+                account=self.config.account,
+                symbol=symbol,
+                side=Side.BUY if qty > 0 else Side.SELL,
+                quantity=abs(qty),
+                model=a.model,
+                model_version=a.version,
+                confidence=1.0 if a.prob_up is None else confidence(a.prob_up),
+                decided_at=ts,
+            )
+            order, state, ok = self._place(request, state, symbol)
+            sent += int(ok)
+            refused += int(not ok)
+        for order_id in orders_over_limits(state, self.risk):
+            order = self.oms.order(order_id)
+            self.broker.cancel(order.client_order_id)
+            self.oms.cancel(order.id, reason="no longer fits the exposure limits at the last prices")
+        return targets, sent, refused
+
+    def _weights(self, advice: Mapping[str, Advice], window: Mapping[str, pd.DataFrame]) -> dict[str, float]:
+        if self.config.allocator is not None:
+            return {s: float(a.weight or 0.0) for s, a in advice.items()}
+        sizing = self.config.sizing
+        scales = None
+        if sizing.vol_target is not None:
+            scales = {
+                s: vol_scale(
+                    window[s]["close"].to_numpy(),
+                    target=sizing.vol_target,
+                    window=sizing.vol_window,
+                    bars_per_year=get_calendar(self._calendars[s]).bars_per_year(self._timeframes[s]),
+                )
+                for s in advice
+            }
+        forecasts = {
+            s: (float(a.forecast), float(a.prob_up if a.prob_up is not None else 0.5))
+            for s, a in advice.items()
+            if a.forecast is not None
+        }
+        return forecast_weights(forecasts, sizing, universe=len(self.config.symbols), scales=scales)
+
+    def _place(
+        self, request: OrderRequest, state: RiskState, symbol: str
+    ) -> tuple[Order | None, RiskState, bool]:
+        decision = check(
+            request, state, self.risk, timeframe=self._timeframes[symbol], calendar=self._calendars[symbol]
+        )
+        if not decision.accepted:
+            order = self.oms.refuse(request, str(decision.code), decision.reason)
+            self._notify(
+                "refusal",
+                {
+                    "account": self.config.account,
+                    "symbol": symbol,
+                    "side": request.side.value,
+                    "quantity": request.quantity,
+                    "code": str(decision.code),
+                    "reason": decision.reason,
+                    "order": request.client_order_id,
+                },
+            )
+            return order, state, False
+        try:
+            order = self.oms.submit(request)
+        except TradingHalted:
+            return None, state, False
+        if order.status is OrderStatus.SUBMITTED:
+            order = self._send(order, request.decided_at if request.decided_at is not None else state.now)
+        self._sent.append(state.now)
+        if order.is_open:
+            state = state.with_order(order.id, request)
+        return order, state, order.status is not OrderStatus.REJECTED
+
+    def _notify(self, kind: str, details: Mapping[str, Any]) -> None:
+        if self._notify_cb is None:
+            return
+        try:
+            self._notify_cb(kind, details)
+        except Exception as exc:  # a notification never stops trading
+            _log.warning("notification %s for account %s failed: %s", kind, self.config.account, exc)
+
+
+def decision_time(calendar: str, ts: pd.Timestamp) -> pd.Timestamp:
+    """When orders sized at the open of the bar at ``ts`` are sent: ``ts`` itself when a session of
+    ``calendar`` is open then (intraday bars), else the open of the session ``ts`` starts (a ``1d``
+    bar's ``ts`` is its date at 00:00 UTC)."""
+    from execution.sessions import session_at, session_from
+
+    cal = get_calendar(calendar)
+    when = pd.Timestamp(ts)
+    if session_at(cal, when) is not None:
+        return when
+    return max(when, session_from(cal, when).open)
+
+
+def replay_steps(
+    bars: Mapping[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
+) -> Sequence[pd.Timestamp]:
+    """The decision bars of a replay over ``[start, end]``: every bar time of any symbol in it."""
+    stamps = sorted({t for frame in bars.values() for t in frame.index if start <= t <= end})
+    return stamps
