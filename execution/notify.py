@@ -9,29 +9,31 @@
 
 One JSON body goes to every URL, and both Slack incoming webhooks and Discord webhooks accept it:
 
-- ``text``: one markdown line; Slack's incoming webhooks post the ``text`` field (Slack's
-  "Sending messages using incoming webhooks" guide and ``slack_sdk.webhook.WebhookClient.send(text=...)``,
-  docs.slack.dev/tools/python-slack-sdk/webhook; the node SDK's ``IncomingWebhookSendArguments``
-  lists ``text``, ``blocks``, ``attachments``, ``username``, ``icon_emoji``, ``channel``).
+- ``text``: one markdown line; Slack's incoming webhooks post the ``text`` field (checked:
+  docs.slack.dev/tools/python-slack-sdk/webhook, ``WebhookClient(url).send(text="Hello!")``; and
+  the node SDK's ``IncomingWebhookSendArguments``, docs.slack.dev/tools/node-slack-sdk/reference/
+  webhook, which lists ``text``, ``blocks``, ``attachments``, ``username``, ``icon_emoji``,
+  ``channel``).
 - ``content``: the same line; Discord's Execute Webhook takes ``content``, "the message contents
   (up to 2000 characters)" (discord.com/developers/docs/resources/webhook#execute-webhook, as
   discord-api-types' ``RESTPostAPIWebhookWithTokenJSONBody`` documents it). The line is cut to
   2000 UTF-16 code units (a bound on characters in any counting), so the one line fits both.
-- ``username``: ``"fks"``; Discord's override of the webhook's name, also honoured by Slack's
-  legacy webhooks (app webhooks ignore it).
+- ``username``: ``"fks"``; in both documented bodies (Discord's override of the webhook's name;
+  Slack's node SDK's ``IncomingWebhookDefaultArguments``; a Slack app's webhook may keep its own).
 - ``allowed_mentions``: ``{"parse": []}``, so that no text in an event can ping ``@everyone`` on
   Discord (same documented body).
 - ``fks``: the event itself (kind, account, title, fields, ts) for receivers that parse JSON.
 
-Each service ignores the other's fields (Discord answers 400 "Cannot send an empty message" to a
-body with ``text`` and no ``content``: it reads only its own fields). The line uses only markdown
-both render the same way: Unicode emoji and backtick code spans.
+Each service reads its own fields; that each also ignores the other's (Slack ``content``, Discord
+``text`` and ``fks``) is how both behave in practice but is not in either page checked above, and
+was not tried against the live services here. The line uses only markdown both render alike:
+Unicode emoji and backtick code spans.
 
 Delivery never raises into the trading loop: a webhook that times out, refuses the connection or
 answers 4xx/5xx is logged (its URL shown as ``scheme://host/…``: the path holds the token) and
-counted in :attr:`Notifier.failed`. A 429 or 5xx answer is retried once after ``Retry-After``
-(Slack's and Discord's rate-limit answers carry it; Discord also puts ``retry_after`` in its JSON
-body), waiting at most ``max_retry_wait_s``.
+counted in :attr:`Notifier.failed`. A 429 or 5xx answer is retried once after its
+``Retry-After`` header, else the ``retry_after`` seconds of Discord's documented rate-limit body
+(docs.discord.com/developers/topics/rate-limits), else 1 s, waiting at most ``max_retry_wait_s``.
 """
 
 from __future__ import annotations
