@@ -8,12 +8,15 @@ optional ``fks.toml`` in the working directory, and the defaults below. Nothing 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -159,6 +162,51 @@ class Settings(BaseSettings):
         "FKS_<PROVIDER>_API_KEY is not set (JSON in the environment: "
         'FKS_API_KEY_BLOCKS=\'{"polygon": "poly"}\').',
     )
+
+    service_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where the execution desk reaches the REST service (`fks serve` listens on "
+        "http://127.0.0.1:8000 by default).",
+    )
+    service_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key the execution desk sends to the REST service in X-API-Key (create one "
+        "with `fks keys create --name NAME`); never logged.",
+    )
+    service_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds the execution desk waits for one REST service answer."
+    )
+    webhook_urls: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Slack or Discord incoming-webhook URLs that hear of fills, refusals, halts and "
+        "errors: a JSON list or comma-separated (FKS_WEBHOOK_URLS=https://hooks.slack.com/...,"
+        "https://discord.com/api/webhooks/...). Secrets: they carry tokens, never logged whole.",
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0, gt=0, description="Seconds one webhook delivery may take before it counts as failed."
+    )
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_webhook_urls(cls, value: Any) -> Any:
+        """Accept a JSON list or a comma-separated string (as the environment gives it); each URL
+        is wrapped in ``SecretStr`` at once. Nothing here raises: pydantic's errors quote the raw
+        input, which holds tokens; :class:`execution.notify.Notifier` checks each URL and names a
+        bad one by its position only."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            text = value.strip()
+            parsed: Any = None
+            if text.startswith("["):
+                try:
+                    parsed = json.loads(text)
+                except json.JSONDecodeError:
+                    parsed = None
+            value = parsed if isinstance(parsed, list) else [p.strip() for p in text.split(",") if p.strip()]
+        if isinstance(value, list | tuple):
+            return [v if isinstance(v, SecretStr) else SecretStr(str(v)) for v in value]
+        return value
 
     @classmethod
     def settings_customise_sources(
