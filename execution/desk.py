@@ -5,11 +5,13 @@ A cycle at decision bar ``ts`` (the open time of the last bar its decisions see)
 
 1. **Resync** the OMS with the paper broker: an order the OMS holds open that the broker does not
    know (it was recorded just before a crash) is sent (keyed by ``client_order_id``; the broker
-   answers the same ack for the same key); one the broker holds but the OMS closed is cancelled
-   there; a ``SUBMITTED`` order the broker took is marked ``ACCEPTED``.
+   answers the same ack for the same key); a ``SUBMITTED`` order the broker took is marked
+   ``ACCEPTED``.
 2. **Bars to the broker**: each symbol's bars after the broker's last one, up to ``ts``; their
    fills are applied to the OMS (idempotent by ``broker_fill_id``), bracket children sent,
-   cancelled OCO siblings cancelled at the broker; each fill notified.
+   cancelled OCO siblings cancelled at the broker; each fill notified. Then an order the broker
+   still holds but the OMS has closed (a cancel recorded just before a crash, after these bars'
+   fills) is cancelled at the broker.
 3. **Mark** the account at the closes of ``ts`` (``equity_history``); when the daily loss or the
    drawdown limit is crossed (:func:`execution.risk.should_halt`) the account is halted, its open
    orders cancelled, and a ``halt`` notified.
@@ -215,6 +217,7 @@ class Desk:
             return CycleReport(ts, skipped=True)
         self._resync(ts)
         fills = self._feed(ts, bars)
+        self._cancel_closed()
         closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
         point = self.oms.mark_to_market(closes, ts)
         halted = self._check_losses(point.equity, ts, now, closes)
@@ -242,13 +245,18 @@ class Desk:
     # -- the steps ------------------------------------------------------------------------------
 
     def _resync(self, ts: pd.Timestamp) -> None:
-        known = {o.order_id: o for o in self.broker.orders()}
+        """Send the OMS's open orders the broker does not know (recorded just before a crash);
+        mark ``SUBMITTED`` ones the broker took as accepted."""
+        known = {o.order_id for o in self.broker.orders()}
         for order in self.oms.open_orders():
-            at_broker = known.get(order.client_order_id)
-            if at_broker is None:
+            if order.client_order_id not in known:
                 self._send(order, ts)
             elif order.status is OrderStatus.SUBMITTED:
                 self.oms.accept(order.id)
+
+    def _cancel_closed(self) -> None:
+        """Cancel at the broker the orders the OMS has closed (a cancel recorded just before a
+        crash). Run after the cycle's bars: the fills they brought came before that cancel."""
         for broker_order in self.broker.open_orders():
             mine = self.oms.order_by_client_id(broker_order.order_id)
             if mine is None or mine.status in FINAL_STATES:
