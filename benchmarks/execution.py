@@ -1,10 +1,10 @@
 """Paper-desk benchmark: orders/s and replay bars/s through FKS's whole desk path, against backtrader.
 
-Run ``python -m benchmarks.execution``; options: ``--orders N`` (default 2,000), ``--bars B``
-(default 1,000 daily bars per symbol for the replay; sized so the whole run stays near 2 minutes
-on a 2-core machine), ``--repeats K`` (default 3, backtrader's
-best of K), ``--no-postgres`` and ``--profile`` (cProfile of the desk on the SQLite file, top
-costs to stderr). Prints one JSON object.
+Run ``python -m benchmarks.execution``; options: ``--orders N`` (default 1,000), ``--bars B``
+(default 1,000 daily bars per symbol for the replay; both sized so that the whole run, three
+databases and the anchor, stays under about 2 minutes on a 2-core machine), ``--repeats K``
+(default 3, backtrader's best of K), ``--no-postgres`` and ``--profile`` (cProfile of the desk on
+the SQLite file, top costs to stderr). Prints one JSON object.
 
 Data: 10 symbols of daily bars from the project's synthetic market (:mod:`providers.synthetic`,
 seed 7, ``24/7`` calendar, regimes, jumps, correlation 0.3; every symbol starts at 100 so that one
@@ -439,7 +439,7 @@ def _profile(frames: dict[str, pd.DataFrame], plan: Plan, folder: Path, top: int
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print one JSON object (also returned)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--orders", type=int, default=2_000)
+    parser.add_argument("--orders", type=int, default=1_000)
     parser.add_argument("--bars", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
