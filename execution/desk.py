@@ -66,7 +66,7 @@ from storage.execution import list_equity
 
 __all__ = ["Advice", "Advisor", "CycleReport", "Desk", "Notify", "client_order_id"]
 
-Notify = Callable[[str, Mapping[str, Any]], None]
+Notify = Callable[[str, Mapping[str, Any]], object]
 """``notify(kind, details)``: kind is ``fill``, ``refusal``, ``halt`` or ``error``."""
 
 _RATE_WINDOW = pd.Timedelta(seconds=60)

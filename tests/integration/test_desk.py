@@ -16,7 +16,7 @@ from config.settings import Settings
 from config.trading import PaperCostsConfig, TradeConfig
 from execution.broker import Bar, PaperBroker, PaperCosts
 from execution.orders import OrderRequest, OrderType, Side
-from execution.runner import open_desk, run_replay
+from execution.runner import open_desk, run_once, run_replay
 from market.rebalance import Costs
 from models.forecaster.family import forecast_positions
 from storage import read_bars
@@ -105,7 +105,9 @@ def test_the_spread_is_the_whole_difference_from_the_backtest(engine: Engine, tm
 
 def test_a_loss_limit_halts_mid_replay_cancels_and_notifies(engine: Engine, tmp_path: Path) -> None:
     notes: list[tuple[str, dict[str, Any]]] = []
-    config = TradeConfig(risk_file=risk_file(tmp_path, drawdown=0.02), paper=EXACT, sizing={"strategy": "long_short"})
+    config = TradeConfig(
+        risk_file=risk_file(tmp_path, drawdown=0.02), paper=EXACT, sizing={"strategy": "long_short"}
+    )
     desk = open_desk(engine, config, MomentumAdvisor(), notify=lambda kind, d: notes.append((kind, dict(d))))
     run_ = run_replay(desk, engine, START, END)
     assert run_.halted
@@ -149,3 +151,18 @@ def test_the_paper_brokers_saved_state_goes_on_like_the_original() -> None:
         PaperBroker(costs, account="other").restore(saved.state())
     with pytest.raises(ValueError, match="not a saved paper broker state"):
         PaperBroker(costs).restore("{}")
+
+
+def test_a_live_cycle_decides_on_the_last_stored_bar_once(engine: Engine, tmp_path: Path) -> None:
+    config = TradeConfig(risk_file=risk_file(tmp_path), paper=EXACT, sizing={"max_weight": 0.5})
+    now = pd.Timestamp("2019-01-02 15:00", tz="UTC")  # the next session, markets open
+    first = run_once(open_desk(engine, config, MomentumAdvisor()), engine, now=now)
+    assert first.cycles == 1 and first.last == pd.Timestamp("2018-12-31", tz="UTC")
+    with engine.connect() as conn:
+        orders = list_orders(conn, "default")
+        targets = list_targets(conn, "default")
+    # the last bar rose: long, half the account (max_weight), sized at the last close, sent now
+    assert targets["weight"].tolist() == [0.5] and len(orders) == 1 and orders[0].status == "accepted"
+    assert orders[0].quantity == pytest.approx(0.5 * 100_000 / (1 + 3e-4 * 0.5) / 2506.85, rel=1e-3)
+    again = run_once(open_desk(engine, config, MomentumAdvisor()), engine, now=now)
+    assert again.cycles == 0 and again.skipped == 1

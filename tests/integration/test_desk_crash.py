@@ -24,7 +24,8 @@ TABLES = {
     "round(avg_fill_price, 9), reject_code FROM orders ORDER BY client_order_id",
     "fills": "SELECT broker_fill_id, symbol, side, quantity, round(price, 9), round(fee, 9), ts FROM fills "
     "ORDER BY broker_fill_id",
-    "positions": "SELECT symbol, round(quantity, 9), round(avg_cost, 9), round(realised_pnl, 6) FROM positions",
+    "positions": "SELECT symbol, round(quantity, 9), round(avg_cost, 9), round(realised_pnl, 6) "
+    "FROM positions",
     "cash": "SELECT name, round(cash, 6) FROM accounts",
     "equity": "SELECT ts, round(equity, 6) FROM equity_history ORDER BY ts",
     "cycles": "SELECT ts, orders, refusals FROM desk_cycles ORDER BY ts",
