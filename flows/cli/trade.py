@@ -137,6 +137,10 @@ def trade_command(
 
         lo = None if start is None else as_utc(start, "--replay START")
         hi = None if end is None else as_utc(end, "--replay END")
+        if lo is not None and hi is not None and lo > hi:
+            raise fail(
+                f"--replay starts at {lo} after it ends at {hi}; give START END oldest first", EXIT_BAD_INPUT
+            )
         try:
             with err.status("replaying" if lo is not None else "trading"):
                 return execute(config(), get_settings(), lo, hi)

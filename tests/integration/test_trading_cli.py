@@ -133,3 +133,20 @@ def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["pnl", "--account", "desk", "--base", "EURO"], env=env)
     assert bad.exit_code == 2 and "three-letter" in bad.output
     engine.dispose()
+
+
+def test_trade_refuses_bad_usage_before_it_asks_the_service() -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    for args, needle in (
+        (["trade"], "pass --paper"),
+        (["trade", "--paper", "--every", "5x"], "positive interval"),
+        (["trade", "--paper", "--once", "--every", "1h"], "choose one"),
+        (["trade", "--paper", "--replay", "2018-01-01", "2017-01-01"], "oldest first"),
+        (["trade", "--paper", "--replay", "nonsense", "2017-01-01"], "not a timestamp"),
+    ):
+        done = runner.invoke(app, args)
+        assert done.exit_code == 2 and needle in done.output, (args, done.output)
