@@ -57,8 +57,8 @@ _ORDERS = cast(Table, OrderRow.__table__)
 _FILLS = cast(Table, FillRow.__table__)
 _POSITIONS = cast(Table, PositionRow.__table__)
 _ACCOUNTS = cast(Table, AccountRow.__table__)
-_EQUITY = EquityHistoryRow.__table__
-_STATE = TradingStateRow.__table__
+_EQUITY = cast(Table, EquityHistoryRow.__table__)
+_STATE = cast(Table, TradingStateRow.__table__)
 
 # Statements of the hot paths, built once (their compiled form is cached by SQLAlchemy): the
 # values travel as execute() parameters, the SQL is the same as building them per call.
@@ -67,6 +67,18 @@ _INSERT_FILL = insert(_FILLS)
 _INSERT_POSITION = insert(_POSITIONS)
 _GET_ORDER = select(_ORDERS).where(_ORDERS.c.id == bindparam("_id"))
 _GET_ORDER_FOR_UPDATE = _GET_ORDER.with_for_update()
+_FIND_ORDER = select(_ORDERS).where(
+    _ORDERS.c.account == bindparam("_account"), _ORDERS.c.client_order_id == bindparam("_client_order_id")
+)
+_FIND_ORDER_FOR_UPDATE = _FIND_ORDER.with_for_update()
+_POSITIONS_OF = select(_POSITIONS).where(_POSITIONS.c.account == bindparam("_account"))
+_ALL_POSITIONS = _POSITIONS_OF.order_by(_POSITIONS.c.symbol)
+_OPEN_POSITIONS = _POSITIONS_OF.where(_POSITIONS.c.quantity != 0).order_by(_POSITIONS.c.symbol)
+_EQUITY_WHERE = (_EQUITY.c.account == bindparam("_account"), _EQUITY.c.ts == bindparam("_ts"))
+_EQUITY_MARKED = select(_EQUITY.c.ts).where(*_EQUITY_WHERE)
+_INSERT_EQUITY = insert(_EQUITY)
+_UPDATE_EQUITY = update(_EQUITY).where(*_EQUITY_WHERE)
+_GET_STATE = select(_STATE).where(_STATE.c.account == bindparam("_account"))
 _GET_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.name == bindparam("_name"))
 _GET_ACCOUNT_FOR_UPDATE = _GET_ACCOUNT.with_for_update()
 _FIND_FILL = select(_FILLS).where(_FILLS.c.broker_fill_id == bindparam("_broker_fill_id"))
@@ -461,8 +473,8 @@ def find_order(
     conn: Connection, account: str, client_order_id: str, *, for_update: bool = False
 ) -> OrderRecord | None:
     """The order of ``account`` with ``client_order_id`` (the idempotency key), or None."""
-    query = select(_ORDERS).where(_ORDERS.c.account == account, _ORDERS.c.client_order_id == client_order_id)
-    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    query = _FIND_ORDER_FOR_UPDATE if for_update else _FIND_ORDER
+    row = conn.execute(query, {"_account": account, "_client_order_id": client_order_id}).one_or_none()
     return None if row is None else _order(row)
 
 
@@ -605,10 +617,8 @@ def get_position(conn: Connection, account: str, symbol: str, *, for_update: boo
 def list_positions(conn: Connection, account: str, *, include_flat: bool = True) -> list[Position]:
     """The positions of ``account`` by symbol; flat ones (which keep their realised P&L) unless
     ``include_flat`` is False."""
-    query = select(_POSITIONS).where(_POSITIONS.c.account == account)
-    if not include_flat:
-        query = query.where(_POSITIONS.c.quantity != 0)
-    return [_position(r) for r in conn.execute(query.order_by(_POSITIONS.c.symbol)).all()]
+    query = _ALL_POSITIONS if include_flat else _OPEN_POSITIONS
+    return [_position(r) for r in conn.execute(query, {"_account": account}).all()]
 
 
 def fill_completes(order: OrderRecord, quantity: float) -> bool:
@@ -825,11 +835,11 @@ def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_va
     if found is None:
         raise ValueError(f"account {account!r} does not exist; open it first")
     values = {"cash": found.cash, "market_value": value, "equity": found.cash + value}
-    where = (EquityHistoryRow.account == account, EquityHistoryRow.ts == ts_ms)
-    if conn.execute(select(EquityHistoryRow.ts).where(*where)).first() is None:
-        conn.execute(insert(EquityHistoryRow).values(account=account, ts=ts_ms, **values))
+    where = {"_account": account, "_ts": ts_ms}
+    if conn.execute(_EQUITY_MARKED, where).first() is None:
+        conn.execute(_INSERT_EQUITY, {"account": account, "ts": ts_ms, **values})
     else:
-        conn.execute(update(EquityHistoryRow).where(*where).values(**values))
+        conn.execute(_UPDATE_EQUITY, {**values, **where})
     return EquityPoint(account, from_ms(ts_ms), values["cash"], value, values["equity"])
 
 
@@ -856,7 +866,7 @@ def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = 
 
 def get_trading_state(conn: Connection, account: str) -> TradingState:
     """The kill switch of ``account``: not halted when it was never set."""
-    row = conn.execute(select(_STATE).where(_STATE.c.account == account)).one_or_none()
+    row = conn.execute(_GET_STATE, {"_account": account}).one_or_none()
     if row is None:
         return TradingState(account, halted=False, reason=None, at=None)
     return TradingState(account, halted=bool(row.halted), reason=row.reason, at=from_ms(row.at))
