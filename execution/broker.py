@@ -97,6 +97,7 @@ is :mod:`execution.risk`'s job before ``submit``): it lets cash go negative and 
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Iterator, Mapping
@@ -353,6 +354,9 @@ class PaperBroker:
         self._calendars = dict(calendars or {})
         self._default_calendar = default_calendar
         self._orders: dict[str, _Order] = {}
+        # Per symbol, its orders that may still be open, by seq (final ones are dropped lazily,
+        # on the symbol's next bar): on_bar scans these instead of every order ever held.
+        self._by_symbol: dict[str, list[_Order]] = {}
         self._acks: dict[str, OrderAck] = {}
         self._fills: list[BrokerFill] = []
         self._book = _Book(cash=float(cash))
@@ -380,7 +384,9 @@ class PaperBroker:
         if reason or when is None:
             ack = OrderAck(cid, cid, OrderStatus.REJECTED, reason)
         else:
-            self._orders[cid] = _Order(order, as_utc(when, "decided_at"), seq=self._next_seq)
+            queued = _Order(order, as_utc(when, "decided_at"), seq=self._next_seq)
+            self._orders[cid] = queued
+            self._index(queued)
             self._next_seq += 1
             ack = OrderAck(cid, cid, OrderStatus.ACCEPTED)
         self._acks[cid] = ack
@@ -511,6 +517,9 @@ class PaperBroker:
             raise ValueError(f"not a saved paper broker state: {exc}") from exc
         self._book = book
         self._orders = orders
+        self._by_symbol = {}
+        for item_order in sorted(orders.values(), key=lambda o: o.seq):
+            self._by_symbol.setdefault(item_order.request.symbol, []).append(item_order)
         self._acks = {cid: OrderAck(cid, cid, OrderStatus.ACCEPTED) for cid in orders}
         self._fills = []
         self._next_seq = next_seq
@@ -552,9 +561,12 @@ class PaperBroker:
         book.last_close[symbol] = bar.close
         available = math.inf if self.costs.volume_share is None else self.costs.volume_share * bar.volume
         made: list[BrokerFill] = []
-        for order in sorted(self._orders.values(), key=lambda o: o.seq):
+        queue = self._by_symbol.get(symbol)
+        if not queue:
+            return made
+        for order in queue:
             request = order.request
-            if request.symbol != symbol or order.status in FINAL_STATES or bar.ts <= order.decided_at:
+            if order.status in FINAL_STATES or bar.ts <= order.decided_at:
                 continue
             order.bars_after += 1
             if order.bars_after < self.costs.latency_bars:
@@ -573,9 +585,18 @@ class PaperBroker:
                 made.append(self._fill(order, quantity, price, bar.ts))
             if tif is TimeInForce.IOC and order.status not in FINAL_STATES:
                 order.move(OrderStatus.CANCELLED, "IOC: the rest was cancelled after its first eligible bar")
+        queue[:] = [o for o in queue if o.status not in FINAL_STATES]
         return made
 
     # -- internals ----------------------------------------------------------------------------
+    def _index(self, order: _Order) -> None:
+        """Add ``order`` to its symbol's queue, kept in ``seq`` order (ties: arrival order)."""
+        queue = self._by_symbol.setdefault(order.request.symbol, [])
+        if not queue or queue[-1].seq <= order.seq:
+            queue.append(order)
+        else:
+            bisect.insort_right(queue, order, key=lambda o: o.seq)
+
     def _calendar(self, symbol: str) -> Calendar:
         cal = self._calendars.get(symbol, self._default_calendar)
         return get_calendar(cal) if isinstance(cal, str) else cal

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Table, insert, select
 
 from storage._redact import redacted_json
 from storage._time import now_ms as _now_ms
 from storage.schema import AuditLogRow
+
+_INSERT = insert(cast(Table, AuditLogRow.__table__))  # built once; the values travel as parameters
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,14 @@ def audit(conn: Connection, *, actor: str, action: str, subject: str, details: M
     if not isinstance(details, Mapping):
         raise TypeError(f"details must be a mapping, not {type(details).__name__}")
     result = conn.execute(
-        insert(AuditLogRow).values(
-            at=_now_ms(), actor=actor, action=action, subject=subject, details=redacted_json(details)
-        )
+        _INSERT,
+        {
+            "at": _now_ms(),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "details": redacted_json(details),
+        },
     )
     key = result.inserted_primary_key
     if key is None:  # pragma: no cover - every supported dialect reports it

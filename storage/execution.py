@@ -33,10 +33,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Float, Table, bindparam, insert, select, update
 
 from storage._time import from_ms, now_ms, optional_ms, optional_ts, to_ms
 from storage.audit import audit
@@ -53,12 +53,53 @@ from storage.schema import (
     TradingStateRow,
 )
 
-_ORDERS = OrderRow.__table__
-_FILLS = FillRow.__table__
-_POSITIONS = PositionRow.__table__
-_ACCOUNTS = AccountRow.__table__
-_EQUITY = EquityHistoryRow.__table__
-_STATE = TradingStateRow.__table__
+_ORDERS = cast(Table, OrderRow.__table__)
+_FILLS = cast(Table, FillRow.__table__)
+_POSITIONS = cast(Table, PositionRow.__table__)
+_ACCOUNTS = cast(Table, AccountRow.__table__)
+_EQUITY = cast(Table, EquityHistoryRow.__table__)
+_STATE = cast(Table, TradingStateRow.__table__)
+
+# Statements of the hot paths, built once (their compiled form is cached by SQLAlchemy): the
+# values travel as execute() parameters, the SQL is the same as building them per call.
+_INSERT_ORDER = insert(_ORDERS)
+_INSERT_FILL = insert(_FILLS)
+_INSERT_POSITION = insert(_POSITIONS)
+_GET_ORDER = select(_ORDERS).where(_ORDERS.c.id == bindparam("_id"))
+_GET_ORDER_FOR_UPDATE = _GET_ORDER.with_for_update()
+_FIND_ORDER = select(_ORDERS).where(
+    _ORDERS.c.account == bindparam("_account"), _ORDERS.c.client_order_id == bindparam("_client_order_id")
+)
+_FIND_ORDER_FOR_UPDATE = _FIND_ORDER.with_for_update()
+_POSITIONS_OF = select(_POSITIONS).where(_POSITIONS.c.account == bindparam("_account"))
+_ALL_POSITIONS = _POSITIONS_OF.order_by(_POSITIONS.c.symbol)
+_OPEN_POSITIONS = _POSITIONS_OF.where(_POSITIONS.c.quantity != 0).order_by(_POSITIONS.c.symbol)
+_EQUITY_WHERE = (_EQUITY.c.account == bindparam("_account"), _EQUITY.c.ts == bindparam("_ts"))
+_EQUITY_MARKED = select(_EQUITY.c.ts).where(*_EQUITY_WHERE)
+_INSERT_EQUITY = insert(_EQUITY)
+_UPDATE_EQUITY = update(_EQUITY).where(*_EQUITY_WHERE)
+_GET_STATE = select(_STATE).where(_STATE.c.account == bindparam("_account"))
+_GET_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.name == bindparam("_name"))
+_GET_ACCOUNT_FOR_UPDATE = _GET_ACCOUNT.with_for_update()
+_FIND_FILL = select(_FILLS).where(_FILLS.c.broker_fill_id == bindparam("_broker_fill_id"))
+_GET_POSITION = select(_POSITIONS).where(
+    _POSITIONS.c.account == bindparam("_account"), _POSITIONS.c.symbol == bindparam("_symbol")
+)
+_GET_POSITION_FOR_UPDATE = _GET_POSITION.with_for_update()
+_UPDATE_POSITION = update(_POSITIONS).where(
+    _POSITIONS.c.account == bindparam("_account"), _POSITIONS.c.symbol == bindparam("_symbol")
+)
+_MOVE_CASH = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.name == bindparam("_name"))
+    .values(cash=_ACCOUNTS.c.cash + bindparam("_cash_flow", type_=Float()))
+)
+# compare-and-set: the SET columns are the parameters' keys (plus updated_at)
+_COMPARE_AND_SET = update(_ORDERS).where(
+    _ORDERS.c.id == bindparam("_id"),
+    _ORDERS.c.status == bindparam("_status"),
+    _ORDERS.c.filled_quantity == bindparam("_filled_quantity"),
+)
 
 LATE_FILL_STATUSES: tuple[str, ...] = ("cancelled", "expired")
 """Final statuses that a venue's fill can still reach (a cancel or an expiry that crossed the
@@ -305,8 +346,8 @@ def _account(row: Any) -> Account:
 
 def get_account(conn: Connection, name: str, *, for_update: bool = False) -> Account | None:
     """The account named ``name``, or None."""
-    query = select(_ACCOUNTS).where(_ACCOUNTS.c.name == name)
-    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    query = _GET_ACCOUNT_FOR_UPDATE if for_update else _GET_ACCOUNT
+    row = conn.execute(query, {"_name": name}).one_or_none()
     return None if row is None else _account(row)
 
 
@@ -401,7 +442,7 @@ def insert_order(conn: Connection, order: OrderRecord, *, actor: str) -> OrderRe
         "created_at": to_ms(order.created_at, "created_at"),
         "updated_at": to_ms(order.updated_at, "updated_at"),
     }
-    conn.execute(insert(OrderRow).values(**values))
+    conn.execute(_INSERT_ORDER, values)
     audit(
         conn,
         actor=actor,
@@ -423,8 +464,8 @@ def insert_order(conn: Connection, order: OrderRecord, *, actor: str) -> OrderRe
 def get_order(conn: Connection, order_id: str, *, for_update: bool = False) -> OrderRecord | None:
     """The order ``order_id``, or None. ``for_update`` locks its row until the transaction ends
     (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite serialises writers anyway)."""
-    query = select(_ORDERS).where(_ORDERS.c.id == order_id)
-    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    query = _GET_ORDER_FOR_UPDATE if for_update else _GET_ORDER
+    row = conn.execute(query, {"_id": order_id}).one_or_none()
     return None if row is None else _order(row)
 
 
@@ -432,8 +473,8 @@ def find_order(
     conn: Connection, account: str, client_order_id: str, *, for_update: bool = False
 ) -> OrderRecord | None:
     """The order of ``account`` with ``client_order_id`` (the idempotency key), or None."""
-    query = select(_ORDERS).where(_ORDERS.c.account == account, _ORDERS.c.client_order_id == client_order_id)
-    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    query = _FIND_ORDER_FOR_UPDATE if for_update else _FIND_ORDER
+    row = conn.execute(query, {"_account": account, "_client_order_id": client_order_id}).one_or_none()
     return None if row is None else _order(row)
 
 
@@ -461,13 +502,14 @@ def list_orders(
 
 def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
     result = conn.execute(
-        update(OrderRow)
-        .where(
-            OrderRow.id == order.id,
-            OrderRow.status == order.status,
-            OrderRow.filled_quantity == order.filled_quantity,
-        )
-        .values(**values, updated_at=now_ms())
+        _COMPARE_AND_SET,
+        {
+            **values,
+            "updated_at": now_ms(),
+            "_id": order.id,
+            "_status": order.status,
+            "_filled_quantity": order.filled_quantity,
+        },
     )
     if result.rowcount != 1:
         raise StaleOrder(
@@ -549,7 +591,7 @@ def position_after(
 
 def find_fill(conn: Connection, broker_fill_id: str) -> FillRecord | None:
     """The fill recorded under ``broker_fill_id``, or None."""
-    row = conn.execute(select(_FILLS).where(_FILLS.c.broker_fill_id == broker_fill_id)).one_or_none()
+    row = conn.execute(_FIND_FILL, {"_broker_fill_id": broker_fill_id}).one_or_none()
     return None if row is None else _fill(row)
 
 
@@ -567,18 +609,16 @@ def list_fills(
 
 def get_position(conn: Connection, account: str, symbol: str, *, for_update: bool = False) -> Position | None:
     """The position of ``account`` in ``symbol``, or None if it never traded it."""
-    query = select(_POSITIONS).where(_POSITIONS.c.account == account, _POSITIONS.c.symbol == symbol)
-    row = conn.execute(query.with_for_update() if for_update else query).one_or_none()
+    query = _GET_POSITION_FOR_UPDATE if for_update else _GET_POSITION
+    row = conn.execute(query, {"_account": account, "_symbol": symbol}).one_or_none()
     return None if row is None else _position(row)
 
 
 def list_positions(conn: Connection, account: str, *, include_flat: bool = True) -> list[Position]:
     """The positions of ``account`` by symbol; flat ones (which keep their realised P&L) unless
     ``include_flat`` is False."""
-    query = select(_POSITIONS).where(_POSITIONS.c.account == account)
-    if not include_flat:
-        query = query.where(_POSITIONS.c.quantity != 0)
-    return [_position(r) for r in conn.execute(query.order_by(_POSITIONS.c.symbol)).all()]
+    query = _ALL_POSITIONS if include_flat else _OPEN_POSITIONS
+    return [_position(r) for r in conn.execute(query, {"_account": account}).all()]
 
 
 def fill_completes(order: OrderRecord, quantity: float) -> bool:
@@ -689,18 +729,19 @@ def record_fill(
     )
     at = now_ms()
     result = conn.execute(
-        insert(FillRow).values(
-            order_id=order.id,
-            account=order.account,
-            symbol=order.symbol,
-            side=order.side,
-            quantity=qty,
-            price=px,
-            fee=fee_,
-            ts=ts_ms,
-            broker_fill_id=broker_fill_id,
-            recorded_at=at,
-        )
+        _INSERT_FILL,
+        {
+            "order_id": order.id,
+            "account": order.account,
+            "symbol": order.symbol,
+            "side": order.side,
+            "quantity": qty,
+            "price": px,
+            "fee": fee_,
+            "ts": ts_ms,
+            "broker_fill_id": broker_fill_id,
+            "recorded_at": at,
+        },
     )
     key = result.inserted_primary_key
     if key is None:  # pragma: no cover - every supported dialect reports it
@@ -715,18 +756,12 @@ def record_fill(
     q1, c1, r1 = position_after(q0, c0, r0, signed, px)
     values = {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at}
     if before is None:
-        conn.execute(insert(PositionRow).values(account=order.account, symbol=order.symbol, **values))
+        conn.execute(_INSERT_POSITION, {"account": order.account, "symbol": order.symbol, **values})
     else:
-        conn.execute(
-            update(PositionRow)
-            .where(PositionRow.account == order.account, PositionRow.symbol == order.symbol)
-            .values(**values)
-        )
+        conn.execute(_UPDATE_POSITION, {**values, "_account": order.account, "_symbol": order.symbol})
 
     cash_flow = -signed * px - fee_
-    conn.execute(
-        update(AccountRow).where(AccountRow.name == order.account).values(cash=AccountRow.cash + cash_flow)
-    )
+    conn.execute(_MOVE_CASH, {"_name": order.account, "_cash_flow": cash_flow})
     account = get_account(conn, order.account)
     if account is None:  # pragma: no cover - the order's foreign key
         raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
@@ -800,11 +835,11 @@ def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_va
     if found is None:
         raise ValueError(f"account {account!r} does not exist; open it first")
     values = {"cash": found.cash, "market_value": value, "equity": found.cash + value}
-    where = (EquityHistoryRow.account == account, EquityHistoryRow.ts == ts_ms)
-    if conn.execute(select(EquityHistoryRow.ts).where(*where)).first() is None:
-        conn.execute(insert(EquityHistoryRow).values(account=account, ts=ts_ms, **values))
+    where = {"_account": account, "_ts": ts_ms}
+    if conn.execute(_EQUITY_MARKED, where).first() is None:
+        conn.execute(_INSERT_EQUITY, {"account": account, "ts": ts_ms, **values})
     else:
-        conn.execute(update(EquityHistoryRow).where(*where).values(**values))
+        conn.execute(_UPDATE_EQUITY, {**values, **where})
     return EquityPoint(account, from_ms(ts_ms), values["cash"], value, values["equity"])
 
 
@@ -831,7 +866,7 @@ def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = 
 
 def get_trading_state(conn: Connection, account: str) -> TradingState:
     """The kill switch of ``account``: not halted when it was never set."""
-    row = conn.execute(select(_STATE).where(_STATE.c.account == account)).one_or_none()
+    row = conn.execute(_GET_STATE, {"_account": account}).one_or_none()
     if row is None:
         return TradingState(account, halted=False, reason=None, at=None)
     return TradingState(account, halted=bool(row.halted), reason=row.reason, at=from_ms(row.at))
