@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from config.assets import DEFAULT_CALENDARS
 from config.flows import InputError
-from config.risk import load_risk_config
+from config.risk import DEFAULT_ACCOUNT, load_risk_configs
 from config.settings import Settings
 from config.trading import TradeConfig
 from execution.desk import Advisor, CycleReport, Desk, Notify, decision_time
@@ -76,13 +76,20 @@ def _assets(engine: Engine, symbols: tuple[str, ...]) -> tuple[dict[str, str], d
 
 def open_desk(engine: Engine, config: TradeConfig, advisor: Advisor, notify: Notify | None = None) -> Desk:
     """The account's desk on ``engine``: its limits from ``config.risk_file`` (default
-    ``config/risk.yaml``), each symbol's calendar and timeframe from the asset registry.
+    ``config/risk.yaml``; an account the file does not list has the ``default`` account's
+    limits), each symbol's calendar and timeframe from the asset registry.
 
     Raises:
         InputError: an unregistered symbol, or an account with another initial cash.
     """
     calendars, timeframes = _assets(engine, config.symbols)
-    risk = load_risk_config(config.risk_file, config.account)
+    try:
+        limits = load_risk_configs(config.risk_file)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    risk = limits.get(config.account) or limits[DEFAULT_ACCOUNT].model_copy(
+        update={"account": config.account}
+    )
     try:
         return Desk(engine, config, risk, advisor, calendars=calendars, timeframes=timeframes, notify=notify)
     except ValueError as exc:

@@ -4,9 +4,11 @@ service's answers, and every failure is a ServiceError with the service's messag
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -272,3 +274,56 @@ def test_defaults_match_fks_serve() -> None:
     port = inspect.signature(serve).parameters["port"].default
     host = inspect.signature(serve).parameters["host"].default
     assert Settings.model_fields["service_url"].default == f"http://{host}:{port}"
+
+
+def test_the_desk_trades_the_served_allocation_and_posts_its_fills(
+    registry: Registry, url: str, key: str, tmp_path: Path
+) -> None:
+    from config.assets import load_asset_specs
+    from config.trading import TradeConfig
+    from execution.runner import trade
+    from storage import open_store, upsert_assets
+    from storage.desk import list_targets
+    from storage.execution import list_orders
+    from tests.integration.test_desk import risk_file
+
+    engine = open_store(registry.db_url)
+    settings = Settings(db_url=registry.db_url, mlflow_tracking_uri=registry.tracking_uri, data_dir=tmp_path)
+    with engine.begin() as conn:
+        upsert_assets(conn, load_asset_specs(settings.assets_file))
+    receiver = Receiver()
+    try:
+        desk = settings.model_copy(
+            update={
+                "service_url": url,
+                "service_api_key": SecretStr(key),
+                "webhook_urls": [SecretStr(f"{receiver.url}/services/T0/B0/secret")],
+            }
+        )
+        config = TradeConfig(
+            account="alloc", symbols=("SPX",), allocator=ALLOCATOR, risk_file=risk_file(tmp_path),
+            ingest=False, paper={"spread_bps": 0, "slippage_bps": 0, "volume_share": None},
+        )  # fmt: skip
+        run = trade(
+            engine,
+            desk,
+            config,
+            replay=(pd.Timestamp("2016-01-04", tz="UTC"), pd.Timestamp("2016-01-29", tz="UTC")),
+        )
+    finally:
+        receiver.close()
+    with engine.connect() as conn:
+        targets = list_targets(conn, "alloc")
+        orders = list_orders(conn, "alloc")
+    # HalfInvested moves halfway from the current weight to 0.5 (one asset) each bar: 0.25, 0.375, ...
+    assert set(targets["model"]) == {ALLOCATOR} and targets["weight"].iloc[0] == pytest.approx(0.25)
+    assert targets["weight"].iloc[1] == pytest.approx(0.375, abs=0.01)
+    assert targets["weight"].iloc[-1] == pytest.approx(0.5, abs=0.01)
+    assert run.cycles == len(targets) and run.orders == len(orders) > 5 and not run.halted
+    posted = [json.loads(r.body) for r in receiver.at("/services/T0/B0/secret")]
+    fills = [p for p in posted if p["fks"]["kind"] == "fill"]
+    assert (
+        len(fills) == run.fills and fills[0]["text"] == fills[0]["content"] and fills[0]["username"] == "fks"
+    )
+    assert fills[0]["fks"]["account"] == "alloc" and fills[0]["fks"]["fields"]["symbol"] == "SPX"
+    engine.dispose()
