@@ -73,7 +73,7 @@ def upsert_assets(conn: Connection, specs: Iterable[AssetSpec]) -> None:
         if symbol not in stored
     ]
     if new_rows:
-        conn.execute(insert(AssetRow), new_rows)
+        conn.execute(_insert_missing(conn), new_rows)
     for symbol, spec in wanted.items():
         row = stored.get(symbol)
         if row is not None and _spec(row) != spec:
@@ -82,22 +82,41 @@ def upsert_assets(conn: Connection, specs: Iterable[AssetSpec]) -> None:
             )
 
 
+def _insert_missing(conn: Connection) -> Any:
+    """An ``INSERT`` into ``assets`` that skips a symbol stored meanwhile (``ON CONFLICT DO
+    NOTHING``), so processes registering the same symbol at once never collide."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(AssetRow).on_conflict_do_nothing(index_elements=["symbol"])
+    if conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(AssetRow).on_conflict_do_nothing(index_elements=["symbol"])
+    return insert(AssetRow)
+
+
 def register_asset(conn: Connection, spec: AssetSpec) -> None:
-    """Add one new asset to the registry.
+    """Add one new asset to the registry; registering the same asset again (the same fields, e.g.
+    by another process at the same time) changes nothing.
 
     Raises:
         TypeError: when ``spec`` is not an ``AssetSpec``.
-        ValueError: when the symbol is already registered (use :func:`upsert_assets` to change it).
+        ValueError: when the symbol is registered with other fields (use :func:`upsert_assets`
+            to change it).
     """
     spec = _check_spec(spec)
-    exists = conn.execute(select(AssetRow.symbol).where(AssetRow.symbol == spec.symbol)).first()
-    if exists is not None:
-        raise ValueError(
-            f"asset {spec.symbol} is already registered; "
-            "edit config/assets.yaml or call upsert_assets to change it"
-        )
     now = _now_ms()
-    conn.execute(insert(AssetRow).values(**_values(spec), created_at=now, updated_at=now))
+    done = conn.execute(_insert_missing(conn).values(**_values(spec), created_at=now, updated_at=now))
+    if done.rowcount == 1:
+        return
+    stored = get_asset(conn, spec.symbol)
+    if stored is not None and stored == spec:
+        return  # another process registered the very same asset meanwhile
+    raise ValueError(
+        f"asset {spec.symbol} is already registered with other fields; "
+        "edit config/assets.yaml (or pass the stored --asset-class/--calendar) to change it"
+    )
 
 
 def get_asset(conn: Connection, symbol: str) -> AssetSpec | None:

@@ -7,10 +7,12 @@ schema is created and changed only by Alembic migrations (``storage/migrations``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -27,6 +29,8 @@ SQLITE_PRAGMAS: tuple[str, ...] = (
 # Our own name for Alembic's version table: Optuna's RDB storage keeps its studies in this database
 # and runs its own Alembic migrations with the default name `alembic_version`; sharing would break both.
 VERSION_TABLE = "fks_alembic_version"
+MIGRATION_LOCK_KEY = 0x464B530001
+"""PostgreSQL advisory lock key held while FKS migrates a database."""
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
@@ -93,6 +97,9 @@ def migrate(engine: Engine) -> None:
 
     Safe to call on every start: an up-to-date database is left as it is. Migrations run in one
     transaction on the engine's own connection (on PostgreSQL the DDL is transactional too).
+    Processes that start at once on a fresh database migrate it once: PostgreSQL takes a
+    transaction-scoped advisory lock (:data:`MIGRATION_LOCK_KEY`) first, a SQLite file is
+    migrated under an exclusive lock on ``<file>.migrate-lock``.
 
     Raises:
         sqlalchemy.exc.OperationalError: when the database cannot be reached or written.
@@ -102,9 +109,31 @@ def migrate(engine: Engine) -> None:
     from alembic import command
 
     config = _alembic_config()
-    with engine.begin() as connection:
+    with _migration_lock(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """On a SQLite file, an exclusive lock on ``<file>.migrate-lock`` for the duration (so that
+    processes starting at once on a fresh file migrate one after the other); nothing otherwise
+    (PostgreSQL takes an advisory lock inside the migration's transaction)."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or "mode=memory" in database:
+        yield
+        return
+    import fcntl
+
+    path = Path(database[5:] if database.startswith("file:") else database).expanduser()
+    with open(f"{path}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_store(url: str) -> Engine:

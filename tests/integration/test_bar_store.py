@@ -300,8 +300,9 @@ def test_assets_upsert_get_list_and_register(engine: Engine) -> None:
     )
     with engine.begin() as conn:
         register_asset(conn, btc)
-        with pytest.raises(ValueError, match="already registered"):
-            register_asset(conn, btc)
+        register_asset(conn, btc)  # the same asset again (another process at once): nothing changes
+        with pytest.raises(ValueError, match="already registered with other fields"):
+            register_asset(conn, btc.model_copy(update={"timeframe": "1h"}))
         assert get_asset(conn, "BTCUSDT") == btc
         assert get_asset(conn, "BTCUSDT").calendar == "24/7"  # type: ignore[union-attr]
         assert "BTCUSDT" not in [a.symbol for a in list_assets(conn, enabled_only=True)]
