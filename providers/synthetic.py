@@ -128,11 +128,10 @@ so an ingestion that resumes from a watermark gets the same bars again, and the 
 streams (``name_key``: a stable 64-bit BLAKE2b hash of the name, never Python's ``hash``) and
 ``SeedSequence(seed, spawn_key=(stream, timeframe, chunk))`` for the market-wide regime and
 factor, drawn in fixed chunks of 65 536 bars (regime spells: 64 spells) that are always drawn
-whole. Timeframes are simulated
-independently: ``1h`` bars are not the aggregate of the ``1m`` bars. Because streams are
-separate, changing the jump parameters leaves the diffusive shocks, wicks and volume noise
-unchanged. Results are reproducible for a given numpy version; numpy does not promise the
-same streams across versions.
+whole. Timeframes are simulated independently: ``1h`` bars are not the aggregate of the ``1m``
+bars. Because streams are separate, changing the jump parameters leaves the diffusive shocks,
+wicks and volume noise unchanged. Results are reproducible for a given numpy version; numpy does
+not promise the same streams across versions.
 """
 
 from __future__ import annotations
