@@ -26,7 +26,9 @@ otherwise).
 ``seed`` -- int >= 0, default ``0``
     The only source of randomness.
 ``symbols`` -- tuple of distinct names, default ``("SYNA", "SYNB")``
-    Order matters: it is the order of the Cholesky factorisation (see Model, step 2).
+    An asset's path is keyed by its name, not its position: ``("A", "B")`` and ``("B", "A")``
+    give each name the same bars, ``("C", "D")`` other bars. The order is only the order of the
+    per-asset tuples and of the result.
 ``calendar`` -- str, default ``"24/7"``
     Any name :func:`market.calendars.get_calendar` knows: ``24/7``, ``24/5``, ``XNYS``, ...
     Exchange calendars know sessions only up to about a year ahead, so their bars stop there.
@@ -34,8 +36,10 @@ otherwise).
     Start of the simulated history: the first bar is the first grid point at or after it.
     Naive input is read as UTC. Exchange calendars have no sessions before 1990.
 ``correlation`` -- float or k x k matrix, default ``0.3``
-    A constant pairwise correlation rho of the diffusive shocks, in ``(-1/(k-1), 1)``, or an
-    explicit symmetric, unit-diagonal, positive-definite matrix (nested tuples, lists or ndarray).
+    A constant pairwise correlation rho of the diffusive shocks, in ``(-1/(k-1), 1)`` (``(-1, 1)``
+    for one asset: its loading on the market factor), or an explicit symmetric, unit-diagonal,
+    positive-definite matrix (nested tuples, lists or ndarray; row and column ``j`` belong to
+    ``symbols[j]``).
 ``drift`` -- per asset, 1/year, default ``0.05``
     mu: the annual expected growth rate of the price, ``E[S_t] = S_0 exp(mu t)`` (t in years)
     within a regime; in [-2, 2].
@@ -46,8 +50,13 @@ otherwise).
     Expected length of a calm and of a stressed spell.
 ``jump_intensity`` -- 1/year, default ``4``
     lambda: expected number of jumps per asset per year; ``0`` turns jumps off.
-``jump_mean``, ``jump_std`` -- log-return, defaults ``-0.02`` and ``0.04``
-    m and s: mean and standard deviation of one jump's log-return.
+``jump_mean``, ``jump_std`` -- log-return, defaults ``-0.01`` and ``0.01``
+    m and s: mean and standard deviation of one jump's log-return. A jump lands within one bar
+    at every timeframe, so the defaults are sized as intraday news jumps: a move beyond 5 % (4 s
+    from m) inside one minute would halt a US stock (the Limit Up-Limit Down band of large
+    caps), and it is where ``config/validation.yaml`` flags an equity's 1m return
+    (``return_in_bound``, floor 0.05). Fatter daily tails come from the regimes (excess kurtosis
+    about 4.5 of daily returns at the defaults); larger jumps are a parameter away.
 ``start_prices`` -- per asset, price units, default ``None``
     First open of each asset. ``None`` draws each from the seed, log-uniform on [10, 1000] and
     rounded to cents (see :meth:`SyntheticMarket.initial_prices`).
@@ -81,9 +90,16 @@ weekends and nights carry no extra variance.
    ``stressed_days * B`` (at least one bar). The first state is drawn from the stationary law,
    ``P(s_0 = 1) = stressed_days / (calm_days + stressed_days)``. Spell lengths are drawn by
    inversion, ``1 + floor(log U / log(1 - p))`` with ``p = 1 / mean``.
-2. **Shocks.** ``z_t ~ N(0, I_k)`` independent; ``eps_t = L z_t`` with ``L`` the lower Cholesky
-   factor of the correlation matrix, so ``corr(eps_i, eps_j) = rho_ij``. Because ``L`` is lower
-   triangular, appending a symbol leaves the paths of the earlier symbols unchanged.
+2. **Shocks.** A market factor ``f_t ~ N(0, 1)`` drawn from the seed alone and one
+   idiosyncratic ``z_{t,j} ~ N(0, 1)`` per asset drawn from the seed and the asset's *name*, all
+   independent. A constant ``rho >= 0`` is a one-factor model,
+   ``eps_{t,j} = sqrt(rho) f_t + sqrt(1 - rho) z_{t,j}``, so ``corr(eps_i, eps_j) = rho`` and an
+   asset's path depends only on ``(seed, name, rho)`` and its own parameters: the same in any
+   universe, alone or with others, in any order. A negative constant or a matrix uses
+   ``eps_t = L z_t`` with ``L`` the lower Cholesky factor of the correlation matrix with the
+   assets sorted by name: the order the symbols are given in does not matter, the first name
+   in sorted order has the shocks it has alone, and adding a name that sorts after the others
+   leaves their paths unchanged (see :meth:`SyntheticMarket.shock_loadings`).
 3. **Jumps.** ``N_{t,j} ~ Poisson(lambda dt)`` independent per asset; the bar's jump is
    ``J_{t,j} = m N + s sqrt(N) xi`` with ``xi ~ N(0, 1)`` (a sum of ``N`` normal jumps).
    ``kappa = exp(m + s^2/2) - 1`` compensates the drift.
@@ -106,18 +122,21 @@ Reproducibility and prefix stability
 
 The bars are a pure function of ``(market, timeframe)`` and each bar's position from
 ``origin``: simulating to a later ``end`` returns exactly the same earlier bars (bit for bit),
-so an ingestion that resumes from a watermark gets the same bars again. Each random quantity
-has its own stream, ``SeedSequence(seed, spawn_key=(stream, timeframe, asset, chunk))`` (the
-children that nested ``SeedSequence(seed).spawn`` would give), drawn in fixed chunks of 65 536
-bars (regime spells: 64 spells) that are always drawn whole. Timeframes are simulated
-independently: ``1h`` bars are not the aggregate of the ``1m`` bars. Because streams are
-separate, changing the jump parameters leaves the diffusive shocks, wicks and volume noise
-unchanged. Results are reproducible for a given numpy version; numpy does not promise the
-same streams across versions.
+so an ingestion that resumes from a watermark gets the same bars again, and the bars of any
+``[start, end)`` equal that slice of one longer run. Each random quantity has its own stream,
+``SeedSequence(seed, spawn_key=(stream, timeframe, name_key(symbol), chunk))`` for an asset's
+streams (``name_key``: a stable 64-bit BLAKE2b hash of the name, never Python's ``hash``) and
+``SeedSequence(seed, spawn_key=(stream, timeframe, chunk))`` for the market-wide regime and
+factor, drawn in fixed chunks of 65 536 bars (regime spells: 64 spells) that are always drawn
+whole. Timeframes are simulated independently: ``1h`` bars are not the aggregate of the ``1m``
+bars. Because streams are separate, changing the jump parameters leaves the diffusive shocks,
+wicks and volume noise unchanged. Results are reproducible for a given numpy version; numpy does
+not promise the same streams across versions.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections.abc import Callable
@@ -147,6 +166,7 @@ __all__ = [
     "EndRequiredError",
     "SyntheticMarket",
     "SyntheticProvider",
+    "name_key",
     "simulate",
     "simulate_regimes",
 ]
@@ -171,6 +191,7 @@ class _Stream(IntEnum):
     WICK_LOW = 6
     VOLUME_NOISE = 7
     START_PRICE = 8
+    MARKET_FACTOR = 9
 
 
 def _utc(value: Any) -> pd.Timestamp:
@@ -221,8 +242,8 @@ class SyntheticMarket(BaseModel):
     calm_days: float = Field(default=60.0, gt=0, le=36_500)
     stressed_days: float = Field(default=15.0, gt=0, le=36_500)
     jump_intensity: float = Field(default=4.0, ge=0, le=10_000)
-    jump_mean: float = Field(default=-0.02, ge=-1.0, le=1.0)
-    jump_std: float = Field(default=0.04, ge=0, le=1.0)
+    jump_mean: float = Field(default=-0.01, ge=-1.0, le=1.0)
+    jump_std: float = Field(default=0.01, ge=0, le=1.0)
     start_prices: tuple[float, ...] | None = None
     base_volume: PerAsset = 1e6
     volume_profile: float = Field(default=0.5, ge=0, lt=1)
@@ -281,10 +302,11 @@ class SyntheticMarket(BaseModel):
         k = len(self.symbols)
         if isinstance(self.correlation, float | int):
             rho = float(self.correlation)
-            if k > 1 and not (-1.0 / (k - 1) < rho < 1.0):
+            lowest = -1.0 / (k - 1) if k > 1 else -1.0
+            if not (lowest < rho < 1.0):
                 raise ValueError(
                     f"correlation {rho} is not valid for {k} assets: a constant correlation must lie in "
-                    f"({-1.0 / (k - 1):.4g}, 1) to be positive definite"
+                    f"({lowest:.4g}, 1) to be positive definite"
                 )
             corr = np.full((k, k), rho)
             np.fill_diagonal(corr, 1.0)
@@ -309,18 +331,48 @@ class SyntheticMarket(BaseModel):
         return corr
 
     def initial_prices(self) -> FloatArray:
-        """First open of each asset, in price units: ``start_prices`` or drawn from the seed."""
+        """First open of each asset, in price units: ``start_prices`` or drawn from the seed and
+        the asset's name (so a name keeps its price whatever the other symbols are)."""
         if self.start_prices is not None:
             return np.asarray(self.start_prices, dtype=np.float64)
         out = np.empty(len(self.symbols))
-        for j in range(len(self.symbols)):
-            u = _rng(self.seed, _Stream.START_PRICE, j).random()
+        for j, symbol in enumerate(self.symbols):
+            u = _rng(self.seed, _Stream.START_PRICE, name_key(symbol)).random()
             out[j] = round(10.0 ** (1.0 + 2.0 * u), 2)
         return out
+
+    def shock_loadings(self) -> tuple[FloatArray, FloatArray]:
+        """How the diffusive shocks are built: ``(a, B)`` with ``eps_j = a_j f + sum_i B[j, i] z_i``.
+
+        ``f`` is the market factor (drawn from the seed alone) and ``z_i`` the idiosyncratic shock
+        of symbol ``i`` (drawn from the seed and the symbol's name); ``a`` has ``k`` entries and
+        ``B`` is ``k x k``, both in the order of ``symbols``. A constant ``correlation`` ``rho >= 0``
+        is a one-factor model, ``a_j = sqrt(rho)``, ``B = sqrt(1 - rho) I``: a symbol's shocks
+        depend only on the seed, its name and ``rho``, whatever the other symbols. Otherwise (a
+        negative constant or a matrix) ``a = 0`` and ``B`` is the lower Cholesky factor of the
+        correlation matrix with the symbols sorted by name, so the order they are given in does
+        not matter (see Model, step 2).
+        """
+        k = len(self.symbols)
+        if isinstance(self.correlation, float | int) and float(self.correlation) >= 0.0:
+            rho = float(self.correlation)
+            return np.full(k, math.sqrt(rho)), math.sqrt(1.0 - rho) * np.eye(k)
+        corr = self.correlation_matrix()
+        order = sorted(range(k), key=lambda j: self.symbols[j])
+        chol = np.linalg.cholesky(corr[np.ix_(order, order)])
+        loadings = np.zeros((k, k))
+        loadings[np.ix_(order, order)] = chol
+        return np.zeros(k), loadings
 
     def _per_asset(self, name: str) -> FloatArray:
         values = np.asarray(getattr(self, name), dtype=np.float64)
         return np.broadcast_to(values, (len(self.symbols),)).astype(np.float64)
+
+
+def name_key(symbol: str) -> int:
+    """A stable 64-bit key of a symbol's name (BLAKE2b of its UTF-8 bytes; not Python's ``hash``,
+    which changes between processes): the random streams of an asset are keyed by it."""
+    return int.from_bytes(hashlib.blake2b(symbol.encode("utf-8"), digest_size=8).digest(), "big")
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -411,7 +463,9 @@ def _simulate_arrays(
     stressed = _regime_path(
         seed, tf_key, n, market.calm_days * bars_per_session, market.stressed_days * bars_per_session
     )
-    chol = np.linalg.cholesky(market.correlation_matrix())
+    factor_loading, loadings = market.shock_loadings()
+    names = [name_key(symbol) for symbol in market.symbols]
+    by_name = sorted(range(k), key=lambda i: market.symbols[i])
     mu, vol_calm, vol_stressed = (
         market._per_asset("drift"),
         market._per_asset("vol_calm"),
@@ -429,20 +483,34 @@ def _simulate_arrays(
         volume_level = volume_level * profile
 
     out = np.empty((k, 5, n), dtype=np.float64)
-    shocks: list[FloatArray] = []
+    shocks: dict[int, FloatArray] = {}
+    uses = np.count_nonzero(loadings, axis=0)  # rows that still need symbol i's shocks
+
+    def shock(i: int) -> FloatArray:
+        z = shocks.get(i)
+        if z is None:
+            z = _chunked(seed, (_Stream.SHOCKS, tf_key, names[i]), n, _normals)
+        uses[i] -= 1
+        if uses[i] > 0:
+            shocks[i] = z
+        else:
+            shocks.pop(i, None)
+        return z
+
+    factor = _chunked(seed, (_Stream.MARKET_FACTOR, tf_key), n, _normals) if np.any(factor_loading) else None
     sqrt_dt = math.sqrt(dt)
     for j in range(k):
-        shocks.append(_chunked(seed, (_Stream.SHOCKS, tf_key, j), n, _normals))
-        eps = chol[j, 0] * shocks[0]
-        for col in range(1, j + 1):
-            eps += chol[j, col] * shocks[col]
+        eps = np.zeros(n) if factor is None else factor_loading[j] * factor
+        for i in by_name:  # summed in name order: bit for bit the same whatever the order given
+            if loadings[j, i] != 0.0:
+                eps += loadings[j, i] * shock(i)
         sig_calm, sig_stressed = vol_calm[j] * sqrt_dt, vol_stressed[j] * sqrt_dt
         bar_sigma = np.where(stressed, sig_stressed, sig_calm)
         drift_calm = (mu[j] - 0.5 * vol_calm[j] ** 2 - compensator) * dt
         drift_stressed = (mu[j] - 0.5 * vol_stressed[j] ** 2 - compensator) * dt
         r = np.where(stressed, drift_stressed, drift_calm) + bar_sigma * eps
         if lam > 0:
-            r += _chunked(seed, (_Stream.JUMPS, tf_key, j), n, _jumps(lam * dt, m, s))
+            r += _chunked(seed, (_Stream.JUMPS, tf_key, names[j]), n, _jumps(lam * dt, m, s))
         bars = out[j]
         close = bars[3]
         np.cumsum(r, out=close)
@@ -451,15 +519,15 @@ def _simulate_arrays(
         bars[0, 0] = prices0[j]
         bars[0, 1:] = close[:-1]
         wick = market.wick_scale * bar_sigma
-        high = np.abs(_chunked(seed, (_Stream.WICK_HIGH, tf_key, j), n, _normals))
+        high = np.abs(_chunked(seed, (_Stream.WICK_HIGH, tf_key, names[j]), n, _normals))
         high *= wick
         np.exp(high, out=high)
         bars[1] = np.maximum(bars[0], close) * high
-        low = np.abs(_chunked(seed, (_Stream.WICK_LOW, tf_key, j), n, _normals))
+        low = np.abs(_chunked(seed, (_Stream.WICK_LOW, tf_key, names[j]), n, _normals))
         low *= -wick
         np.exp(low, out=low)
         bars[2] = np.minimum(bars[0], close) * low
-        noise = _chunked(seed, (_Stream.VOLUME_NOISE, tf_key, j), n, _normals)
+        noise = _chunked(seed, (_Stream.VOLUME_NOISE, tf_key, names[j]), n, _normals)
         noise *= eta
         noise -= 0.5 * eta * eta
         np.exp(noise, out=noise)

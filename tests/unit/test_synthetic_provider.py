@@ -22,6 +22,7 @@ from providers.synthetic import (
     EndRequiredError,
     SyntheticMarket,
     SyntheticProvider,
+    name_key,
     simulate,
     simulate_regimes,
 )
@@ -96,6 +97,54 @@ def test_prefix_stability_bit_for_bit(timeframe: str, short: pd.Timedelta, long:
     assert 0 < rb.mean() < 1
 
 
+def test_paths_are_keyed_by_name_not_position() -> None:
+    # Issue 19: C,D gave the bars of A,B, and B,A swapped the paths (a splice on resume).
+    end = ORIGIN + pd.Timedelta(days=3)
+    ab = simulate(_market(symbols=("A", "B")), "1m", end)
+    ba = simulate(_market(symbols=("B", "A")), "1m", end)
+    cd = simulate(_market(symbols=("C", "D")), "1m", end)
+    alone = simulate(_market(symbols=("A",)), "1m", end)
+    for symbol in ("A", "B"):
+        pd.testing.assert_frame_equal(ab[symbol], ba[symbol], check_exact=True)
+    pd.testing.assert_frame_equal(ab["A"], alone["A"], check_exact=True)  # constant rho >= 0: one factor
+    for mine, other in (("A", "C"), ("B", "D"), ("A", "D"), ("B", "C")):
+        assert ab[mine]["open"].iloc[0] != cd[other]["open"].iloc[0]
+        assert not np.allclose(_log_returns(ab[mine]), _log_returns(cd[other]))
+        assert not np.allclose(ab[mine]["volume"], cd[other]["volume"])
+    assert list(ba) == ["B", "A"]  # results keep the order asked for
+
+
+def test_a_correlation_matrix_follows_the_names_too() -> None:
+    end = ORIGIN + pd.Timedelta(days=2)
+    corr = ((1.0, 0.5, -0.3), (0.5, 1.0, 0.2), (-0.3, 0.2, 1.0))
+    abc = _market(symbols=("A", "B", "C"), correlation=corr, vol_calm=(0.1, 0.2, 0.3))
+    order = [2, 0, 1]  # C, A, B: the same market given in another order
+    cab = _market(
+        symbols=("C", "A", "B"),
+        correlation=np.asarray(corr)[np.ix_(order, order)],
+        vol_calm=(0.3, 0.1, 0.2),
+    )
+    one, two = simulate(abc, "1m", end), simulate(cab, "1m", end)
+    for symbol in "ABC":
+        pd.testing.assert_frame_equal(one[symbol], two[symbol], check_exact=True)
+    # Sorted by name, A is first in the Cholesky factor: its shocks are its own, as alone
+    # (same parameters, correlation 0 so no market factor).
+    alone = simulate(_market(symbols=("A",), correlation=0.0, vol_calm=0.1), "1m", end)
+    pd.testing.assert_frame_equal(one["A"], alone["A"], check_exact=True)
+    # A negative constant correlation takes the same route: order still does not matter.
+    neg = simulate(_market(symbols=("A", "B", "C"), correlation=-0.2), "1m", end)
+    neg_swapped = simulate(_market(symbols=("C", "B", "A"), correlation=-0.2), "1m", end)
+    for symbol in "ABC":
+        pd.testing.assert_frame_equal(neg[symbol], neg_swapped[symbol], check_exact=True)
+
+
+def test_name_keys_are_stable_across_processes() -> None:
+    # BLAKE2b of the UTF-8 name, not Python's salted hash(): these literals must never change.
+    assert name_key("BTC") == 2733005103683788195
+    assert name_key("SYNA") == 14801589379806583268
+    assert name_key("A") != name_key("B")
+
+
 def test_appending_a_symbol_keeps_the_earlier_paths() -> None:
     end = ORIGIN + pd.Timedelta(days=20)
     two = simulate(_market(symbols=("AAA", "BBB")), "1h", end)
@@ -127,6 +176,20 @@ def test_provider_resumes_from_watermark_with_the_same_bars() -> None:
     # After the cache grew, an earlier end is still the same slice; naive times read as UTC.
     again = ingest.fetch_bars("BBB", "1m", start=None, end=e1.tz_localize(None))
     pd.testing.assert_frame_equal(again, first, check_exact=True)
+
+
+def test_any_window_equals_the_slice_of_one_long_run_whatever_the_symbol_order() -> None:
+    long_end = ORIGIN + pd.Timedelta(minutes=200_000)  # past three 65 536-bar chunks
+    full = SyntheticProvider(_market(symbols=("AAA", "BBB"))).fetch_bars("AAA", "1m", end=long_end)
+    cut = ORIGIN + pd.Timedelta(minutes=70_001)
+    head = SyntheticProvider(_market(symbols=("AAA", "BBB"))).fetch_bars("AAA", "1m", end=cut)
+    # resumed from the watermark by a market that lists the symbols the other way round
+    tail = SyntheticProvider(_market(symbols=("BBB", "AAA"))).fetch_bars(
+        "AAA", "1m", start=head.index[-1], end=long_end
+    )
+    pd.testing.assert_frame_equal(head, full.loc[: head.index[-1]], check_exact=True)
+    pd.testing.assert_frame_equal(tail, full.loc[head.index[-1] :], check_exact=True)
+    assert tail["open"].iloc[1] == head["close"].iloc[-1]  # the bar after the old end continues the path
 
 
 def test_provider_slices_start_inclusive_end_exclusive() -> None:
