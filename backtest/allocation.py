@@ -323,7 +323,7 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
     """
     import mlflow
 
-    from backtest.promotion import write_decision, write_gate_tearsheet
+    from backtest.evidence import write_decision, write_gate_tearsheet
     from envs.data import align_assets
     from features import get_feature_set
     from models.allocator.family import ALLOCATOR

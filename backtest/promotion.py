@@ -10,7 +10,7 @@ Steps: resolve the model's ``@challenger`` and ``@champion``
 (:func:`models.gate.comparison_window`: the challenger's test window, less what either model has
 seen); both versions backtested there with their own pyfuncs (:func:`backtest.evaluate.evaluate_model`)
 and the configured baselines (:func:`evaluate_baselines`); the decision (:func:`models.gate.decide`);
-the gate's tearsheet of those backtests in a folder of its own (:func:`write_gate_tearsheet`);
+the tearsheet of those backtests in a folder of its own (:func:`backtest.evidence.write_gate_tearsheet`);
 then the registry and table ``promotions`` (:func:`models.promotion.apply_and_record`), whose row
 links that tearsheet, and the decision written beside it (``decision.json``). It lives in
 ``backtest/`` because it backtests; the decision and the registry stay in ``models/``.
@@ -18,13 +18,11 @@ links that tearsheet, and the decision written beside it (``decision.json``). It
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from backtest.engine import BacktestResult, Costs
+from backtest.engine import BacktestResult
 from backtest.evaluate import (
     _costs,
     benchmark_positions,
@@ -32,12 +30,13 @@ from backtest.evaluate import (
     evaluate_positions,
     load_series,
 )
+from backtest.evidence import write_decision, write_gate_tearsheet
 from config.backtest import PromoteConfig
 from config.flows import InputError
 from config.models import AllocatorConfig
 from config.promotion import BUY_AND_HOLD
 from models.family import AnyFamily, get_family
-from models.gate import ComparisonWindow, comparison_window
+from models.gate import comparison_window
 from models.promotion import (
     PromotionSummary,
     judge_and_record,
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
 
     from config.settings import Settings
 
-__all__ = ["evaluate_baselines", "run_gate", "write_decision", "write_gate_tearsheet"]
+__all__ = ["evaluate_baselines", "run_gate"]
 
 
 def evaluate_baselines(
@@ -171,40 +170,3 @@ def run_gate(config: PromoteConfig, settings: Settings, *, engine: Engine) -> Pr
     )  # fmt: skip
     write_decision(evidence, summary)
     return summary
-
-
-def write_gate_tearsheet(
-    settings: Settings,
-    challenger: ModelRef,
-    strategy: str,
-    results: Mapping[str, BacktestResult],
-    *,
-    title: str,
-    window: ComparisonWindow,
-    costs: Costs,
-    notes: Sequence[str] = (),
-) -> Path:
-    """The tearsheet of the backtests a gate decides on (the challenger first), in a new folder of
-    its own (:func:`backtest.report.new_report_folder`, named ``<strategy>-<time>-<run id>`` under
-    the challenger's ``reports/backtests/<model>-v<version>/``); returns the page's path, which
-    the promotion record keeps."""
-    from backtest.report import new_report_folder, write_tearsheet
-
-    folder = new_report_folder(settings.data_dir, challenger.name, challenger.version, strategy)
-    narrowed = ", narrowed" if window.narrowed else ""
-    return write_tearsheet(
-        results,
-        folder,
-        title=title,
-        subtitle=f"comparison window {window.start:%Y-%m-%d} .. {window.end:%Y-%m-%d}{narrowed}, "
-        "out of sample for both, net of costs",
-        costs=costs,
-        notes=notes,
-    )
-
-
-def write_decision(tearsheet: Path, summary: PromotionSummary) -> Path:
-    """Write the gate's decision (``summary``, as JSON) as ``decision.json`` beside its tearsheet."""
-    path = Path(tearsheet).parent / "decision.json"
-    path.write_text(summary.model_dump_json(indent=2), encoding="utf-8")
-    return path
