@@ -22,7 +22,6 @@ champion beside the baselines on a window out of sample for both.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -312,8 +311,11 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
     the forecaster-driven allocation whenever ``fks-forecaster@champion`` exists, or when listed as
     ``forecaster``, in which case it must exist) trade under the challenger's band, caps and
     baseline window; every account starts flat at the
-    window's first bar and pays ``config.backtest.costs``. Then :func:`models.gate.decide` and the
-    registry and ``promotions`` records (:func:`models.promotion.apply_and_record`).
+    window's first bar and pays ``config.backtest.costs``. The tearsheet of those backtests goes
+    into a folder of its own (:func:`backtest.promotion.write_gate_tearsheet`); then
+    :func:`models.gate.decide` and the registry and ``promotions`` records
+    (:func:`models.promotion.apply_and_record`), the row linking the tearsheet, and
+    ``decision.json`` beside it.
 
     Raises:
         InputError: no challenger, a challenger whose run does not say what it was trained on, or
@@ -321,6 +323,7 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
     """
     import mlflow
 
+    from backtest.evidence import write_decision, write_gate_tearsheet
     from envs.data import align_assets
     from features import get_feature_set
     from models.allocator.family import ALLOCATOR
@@ -344,16 +347,21 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
     ppy = periods_per_year(aligned.index)
     prices = _prices(aligned, rows)
 
-    def metrics_of(targets: pd.DataFrame) -> dict[str, Any]:
+    results: dict[str, BacktestResult] = {}
+
+    def metrics_of(targets: pd.DataFrame, label: str) -> dict[str, Any]:
         result = run(prices, targets, costs, "next_open", initial_capital=1.0, periods_per_year=ppy)
+        results[label] = result
         return {**result.metrics, "costs_paid": result.costs_paid}
 
     model = mlflow.pyfunc.load_model(challenger.uri)
-    challenger_metrics = metrics_of(version_targets(model, bars, aligned, rows, costs))
+    label = f"{challenger.name} v{challenger.version} (challenger)"
+    challenger_metrics = metrics_of(version_targets(model, bars, aligned, rows, costs), label)
     champion_metrics = None
     if champion is not None and window.problem is None:  # the same universe and timeframe
         other = mlflow.pyfunc.load_model(champion.uri)
-        champion_metrics = metrics_of(version_targets(other, bars, aligned, rows, costs))
+        champion_label = f"{champion.name} v{champion.version} (champion)"
+        champion_metrics = metrics_of(version_targets(other, bars, aligned, rows, costs), champion_label)
     options = BaselineOptions(
         max_weight=trained.max_weight,
         gross_cap=trained.gross_cap,
@@ -380,7 +388,7 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
         names=tuple(names[n] for n in known),
     )
     for name in known:
-        baselines[name] = metrics_of(targets[names[name]])
+        baselines[name] = metrics_of(targets[names[name]], name)
     # the forecaster-driven allocation joins when fks-forecaster@champion exists; listed, it must
     driven = forecaster_allocation(
         bars, aligned.assets, aligned.index[rows], aligned.open[rows], aligned.close[rows],
@@ -388,25 +396,41 @@ def run_allocation_gate(config: PromoteConfig, settings: Settings, *, engine: En
         band=trained.rebalance_band, costs=costs,
     )  # fmt: skip
     if driven is not None:
-        baselines[FORECASTER] = metrics_of(driven)
+        baselines[FORECASTER] = metrics_of(driven, FORECASTER)
     elif FORECASTER in wanted:
         problems[FORECASTER] = "no fks-forecaster@champion forecasts this universe on its timeframe"
     validated = all(
         window_validated(engine, s, trained.timeframe, window.start, window.end) for s in trained.symbols
     )
-    return judge_and_record(
+    evidence = write_gate_tearsheet(
+        settings, challenger, "gate-weights", results,
+        title=f"Gate: {challenger.name} v{challenger.version} on {', '.join(trained.symbols)} "
+        f"{trained.timeframe}",
+        window=window, costs=costs,
+        notes=[
+            "The promotion gate's own backtests: challenger, champion (when comparable) and the "
+            "configured baselines on the comparison window, net of costs, every account starting "
+            "flat; weights decided at each bar's close and filled at the next open.",
+        ],
+    )  # fmt: skip
+    summary = judge_and_record(
         config, rivals, window, challenger=challenger_metrics, champion=champion_metrics,
         baselines=baselines, problems=problems, data_validated=validated, engine=engine,
+        tearsheet=str(evidence),
     )  # fmt: skip
+    write_decision(evidence, summary)
+    return summary
 
 
 def run_allocation_backtest(config: BacktestConfig, settings: Settings, *, engine: Engine) -> BacktestSummary:
     """``fks backtest --model fks-allocator@challenger``: a registered allocator version walked
     forward through its own pyfunc over its test span (:func:`version_targets`) beside the
-    baselines, net of ``config.costs``; the tearsheet is written under
-    ``<data dir>/reports/<model>-v<version>/`` and logged (artifacts under ``backtest/``, metrics
-    ``backtest_*``) on the version's run. ``strategy``, ``threshold`` and ``windows`` of the config
-    do not apply (the allocator's output is weights); one block covers the window.
+    baselines, net of ``config.costs``; the tearsheet is written into a folder of this run's own,
+    ``<data dir>/reports/backtests/<model>-v<version>/weights-<YYYYmmddTHHMMSS>-<run id>/``
+    (:func:`backtest.report.new_report_folder`), and logged (artifacts under
+    ``backtest/<that folder's name>/``, metrics ``backtest_*``) on the version's run. ``strategy``,
+    ``threshold`` and ``windows`` of the config do not apply (the allocator's output is weights);
+    one block covers the window; the trades are named after the universe's symbols.
 
     Raises:
         InputError: an unknown model, alias or version, or a universe without stored bars.
@@ -414,7 +438,7 @@ def run_allocation_backtest(config: BacktestConfig, settings: Settings, *, engin
     import mlflow
 
     from backtest.evaluate import BacktestSummary
-    from backtest.report import write_tearsheet
+    from backtest.report import new_report_folder, write_tearsheet
     from envs.data import align_assets
     from features import get_feature_set
     from models.allocator.family import ALLOCATOR
@@ -466,7 +490,7 @@ def run_allocation_backtest(config: BacktestConfig, settings: Settings, *, engin
         name: run(prices, targets, costs, "next_open", initial_capital=1.0, periods_per_year=ppy)
         for name, targets in strategies.items()
     }
-    folder = Path(settings.data_dir) / "reports" / f"{ref.name}-v{ref.version}"
+    folder = new_report_folder(settings.data_dir, ref.name, ref.version, "weights")
     start, end = aligned.index[rows.start], aligned.index[rows.stop - 1]
     tearsheet = write_tearsheet(
         results,
@@ -484,7 +508,7 @@ def run_allocation_backtest(config: BacktestConfig, settings: Settings, *, engin
         ],
     )
     client = mlflow.MlflowClient()
-    client.log_artifacts(ref.run_id, str(folder), "backtest")
+    client.log_artifacts(ref.run_id, str(folder), f"backtest/{folder.name}")
     figures = {name: _finite(r.metrics) for name, r in results.items()}
     for key, value in figures[label].items():
         client.log_metric(ref.run_id, f"backtest_{key}", value)

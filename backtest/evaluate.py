@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,11 +116,23 @@ class Evaluation:
 
 
 def evaluate_positions(
-    bars: pd.DataFrame, positions: pd.Series, config: EvaluationConfig, *, calendar: str, timeframe: str
+    bars: pd.DataFrame,
+    positions: pd.Series,
+    config: EvaluationConfig,
+    *,
+    calendar: str,
+    timeframe: str,
+    symbol: str | None = None,
 ) -> Evaluation:
-    """Backtest ``positions`` on ``bars`` over their index, whole and in ``config.windows`` blocks."""
+    """Backtest ``positions`` on ``bars`` over their index, whole and in ``config.windows`` blocks.
+
+    ``symbol`` names the asset in the result (its trades' ``asset``, its positions' name); by
+    default the positions' own name is kept.
+    """
     window = bars.loc[positions.index[0] : positions.index[-1]]
     positions = positions.reindex(window.index).fillna(0.0)
+    if symbol is not None:
+        positions = positions.rename(symbol)
     kwargs: dict[str, Any] = {"costs": _costs(config), "calendar": calendar, "timeframe": timeframe}
     whole = run(window, positions, **kwargs)
     blocks = []
@@ -156,7 +167,9 @@ def evaluate_model(
     history = min_bars(model) if config.history is None else config.history
     forecasts = rolling_forecasts(model, bars, start, end, history)
     positions = family.positions(forecasts, strategy=config.strategy, threshold=config.threshold)
-    evaluation = evaluate_positions(bars, positions, config, calendar=calendar, timeframe=ref.timeframe)
+    evaluation = evaluate_positions(
+        bars, positions, config, calendar=calendar, timeframe=ref.timeframe, symbol=ref.symbol
+    )
     return replace(evaluation, history=history), forecasts
 
 
@@ -278,15 +291,18 @@ def _finite(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 def run_backtest(config: BacktestConfig, settings: Settings, *, engine: Engine) -> BacktestSummary:
     """Backtest a registered model version on its out-of-sample window against buy and hold and the
-    baselines, write the tearsheet under ``<data dir>/reports/<model>-v<version>/`` and log it
-    (artifacts under ``backtest/``, metrics ``backtest_*``) on the model's MLflow run.
+    baselines, write the tearsheet into a folder of this run's own
+    (:func:`backtest.report.new_report_folder`:
+    ``<data dir>/reports/backtests/<model>-v<version>/<strategy>-<YYYYmmddTHHMMSS>-<run id>/``,
+    never overwritten) and log it (artifacts under ``backtest/<that folder's name>/``, metrics
+    ``backtest_*``) on the model's MLflow run. The trades are named after the model's symbol.
 
     Raises:
         InputError: an unknown model, alias or version, or no stored bars of its series.
     """
     import mlflow
 
-    from backtest.report import write_tearsheet
+    from backtest.report import new_report_folder, write_tearsheet
     from models.family import get_family
     from models.registry import resolve_model
     from models.tracking import use_tracking
@@ -305,9 +321,9 @@ def run_backtest(config: BacktestConfig, settings: Settings, *, engine: Engine) 
         family, bars, pd.DatetimeIndex(forecasts.index), family.baseline_outputs(ref.run_id), config
     ).items():
         results[name] = evaluate_positions(
-            bars, positions, config, calendar=calendar, timeframe=ref.timeframe
+            bars, positions, config, calendar=calendar, timeframe=ref.timeframe, symbol=ref.symbol
         ).result
-    folder = Path(settings.data_dir) / "reports" / f"{ref.name}-v{ref.version}"
+    folder = new_report_folder(settings.data_dir, ref.name, ref.version, config.strategy)
     tearsheet = write_tearsheet(
         results,
         folder,
@@ -321,7 +337,7 @@ def run_backtest(config: BacktestConfig, settings: Settings, *, engine: Engine) 
         ],
     )
     client = mlflow.MlflowClient()
-    client.log_artifacts(ref.run_id, str(folder), "backtest")
+    client.log_artifacts(ref.run_id, str(folder), f"backtest/{folder.name}")
     for key, value in _finite(evaluation.result.metrics).items():
         client.log_metric(ref.run_id, f"backtest_{key}", value)
     return BacktestSummary(

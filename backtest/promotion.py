@@ -10,7 +10,9 @@ Steps: resolve the model's ``@challenger`` and ``@champion``
 (:func:`models.gate.comparison_window`: the challenger's test window, less what either model has
 seen); both versions backtested there with their own pyfuncs (:func:`backtest.evaluate.evaluate_model`)
 and the configured baselines (:func:`evaluate_baselines`); the decision (:func:`models.gate.decide`);
-then the registry and table ``promotions`` (:func:`models.promotion.apply_and_record`). It lives in
+the tearsheet of those backtests in a folder of its own (:func:`backtest.evidence.write_gate_tearsheet`);
+then the registry and table ``promotions`` (:func:`models.promotion.apply_and_record`), whose row
+links that tearsheet, and the decision written beside it (``decision.json``). It lives in
 ``backtest/`` because it backtests; the decision and the registry stay in ``models/``.
 """
 
@@ -20,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from backtest.evaluate import benchmark_positions, evaluate_model, evaluate_positions, load_series
+from backtest.engine import BacktestResult
+from backtest.evaluate import (
+    _costs,
+    benchmark_positions,
+    evaluate_model,
+    evaluate_positions,
+    load_series,
+)
+from backtest.evidence import write_decision, write_gate_tearsheet
 from config.backtest import PromoteConfig
 from config.flows import InputError
 from config.models import AllocatorConfig
@@ -50,8 +60,12 @@ def evaluate_baselines(
     bars: pd.DataFrame,
     index: pd.DatetimeIndex,
     calendar: str,
+    results: dict[str, BacktestResult] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Backtest each of ``config.gate_baselines`` on the window ``index``.
+
+    ``results``, when given, is filled with each evaluated benchmark's backtest (for the gate's
+    tearsheet), under the same names as the metrics.
 
     Returns:
         ``({benchmark: metrics}, {baseline: why it could not be evaluated})``; every configured
@@ -77,12 +91,19 @@ def evaluate_baselines(
             continue
         try:
             result = evaluate_positions(
-                bars, benchmarks[key], config.backtest, calendar=calendar, timeframe=challenger.timeframe
+                bars,
+                benchmarks[key],
+                config.backtest,
+                calendar=calendar,
+                timeframe=challenger.timeframe,
+                symbol=challenger.symbol,
             ).result
         except ValueError as exc:
             problems[name] = f"its backtest failed: {exc}"
             continue
         metrics[key] = dict(result.metrics)
+        if results is not None:
+            results[key] = result
     return metrics, problems
 
 
@@ -120,16 +141,32 @@ def run_gate(config: PromoteConfig, settings: Settings, *, engine: Engine) -> Pr
     span = (window.start, window.end)
     evaluation, forecasts = evaluate_model(family, challenger, bars, bt, calendar=calendar, window=span)
     challenger_metrics = evaluation.result.metrics
+    results = {f"{challenger.name} v{challenger.version} (challenger)": evaluation.result}
     champion_metrics = None
     if champion is not None and window.problem is None:  # same symbol and timeframe: same bars
         champion_eval, _ = evaluate_model(family, champion, bars, bt, calendar=calendar, window=span)
         champion_metrics = champion_eval.result.metrics
+        results[f"{champion.name} v{champion.version} (champion)"] = champion_eval.result
     baselines, problems = evaluate_baselines(
-        family, config, challenger, bars, pd.DatetimeIndex(forecasts.index), calendar
+        family, config, challenger, bars, pd.DatetimeIndex(forecasts.index), calendar, results
     )
-    return judge_and_record(
+    evidence = write_gate_tearsheet(
+        settings, challenger, f"gate-{bt.strategy}", results,
+        title=f"Gate: {challenger.name} v{challenger.version} on {challenger.symbol} {challenger.timeframe}",
+        window=window, costs=_costs(bt),
+        notes=[
+            "The promotion gate's own backtests: challenger, champion (when comparable) and the "
+            "configured baselines on the comparison window, net of costs, positions decided at "
+            "each bar's close and filled at the next open.",
+            f"Forecasts come from each version's registered pyfunc on the last {evaluation.history} "
+            "raw bars, as served.",
+        ],
+    )  # fmt: skip
+    summary = judge_and_record(
         config, rivals, window, challenger=challenger_metrics, champion=champion_metrics,
         baselines=baselines, problems=problems,
         data_validated=window_validated(engine, challenger.symbol, challenger.timeframe, *span),
-        engine=engine,
+        engine=engine, tearsheet=str(evidence),
     )  # fmt: skip
+    write_decision(evidence, summary)
+    return summary

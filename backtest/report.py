@@ -27,6 +27,8 @@ import base64
 import html
 import io
 import math
+import re
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +49,7 @@ __all__ = [
     "metrics_table",
     "monthly_returns",
     "monthly_returns_figure",
+    "new_report_folder",
     "rolling_sharpe_figure",
     "write_tearsheet",
 ]
@@ -357,6 +360,29 @@ def _formatted_metrics(results: Mapping[str, BacktestResult], table: pd.DataFram
 
 
 # ----------------------------------------------------------------------------------------- tearsheet
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def new_report_folder(
+    data_dir: Path, model: str, version: str, strategy: str, *, now: datetime | None = None
+) -> Path:
+    """A new, empty folder for one backtest run's report, created now and never reused:
+    ``<data_dir>/reports/backtests/<model>-v<version>/<strategy>-<YYYYmmddTHHMMSS>-<run id>/``.
+
+    The run id is 8 random hex digits, so two runs in the same second get two folders; every
+    part of the name is reduced to letters, digits, ``_``, ``.`` and ``-``.
+
+    Raises:
+        FileExistsError: the folder exists already (it is never overwritten).
+    """
+    stamp = (now or datetime.now(UTC)).astimezone(UTC)
+    parent = Path(data_dir) / "reports" / "backtests" / f"{_slug(model)}-v{_slug(str(version))}"
+    folder = parent / f"{_slug(strategy)}-{stamp:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
 
 
 def _png(fig: Figure) -> bytes:

@@ -132,6 +132,7 @@ def revalidate_series(engine: Engine, settings: Settings, target: ValidateTarget
         waived=waived,
         docs=docs_dir(settings),
         splits=splits,
+        run=f"validate {target.batch_id}",
     )
     with engine.begin() as conn:
         quarantined = record_screen(

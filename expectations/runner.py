@@ -295,8 +295,11 @@ class _GxEngine:
         self._suites[key] = suite
         return suite
 
-    def run(self, suite: Any, frame: pd.DataFrame) -> tuple[list[Any], Path | None]:
-        """Validate ``frame`` with ``suite``: the per-expectation results, and the docs page."""
+    def run(
+        self, suite: Any, frame: pd.DataFrame, *, asset: str = "", run: str = ""
+    ) -> tuple[list[Any], Path | None]:
+        """Validate ``frame`` with ``suite``: the per-expectation results, and the docs page, which
+        names the data ``asset`` (the series) and the ``run``."""
         if self.docs_dir is None:
             from great_expectations.validator.v1_validator import Validator
 
@@ -306,11 +309,18 @@ class _GxEngine:
                 result_format=_RESULT_FORMAT,
             )
             return list(validator.validate_expectation_suite(suite).results), None
-        return self._run_with_docs(suite, frame)
+        return self._run_with_docs(suite, frame, asset=asset, run=run)
 
-    def _run_with_docs(self, suite: Any, frame: pd.DataFrame) -> tuple[list[Any], Path | None]:
+    def _run_with_docs(
+        self, suite: Any, frame: pd.DataFrame, *, asset: str, run: str
+    ) -> tuple[list[Any], Path | None]:
+        import datetime as dt
+
         import great_expectations as gx
-        from great_expectations.checkpoint import UpdateDataDocsAction
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+        )
 
         checkpoint = self._checkpoints.get(suite.name)
         if checkpoint is None:
@@ -321,16 +331,26 @@ class _GxEngine:
                 gx.Checkpoint(
                     name=suite.name,
                     validation_definitions=[definition],
-                    actions=[UpdateDataDocsAction(name="update_data_docs")],
+                    actions=[],  # the docs are built below, once the result names its series
                     result_format=_RESULT_FORMAT,
                 )
             )
             self._checkpoints[suite.name] = checkpoint
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        run_id = RunIdentifier(run_name=_path_safe(run) or None, run_time=dt.datetime.now(dt.UTC))
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
         results: list[Any] = []
         page: Path | None = None
         for result_id, suite_result in outcome.run_results.items():
             results.extend(suite_result.results)
+            if asset:  # one dataframe asset serves every series: the page is told which one this is
+                spec = dict(suite_result.meta.get("batch_spec") or {})
+                suite_result.meta["batch_spec"] = {**spec, "data_asset_name": asset}
+                suite_result.meta["fks_series"] = asset
+                suite_result.meta["fks_run"] = run
+                self.context.validation_results_store.set(result_id, suite_result)
+            self.context.build_data_docs(
+                resource_identifiers=[result_id, ExpectationSuiteIdentifier(name=suite.name)]
+            )
             for site in self.context.get_docs_sites_urls(resource_identifier=result_id):
                 url = site.get("site_url")
                 if url and url.startswith("file://"):
@@ -339,6 +359,18 @@ class _GxEngine:
             index = self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
             page = index if index.exists() else page
         return results, page
+
+
+def _path_safe(text: str) -> str:
+    """``text`` as one path segment of a Data Docs URL: letters, digits, ``_``, ``.``, ``-``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def new_validation_run() -> str:
+    """A name for a validation run nobody named: ``validation-<YYYYmmddTHHMMSS>-<8 hex digits>`` (UTC)."""
+    import uuid
+
+    return f"validation-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
 _ENGINES: dict[Path | None, _GxEngine] = {}
@@ -368,6 +400,8 @@ def _run_suite(
     gaps: GapReport,
     docs_dir: Path | None,
     label: str = "",
+    asset: str = "",
+    run: str = "",
 ) -> ValidationReport:
     suite_policy = policy.suite(spec.name)
     unknown = sorted(set(suite_policy.severity) - set(spec.ids()))
@@ -381,7 +415,7 @@ def _run_suite(
     engine = _engine(docs_dir)
     with engine.lock:
         suite = engine.suite(f"{spec.name}_v{spec.version}", configs)
-        results, page = engine.run(suite, gx_frame) if configs else ([], None)
+        results, page = engine.run(suite, gx_frame, asset=asset, run=run) if configs else ([], None)
 
     failed_rows: dict[str, set[int]] = {e.id: set() for e in active}
     success: dict[str, bool] = {e.id: True for e in active}
@@ -487,6 +521,7 @@ def validate_bars(
     waived: Mapping[pd.Timestamp, Collection[str]] | None = None,
     docs_dir: Path | None = None,
     splits: Mapping[pd.Timestamp, float] | None = None,
+    run: str | None = None,
 ) -> ValidationReport:
     """Validate bars of one symbol at one timeframe with the ``bars`` suite.
 
@@ -511,6 +546,9 @@ def validate_bars(
         splits: recorded splits of the symbol, ex-date (UTC) -> ratio (``2.0`` for 2-for-1):
             a jump by that ratio on that bar is an unadjusted split (``split_unadjusted``, a
             warning), not an error (``split_like``).
+        run: the run this validation belongs to (``"ingest run 12"``), named on its Data Docs
+            page with the series (``"<symbol> <timeframe> bars, <run>"`` as the data asset, the
+            run as GE's run name); default a fresh :func:`new_validation_run` name.
 
     Returns:
         A :class:`ValidationReport`. Gaps against the calendar are in ``gaps``, never failures.
@@ -552,6 +590,7 @@ def validate_bars(
     data["_split_unadjusted"] = flags.split_unadjusted
     data["_stale"] = flags.stale
     gx_frame = pd.DataFrame(data, index=pd.RangeIndex(n))
+    run = run or new_validation_run()
 
     good_ts = ts[~np.asarray(ts.isna()) & on_grid & on_cal & in_span & data["_not_future"]]
     gaps = find_gaps(good_ts.unique().sort_values(), calendar, tf)
@@ -564,6 +603,8 @@ def validate_bars(
         gaps=gaps,
         docs_dir=docs_dir,
         label=f"{symbol} {tf.value}",
+        asset=f"{symbol} {tf.value} bars, {run}",
+        run=run,
     )
 
 
@@ -645,6 +686,8 @@ def validate_features(
     *,
     policy: ValidationPolicy | None = None,
     docs_dir: Path | None = None,
+    series: str | None = None,
+    run: str | None = None,
 ) -> ValidationReport:
     """Validate a feature frame with the ``features`` suite.
 
@@ -658,6 +701,8 @@ def validate_features(
         warmup: leading rows allowed to hold nulls (indicator warm-up), >= 0.
         policy: severities (``suites.features``); default the shipped policy file.
         docs_dir: as in :func:`validate_bars`.
+        series: what the frame is, for its Data Docs page (``"SPX 1d features core_v1"``).
+        run: as in :func:`validate_bars`; the page's data asset is ``"<series>, <run>"``.
 
     Raises:
         ValueError: ``warmup`` is negative.
@@ -681,4 +726,16 @@ def validate_features(
     gx_frame["_complete"] = complete
     gx_frame["_finite"] = finite
     empty = GapReport(expected=0, present=0, missing=0, off_calendar=0)
-    return _run_suite(spec, gx_frame, policy=policy, ts=None, waived=None, gaps=empty, docs_dir=docs_dir)
+    run = run or new_validation_run()
+    return _run_suite(
+        spec,
+        gx_frame,
+        policy=policy,
+        ts=None,
+        waived=None,
+        gaps=empty,
+        docs_dir=docs_dir,
+        label=series or "",
+        asset=f"{series or 'features'}, {run}",
+        run=run,
+    )

@@ -116,10 +116,12 @@ def screen_incoming(
     calendar: str,
     asset_class: str,
     start: pd.Timestamp | None,
+    run: str | None = None,
 ) -> Screened:
     """Screen bars arriving for a series (ingest, backfill, lake import) with the ``bars`` suite:
     the stored bars just before ``start`` are the return checks' context and the series' released
-    waivers are honoured; Data Docs go under :func:`docs_dir`.
+    waivers are honoured; Data Docs go under :func:`docs_dir`, the page naming the series and
+    ``run`` (e.g. ``"ingest run 12"``; default a fresh validation run name).
 
     Raises:
         ValueError: an unreadable validation policy, or an unknown calendar or timeframe.
@@ -141,6 +143,7 @@ def screen_incoming(
         waived=waived,
         docs=docs_dir(settings),
         splits=splits,
+        run=run,
     )
 
 
@@ -162,11 +165,13 @@ def screen(
     docs: Path | None,
     now: pd.Timestamp | None = None,
     splits: Mapping[pd.Timestamp, float] | None = None,
+    run: str | None = None,
 ) -> Screened:
     """Run the ``bars`` suite on canonical ``bars`` and split them into good and rejected rows.
 
     ``splits``: the symbol's recorded splits (ex-date -> ratio), so that a jump by a recorded
-    split's ratio on its ex-date is an unadjusted split (a warning), not an error."""
+    split's ratio on its ex-date is an unadjusted split (a warning), not an error. ``run`` names
+    the validation run on its Data Docs page (see :func:`expectations.runner.validate_bars`)."""
     report = validate_bars(
         bars.reset_index(),
         symbol=symbol,
@@ -179,6 +184,7 @@ def screen(
         waived=waived,
         docs_dir=docs,
         splits=splits,
+        run=run,
     )
     failed = sorted(report.failures)
     rejected = [

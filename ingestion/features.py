@@ -124,7 +124,11 @@ def featurise_series(engine: Engine, settings: Settings, target: FeaturesTarget)
     if build is None:
         frame = build_features(bars, feature_set, timeframe=target.timeframe)
         report = validate_features(
-            frame, feature_set.warmup, policy=policy_for(settings), docs_dir=docs_dir(settings)
+            frame,
+            feature_set.warmup,
+            policy=policy_for(settings),
+            docs_dir=docs_dir(settings),
+            series=f"{target.symbol} {target.timeframe} features {feature_set.name} v{feature_set.version}",
         )
         docs = str(report.docs_path or "")
         if not report.success:

@@ -451,6 +451,7 @@ def ingest_target(
             calendar=target.calendar,
             asset_class=target.asset_class,
             start=start,
+            run=f"ingest run {run_id}",
         )
         with engine.begin() as conn:
             if target.new_asset is not None and get_asset(conn, target.symbol) is None:

@@ -67,6 +67,8 @@ class PromotionSummary(BaseModel):
     baseline_problems: dict[str, str] = {}
     reasons: list[str]
     promotion_id: int
+    tearsheet: str | None = None
+    """The tearsheet of the backtests the gate decided on (its run's own folder), when written."""
 
 
 @dataclass(frozen=True)
@@ -176,9 +178,12 @@ def _value(metrics: Mapping[str, Any] | None, key: str) -> float | None:
     return value if pd.notna(value) else None
 
 
-def apply_and_record(judgement: Judgement, *, name: str, actor: str, engine: Engine) -> PromotionSummary:
+def apply_and_record(
+    judgement: Judgement, *, name: str, actor: str, engine: Engine, tearsheet: str | None = None
+) -> PromotionSummary:
     """Carry out the decision in the registry (aliases and ``gate_*`` tags, with ``actor``), record
-    it in table ``promotions`` and summarise it."""
+    it in table ``promotions`` (with ``tearsheet``, the report of the backtests it was decided on)
+    and summarise it."""
     from models.registry import apply_decision
     from storage import record_promotion
 
@@ -204,6 +209,7 @@ def apply_and_record(judgement: Judgement, *, name: str, actor: str, engine: Eng
             window_end=window.end,
             reasons=decision.reasons,
             metrics=decision.metrics,
+            tearsheet=tearsheet,
             **facts,
         )
     return PromotionSummary(
@@ -218,6 +224,7 @@ def apply_and_record(judgement: Judgement, *, name: str, actor: str, engine: Eng
         baseline_problems=judgement.baseline_problems,
         reasons=list(decision.reasons),
         promotion_id=promotion_id,
+        tearsheet=tearsheet,
     )
 
 
@@ -264,10 +271,12 @@ def judge_and_record(
     problems: dict[str, str],
     data_validated: bool,
     engine: Engine,
+    tearsheet: str | None = None,
 ) -> PromotionSummary:
     """The gate's last step for any family: pick the best baseline (:func:`gate_baseline`),
     decide (:func:`models.gate.decide`) on the comparison ``window``, apply the decision to the
-    registry and record it (:func:`apply_and_record`)."""
+    registry and record it (:func:`apply_and_record`), linking ``tearsheet``, the report of the
+    backtests decided on."""
     from models.gate import GateInput, decide
 
     baseline_name, baseline_metrics = gate_baseline(baselines, problems, config.policy.primary_metric)
@@ -294,4 +303,6 @@ def judge_and_record(
         baseline=baseline_metrics,
         baseline_problems=problems,
     )
-    return apply_and_record(judgement, name=config.model, actor=config.actor, engine=engine)
+    return apply_and_record(
+        judgement, name=config.model, actor=config.actor, engine=engine, tearsheet=tearsheet
+    )

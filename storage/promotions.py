@@ -3,7 +3,8 @@
 One row per decision about one registered model: ``promoted``, ``refused``, ``forced`` (promoted
 over failed checks) or ``rolled_back``. A row keeps what was compared (the primary metric, the
 challenger's, champion's and best baseline's values on it, the backtest window), the reasons as
-a list of sentences, the gate's metrics snapshot and who decided. Write the row on the same
+a list of sentences, the gate's metrics snapshot, who decided and the tearsheet of the backtests
+it was decided on (the gate run's own report folder, never overwritten). Write the row on the same
 connection/transaction as the audit entry of the same action::
 
     with engine.begin() as conn:
@@ -62,6 +63,9 @@ class PromotionRecord:
     metrics: dict[str, Any]
     actor: str
     decided_at: pd.Timestamp
+    tearsheet: str | None = None
+    """The tearsheet of the backtests the gate decided on (None for a rollback, or rows recorded
+    before migration 0011)."""
 
 
 def _text(name: str, value: object, max_len: int) -> str:
@@ -104,6 +108,7 @@ def record_promotion(
     window_end: pd.Timestamp | dt.datetime | str | None = None,
     reasons: Sequence[str] = (),
     metrics: Mapping[str, Any] | None = None,
+    tearsheet: str | None = None,
 ) -> int:
     """Record one gate decision (or rollback) about ``model_name`` now, and return the row's id.
 
@@ -124,6 +129,8 @@ def record_promotion(
             for ``rolled_back``.
         reasons: the sentences behind the decision; at least one except for ``rolled_back``.
         metrics: the gate's snapshot (:attr:`models.gate.Decision.metrics`).
+        tearsheet: the path of the tearsheet of the backtests decided on (the gate run's own
+            report folder), or None.
 
     Raises:
         ValueError: an empty or too long name, version or actor; an unknown ``decision``; a
@@ -160,6 +167,8 @@ def record_promotion(
         raise ValueError(f"a {decision!r} decision needs at least one reason")
     if metrics is not None and not isinstance(metrics, Mapping):
         raise TypeError(f"metrics must be a mapping, not {type(metrics).__name__}")
+    if tearsheet is not None:
+        _text("tearsheet", tearsheet, 4096)
     result = conn.execute(
         insert(PromotionRow).values(
             model_name=model_name,
@@ -177,6 +186,7 @@ def record_promotion(
             metrics=plain_json(dict(metrics or {})),
             actor=actor,
             decided_at=_now_ms(),
+            tearsheet=tearsheet,
         )
     )
     key = result.inserted_primary_key
@@ -208,6 +218,7 @@ def list_promotions(conn: Connection, model_name: str | None = None) -> list[Pro
             metrics=dict(row.metrics),
             actor=row.actor,
             decided_at=pd.Timestamp(int(row.decided_at) * 1_000_000, tz="UTC"),
+            tearsheet=row.tearsheet,
         )
         for row in conn.execute(query).all()
     ]

@@ -271,6 +271,8 @@ class PromotionRow(Base):
     window (``window_start``, ``window_end``) are NULL only where they do not apply (a rollback, a
     missing value). ``reasons`` is the list of sentences behind the decision, ``metrics`` the
     gate's snapshot. ``window_start``, ``window_end`` and ``decided_at`` are epoch milliseconds UTC.
+    ``tearsheet`` is the path of the tearsheet of the backtests the gate decided on (its run's own
+    report folder); NULL for a rollback and for rows recorded before migration 0011.
     """
 
     __tablename__ = "promotions"
@@ -295,6 +297,7 @@ class PromotionRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     actor: Mapped[str] = mapped_column(String(128), nullable=False)
     decided_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    tearsheet: Mapped[str | None] = mapped_column(Text)
 
 
 bars_table = BarRow.__table__

@@ -224,7 +224,8 @@ def _num(value: float | None) -> str:
 
 
 def print_promotion(summary: PromotionSummary) -> None:
-    """The gate's decision (promoted, forced or refused), the figures it compared, and its reasons."""
+    """The gate's decision (promoted, forced or refused), the figures it compared, its reasons, and
+    the tearsheet of the backtests it decided on."""
     colour = {"promoted": "green", "forced": "yellow", "refused": "red"}[summary.outcome]
     champion = f"champion v{summary.champion_version}" if summary.champion_version else "no champion yet"
     out.print(
@@ -236,6 +237,8 @@ def print_promotion(summary: PromotionSummary) -> None:
     )
     for reason in summary.reasons:
         out.print(f"  - {reason}", soft_wrap=True)
+    if summary.tearsheet:
+        out.print(f"Tearsheet: {summary.tearsheet}", soft_wrap=True)
 
 
 def print_pipeline(summary: PipelineSummary, settings: Settings) -> None:

@@ -123,7 +123,13 @@ def test_walk_forward_replays_the_test_episode_and_the_gate_judges_and_records(
     tested = fks("backtest", "--model", "fks-allocator@champion")
     assert tested.returncode == 0, tested.stderr
     assert "fks-allocator v1" in tested.stdout and "min_variance" in tested.stdout
-    assert (Path(stored.data_dir) / "reports" / "fks-allocator-v1" / "tearsheet.html").exists()
+    folders = Path(stored.data_dir) / "reports" / "backtests" / "fks-allocator-v1"
+    (page,) = folders.glob("weights-*/tearsheet.html")
+    assert f"Tearsheet: {page}" in tested.stdout
+    html = page.read_text(encoding="utf-8")  # the trades name the universe's symbols
+    assert any(f"<td>{s}</td>" in html for s in SYMBOLS) or "No trades." in html
+    assert summary.tearsheet and Path(summary.tearsheet).is_file()  # the gate's own evidence
+    assert Path(summary.tearsheet).parent.name.startswith("gate-weights-")
     backtested = mlflow.MlflowClient(stored.mlflow_tracking_uri).get_run(first.run_id).data.metrics
     assert backtested["backtest_sharpe"] == pytest.approx(first.test["agent"]["sharpe"], abs=1e-3)
 
@@ -148,3 +154,4 @@ def test_walk_forward_replays_the_test_episode_and_the_gate_judges_and_records(
     latest = max(records, key=lambda r: r.id)
     assert latest.challenger_version == "2" and latest.champion_version == "1"
     assert latest.champion_value is not None and latest.baseline_name, latest.reasons
+    assert latest.tearsheet and f"Tearsheet: {latest.tearsheet}" in done.stdout

@@ -32,12 +32,14 @@ def test_backtest_of_the_challenger_writes_a_tearsheet_and_logs_it(settings: Set
     assert hold["trades"] == 1 and hold["exposure"] > 0.95  # held through the whole window
     assert len(summary.blocks) == 2
     page = Path(summary.tearsheet)
-    assert page.exists() and page.is_relative_to(settings.data_dir)
+    assert page.exists() and page.is_relative_to(Path(settings.data_dir) / "reports" / "backtests")
+    assert page.parent.name.startswith("long_flat-")
     html = page.read_text()
     assert "buy and hold" in html and "GOOGL" in html and "bps" in html
+    assert "<td>GOOGL</td>" in html  # the trades name the symbol
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
-    logged = {a.path for a in client.list_artifacts(trained.run_id, "backtest")}
-    assert "backtest/tearsheet.html" in logged
+    logged = {a.path for a in client.list_artifacts(trained.run_id, f"backtest/{page.parent.name}")}
+    assert f"backtest/{page.parent.name}/tearsheet.html" in logged
     assert "backtest_sharpe" in client.get_run(trained.run_id).data.metrics
 
 

@@ -754,3 +754,91 @@ def test_gate_compares_on_the_window_out_of_sample_for_both(world: GateWorld) ->
     other = world.gate()
     assert other.outcome == "refused" and other.champion_version == elsewhere
     assert any(r.startswith(f"Champion v{elsewhere} is on OTHER 1d") for r in other.reasons)
+
+
+# --- evidence: one report folder per backtest run, linked from the promotion record ---------------
+
+
+def test_backtests_keep_their_own_folders_and_the_record_links_the_gates(world: GateWorld) -> None:
+    from backtest.evaluate import run_backtest
+    from config.backtest import BacktestConfig
+    from storage import list_promotions
+    from tasks.store import store_for
+
+    complete = _predictions(last_return=0.002, ridge=0.002, hist_gb=-0.002)
+    version, _ = world.version(predictions=complete)
+    engine = store_for(world.settings)
+    model = f"{world.model}@challenger"
+    flat = run_backtest(BacktestConfig(model=model, history=5), world.settings, engine=engine)
+    short = run_backtest(
+        BacktestConfig(model=model, history=5, strategy="long_short"), world.settings, engine=engine
+    )
+    flat_page, short_page = Path(flat.tearsheet), Path(short.tearsheet)
+    parent = Path(world.settings.data_dir) / "reports" / "backtests" / f"{world.model}-v{version}"
+    assert flat_page.parent.parent == parent == short_page.parent.parent
+    assert flat_page.parent.name.startswith("long_flat-") and short_page.parent.name.startswith("long_short-")
+    flat_html = flat_page.read_text(encoding="utf-8")  # the first run's report is intact
+    assert "(long_flat)" in flat_html and "(long_short)" not in flat_html
+    assert "(long_short)" in short_page.read_text(encoding="utf-8")
+    # the trades table names the series' symbol, not the forecast column
+    trades = flat_html[flat_html.index('class="dataframe trades"') :]
+    trades = trades[: trades.index("</table>")]
+    assert "<td>GATE</td>" in trades and "forecast_log_return" not in trades
+
+    summary = world.gate(baselines=["buy and hold"])
+    assert summary.tearsheet is not None
+    evidence = Path(summary.tearsheet)
+    assert evidence.is_file() and evidence.parent.parent == parent
+    assert evidence.parent.name.startswith("gate-long_flat-")
+    page = evidence.read_text(encoding="utf-8")
+    assert f"{world.model} v{version} (challenger)" in page and "buy and hold" in page
+    assert "<td>GATE</td>" in page
+    decision = json.loads((evidence.parent / "decision.json").read_text(encoding="utf-8"))
+    assert decision["outcome"] == summary.outcome and decision["tearsheet"] == summary.tearsheet
+    with engine.connect() as conn:
+        row = list_promotions(conn, world.model)[-1]
+    assert row.id == summary.promotion_id and row.tearsheet == summary.tearsheet
+    # a later backtest of the same version leaves the gate's evidence alone
+    before = evidence.read_bytes()
+    run_backtest(BacktestConfig(model=model, history=5), world.settings, engine=engine)
+    assert evidence.read_bytes() == before and flat_page.read_text(encoding="utf-8") == flat_html
+    assert len(list(parent.iterdir())) == 4
+
+
+def test_migration_0011_adds_the_tearsheet_link_and_keeps_rows(url: str) -> None:
+    from alembic import command
+
+    eng = make_engine(url)
+    try:
+        config = _alembic_config()
+        with eng.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0010")
+            conn.execute(
+                text(
+                    "INSERT INTO promotions (model_name, challenger_version, decision, reasons, metrics,"
+                    " actor, decided_at) VALUES ('m', '1', 'rolled_back', '[]', '{}', 'ci', 0)"
+                )
+            )
+        assert "tearsheet" not in {c["name"] for c in inspect(eng).get_columns("promotions")}
+        migrate(eng)
+        assert "tearsheet" in {c["name"] for c in inspect(eng).get_columns("promotions")}
+        with eng.begin() as conn:
+            (old,) = list_promotions(conn, "m")
+            assert old.tearsheet is None
+            record_promotion(
+                conn, model_name="m", challenger_version="2", decision="rolled_back", actor="ci",
+                tearsheet="data/reports/backtests/m-v2/gate-long_flat-20260101T000000-0123abcd/tearsheet.html",
+            )  # fmt: skip
+            assert list_promotions(conn, "m")[-1].tearsheet.endswith("0123abcd/tearsheet.html")  # type: ignore[union-attr]
+        with eng.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")
+        assert "tearsheet" not in {c["name"] for c in inspect(eng).get_columns("promotions")}
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM promotions")).scalar_one() == 2
+        indexes = {i["name"] for i in inspect(eng).get_indexes("promotions")}
+        assert "ix_promotions_model_name" in indexes
+        migrate(eng)
+    finally:
+        eng.dispose()

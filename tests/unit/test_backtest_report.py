@@ -21,6 +21,7 @@ from backtest.report import (
     metrics_table,
     monthly_returns,
     monthly_returns_figure,
+    new_report_folder,
     rolling_sharpe_figure,
     write_tearsheet,
 )
@@ -229,3 +230,17 @@ def test_tearsheet_escapes_user_text(results: dict[str, BacktestResult], tmp_pat
 def test_import_is_cheap() -> None:
     code = "import sys, backtest.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_each_backtest_run_gets_a_folder_of_its_own(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = new_report_folder(tmp_path, "fks-forecaster", "3", "long_flat", now=when)
+    second = new_report_folder(tmp_path, "fks-forecaster", "3", "long_flat", now=when)  # same second
+    other = new_report_folder(tmp_path, "fks/forecaster", "3", "long short")
+    assert first != second and first.is_dir() and second.is_dir() and not any(first.iterdir())
+    parent = tmp_path / "reports" / "backtests" / "fks-forecaster-v3"
+    assert first.parent == parent == second.parent
+    assert first.name.startswith("long_flat-20260102T030405-") and len(first.name.rsplit("-", 1)[1]) == 8
+    assert other.parent.name == "fks_forecaster-v3" and other.name.startswith("long_short-")

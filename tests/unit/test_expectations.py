@@ -170,5 +170,17 @@ def test_data_docs_are_written_when_docs_dir_is_given(tmp_path: Path) -> None:
     assert report.docs_path is not None and report.docs_path.suffix == ".html"
     assert report.docs_path.is_file() and docs in report.docs_path.parents
     assert (docs / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    kwargs["run"] = "ingest run 7"
     again = validate_bars(frame, policy=load_validation_policy(), docs_dir=docs, **kwargs)  # type: ignore[arg-type]
     assert again.docs_path is not None and again.docs_path.is_file()
+    assert again.docs_path != report.docs_path  # one page per validation run
+    # each page names its series and its run, not "Data asset: None"
+    page = again.docs_path.read_text(encoding="utf-8")
+    assert "Data asset: BTC 1h bars, ingest run 7" in page and "Data asset: None" not in page
+    assert "ingest-run-7" in again.docs_path.parts
+    first = report.docs_path.read_text(encoding="utf-8")
+    assert "Data asset: BTC 1h bars, validation-" in first and "Data asset: None" not in first
+    features = pd.DataFrame({"rsi_14": np.linspace(10.0, 90.0, 20)})
+    checked = validate_features(features, warmup=0, docs_dir=docs, series="BTC 1h features core v1", run="r1")
+    assert checked.docs_path is not None
+    assert "Data asset: BTC 1h features core v1, r1" in checked.docs_path.read_text(encoding="utf-8")
