@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str) -> str:
     """Point MLflow at ``tracking_uri`` and return the experiment id of ``name`` (created if needed).
 
     On a local store (a path or ``sqlite:``) a new experiment keeps its artifacts under
-    ``artifact_root / name``. ``name`` is a family's ``experiment``.
+    ``artifact_root / name``. ``name`` is a family's ``experiment``. Under ``mlflow run`` the run it
+    opened is used only when it is in this experiment (see :func:`claim_launcher_run`).
     """
     import mlflow
 
@@ -81,12 +83,64 @@ def ensure_experiment(tracking_uri: str, artifact_root: Path, name: str) -> str:
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    location = None
-    if "://" not in tracking_uri or tracking_uri.startswith("sqlite:"):
-        location = (artifact_root.resolve() / name).as_uri()
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    if experiment is None:
+        location = None
+        if "://" not in tracking_uri or tracking_uri.startswith("sqlite:"):
+            location = (artifact_root.resolve() / name).as_uri()
+        experiment_id = str(mlflow.create_experiment(name, artifact_location=location))
+    else:
+        experiment_id = str(experiment.experiment_id)
+    claim_launcher_run(experiment_id, name)
+    return experiment_id
+
+
+PROJECT_TAGS = ("mlflow.project.", "mlflow.source.", "mlflow.gitRepoURL", "mlflow.user")
+"""Tags (and tag prefixes) of a run ``mlflow run`` started that say which project and entry point ran."""
+
+LAUNCHER_TAG = "fks.launcher_run_id"
+"""Tag of a run started under ``mlflow run`` in another experiment: the run ``mlflow run`` opened."""
+
+
+def claim_launcher_run(experiment_id: str, name: str) -> None:
+    """Under ``mlflow run``, keep this process's runs in the experiment ``experiment_id`` (``name``).
+
+    ``mlflow run . -e <entry point>`` opens a run before the entry point's command starts and hands
+    it over in ``MLFLOW_RUN_ID``, in the experiment its caller named (``--experiment-name``), else
+    ``Default`` with artifacts under ``./mlruns/0``. When that run is in this experiment, it is
+    kept: the family's run is that run. When it is in another, it is left as it is, tagged with
+    where the work went (``fks.experiment``), and the runs this process starts are new ones in
+    this experiment (so under ``FKS_MLFLOW_ARTIFACT_ROOT`` on a local store) carrying the
+    launcher's project tags (entry point, source, commit) and :data:`LAUNCHER_TAG`. Outside
+    ``mlflow run`` (no ``MLFLOW_RUN_ID``) nothing changes.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    client = mlflow.MlflowClient()
+    try:
+        launcher = client.get_run(run_id)
+    except MlflowException:
+        return  # not a run of this store: start_run reports it
+    if str(launcher.info.experiment_id) == experiment_id:
+        return
+    tags = {
+        key: value
+        for key, value in launcher.data.tags.items()
+        if any(key == t or (t.endswith(".") and key.startswith(t)) for t in PROJECT_TAGS)
+    }
+    context = json.loads(os.environ.get("MLFLOW_RUN_CONTEXT") or "{}")
+    os.environ["MLFLOW_RUN_CONTEXT"] = json.dumps({**context, **tags, LAUNCHER_TAG: run_id})
+    del os.environ["MLFLOW_RUN_ID"]
+    client.set_tag(run_id, "fks.experiment", name)
+    client.set_tag(
+        run_id,
+        "mlflow.note.content",
+        f"FKS logs this entry point's work in the experiment {name!r}, on the run(s) tagged "
+        f"{LAUNCHER_TAG}={run_id}.",
+    )
 
 
 def log_run_metrics(run_id: str, metrics: Mapping[str, float]) -> None:

@@ -298,7 +298,10 @@ def decide_quarantine(
     decided = [e for e in entries if e.status != "quarantined"]
     if decided:
         listed = ", ".join(f"{e.id} ({e.status})" for e in decided)
-        raise ValueError(f"quarantine rows already decided: {listed}; only quarantined rows can be decided")
+        raise ValueError(
+            f"quarantine rows already decided: {listed}; only quarantined rows can be decided "
+            "(`fks quarantine list --status all` shows every row's status)"
+        )
     if not entries:
         return
     now = _now_ms()

@@ -68,6 +68,18 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def message(exc: BaseException) -> str:
+    """The text of ``exc`` as its raiser wrote it.
+
+    ``str()`` of a ``KeyError`` is the ``repr`` of its argument (quoted, escapes doubled); every
+    other exception's ``str()`` is its message, which may itself start or end with a quote (a
+    quoted model name) and is kept whole.
+    """
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
 def run_guarded(action: Callable[[], T], *handlers: tuple[type[Exception], Handler]) -> T:
     """Run ``action`` and turn known failures into the CLI's exit codes.
 
@@ -90,13 +102,13 @@ def run_guarded(action: Callable[[], T], *handlers: tuple[type[Exception], Handl
             if handle is None:
                 break
             if isinstance(handle, int):
-                raise fail(str(exc), handle) from None
+                raise fail(message(exc), handle) from None
             raise typer.Exit(handle(exc)) from None
         if isinstance(exc, ValidationError):
             problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             raise fail(problems, EXIT_BAD_INPUT) from None
         if isinstance(exc, InputError | DataFileError | NotSupported | LookupError):
-            raise fail(str(exc).strip("'\""), EXIT_BAD_INPUT) from None
+            raise fail(message(exc), EXIT_BAD_INPUT) from None
         raise
 
 
