@@ -377,9 +377,8 @@ def value_account(
         found = get_account(conn, account)
         if found is None:
             raise UnknownAccount(
-                f"no paper account {account!r}; check the name, or open it first: "
-                f"execution.oms.OrderManager(engine, {account!r}, initial_cash=100_000.0) "
-                "(the paper-trading flow opens its account on its first run)"
+                f"no paper account {account!r}; check the name (`fks positions --account NAME`), or open "
+                f"it by trading it: `fks trade --paper --account {account}` opens it on its first cycle"
             )
         bas = _currency(base or found.base_currency, "base currency")
         positions = list_positions(conn, account)

@@ -127,7 +127,7 @@ def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
 
     unknown = runner.invoke(app, ["pnl", "--account", "nope"], env=env)
     assert unknown.exit_code == 2 and "no paper account 'nope'" in unknown.output
-    assert "initial_cash" in unknown.output
+    assert "fks trade --paper --account nope" in unknown.output
     no_rate = runner.invoke(app, ["pnl", "--account", "desk", "--base", "GBP"], env=env)
     assert no_rate.exit_code == 2 and "fks ingest --symbols" in no_rate.output
     bad = runner.invoke(app, ["pnl", "--account", "desk", "--base", "EURO"], env=env)
