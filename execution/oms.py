@@ -276,11 +276,20 @@ class _Change:
     cash: float | None = None
     audit: AuditRows = field(default_factory=list)
     """The change's ``audit_log`` rows, written together just before it commits."""
+    _views: dict[int, Order] = field(default_factory=dict)
 
     def touch(self, record: OrderRecord) -> OrderRecord:
         """Note ``record`` (an order as written) for the view; returns it."""
         self.orders.append(record)
         return record
+
+    def view(self, record: OrderRecord) -> Order:
+        """``record`` as an :class:`Order`, made once per record (the view and the caller share it)."""
+        key = id(record)  # the record is kept alive by ``orders`` or the caller
+        order = self._views.get(key)
+        if order is None:
+            order = self._views[key] = _order(record)
+        return order
 
 
 class OrderManager:
@@ -427,7 +436,7 @@ class OrderManager:
             if any(s.status == OrderStatus.FILLED.value for s in self._siblings(conn, order)):
                 why = {"why": "oco sibling filled"}
                 order = change.touch(self._transition(change, order, OrderStatus.CANCELLED, details=why))
-        return _order(order)
+        return change.view(order)
 
     def reject(self, order_id: str, code: str, reason: str) -> Order:
         """The broker (or a late risk check) refused the order: ``-> REJECTED`` with reason ``code``
@@ -443,7 +452,7 @@ class OrderManager:
             order = change.touch(
                 self._transition(change, order, OrderStatus.REJECTED, reject_code=code, reject_reason=reason)
             )
-        return _order(order)
+        return change.view(order)
 
     def cancel(self, order_id: str, reason: str | None = None) -> Order:
         """Cancel the order (``ACCEPTED``/``PARTIALLY_FILLED -> CANCELLED``). A bracket parent
@@ -518,13 +527,13 @@ class OrderManager:
                 change.touch(record)
             change.position, change.cash = result.position, result.cash
         return FillOutcome(
-            order=_order(result.order),
+            order=change.view(result.order),
             fill_id=result.fill.id,
             duplicate=False,
             position=result.position,
             cash=result.cash,
-            created=tuple(_order(r) for r in created),
-            cancelled=tuple(_order(r) for r in cancelled),
+            created=tuple(change.view(r) for r in created),
+            cancelled=tuple(change.view(r) for r in cancelled),
             late=late,
         )
 
@@ -607,7 +616,7 @@ class OrderManager:
             if stored is None:
                 raise
             return self._same_request(_order(stored), request)
-        return _order(record)
+        return change.view(record)
 
     def _same_request(self, stored: Order, request: OrderRequest) -> Order:
         differences = _differences(stored, request)
@@ -681,7 +690,7 @@ class OrderManager:
             )
             for child in self._place_children(change, order):
                 change.touch(child)
-        return _order(order)
+        return change.view(order)
 
     def _siblings(self, conn: Connection, order: OrderRecord) -> list[OrderRecord]:
         if order.oco_group is None:
@@ -743,7 +752,7 @@ class OrderManager:
                 yield change
                 write_audit_rows(conn, change.audit)  # in the transaction, before its commit
             for record in change.orders:
-                order = _order(record)
+                order = change.view(record)
                 if order.is_open:
                     self._open[order.id] = order
                 else:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 import pandas as pd
@@ -603,7 +603,7 @@ def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, 
             f"{order.filled_quantity:g} filled; read it again"
         )
     if _storable(*values.values()):
-        return replace(order, **values, updated_at=from_ms(at))
+        return OrderRecord(**{**vars(order), **values, "updated_at": from_ms(at)})
     stored = get_order(conn, order.id)
     if stored is None:  # pragma: no cover - just updated
         raise RuntimeError(f"order {order.id} vanished after its update")
