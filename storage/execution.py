@@ -903,6 +903,7 @@ def record_fill(
     )
     rows.append(row)
     _emit(conn, rows, audit_rows)
+    recorded = from_ms(at)  # immutable: the fill and the position share it
     fill = FillRecord(
         id=fill_id,
         order_id=order.id,
@@ -914,9 +915,9 @@ def record_fill(
         fee=fee_,
         ts=from_ms(ts_ms),
         broker_fill_id=broker_fill_id,
-        recorded_at=from_ms(at),
+        recorded_at=recorded,
     )
-    position = Position(order.account, order.symbol, q1, c1, r1, from_ms(at))
+    position = Position(order.account, order.symbol, q1, c1, r1, recorded)
     return FillResult(fill, stored, position, cash, duplicate=False)
 
 
