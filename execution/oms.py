@@ -64,8 +64,10 @@ from execution.orders import (
     check_transition,
 )
 from market.bars import as_utc
+from storage.audit import write_audit_rows
 from storage.execution import (
     LATE_FILL_STATUSES,
+    AuditRows,
     EquityPoint,
     OrderRecord,
     Position,
@@ -272,11 +274,22 @@ class _Change:
     orders: list[OrderRecord] = field(default_factory=list)
     position: Position | None = None
     cash: float | None = None
+    audit: AuditRows = field(default_factory=list)
+    """The change's ``audit_log`` rows, written together just before it commits."""
+    _views: dict[int, Order] = field(default_factory=dict)
 
     def touch(self, record: OrderRecord) -> OrderRecord:
         """Note ``record`` (an order as written) for the view; returns it."""
         self.orders.append(record)
         return record
+
+    def view(self, record: OrderRecord) -> Order:
+        """``record`` as an :class:`Order`, made once per record (the view and the caller share it)."""
+        key = id(record)  # the record is kept alive by ``orders`` or the caller
+        order = self._views.get(key)
+        if order is None:
+            order = self._views[key] = _order(record)
+        return order
 
 
 class OrderManager:
@@ -419,11 +432,11 @@ class OrderManager:
         """
         with self._change() as change:
             conn = change.conn
-            order = change.touch(self._transition(conn, self._load(conn, order_id), OrderStatus.ACCEPTED))
+            order = change.touch(self._transition(change, self._load(conn, order_id), OrderStatus.ACCEPTED))
             if any(s.status == OrderStatus.FILLED.value for s in self._siblings(conn, order)):
                 why = {"why": "oco sibling filled"}
-                order = change.touch(self._transition(conn, order, OrderStatus.CANCELLED, details=why))
-        return _order(order)
+                order = change.touch(self._transition(change, order, OrderStatus.CANCELLED, details=why))
+        return change.view(order)
 
     def reject(self, order_id: str, code: str, reason: str) -> Order:
         """The broker (or a late risk check) refused the order: ``-> REJECTED`` with reason ``code``
@@ -437,11 +450,9 @@ class OrderManager:
         with self._change() as change:
             order = self._load(change.conn, order_id)
             order = change.touch(
-                self._transition(
-                    change.conn, order, OrderStatus.REJECTED, reject_code=code, reject_reason=reason
-                )
+                self._transition(change, order, OrderStatus.REJECTED, reject_code=code, reject_reason=reason)
             )
-        return _order(order)
+        return change.view(order)
 
     def cancel(self, order_id: str, reason: str | None = None) -> Order:
         """Cancel the order (``ACCEPTED``/``PARTIALLY_FILLED -> CANCELLED``). A bracket parent
@@ -502,25 +513,27 @@ class OrderManager:
                 done = fill_completes(order, fill.quantity)
                 status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
                 check_transition(order.id, OrderStatus(order.status), status)
+            # the replay was looked for just above, in this transaction, on the locked order
             result = record_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                                  price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
-                                 actor=self._actor)  # fmt: skip
+                                 actor=self._actor, replay_checked=True,
+                                 audit_rows=change.audit)  # fmt: skip
             created: list[OrderRecord] = []
             cancelled: list[OrderRecord] = []
             if status is OrderStatus.FILLED and not late:
-                created = self._place_children(conn, result.order)
-                cancelled = self._cancel_siblings(conn, result.order)
+                created = self._place_children(change, result.order)
+                cancelled = self._cancel_siblings(change, result.order)
             for record in (result.order, *created, *cancelled):
                 change.touch(record)
             change.position, change.cash = result.position, result.cash
         return FillOutcome(
-            order=_order(result.order),
+            order=change.view(result.order),
             fill_id=result.fill.id,
             duplicate=False,
             position=result.position,
             cash=result.cash,
-            created=tuple(_order(r) for r in created),
-            cancelled=tuple(_order(r) for r in cancelled),
+            created=tuple(change.view(r) for r in created),
+            cancelled=tuple(change.view(r) for r in cancelled),
             late=late,
         )
 
@@ -587,13 +600,13 @@ class OrderManager:
                         f"account {self._account!r} is halted ({state.reason}); "
                         f"order {request.client_order_id!r} was not taken; `fks resume` to trade again"
                     )
-                record = self._insert(conn, request, parent=None)
+                record = self._insert(change, request, parent=None)
                 if refusal is None:
-                    record = change.touch(self._transition(conn, record, OrderStatus.SUBMITTED))
+                    record = change.touch(self._transition(change, record, OrderStatus.SUBMITTED))
                 else:
                     code, reason = refusal
                     refused = self._transition(
-                        conn, record, OrderStatus.REJECTED, reject_code=code, reject_reason=reason
+                        change, record, OrderStatus.REJECTED, reject_code=code, reject_reason=reason
                     )
                     record = change.touch(refused)
         except IntegrityError:
@@ -603,7 +616,7 @@ class OrderManager:
             if stored is None:
                 raise
             return self._same_request(_order(stored), request)
-        return _order(record)
+        return change.view(record)
 
     def _same_request(self, stored: Order, request: OrderRequest) -> Order:
         differences = _differences(stored, request)
@@ -614,7 +627,7 @@ class OrderManager:
             )
         return stored
 
-    def _insert(self, conn: Connection, request: OrderRequest, *, parent: OrderRecord | None) -> OrderRecord:
+    def _insert(self, change: _Change, request: OrderRequest, *, parent: OrderRecord | None) -> OrderRecord:
         now = pd.Timestamp.now(tz="UTC")
         record = OrderRecord(
             id=uuid.uuid4().hex,
@@ -639,7 +652,7 @@ class OrderManager:
             confidence=request.confidence,
             decided_at=request.decided_at,
         )
-        return insert_order(conn, record, actor=self._actor)
+        return insert_order(change.conn, record, actor=self._actor, audit_rows=change.audit)
 
     def _load(self, conn: Connection, order_id: str, *, lock: bool = True) -> OrderRecord:
         """The order by the OMS's id or, failing that, by its ``client_order_id`` (the id a broker
@@ -655,7 +668,7 @@ class OrderManager:
 
     def _transition(
         self,
-        conn: Connection,
+        change: _Change,
         record: OrderRecord,
         new: OrderStatus,
         *,
@@ -665,18 +678,19 @@ class OrderManager:
     ) -> OrderRecord:
         """The one place (with :meth:`apply_fill`) where an order's status changes."""
         check_transition(record.id, OrderStatus(record.status), new)
-        return transition_order(conn, record, new.value, actor=self._actor, reject_code=reject_code,
-                                reject_reason=reject_reason, details=details)  # fmt: skip
+        return transition_order(change.conn, record, new.value, actor=self._actor, reject_code=reject_code,
+                                reject_reason=reject_reason, details=details,
+                                audit_rows=change.audit)  # fmt: skip
 
     def _finish(self, order_id: str, status: OrderStatus, reason: str | None) -> Order:
         with self._change() as change:
             details = None if reason is None else {"reason": reason}
             order = change.touch(
-                self._transition(change.conn, self._load(change.conn, order_id), status, details=details)
+                self._transition(change, self._load(change.conn, order_id), status, details=details)
             )
-            for child in self._place_children(change.conn, order):
+            for child in self._place_children(change, order):
                 change.touch(child)
-        return _order(order)
+        return change.view(order)
 
     def _siblings(self, conn: Connection, order: OrderRecord) -> list[OrderRecord]:
         if order.oco_group is None:
@@ -684,19 +698,19 @@ class OrderManager:
         group = list_orders(conn, self._account, oco_group=order.oco_group)
         return [o for o in group if o.id != order.id]
 
-    def _cancel_siblings(self, conn: Connection, filled: OrderRecord) -> list[OrderRecord]:
+    def _cancel_siblings(self, change: _Change, filled: OrderRecord) -> list[OrderRecord]:
         """Cancel the accepted OCO siblings of a filled bracket child (one not yet accepted is
         cancelled by :meth:`accept`)."""
         cancellable = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
         return [
             self._transition(
-                conn, s, OrderStatus.CANCELLED, details={"why": "oco sibling filled", "filled": filled.id}
+                change, s, OrderStatus.CANCELLED, details={"why": "oco sibling filled", "filled": filled.id}
             )
-            for s in self._siblings(conn, filled)
+            for s in self._siblings(change.conn, filled)
             if s.status in cancellable
         ]
 
-    def _place_children(self, conn: Connection, parent: OrderRecord) -> list[OrderRecord]:
+    def _place_children(self, change: _Change, parent: OrderRecord) -> list[OrderRecord]:
         """A done bracket parent's take-profit and stop-loss, submitted, for its filled quantity."""
         if (parent.take_profit is None and parent.stop_loss is None) or parent.filled_quantity <= 0:
             return []
@@ -722,9 +736,9 @@ class OrderManager:
                 decided_at=parent.decided_at,
                 **price,
             )
-            child = self._insert(conn, request, parent=parent)
+            child = self._insert(change, request, parent=parent)
             children.append(
-                self._transition(conn, child, OrderStatus.SUBMITTED, details={"bracket_of": parent.id})
+                self._transition(change, child, OrderStatus.SUBMITTED, details={"bracket_of": parent.id})
             )
         return children
 
@@ -736,8 +750,9 @@ class OrderManager:
             with self._engine.begin() as conn:
                 change = _Change(conn)
                 yield change
+                write_audit_rows(conn, change.audit)  # in the transaction, before its commit
             for record in change.orders:
-                order = _order(record)
+                order = change.view(record)
                 if order.is_open:
                     self._open[order.id] = order
                 else:

@@ -9,7 +9,7 @@ timestamps become ISO strings and NaN/±inf the strings ``"nan"``, ``"inf"``, ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,6 +40,42 @@ def _check_text(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
 
+def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked values of one ``audit_log`` row stamped now (``at``), ``details`` redacted:
+    what :func:`audit` writes. Collect the rows of one change and write them together with
+    :func:`write_audit_rows` on the change's connection, before it commits.
+
+    Raises:
+        ValueError, TypeError: as :func:`audit`.
+    """
+    _check_text("actor", actor)
+    _check_text("action", action)
+    _check_text("subject", subject)
+    if len(action) > 64:
+        raise ValueError(f"action must be at most 64 characters, got {len(action)}")
+    if len(actor) > 128:
+        raise ValueError(f"actor must be at most 128 characters, got {len(actor)}")
+    if not isinstance(details, Mapping):
+        raise TypeError(f"details must be a mapping, not {type(details).__name__}")
+    return {
+        "at": _now_ms(),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "details": redacted_json(details),
+    }
+
+
+def write_audit_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (made by :func:`audit_row`) in their order, in one statement execution
+    (an ``executemany``) on ``conn``: in the caller's transaction, like :func:`audit`. Nothing is
+    done for no rows."""
+    if len(rows) == 1:
+        conn.execute(_INSERT, rows[0])
+    elif rows:
+        conn.execute(_INSERT, list(rows))
+
+
 def audit(conn: Connection, *, actor: str, action: str, subject: str, details: Mapping[str, Any]) -> int:
     """Record that ``actor`` did ``action`` to ``subject`` now, and return the audit row's id.
 
@@ -51,25 +87,7 @@ def audit(conn: Connection, *, actor: str, action: str, subject: str, details: M
             than 64 characters or ``actor`` longer than 128.
         TypeError: when ``details`` is not a mapping.
     """
-    _check_text("actor", actor)
-    _check_text("action", action)
-    _check_text("subject", subject)
-    if len(action) > 64:
-        raise ValueError(f"action must be at most 64 characters, got {len(action)}")
-    if len(actor) > 128:
-        raise ValueError(f"actor must be at most 128 characters, got {len(actor)}")
-    if not isinstance(details, Mapping):
-        raise TypeError(f"details must be a mapping, not {type(details).__name__}")
-    result = conn.execute(
-        _INSERT,
-        {
-            "at": _now_ms(),
-            "actor": actor,
-            "action": action,
-            "subject": subject,
-            "details": redacted_json(details),
-        },
-    )
+    result = conn.execute(_INSERT, audit_row(actor=actor, action=action, subject=subject, details=details))
     key = result.inserted_primary_key
     if key is None:  # pragma: no cover - every supported dialect reports it
         raise RuntimeError("the database did not report the new audit row's id")

@@ -37,9 +37,11 @@ from typing import Any, cast
 
 import pandas as pd
 from sqlalchemy import Connection, Float, Table, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage._time import from_ms, now_ms, optional_ms, optional_ts, to_ms
-from storage.audit import audit
+from storage.audit import audit, audit_row, write_audit_rows
 from storage.schema import (
     ORDER_STATUSES,
     ORDER_TYPES,
@@ -78,6 +80,13 @@ _EQUITY_WHERE = (_EQUITY.c.account == bindparam("_account"), _EQUITY.c.ts == bin
 _EQUITY_MARKED = select(_EQUITY.c.ts).where(*_EQUITY_WHERE)
 _INSERT_EQUITY = insert(_EQUITY)
 _UPDATE_EQUITY = update(_EQUITY).where(*_EQUITY_WHERE)
+_UPSERT_EQUITY = {  # one statement where the dialect has INSERT .. ON CONFLICT DO UPDATE
+    name: stmt.on_conflict_do_update(
+        index_elements=[_EQUITY.c.account, _EQUITY.c.ts],
+        set_={c: stmt.excluded[c] for c in ("cash", "market_value", "equity")},
+    )
+    for name, stmt in (("sqlite", sqlite_insert(_EQUITY)), ("postgresql", pg_insert(_EQUITY)))
+}
 _GET_STATE = select(_STATE).where(_STATE.c.account == bindparam("_account"))
 _GET_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.name == bindparam("_name"))
 _GET_ACCOUNT_FOR_UPDATE = _GET_ACCOUNT.with_for_update()
@@ -94,6 +103,7 @@ _MOVE_CASH = (
     .where(_ACCOUNTS.c.name == bindparam("_name"))
     .values(cash=_ACCOUNTS.c.cash + bindparam("_cash_flow", type_=Float()))
 )
+_MOVE_CASH_RETURNING = _MOVE_CASH.returning(_ACCOUNTS.c.cash)  # where the dialect has UPDATE..RETURNING
 # compare-and-set: the SET columns are the parameters' keys (plus updated_at)
 _COMPARE_AND_SET = update(_ORDERS).where(
     _ORDERS.c.id == bindparam("_id"),
@@ -274,6 +284,29 @@ def _is_zero(value: float, scale: float) -> bool:
     return abs(value) <= QUANTITY_TOLERANCE * max(1.0, abs(scale))
 
 
+AuditRows = list[dict[str, Any]]
+"""Audit rows collected for a change (see :func:`storage.audit.audit_row`), written by the caller
+with :func:`storage.audit.write_audit_rows` on the change's connection before it commits."""
+
+
+def _emit(conn: Connection, rows: AuditRows, into: AuditRows | None) -> None:
+    """Write ``rows`` now (one execution), or add them to the caller's ``into``."""
+    if into is None:
+        write_audit_rows(conn, rows)
+    else:
+        into.extend(rows)
+
+
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _storable(*values: object) -> bool:
+    """True when every float among ``values`` reads back as written (NaN does not: SQLite stores
+    it as NULL); else the caller reads the row back instead of building it."""
+    return all(not isinstance(v, float) or math.isfinite(v) for v in values)
+
+
 def _order(row: Any) -> OrderRecord:
     return OrderRecord(
         id=row.id,
@@ -395,8 +428,12 @@ def open_account(
 # -- orders ---------------------------------------------------------------------------------------
 
 
-def insert_order(conn: Connection, order: OrderRecord, *, actor: str) -> OrderRecord:
+def insert_order(
+    conn: Connection, order: OrderRecord, *, actor: str, audit_rows: AuditRows | None = None
+) -> OrderRecord:
     """Insert ``order`` (audited as ``order.created`` with its status) and return it as stored.
+    ``audit_rows``: a list to add the audit row to, for the caller to write before its commit
+    (see :data:`AuditRows`); by default it is written at once.
 
     Raises:
         ValueError: a bad field (enum value, non-positive quantity or price, over-long text).
@@ -443,8 +480,7 @@ def insert_order(conn: Connection, order: OrderRecord, *, actor: str) -> OrderRe
         "updated_at": to_ms(order.updated_at, "updated_at"),
     }
     conn.execute(_INSERT_ORDER, values)
-    audit(
-        conn,
+    row = audit_row(
         actor=actor,
         action="order.created",
         subject=f"order:{order.id}",
@@ -455,10 +491,54 @@ def insert_order(conn: Connection, order: OrderRecord, *, actor: str) -> OrderRe
             **{k: v for k, v in values.items() if k not in ("id", "account", "client_order_id", "status")},
         },
     )
-    stored = get_order(conn, order.id)
+    _emit(conn, [row], audit_rows)
+    stored = _inserted(order, values)
+    if stored is None:
+        stored = get_order(conn, order.id)
     if stored is None:  # pragma: no cover - just inserted
         raise RuntimeError(f"order {order.id} vanished after its insert")
     return stored
+
+
+def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | None:
+    """The order row just inserted with ``values``, as :func:`get_order` would read it (times to
+    the millisecond, numbers as floats), or None when a value would not read back as written."""
+    numbers = (
+        values["quantity"], values["filled_quantity"], order.avg_fill_price, order.limit_price,
+        order.stop_price, order.take_profit, order.stop_loss, order.confidence,
+    )  # fmt: skip
+    floats = tuple(None if v is None else float(v) for v in numbers)
+    if not _storable(*floats):
+        return None
+    quantity, filled, avg, limit, stop, take_profit, stop_loss, confidence = floats
+    assert quantity is not None and filled is not None  # NOT NULL columns, checked above
+    return OrderRecord(
+        id=order.id,
+        client_order_id=order.client_order_id,
+        account=order.account,
+        symbol=order.symbol,
+        side=order.side,
+        type=order.type,
+        time_in_force=order.time_in_force,
+        quantity=quantity,
+        status=order.status,
+        created_at=from_ms(values["created_at"]),
+        updated_at=from_ms(values["updated_at"]),
+        filled_quantity=filled,
+        avg_fill_price=avg,
+        limit_price=limit,
+        stop_price=stop,
+        take_profit=take_profit,
+        stop_loss=stop_loss,
+        parent_id=order.parent_id,
+        oco_group=order.oco_group,
+        reject_code=order.reject_code,
+        reject_reason=order.reject_reason,
+        model=order.model,
+        model_version=order.model_version,
+        confidence=confidence,
+        decided_at=optional_ts(values["decided_at"]),
+    )
 
 
 def get_order(conn: Connection, order_id: str, *, for_update: bool = False) -> OrderRecord | None:
@@ -501,11 +581,17 @@ def list_orders(
 
 
 def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
+    """Write ``values`` on ``order``'s row if its status and filled quantity are still those of
+    ``order`` (else :class:`StaleOrder`), and return the row as it now is: ``order`` with
+    ``values`` and the new ``updated_at`` (the match guarantees what the row was, and only this
+    module's compare-and-set writes an order row), read back only when a value would not read
+    back as written."""
+    at = now_ms()
     result = conn.execute(
         _COMPARE_AND_SET,
         {
             **values,
-            "updated_at": now_ms(),
+            "updated_at": at,
             "_id": order.id,
             "_status": order.status,
             "_filled_quantity": order.filled_quantity,
@@ -516,6 +602,8 @@ def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, 
             f"order {order.id} changed since it was read as {order.status} with "
             f"{order.filled_quantity:g} filled; read it again"
         )
+    if _storable(*values.values()):
+        return OrderRecord(**{**vars(order), **values, "updated_at": from_ms(at)})
     stored = get_order(conn, order.id)
     if stored is None:  # pragma: no cover - just updated
         raise RuntimeError(f"order {order.id} vanished after its update")
@@ -531,11 +619,12 @@ def transition_order(
     reject_code: str | None = None,
     reject_reason: str | None = None,
     details: Mapping[str, Any] | None = None,
+    audit_rows: AuditRows | None = None,
 ) -> OrderRecord:
     """Move ``order`` (as the caller read it in this transaction) to ``status``, with the reason
     code and text of a refusal if given, and audit it as ``order.transition`` (``from``, ``to``,
     plus ``details``). The caller has checked the transition's legality
-    (:func:`execution.orders.check_transition`).
+    (:func:`execution.orders.check_transition`). ``audit_rows`` as :func:`insert_order`.
 
     Raises:
         ValueError: an unknown status, an over-long reject code.
@@ -548,8 +637,7 @@ def transition_order(
     if reject_reason is not None:
         values["reject_reason"] = str(reject_reason)
     stored = _compare_and_set(conn, order, values)
-    audit(
-        conn,
+    row = audit_row(
         actor=actor,
         action="order.transition",
         subject=f"order:{order.id}",
@@ -561,6 +649,7 @@ def transition_order(
             **(dict(details) if details else {}),
         },
     )
+    _emit(conn, [row], audit_rows)
     return stored
 
 
@@ -678,6 +767,8 @@ def record_fill(
     ts: pd.Timestamp,
     status: str,
     actor: str,
+    replay_checked: bool = False,
+    audit_rows: AuditRows | None = None,
 ) -> FillResult:
     """Record one execution of ``order`` (as read in this transaction) once: the order's filled
     quantity, average fill price and ``status``, the fill row, the position, the account's cash
@@ -691,6 +782,11 @@ def record_fill(
     ``cancelled``/``expired``, which it keeps (no ``order.transition`` row; ``order.fill`` says
     ``late``).
 
+    ``replay_checked``: the caller has just called :func:`recorded_fill` with these values in
+    this transaction, on the order as read here (locked), and got None: it is not asked again (a
+    fill recorded meanwhile by another transaction under the same id still fails the insert, by
+    the unique ``broker_fill_id``). ``audit_rows`` as :func:`insert_order`.
+
     Raises:
         FillConflict: ``broker_fill_id`` was recorded with other values.
         ValueError: a non-positive quantity or price, a non-finite fee, a fill beyond the
@@ -702,9 +798,12 @@ def record_fill(
     px = _positive("price", price)
     fee_ = _finite("fee", fee)
     ts_ms = to_ms(ts, "fill ts")
-    replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=qty, price=px, fee=fee_, ts=ts)
-    if replay is not None:
-        return replay
+    if not replay_checked:
+        replay = recorded_fill(
+            conn, broker_fill_id, order_id=order.id, quantity=qty, price=px, fee=fee_, ts=ts
+        )
+        if replay is not None:
+            return replay
 
     filled = order.filled_quantity + qty
     if filled > order.quantity and not _is_zero(filled - order.quantity, order.quantity):
@@ -761,27 +860,27 @@ def record_fill(
         conn.execute(_UPDATE_POSITION, {**values, "_account": order.account, "_symbol": order.symbol})
 
     cash_flow = -signed * px - fee_
-    conn.execute(_MOVE_CASH, {"_name": order.account, "_cash_flow": cash_flow})
-    account = get_account(conn, order.account)
-    if account is None:  # pragma: no cover - the order's foreign key
+    cash = _move_cash(conn, order.account, cash_flow)
+    if cash is None:  # pragma: no cover - the order's foreign key
         raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
 
     subject = f"order:{order.id}"
+    rows: AuditRows = []
     if not late:
-        audit(
-            conn,
-            actor=actor,
-            action="order.transition",
-            subject=subject,
-            details={
-                "account": order.account,
-                "from": order.status,
-                "to": status,
-                "broker_fill_id": broker_fill_id,
-            },
+        rows.append(
+            audit_row(
+                actor=actor,
+                action="order.transition",
+                subject=subject,
+                details={
+                    "account": order.account,
+                    "from": order.status,
+                    "to": status,
+                    "broker_fill_id": broker_fill_id,
+                },
+            )
         )
-    audit(
-        conn,
+    row = audit_row(
         actor=actor,
         action="order.fill",
         subject=subject,
@@ -802,6 +901,9 @@ def record_fill(
             "late": late,
         },
     )
+    rows.append(row)
+    _emit(conn, rows, audit_rows)
+    recorded = from_ms(at)  # immutable: the fill and the position share it
     fill = FillRecord(
         id=fill_id,
         order_id=order.id,
@@ -813,10 +915,22 @@ def record_fill(
         fee=fee_,
         ts=from_ms(ts_ms),
         broker_fill_id=broker_fill_id,
-        recorded_at=from_ms(at),
+        recorded_at=recorded,
     )
-    position = Position(order.account, order.symbol, q1, c1, r1, from_ms(at))
-    return FillResult(fill, stored, position, account.cash, duplicate=False)
+    position = Position(order.account, order.symbol, q1, c1, r1, recorded)
+    return FillResult(fill, stored, position, cash, duplicate=False)
+
+
+def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None:
+    """Add ``cash_flow`` to ``account``'s cash; its cash after, or None when it does not exist.
+    One statement (``UPDATE ... RETURNING``) where the dialect has it."""
+    params = {"_name": account, "_cash_flow": cash_flow}
+    if conn.dialect.update_returning:
+        row = conn.execute(_MOVE_CASH_RETURNING, params).one_or_none()
+        return None if row is None else float(row.cash)
+    conn.execute(_MOVE_CASH, params)
+    found = get_account(conn, account)
+    return None if found is None else found.cash
 
 
 # -- equity history -------------------------------------------------------------------------------
@@ -835,8 +949,11 @@ def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_va
     if found is None:
         raise ValueError(f"account {account!r} does not exist; open it first")
     values = {"cash": found.cash, "market_value": value, "equity": found.cash + value}
+    upsert = _UPSERT_EQUITY.get(conn.dialect.name)
     where = {"_account": account, "_ts": ts_ms}
-    if conn.execute(_EQUITY_MARKED, where).first() is None:
+    if upsert is not None:
+        conn.execute(upsert, {"account": account, "ts": ts_ms, **values})
+    elif conn.execute(_EQUITY_MARKED, where).first() is None:
         conn.execute(_INSERT_EQUITY, {"account": account, "ts": ts_ms, **values})
     else:
         conn.execute(_UPDATE_EQUITY, {**values, **where})
