@@ -330,7 +330,10 @@ class OrderManager:
                     conn, account, initial_cash=initial_cash, base_currency=base_currency, actor=actor
                 )
             elif get_account(conn, account) is None:
-                raise LookupError(f"account {account!r} does not exist; pass initial_cash= to open it")
+                raise LookupError(
+                    f"account {account!r} does not exist; open it with "
+                    f"`fks trade --paper --account {account}` (in code: OrderManager(..., initial_cash=...))"
+                )
         self.recover()
 
     @property
