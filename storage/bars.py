@@ -4,14 +4,18 @@ Bars go in and come out as the canonical frame of :mod:`market.bars` (UTC ``ts``
 open time, float64 ``open, high, low, close, volume``). In the table ``ts`` and ``ingested_at``
 are epoch milliseconds UTC, so timestamps finer than a millisecond are rejected.
 
-Writes are one set-based ``INSERT ... ON CONFLICT (symbol, timeframe, ts) DO UPDATE ... WHERE
-<values differ>``: running the same ingestion twice writes nothing and keeps each row's
-``ingested_at``. On SQLite the rows go through the DBAPI ``executemany`` of the caller's
-connection. On PostgreSQL they are streamed with binary ``COPY`` into a temporary staging table
-(``ON COMMIT DROP``, dropped again as soon as the upsert is done) and merged into ``bars`` by one
-``INSERT ... SELECT ... ON CONFLICT``. Both paths store the same rows and return the same counts.
-The caller owns the transaction (``with engine.begin() as conn: upsert_bars(conn, ...)``); if
-anything in it fails, the table is left as it was.
+Writes are upserts on ``(symbol, timeframe, ts)`` that rewrite a stored row only when its values
+differ (``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE <values differ>``): running the same
+ingestion twice writes nothing and keeps each row's ``ingested_at``. On SQLite the rows go through
+the DBAPI ``executemany`` of the caller's connection. On PostgreSQL they are streamed with binary
+``COPY`` (the payload built by numpy, no per-row Python): straight into ``bars`` when no bar of
+the series is stored in the frame's span (a first load; in a savepoint, so that a concurrent
+writer that committed some of those keys first turns it into a merge instead of an error),
+otherwise into a temporary staging table (``ON COMMIT DROP``, dropped again as soon as the upsert
+is done) merged into ``bars`` by one ``INSERT ... SELECT ... ON CONFLICT`` whose anti-join on the
+stored series drops identical rows before they reach the conflict check. Both dialects store the
+same rows and return the same counts. The caller owns the transaction (``with engine.begin() as
+conn: upsert_bars(conn, ...)``); if anything in it fails, the table is left as it was.
 """
 
 from __future__ import annotations
@@ -137,6 +141,9 @@ def upsert_bars(
     ingested_at: pd.Timestamp | None = None,
 ) -> UpsertResult:
     """Insert or update ``bars`` of ``symbol``/``timeframe`` in one bulk statement; idempotent.
+
+    SQLite: one ``executemany`` upsert. PostgreSQL: binary ``COPY``, straight into ``bars`` when
+    nothing of the span is stored, else into a temporary table merged by one set-based upsert.
 
     ``bars`` is a canonical bar frame (``ts`` index or column, UTC bar open times; naive taken as
     UTC), stored at millisecond resolution. Rows new to the table are inserted; rows whose OHLCV
@@ -281,7 +288,9 @@ def _merge_sql() -> str:
     """One set-based upsert of the staged rows: identical rows are filtered out by an anti-join on
     the stored series (one hash join, not one index probe per row), the rest inserted or updated.
 
-    Parameters: symbol, timeframe, source, ingested_at, then symbol, timeframe, source again.
+    The anti-join reads only the stored bars of the batch's span (``ts`` between its first and last
+    bar: an index range on the primary key, and chunk exclusion on a TimescaleDB hypertable).
+    Parameters: symbol, timeframe, source, ingested_at; symbol, timeframe, first ts, last ts, source.
     """
     changed = " OR ".join(f"bars.{c} IS DISTINCT FROM excluded.{c}" for c in (*BAR_COLUMNS, "source"))
     updates = ", ".join(f"{c} = excluded.{c}" for c in (*BAR_COLUMNS, "source", "ingested_at"))
@@ -291,7 +300,7 @@ def _merge_sql() -> str:
         "INSERT INTO bars (symbol, timeframe, ts, open, high, low, close, volume, source, ingested_at) "
         f"SELECT %s::varchar, %s::varchar, s.ts, {values}, %s::text, %s::bigint FROM {_STAGE_TABLE} s "
         "WHERE NOT EXISTS (SELECT 1 FROM bars b WHERE b.symbol = %s::varchar AND b.timeframe = %s::varchar "
-        f"AND b.ts = s.ts AND {same} AND b.source = %s::text) "
+        f"AND b.ts BETWEEN %s::bigint AND %s::bigint AND b.ts = s.ts AND {same} AND b.source = %s::text) "
         f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {updates} WHERE {changed}"
     )
 
@@ -321,7 +330,8 @@ def _copy_merge(
         with block, driver.cursor() as cursor:
             cursor.execute(_stage_sql())
             _copy_in(cursor, f"COPY {_STAGE_TABLE} ({columns_sql}) FROM STDIN (FORMAT BINARY)", payload)
-            cursor.execute(_merge_sql(), (symbol, timeframe, source, stamp, symbol, timeframe, source))
+            span = (int(ms[0]), int(ms[-1]))
+            cursor.execute(_merge_sql(), (symbol, timeframe, source, stamp, symbol, timeframe, *span, source))
             changes = int(cursor.rowcount)
             cursor.execute(f"DROP TABLE {_STAGE_TABLE}")
     except Exception as exc:
