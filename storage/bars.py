@@ -183,6 +183,8 @@ def upsert_bars(
                 return UpsertResult(received=n, inserted=n, updated=0, unchanged=0)
             before = _count_range(conn, ph, symbol, tf, first, last)  # a concurrent writer was first
         changes = _copy_merge(conn, symbol, tf, ms, (o, h, lo, c, v), source, stamp)
+        if changes == 0:  # nothing written: no need to count again
+            return UpsertResult(received=n, inserted=0, updated=0, unchanged=n)
     else:
         rows = zip(
             repeat(symbol, n),
