@@ -267,8 +267,9 @@ def _pg_ours(url: str, frame: pd.DataFrame) -> tuple[float, float]:
     return first, again
 
 
-def _pg_copy_payload(frame: pd.DataFrame, stamp: int) -> bytes:
-    """The frame's rows of ``bars`` in PostgreSQL's binary COPY format (header, rows, trailer)."""
+def _pg_copy_payload(frame: pd.DataFrame, stamp: int) -> np.ndarray:
+    """The frame's rows of ``bars`` in PostgreSQL's binary COPY format, as one record array
+    (the header and trailer are written around it)."""
     symbol, timeframe, source = SYMBOL.encode(), TIMEFRAME.encode(), SOURCE.encode()
     layout = [("count", ">i2"), ("symbol_len", ">i4"), ("symbol", f"S{len(symbol)}")]
     layout += [
@@ -292,8 +293,7 @@ def _pg_copy_payload(frame: pd.DataFrame, stamp: int) -> bytes:
     rows["ingested_at"] = stamp
     for column in VALUE_COLUMNS:
         rows[column] = frame[column].to_numpy()
-    header = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-    return header + rows.tobytes() + struct.pack(">h", -1)
+    return rows
 
 
 def _pg_copy(url: str, frame: pd.DataFrame) -> float:
@@ -308,7 +308,11 @@ def _pg_copy(url: str, frame: pd.DataFrame) -> float:
             driver: Any = conn.connection.driver_connection
             cursor = driver.cursor()
             with cursor.copy(f"COPY bars ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.write(payload)
+                copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+                data = payload.view(np.uint8).data  # streamed in 4 MiB slices, never copied whole
+                for offset in range(0, len(data), 1 << 22):
+                    copy.write(data[offset : offset + (1 << 22)])
+                copy.write(struct.pack(">h", -1))
             cursor.close()
 
     seconds = _timed(load)
