@@ -4,16 +4,25 @@ Bars go in and come out as the canonical frame of :mod:`market.bars` (UTC ``ts``
 open time, float64 ``open, high, low, close, volume``). In the table ``ts`` and ``ingested_at``
 are epoch milliseconds UTC, so timestamps finer than a millisecond are rejected.
 
-Writes use the DBAPI ``executemany`` of the caller's connection with
-``INSERT ... ON CONFLICT (symbol, timeframe, ts) DO UPDATE ... WHERE <values differ>``: running
-the same ingestion twice writes nothing and keeps each row's ``ingested_at``. The caller owns the
-transaction (``with engine.begin() as conn: upsert_bars(conn, ...)``); if anything in it fails,
-the table is left as it was.
+Writes are upserts on ``(symbol, timeframe, ts)`` that rewrite a stored row only when its values
+differ (``INSERT ... ON CONFLICT ... DO UPDATE ... WHERE <values differ>``): running the same
+ingestion twice writes nothing and keeps each row's ``ingested_at``. On SQLite the rows go through
+the DBAPI ``executemany`` of the caller's connection. On PostgreSQL they are streamed with binary
+``COPY`` (the payload built by numpy, no per-row Python): straight into ``bars`` when no bar of
+the series is stored in the frame's span (a first load; in a savepoint, so that a concurrent
+writer that committed some of those keys first turns it into a merge instead of an error),
+otherwise into a temporary staging table (``ON COMMIT DROP``, dropped again as soon as the upsert
+is done) merged into ``bars`` by one ``INSERT ... SELECT ... ON CONFLICT`` whose anti-join on the
+stored series drops identical rows before they reach the conflict check. Both dialects store the
+same rows and return the same counts. The caller owns the transaction (``with engine.begin() as
+conn: upsert_bars(conn, ...)``); if anything in it fails, the table is left as it was.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -31,6 +40,15 @@ from storage._time import to_ms as _to_ms
 _SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 _READ_DTYPE = np.dtype([("ts", np.int64), *((c, np.float64) for c in BAR_COLUMNS)])
 _TS_DTYPE = np.dtype([("ts", np.int64)])
+
+# PostgreSQL's binary COPY format: a fixed header, then per row a big-endian int16 field count and
+# per field an int32 byte length and the value's bytes, then an int16 -1. Every row of one upsert
+# has the same width (one symbol, timeframe and source), so a batch is one numpy record array.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_COPY_CHUNK_BYTES = 1 << 22
+_STAGE_TABLE = "fks_bars_stage"
+_UNIQUE_VIOLATION = "23505"
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,9 @@ def upsert_bars(
 ) -> UpsertResult:
     """Insert or update ``bars`` of ``symbol``/``timeframe`` in one bulk statement; idempotent.
 
+    SQLite: one ``executemany`` upsert. PostgreSQL: binary ``COPY``, straight into ``bars`` when
+    nothing of the span is stored, else into a temporary table merged by one set-based upsert.
+
     ``bars`` is a canonical bar frame (``ts`` index or column, UTC bar open times; naive taken as
     UTC), stored at millisecond resolution. Rows new to the table are inserted; rows whose OHLCV
     or ``source`` differ from what is stored are overwritten and stamped ``ingested_at``
@@ -156,40 +177,178 @@ def upsert_bars(
     first, last = int(ms[0]), int(ms[-1])
 
     before = _count_range(conn, ph, symbol, tf, first, last)  # also begins the caller's transaction
-    rows = zip(
-        repeat(symbol, n),
-        repeat(tf, n),
-        ms.tolist(),
-        o.tolist(),
-        h.tolist(),
-        lo.tolist(),
-        c.tolist(),
-        v.tolist(),
-        repeat(source, n),
-        repeat(stamp, n),
-        strict=True,
-    )
-    cursor: Any = conn.connection.cursor()  # the driver's own cursor: executemany takes any iterable
-    try:
-        cursor.executemany(_upsert_sql(dialect, ph), rows)
-        changes = cursor.rowcount
-    except Exception as exc:
-        # Surface driver errors as SQLAlchemy's typed errors (IntegrityError, OperationalError, ...).
-        raise _wrap_dbapi_error(conn, exc) from exc
-    finally:
-        cursor.close()
+    if dialect == "postgresql":
+        if before == 0:  # nothing stored in the span: every row is new, COPY straight in
+            if _copy_new(conn, symbol, tf, ms, (o, h, lo, c, v), source, stamp):
+                return UpsertResult(received=n, inserted=n, updated=0, unchanged=0)
+            before = _count_range(conn, ph, symbol, tf, first, last)  # a concurrent writer was first
+        changes = _copy_merge(conn, symbol, tf, ms, (o, h, lo, c, v), source, stamp)
+        if changes == 0:  # nothing written: no need to count again
+            return UpsertResult(received=n, inserted=0, updated=0, unchanged=n)
+    else:
+        rows = zip(
+            repeat(symbol, n),
+            repeat(tf, n),
+            ms.tolist(),
+            o.tolist(),
+            h.tolist(),
+            lo.tolist(),
+            c.tolist(),
+            v.tolist(),
+            repeat(source, n),
+            repeat(stamp, n),
+            strict=True,
+        )
+        cursor: Any = conn.connection.cursor()  # the driver's own cursor: executemany takes any iterable
+        try:
+            cursor.executemany(_upsert_sql(dialect, ph), rows)
+            changes = cursor.rowcount
+        except Exception as exc:
+            # Surface driver errors as SQLAlchemy's typed errors (IntegrityError, OperationalError, ...).
+            raise _wrap_dbapi_error(conn, exc) from exc
+        finally:
+            cursor.close()
     after = _count_range(conn, ph, symbol, tf, first, last)
     inserted = after - before
     updated = max(changes - inserted, 0) if changes is not None and changes >= 0 else 0
     return UpsertResult(received=n, inserted=inserted, updated=updated, unchanged=n - inserted - updated)
 
 
-def _wrap_dbapi_error(conn: Connection, exc: Exception) -> Exception:
+def _copy_rows(fields: Sequence[tuple[str, Any]], n: int) -> np.ndarray:
+    """``n`` rows of a binary ``COPY`` as raw bytes (uint8): ``fields`` are (big-endian numpy type,
+    value) per column, a value being an array of ``n`` or one ``bytes`` constant for every row."""
+    layout: list[tuple[str, str]] = [("count", ">i2")]
+    for i, (kind, value) in enumerate(fields):
+        layout += [(f"len{i}", ">i4"), (f"val{i}", f"S{len(value)}" if kind == "text" else kind)]
+    table = np.empty(n, dtype=np.dtype(layout))
+    table["count"] = len(fields)
+    for i, (_, value) in enumerate(fields):
+        table[f"len{i}"] = table.dtype[f"val{i}"].itemsize
+        table[f"val{i}"] = value
+    return table.view(np.uint8)
+
+
+def _copy_in(cursor: Any, sql: str, payload: np.ndarray) -> None:
+    """Stream ``payload`` (the rows of :func:`_copy_rows`) through ``COPY ... FROM STDIN (FORMAT BINARY)``."""
+    data = payload.data  # a memoryview of the bytes: slices are not copies
+    with cursor.copy(sql) as copy:
+        copy.write(_COPY_HEADER)
+        for offset in range(0, len(data), _COPY_CHUNK_BYTES):
+            copy.write(data[offset : offset + _COPY_CHUNK_BYTES])
+        copy.write(_COPY_TRAILER)
+
+
+def _bar_fields(ms: np.ndarray, columns: Sequence[np.ndarray]) -> list[tuple[str, Any]]:
+    return [(">i8", ms), *((">f8", values) for values in columns)]
+
+
+def _copy_new(
+    conn: Connection,
+    symbol: str,
+    timeframe: str,
+    ms: np.ndarray,
+    columns: Sequence[np.ndarray],
+    source: str,
+    stamp: int,
+) -> bool:
+    """PostgreSQL, no stored bar in the span: binary ``COPY`` straight into ``bars``.
+
+    Runs in a savepoint: when a concurrent transaction committed some of these keys first (a
+    unique violation), the savepoint is rolled back and False returned, so that the caller merges
+    instead. Returns True when every row was inserted.
+    """
+    driver: Any = conn.connection.driver_connection  # the psycopg 3 connection under SQLAlchemy's
+    encoding = driver.info.encoding
+    fields = [
+        ("text", symbol.encode(encoding)),
+        ("text", timeframe.encode(encoding)),
+        *_bar_fields(ms, columns),
+        ("text", source.encode(encoding)),
+        (">i8", stamp),
+    ]
+    payload = _copy_rows(fields, len(ms))
+    sql = (
+        "COPY bars (symbol, timeframe, ts, open, high, low, close, volume, source, ingested_at) "
+        "FROM STDIN (FORMAT BINARY)"
+    )
+    try:
+        with driver.transaction(), driver.cursor() as cursor:  # a savepoint in the caller's transaction
+            _copy_in(cursor, sql, payload)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION:
+            return False
+        raise _wrap_dbapi_error(conn, exc, "COPY into bars") from exc
+    return True
+
+
+def _stage_sql() -> str:
+    values = ", ".join(f"{c} DOUBLE PRECISION NOT NULL" for c in BAR_COLUMNS)
+    return f"CREATE TEMPORARY TABLE {_STAGE_TABLE} (ts BIGINT NOT NULL, {values}) ON COMMIT DROP"
+
+
+def _merge_sql() -> str:
+    """One set-based upsert of the staged rows: identical rows are filtered out by an anti-join on
+    the stored series (one hash join, not one index probe per row), the rest inserted or updated.
+
+    The anti-join reads only the stored bars of the batch's span (``ts`` between its first and last
+    bar: an index range on the primary key, and chunk exclusion on a TimescaleDB hypertable).
+    Parameters: symbol, timeframe, source, ingested_at; symbol, timeframe, first ts, last ts, source.
+    """
+    changed = " OR ".join(f"bars.{c} IS DISTINCT FROM excluded.{c}" for c in (*BAR_COLUMNS, "source"))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in (*BAR_COLUMNS, "source", "ingested_at"))
+    values = ", ".join(f"s.{c}" for c in BAR_COLUMNS)
+    same = " AND ".join(f"b.{c} = s.{c}" for c in BAR_COLUMNS)  # NOT NULL columns: = is NOT DISTINCT
+    return (
+        "INSERT INTO bars (symbol, timeframe, ts, open, high, low, close, volume, source, ingested_at) "
+        f"SELECT %s::varchar, %s::varchar, s.ts, {values}, %s::text, %s::bigint FROM {_STAGE_TABLE} s "
+        "WHERE NOT EXISTS (SELECT 1 FROM bars b WHERE b.symbol = %s::varchar AND b.timeframe = %s::varchar "
+        f"AND b.ts BETWEEN %s::bigint AND %s::bigint AND b.ts = s.ts AND {same} AND b.source = %s::text) "
+        f"ON CONFLICT (symbol, timeframe, ts) DO UPDATE SET {updates} WHERE {changed}"
+    )
+
+
+def _copy_merge(
+    conn: Connection,
+    symbol: str,
+    timeframe: str,
+    ms: np.ndarray,
+    columns: Sequence[np.ndarray],
+    source: str,
+    stamp: int,
+) -> int:
+    """PostgreSQL: binary ``COPY`` into a temporary table, then one ``INSERT ... SELECT ... ON CONFLICT``.
+
+    The staging table lives in the caller's transaction (``ON COMMIT DROP``, and dropped right
+    after the merge so that another upsert in the same transaction can stage again); a failure
+    anywhere leaves the caller's rollback to undo everything. Returns the rows written (inserted
+    plus updated), as the driver's ``rowcount`` of the merge.
+    """
+    driver: Any = conn.connection.driver_connection  # the psycopg 3 connection under SQLAlchemy's
+    payload = _copy_rows(_bar_fields(ms, columns), len(ms))
+    columns_sql = ", ".join(("ts", *BAR_COLUMNS))
+    # An autocommit connection would drop the staging table after each statement: give it one block.
+    block: AbstractContextManager[Any] = driver.transaction() if driver.autocommit else nullcontext()
+    try:
+        with block, driver.cursor() as cursor:
+            cursor.execute(_stage_sql())
+            _copy_in(cursor, f"COPY {_STAGE_TABLE} ({columns_sql}) FROM STDIN (FORMAT BINARY)", payload)
+            span = (int(ms[0]), int(ms[-1]))
+            cursor.execute(_merge_sql(), (symbol, timeframe, source, stamp, symbol, timeframe, *span, source))
+            changes = int(cursor.rowcount)
+            cursor.execute(f"DROP TABLE {_STAGE_TABLE}")
+    except Exception as exc:
+        raise _wrap_dbapi_error(conn, exc, "COPY upsert into bars") from exc
+    return changes
+
+
+def _wrap_dbapi_error(
+    conn: Connection, exc: Exception, what: str = "executemany upsert into bars"
+) -> Exception:
     from sqlalchemy import exc as sa_exc
 
     dbapi = conn.dialect.loaded_dbapi
     if isinstance(exc, dbapi.Error):
-        return sa_exc.DBAPIError.instance("executemany upsert into bars", None, exc, dbapi.Error)
+        return sa_exc.DBAPIError.instance(what, None, exc, dbapi.Error)
     return exc
 
 
