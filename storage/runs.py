@@ -47,7 +47,7 @@ class ProcessId:
     started: int | None
 
 
-def _process_started(pid: int) -> int | None:
+def process_started(pid: int) -> int | None:
     """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
@@ -63,7 +63,7 @@ def _process_started(pid: int) -> int | None:
 def current_process() -> ProcessId:
     """This process: host name, pid, start time."""
     pid = os.getpid()
-    return ProcessId(host=socket.gethostname(), pid=pid, started=_process_started(pid))
+    return ProcessId(host=socket.gethostname(), pid=pid, started=process_started(pid))
 
 
 def process_alive(pid: int, started: int | None = None) -> bool:
@@ -81,7 +81,7 @@ def process_alive(pid: int, started: int | None = None) -> bool:
         return False
     if started is None:
         return True
-    now = _process_started(pid)
+    now = process_started(pid)
     return now is None or now == started
 
 
