@@ -86,10 +86,35 @@ def _port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _alive(state: ServerState) -> bool:
-    from storage.runs import process_alive
+def _process_started(pid: int) -> int | None:
+    """Process ``pid``'s start time in clock ticks since boot (Linux ``/proc``), else None. The same
+    reading as :func:`storage.runs.process_started`, kept here so that every command's
+    :func:`prepare` does not import the store (pandas, SQLAlchemy)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
-    return state.host == socket.gethostname() and process_alive(state.pid, state.pid_started)
+
+def _pid_alive(pid: int, started: int | None = None) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except OSError:
+        return False
+    now = _process_started(pid) if started is not None else None
+    return now is None or now == started
+
+
+def _alive(state: ServerState) -> bool:
+    return state.host == socket.gethostname() and _pid_alive(state.pid, state.pid_started)
 
 
 def running_server(data_dir: Path) -> ServerState | None:
@@ -221,8 +246,6 @@ def start_server(settings: Settings) -> ServerState:
         InputError: the configured port is taken.
         RuntimeError: the server exited or did not become healthy in time (the log's tail says why).
     """
-    from storage.runs import process_started
-
     data_dir = settings.data_dir
     running = running_server(data_dir)
     if running is not None:
@@ -264,7 +287,7 @@ def start_server(settings: Settings) -> ServerState:
         url=f"{ui}/api",
         ui=ui,
         pid=process.pid,
-        pid_started=process_started(process.pid),
+        pid_started=_process_started(process.pid),
         host=socket.gethostname(),
         port=port,
         log=str(log_path),
@@ -284,8 +307,6 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 def _terminate(pid: int, grace_s: float = 15.0) -> None:
     """SIGTERM the server's process group (the server and its workers), SIGKILL after ``grace_s``."""
-    from storage.runs import process_alive
-
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -296,7 +317,7 @@ def _terminate(pid: int, grace_s: float = 15.0) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):  # reap it when it is our child
             os.waitpid(pid, os.WNOHANG)
-        if not process_alive(pid):
+        if not _pid_alive(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError, PermissionError):
