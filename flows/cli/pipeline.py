@@ -166,11 +166,11 @@ def epoch_tap(on_epoch: Callable[[int, int, int], None]) -> Iterator[None]:
 
         return original(*args, epoch_callback=observe, epochs=epochs, **kwargs)
 
-    training.fit_lstm = tapped  # type: ignore[assignment]
+    training.fit_lstm = tapped
     try:
         yield
     finally:
-        training.fit_lstm = original  # type: ignore[assignment]
+        training.fit_lstm = original
 
 
 @contextmanager

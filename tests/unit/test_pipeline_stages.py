@@ -22,7 +22,7 @@ def _fake_stage(name: str, calls: list[str]) -> Any:
     from models.forecaster.service import TrainingSummary
     from models.promotion import PromotionSummary
 
-    kinds = {
+    kinds: dict[str, Any] = {
         "ingest": IngestSummary,
         "features": FeaturesSummary,
         "train_forecaster": TrainingSummary,
@@ -57,7 +57,11 @@ def test_the_pipeline_announces_each_stage_before_it_runs(
     assert [stage for stage, _ in seen] == list(expected)
     assert [n for _, n in seen] == list(range(len(expected)))  # announced before the stage's flow ran
     assert not module._listeners
-    with watching_stages(lambda stage: 1 / 0):  # a failing display never fails the pipeline
+
+    def broken(stage: str) -> None:
+        raise ZeroDivisionError(stage)
+
+    with watching_stages(broken):  # a failing display never fails the pipeline
         module.pipeline.fn(config, settings)
 
 
@@ -92,8 +96,9 @@ def test_the_epoch_tap_reports_every_epoch_keeps_the_fit_own_callback_and_restor
     config = ForecasterConfig(epochs=3)
     seen: list[tuple[int, int, int]] = []
     with epoch_tap(lambda *e: seen.append(e)):
-        assert training.fit_lstm(0, 0, 0, 0, config) == "fitted"
-        training.fit_lstm(0, 0, 0, 0, config, epoch_callback=lambda e, logs: own.append(e), epochs=2)
+        fit: Any = training.fit_lstm
+        assert fit(0, 0, 0, 0, config) == "fitted"
+        fit(0, 0, 0, 0, config, epoch_callback=lambda e, logs: own.append(e), epochs=2)
     assert seen == [(1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 2), (2, 2, 2)]
     assert own == [0, 1]
     assert training.fit_lstm is fake_fit
