@@ -185,6 +185,19 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         default=5.0, gt=0, description="Seconds one webhook delivery may take before it counts as failed."
     )
+    prefect_server_host: str = Field(
+        default="127.0.0.1",
+        description="Address `fks server start` binds the background Prefect server (and its UI) to.",
+    )
+    prefect_server_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the background Prefect server; empty means 4200 when free, else a free one.",
+    )
+    prefect_server_start_timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds `fks server start` waits for the server to be healthy."
+    )
 
     @field_validator("webhook_urls", mode="before")
     @classmethod

@@ -1,7 +1,15 @@
 """The main job, ``fks pipeline``: every stage, in order, on the shipped sample data, then the
-allocator stage on its universe (offline: the seeded synthetic market's eight daily equities)."""
+allocator stage on its universe (offline: the seeded synthetic market's eight daily equities).
+
+Each stage is announced to the listeners of :func:`watching_stages` as it begins (the ``fks
+pipeline`` display); listeners only watch, they change nothing the stages compute.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prefect import flow
 from pydantic import BaseModel
@@ -20,6 +28,41 @@ from ingestion.ingest import IngestSummary
 from models.allocator.service import AllocatorSummary
 from models.forecaster.service import TrainingSummary
 from models.promotion import PromotionSummary
+
+STAGES: tuple[str, ...] = (
+    "ingest",
+    "features",
+    "train forecaster",
+    "backtest",
+    "gate",
+    "allocator ingest",
+    "train allocator",
+)
+"""The stages in the order they run (``ingest`` validates each series as it stores it; the two
+allocator stages run when ``config.allocator.enabled``)."""
+
+StageListener = Callable[[str], None]
+"""Called with a stage's name (one of :data:`STAGES`) as the stage begins."""
+
+_listeners: list[StageListener] = []
+
+
+@contextmanager
+def watching_stages(listener: StageListener) -> Iterator[None]:
+    """Call ``listener(stage)`` as each stage of the pipelines run inside the block begins."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def _begin(stage: str) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(stage)
+        except Exception:  # a display must not fail the pipeline
+            logging.getLogger(__name__).debug("stage listener failed", exc_info=True)
 
 
 class PipelineSummary(BaseModel):
@@ -40,14 +83,21 @@ def pipeline(config: PipelineConfig | None = None, settings: Settings | None = N
     then the allocator's universe ingested (with validation) and the allocator trained on it."""
     config = config or PipelineConfig()
     settings = settings or get_settings()
+    _begin("ingest")
     ingested = ingest(config.ingest, settings)
+    _begin("features")
     built = features(config.features, settings)
+    _begin("train forecaster")
     trained = train_forecaster(config.forecaster, settings)
+    _begin("backtest")
     tested = backtest(config.backtest, settings)
+    _begin("gate")
     decided = promote(config.promote, settings)
     universe, allocator = None, None
     if config.allocator.enabled:
+        _begin("allocator ingest")
         universe = ingest(config.allocator.ingest, settings)
+        _begin("train allocator")
         allocator = train_allocator(config.allocator.train, settings, config.allocator.source)
     return PipelineSummary(
         ingest=ingested,

@@ -37,7 +37,7 @@ from storage.bars import bar_gaps, bar_summary, watermark
 from storage.corporate_actions import list_corporate_actions
 from storage.quarantine import QuarantinedRow, quarantine_counts
 from storage.registry import sync_asset_registry
-from storage.runs import finish_ingest_run, start_ingest_run
+from storage.runs import finish_ingest_run, mark_interrupted_runs, start_ingest_run
 
 if TYPE_CHECKING:
     from providers.manager import ProviderManager
@@ -288,10 +288,15 @@ def _online_targets(config: IngestConfig, source: Source, engine: Engine) -> lis
 def ingest_targets(engine: Engine, settings: Settings, config: IngestConfig) -> list[IngestTarget]:
     """Sync the asset registry from its YAML file and list the series to ingest.
 
+    First the ``running`` runs of this host whose process is gone (a killed ingestion) are marked
+    ``interrupted`` (:func:`storage.runs.mark_interrupted_runs`).
+
     Raises:
         InputError: an unknown symbol, or flags that contradict a registered asset.
         ValueError: an unreadable asset registry file.
     """
+    with engine.begin() as conn:
+        mark_interrupted_runs(conn)
     with engine.begin() as conn:
         sync_asset_registry(conn, load_asset_specs(settings.assets_file))
     if config.source is None:

@@ -1,7 +1,10 @@
 """The ``ingest_runs`` table: one row per ingestion of one symbol and timeframe from one source.
 
 A run is started (``running``) before fetching and finished (``success`` or ``failed``) after
-storing, so an interrupted ingestion stays visible as ``running``. Record runs on their own
+storing. Each run records the process running it (host name, pid and, where the OS tells, the
+process's start time): :func:`mark_interrupted_runs` turns the ``running`` runs of this host whose
+process is gone (killed, crashed) into ``interrupted``; runs of other hosts are never touched.
+Record runs on their own
 connection/transaction, not on the one that writes the bars: a failed ingestion rolls its bars
 back, but its ``failed`` run must be kept.
 
@@ -13,12 +16,14 @@ values, URL passwords and credential query parameters become ``"***"``.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Select, insert, select, update
 
 from storage._redact import _jsonable
 from storage._time import now_ms as _now_ms
@@ -28,7 +33,56 @@ from storage.bars import UpsertResult
 from storage.schema import IngestRunRow
 
 FINISHED_STATUSES: tuple[str, ...] = ("success", "failed")
+INTERRUPTED = "interrupted"
 _MAX_ERROR_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """Who runs an ingestion: the host name, the pid and the process's start time (in clock ticks
+    since boot, from ``/proc``; None where the OS does not tell), so a reused pid is told apart."""
+
+    host: str
+    pid: int
+    started: int | None
+
+
+def process_started(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    try:  # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def current_process() -> ProcessId:
+    """This process: host name, pid, start time."""
+    pid = os.getpid()
+    return ProcessId(host=socket.gethostname(), pid=pid, started=process_started(pid))
+
+
+def process_alive(pid: int, started: int | None = None) -> bool:
+    """Whether process ``pid`` runs on this host (and, when ``started`` is known and the OS tells,
+    is still the process that started then, not a later one given the same pid)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        pass
+    except OSError:
+        return False
+    if started is None:
+        return True
+    now = process_started(pid)
+    return now is None or now == started
 
 
 @dataclass(frozen=True)
@@ -51,6 +105,8 @@ class IngestRun:
     error: str | None
     started_at: pd.Timestamp
     finished_at: pd.Timestamp | None
+    host: str | None = None
+    pid: int | None = None
 
 
 def start_ingest_run(
@@ -61,11 +117,13 @@ def start_ingest_run(
     timeframe: str,
     source: str,
     requested: Mapping[str, Any],
+    process: ProcessId | None = None,
 ) -> int:
     """Record the start of an ingestion (status ``running``) and return its run id.
 
     ``requested`` is what was asked (start, end, path, options, ...); it is stored as JSON after
     removing secrets (see the module docstring). Timestamps in it are stored as ISO strings.
+    ``process`` is the process running it (default: this one, :func:`current_process`).
 
     Raises:
         ValueError: when ``batch_id``, ``symbol``, ``timeframe`` or ``source`` is empty.
@@ -81,6 +139,7 @@ def start_ingest_run(
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
     if not isinstance(requested, Mapping):
         raise TypeError(f"requested must be a mapping of what was asked, not {type(requested).__name__}")
+    owner = process or current_process()
     result = conn.execute(
         insert(IngestRunRow).values(
             batch_id=batch_id,
@@ -90,6 +149,9 @@ def start_ingest_run(
             requested=_jsonable(requested),
             status="running",
             started_at=_now_ms(),
+            host=owner.host,
+            pid=owner.pid,
+            pid_started=owner.started,
         )
     )
     key = result.inserted_primary_key
@@ -147,11 +209,59 @@ def finish_ingest_run(
     raise ValueError(f"ingest run {run_id} is already finished with status {current!r}")
 
 
+def mark_interrupted_runs(conn: Connection, host: str | None = None) -> list[int]:
+    """Mark the ``running`` runs of ``host`` (default: this host) whose process is gone as
+    ``interrupted`` (finished now, with a message naming the process); return their ids.
+
+    A run whose process still runs is left alone, and so are runs of other hosts and runs recorded
+    before the process was (no pid). A process is gone when no process has its pid, or the process
+    with its pid started at another time (:func:`process_alive`). Only the host this runs on can be
+    checked: pass another ``host`` only for a host whose processes are known to be these.
+    """
+    here = host or socket.gethostname()
+    rows = conn.execute(
+        select(IngestRunRow.id, IngestRunRow.pid, IngestRunRow.pid_started).where(
+            IngestRunRow.status == "running", IngestRunRow.host == here, IngestRunRow.pid.is_not(None)
+        )
+    ).all()
+    gone = [row for row in rows if not process_alive(int(row.pid), row.pid_started)]
+    marked: list[int] = []
+    for row in gone:
+        done = conn.execute(
+            update(IngestRunRow)
+            .where(IngestRunRow.id == row.id, IngestRunRow.status == "running")
+            .values(
+                status=INTERRUPTED,
+                finished_at=_now_ms(),
+                error=f"interrupted: its process (pid {row.pid} on {here}) ended before the run finished",
+            )
+        )
+        if done.rowcount == 1:
+            marked.append(int(row.id))
+    return marked
+
+
+def recent_ingest_runs(conn: Connection, limit: int = 20) -> list[IngestRun]:
+    """The ``limit`` most recently started ingest runs, newest first.
+
+    Raises:
+        ValueError: when ``limit`` is not positive.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    query = select(IngestRunRow.__table__).order_by(IngestRunRow.id.desc()).limit(limit)
+    return _runs(conn, query)
+
+
 def list_ingest_runs(conn: Connection, batch_id: str | None = None) -> list[IngestRun]:
     """Recorded ingest runs in the order they started, optionally only those of ``batch_id``."""
     query = select(IngestRunRow.__table__).order_by(IngestRunRow.id)
     if batch_id is not None:
         query = query.where(IngestRunRow.batch_id == batch_id)
+    return _runs(conn, query)
+
+
+def _runs(conn: Connection, query: Select[Any]) -> list[IngestRun]:
     return [
         IngestRun(
             id=row.id,
@@ -170,6 +280,8 @@ def list_ingest_runs(conn: Connection, batch_id: str | None = None) -> list[Inge
             error=row.error,
             started_at=pd.Timestamp(int(row.started_at) * 1_000_000, tz="UTC"),
             finished_at=_ts(row.finished_at),
+            host=row.host,
+            pid=row.pid,
         )
         for row in conn.execute(query).all()
     ]

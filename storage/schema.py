@@ -34,7 +34,7 @@ NAMING_CONVENTION: dict[str, str] = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES: tuple[str, ...] = ("running", "success", "failed")
+RUN_STATUSES: tuple[str, ...] = ("running", "success", "failed", "interrupted")
 QUARANTINE_STATUSES: tuple[str, ...] = ("quarantined", "released", "dropped")
 VALIDATION_TRIGGERS: tuple[str, ...] = ("ingest", "validate", "release")
 PROMOTION_DECISIONS: tuple[str, ...] = ("promoted", "refused", "forced", "rolled_back")
@@ -98,11 +98,14 @@ class IngestRunRow(Base):
 
     ``requested`` records what was asked (start, end, path, options; never secrets).
     ``first_ts``, ``last_ts``, ``started_at`` and ``finished_at`` are epoch milliseconds UTC.
+    ``host``, ``pid`` and ``pid_started`` name the process that runs it (``pid_started``: the
+    process's start time as the OS reports it, so a reused pid is not taken for the run's; None
+    where unknown): a ``running`` run whose process is gone on its host becomes ``interrupted``.
     """
 
     __tablename__ = "ingest_runs"
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'success', 'failed')", name="status"),
+        CheckConstraint("status IN ('running', 'success', 'failed', 'interrupted')", name="status"),
         Index("ix_ingest_runs_batch_id", "batch_id"),
         Index("ix_ingest_runs_symbol_timeframe", "symbol", "timeframe"),
     )
@@ -123,6 +126,9 @@ class IngestRunRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    host: Mapped[str | None] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    pid_started: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ValidationResultRow(Base):

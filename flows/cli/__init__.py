@@ -28,6 +28,7 @@ from flows.cli import (
     providers,
     quarantine,
     serve,
+    server,
     trade,
     trading,
     train,
@@ -78,12 +79,15 @@ app.add_typer(keys.keys_app, name="keys", help="API keys of the REST service (X-
 app.add_typer(
     models.models_app, name="models", help="Registered models: versions, aliases, metrics, gate decisions."
 )
+app.add_typer(server.server_app, name="server")
 
 
 def main() -> None:
     """Console-script entry point: quiet the libraries, run the app; an unexpected failure prints
-    one line and exits 1."""
+    one line and exits 1. A running ``fks server`` is used; a temporary Prefect server started by
+    the command is ended on every exit Python can catch (see :func:`flows.cli.server.prepare`)."""
     quiet_libraries()
+    server.prepare()
     try:
         app()
     except SystemExit:
@@ -91,3 +95,5 @@ def main() -> None:
     except Exception as exc:  # an unexpected failure: say what it was, exit 1
         err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
         raise SystemExit(EXIT_UNEXPECTED) from exc
+    finally:
+        server.stop_temporary_servers()

@@ -1,4 +1,5 @@
-"""``fks ingest``, ``fks validate`` and ``fks data list``: load bars, re-validate them, see what is stored.
+"""``fks ingest``, ``fks validate``, ``fks data list`` and ``fks data runs``: load bars, re-validate
+them, see what is stored and how the recent ingestions went.
 
 Exit codes: 0 ok, 2 bad input (nothing written), 3 some rows were quarantined (every good row was
 stored), 1 a series failed for another reason.
@@ -26,6 +27,7 @@ from flows.cli.render import print_docs, print_ingest, report_ingest_failure
 
 if TYPE_CHECKING:
     from flows.cli.providers import VerificationRow
+    from storage.runs import IngestRun
 
 data_app = typer.Typer(help="Inspect the bar store.", no_args_is_help=True)
 
@@ -212,3 +214,67 @@ def list_command() -> None:
         out.print("The store is empty: run `fks ingest` or `fks pipeline`.")
     else:
         out.print(table("Stored bars", columns, rows, {"rows", "missing bars", "gaps"}))
+
+
+@data_app.command("runs")
+def runs_command(
+    limit: Annotated[int, typer.Option(min=1, help="How many of the most recent runs to list.")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the runs as JSON instead of a table.")
+    ] = False,
+) -> None:
+    """The most recent ingest runs, newest first, with their state (running, success, failed or
+    interrupted: its process was killed). Runs of this host whose process is gone are marked
+    interrupted first."""
+    import json
+
+    from config.settings import get_settings
+    from storage.runs import mark_interrupted_runs, recent_ingest_runs
+    from tasks.store import store_for
+
+    engine = store_for(get_settings())
+    with engine.begin() as conn:
+        mark_interrupted_runs(conn)
+    with engine.connect() as conn:
+        runs = recent_ingest_runs(conn, limit)
+    if as_json:
+        print(json.dumps([_run_json(r) for r in runs], indent=2))
+        return
+    if not runs:
+        out.print("No ingest run is recorded: run `fks ingest` or `fks pipeline`.")
+        return
+    columns = ["id", "batch", "symbol", "tf", "source", "status", "started", "took", "rows", "process"]
+    columns.append("error")
+    rows = [
+        [
+            str(r.id),
+            r.batch_id,
+            r.symbol,
+            r.timeframe,
+            r.source,
+            _status(r.status),
+            f"{r.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{(r.finished_at - r.started_at).total_seconds():.1f} s" if r.finished_at is not None else "-",
+            "-" if r.rows_received is None else f"{r.rows_inserted} new, {r.rows_updated} updated",
+            f"{r.pid}@{r.host}" if r.pid is not None else "-",
+            (r.error or "")[:80],
+        ]
+        for r in runs
+    ]
+    out.print(table(f"Ingest runs (the {len(runs)} most recent)", columns, rows, {"id", "took"}))
+
+
+_STATUS_STYLES = {"success": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+
+
+def _status(status: str) -> str:
+    style = _STATUS_STYLES.get(status)
+    return f"[{style}]{status}[/]" if style else status
+
+
+def _run_json(run: IngestRun) -> dict[str, object]:
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    return {k: v.isoformat() if isinstance(v, pd.Timestamp) else v for k, v in asdict(run).items()}

@@ -33,7 +33,6 @@ from storage import (
     read_bars,
     read_features,
     save_features,
-    start_ingest_run,
     upsert_bars,
 )
 from storage.db import VERSION_TABLE, _alembic_config, head_revision
@@ -351,9 +350,12 @@ def test_migration_from_0002_keeps_the_data(url: str, root: Path) -> None:
         bars = hour_bars(72)
         with eng.begin() as conn:
             upsert_bars(conn, "BTC", "1h", bars, "csv")
-            run_id = start_ingest_run(
-                conn, batch_id="old", symbol="BTC", timeframe="1h", source="csv", requested={"path": "x"}
+            # a run as 0002 stored it (today's start_ingest_run writes columns 0011 added)
+            conn.exec_driver_sql(
+                "INSERT INTO ingest_runs (batch_id, symbol, timeframe, source, requested, status, "
+                "started_at) VALUES ('old', 'BTC', '1h', 'csv', '{\"path\": \"x\"}', 'running', 1)"
             )
+            run_id = conn.exec_driver_sql("SELECT id FROM ingest_runs").scalar_one()
         migrate(eng)
         migrate(eng)  # at head: a no-op
         assert _version(eng) == head_revision()

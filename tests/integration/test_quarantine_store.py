@@ -108,9 +108,12 @@ def test_migration_from_0001_keeps_the_data(url: str) -> None:
         frame = bars(50)
         with eng.begin() as conn:
             upsert_bars(conn, "BTC", "1m", frame, "csv")
-            run_id = start_ingest_run(
-                conn, batch_id="old", symbol="BTC", timeframe="1m", source="csv", requested={"path": "x"}
+            # a run as 0001 stored it (today's start_ingest_run writes columns 0011 added)
+            conn.exec_driver_sql(
+                "INSERT INTO ingest_runs (batch_id, symbol, timeframe, source, requested, status, "
+                "started_at) VALUES ('old', 'BTC', '1m', 'csv', '{\"path\": \"x\"}', 'running', 1)"
             )
+            run_id = conn.exec_driver_sql("SELECT id FROM ingest_runs").scalar_one()
         migrate(eng)
         assert _version(eng) == head_revision()
         pd.testing.assert_frame_equal(read_bars(eng, "BTC", "1m"), frame, check_freq=False)

@@ -1,0 +1,123 @@
+"""``fks server``: which Prefect API a command uses (the environment wins, then a running recorded
+server, else Prefect's temporary one), the port, and commands that run no flow import no Prefect."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.flows import InputError
+from config.settings import Settings
+from flows.cli import server
+from storage.runs import current_process
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def handlers() -> Iterator[None]:
+    """prepare() installs SIGTERM/SIGHUP handlers: give pytest its own back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _record(data_dir: Path, port: int, pid: int, started: int | None, host: str | None = None) -> None:
+    folder = server.server_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = server.ServerState(
+        url=f"http://127.0.0.1:{port}/api",
+        ui=f"http://127.0.0.1:{port}",
+        pid=pid,
+        pid_started=started,
+        host=host or socket.gethostname(),
+        port=port,
+        log=str(folder / server.LOG_FILE),
+        started_at="2026-12-06T00:00:00+0000",
+    )
+    (folder / server.STATE_FILE).write_text(json.dumps(state.__dict__), encoding="utf-8")
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_running_recorded_server_is_used_unless_the_environment_names_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handlers: None, listening: int
+) -> None:
+    monkeypatch.setenv("FKS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert server.prepare() is None  # nothing recorded: Prefect's temporary server
+    assert "PREFECT_API_URL" not in os.environ
+    me = current_process()
+    _record(tmp_path, listening, me.pid, me.started)
+    assert server.prepare() == f"http://127.0.0.1:{listening}/api"
+    assert os.environ["PREFECT_API_URL"] == f"http://127.0.0.1:{listening}/api"
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
+    assert server.prepare() == "http://elsewhere:4200/api"  # the environment wins
+    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+
+
+def test_a_recorded_server_that_is_gone_or_elsewhere_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handlers: None, listening: int
+) -> None:
+    monkeypatch.setenv("FKS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    _record(tmp_path, listening, child.pid, None)  # its process ended
+    assert server.prepare() is None and "PREFECT_API_URL" not in os.environ
+    me = current_process()
+    _record(tmp_path, listening, me.pid, me.started, host="another-host")
+    assert server.running_server(tmp_path) is None
+    assert server.stop_server(tmp_path) is None  # never touches another host's server
+    assert server.read_state(tmp_path) is not None
+    with socket.socket() as sock:  # the port no longer answers
+        sock.bind(("127.0.0.1", 0))
+        closed = int(sock.getsockname()[1])
+    _record(tmp_path, closed, me.pid, me.started)
+    assert server.running_server(tmp_path) is None
+
+
+def test_the_port_is_the_configured_one_or_4200_or_a_free_one(tmp_path: Path, listening: int) -> None:
+    assert server.choose_port(Settings(data_dir=tmp_path, prefect_server_port=None)) > 0
+    with pytest.raises(InputError, match=f"port {listening}"):
+        server.choose_port(Settings(data_dir=tmp_path, prefect_server_port=listening))
+
+
+@pytest.mark.parametrize("command", [["data", "list"], ["quarantine", "list"], ["models", "list"]])
+def test_commands_that_run_no_flow_import_no_prefect(tmp_path: Path, command: list[str]) -> None:
+    script = (
+        "import sys\n"
+        f"sys.argv = ['fks', *{command!r}]\n"
+        "from flows.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "loaded = sorted(m for m in sys.modules if m == 'prefect' or m.startswith('prefect.'))\n"
+        "print('PREFECT-MODULES', len(loaded), loaded[:5])\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"},
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "FKS_DATA_DIR": str(tmp_path / "data"),
+        "FKS_DB_URL": f"sqlite:///{tmp_path / 'fks.db'}",
+        "FKS_MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert "PREFECT-MODULES 0 []" in done.stdout, done.stdout + done.stderr
