@@ -1,5 +1,5 @@
 """Interrupted ingestions (issue 19): each run records its process; a run whose process is gone on
-this host becomes ``interrupted`` on the next start, never one of another host; migration 0011."""
+this host becomes ``interrupted`` on the next start, never one of another host; migration 0012."""
 
 from __future__ import annotations
 
@@ -137,10 +137,10 @@ def _to(eng: Engine, revision: str, up: bool = True) -> None:
         (command.upgrade if up else command.downgrade)(config, revision)
 
 
-def test_0011_adds_the_process_columns_keeps_runs_and_round_trips(url: str) -> None:
+def test_0012_adds_the_process_columns_keeps_runs_and_round_trips(url: str) -> None:
     eng = make_engine(url)
     try:
-        _to(eng, "0010")
+        _to(eng, "0011")
         with eng.begin() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO ingest_runs (batch_id, symbol, timeframe, source, requested, status, "
@@ -151,7 +151,7 @@ def test_0011_adds_the_process_columns_keeps_runs_and_round_trips(url: str) -> N
                 "rows_checked, rows_failed, rows_warned, success, outcomes, gaps, ingest_run_id, created_at) "
                 "VALUES ('old', 'SPX', '1d', 'bars', '1', 'ingest', 1, 0, 0, true, '[]', '{}', 1, 1)"
             )
-        _to(eng, "0011")
+        _to(eng, "0012")
         columns = {c["name"] for c in inspect(eng).get_columns("ingest_runs")}
         assert {"host", "pid", "pid_started"} <= columns
         with eng.begin() as conn:
@@ -160,7 +160,7 @@ def test_0011_adds_the_process_columns_keeps_runs_and_round_trips(url: str) -> N
             assert mark_interrupted_runs(conn) == []  # a run without its process is left alone
             conn.exec_driver_sql("UPDATE ingest_runs SET status = 'interrupted'")
             assert conn.exec_driver_sql("SELECT ingest_run_id FROM validation_results").scalar_one() == 1
-        _to(eng, "0010", up=False)
+        _to(eng, "0011", up=False)
         with eng.connect() as conn:
             assert conn.exec_driver_sql("SELECT status FROM ingest_runs").scalar_one() == "failed"
         assert "pid" not in {c["name"] for c in inspect(eng).get_columns("ingest_runs")}
