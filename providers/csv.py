@@ -357,7 +357,10 @@ class CsvProvider:
             raise DataFileError(
                 str(self.path),
                 f"bad value {first.value!r} ({first.reason}); lines that cannot become bars: {listed}",
-                hint="Fix or remove those rows, or load the file with strict=False to skip them",
+                hint=(
+                    "Fix or remove those rows, or ingest the file with `fks ingest --source csv` "
+                    "(bad rows go to quarantine)"
+                ),
                 row=first.row,
                 column=first.column,
                 rows=list(parsed.problems),

@@ -54,8 +54,10 @@ def api_keys_for(settings: Settings) -> dict[str, SecretStr]:
             secret = Secret.load(block)
         except ValueError:
             raise InputError(
-                f"Prefect Secret block {block!r} (the API key of {provider}) does not exist; create it with "
-                f"`Secret(value=...).save({block!r})` or set FKS_{provider.upper()}_API_KEY"
+                f"Prefect Secret block {block!r} (the API key of {provider}) does not exist; set "
+                f"FKS_{provider.upper()}_API_KEY, or create the block in the Prefect UI (Blocks, Secret, "
+                f"name {block!r}; `fks server start` serves the UI) or in Python with "
+                f"`Secret(value=...).save({block!r})`"
             ) from None
         keys[provider] = SecretStr(str(secret.get()))
     return keys
