@@ -5,6 +5,10 @@ daily on a 24/7 calendar, 2016 to 2020. With a planted structure (asset S2 drift
 the others 0 %) the agent must overweight S2 and beat equal weight out of sample, net of costs.
 Without it (every drift 0 %, the same market otherwise) it must not beat equal weight by more than
 the spread of its own results across seeds, and the promotion gate must refuse it.
+
+The market seed is 13 since synthetic paths are keyed by name (issue 19): with agent seed 7 and
+60,000 steps the planted asset was overweighted and equal weight beaten on market seeds 12, 13, 14
+and 15, not on 11 (its S2 test stretch gains little), checked 2026-12-06.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ AGENT = {
 def _bars(planted_drift: float) -> dict[str, pd.DataFrame]:
     drifts = tuple(planted_drift if s == PLANTED else 0.0 for s in SYMBOLS)
     market = SyntheticMarket(
-        seed=11,
+        seed=13,
         symbols=SYMBOLS,
         calendar="24/7",
         origin="2016-01-01",
