@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.trade_support import replay_the_served_champion
+
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 FKS = str(Path(sys.executable).with_name("fks"))
@@ -266,3 +268,5 @@ def test_train_backtest_promote_and_rollback_exit_codes(tmp_path: Path) -> None:
     assert forced.returncode == 0 and "forced" in forced.stdout, forced.stderr
     nothing = _fks(tmp_path, "rollback")
     assert nothing.returncode == 2 and "previous-champion" in nothing.stderr
+    # the champion, served, paper-traded over its test window: the backtest's equity (one training for both)
+    replay_the_served_champion(tmp_path)

@@ -469,7 +469,7 @@ def test_a_restart_rebuilds_open_orders_and_positions_and_sends_nothing_twice(en
 
 
 def test_a_manager_needs_an_open_account(engine: Engine) -> None:
-    with pytest.raises(LookupError, match="pass initial_cash"):
+    with pytest.raises(LookupError, match="fks trade --paper --account nobody"):
         OrderManager(engine, "nobody")
     OrderManager(engine, "acct", initial_cash=5.0)
     with pytest.raises(ValueError, match="open already with initial cash 5"):

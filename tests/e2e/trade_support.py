@@ -1,6 +1,6 @@
-"""End to end: train, promote, `fks serve`, then `fks trade --paper --replay` over the forecaster's
-test window through the REST service; the paper account's equity is the backtest's (to 1e-6 with
-spread, slippage-as-price and partial fills off)."""
+"""End to end (called from test_cli after it trained and promoted a forecaster): `fks serve`, then
+`fks trade --paper --replay` over the forecaster's test window through the REST service; the paper
+account's equity is the backtest's (to 1e-6 with spread, slippage-as-price and partial fills off)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
-import pytest
 
 from config.backtest import EvaluationConfig
 from config.settings import Settings
 from tests.integration.test_desk import risk_file
 from tests.serving_support import free_port
-
-pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 FKS = str(Path(sys.executable).with_name("fks"))
 
@@ -45,24 +42,11 @@ def _fks(tmp_path: Path, *args: str, **extra: str) -> subprocess.CompletedProces
     )
 
 
-def test_replaying_the_served_champion_earns_the_backtest_equity(tmp_path: Path) -> None:
-    assert _fks(tmp_path, "ingest", "--symbols", "GOOGL").returncode == 0
-    trained = _fks(
-        tmp_path,
-        "train",
-        "forecaster",
-        "--symbol",
-        "GOOGL",
-        "--epochs",
-        "1",
-        "--folds",
-        "1",
-        "--lookback",
-        "10",
-    )
-    assert trained.returncode == 0, trained.stderr
-    promoted = _fks(tmp_path, "promote", "--min-trades", "1000000", "--force")
-    assert promoted.returncode == 0, promoted.stderr
+def replay_the_served_champion(tmp_path: Path) -> None:
+    """With ``fks-forecaster@champion`` registered in ``tmp_path``'s stores (GOOGL, by
+    ``test_cli.test_train_backtest_promote_and_rollback_exit_codes``, which calls this so that one
+    training serves both): `fks keys create`, `fks serve`, `fks trade --paper --replay` over the
+    champion's test window; the paper equity is the backtest's to 1e-6."""
     created = _fks(tmp_path, "keys", "create", "--name", "desk")
     assert created.returncode == 0, created.stderr
     key = next(w for w in created.stdout.split() if w.startswith("fks_"))
