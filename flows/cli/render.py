@@ -257,5 +257,5 @@ def print_pipeline(summary: PipelineSummary, settings: Settings) -> None:
     out.print(
         "Look closer:  fks data list  |  fks quarantine list  |  fks backtest  |  "
         f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  |  "
-        "prefect server start (then open http://127.0.0.1:4200)"
+        "fks server start (the Prefect UI)  |  fks serve, then fks trade --paper --replay START END"
     )
