@@ -41,11 +41,12 @@ checks).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -193,7 +194,9 @@ class Desk:
             self.broker.restore(saved[1])
         self.cursor: pd.Timestamp | None = None if cursor is None else cursor.ts
         self._peak = float(marks["equity"].max()) if len(marks) else config.initial_cash
-        self._marks = marks["equity"]
+        # marks in time order (a cycle marks after every earlier one): ts list for bisect, equities
+        self._mark_ts: list[pd.Timestamp] = list(marks.index)
+        self._mark_eq: list[float] = [float(e) for e in marks["equity"]]
         self._sent: deque[pd.Timestamp] = deque()
         self._registrations: dict[tuple[str, str], pd.Timestamp] = {}
 
@@ -327,7 +330,11 @@ class Desk:
     def _check_losses(
         self, equity: float, ts: pd.Timestamp, now: pd.Timestamp, closes: Mapping[str, float]
     ) -> bool:
-        self._marks = pd.concat([self._marks[self._marks.index != ts], pd.Series([equity], index=[ts])])
+        if self._mark_ts and self._mark_ts[-1] == ts:  # the same bar marked again (a re-run cycle)
+            self._mark_eq[-1] = equity
+        else:
+            self._mark_ts.append(ts)
+            self._mark_eq.append(equity)
         self._peak = max(self._peak, equity)
         if self.halted():
             return True
@@ -348,9 +355,8 @@ class Desk:
         return cancelled
 
     def _start_of_day_equity(self, ts: pd.Timestamp) -> float:
-        day = pd.Timestamp(ts).normalize()
-        before = self._marks[self._marks.index < day]
-        return float(before.iloc[-1]) if len(before) else self.config.initial_cash
+        at = bisect.bisect_left(self._mark_ts, pd.Timestamp(ts).normalize())
+        return self._mark_eq[at - 1] if at else self.config.initial_cash
 
     def _state(self, now: pd.Timestamp, prices: Mapping[str, float], *, day: pd.Timestamp) -> RiskState:
         """The book as risk sees it at ``now``; the daily loss counts from the start of ``day``
@@ -518,10 +524,3 @@ def decision_time(calendar: str, ts: pd.Timestamp) -> pd.Timestamp:
         return when
     return max(when, session_from(cal, when).open)
 
-
-def replay_steps(
-    bars: Mapping[str, pd.DataFrame], start: pd.Timestamp, end: pd.Timestamp
-) -> Sequence[pd.Timestamp]:
-    """The decision bars of a replay over ``[start, end]``: every bar time of any symbol in it."""
-    stamps = sorted({t for frame in bars.values() for t in frame.index if start <= t <= end})
-    return stamps
