@@ -146,6 +146,10 @@ def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
         "ridge",
         "@challenger",
         "mlflow ui",
+        "Allocator PPO on",  # the allocator's stage on the labelled synthetic universe
+        "(synthetic",
+        "equal_weight",
+        "Registered fks-allocator version 1",
     ):
         assert text in done.stdout
     _assert_one_answer_per_question(done.stdout)

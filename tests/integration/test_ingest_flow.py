@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from config.flows import SYNTHETIC_UNIVERSE, IngestConfig, InputError, PipelineConfig
-from config.models import AllocatorConfig, ForecasterConfig
+from config.flows import IngestConfig, InputError
 from config.settings import Settings
 from flows.ingest import ingest
-from flows.pipeline import pipeline
 from ingestion.ingest import IngestFailed
 from storage import count_bars, get_asset, list_ingest_runs, list_quarantine, list_validations, read_bars
 from tasks.store import store_for
@@ -156,24 +154,3 @@ def test_synthetic_market_resumes_from_the_watermark_with_identical_history(sett
         assert get_asset(conn, "BBB").calendar == "24/7"  # type: ignore[union-attr]
     pd.testing.assert_frame_equal(late.iloc[: len(early)], early)
     assert second.outcomes[0].missing_bars == 0
-
-
-def test_pipeline_runs_ingest_features_and_training(settings: Settings) -> None:
-    small = ForecasterConfig(symbol="GOOGL", lookback=10, units=(4,), epochs=1, walk_forward={"folds": 1})
-    agent = AllocatorConfig(
-        symbols=SYNTHETIC_UNIVERSE, timesteps=256, n_envs=4, n_steps=64, batch_size=64, eval_every=128
-    )
-    summary = pipeline(PipelineConfig(forecaster=small, allocator={"train": agent}), settings)
-    assert {o.symbol for o in summary.ingest.outcomes} == set(SAMPLE_ROWS)
-    assert {o.symbol: o.rows for o in summary.features.outcomes} == SAMPLE_ROWS
-    assert summary.forecaster.symbol == "GOOGL" and summary.forecaster.version == "1"
-    assert summary.backtest.version == "1" and Path(summary.backtest.tearsheet).exists()
-    assert summary.promotion.challenger_version == "1" and summary.promotion.outcome in {
-        "promoted",
-        "refused",
-    }
-    assert summary.promotion.reasons  # the decision says why
-    assert summary.allocator_ingest is not None and summary.allocator is not None
-    assert {o.symbol for o in summary.allocator_ingest.outcomes} == set(SYNTHETIC_UNIVERSE)
-    assert summary.allocator.symbols == list(SYNTHETIC_UNIVERSE) and summary.allocator.version == "1"
-    assert summary.allocator.source.startswith("synthetic") and "equal_weight" in summary.allocator.test
