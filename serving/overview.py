@@ -43,6 +43,8 @@ OVERLAY_KINDS = frozenset({"sma", "ema", "bollinger"})
 to :data:`DEFAULT_FEATURE_SET` on the chart."""
 DEFAULT_FEATURE_SET = "default"
 
+HOLD_LOOKBACK = pd.Timedelta(days=31)
+"""How far before an account's first mark a traded symbol's last bar is looked for."""
 REGISTRY_TTL_S = 30.0
 """The registry is read again after this long (or at once when a served version changes)."""
 
@@ -210,7 +212,8 @@ class LimitUse:
 @dataclass(frozen=True)
 class Book:
     """A paper account: its valued positions, open orders, equity marks against buy and hold of
-    what it traded (both starting at the first mark's equity), today's P&L (equity now minus the
+    what it traded (equal weights, priced at each mark's time, both starting at the first mark's
+    equity), today's P&L (equity now minus the
     last mark before today, UTC), and its risk state (halted or not, limits used)."""
 
     account: str
@@ -599,7 +602,7 @@ def book(
     from config.risk import DEFAULT_RISK_FILE, load_risk_configs
     from execution.oms import OPEN_STATES
     from execution.portfolio import MissingFxRate, MissingPrice, drawdown, value_account
-    from storage import read_bars
+    from storage import get_asset, read_bars
     from storage.execution import get_trading_state, list_equity, list_fills, list_orders
 
     at = pd.Timestamp.now(tz="UTC") if now is None else now
@@ -620,16 +623,18 @@ def book(
     hold: tuple[tuple[pd.Timestamp, float], ...] = ()
     traded = sorted({f.symbol for f in list_fills(conn, account)})
     if curve and traded:
-        start, first = curve[0]
+        marks = equity.index
         legs = []
         for symbol in traded:
-            spec = specs.get(symbol)
-            closes = read_bars(conn, symbol, spec.timeframe if spec else "1d", start=start)["close"]
-            if not closes.empty:
-                legs.append(closes / float(closes.iloc[0]))
+            asset = get_asset(conn, symbol)
+            bars = read_bars(conn, symbol, asset.timeframe if asset else "1d", start=marks[0] - HOLD_LOOKBACK)
+            # each mark's price: the close of the last bar opened by then, as the marks were made
+            at_marks = bars["close"].reindex(marks, method="ffill").dropna()
+            if not at_marks.empty:
+                legs.append(at_marks / float(at_marks.iloc[0]))
         if legs:
             mean = pd.concat(legs, axis=1).ffill().mean(axis=1)
-            hold = tuple(zip(mean.index, (first * mean.to_numpy(dtype=float)).tolist(), strict=True))
+            hold = tuple(zip(mean.index, (curve[0][1] * mean.to_numpy(dtype=float)).tolist(), strict=True))
     state = get_trading_state(conn, account)
     orders = tuple(
         OpenOrder(o.id, o.symbol, o.side, o.type, o.quantity, o.filled_quantity, o.limit_price, o.status,
