@@ -43,6 +43,10 @@ OVERLAY_KINDS = frozenset({"sma", "ema", "bollinger"})
 to :data:`DEFAULT_FEATURE_SET` on the chart."""
 DEFAULT_FEATURE_SET = "default"
 
+QUOTE_SOURCE = "coinmarketcap"
+"""Where market caps and ranks come from (stored by ``fks market overview``)."""
+QUOTE_CURRENCY = "USD"
+DOMINANCE_COINS = ("BTC", "ETH")
 HOLD_LOOKBACK = pd.Timedelta(days=31)
 """How far before an account's first mark a traded symbol's last bar is looked for."""
 REGISTRY_TTL_S = 30.0
@@ -73,7 +77,8 @@ class Health:
 class Listing:
     """One registered asset with stored bars: its last close and changes (fractions: 0.01 is
     +1 %) over one bar, 24 hours and 7 days (None when the series is shorter), the volume of the
-    last 24 hours, market cap and rank (None: no CoinMarketCap data stored), the closes of the
+    last 24 hours, market cap and rank of a crypto asset in the stored CoinMarketCap listing
+    (matched by its ``provider_symbols.coinmarketcap``; None when not listed), the closes of the
     last 7 days (at most :data:`SPARK_POINTS`, for the sparkline) and its :class:`Health`."""
 
     symbol: str
@@ -234,7 +239,8 @@ class Book:
 
 @dataclass(frozen=True)
 class Overview:
-    """The whole page: listings, movers, crypto dominance, models and books."""
+    """The whole page: listings, movers, crypto dominance (BTC's and ETH's shares of the stored
+    listing's market caps), models and books."""
 
     at: pd.Timestamp
     listings: tuple[Listing, ...]
@@ -380,10 +386,13 @@ def listings(
     ``now`` (default the current time) is what bar ages are measured against.
     """
     from storage import list_assets, read_bars, watermark
+    from storage.market_quotes import list_market_quotes
     from storage.quarantine import list_quarantine
     from storage.verifications import latest_verifications
 
     at = pd.Timestamp.now(tz="UTC") if now is None else now
+    quotes = list_market_quotes(conn, source=QUOTE_SOURCE, currency=QUOTE_CURRENCY)
+    by_coin = {str(r["symbol"]): r for r in quotes.to_dict("records")}
     memo = cache or PageCache()
     pending: dict[tuple[str, str], int] = {}
     for entry in list_quarantine(conn):
@@ -403,6 +412,11 @@ def listings(
         last = float(closes.iloc[-1])
         week = closes.loc[last_ts - pd.Timedelta(days=7) :]
         step = max(1, math.ceil(len(week) / SPARK_POINTS))
+        coin = (
+            by_coin.get(spec.provider_symbols.get(QUOTE_SOURCE, "").upper())
+            if spec.asset_class == "crypto"
+            else None
+        )
         spark = week.iloc[::-1][::step][::-1]  # always ends on the last close
         out.append(
             Listing(
@@ -422,6 +436,8 @@ def listings(
                 health=_health(
                     conn, spec, timeframe, last_ts, at, pending.get((spec.symbol, timeframe), 0), checks, memo
                 ),
+                market_cap=None if coin is None or pd.isna(coin["market_cap"]) else float(coin["market_cap"]),
+                rank=None if coin is None or pd.isna(coin["rank"]) else int(coin["rank"]),
             )
         )
     return out
@@ -435,18 +451,14 @@ def movers(rows: Sequence[Listing], n: int = MOVERS) -> tuple[list[Listing], lis
     return gainers, losers
 
 
-def dominance(rows: Sequence[Listing], symbols: Sequence[str] = ("BTC", "ETH")) -> dict[str, float]:
-    """Each of ``symbols``' share of the stored crypto market caps (keys are base symbols: BTC for
-    BTC-USD); empty when no market cap is stored."""
-    caps = {r.symbol: r.market_cap for r in rows if r.asset_class == "crypto" and r.market_cap}
-    total = sum(v for v in caps.values() if v is not None)
+def dominance(quotes: pd.DataFrame, coins: Sequence[str] = DOMINANCE_COINS) -> dict[str, float]:
+    """Each of ``coins``' share (0..1) of the market caps in the stored listing ``quotes``
+    (:func:`storage.market_quotes.list_market_quotes`); empty when no market cap is stored."""
+    caps = quotes.dropna(subset=["market_cap"])
+    total = float(caps["market_cap"].sum()) if len(caps) else 0.0
     if total <= 0:
         return {}
-    out: dict[str, float] = {}
-    for base in symbols:
-        share = sum(v for s, v in caps.items() if v is not None and s.split("-")[0].upper() == base)
-        out[base] = share / total
-    return out
+    return {coin: float(caps.loc[caps["symbol"] == coin, "market_cap"].sum()) / total for coin in coins}
 
 
 # -- models ---------------------------------------------------------------------------------------
@@ -685,9 +697,12 @@ def overview(state: ServiceState, now: pd.Timestamp | None = None) -> Overview:
     at = pd.Timestamp.now(tz="UTC") if now is None else now
     cache = page_cache(state)
     notes: list[str] = []
+    from storage.market_quotes import list_market_quotes
+
     with state.engine().connect() as conn:
         rows = listings(conn, at, cache)
         accounts = books(conn, state.settings, at, cache)
+        quotes = list_market_quotes(conn, source=QUOTE_SOURCE, currency=QUOTE_CURRENCY)
     gainers, losers = movers(rows)
     served = served_versions(state)
     try:
@@ -698,14 +713,17 @@ def overview(state: ServiceState, now: pd.Timestamp | None = None) -> Overview:
     except Exception as exc:  # the registry unreachable must not take the page down
         models = []
         notes.append(f"the model registry could not be read: {exc}")
-    if not any(r.market_cap for r in rows):
-        notes.append("no CoinMarketCap market caps are stored: market cap, rank and dominance stay empty")
+    if quotes.empty:
+        notes.append(
+            "no CoinMarketCap listing is stored: market cap, rank and dominance fill in after "
+            "`fks market overview` (needs FKS_COINMARKETCAP_API_KEY)"
+        )
     return Overview(
         at=at,
         listings=tuple(rows),
         gainers=tuple(gainers),
         losers=tuple(losers),
-        dominance=dominance(rows),
+        dominance=dominance(quotes),
         models=tuple(models),
         books=tuple(accounts),
         refresh_s=state.settings.overview_refresh_s,

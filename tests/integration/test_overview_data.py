@@ -21,6 +21,7 @@ from execution.portfolio import value_account
 from market.bars import canonical_bars
 from serving import overview as ov
 from storage import QuarantinedRow, quarantine_rows, upsert_assets, upsert_bars
+from storage.market_quotes import list_market_quotes, store_market_quotes
 from storage.verifications import record_verification
 
 NOW = pd.Timestamp("2024-03-11 12:00", tz="UTC")
@@ -46,7 +47,13 @@ def _store(engine: Engine) -> dict[str, pd.DataFrame]:
         upsert_assets(
             conn,
             [
-                AssetSpec(symbol="BTC-USD", asset_class="crypto", calendar="24/7", timeframe="1h"),
+                AssetSpec(
+                    symbol="BTC-USD",
+                    asset_class="crypto",
+                    calendar="24/7",
+                    timeframe="1h",
+                    provider_symbols={"coinmarketcap": "BTC"},
+                ),
                 AssetSpec(symbol="ACME", asset_class="equity", calendar="XNYS", timeframe="1d"),
                 AssetSpec(symbol="NONE", asset_class="equity", calendar="XNYS", timeframe="1d"),  # no bars
             ],
@@ -58,6 +65,15 @@ def _store(engine: Engine) -> dict[str, pd.DataFrame]:
             rows=[QuarantinedRow(days[3], {"close": 0.0}, ["prices_positive"], "close <= 0"),
                   QuarantinedRow(days[4], {"close": -1.0}, ["prices_positive"], "close <= 0")],
         )  # fmt: skip
+        coins = [("BTC", "Bitcoin", 1.2e12), ("ETH", "Ethereum", 0.6e12), ("DOGE", "Dogecoin", 0.2e12)]
+        listing = pd.DataFrame(
+            [
+                {"rank": i + 1, "symbol": symbol, "name": name, "price": cap / 2e7, "volume_24h": cap / 40,
+                 "market_cap": cap, "percent_change_24h": 1.0, "last_updated": NOW}
+                for i, (symbol, name, cap) in enumerate(coins)
+            ]
+        )  # fmt: skip
+        store_market_quotes(conn, listing, source="coinmarketcap", currency="USD")
         record_verification(
             conn, symbol="BTC-USD", timeframe="1h", primary_provider="binance", secondary_provider="yahoo",
             status="verified", checked_at=NOW - pd.Timedelta(days=1),
@@ -91,11 +107,16 @@ def test_listings_changes_volumes_and_health(engine: Engine) -> None:
     assert acme.change_24h == pytest.approx(a.iloc[-1] / a.iloc[-2] - 1)  # Friday's close vs Thursday's
     assert acme.change_7d == pytest.approx(a.iloc[-1] / a.iloc[-6] - 1)  # vs the Friday a week before
     assert acme.health.gaps == 0 and acme.health.quarantined == 2 and acme.health.cross_check is None
-    assert acme.market_cap is None and acme.rank is None
+    assert acme.market_cap is None and acme.rank is None  # not a listed coin
+    assert (btc.market_cap, btc.rank) == (1.2e12, 1)  # from the stored CoinMarketCap listing
 
     gainers, losers = ov.movers(list(rows.values()))
     assert [g.symbol for g in gainers] == ["BTC-USD"] and [s.symbol for s in losers] == ["ACME"]
-    assert ov.dominance(list(rows.values())) == {}  # no market cap stored
+    with engine.connect() as conn:
+        quotes = list_market_quotes(conn)
+    assert list(quotes["symbol"]) == ["BTC", "ETH", "DOGE"]
+    assert ov.dominance(quotes) == {"BTC": pytest.approx(0.6), "ETH": pytest.approx(0.3)}
+    assert ov.dominance(quotes.iloc[0:0]) == {}
     points = ov.spark_points([1.0, 3.0, 2.0]).split()
     assert points == ["0.0,24.0", "50.0,0.0", "100.0,12.0"]
 
