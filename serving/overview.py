@@ -663,7 +663,7 @@ def book(
             limits.append(LimitUse("drawdown", -dd.current, risk.max_drawdown))
         if today is not None and not before.empty and float(before.iloc[-1]) > 0:
             limits.append(
-                LimitUse("daily loss", max(-today / float(before.iloc[-1]), 0.0), risk.max_daily_loss)
+                LimitUse("daily loss", max(0.0, -today / float(before.iloc[-1])), risk.max_daily_loss)
             )
     positions = tuple(
         PositionRow(r.symbol, r.quantity, r.avg_cost, r.price, r.market_value_base, r.unrealised_pnl_base,

@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from serving import overview as data
 from serving.state import ServiceState
@@ -40,8 +40,37 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 STATIC_PREFIX = "/static/"
-PAGE_PREFIXES = ("/assets/", STATIC_PREFIX)
-"""Paths (besides ``/``) that answer without a key: page shells and static files, never data."""
+CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+@functools.cache
+def _static_files() -> dict[str, tuple[bytes, str, str]]:
+    """Every file under :data:`STATIC` (a few hundred kB): relative path -> (content, media type,
+    content hash). Read once; served from memory without a thread hop."""
+    import hashlib
+    import mimetypes
+
+    out = {}
+    for path in sorted(STATIC.rglob("*")):
+        if path.is_file():
+            body = path.read_bytes()
+            media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            if media_type.startswith("text/") or media_type.endswith("javascript"):
+                media_type += "; charset=utf-8"
+            out[path.relative_to(STATIC).as_posix()] = (
+                body,
+                media_type,
+                hashlib.sha256(body).hexdigest()[:16],
+            )
+    return out
+
+
+def static_url(name: str) -> str:
+    """The URL of static file ``name`` with its content hash (so it may be cached for good)."""
+    found = _static_files().get(name)
+    if found is None:
+        raise LookupError(f"no static file {name!r} under {STATIC}")
+    return f"{STATIC_PREFIX}{name}?v={found[2]}"
 
 
 @functools.cache
@@ -62,6 +91,7 @@ def _environment() -> Any:
     env.filters["ts"] = _ts
     env.filters["num"] = _num
     env.filters["sign"] = _sign
+    env.globals["static"] = static_url
     return env
 
 
@@ -172,6 +202,14 @@ def _chart_json(chart: data.AssetChart) -> dict[str, Any]:
     }
 
 
+def _asset(state: ServiceState, symbol: str) -> Any:
+    """The registered asset ``symbol`` (None when unknown): its name and timeframe are no secret."""
+    from storage import get_asset
+
+    with state.engine().connect() as conn:
+        return get_asset(conn, symbol)
+
+
 def warm_overview(state: ServiceState) -> None:
     """Compute and render the overview once (its caches: gaps per series, the registry's answer,
     the compiled templates), logging rather than raising: a store or registry not there yet only
@@ -188,8 +226,6 @@ def warm_overview(state: ServiceState) -> None:
 
 def add_pages(app: FastAPI, state: ServiceState) -> None:
     """Mount the pages, their data routes and the static files on ``app``."""
-    from fastapi.staticfiles import StaticFiles
-
     env = _environment()
     router = APIRouter()
     settings = state.settings
@@ -211,7 +247,9 @@ def add_pages(app: FastAPI, state: ServiceState) -> None:
     @router.get("/assets/{symbol}", response_class=HTMLResponse, include_in_schema=False)
     async def asset(symbol: str) -> HTMLResponse:
         """One asset's page (its chart data come from ``/v1/overview/assets/{symbol}``)."""
-        return page("asset.html", symbol=symbol.strip().upper())
+        name = symbol.strip().upper()
+        spec = await asyncio.to_thread(_asset, state, name)
+        return page("asset.html", symbol=name, timeframe="" if spec is None else spec.timeframe)
 
     @router.get("/v1/overview")
     async def overview_json() -> JSONResponse:
@@ -245,5 +283,14 @@ def add_pages(app: FastAPI, state: ServiceState) -> None:
         chart = await asyncio.to_thread(data.asset_chart, state, symbol.strip().upper())
         return JSONResponse(_chart_json(chart))
 
+    @router.get(STATIC_PREFIX + "{name:path}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        """A file of ``serving/static/`` from memory, cacheable for a year: its URL carries a
+        hash of its content (``?v=``), so a changed file is a new URL."""
+        found = _static_files().get(name)
+        if found is None:
+            return JSONResponse({"error": f"no static file {name!r}", "detail": None}, status_code=404)
+        body, media_type, digest = found
+        return Response(body, media_type=media_type, headers={"Cache-Control": CACHE_CONTROL, "ETag": digest})
+
     app.include_router(router)
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

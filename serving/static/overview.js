@@ -37,7 +37,12 @@
     return fetch(url, { headers: headers, cache: "no-store" }).then(function (r) {
       if (r.status === 401 || r.status === 403) {
         window.sessionStorage.removeItem(KEY);
-        return r.json().then(function (b) { askKey(b.error); throw new Error("key refused"); });
+        return r.json().then(function (b) {
+          askKey(b.error);
+          var refused = new Error("key refused");
+          refused.refused = true;
+          throw refused;
+        });
       }
       if (!r.ok) {
         return r.text().then(function (t) { throw new Error(url + " answered " + r.status + ": " + t.slice(0, 200)); });
@@ -50,9 +55,10 @@
       get(url, false).then(function (html) {
         apply(html);
         status("updated " + new Date().toLocaleTimeString(), "up");
-      }).catch(function (err) {
+      }).then(function () { window.setTimeout(once, every); }, function (err) {
         status(String(err.message || err), "down");
-      }).then(function () { window.setTimeout(once, every); });
+        if (!err.refused) { window.setTimeout(once, every); }  /* a refused key waits for a new one */
+      });
     }
     once();
   }
@@ -93,7 +99,8 @@
   }
   function wireListings() {
     var table = document.getElementById("listings");
-    if (table) {
+    if (table && !table.dataset.wired) {
+      table.dataset.wired = "1";
       table.querySelectorAll("th[data-key]").forEach(function (th) {
         th.addEventListener("click", function () {
           sort.dir = sort.key === th.dataset.key ? -sort.dir : 1;
@@ -103,19 +110,33 @@
       });
     }
     var select = document.getElementById("classfilter");
-    if (select) {
+    if (select && !select.dataset.wired) {
+      select.dataset.wired = "1";
       select.addEventListener("change", function () { classFilter = select.value; applyFilter(); });
     }
     applySort();
     applyFilter();
   }
+  /* a refresh swaps the parts that carry figures; the headers, the filter and the scroll stay */
+  function update(live, html) {
+    if (!live.querySelector("#listings")) {
+      live.innerHTML = html;
+      return;
+    }
+    var fresh = document.createElement("div");
+    fresh.innerHTML = html;
+    live.querySelectorAll("[data-part]").forEach(function (el) {
+      var part = fresh.querySelector('[data-part="' + el.dataset.part + '"]');
+      if (part) { el.replaceWith(part); }
+    });
+  }
 
-  function chartOptions(el, height) {
+  function chartOptions(el, height, intraday) {
     return {
       width: el.clientWidth || 600, height: height,
       layout: { background: { color: "#101418" }, textColor: "#d8dee4" },
       grid: { vertLines: { color: "#1c2229" }, horzLines: { color: "#1c2229" } },
-      timeScale: { timeVisible: true, borderColor: "#2a313a" },
+      timeScale: { timeVisible: !!intraday, borderColor: "#2a313a" },
       rightPriceScale: { borderColor: "#2a313a" },
     };
   }
@@ -127,7 +148,7 @@
     whenKey(function () {
       var first = !live.querySelector("#listings");
       poll(live.dataset.src, function (html) {
-        live.innerHTML = html;
+        update(live, html);
         wireListings();
         live.dataset.updates = String(parseInt(live.dataset.updates || "0", 10) + 1);
       }, refreshMs);
@@ -148,16 +169,17 @@
   function startAsset() {
     var symbol = document.getElementById("asset").dataset.symbol;
     var el = document.getElementById("chart");
-    var chart = LightweightCharts.createChart(el, chartOptions(el, 420));
+    var intraday = !/d$/.test(document.getElementById("asset").dataset.timeframe || "");
+    var chart = LightweightCharts.createChart(el, chartOptions(el, 420, intraday));
     var candles = chart.addCandlestickSeries({ upColor: "#26a69a", downColor: "#ef5350", borderVisible: false,
                                                wickUpColor: "#26a69a", wickDownColor: "#ef5350" });
     var volume = chart.addHistogramSeries({ priceScaleId: "volume", priceFormat: { type: "volume" }, color: "#2a313a" });
     chart.priceScale("volume").applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
     var overlays = {};
     var fel = document.getElementById("fchart");
-    var fchart = LightweightCharts.createChart(fel, chartOptions(fel, 160));
-    var fseries = fchart.addLineSeries({ color: "#e3b341", lineWidth: 1, title: "forecast" });
-    var rseries = fchart.addLineSeries({ color: "#7d8590", lineWidth: 1, title: "realised" });
+    var fchart = LightweightCharts.createChart(fel, chartOptions(fel, 160, intraday));
+    var fseries = fchart.addLineSeries({ color: "#e3b341", lineWidth: 1, title: "forecast", pointMarkersVisible: true });
+    var rseries = fchart.addLineSeries({ color: "#7d8590", lineWidth: 1, title: "realised", pointMarkersVisible: true });
     var fitted = false;
 
     function draw(d) {
@@ -216,8 +238,10 @@
         get("/v1/overview/assets/" + encodeURIComponent(symbol), true).then(function (d) {
           draw(d);
           status("updated " + new Date().toLocaleTimeString(), "up");
-        }).catch(function (err) { status(String(err.message || err), "down"); })
-          .then(function () { window.setTimeout(once, refreshMs); });
+        }).then(function () { window.setTimeout(once, refreshMs); }, function (err) {
+          status(String(err.message || err), "down");
+          if (!err.refused) { window.setTimeout(once, refreshMs); }
+        });
       }
       once();
     });

@@ -130,7 +130,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.get("data:text/html,<title>started</title>")  # the browser's own start is not the page's load
+    # the browser's own start (its renderer, fonts) is not the page's load: a page with text first
+    driver.get("data:text/html,<title>started</title><p>started</p>")
     try:
         yield driver
     finally:
@@ -174,6 +175,20 @@ def _rows(driver: Any) -> list[tuple[str, str]]:
     raise AssertionError("the listings kept changing under the reader")
 
 
+_LOAD_END = "return performance.getEntriesByType('navigation')[0].loadEventEnd"
+
+
+def _click(driver: Any, css: str) -> None:
+    """Click ``css``, again if the live refresh replaced it between finding and clicking."""
+    for _ in range(20):
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    raise AssertionError(f"{css} kept being replaced")
+
+
 def test_overview_loads_without_errors_and_lists_the_stored_prices(site: Site, browser: Any) -> None:
     browser.get(f"{site.url}/")
     WebDriverWait(browser, 30).until(
@@ -182,14 +197,24 @@ def test_overview_loads_without_errors_and_lists_the_stored_prices(site: Site, b
             and d.execute_script("return performance.getEntriesByType('navigation')[0].loadEventEnd") > 0
         )
     )
-    first_load_ms, response_ms = browser.execute_script(
+    first_load_ms, response_ms, dom_ms = browser.execute_script(
         "const n = performance.getEntriesByType('navigation')[0];"
-        "return [n.loadEventEnd - n.startTime, n.responseEnd - n.startTime];"
+        "return [n.loadEventEnd - n.startTime, n.responseEnd - n.startTime, n.domInteractive - n.startTime];"
     )
-    print(f"\nfirst load of /: {first_load_ms:.0f} ms from navigation start to load event end "
-          f"(the HTML fully received after {response_ms:.0f} ms)")  # fmt: skip
+    print(
+        f"\nfirst load of /: {first_load_ms:.0f} ms from navigation start to load event end "
+        f"(HTML received after {response_ms:.0f} ms, DOM interactive after {dom_ms:.0f} ms)"
+    )
     # a loose bound against a regression by an order of magnitude; the figure is reported above
     assert first_load_ms < 3000
+    again = []
+    for _ in range(3):
+        browser.refresh()
+        WebDriverWait(browser, 30).until(lambda d: d.execute_script(_LOAD_END) > 0)
+        again.append(
+            browser.execute_script(_LOAD_END + " - performance.getEntriesByType('navigation')[0].startTime")
+        )
+    print(f"reloads: {', '.join(f'{ms:.0f}' for ms in again)} ms (load average {os.getloadavg()[0]:.1f})")
 
     stored = _stored_last(site)
     rows = dict(_rows(browser))
@@ -222,13 +247,13 @@ def test_sorting_orders_the_listings(site: Site, browser: Any) -> None:
     WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#listings tbody tr"))
     stored = _stored_last(site)
     by_price = sorted(stored, key=stored.__getitem__)
-    browser.find_element(By.CSS_SELECTOR, '#listings th[data-key="price"]').click()
+    _click(browser, '#listings th[data-key="price"]')
     WebDriverWait(browser, 10).until(lambda d: [s for s, _ in _rows(d)] == by_price)
-    browser.find_element(By.CSS_SELECTOR, '#listings th[data-key="price"]').click()
+    _click(browser, '#listings th[data-key="price"]')
     WebDriverWait(browser, 10).until(lambda d: [s for s, _ in _rows(d)] == by_price[::-1])
     time.sleep(3 * REFRESH_S)  # the order survives the live refreshes
     assert [s for s, _ in _rows(browser)] == by_price[::-1]
-    browser.find_element(By.CSS_SELECTOR, '#listings th[data-key="symbol"]').click()
+    _click(browser, '#listings th[data-key="symbol"]')
     WebDriverWait(browser, 10).until(lambda d: [s for s, _ in _rows(d)] == sorted(stored))
     assert not _console_errors(browser)
 
@@ -277,3 +302,37 @@ def test_the_asset_page_draws_its_chart(site: Site, browser: Any) -> None:
     time.sleep(0.5)
     assert not _console_errors(browser)
     browser.save_screenshot(str(site.shots / "asset.png"))
+
+
+def test_with_auth_on_the_key_is_asked_once_per_tab(site: Site, browser: Any, tmp_path: Path) -> None:
+    from storage import open_store
+    from storage.api_keys import create_api_key
+
+    engine = open_store(site.registry.db_url)
+    with engine.begin() as conn:
+        _, key = create_api_key(conn, "page-test")
+    engine.dispose()
+    settings = site.settings.model_copy(
+        update={"serve_auth": True, "serve_models": [], "serve_optional_models": [], "data_dir": tmp_path}
+    )
+    with running(settings) as url:
+        browser.get(f"{url}/")
+        form = browser.find_element(By.ID, "keyform")
+        assert form.is_displayed() and not browser.find_elements(
+            By.ID, "listings"
+        )  # no figures without a key
+        browser.find_element(By.ID, "key").send_keys(key)
+        form.submit()
+        WebDriverWait(browser, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '#listings tr[data-symbol="SPX"]')
+        )
+        assert browser.execute_script("return sessionStorage.getItem('fks-api-key')") == key
+        browser.get(f"{url}/assets/GOOGL")  # the same tab: the key is not asked again
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "chart").get_attribute("data-bars"))
+        assert not browser.find_element(By.ID, "keyform").is_displayed()
+        assert not _console_errors(browser)
+        browser.execute_script("sessionStorage.setItem('fks-api-key', 'fks_wrong')")
+        browser.get(f"{url}/")
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "keyform").is_displayed())
+        assert "unknown API key" in browser.find_element(By.ID, "keyerror").text
+        browser.get_log("browser")  # the refused request is logged by the browser itself; drop it
