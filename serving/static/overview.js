@@ -217,7 +217,7 @@
       fseries.setData(fpts);
       rseries.setData(rpts);
       document.getElementById("fnote").textContent = fpts.length
-        ? fpts.length + " forecasts (" + Array.from(new Set(fc.map(function (f) { return f.source; }))).join(", ") + ")"
+        ? fpts.length + (fpts.length === 1 ? " forecast (" : " forecasts (") + Array.from(new Set(fc.map(function (f) { return f.source; }))).join(", ") + ")"
         : "no out-of-sample forecast of " + symbol + " yet (a served model's test span, or forecasts the service answered)";
       document.getElementById("assetinfo").textContent = d.timeframe + " · " + d.bars.length + " bars" +
         (d.quarantined.length ? " · " + d.quarantined.length + " quarantined" : "") +
