@@ -499,6 +499,14 @@ def served_versions(state: ServiceState) -> dict[str, str]:
 # -- forecasts ------------------------------------------------------------------------------------
 
 
+def asset_symbols(state: ServiceState) -> list[str]:
+    """Every registered asset's symbol, sorted."""
+    from storage import list_assets
+
+    with state.engine().connect() as conn:
+        return sorted(spec.symbol for spec in list_assets(conn))
+
+
 async def predictions(state: ServiceState, symbols: Sequence[str], top_k: int = TOP_FEATURES) -> Predictions:
     """The latest forecast of every symbol the served forecaster can score from the stored bars
     (its timeframe, at least ``min_bars`` bars), with the top ``top_k`` SHAP features, and the
@@ -526,15 +534,17 @@ async def predictions(state: ServiceState, symbols: Sequence[str], top_k: int = 
         scored = await scoring.score(state, loaded, series)
         for i, symbol in enumerate(scored.symbols):
             key = ("explain", loaded.name, loaded.version, symbol, scored.last_ts[i], top_k)
-            top = cache.peek(key)
-            if top is None:
+            explained = cache.peek(key)
+            if explained is None:
                 try:
                     answer = await scoring.explained(state, scored, i, top_k)
-                    top = tuple(Feature(a.feature, a.shap) for a in answer.attributions)
-                except Problem as exc:
-                    top = ()
-                    notes.append(exc.message)
-                cache.put(key, top)
+                    explained = (tuple(Feature(a.feature, a.shap) for a in answer.attributions), None)
+                except Problem as exc:  # a version without its training reference
+                    explained = ((), exc.message)
+                cache.put(key, explained)
+            top, why = explained
+            if why is not None and why not in notes:
+                notes.append(why)
             forecasts.append(
                 AssetForecast(
                     symbol=symbol,

@@ -262,7 +262,7 @@ def add_pages(app: FastAPI, state: ServiceState) -> None:
         return page("_overview.html", view=await snapshot(), curves=_curves)
 
     async def forecasts() -> data.Predictions:
-        symbols = [r.symbol for r in (await snapshot()).listings]
+        symbols = await asyncio.to_thread(data.asset_symbols, state)
         return await data.predictions(state, symbols)
 
     @router.get("/v1/overview/predictions")
