@@ -45,7 +45,7 @@ webdriver = pytest.importorskip(
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -255,6 +255,17 @@ def test_sorting_orders_the_listings(site: Site, browser: Any) -> None:
     assert [s for s, _ in _rows(browser)] == by_price[::-1]
     _click(browser, '#listings th[data-key="symbol"]')
     WebDriverWait(browser, 10).until(lambda d: [s for s, _ in _rows(d)] == sorted(stored))
+
+    def shown(d: Any) -> list[str]:
+        rows = d.find_elements(By.CSS_SELECTOR, "#listings tbody tr[data-symbol]")
+        return [r.get_attribute("data-symbol") for r in rows if r.is_displayed()]
+
+    Select(browser.find_element(By.ID, "classfilter")).select_by_value("fx")
+    WebDriverWait(browser, 10).until(lambda d: shown(d) == ["EURUSD"])
+    time.sleep(3 * REFRESH_S)  # the filter survives the live refreshes
+    assert shown(browser) == ["EURUSD"]
+    Select(browser.find_element(By.ID, "classfilter")).select_by_value("")
+    WebDriverWait(browser, 10).until(lambda d: shown(d) == sorted(stored))
     assert not _console_errors(browser)
 
 
@@ -289,8 +300,11 @@ def test_the_asset_page_draws_its_chart(site: Site, browser: Any) -> None:
     with engine.connect() as conn:
         stored = count_bars(conn, "SPX", "1d")
     engine.dispose()
+    answered = httpx.post(f"{site.url}/v1/forecast", json={"series": [{"symbol": "SPX"}]}, timeout=30)
+    assert answered.status_code == 200  # a served forecast: stored in `predictions` by the writer
     browser.get(f"{site.url}/assets/SPX")
     WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "chart").get_attribute("data-bars"))
+    WebDriverWait(browser, 30).until(lambda d: "fks-forecaster served" in d.find_element(By.ID, "fnote").text)
     chart = browser.find_element(By.ID, "chart")
     assert int(chart.get_attribute("data-bars")) == min(stored, 500)
     assert float(chart.get_attribute("data-last")) == _stored_last(site)["SPX"]
