@@ -530,8 +530,12 @@ async def predictions(state: ServiceState, symbols: Sequence[str], top_k: int = 
             notes.append(f"{name} v{loaded.version}: no asset has {need} stored {timeframe} bars")
             continue
         requests = [SeriesRequest(symbol=s) for s in usable]
-        series = await asyncio.to_thread(scoring.request_series, state, requests, name)
-        scored = await scoring.score(state, loaded, series)
+        try:
+            series = await asyncio.to_thread(scoring.request_series, state, requests, name)
+            scored = await scoring.score(state, loaded, series)
+        except Problem as exc:  # the stored bars refused by the model: said, not raised
+            notes.append(f"{name} v{loaded.version}: {exc.message}")
+            continue
         for i, symbol in enumerate(scored.symbols):
             key = ("explain", loaded.name, loaded.version, symbol, scored.last_ts[i], top_k)
             explained = cache.peek(key)
