@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     serve_feature_cache: int = Field(
         default=512, ge=0, description="Feature windows kept per model, keyed by the bars' checksum (0: off)."
     )
+    overview_refresh_s: float = Field(
+        default=5.0,
+        ge=0.2,
+        le=3600,
+        description="How often the overview page (GET /) and the asset pages refresh their figures.",
+    )
     drift_window_hours: float = Field(
         default=24.0 * 7, gt=0, description="How far back `fks drift` and /v1/drift look at served inputs."
     )

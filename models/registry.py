@@ -224,7 +224,8 @@ class VersionInfo:
     """One registered version as ``fks models list`` shows it.
 
     ``metrics`` are the version's ``test_*`` tags (the model's out-of-sample metrics, and its
-    baselines' as ``test_<baseline>_<metric>``); ``gate`` is the last gate decision on it (or None).
+    baselines' as ``test_<baseline>_<metric>``); ``gate`` is the last gate decision on it (or None),
+    ``gate_reasons`` its reasons; ``promoted_at`` when it became champion (None if never).
     """
 
     name: str
@@ -236,6 +237,8 @@ class VersionInfo:
     feature_set_version: str | None
     metrics: dict[str, float]
     gate: str | None
+    gate_reasons: str | None = None
+    promoted_at: pd.Timestamp | None = None
 
 
 def list_versions(name: str | None = None) -> list[VersionInfo]:
@@ -277,9 +280,22 @@ def list_versions(name: str | None = None) -> list[VersionInfo]:
                     feature_set_version=tags.get("feature_set_version"),
                     metrics=metrics,
                     gate=tags.get(TAG_GATE_DECISION),
+                    gate_reasons=tags.get(TAG_GATE_REASONS),
+                    promoted_at=_timestamp(tags.get(TAG_PROMOTED_AT)),
                 )
             )
     return out
+
+
+def _timestamp(value: str | None) -> pd.Timestamp | None:
+    """An ISO 8601 tag value as a UTC timestamp (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        return None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def resolve_model(spec: str, *, family: AnyFamily | None = None) -> ModelRef:

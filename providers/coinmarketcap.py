@@ -29,17 +29,8 @@ from market.bars import Timeframe
 from providers.base import AuthError, BadResponse, NotSupported, ProviderError, RateLimited
 from providers.http import redact
 from providers.online import OnlineProvider
+from storage.market_quotes import QUOTE_COLUMNS
 
-QUOTE_COLUMNS: tuple[str, ...] = (
-    "rank",
-    "symbol",
-    "name",
-    "price",
-    "volume_24h",
-    "market_cap",
-    "percent_change_24h",
-    "last_updated",
-)
 PAID_PLAN_MESSAGE = (
     "coinmarketcap: historical OHLCV needs a paid CoinMarketCap plan (Hobbyist or above); the free "
     "Basic plan offers latest listings and quotes only (`fks market overview`). Take bars from "

@@ -14,6 +14,7 @@ Routes (OpenAPI at ``/docs`` and ``/openapi.json``):
 ``POST /invocations``      MLflow's scoring protocol, answered as ``mlflow models serve`` does
 ``GET /metrics``           Prometheus: requests by route and status, latency, versions, swaps,
                            batch sizes
+``GET /``, ``/assets/X``   the overview page and asset pages (:mod:`serving.pages`)
 =========================  ==================================================================
 
 The forecaster's fast path skips Keras's ``predict``: each request's windows are built by the
@@ -47,10 +48,10 @@ from serving import scoring
 from serving.auth import HEADER
 from serving.limits import BodyLimit
 from serving.middleware import Gate
+from serving.pages import add_pages, warm_overview
 from serving.schemas import (
     AllocateRequest,
     AllocateResponse,
-    Attribution,
     DriftResponse,
     Error,
     ExplainRequest,
@@ -102,10 +103,14 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
         switch = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         poller = asyncio.get_running_loop().create_task(_poll(state, settings.serve_poll_interval_s))
+        # the overview page's first figures (calendars, gaps, the registry) are computed now, in
+        # the background, so that its first visitor does not wait for them
+        warm = asyncio.get_running_loop().create_task(asyncio.to_thread(warm_overview, state))
         try:
             yield
         finally:
             sys.setswitchinterval(switch)
+            warm.cancel()
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
@@ -269,20 +274,7 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
         loaded = state.forecaster(body.model)
         series = await asyncio.to_thread(scoring.request_series, state, [body.series], body.model)
         scored = await scoring.score(state, loaded, series)
-        values = await scoring.explain(state, loaded, scored.windows[0])
-        top = values.iloc[: body.top_k]
-        return ExplainResponse(
-            request_id=uuid.uuid4().hex,
-            model=loaded.name,
-            version=loaded.version,
-            alias=loaded.alias,
-            symbol=scored.symbols[0],
-            ts=scored.last_ts[0].isoformat(),
-            forecast_log_return=float(scored.forecast[0]),
-            base_value=float(values.attrs["base_value"]),
-            attributions=[Attribution(feature=str(k), shap=float(v)) for k, v in top.items()],
-            rest=float(values.iloc[body.top_k :].sum()),
-        )
+        return await scoring.explained(state, scored, 0, body.top_k)
 
     @app.post(
         "/v1/allocate",
@@ -358,6 +350,8 @@ def create_app(settings: Settings, slots: Sequence[ModelSlot] | None = None) -> 
             return Response(content=exc.serialize_as_json(), status_code=exc.get_http_status_code(),
                             media_type="application/json")  # fmt: skip
         return Response(content=result.response, status_code=result.status, media_type=result.mimetype)
+
+    add_pages(app, state)
 
     @app.get("/metrics")
     async def metrics() -> Response:

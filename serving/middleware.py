@@ -29,9 +29,13 @@ OPEN_ROUTES = frozenset(
         "/docs/oauth2-redirect",
         "/redoc",
         "/openapi.json",
+        "/",
     }
 )
 """Routes that answer without an API key."""
+OPEN_PREFIXES = ("/assets/", "/static/")
+"""Path prefixes that answer without a key: the overview's page shells and static files, which
+carry no data (the page fetches its figures from ``/v1/overview...`` with the key)."""
 
 _HEADER = HEADER.lower().encode("latin-1")
 
@@ -52,7 +56,12 @@ class Gate:
         scope.setdefault("state", {})["key_id"] = None
         status = 500
         try:
-            if self.state.settings.serve_auth and route not in OPEN_ROUTES and scope["method"] != "OPTIONS":
+            if (
+                self.state.settings.serve_auth
+                and route not in OPEN_ROUTES
+                and not route.startswith(OPEN_PREFIXES)
+                and scope["method"] != "OPTIONS"
+            ):
                 plain = dict(scope.get("headers") or []).get(_HEADER)
                 # the key lookup may read the store: off the event loop
                 key, refusal = await asyncio.to_thread(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.schemas import AllocateRequest, SeriesRequest
+from serving.schemas import AllocateRequest, Attribution, ExplainResponse, SeriesRequest
 from serving.slots import LoadedModel
 from serving.state import Problem, ServiceState
 from storage.predictions import Prediction
@@ -216,6 +216,32 @@ async def explain(state: ServiceState, loaded: LoadedModel, window: np.ndarray) 
     async with state.explaining:
         series: pd.Series = await asyncio.to_thread(inner.explain, window, background)
     return series
+
+
+async def explained(state: ServiceState, scored: Scored, index: int, top_k: int) -> ExplainResponse:
+    """The answer of ``POST /v1/explain`` for series ``index`` of ``scored``: its ``top_k``
+    largest SHAP attributions (signed, log-return units), the base value and the rest.
+
+    Raises:
+        Problem: 409 when the version cannot be explained (see :func:`explain`).
+    """
+    import uuid
+
+    loaded = scored.loaded
+    values = await explain(state, loaded, scored.windows[index])
+    top = values.iloc[:top_k]
+    return ExplainResponse(
+        request_id=uuid.uuid4().hex,
+        model=loaded.name,
+        version=loaded.version,
+        alias=loaded.alias,
+        symbol=scored.symbols[index],
+        ts=scored.last_ts[index].isoformat(),
+        forecast_log_return=float(scored.forecast[index]),
+        base_value=float(values.attrs["base_value"]),
+        attributions=[Attribution(feature=str(k), shap=float(v)) for k, v in top.items()],
+        rest=float(values.iloc[top_k:].sum()),
+    )
 
 
 def _background(state: ServiceState, loaded: LoadedModel) -> Any:

@@ -377,6 +377,11 @@ def _account(row: Any) -> Account:
 # -- accounts -------------------------------------------------------------------------------------
 
 
+def list_accounts(conn: Connection) -> list[Account]:
+    """Every account, by name."""
+    return [_account(r) for r in conn.execute(select(_ACCOUNTS).order_by(_ACCOUNTS.c.name)).all()]
+
+
 def get_account(conn: Connection, name: str, *, for_update: bool = False) -> Account | None:
     """The account named ``name``, or None."""
     query = _GET_ACCOUNT_FOR_UPDATE if for_update else _GET_ACCOUNT

@@ -780,3 +780,26 @@ class PaperVenueRow(Base):
     account: Mapped[str] = mapped_column(String(64), primary_key=True)
     as_of: Mapped[int] = mapped_column(BigInteger, nullable=False)
     state: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class MarketQuoteRow(Base):
+    """The latest market-wide quote of one coin from a market-data aggregator (table
+    ``market_quotes``, written by ``fks market overview`` from CoinMarketCap's listings): its
+    ``rank`` by market cap, ``price``, 24-hour ``volume_24h``, ``market_cap`` and
+    ``percent_change_24h``, all in ``currency``; ``symbol`` is the aggregator's (``BTC``), matched
+    to an asset through its ``provider_symbols``. ``last_updated`` is the aggregator's own time
+    and ``fetched_at`` when FKS stored it (epoch ms UTC). Each fetch replaces the coin's row."""
+
+    __tablename__ = "market_quotes"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    rank: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    volume_24h: Mapped[float | None] = mapped_column(Float, nullable=True)
+    market_cap: Mapped[float | None] = mapped_column(Float, nullable=True)
+    percent_change_24h: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_updated: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    fetched_at: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -163,13 +163,16 @@ def overview_command(
     convert: Annotated[str, typer.Option(help="Currency of prices and caps.")] = "USD",
 ) -> None:
     """The top cryptocurrencies by market cap from CoinMarketCap's latest listings (1 credit per
-    200 coins)."""
+    200 coins), stored as the latest listing (the overview page's market caps, ranks and
+    dominance come from it)."""
     import pandas as pd
 
     from config.providers import load_providers_config
     from config.settings import get_settings
     from providers.coinmarketcap import CoinMarketCapProvider
     from providers.factory import build_adapter
+    from storage.market_quotes import store_market_quotes
+    from tasks.store import store_for
 
     def run() -> None:
         settings = get_settings()
@@ -189,6 +192,8 @@ def overview_command(
         finally:
             adapter.close()
         currency = convert.upper()
+        with store_for(settings).begin() as conn:  # the overview page's market caps, ranks, dominance
+            store_market_quotes(conn, listing, source="coinmarketcap", currency=currency)
         rows = [
             [
                 "-" if pd.isna(r["rank"]) else str(int(r["rank"])),

@@ -150,6 +150,15 @@ def test_market_overview_prints_the_listings(
     assert "Bitcoin" in done.output and "61,234.57" in done.output and "1.20T" in done.output
     assert "Ethereum" in done.output and "DOGE" not in done.output
     assert KEY not in done.output
+    from storage import open_store
+    from storage.market_quotes import list_market_quotes
+
+    engine = open_store(f"sqlite:///{tmp_path / 'fks.db'}")
+    with engine.connect() as conn:
+        stored = list_market_quotes(conn)
+    engine.dispose()
+    assert list(stored["symbol"]) == ["BTC", "ETH"] and list(stored["rank"]) == [1, 2]  # the overview's caps
+    assert stored["market_cap"].iloc[0] == pytest.approx(1.2e12, rel=0.01)
 
     monkeypatch.setenv("FKS_COINMARKETCAP_API_KEY", "wrong")
     refused = runner.invoke(app, ["market", "overview"])
