@@ -93,6 +93,27 @@ def fresh_postgres() -> Iterator[Callable[[str], str]]:
         admin.dispose()
 
 
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server (server mode, in this process) on a free loopback port: its URL. Clients
+    need credentials, any will do (``testing``/``testing``)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    access_log = logging.getLogger("werkzeug")
+    level = access_log.level
+    access_log.setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        access_log.setLevel(level)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings whose database, data directory and MLflow store live in this test's temporary folder."""
