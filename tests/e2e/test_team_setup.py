@@ -19,6 +19,7 @@ Skips when ``TEST_POSTGRES_URL`` is unset (``make test`` and ``.ci/run`` start a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -83,12 +84,14 @@ def _healthy(url: str) -> bool:
 
 
 @dataclass(frozen=True)
-class TrackingServer:
-    """A running ``mlflow server``: its URL, its backend database and the folder it runs in."""
+class Stack:
+    """The running servers: ``mlflow server`` (its URL, its backend database, the folder it runs in)
+    and the session's Prefect server (its API URL)."""
 
-    url: str
-    backend_url: str
-    cwd: Path
+    mlflow_url: str
+    mlflow_backend_url: str
+    mlflow_cwd: Path
+    prefect_api_url: str
 
 
 @pytest.fixture
@@ -111,16 +114,16 @@ def s3(s3_endpoint: str) -> Iterator[object]:
 
 
 @pytest.fixture
-def tracking_server(
+def stack(
     fresh_postgres: Callable[[str], str],
     s3: object,
     s3_endpoint: str,
     tmp_path: Path,
     request: pytest.FixtureRequest,
-) -> Iterator[TrackingServer]:
-    """``mlflow server`` on a free loopback port: PostgreSQL backend store, artifacts proxied to S3.
-
-    It is started before the session's Prefect server is asked for, so the two start together."""
+) -> Iterator[Stack]:
+    """``mlflow server`` on a free loopback port (PostgreSQL backend store, artifacts proxied to S3)
+    and the session's Prefect server, asked for once MLflow's is starting so that the two start
+    together (and neither when the test skips for want of PostgreSQL)."""
     backend = fresh_postgres("mlflow")
     cwd = tmp_path / "mlflow-server"
     cwd.mkdir()
@@ -143,23 +146,30 @@ def tracking_server(
         command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        request.getfixturevalue("prefect_server")
+        prefect_api_url: str = request.getfixturevalue("prefect_server")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
         while not _healthy(url):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"mlflow server did not start:\n{(cwd / 'server.log').read_text()[-4000:]}")
             time.sleep(0.5)
-        yield TrackingServer(url=url, backend_url=backend, cwd=cwd)
+        yield Stack(
+            mlflow_url=url, mlflow_backend_url=backend, mlflow_cwd=cwd, prefect_api_url=prefect_api_url
+        )
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=30)
+        _stop_group(server)
         log.close()
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """End ``process`` and every process it started (its own session): SIGTERM, then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):  # uvicorn, started by `mlflow server`, may linger
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 def _keys(client: object, prefix: str) -> list[str]:
@@ -179,12 +189,7 @@ def _fks(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> sub
 
 
 def test_pipeline_on_postgresql_an_mlflow_server_and_s3(
-    tracking_server: TrackingServer,
-    fresh_postgres: Callable[[str], str],
-    s3: object,
-    s3_endpoint: str,
-    prefect_server: str,
-    tmp_path: Path,
+    stack: Stack, fresh_postgres: Callable[[str], str], s3: object, s3_endpoint: str, tmp_path: Path
 ) -> None:
     db_url = fresh_postgres("fks")
     client_dir = tmp_path / "client"
@@ -196,27 +201,27 @@ def test_pipeline_on_postgresql_an_mlflow_server_and_s3(
         **fks_env(
             db_url=db_url,
             data_dir=str(client_dir / "data"),
-            mlflow_tracking_uri=tracking_server.url,
+            mlflow_tracking_uri=stack.mlflow_url,
             lake_uri=f"s3://{BUCKET}/{LAKE_PREFIX}",
             s3_endpoint_url=s3_endpoint,
         ),
-        "PREFECT_API_URL": prefect_server,
+        "PREFECT_API_URL": stack.prefect_api_url,
         "PYTHONPATH": str(REPO),
         "COLUMNS": "200",
     }
     began = datetime.now(UTC)
-    done = _fks(["pipeline"], env, client_dir, timeout=360)
+    done = _fks(["pipeline"], env, client_dir, timeout=450)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     exported = _fks(["lake", "export"], env, client_dir, timeout=180)
     assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
     for name in MODELS:
         assert f"Registered {name} version 1 as @challenger" in done.stdout
-    assert f"the MLflow UI at {tracking_server.url}" in done.stdout
+    assert f"the MLflow UI at {stack.mlflow_url}" in done.stdout
 
     # the registry and the runs live on the tracking server, in its PostgreSQL database
     from mlflow.tracking import MlflowClient
 
-    mlflow = MlflowClient(tracking_uri=tracking_server.url, registry_uri=tracking_server.url)
+    mlflow = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
     artifact_roots: dict[str, str] = {}
     for name in MODELS:
         assert mlflow.get_registered_model(name).aliases == {"challenger": "1"}
@@ -227,11 +232,9 @@ def test_pipeline_on_postgresql_an_mlflow_server_and_s3(
         model_id = version.model_id or str(version.source).removeprefix("models:/")
         assert model_id.startswith("m-"), (name, version.source)
         artifact_roots[f"{name} model"] = mlflow.get_logged_model(model_id).artifact_location
-    gate = mlflow.get_model_version("fks-forecaster", "1").tags
-    assert (
-        gate["gate_decision"] == "refused"
-    )  # the pipeline's gate: the seeded LSTM does not beat buy and hold
-    backend = create_engine(tracking_server.backend_url)
+    # the pipeline's gate refused (the seeded LSTM does not beat buy and hold) and tagged the version
+    assert mlflow.get_model_version("fks-forecaster", "1").tags["gate_decision"] == "refused"
+    backend = create_engine(stack.mlflow_backend_url)
     with backend.connect() as conn:
         registered = {r[0] for r in conn.execute(text("SELECT name FROM registered_models"))}
         runs = conn.execute(text("SELECT COUNT(*) FROM runs WHERE status = 'FINISHED'")).scalar_one()
@@ -253,7 +256,7 @@ def test_pipeline_on_postgresql_an_mlflow_server_and_s3(
         str(tmp_path),
     )
     assert len(pd.read_parquet(reference)) > 100  # read back through the server, no S3 endpoint here
-    for folder in (client_dir, tracking_server.cwd):
+    for folder in (client_dir, stack.mlflow_cwd):
         assert not (folder / "mlruns").exists() and not (folder / "mlartifacts").exists()
 
     # bars, runs, features and the gate's record are in the FKS database on PostgreSQL
@@ -270,10 +273,8 @@ def test_pipeline_on_postgresql_an_mlflow_server_and_s3(
         gates = conn.execute(text("SELECT model_name, decision FROM promotions")).all()
     store.dispose()
     assert {"SPX", "GOOGL", "EURUSD", "SYNA", "SYNH"} <= {symbol for symbol, _ in stored}
-    assert (
-        stored[("SPX", "1d")]
-        == len((REPO / "data" / "samples" / "sp500_daily.csv").read_text().splitlines()) - 1
-    )
+    sample_rows = len((REPO / "data" / "samples" / "sp500_daily.csv").read_text().splitlines()) - 1
+    assert stored[("SPX", "1d")] == sample_rows
     assert run_states == {"success"} and builds >= 3
     assert [(str(m), str(d)) for m, d in gates] == [("fks-forecaster", "refused")]
 
