@@ -101,8 +101,11 @@ def feature_targets(engine: Engine, config: FeaturesConfig) -> list[FeaturesTarg
 def featurise_series(engine: Engine, settings: Settings, target: FeaturesTarget) -> FeaturesOutcome:
     """Build ``target``'s feature set from its stored bars unless an identical build exists.
 
-    The bars' checksum keys the cache: unchanged bars are a hit and nothing is recomputed. A new
-    frame must pass the ``features`` suite before it is stored under :func:`features_root`.
+    The bars' checksum keys the cache: unchanged bars are a hit and nothing is recomputed, unless
+    the build's file is not under this machine's :func:`features_root` (built by another machine
+    sharing the database): the frame is then built and validated again and the build's file
+    written here. A new frame must pass the ``features`` suite before it is stored under
+    :func:`features_root`.
 
     Raises:
         FeatureValidationFailed: the frame failed the suite (the message names the expectations).
@@ -119,6 +122,8 @@ def featurise_series(engine: Engine, settings: Settings, target: FeaturesTarget)
             timeframe=target.timeframe,
             bars_checksum=checksum,
         )
+    if build is not None and not (features_root(settings) / build.path).is_file():
+        build = None  # recorded where this machine cannot see its file: built again, the file restored
     docs = ""
     cache_hit = build is not None
     if build is None:

@@ -280,6 +280,39 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def _restore_file(root: Path, build: FeatureBuild, features: pd.DataFrame) -> None:
+    """Write the missing file of the recorded ``build`` under ``root`` from ``features`` (computed
+    again from the same bars), with the provenance the build was first written with."""
+    columns = tuple(str(c) for c in features.columns)
+    if len(features) != build.rows or columns != build.columns:
+        raise ValueError(
+            f"feature build {build.id} ({build.set_name} {build.set_version} {build.symbol} "
+            f"{build.timeframe}) has {build.rows} rows and columns {list(build.columns)}, but the "
+            f"features given to write its missing file have {len(features)} rows and columns "
+            f"{list(columns)}; a changed feature set needs a new set version"
+        )
+    provenance = {
+        "set_name": build.set_name,
+        "set_version": build.set_version,
+        "symbol": build.symbol,
+        "timeframe": build.timeframe,
+        "bars_first": _to_ms(build.bars_first, "bars_first"),
+        "bars_last": _to_ms(build.bars_last, "bars_last"),
+        "bar_count": build.bar_count,
+        "bars_checksum": build.bars_checksum,
+        "rows": build.rows,
+        "built_at": _to_ms(build.built_at, "built_at"),
+    }
+    target = root / build.path
+    temp = _write_temp(target.parent, features, provenance)
+    try:
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(target.parent)
+
+
 def save_features(
     conn: Connection,
     root: Path,
@@ -298,7 +331,10 @@ def save_features(
     unique), with uniquely named string columns of any Parquet-storable dtype (NaN allowed, e.g.
     during warm-up). ``bars`` are the input bars (a canonical bar frame, at least one bar); their
     checksum (:func:`bars_checksum`) identifies the build. If a build of this set version and
-    series with the same checksum exists, it is returned and nothing is written (idempotent).
+    series with the same checksum exists, it is returned and nothing is written (idempotent),
+    unless its file is missing under ``root`` (the build was made on a machine whose store root
+    this one does not see, e.g. a laptop sharing a team's database): the file is then written
+    from ``features`` under the build's own path and provenance, and no row changes.
     Otherwise the frame is written to ``root/{set_name}/{set_version}/{symbol}/{timeframe}/
     build-{id}.parquet`` (temporary name, flushed, then renamed) and the row is inserted on the
     caller's connection, stamped ``built_at`` (default: now, UTC; stored in milliseconds). The
@@ -310,7 +346,9 @@ def save_features(
         TypeError: when ``features`` or ``bars`` is not a DataFrame.
         ValueError: for an invalid name, symbol or timeframe (names become folder names: no
             slashes, spaces or leading dot), empty bars, or features that are not indexed by
-            sorted unique timestamps or whose columns are not unique non-empty strings.
+            sorted unique timestamps or whose columns are not unique non-empty strings; or, when a
+            recorded build's missing file is written again, features whose rows or columns are
+            not the build's.
         OSError: when the file cannot be written under ``root``.
         sqlalchemy.exc.DBAPIError: from the database, e.g. ``IntegrityError`` when another
             process stored the same build at the same moment (retry: it is then a cache hit).
@@ -325,6 +363,8 @@ def save_features(
         conn, set_name=set_name, set_version=set_version, symbol=symbol, timeframe=tf, bars_checksum=checksum
     )
     if existing is not None:
+        if not (Path(root) / existing.path).is_file():
+            _restore_file(Path(root), existing, frame)
         return existing
 
     bar_ns = pd.DatetimeIndex(input_bars.index).as_unit("ns").asi8

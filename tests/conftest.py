@@ -1,10 +1,13 @@
-"""Shared fixtures: isolated settings per test, one Prefect test server per session."""
+"""Shared fixtures: isolated settings per test, one Prefect test server per session, fresh
+PostgreSQL databases (when ``TEST_POSTGRES_URL`` names a server)."""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,67 @@ def prefect_server() -> Iterator[str]:
             yield url
         finally:
             os.environ.pop("PREFECT_API_URL", None)
+
+
+NO_POSTGRES = (
+    "TEST_POSTGRES_URL is not set: it names a PostgreSQL role that may create databases, e.g. "
+    "postgresql+psycopg://postgres@127.0.0.1:5432/postgres (`make test` and `.ci/run` start a throwaway "
+    "server when PostgreSQL's binaries are installed)"
+)
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[Callable[[str], str]]:
+    """``fresh_postgres(prefix)``: the URL of a new, empty database (nothing migrated) named
+    ``<prefix>_<12 hex digits>`` on the ``TEST_POSTGRES_URL`` server; every database made is dropped
+    after the test (open connections included). Skips the test when ``TEST_POSTGRES_URL`` is unset."""
+    base = os.environ.get("TEST_POSTGRES_URL", "")
+    if not base:
+        pytest.skip(NO_POSTGRES)
+    from sqlalchemy.engine import make_url
+
+    from storage import make_engine
+
+    admin = make_engine(base).execution_options(isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def create(prefix: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", prefix):
+            raise ValueError(f"database prefix {prefix!r}: lower-case letters, digits and _ only")
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        made.append(name)
+        return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+    try:
+        yield create
+    finally:
+        with admin.connect() as conn:
+            for name in made:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server (server mode, in this process) on a free loopback port: its URL. Clients
+    need credentials, any will do (``testing``/``testing``)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    access_log = logging.getLogger("werkzeug")
+    level = access_log.level
+    access_log.setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        access_log.setLevel(level)
 
 
 @pytest.fixture

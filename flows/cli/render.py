@@ -253,9 +253,27 @@ def print_pipeline(summary: PipelineSummary, settings: Settings) -> None:
         print_ingest(summary.allocator_ingest.outcomes)
     if summary.allocator is not None:
         print_allocator_training(summary.allocator)
-    out.print(f"Database: {settings.db_url}   Features: {settings.data_dir / 'features'}")
+    out.print(f"Database: {shown_url(settings.db_url)}   Features: {settings.data_dir / 'features'}")
     out.print(
         "Look closer:  fks data list  |  fks quarantine list  |  fks backtest  |  "
-        f"mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  |  "
+        f"{mlflow_ui_hint(settings.mlflow_tracking_uri)}  |  "
         "fks server start (the Prefect UI)  |  fks serve, then fks trade --paper --replay START END"
     )
+
+
+def shown_url(url: str) -> str:
+    """A database or server URL as it may be printed: its password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a SQLAlchemy URL: printed as given, it names no password field
+        return url
+
+
+def mlflow_ui_hint(tracking_uri: str) -> str:
+    """Where to look at the MLflow runs and registry: a tracking server's own UI, else the command
+    that opens one on the local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"the MLflow UI at {tracking_uri}"
+    return f"mlflow ui --backend-store-uri {tracking_uri}"

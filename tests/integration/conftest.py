@@ -6,43 +6,28 @@ PostgreSQL database too. Below them, the loopback servers and adapters of the pr
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from config.providers import ProviderPolicy
 from config.settings import Settings
-from storage import make_engine, open_store
+from storage import open_store
 from tests.fixture_server import FixtureServer, no_route
 from tests.provider_fakes import Loopback, build_at
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The URL of a fresh, empty database (nothing migrated)."""
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh, empty database (nothing migrated): a SQLite file, or a PostgreSQL
+    database from ``fresh_postgres`` (skipped without ``TEST_POSTGRES_URL``)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'fks.db'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set TEST_POSTGRES_URL to run the store tests on PostgreSQL too")
-    admin = make_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"fks_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+        return f"sqlite:///{tmp_path / 'data' / 'fks.db'}"
+    fresh: Callable[[str], str] = request.getfixturevalue("fresh_postgres")
+    return fresh("fks_test")
 
 
 @pytest.fixture

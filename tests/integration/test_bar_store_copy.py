@@ -11,8 +11,6 @@ databases, as for the other PostgreSQL twins) and skip without it.
 from __future__ import annotations
 
 import importlib.util
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,17 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import storage.bars as bars_module
-from storage import UpsertResult, make_engine, open_store, read_bars, upsert_bars
+from storage import UpsertResult, open_store, read_bars, upsert_bars
 from storage.db import MIGRATIONS_DIR
-
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "")
-needs_postgres = pytest.mark.skipif(
-    not POSTGRES_URL, reason="set TEST_POSTGRES_URL to run the PostgreSQL COPY path's tests"
-)
 
 STAMP_1 = pd.Timestamp("2025-01-01 00:00:00.123", tz="UTC")
 STAMP_2 = pd.Timestamp("2025-03-01 08:00:00", tz="UTC")
@@ -78,20 +70,13 @@ def stage_exists(conn: Connection) -> bool:
 
 
 @pytest.fixture
-def pg() -> Iterator[Engine]:
+def pg(fresh_postgres: Callable[[str], str]) -> Iterator[Engine]:
     """A migrated store in a fresh PostgreSQL database."""
-    admin = make_engine(POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"fks_copy_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine = open_store(make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
+    engine = open_store(fresh_postgres("fks_copy"))
     try:
         yield engine
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
 
 
 @pytest.fixture
@@ -136,7 +121,6 @@ def both(
     return results[0]
 
 
-@needs_postgres
 def test_copy_path_stores_and_counts_exactly_as_sqlite(lite: Engine, pg: Engine, paths: list[str]) -> None:
     engines = (lite, pg)
     series = minute_bars(6000)
@@ -181,7 +165,6 @@ def test_copy_path_stores_and_counts_exactly_as_sqlite(lite: Engine, pg: Engine,
     assert paths[-1] == "copy"
 
 
-@needs_postgres
 def test_a_writer_that_got_there_first_makes_the_copy_fall_back_to_the_merge(
     lite: Engine, pg: Engine, paths: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,7 +189,6 @@ def test_a_writer_that_got_there_first_makes_the_copy_fall_back_to_the_merge(
     assert (stamps(pg).loc[ms(frame.index[400:600])] == int(STAMP_1.value // 1_000_000)).all()
 
 
-@needs_postgres
 def test_a_failed_merge_leaves_nothing_half_written(pg: Engine) -> None:
     with pg.begin() as conn:
         upsert_bars(conn, "BTC", "1m", minute_bars(1200).iloc[:1000], "synthetic", ingested_at=STAMP_1)
@@ -231,7 +213,6 @@ def test_a_failed_merge_leaves_nothing_half_written(pg: Engine) -> None:
     assert result.inserted == 199 and result.updated == 167 and result.unchanged == 333
 
 
-@needs_postgres
 def test_a_failed_copy_leaves_nothing_half_written(pg: Engine) -> None:
     with pg.begin() as conn:
         upsert_bars(conn, "BTC", "1m", minute_bars(100), "synthetic", ingested_at=STAMP_1)
@@ -242,7 +223,6 @@ def test_a_failed_copy_leaves_nothing_half_written(pg: Engine) -> None:
     assert snapshot(pg) == before
 
 
-@needs_postgres
 def test_several_merges_in_one_transaction_and_on_an_autocommit_connection(pg: Engine) -> None:
     frame = minute_bars(2000)
     with pg.begin() as conn:
@@ -276,7 +256,6 @@ def test_migration_0013_is_a_no_op_on_sqlite(lite: Engine) -> None:
         assert _migration_0013().timescaledb_loadable(conn) is False
 
 
-@needs_postgres
 def test_migration_0013_makes_bars_a_hypertable_only_where_timescaledb_loads(pg: Engine) -> None:
     with pg.connect() as conn:
         loadable = _migration_0013().timescaledb_loadable(conn)

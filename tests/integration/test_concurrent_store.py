@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -30,24 +29,12 @@ with engine.begin() as conn:
 """
 
 
-def _fresh_postgres(base: str) -> str:
-    name = f"fks_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_four_processes_on_a_fresh_database_migrate_once_and_register_together(
-    dialect: str, tmp_path: Path
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     if dialect == "postgresql":
-        base = os.environ.get("TEST_POSTGRES_URL")
-        if not base:
-            pytest.skip("TEST_POSTGRES_URL is not set (make test starts a throwaway PostgreSQL)")
-        url = _fresh_postgres(base)
+        url = request.getfixturevalue("fresh_postgres")("fks")
     else:
         url = f"sqlite:///{tmp_path / 'fresh.db'}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -167,6 +168,28 @@ def test_unchanged_input_is_a_cache_hit_and_writes_nothing(engine: Engine, root:
     with engine.connect() as conn:
         assert len(list_builds(conn)) == 1
         assert find_build(conn, **{**KEY, "set_version": "2"}, bars_checksum=first.bars_checksum) is None
+
+
+def test_a_build_whose_file_is_missing_here_gets_it_written_not_a_new_build(
+    engine: Engine, root: Path, tmp_path: Path
+) -> None:
+    bars = hour_bars(200)
+    with engine.begin() as conn:
+        first = save_features(conn, root, **KEY, features=features_of(bars), bars=bars, built_at=T1)
+    elsewhere = tmp_path / "elsewhere" / "features"  # another machine's root, same database
+    with engine.begin() as conn:
+        again = save_features(
+            conn, elsewhere, **KEY, features=features_of(bars), bars=bars.copy(), built_at=T2
+        )
+    assert again == first and build_files(elsewhere) == [first.path]
+    assert pq.read_schema(elsewhere / first.path).metadata == pq.read_schema(root / first.path).metadata
+    with engine.connect() as conn:
+        assert list_builds(conn) == [first]
+        pd.testing.assert_frame_equal(read_features(conn, elsewhere, **KEY), read_features(conn, root, **KEY))
+    third = tmp_path / "third" / "features"
+    with engine.begin() as conn, pytest.raises(ValueError, match="new set version"):
+        save_features(conn, third, **KEY, features=features_of(bars).iloc[:, :2], bars=bars)
+    assert not third.exists() or build_files(third) == []
 
 
 def test_changed_input_makes_a_new_build_and_the_old_one_stays_readable(engine: Engine, root: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from sqlalchemy import Connection
 
 from config.flows import FeaturesConfig, IngestConfig, InputError
 from config.settings import Settings
@@ -15,6 +16,14 @@ from storage import list_builds, read_bars, read_features
 from tasks.store import store_for
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _spx_features(conn: Connection, settings: Settings) -> pd.DataFrame:
+    """The stored ``default`` features of SPX 1d under ``settings``' feature store root."""
+    version = get_feature_set("default").version
+    return read_features(
+        conn, features_root(settings), set_name="default", set_version=version, symbol="SPX", timeframe="1d"
+    )
 
 
 def test_features_are_built_once_then_cached_and_equal_a_direct_build(settings: Settings) -> None:
@@ -29,14 +38,7 @@ def test_features_are_built_once_then_cached_and_equal_a_direct_build(settings: 
     engine = store_for(settings)
     with engine.connect() as conn:
         bars = read_bars(conn, "SPX", "1d")
-        stored = read_features(
-            conn,
-            features_root(settings),
-            set_name="default",
-            set_version=default.version,
-            symbol="SPX",
-            timeframe="1d",
-        )
+        stored = _spx_features(conn, settings)
     pd.testing.assert_frame_equal(stored, build_features(bars, default), check_freq=False)
     assert stored.iloc[default.warmup :].notna().all().all()
 
@@ -46,6 +48,16 @@ def test_features_are_built_once_then_cached_and_equal_a_direct_build(settings: 
     ]
     with engine.connect() as conn:
         assert len(list_builds(conn, symbol="SPX")) == 1
+
+    # another machine on the same database (its own data dir) cannot see the file: it builds the
+    # features again and writes the recorded build's file under its own root, no new build
+    elsewhere = settings.model_copy(update={"data_dir": settings.data_dir.parent / "elsewhere"})
+    there = features(FeaturesConfig(symbols=["SPX"]), elsewhere).outcomes[0]
+    assert (there.cache_hit, there.build_id) == (False, again.outcomes[0].build_id)
+    with engine.connect() as conn:
+        assert len(list_builds(conn, symbol="SPX")) == 1
+        pd.testing.assert_frame_equal(_spx_features(conn, elsewhere), stored)
+    assert features(FeaturesConfig(symbols=["SPX"]), elsewhere).outcomes[0].cache_hit
 
 
 def test_changed_bars_rebuild_and_old_builds_stay_readable_as_of(settings: Settings) -> None:

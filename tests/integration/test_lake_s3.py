@@ -6,7 +6,6 @@ since import validates every bar with the ``bars`` suite.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import typer
-from moto.server import ThreadedMotoServer
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
@@ -35,22 +33,6 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 BUCKET = "fks-lake"
 SERIES = {("BTC-USD", "1m"): ("2024-01-01 20:00", 600), ("EURUSD", "1h"): ("2023-12-01", 1500)}
 CALENDARS = {"BTC-USD": "24/7", "EURUSD": "24/5"}  # as config/assets.yaml registers them
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free loopback port."""
-    access_log = logging.getLogger("werkzeug")
-    level = access_log.level
-    access_log.setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        access_log.setLevel(level)
 
 
 @pytest.fixture
