@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from flows.cli._ui import err, exit_if_quarantined, run_guarded
@@ -29,15 +31,23 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 
-def pipeline_command() -> None:
+def pipeline_command(
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="YAML/JSON of PipelineConfig fields laid over the defaults, e.g. "
+            "'forecaster: {epochs: 5}' keeps every other default.",
+        ),
+    ] = None,
+) -> None:
     """The main job: every stage on the shipped sample data, ending with a summary."""
-    from config.flows import PipelineConfig
     from config.settings import get_settings
     from flows.pipeline import pipeline as pipeline_flow
     from ingestion.ingest import IngestFailed
 
     def run() -> None:
-        config = PipelineConfig()
+        config = pipeline_config(config_file)
         settings = get_settings()
         with stage_display(settings, config):
             summary = pipeline_flow(config, settings)
@@ -45,6 +55,34 @@ def pipeline_command() -> None:
         exit_if_quarantined(summary.ingest.outcomes)
 
     run_guarded(run, (IngestFailed, report_ingest_failure))
+
+
+def pipeline_config(config_file: Path | None) -> PipelineConfig:
+    """The pipeline's config: the defaults, with the mappings of ``config_file`` (YAML or JSON) laid
+    over them key by key (a nested mapping changes only the fields it names).
+
+    Raises :class:`config.flows.InputError` when the file cannot be read or is not a mapping, and
+    pydantic's ``ValidationError`` when a field is unknown or invalid.
+    """
+    from config.flows import PipelineConfig
+    from flows.cli.train import read_mapping
+
+    if config_file is None:
+        return PipelineConfig()
+    given = read_mapping(config_file, "PipelineConfig")
+    return PipelineConfig.model_validate(_laid_over(PipelineConfig().model_dump(), given))
+
+
+def _laid_over(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top``'s values, merged recursively where both hold a mapping."""
+    merged = dict(base)
+    for key, value in top.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = _laid_over(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class StageView:

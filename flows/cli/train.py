@@ -67,6 +67,25 @@ def allocator_config(
     return model_config(AllocatorConfig, config_file, preset, overrides)
 
 
+def read_mapping(config_file: Path, what: str) -> dict[str, object]:
+    """The mapping in a YAML or JSON file (an empty file is an empty mapping).
+
+    Raises :class:`config.flows.InputError` naming the file when it cannot be read or parsed, or
+    holds something other than a mapping of ``what`` fields.
+    """
+    import yaml
+
+    from config.flows import InputError
+
+    try:
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{config_file}: cannot read the config ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{config_file}: expected a mapping of {what} fields")
+    return data
+
+
 def model_config(
     cls: type[M], config_file: Path | None, preset: Mapping[str, object], overrides: Mapping[str, object]
 ) -> M:
@@ -76,18 +95,7 @@ def model_config(
     Raises :class:`config.flows.InputError` when the file cannot be read or is not a mapping, and
     pydantic's ``ValidationError`` when the fields are invalid.
     """
-    import yaml
-
-    from config.flows import InputError
-
-    data: dict[str, object] = {}
-    if config_file is not None:
-        try:
-            data = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise InputError(f"{config_file}: cannot read the config ({exc})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{config_file}: expected a mapping of {cls.__name__} fields")
+    data = read_mapping(config_file, cls.__name__) if config_file is not None else {}
     for key, value in [*preset.items(), *overrides.items()]:
         if value is not None:
             if "." in key:

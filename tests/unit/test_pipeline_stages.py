@@ -123,3 +123,24 @@ def test_a_fit_watched_by_the_tap_is_the_same_fit() -> None:
     np.testing.assert_array_equal(
         predict_lstm(watched.model, X[120:])[0], predict_lstm(plain.model, X[120:])[0]
     )
+
+
+def test_a_pipeline_config_file_is_laid_over_the_defaults(tmp_path: Any) -> None:
+    from config.flows import InputError
+    from flows.cli.pipeline import pipeline_config
+
+    assert pipeline_config(None).forecaster == PipelineConfig().forecaster
+    small = tmp_path / "small.yaml"
+    small.write_text("forecaster: {epochs: 2, walk_forward: {folds: 1}}\nallocator: {enabled: false}\n")
+    config = pipeline_config(small)
+    default = PipelineConfig()
+    assert config.forecaster.epochs == 2 and config.forecaster.walk_forward.folds == 1
+    assert config.forecaster.symbol == default.forecaster.symbol == "SPX"  # untouched defaults kept
+    assert config.forecaster.lookback == default.forecaster.lookback
+    assert not config.allocator.enabled and config.allocator.train == default.allocator.train
+    small.write_text("- not a mapping\n")
+    with pytest.raises(InputError, match="expected a mapping of PipelineConfig fields"):
+        pipeline_config(small)
+    small.write_text("forecaster: {epochz: 2}\n")
+    with pytest.raises(ValueError, match="epochz"):
+        pipeline_config(small)
