@@ -1,7 +1,9 @@
 """``fks backfill`` and ``fks gaps``: page through history in chunks, and list what the store lacks.
 
-Exit codes: 0 everything stored, 1 some ranges could not be fetched from any provider (they are
-printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
+Exit codes of ``fks backfill``: 0 everything stored, 1 some ranges could not be fetched from any
+provider (they are printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
+``fks gaps`` exits 0 when nothing is missing and 3 when it lists missing ranges (as ``fks validate``
+does when it finds failing bars), so a script or a scheduled check can act on it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,25 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli._ui import EXIT_UNEXPECTED, fail, out, polled_progress, run_guarded, symbol_list, table
+from flows.cli._ui import (
+    EXIT_QUARANTINED,
+    EXIT_UNEXPECTED,
+    fail,
+    out,
+    polled_progress,
+    run_guarded,
+    symbol_list,
+    table,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from config.settings import Settings
     from ingestion.backfill import BackfillOutcome, MissingRange
+
+EXIT_MISSING = EXIT_QUARANTINED
+"""``fks gaps``'s exit code when it lists missing ranges: 3, the code of ``fks validate`` finding bad bars."""
 
 SymbolOption = Annotated[list[str] | None, typer.Option(help="Symbol (repeatable).")]
 SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated symbols, e.g. BTC-USD,ETH-USD.")]
@@ -157,7 +171,8 @@ def gaps_command(
 ) -> None:
     """List what the store lacks: holes against each series' calendar, and failed backfill chunks.
 
-    Fetch them with `fks backfill --gaps` (same filters).
+    Fetch them with `fks backfill --gaps` (same filters). Exits 3 when it lists missing ranges, 0 when
+    none.
     """
     from config.settings import get_settings
     from ingestion.backfill import list_missing
@@ -177,5 +192,6 @@ def gaps_command(
         out.print(table("Missing ranges", columns, rows, {"bars"}))
         total = sum(m.bars for m in found)
         out.print(f"{len(found)} range(s), {total} bar(s) missing. Fetch them with `fks backfill --gaps`.")
+        raise typer.Exit(EXIT_MISSING)
 
     run_guarded(run)
