@@ -40,6 +40,7 @@ Great Expectations contexts
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import html
 import json
@@ -271,6 +272,7 @@ class _GxEngine:
             token = f"{_path_safe(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self.staging = docs_dir / "gx" / ".staging" / token
             self.staging.mkdir(parents=True, exist_ok=True)
+            atexit.register(shutil.rmtree, self.staging, True)  # the process's own folder, gone with it
             self.context.update_data_docs_site(
                 site_name="local_site",
                 site_config={
@@ -394,8 +396,8 @@ class _GxEngine:
                 continue  # the same stylesheet, fonts and images in every build
             _write_atomically(target, path.read_bytes())
         published = site / staged_page.relative_to(staging) if staged_page is not None else None
-        for folder in ("validations", "expectations"):
-            shutil.rmtree(staging / folder, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # all published: the staging folder starts empty
+        staging.mkdir(parents=True, exist_ok=True)
         _write_atomically(site / "index.html", _site_index(site).encode("utf-8"))
         return published if published is not None and published.exists() else site / "index.html"
 

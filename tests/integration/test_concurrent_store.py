@@ -141,3 +141,4 @@ def test_four_ingests_at_once_on_a_fresh_store_validate_without_sharing_a_contex
     index = (site / "index.html").read_text(encoding="utf-8")
     assert all(p.relative_to(site).as_posix() in index for p in pages)
     assert not [p for p in site.rglob("*.tmp")]
+    assert not list((data / "validation" / "gx" / ".staging").iterdir())  # each process cleaned up
