@@ -29,6 +29,7 @@ from ingestion.backfill import BackfillOutcome, backfill_target, backfill_target
 from ingestion.ingest import IngestOutcome, ingest_target, ingest_targets
 from providers.manager import ProviderManager
 from storage import open_store, read_bars
+from storage.bars import read_bars_with_source
 from storage.replacements import list_replacements
 from tests.fixture_server import FixtureServer, Reply, Request, server_error
 from tests.provider_fakes import Klines, chart_route, synthetic
@@ -124,6 +125,11 @@ def _sources(engine: Engine) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
+def truth_close(ts: pd.Timestamp) -> float:
+    """The ground truth's close at ``ts``."""
+    return float(_truth().at[ts, "close"])
+
+
 def _fall_back(engine: Engine, settings: Settings, switch: Switch, manager: ProviderManager) -> None:
     """Binance answers up to T1; then it is down and an ingest up to T2 falls back to Yahoo."""
     first = _ingest(engine, settings, manager, start=START, end=T1)
@@ -134,6 +140,11 @@ def _fall_back(engine: Engine, settings: Settings, switch: Switch, manager: Prov
     # the watermark bar (T1 - 1h) is re-read, but Yahoo is on record as disagreeing with Binance's
     # value there (provider_discrepancies) and nothing cross-checked Yahoo's: it is kept
     assert fallback.held == 1 and any("kept" in w for w in fallback.warnings)
+    last = T1 - pd.Timedelta("1h")
+    with engine.connect() as conn:
+        kept = read_bars_with_source(conn, "BTC-USD", "1h", last, T1)
+    assert kept["source"].tolist() == ["binance"]
+    assert kept["close"].tolist() == [truth_close(last)]  # Binance's value, not Yahoo's 2% off
     provisional = int((T2 - T1) / pd.Timedelta("1h"))
     assert fallback.inserted == provisional and fallback.provisional == provisional
     assert _sources(engine) == {"binance": int((T1 - START) / pd.Timedelta("1h")), "yahoo": provisional}
