@@ -41,7 +41,9 @@ class BackfillConfig(BaseModel):
     in stored series and chunks a previous backfill could not get (``symbols`` empty = every
     stored series; ``start``/``end`` optional filters). ``derive_from="1m"`` builds ``1h``/``1d``
     bars from stored minute bars instead of calling providers. ``verify`` cross-checks each
-    fetched chunk against a second provider.
+    fetched chunk against a second provider. ``reconcile`` then re-reads each series' provisional
+    bars (written by a fallback provider) from the asset's primary and replaces those that differ
+    (:func:`ingestion.reconcile.reconcile_series`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +56,7 @@ class BackfillConfig(BaseModel):
     derive_from: Literal["1m"] | None = None
     chunk: str | None = None
     verify: bool = True
+    reconcile: bool = False
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
 
     @field_validator("chunk")
@@ -76,6 +79,23 @@ class BackfillConfig(BaseModel):
             raise ValueError(
                 f"--end ({self.end:%Y-%m-%d %H:%M}) must be after --start ({self.start:%Y-%m-%d %H:%M})"
             )
+        if self.reconcile and self.derive_from is not None:
+            raise ValueError("--reconcile re-reads provisional bars from a provider: drop --derive-from")
         if self.derive_from is not None and self.timeframe not in ("1h", "1d"):
             raise ValueError("--derive-from 1m builds 1h or 1d bars: add --timeframe 1h or --timeframe 1d")
         return self
+
+
+class ReconcileConfig(BaseModel):
+    """What ``fks reconcile`` / the ``reconcile`` flow heals: the provisional bars (written by a
+    fallback provider) of the stored series of online assets, re-read from each asset's primary.
+
+    ``symbols`` empty = every stored series of an asset with provider symbols; ``timeframe`` None =
+    every timeframe.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbols: Symbols = Field(default_factory=list)
+    timeframe: TimeframeName = None
+    batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)

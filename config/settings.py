@@ -4,6 +4,14 @@ Values come, highest priority first, from keyword arguments, environment variabl
 ``FKS_`` prefix (``FKS_DATA_DIR``, ``FKS_DB_URL``, ``FKS_MLFLOW_TRACKING_URI``, ...), an
 optional ``fks.toml`` in the working directory, and the defaults below. Nothing is read until
 :func:`get_settings` or ``Settings()`` is called.
+
+No store depends on the working directory: relative paths (the defaults ``data``,
+``mlruns/artifacts``, ``file://data/lake``, ``sqlite:///data/fks.db``, or relative values given in
+the environment or ``fks.toml``) are resolved against the project home (``FKS_HOME``, by default
+the folder this checkout lives in), so a worker or a scheduled run started from any directory
+finds the same database, lake and MLflow store. The database and the lake default to
+``<data_dir>/fks.db`` and ``<data_dir>/lake``; the MLflow store to ``<home>/mlruns/mlflow.db``
+(artifacts in ``<home>/mlruns/artifacts``).
 """
 
 from __future__ import annotations
@@ -32,22 +40,34 @@ class Settings(BaseSettings):
         env_prefix="FKS_", toml_file="fks.toml", extra="ignore", validate_default=True
     )
 
-    data_dir: Path = Field(default=Path("data"), description="Runtime data: database, lake, reports.")
+    home: Path = Field(
+        default=PROJECT_ROOT,
+        description="Project home: relative paths of every setting resolve against it (absolute; "
+        "by default the folder of this checkout).",
+    )
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Runtime data: database, lake, reports (relative: under the project home).",
+    )
     db_url: str = Field(
         default="",
-        description="SQLAlchemy URL of the FKS database; empty means sqlite:///<data_dir>/fks.db "
-        "(sqlite:///data/fks.db by default).",
+        description="SQLAlchemy URL of the FKS database; empty means sqlite:///<data_dir>/fks.db. A "
+        "relative SQLite path is taken under the project home.",
     )
     mlflow_tracking_uri: str = Field(
         default="",
-        description="MLflow tracking URI; empty means $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db.",
+        description="MLflow tracking URI; empty means $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<home>/mlruns/mlflow.db. A relative SQLite path is taken under the project home.",
     )
     mlflow_artifact_root: Path = Field(
         default=Path("mlruns") / "artifacts",
-        description="Where new MLflow experiments keep artifacts when the tracking store is local.",
+        description="Where new MLflow experiments keep artifacts when the tracking store is local "
+        "(relative: under the project home).",
     )
     lake_uri: str = Field(
-        default="file://data/lake", description="Parquet lake: file://PATH or s3://BUCKET/PREFIX."
+        default="",
+        description="Parquet lake: file://PATH or s3://BUCKET/PREFIX; empty means <data_dir>/lake. A "
+        "relative folder is taken under the project home.",
     )
     s3_endpoint_url: str | None = Field(default=None, description="S3 endpoint for the lake (MinIO, moto).")
     samples_dir: Path = Field(
@@ -240,12 +260,47 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     def model_post_init(self, context: object, /) -> None:
-        """Derive the database URL from the data directory when none was given."""
+        """Anchor relative paths at the project home; derive the database URL and the lake from the
+        data directory when none was given."""
+        self.home = self.home.expanduser().resolve()
+        self.data_dir = self._anchored(self.data_dir)
+        self.mlflow_artifact_root = self._anchored(self.mlflow_artifact_root)
         if not self.db_url:
             self.db_url = f"sqlite:///{self.data_dir.as_posix()}/fks.db"
+        self.db_url = self._anchored_sqlite(self.db_url)
         if not self.mlflow_tracking_uri:
             # `mlflow run` and MLflow users set MLFLOW_TRACKING_URI; honour it unless FKS_ names one
-            self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+            own = f"sqlite:///{(self.home / 'mlruns' / 'mlflow.db').as_posix()}"
+            self.mlflow_tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or own
+        else:
+            self.mlflow_tracking_uri = self._anchored_sqlite(self.mlflow_tracking_uri)
+        self.lake_uri = self._anchored_lake(self.lake_uri)
+
+    def _anchored(self, path: Path) -> Path:
+        """``path`` (``~`` expanded) under the project home when it is relative."""
+        path = path.expanduser()
+        return path if path.is_absolute() else self.home / path
+
+    def _anchored_sqlite(self, url: str) -> str:
+        """A ``sqlite:///relative/file`` URL with its file under the project home; other URLs as given."""
+        head, sep, rest = url.partition(":///")
+        if not sep or not head.startswith("sqlite") or not rest or rest.startswith((":memory:", "file:")):
+            return url
+        file, query_sep, query = rest.partition("?")
+        if Path(file).is_absolute():
+            return url
+        return f"{head}:///{self._anchored(Path(file)).as_posix()}{query_sep}{query}"
+
+    def _anchored_lake(self, uri: str) -> str:
+        """The lake URI with a local folder made absolute (``file:///...``); ``s3://`` as given."""
+        if not uri:
+            return f"file://{(self.data_dir / 'lake').as_posix()}"
+        if "://" in uri and not uri.startswith("file://"):
+            return uri
+        folder = uri.removeprefix("file://")
+        if not folder:
+            return uri  # no folder named: storage.lake refuses it with a message
+        return f"file://{self._anchored(Path(folder)).as_posix()}"
 
     def provider_base_url(self, provider: str) -> str:
         """``FKS_<PROVIDER>_BASE_URL``: where the adapter of ``provider`` sends its requests.

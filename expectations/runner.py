@@ -26,19 +26,30 @@ How a run works
        (``warning``) unless a waiver covers that row and expectation.
 
 Great Expectations contexts
-    Without ``docs_dir`` an in-memory (ephemeral) context is used; nothing is written. With
-    ``docs_dir`` a file context lives under that folder (created on first use, then reused by
-    every later validation in the process), the result is stored there and its Data Docs page
-    is built; ``ValidationReport.docs_path`` is that page. Contexts are created lazily, once per
-    folder, never at import.
+    Every context is in memory (ephemeral) and belongs to one process: no GE project file, suite,
+    checkpoint or result store is shared, so any number of processes (workers, concurrent
+    ``fks ingest`` runs) validate at once without racing on a mutable context. With ``docs_dir``
+    the context also renders Data Docs, first into a staging folder of its own process
+    (``<docs_dir>/gx/.staging/<host>-<pid>-<token>/``), then published into the one shared site
+    ``<docs_dir>/gx/uncommitted/data_docs/local_site/``: each file written under a temporary name
+    and renamed (``os.replace``), and the site's ``index.html`` (every validation page on disk,
+    newest first) rewritten the same way, so a reader never sees half a page and concurrent
+    writers never lose one another's pages. ``ValidationReport.docs_path`` is the published page.
+    Contexts are created lazily, once per folder and process, never at import.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import html
 import json
+import os
 import re
+import shutil
+import socket
 import threading
+import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -245,37 +256,47 @@ class ValidationReport:
 
 
 class _GxEngine:
-    """One GE context (ephemeral, or a file context under ``docs_dir``) and its cached suites."""
+    """One in-memory GE context of this process, its cached suites and, with ``docs_dir``, the
+    staging folder its Data Docs are rendered into before they are published to the shared site."""
 
     def __init__(self, docs_dir: Path | None) -> None:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self.docs_dir = docs_dir
-        if docs_dir is None:
-            self.context: Any = gx.get_context(mode="ephemeral")
-        else:
-            docs_dir.mkdir(parents=True, exist_ok=True)
-            self.context = gx.get_context(mode="file", project_root_dir=str(docs_dir))
+        self.context: Any = gx.get_context(mode="ephemeral")
         self.context.config.analytics_enabled = False
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        self.staging: Path | None = None
         if docs_dir is not None:
-            self.context.variables.save()
-        try:
-            source = self.context.data_sources.get(_DATASOURCE)
-        except Exception:  # GE raises several kinds for "not found"
-            source = self.context.data_sources.add_pandas(_DATASOURCE)
-        try:
-            asset = source.get_asset(_ASSET)
-        except Exception:
-            asset = source.add_dataframe_asset(_ASSET)
-        try:
-            self.batch_definition = asset.get_batch_definition(_BATCH)
-        except Exception:
-            self.batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH)
+            token = f"{_path_safe(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self.staging = docs_dir / "gx" / ".staging" / token
+            self.staging.mkdir(parents=True, exist_ok=True)
+            atexit.register(shutil.rmtree, self.staging, True)  # the process's own folder, gone with it
+            self.context.update_data_docs_site(
+                site_name="local_site",
+                site_config={
+                    "class_name": "SiteBuilder",
+                    "store_backend": {
+                        "class_name": "TupleFilesystemStoreBackend",
+                        "base_directory": str(self.staging) + os.sep,
+                    },
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+        source = self.context.data_sources.add_pandas(_DATASOURCE)
+        asset = source.add_dataframe_asset(_ASSET)
+        self.batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH)
         self._suites: dict[str, Any] = {}
         self._checkpoints: dict[str, Any] = {}
         self.lock = threading.Lock()
+
+    @property
+    def site(self) -> Path:
+        """The shared Data Docs site every process publishes into."""
+        if self.docs_dir is None:
+            raise ValueError("no Data Docs without a docs_dir")
+        return self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
 
     def suite(self, name: str, configs: list[tuple[str, str, dict[str, Any]]]) -> Any:
         """The GE suite of ``configs`` ((fks id, GE type, kwargs) each), built once and cached."""
@@ -347,7 +368,7 @@ class _GxEngine:
                 suite_result.meta["batch_spec"] = {**spec, "data_asset_name": asset}
                 suite_result.meta["fks_series"] = asset
                 suite_result.meta["fks_run"] = run
-                self.context.validation_results_store.set(result_id, suite_result)
+            self.context.validation_results_store.set(result_id, suite_result)
             self.context.build_data_docs(
                 resource_identifiers=[result_id, ExpectationSuiteIdentifier(name=suite.name)]
             )
@@ -355,10 +376,65 @@ class _GxEngine:
                 url = site.get("site_url")
                 if url and url.startswith("file://"):
                     page = Path(unquote(urlparse(url).path))
-        if (page is None or not page.exists()) and self.docs_dir is not None:
-            index = self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-            page = index if index.exists() else page
-        return results, page
+            # the in-memory store only feeds this page: drop the result so the process stays small
+            self.context.validation_results_store.remove_key(result_id)
+        published = self._publish(page)
+        return results, published
+
+    def _publish(self, staged_page: Path | None) -> Path | None:
+        """Move what the last build staged into the shared site (each file atomically), rewrite the
+        shared index, and return where ``staged_page`` now is."""
+        staging, site = self.staging, self.site
+        if staging is None:
+            return None
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            relative = path.relative_to(staging)
+            if relative == Path("index.html"):
+                continue  # this process's index knows only its own pages: the shared one is rebuilt
+            target = site / relative
+            if relative.parts[0] == "static" and target.exists():
+                continue  # the same stylesheet, fonts and images in every build
+            _write_atomically(target, path.read_bytes())
+        published = site / staged_page.relative_to(staging) if staged_page is not None else None
+        shutil.rmtree(staging, ignore_errors=True)  # all published: the staging folder starts empty
+        staging.mkdir(parents=True, exist_ok=True)
+        _write_atomically(site / "index.html", _site_index(site).encode("utf-8"))
+        return published if published is not None and published.exists() else site / "index.html"
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` under a temporary name in the same folder, then rename it over
+    ``target`` (atomic on POSIX and Windows): a reader sees the old file or the new, never half."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _site_index(site: Path) -> str:
+    """The shared site's ``index.html``: every validation page on disk (newest first, by the run
+    time in its path) and every suite page, as links relative to the site."""
+    pages = sorted(
+        (p.relative_to(site) for p in (site / "validations").rglob("*.html")),
+        key=lambda r: (r.parts[-2] if len(r.parts) >= 2 else "", r.as_posix()),
+        reverse=True,
+    )
+    suites = sorted(p.relative_to(site) for p in (site / "expectations").rglob("*.html"))
+
+    def rows(paths: list[Path]) -> str:
+        return "\n".join(
+            f'<li><a href="{html.escape(p.as_posix())}">{html.escape(p.as_posix())}</a></li>' for p in paths
+        )
+
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>FKS Data Docs</title>'
+        '<link rel="stylesheet" href="static/styles/data_docs_default_styles.css"></head><body>\n'
+        f"<h1>FKS Data Docs</h1>\n<h2>Validation results ({len(pages)})</h2>\n<ul>\n{rows(pages)}\n</ul>\n"
+        f"<h2>Expectation suites ({len(suites)})</h2>\n<ul>\n{rows(suites)}\n</ul>\n</body></html>\n"
+    )
 
 
 def _path_safe(text: str) -> str:
@@ -373,16 +449,18 @@ def new_validation_run() -> str:
     return f"validation-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-_ENGINES: dict[Path | None, _GxEngine] = {}
+_ENGINES: dict[tuple[Path | None, int], _GxEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
 def _engine(docs_dir: Path | None) -> _GxEngine:
-    key = docs_dir.resolve() if docs_dir is not None else None
+    """This process's context for ``docs_dir`` (keyed by the pid too: a forked child makes its own)."""
+    folder = docs_dir.resolve() if docs_dir is not None else None
+    key = (folder, os.getpid())
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = _GxEngine(key)
+            engine = _ENGINES[key] = _GxEngine(folder)
         return engine
 
 

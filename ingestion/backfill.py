@@ -32,6 +32,7 @@ from config.flows import InputError
 from config.providers import load_providers_config
 from config.settings import Settings
 from expectations.screening import screen_incoming, store_screened
+from ingestion.reconcile import HealingWriter, hold_disputed, primary_provider, reconcile_series
 from market.bars import Timeframe, as_utc
 from market.calendars import get_calendar
 from market.derive import derive_complete
@@ -89,6 +90,7 @@ class BackfillTarget(BaseModel):
     skipped: int = 0
     derive_from: str | None = None
     verify: bool = True
+    reconcile: bool = False
     batch_id: str
 
     @property
@@ -137,6 +139,10 @@ class BackfillOutcome(BaseModel):
     quarantined: int = 0
     providers: dict[str, int] = Field(default_factory=dict)
     missing: list[MissingRange] = Field(default_factory=list)
+    held: int = 0
+    healed: int = 0
+    provisional: int = 0
+    reconcile_error: str = ""
 
 
 class BackfillSummary(BaseModel):
@@ -234,6 +240,7 @@ def _range_target(
         skipped=skipped,
         derive_from=config.derive_from,
         verify=config.verify,
+        reconcile=config.reconcile,
         batch_id=config.batch_id,
     )
 
@@ -263,6 +270,7 @@ def _gap_target(
         chunks=_refs([*planned, *failed]),
         derive_from=config.derive_from,
         verify=config.verify,
+        reconcile=config.reconcile,
         batch_id=config.batch_id,
     )
 
@@ -320,8 +328,16 @@ class _Series:
             skipped=target.skipped,
         )
 
-    def store(self, chunk: ChunkRef, bars: pd.DataFrame, source: str, failure: str | None = None) -> None:
-        """Screen ``bars`` and store them with the chunk's mark (done, or failed with ``failure``)."""
+    def store(
+        self,
+        chunk: ChunkRef,
+        bars: pd.DataFrame,
+        source: str,
+        failure: str | None = None,
+        write: HealingWriter | None = None,
+    ) -> None:
+        """Screen ``bars`` and store them with the chunk's mark (done, or failed with ``failure``);
+        ``write`` writes them (fetched bars: a :class:`HealingWriter` recording replacements)."""
         target, out = self.target, self.outcome
         screened = screen_incoming(
             self.engine,
@@ -342,6 +358,7 @@ class _Series:
                 source=source,
                 batch_id=target.batch_id,
                 trigger="ingest",
+                write=write,
             )
             if failure is None:
                 mark_done(conn, chunk.id, source, len(screened.good), batch_id=target.batch_id)
@@ -397,7 +414,17 @@ class _Series:
         bars = result.bars
         index = pd.DatetimeIndex(bars.index)
         bars = bars[(index >= start) & (index < end)]
-        self.store(chunk, bars, str(result.provider))
+        source = str(result.provider)
+        primary = primary_provider(manager, target.asset, target.timeframe)
+        bars, held = hold_disputed(
+            self.engine, target.symbol, target.timeframe, bars, source, primary, result.verification
+        )
+        self.outcome.held += len(held)
+        writer = HealingWriter(
+            target.symbol, target.timeframe, source, trigger="backfill", batch_id=target.batch_id
+        )
+        self.store(chunk, bars, source, write=writer)
+        self.outcome.healed += writer.replaced
 
     def derive(self, chunk: ChunkRef) -> None:
         """Build ``chunk``'s bars from stored minute bars; mark it failed where minutes are missing."""
@@ -434,13 +461,21 @@ def backfill_target(
     chunk still pending.
     """
     series = _Series(engine, settings, target)
+    managers = manager or (lambda: shared_manager(settings, engine))
     fetching = target.derive_from is None and bool(target.chunks)
-    providers = (manager or (lambda: shared_manager(settings, engine)))() if fetching else None
+    providers = managers() if fetching else None
     for chunk in target.chunks:
         if providers is None:
             series.derive(chunk)
         else:
             series.fetch(chunk, providers)
+    if target.reconcile and target.derive_from is None:
+        done = reconcile_series(
+            engine, settings, target.symbol, target.timeframe, manager=managers, batch_id=target.batch_id
+        )
+        series.outcome.healed += done.healed
+        series.outcome.provisional = done.remaining
+        series.outcome.reconcile_error = done.error
     return series.outcome
 
 

@@ -25,6 +25,13 @@ from config.assets import DEFAULT_CALENDARS, AssetClass, AssetSpec, load_asset_s
 from config.flows import IngestConfig, InputError, Source
 from config.settings import Settings
 from expectations.screening import parse_rejects, screen_incoming, store_screened
+from ingestion.reconcile import (
+    HealingWriter,
+    hold_disputed,
+    primary_provider,
+    provisional_sources,
+    reconcile_series,
+)
 from market.adjust import apply_splits
 from market.calendars import get_calendar
 from providers.base import DataFileError, NotSupported
@@ -32,8 +39,9 @@ from providers.corporate import fetch_and_store_splits
 from providers.csv import CsvProvider
 from providers.factory import build_provider, resolve_sample_path
 from providers.shared import shared_manager
+from providers.verify import VerificationOutcome
 from storage.assets import get_asset, list_assets, register_asset
-from storage.bars import bar_gaps, bar_summary, watermark
+from storage.bars import bar_gaps, bar_summary, bars_from_sources, watermark
 from storage.corporate_actions import list_corporate_actions
 from storage.quarantine import QuarantinedRow, quarantine_counts
 from storage.registry import sync_asset_registry
@@ -99,6 +107,9 @@ class IngestOutcome(BaseModel):
     verification: str = ""
     failovers: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    provisional: int = 0
+    healed: int = 0
+    held: int = 0
     error: str = ""
     input_error: bool = False
 
@@ -330,6 +341,8 @@ class _Fetched(BaseModel):
 
     bars: pd.DataFrame
     source: str
+    primary: str | None = None
+    verified: VerificationOutcome | None = None
     problems: list[QuarantinedRow] = Field(default_factory=list)
     verification: str = ""
     failovers: list[str] = Field(default_factory=list)
@@ -381,6 +394,8 @@ def _fetch_online(
     return _Fetched(
         bars=result.bars,
         source=result.provider,
+        primary=primary_provider(providers, asset, target.timeframe),
+        verified=outcome,
         verification=outcome.status if outcome is not None else "",
         failovers=[str(a) for a in result.attempts],
         warnings=splits.warnings,
@@ -447,6 +462,26 @@ def ingest_target(
         if target.adjust_splits:
             adjusted = _split_adjusted(engine, target.symbol, fetched.bars)
             fetched = fetched.model_copy(update={"bars": adjusted})
+        online = target.source in ONLINE_SOURCES
+        held = pd.DatetimeIndex([])
+        if online:
+            kept, held = hold_disputed(
+                engine,
+                target.symbol,
+                target.timeframe,
+                fetched.bars,
+                fetched.source,
+                fetched.primary,
+                fetched.verified,
+            )
+            fetched = fetched.model_copy(update={"bars": kept})
+        writer = (
+            HealingWriter(
+                target.symbol, target.timeframe, fetched.source, trigger="ingest", batch_id=target.batch_id
+            )
+            if online
+            else None
+        )
         screened = screen_incoming(
             engine,
             settings,
@@ -471,8 +506,10 @@ def ingest_target(
                 trigger="ingest",
                 extra_rejects=fetched.problems,
                 ingest_run_id=run_id,
+                write=writer,
             )
         upsert, quarantined = stored.upsert, stored.quarantined
+        healing = _heal(engine, settings, target, fetched, managers)
         good = screened.good
         first = good.index[0].to_pydatetime() if len(good) else None
         last = good.index[-1].to_pydatetime() if len(good) else None
@@ -502,9 +539,49 @@ def ingest_target(
         provider=fetched.source if target.source != fetched.source else "",
         verification=fetched.verification,
         failovers=fetched.failovers,
-        warnings=fetched.warnings,
+        warnings=[*fetched.warnings, *_held_warnings(held, fetched.source), *healing.warnings],
+        provisional=healing.provisional,
+        healed=(writer.replaced if writer is not None else 0) + healing.healed,
+        held=len(held),
         **_gap_fields(engine, target),
     )
+
+
+class _Healing(BaseModel):
+    """What reconciling a series after its ingest did: bars healed, bars still provisional."""
+
+    healed: int = 0
+    provisional: int = 0
+    warnings: list[str] = Field(default_factory=list)
+
+
+def _heal(
+    engine: Engine, settings: Settings, target: IngestTarget, fetched: _Fetched, managers: ManagerFactory
+) -> _Healing:
+    """After an online ingest: when the primary answered, re-read the series' provisional bars from
+    it (:func:`ingestion.reconcile.reconcile_series`); otherwise count the provisional bars."""
+    if fetched.primary is None:
+        return _Healing()
+    if fetched.source != fetched.primary:
+        with engine.connect() as conn:
+            count = len(
+                bars_from_sources(conn, target.symbol, target.timeframe, provisional_sources(fetched.primary))
+            )
+        return _Healing(provisional=count)
+    done = reconcile_series(
+        engine, settings, target.symbol, target.timeframe, manager=managers, batch_id=target.batch_id
+    )
+    warnings = [f"{done.remaining} provisional bar(s) stay: {done.error}"] if done.error else []
+    return _Healing(healed=done.healed, provisional=done.remaining, warnings=warnings)
+
+
+def _held_warnings(held: pd.DatetimeIndex, source: str) -> list[str]:
+    if not len(held):
+        return []
+    return [
+        f"{len(held)} stored bar(s) kept: {source} is on record as disagreeing with them "
+        f"(provider_discrepancies), first {held[0]:%Y-%m-%d %H:%M} UTC"
+    ]
 
 
 # -- the run's result --------------------------------------------------------------------------

@@ -7,14 +7,18 @@ a free data source can fail into the typed errors of :mod:`providers.base`:
 what happened                          raised (after the retries of :class:`RetryPolicy`)
 =====================================  ==========================================================
 timeout, refused connection, reset,    ``Unavailable`` (retried)
-truncated body
+a body cut short (fewer bytes than
+``Content-Length``, a broken chunked or
+compressed stream, JSON that ends
+before its document does)
 429, 418 (with ``Retry-After``)        ``RateLimited(retry_after)`` (retried, waiting at least
                                        ``Retry-After``; beyond ``max_retry_after_s`` it fails over)
 5xx                                    ``Unavailable`` (retried)
 401, 403                               ``AuthError``
 404                                    ``NotSupported``
 other 4xx                              ``BadResponse``
-2xx with an HTML page or bad JSON      ``BadResponse``
+2xx with an HTML page or JSON that is  ``BadResponse``
+malformed before its end
 2xx whose body says "error"            what the adapter's ``check`` raises
 =====================================  ==========================================================
 
@@ -261,7 +265,10 @@ class HttpClient:
                 raw = response.content
             except httpx.TimeoutException:
                 raise self._error(Unavailable, f"timed out after {self.timeout:g}s on {shown}") from None
-            except (httpx.TransportError, httpx.StreamError) as exc:
+            except (httpx.TransportError, httpx.StreamError, httpx.DecodingError) as exc:
+                # a reset, a refused connection, or a body cut short (RemoteProtocolError on fewer
+                # bytes than Content-Length or a broken chunked stream, DecodingError on a cut
+                # compressed one): transient, retried, then failed over
                 raise self._error(Unavailable, f"{type(exc).__name__} on {shown}") from None
             cost = float(credits) if not callable(credits) else 1.0
             body = self._parse(response, raw, shown, on_error)
@@ -290,11 +297,13 @@ class HttpClient:
     def _parse(self, response: httpx.Response, raw: bytes, shown: str, on_error: ErrorBody | None) -> Any:
         status = response.status_code
         text = raw.decode("utf-8", errors="replace")
+        cut_short = False
         try:
             body: Any = json.loads(text) if text.strip() else None
-        except ValueError:
+        except ValueError as exc:
             body = None
             parse_failed = True
+            cut_short = _ends_early(text, exc)
         else:
             parse_failed = False
         if status >= 400 and on_error is not None:
@@ -314,9 +323,25 @@ class HttpClient:
             raise self._error(BadResponse, f"HTTP {status} on {shown}: {_snippet(text)}")
         if text.lstrip().startswith("<"):
             raise self._error(BadResponse, f"an HTML page, not JSON, from {shown}: {_snippet(text)}")
+        if parse_failed and cut_short:
+            raise self._error(
+                Unavailable, f"truncated JSON from {shown} (the body ends mid-document): {_snippet(text)}"
+            )
         if parse_failed:
-            raise self._error(BadResponse, f"malformed or truncated JSON from {shown}: {_snippet(text)}")
+            raise self._error(BadResponse, f"malformed JSON from {shown}: {_snippet(text)}")
         return body
+
+
+def _ends_early(text: str, error: ValueError) -> bool:
+    """Whether ``error`` (from ``json.loads(text)``) says the document was cut short rather than
+    malformed: the parser ran out of input (an unfinished value, array, object or string) instead
+    of meeting a wrong character. A body half-read by a proxy or a dropped connection whose
+    ``Content-Length`` matched what arrived looks like this; asking again usually gets it whole."""
+    if not isinstance(error, json.JSONDecodeError):
+        return False
+    if error.msg.startswith("Unterminated string"):
+        return True
+    return error.pos >= len(text.rstrip())
 
 
 def _extra(error: ProviderError) -> dict[str, Any]:

@@ -497,3 +497,61 @@ def delete_bars(conn: Connection, symbol: str, timeframe: str, timestamps: Seque
     sql = f"DELETE FROM bars WHERE symbol = {ph} AND timeframe = {ph} AND ts = {ph}"
     cursor = conn.exec_driver_sql(sql, rows)
     return int(cursor.rowcount)
+
+
+def read_bars_with_source(
+    conn: Connection,
+    symbol: str,
+    timeframe: str,
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+) -> pd.DataFrame:
+    """Stored bars of ``symbol``/``timeframe`` with ``start <= ts < end``: the canonical columns
+    plus ``source`` (who wrote each bar), indexed by ``ts`` (UTC). Empty frame when none.
+
+    Raises:
+        ValueError: when the symbol is empty or the timeframe unknown.
+    """
+    _check_dialect(conn)
+    ph = _placeholder(conn)
+    tf = _check_key(symbol, timeframe)
+    where, extra = _range_filter(ph, start, end)
+    sql = (
+        "SELECT ts, open, high, low, close, volume, source FROM bars "
+        f"WHERE symbol = {ph} AND timeframe = {ph}{where} ORDER BY ts"
+    )
+    rows = conn.exec_driver_sql(sql, (symbol, tf, *extra)).all()
+    index = pd.DatetimeIndex(
+        (np.array([r[0] for r in rows], dtype=np.int64) * _NS_PER_MS).view("datetime64[ns]"), name="ts"
+    ).tz_localize("UTC")
+    frame = pd.DataFrame(
+        {c: np.array([r[i + 1] for r in rows], dtype=np.float64) for i, c in enumerate(BAR_COLUMNS)},
+        index=index,
+    )
+    frame["source"] = pd.Series([str(r[6]) for r in rows], index=index, dtype=object)
+    return frame
+
+
+def bars_from_sources(
+    conn: Connection, symbol: str, timeframe: str, sources: Sequence[str], since: pd.Timestamp | None = None
+) -> pd.DatetimeIndex:
+    """Open times (UTC, sorted) of the stored bars of ``symbol``/``timeframe`` whose ``source`` is
+    one of ``sources`` (and ``ts >= since`` when given): e.g. the provisional bars that fallback
+    providers wrote.
+
+    Raises:
+        ValueError: when the symbol is empty or the timeframe unknown.
+    """
+    ph = _placeholder(conn)
+    tf = _check_key(symbol, timeframe)
+    names = [s for s in sources if s]
+    if not names:
+        return pd.DatetimeIndex([], tz="UTC", name="ts")
+    where, extra = _range_filter(ph, since, None)
+    marks = ", ".join([ph] * len(names))
+    sql = (
+        f"SELECT ts FROM bars WHERE symbol = {ph} AND timeframe = {ph} AND source IN ({marks}){where} "
+        "ORDER BY ts"
+    )
+    ms = _fetch_array(conn, sql, (symbol, tf, *names, *extra), _TS_DTYPE)["ts"]
+    return pd.DatetimeIndex((ms * _NS_PER_MS).view("datetime64[ns]"), name="ts").tz_localize("UTC")

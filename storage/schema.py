@@ -377,6 +377,35 @@ class ProviderDiscrepancyRow(Base):
     detected_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+class BarReplacementRow(Base):
+    """One stored bar replaced by another source's different values (table ``bar_replacements``):
+    typically a provisional bar that a fallback provider wrote while the asset's primary was down,
+    healed when the primary answered again. ``old_*`` are the values replaced (the new ones are in
+    ``bars``), ``new_close`` the close that replaced ``old_close``, ``max_rel_diff`` the largest
+    relative difference over OHLC. ``trigger`` is what wrote the new values (``ingest``,
+    ``backfill``, ``reconcile``). ``ts`` and ``replaced_at`` are epoch milliseconds UTC."""
+
+    __tablename__ = "bar_replacements"
+    __table_args__ = (Index("ix_bar_replacements_symbol_timeframe_ts", "symbol", "timeframe", "ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    symbol: Mapped[str] = mapped_column(String(32), nullable=False)
+    timeframe: Mapped[str] = mapped_column(String(8), nullable=False)
+    ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    old_source: Mapped[str] = mapped_column(Text, nullable=False)
+    new_source: Mapped[str] = mapped_column(Text, nullable=False)
+    old_open: Mapped[float] = mapped_column(Float, nullable=False)
+    old_high: Mapped[float] = mapped_column(Float, nullable=False)
+    old_low: Mapped[float] = mapped_column(Float, nullable=False)
+    old_close: Mapped[float] = mapped_column(Float, nullable=False)
+    old_volume: Mapped[float] = mapped_column(Float, nullable=False)
+    new_close: Mapped[float] = mapped_column(Float, nullable=False)
+    max_rel_diff: Mapped[float] = mapped_column(Float, nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    replaced_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class BarVerificationRow(Base):
     """One cross-check of fetched bars against a second source (table ``bar_verifications``).
 

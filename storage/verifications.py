@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import pandas as pd
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from storage._time import now_ms as _now_ms
 from storage._time import optional_ms as _ms
@@ -252,3 +252,39 @@ def latest_verifications(conn: Connection) -> pd.DataFrame:
         .order_by(table.c.symbol, table.c.timeframe)
     )
     return _frame(conn.execute(query).all(), VERIFICATION_COLUMNS, ("first_ts", "last_ts", "checked_at"))
+
+
+_DISPUTED_SQL = text(
+    "SELECT DISTINCT b.ts FROM bars b JOIN provider_discrepancies d "
+    "ON d.symbol = b.symbol AND d.timeframe = b.timeframe AND d.ts = b.ts "
+    "WHERE b.symbol = :symbol AND b.timeframe = :timeframe AND b.ts >= :lo AND b.ts < :hi "
+    "AND b.source <> :incoming "
+    "AND ((d.primary_provider = b.source AND d.secondary_provider = :incoming) "
+    "OR (d.primary_provider = :incoming AND d.secondary_provider = b.source)) ORDER BY b.ts"
+)
+
+
+def disputed_bars(
+    conn: Connection,
+    symbol: str,
+    timeframe: str,
+    incoming_source: str,
+    start: pd.Timestamp | dt.datetime,
+    end: pd.Timestamp | dt.datetime,
+) -> pd.DatetimeIndex:
+    """Open times (UTC, sorted) of the stored bars with ``start <= ts < end`` that ``incoming_source``
+    is on record as disagreeing with: the bar's stored ``source`` and ``incoming_source`` are the two
+    providers of a ``provider_discrepancies`` row at that bar (in either role).
+
+    Writing ``incoming_source``'s value over such a bar would replace one side of a known dispute
+    with the other without a cross-check; see :mod:`ingestion.reconcile`.
+    """
+    params = {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "incoming": incoming_source,
+        "lo": _to_ms(start, "start"),
+        "hi": _to_ms(end, "end"),
+    }
+    ms = [int(r[0]) for r in conn.execute(_DISPUTED_SQL, params).all()]
+    return pd.DatetimeIndex(pd.to_datetime(ms, unit="ms", utc=True), name="ts")

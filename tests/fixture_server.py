@@ -164,8 +164,16 @@ def html_page() -> Reply:
 
 
 def malformed_json() -> Reply:
-    """A 200 with JSON cut in the middle of a token."""
-    return Reply(200, '{"data": [[1, "2.0", ', headers={"Content-Type": "application/json"})
+    """A 200 with JSON that is wrong before its end (a bare word where a value belongs): a bad
+    response, not retried."""
+    return Reply(200, '{"data": [[1, "2.0", nope]]}', headers={"Content-Type": "application/json"})
+
+
+def cut_json(body: Any) -> Reply:
+    """A 200 whose JSON document stops halfway, with a ``Content-Length`` that matches what is sent
+    (a proxy or a dropped upstream connection that cut it): a transient fault, retried."""
+    text = json.dumps(body)
+    return Reply(200, text[: max(1, len(text) // 2)], headers={"Content-Type": "application/json"})
 
 
 def truncated(body: Any) -> Reply:

@@ -1,7 +1,9 @@
 """``fks backfill`` and ``fks gaps``: page through history in chunks, and list what the store lacks.
 
-Exit codes: 0 everything stored, 1 some ranges could not be fetched from any provider (they are
-printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
+Exit codes of ``fks backfill``: 0 everything stored, 1 some ranges could not be fetched from any
+provider (they are printed, recorded and retried by a rerun), 2 bad input (nothing fetched).
+``fks gaps`` exits 0 when nothing is missing and 3 when it lists missing ranges (as ``fks validate``
+does when it finds failing bars), so a script or a scheduled check can act on it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,25 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli._ui import EXIT_UNEXPECTED, fail, out, polled_progress, run_guarded, symbol_list, table
+from flows.cli._ui import (
+    EXIT_QUARANTINED,
+    EXIT_UNEXPECTED,
+    fail,
+    out,
+    polled_progress,
+    run_guarded,
+    symbol_list,
+    table,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
     from config.settings import Settings
     from ingestion.backfill import BackfillOutcome, MissingRange
+
+EXIT_MISSING = EXIT_QUARANTINED
+"""``fks gaps``'s exit code when it lists missing ranges: 3, the code of ``fks validate`` finding bad bars."""
 
 SymbolOption = Annotated[list[str] | None, typer.Option(help="Symbol (repeatable).")]
 SymbolsOption = Annotated[str | None, typer.Option(help="Comma-separated symbols, e.g. BTC-USD,ETH-USD.")]
@@ -109,6 +123,12 @@ def backfill_command(
     verify: Annotated[
         bool, typer.Option(help="Cross-check each chunk's last bars against a second provider.")
     ] = True,
+    reconcile: Annotated[
+        bool,
+        typer.Option(
+            help="Then re-read the series' provisional bars (from a fallback provider) from its primary."
+        ),
+    ] = False,
 ) -> None:
     """Page through history in chunks from the online providers; a rerun resumes where it stopped.
 
@@ -131,6 +151,7 @@ def backfill_command(
                 "derive_from": derive_from,
                 "chunk": chunk,
                 "verify": verify,
+                "reconcile": reconcile,
             }
         )
         settings = get_settings()
@@ -157,7 +178,8 @@ def gaps_command(
 ) -> None:
     """List what the store lacks: holes against each series' calendar, and failed backfill chunks.
 
-    Fetch them with `fks backfill --gaps` (same filters).
+    Fetch them with `fks backfill --gaps` (same filters). Exits 3 when it lists missing ranges, 0 when
+    none.
     """
     from config.settings import get_settings
     from ingestion.backfill import list_missing
@@ -177,5 +199,54 @@ def gaps_command(
         out.print(table("Missing ranges", columns, rows, {"bars"}))
         total = sum(m.bars for m in found)
         out.print(f"{len(found)} range(s), {total} bar(s) missing. Fetch them with `fks backfill --gaps`.")
+        raise typer.Exit(EXIT_MISSING)
+
+    run_guarded(run)
+
+
+def reconcile_command(
+    symbol: SymbolOption = None,
+    symbols: SymbolsOption = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe: 1m, 1h or 1d.")] = None,
+) -> None:
+    """Heal provisional bars: re-read from each asset's primary the bars a fallback provider wrote.
+
+    Bars that differ are replaced and each replacement is recorded (bar_replacements). Exits 0 when
+    every series was reconciled, 1 when a primary could not be reached (its bars stay provisional;
+    run it again later, or schedule it).
+    """
+    from config.backfill import ReconcileConfig
+    from config.settings import get_settings
+    from flows.reconcile import reconcile as reconcile_flow
+
+    def run() -> None:
+        config = ReconcileConfig.model_validate(
+            {"symbols": symbol_list(symbol, symbols), "timeframe": timeframe}
+        )
+        outcomes = reconcile_flow(config, get_settings())
+        if not outcomes:
+            out.print("No stored series of an online asset: nothing to reconcile.")
+            return
+        columns = ["symbol", "tf", "primary", "provisional", "healed", "confirmed", "remaining", "error"]
+        rows = [
+            [o.symbol, o.timeframe, o.primary or "-", str(o.provisional), str(o.healed), str(o.confirmed),
+             str(o.remaining), o.error or "-"]
+            for o in outcomes
+        ]  # fmt: skip
+        out.print(table("Reconciled", columns, rows, {"provisional", "healed", "confirmed", "remaining"}))
+        healed = sum(o.healed for o in outcomes)
+        remaining = sum(o.remaining for o in outcomes)
+        out.print(
+            f"{healed} bar(s) replaced by the primary's values (recorded in bar_replacements); "
+            f"{remaining} stay provisional."
+        )
+        failed = [o for o in outcomes if o.error]
+        if failed:
+            series = ", ".join(f"{o.symbol} {o.timeframe}" for o in failed)
+            raise fail(
+                f"the primary of {series} could not be reached (listed above); its bars stay provisional. "
+                "Run `fks reconcile` again later",
+                EXIT_UNEXPECTED,
+            )
 
     run_guarded(run)

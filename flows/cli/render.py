@@ -82,6 +82,21 @@ def print_ingest(outcomes: Sequence[IngestOutcome]) -> None:
     for o in online:
         for failover in o.failovers:
             err.print(f"[yellow]{o.symbol} {o.timeframe}: failed over from {failover}[/]")
+        if o.held:
+            err.print(
+                f"[yellow]{o.symbol} {o.timeframe}: {o.held} stored bar(s) kept: "
+                f"{o.provider or o.source} disagreed with them before (fks providers discrepancies)[/]"
+            )
+        if o.healed:
+            out.print(
+                f"{o.symbol} {o.timeframe}: {o.healed} provisional bar(s) replaced by the primary's values "
+                "(recorded in bar_replacements)"
+            )
+        if o.provisional:
+            err.print(
+                f"[yellow]{o.symbol} {o.timeframe}: {o.provisional} provisional bar(s) from a fallback "
+                "provider; the next ingest from the primary or `fks reconcile` heals them[/]"
+            )
     print_docs(outcomes)
 
 

@@ -34,6 +34,7 @@ from storage.provider_usage import load_breakers
 from tests.fixture_server import (
     Reply,
     Request,
+    cut_json,
     html_page,
     malformed_json,
     rate_limited,
@@ -124,6 +125,8 @@ def test_every_fault_ends_in_retry_or_failover_with_exact_ground_truth(
         8: truncated([[1, "2"]]),  # chunk 2, page 1: a truncated body, then an HTML page: fails over
         9: html_page(),
         12: truncated([[1, "2"]]),  # chunk 3, page 3: truncated, then recovered by the retry
+        14: cut_json([[1, "2", "3", "4", "5", "6"]]),  # chunk 4, page 1: JSON cut mid-document with a
+        # matching Content-Length (a half-read body): transient, recovered by the retry
     }
     primary = Faulty(Klines(expected), schedule)
     config = make_config()
@@ -152,7 +155,7 @@ def test_every_fault_ends_in_retry_or_failover_with_exact_ground_truth(
     assert any(s >= 0.5 for s in clock.sleeps)
     # every request on the wire is metered, failures and 429s included
     metered = usage(store)
-    assert metered["binance"]["calls"] == binance_requests == len(primary.served) == 20
+    assert metered["binance"]["calls"] == binance_requests == len(primary.served) == 21
     assert metered["binance"]["failures"] == len(schedule)  # every fault was served and counted
     assert metered["binance"]["rate_limited"] == 1
     assert metered["yahoo"]["calls"] == yahoo_requests == 3
@@ -167,12 +170,24 @@ def test_every_fault_ends_in_retry_or_failover_with_exact_ground_truth(
         (server_error(503), "Unavailable"),
         (slow(1.0), "Unavailable"),
         (truncated([[1, "2"]]), "Unavailable"),
+        (cut_json([[1, "2", "3", "4", "5", "6"]]), "Unavailable"),
         (malformed_json(), "BadResponse"),
         (html_page(), "BadResponse"),
         (Reply(200, {"code": -1003, "msg": "Too much request weight used"}), "RateLimited"),
         (Reply(200, [[1, "x", "2", "3", "4", "5"]]), "BadResponse"),
     ],
-    ids=["429", "500", "503", "timeout", "truncated", "malformed", "html", "error-body", "bad-number"],
+    ids=[
+        "429",
+        "500",
+        "503",
+        "timeout",
+        "truncated",
+        "cut-json",
+        "malformed",
+        "html",
+        "error-body",
+        "bad-number",
+    ],
 )
 def test_a_persistent_fault_fails_over_to_the_fallback(
     net: Loopback, settings: Settings, store: Engine, tmp_path: Path, fault: Reply, kind: str

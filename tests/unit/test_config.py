@@ -17,14 +17,55 @@ from config.settings import PROJECT_ROOT, Settings
 
 def test_defaults_and_db_url_follow_the_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    assert Settings().db_url == "sqlite:///data/fks.db"
+    assert Settings().db_url == f"sqlite:///{PROJECT_ROOT.as_posix()}/data/fks.db"
     monkeypatch.setenv("FKS_DATA_DIR", "/srv/fks")
     assert Settings().db_url == "sqlite:////srv/fks/fks.db"
+    assert Settings().lake_uri == "file:///srv/fks/lake"
     monkeypatch.setenv("FKS_DB_URL", "postgresql+psycopg://u@h/fks")
     monkeypatch.setenv("FKS_MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     settings = Settings()
     assert settings.db_url == "postgresql+psycopg://u@h/fks"
     assert settings.mlflow_tracking_uri == "http://127.0.0.1:5000"
+
+
+def test_no_store_depends_on_the_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("DATA_DIR", "DB_URL", "MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACT_ROOT", "LAKE_URI", "HOME"):
+        monkeypatch.delenv(f"FKS_{name}", raising=False)
+
+    def stores() -> tuple[Path, str, str, Path, str]:
+        s = Settings()
+        return s.data_dir, s.db_url, s.mlflow_tracking_uri, s.mlflow_artifact_root, s.lake_uri
+
+    seen = []
+    for where in (tmp_path / "a", tmp_path / "b" / "deeper"):
+        where.mkdir(parents=True)
+        monkeypatch.chdir(where)
+        seen.append(stores())
+    assert seen[0] == seen[1]
+    assert seen[0] == (
+        PROJECT_ROOT / "data",
+        f"sqlite:///{PROJECT_ROOT.as_posix()}/data/fks.db",
+        f"sqlite:///{PROJECT_ROOT.as_posix()}/mlruns/mlflow.db",
+        PROJECT_ROOT / "mlruns" / "artifacts",
+        f"file://{PROJECT_ROOT.as_posix()}/data/lake",
+    )
+    # relative values given by the user are taken under the project home (FKS_HOME) too
+    home = tmp_path / "home"
+    monkeypatch.setenv("FKS_HOME", str(home))
+    monkeypatch.setenv("FKS_DATA_DIR", "runtime")
+    monkeypatch.setenv("FKS_MLFLOW_TRACKING_URI", "sqlite:///mlruns/mlflow.db")
+    monkeypatch.setenv("FKS_LAKE_URI", "file://lake")
+    assert stores() == (
+        home / "runtime",
+        f"sqlite:///{home.as_posix()}/runtime/fks.db",
+        f"sqlite:///{home.as_posix()}/mlruns/mlflow.db",
+        home / "mlruns" / "artifacts",
+        f"file://{home.as_posix()}/lake",
+    )
+    monkeypatch.setenv("FKS_DB_URL", "postgresql+psycopg://u@h/fks")
+    monkeypatch.setenv("FKS_LAKE_URI", "s3://bucket/prefix")
+    assert Settings().db_url == "postgresql+psycopg://u@h/fks" and Settings().lake_uri == "s3://bucket/prefix"
 
 
 def test_fks_toml_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
