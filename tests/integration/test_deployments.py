@@ -1,0 +1,197 @@
+"""The deployments end to end on the session's Prefect server: ``fks deploy --apply`` creates the
+pool and the deployments, ``fks worker`` runs them, the daily ingest and the retraining complete
+with their effects (bars stored, a new registered version, the gate's decision sent to the
+webhook), a failing run is sent to the webhook, and ``fks status`` shows the last runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.settings import PROJECT_ROOT, Settings
+from tests.integration.test_webhooks import Receiver
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+SMALL = {
+    "symbol": "GOOGL",
+    "lookback": 20,
+    "units": [8],
+    "epochs": 3,
+    "walk_forward": {"folds": 2},
+    "seed": 3,
+    "explain": {"enabled": False},
+}
+"""The tiny forecaster of tests/integration/test_train_forecaster.py, without SHAP."""
+
+TOKEN = "T0KEN-deploy-5ecret"
+
+
+def _env(settings: Settings, tmp_path: Path, webhook: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FKS_")}
+    env |= {
+        "FKS_DATA_DIR": str(settings.data_dir),
+        "FKS_DB_URL": settings.db_url,
+        "FKS_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "FKS_MLFLOW_ARTIFACT_ROOT": str(settings.mlflow_artifact_root),
+        "FKS_LAKE_URI": f"file://{tmp_path / 'lake'}",
+        "FKS_WEBHOOK_URLS": webhook,
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    return env
+
+
+def _fks(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture
+def worker_env(settings: Settings, tmp_path: Path, receiver: Receiver) -> dict[str, str]:
+    return _env(settings, tmp_path, f"{receiver.url}/services/T0/B0/{TOKEN}")
+
+
+def _start_worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "worker", "--pool", pool, "--name", f"test-{pool}"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def _run(name: str, parameters: dict[str, Any], timeout: float) -> Any:
+    from prefect.deployments import run_deployment
+
+    return run_deployment(name, parameters=parameters, timeout=timeout, poll_interval=1, as_subflow=False)
+
+
+def _wait_for(condition: Any, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout:g} s; worker log:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log.exists() else "(no log)"
+
+
+def test_deployments_run_on_a_worker_and_notify(
+    settings: Settings, tmp_path: Path, receiver: Receiver, worker_env: dict[str, str]
+) -> None:
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+
+    from storage import read_bars
+    from tasks.store import store_for
+
+    pool = f"fks-test-{uuid.uuid4().hex[:6]}"
+    applied = _fks("deploy", "--apply", "--pool", pool, env=worker_env)
+    assert applied.returncode == 0, applied.stderr + applied.stdout
+    assert "ingest/1d-xnys" in applied.stdout and "retrain/forecaster-weekly" in applied.stdout
+
+    with get_client(sync_client=True) as client:
+        daily = client.read_deployment_by_name("ingest/1d-xnys")
+        assert daily.work_pool_name == pool and daily.work_queue_name == "ingest"
+        assert [s.schedule.cron for s in daily.schedules] == ["30 16 * * 1-5"]
+        assert daily.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $FKS_PROJECT_DIR }}"}}
+        ]
+        assert not daily.paused and client.read_deployment_by_name("execute/paper").paused
+        training = client.read_work_queue_by_name("training", work_pool_name=pool)
+        assert training.concurrency_limit == 1
+
+    log = tmp_path / "worker.log"
+    worker = _start_worker(pool, worker_env, log)
+    try:
+        started = time.monotonic()
+        timings: dict[str, float] = {}
+        ingested = _run("ingest/1d-xnys", {"config": {"symbols": ["GOOGL"], "timeframe": "1d"}}, 150)
+        assert ingested.state is not None and ingested.state.is_completed(), (ingested.state, _tail(log))
+        with store_for(settings).connect() as conn:
+            bars = read_bars(conn, "GOOGL", "1d")
+        assert len(bars) > 2000  # the shipped GOOGL sample, 2009-2018
+        timings["ingest"] = time.monotonic() - started
+
+        # a failing run (a symbol with no bars) is told to the webhook by the flow's failure hook
+        failed = _run("validate/nightly", {"config": {"symbols": ["NOPE"]}}, 90)
+        assert failed.state is not None and failed.state.is_failed(), (failed.state, _tail(log))
+        _wait_for(lambda: bool(receiver.received), 30, "the failure's webhook", log)
+        error = receiver.received[0].json()
+        assert error["fks"]["kind"] == "error" and error["fks"]["fields"]["flow"] == "validate"
+        assert error["fks"]["fields"]["state"] == "Failed" and "NOPE" in error["fks"]["fields"]["message"]
+        assert error["text"] == error["content"] and error["text"].startswith("❗ ERROR validate run")
+        timings["failure"] = time.monotonic() - started - sum(timings.values())
+
+        retrained = _run(
+            "retrain/forecaster-weekly",
+            {"config": {"family": "forecaster", "forecaster": SMALL, "evaluate": False}},
+            240,
+        )
+        assert retrained.state is not None and retrained.state.is_completed(), (retrained.state, _tail(log))
+        timings["retrain"] = time.monotonic() - started - sum(timings.values())
+    finally:
+        _stop(worker)
+
+    versions = MlflowClient(settings.mlflow_tracking_uri).search_model_versions("name='fks-forecaster'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert versions[0].tags.get("config") and '"symbol":"GOOGL"' in versions[0].tags["config"]
+    assert len(receiver.received) == 1  # the failure only: this retraining was not evaluated
+    # results were persisted in the lake's folder
+    results = tmp_path / "lake" / "_prefect" / "results"
+    assert results.is_dir() and any(results.iterdir())
+    # nothing of the token reached the worker's log
+    assert TOKEN not in log.read_text(errors="replace")
+
+    status = _fks("status", "--json", env=worker_env)
+    assert status.returncode == 0, status.stderr
+    import json
+
+    rows = {r["deployment"]: r for r in json.loads(status.stdout)}
+    assert rows["ingest/1d-xnys"]["last_state"] == "Completed"
+    assert rows["validate/nightly"]["last_state"] == "Failed"
+    assert rows["retrain/forecaster-weekly"]["last_state"] == "Completed"
+    assert rows["ingest/1d-xnys"]["next_run"] and rows["execute/paper"]["paused"]
+    print("seconds on the worker:", {k: round(v, 1) for k, v in timings.items()})
