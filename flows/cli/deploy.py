@@ -17,6 +17,7 @@ Each needs a Prefect server: the one ``fks server start`` runs (every fks comman
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -127,7 +128,7 @@ def apply_deployments(specs: list[DeploymentSpec], pool: str) -> list[dict[str, 
     from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
     from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
     from prefect.client.schemas.schedules import CronSchedule
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.workers.process import ProcessWorker
 
     from config.deployments import PULL_STEPS, job_variables, work_queues
@@ -137,14 +138,15 @@ def apply_deployments(specs: list[DeploymentSpec], pool: str) -> list[dict[str, 
         try:
             client.read_work_pool(pool)
         except ObjectNotFound:
-            client.create_work_pool(
-                WorkPoolCreate(
-                    name=pool,
-                    type="process",
-                    description="FKS flow runs as local processes (fks worker).",
-                    base_job_template=ProcessWorker.get_default_base_job_template(),
+            with contextlib.suppress(ObjectAlreadyExists):  # a worker created it meanwhile
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=pool,
+                        type="process",
+                        description="FKS flow runs as local processes (fks worker).",
+                        base_job_template=ProcessWorker.get_default_base_job_template(),
+                    )
                 )
-            )
         for queue in work_queues():
             try:
                 found = client.read_work_queue_by_name(queue.name, work_pool_name=pool)
