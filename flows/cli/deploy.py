@@ -221,7 +221,7 @@ def deploy_command(
 
     def run() -> None:
         specs = declared(account)
-        text = render_prefect_yaml(declared(None), pool)
+        text = render_prefect_yaml(declared(None))  # for the default pool: `prefect deploy --pool` overrides
         path = _prefect_yaml()
         if write:
             path.write_text(text, encoding="utf-8")

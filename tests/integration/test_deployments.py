@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from config.settings import PROJECT_ROOT, Settings
@@ -131,6 +132,29 @@ def _wait_for(condition: Any, timeout: float, what: str, log: Path) -> None:
     raise AssertionError(f"{what} did not happen within {timeout:g} s; worker log:\n{_tail(log)}")
 
 
+def _state(run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id).state
+
+
+def _losing_account(settings: Settings, account: str) -> None:
+    """Paper account ``account`` with 12 finished cycles whose equity falls from 100,000 to 90,000."""
+    import pandas as pd
+
+    from storage.desk import finish_cycle
+    from storage.execution import open_account
+    from tasks.store import store_for
+
+    with store_for(settings).begin() as conn:
+        open_account(conn, account, initial_cash=100_000.0, actor="test")
+        days = pd.date_range("2024-01-02", periods=12, freq="B", tz="UTC")
+        for i, day in enumerate(days):
+            equity = 100_000.0 - 10_000.0 * i / (len(days) - 1)
+            finish_cycle(conn, account, day, [], equity=equity, orders=0, refusals=0, venue_state=None)
+
+
 def _tail(log: Path) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log.exists() else "(no log)"
 
@@ -140,7 +164,10 @@ def test_deployments_run_on_a_worker_and_notify(
 ) -> None:
     from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
+    from config.retraining import RetrainCheckConfig
+    from flows.check_retraining import check_retraining
     from storage import read_bars
     from tasks.store import store_for
 
@@ -202,6 +229,23 @@ def test_deployments_run_on_a_worker_and_notify(
     # nothing of the webhook's token reached the worker's log
     assert TOKEN not in log.read_text(errors="replace")
 
+    # a paper account losing 10% makes the retraining check (run here, on the same server) start a
+    # run of the retraining deployment, which waits for a worker; the webhook hears why
+    _losing_account(settings, "desk")
+    hooked = settings.model_copy(update={"webhook_urls": [SecretStr(worker_env["FKS_WEBHOOK_URLS"])]})
+    decision = check_retraining(RetrainCheckConfig(account="desk"), hooked)
+    assert decision.retrain and decision.reasons[0].startswith("paper P&L -10.00% over 12 cycles")
+    with get_client(sync_client=True) as client:
+        started_by_check = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["trigger:retrain-check"]))
+        )
+        weekly = client.read_deployment_by_name("retrain/forecaster-weekly")
+    assert len(started_by_check) == 1 and started_by_check[0].state is not None
+    assert started_by_check[0].state.is_scheduled() and started_by_check[0].deployment_id == weekly.id
+    told = receiver.received[-1].json()["fks"]
+    assert told["kind"] == "info" and told["title"].startswith("retraining fks-forecaster: paper P&L -10.00%")
+    assert told["fields"]["flow_run"] == str(started_by_check[0].id)
+
     status = CliRunner().invoke(
         app, ["status", "--json"], env={"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
     )
@@ -212,4 +256,3 @@ def test_deployments_run_on_a_worker_and_notify(
     assert rows["retrain/forecaster-weekly"]["last_state"] == "Completed"
     assert rows["ingest/1d-xnys"]["next_run"] and rows["execute/paper"]["paused"]
     print("seconds:", {k: round(v, 1) for k, v in timings.items()})
-    print("seconds on the worker:", {k: round(v, 1) for k, v in timings.items()})

@@ -169,3 +169,45 @@ def test_retraining_starts_when_a_threshold_is_crossed(tmp_path: Path) -> None:
     assert not few.retrain and "judged from 4" in few.notes[0]
     off = settings.model_copy(update={"retrain_drift_psi": None, "retrain_min_pnl": None})
     assert decide(off, max_psi=5.0, performance=short).retrain is False
+
+
+@pytest.mark.parametrize("command", [["deploy", "--apply"], ["worker"], ["status"]])
+def test_without_a_server_the_commands_say_how_to_start_one(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    missing = CliRunner().invoke(app, command)
+    assert missing.exit_code == 2
+    assert "no Prefect server to talk to: start one with `fks server start`" in missing.output
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # discard port: nothing answers
+    silent = CliRunner().invoke(app, command)
+    assert silent.exit_code == 2
+    assert "does not answer: start it with `fks server start`" in " ".join(silent.output.split())
+
+
+def test_fks_deploy_lists_the_declarations_and_spots_a_stale_prefect_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.cli._ui import err, out
+
+    for console in (out, err):  # tables as wide as `fks` prints them when piped
+        monkeypatch.setattr(console, "_width", 200)
+    listed = CliRunner().invoke(app, ["deploy", "--pool", "elsewhere"])
+    assert listed.exit_code == 0, listed.output
+    assert "ingest/1d-xnys" in listed.output and "30 16 * * 1-5 (America/New_York)" in listed.output
+    assert "work pool 'elsewhere'" in listed.output and "differs" not in listed.output
+    registry = tmp_path / "assets.yaml"
+    registry.write_text("assets:\n  - {symbol: ACME, timeframe: 1d, calendar: XLON}\n", encoding="utf-8")
+    monkeypatch.setenv("FKS_ASSETS_FILE", str(registry))
+    stale = CliRunner().invoke(app, ["deploy"])
+    assert "ingest/1d-xlon" in stale.output and "17 * * 1-5 (Europe/London)" in stale.output
+    assert "differs from the declarations: rewrite it with `fks deploy --write`" in " ".join(
+        stale.output.split()
+    )
