@@ -5,9 +5,10 @@
 What is declared (:func:`declare_deployments`):
 
 - ``ingest/<timeframe>-<calendar>``: one per timeframe and calendar of the asset registry
-  (``config/assets.yaml``), on that calendar: minute series every minute, hourly series five
-  minutes past each hour, daily series 30 minutes after the close of their exchange (XNYS 16:30
-  New York on weekdays, FX 17:30 New York on weekdays, crypto 00:30 UTC). The parameters list the
+  (``config/assets.yaml``), on that calendar: minute series every minute and hourly series five
+  minutes after each bar closes (on an exchange, within its session hours and trading weekdays, in
+  its time zone), daily series 30 minutes after the close of their exchange (XNYS 16:30 New York
+  on weekdays, FX 17:30 New York on weekdays, crypto 00:30 UTC). The parameters list the
   group's enabled assets; a group with none enabled is declared paused (its online assets listed):
   enable them in the registry, or resume the deployment once its providers are configured. One run
   at a time per deployment (``CANCEL_NEW``): a series belongs to one group, so one ingest per series.
@@ -157,7 +158,8 @@ _CLOSES: dict[str, tuple[str, time, str]] = {
 """Calendars that exchange-calendars does not know: (time zone, daily close, cron weekdays)."""
 
 
-def _exchange_close(calendar: str) -> tuple[str, time, str]:
+def _exchange_session(calendar: str) -> tuple[str, time, time, str]:
+    """An exchange calendar's (time zone, regular open, regular close, cron weekdays)."""
     import exchange_calendars as xcals
 
     try:
@@ -167,15 +169,17 @@ def _exchange_close(calendar: str) -> tuple[str, time, str]:
             f"unknown calendar {calendar!r} in the asset registry: use 24/7, 24/5 or an "
             "exchange-calendars name such as XNYS"
         ) from exc
-    close = cal.close_times[-1][1]
     mask = str(getattr(cal, "weekmask", "1111100"))  # Monday first
     days = [(i + 1) % 7 for i, flag in enumerate(mask) if flag == "1"]  # cron: Sunday 0, Monday 1
     weekdays = "1-5" if days == [1, 2, 3, 4, 5] else ",".join(str(d) for d in sorted(days))
-    return str(cal.tz), close, weekdays
+    return str(cal.tz), cal.open_times[-1][1], cal.close_times[-1][1], weekdays
 
 
 def _close(calendar: str) -> tuple[str, time, str]:
-    return _CLOSES.get(calendar) or _exchange_close(calendar)
+    if calendar in _CLOSES:
+        return _CLOSES[calendar]
+    zone, _, close, weekdays = _exchange_session(calendar)
+    return zone, close, weekdays
 
 
 def close_schedule(calendar: str, delay_minutes: int = 30) -> ScheduleSpec:
@@ -192,11 +196,20 @@ def close_schedule(calendar: str, delay_minutes: int = 30) -> ScheduleSpec:
 
 
 def _ingest_schedule(timeframe: str, calendar: str) -> ScheduleSpec:
+    """Minute series every minute, hourly series five minutes after each bar closes, daily series
+    30 minutes after the close; on an exchange's calendar, within its session hours and weekdays
+    (hour bars are anchored at the open: XNYS's close at 10:30, 11:30, ... and the last at 16:00)."""
+    if timeframe == "1d":
+        return close_schedule(calendar)
+    if calendar in _CLOSES:  # around the clock: runs outside the sessions find no new bar
+        return ScheduleSpec(cron="* * * * *" if timeframe == "1m" else "5 * * * *")
+    zone, open_, close, weekdays = _exchange_session(calendar)
     if timeframe == "1m":
-        return ScheduleSpec(cron="* * * * *")
-    if timeframe == "1h":
-        return ScheduleSpec(cron="5 * * * *")
-    return close_schedule(calendar)
+        return ScheduleSpec(cron=f"* {open_.hour}-{close.hour} * * {weekdays}", timezone=zone)
+    minute = (open_.minute + 5) % 60
+    first = open_.hour + 1 if open_.minute + 5 < 60 else open_.hour + 2
+    last = close.hour + (1 if close.minute > open_.minute else 0)
+    return ScheduleSpec(cron=f"{minute} {first}-{last} * * {weekdays}", timezone=zone)
 
 
 def _slug(text: str) -> str:

@@ -35,6 +35,7 @@ def start_retraining(deployment: str) -> str:
     Raises:
         prefect.exceptions.ObjectNotFound: no such deployment (run ``fks deploy --apply``).
     """
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     run = run_deployment(
@@ -44,4 +45,6 @@ def start_retraining(deployment: str) -> str:
         tags=["trigger:retrain-check"],
         idempotency_key=None,
     )
+    if not isinstance(run, FlowRun):  # only a caller inside an event loop gets a coroutine
+        raise TypeError("start_retraining runs in a synchronous task")
     return str(run.id)

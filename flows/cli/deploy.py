@@ -349,6 +349,7 @@ def deployment_status() -> list[dict[str, Any]]:
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.schedules import CronSchedule
     from prefect.client.schemas.sorting import FlowRunSort
 
     rows = []
@@ -385,7 +386,7 @@ def deployment_status() -> list[dict[str, Any]]:
             if upcoming and upcoming[0].expected_start_time is not None:
                 next_run, next_source = upcoming[0].expected_start_time, "scheduled run"
             elif schedules and not d.paused:
-                crons = [s for s in schedules if hasattr(s, "cron")]
+                crons = [s for s in schedules if isinstance(s, CronSchedule)]
                 dates = [_next_from_schedule(s.cron, s.timezone or "UTC") for s in crons]
                 found = [x for x in dates if x is not None]
                 if found:

@@ -82,6 +82,12 @@ def test_ingestion_is_grouped_by_timeframe_and_calendar_on_the_registry() -> Non
         "timezone": "Europe/London",
         "active": True,
     }
+    hourly_nyse = declare_deployments([AssetSpec(symbol="AAA", timeframe="1h", calendar="XNYS")])[0]
+    assert hourly_nyse.schedules[0].model_dump() == {  # after each bar anchored at 09:30 closes
+        "cron": "35 10-16 * * 1-5",
+        "timezone": "America/New_York",
+        "active": True,
+    }
     for spec in ingest.values():
         assert spec.concurrency is not None and spec.concurrency.limit == 1
         assert spec.concurrency.collision_strategy == "CANCEL_NEW"
