@@ -163,6 +163,33 @@ class Settings(BaseSettings):
         lt=1,
         description="Kolmogorov-Smirnov p-value below which a feature's distribution differs.",
     )
+    retrain_drift_psi: float | None = Field(
+        default=0.25,
+        gt=0,
+        description="The retraining check starts a retraining when a served feature's PSI reaches this "
+        "(empty: drift never starts one).",
+    )
+    retrain_min_pnl: float | None = Field(
+        default=-0.05,
+        description="... or when the paper account's return over its last FKS_RETRAIN_PERF_CYCLES cycles "
+        "falls below this fraction (-0.05: a 5% loss; empty: never).",
+    )
+    retrain_min_hit_rate: float | None = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="... or when the share of those cycles that gained (among those whose equity moved) "
+        "falls below this (empty: never).",
+    )
+    retrain_perf_cycles: int = Field(
+        default=20, ge=2, description="Paper cycles the live-performance check looks back over."
+    )
+    retrain_min_cycles: int = Field(
+        default=10,
+        ge=2,
+        description="Fewest paper cycles (with a moved equity, for the hit rate) a performance verdict "
+        "is given on.",
+    )
     binance_base_url: str = "https://api.binance.com"
     yahoo_base_url: str = "https://query2.finance.yahoo.com"
     polygon_base_url: str = "https://api.polygon.io"

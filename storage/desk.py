@@ -64,6 +64,20 @@ def last_cycle(conn: Connection, account: str) -> Cycle | None:
     return Cycle(row.account, from_ms(row.ts), from_ms(row.finished_at), row.orders, row.refusals, row.equity)
 
 
+def recent_cycles(conn: Connection, account: str, limit: int) -> list[Cycle]:
+    """The account's last ``limit`` finished cycles, oldest first (empty before the first)."""
+    rows = conn.execute(
+        select(DeskCycleRow.__table__)
+        .where(DeskCycleRow.account == account)
+        .order_by(DeskCycleRow.ts.desc())
+        .limit(limit)
+    ).all()
+    return [
+        Cycle(r.account, from_ms(r.ts), from_ms(r.finished_at), r.orders, r.refusals, r.equity)
+        for r in reversed(rows)
+    ]
+
+
 def count_cycles(conn: Connection, account: str) -> int:
     """How many cycles of the account finished."""
     query = select(func.count()).select_from(DeskCycleRow).where(DeskCycleRow.account == account)

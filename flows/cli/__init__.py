@@ -17,6 +17,7 @@ from flows.cli import (
     backfill,
     backtest,
     data,
+    deploy,
     drift,
     features,
     keys,
@@ -63,6 +64,9 @@ app.command("resume")(trading.resume_command)
 app.command("orders")(trading.orders_command)
 app.command("positions")(trading.positions_command)
 app.command("pnl")(trading.pnl_command)
+app.command("deploy")(deploy.deploy_command)
+app.command("worker")(deploy.worker_command)
+app.command("status")(deploy.status_command)
 
 app.add_typer(data.data_app, name="data")
 app.add_typer(train.train_app, name="train")
