@@ -95,7 +95,18 @@ def measure(repeats: int) -> dict[str, object]:
         lines = SAMPLE.read_text().splitlines()[: ROWS + 1]
         csv.write_text("\n".join(lines) + "\n")
         env = _env(work)
-        ingest = ["ingest", "--source", "csv", "--path", str(csv), "--symbols", "TINY", "--timeframe", "1d", "--full"]
+        ingest = [
+            "ingest",
+            "--source",
+            "csv",
+            "--path",
+            str(csv),
+            "--symbols",
+            "TINY",
+            "--timeframe",
+            "1d",
+            "--full",
+        ]
 
         _fks(ingest, env)  # creates the FKS and Prefect databases (untimed)
         no_flow = [_fks(["data", "list"], env) for _ in range(repeats)]
