@@ -277,6 +277,16 @@ def declare_deployments(assets: Sequence[AssetSpec], *, account: str | None = No
             concurrency=ConcurrencySpec(limit=1),
         ),
         DeploymentSpec(
+            flow="reconcile",
+            name="nightly",
+            entrypoint="flows.deployed:reconcile",
+            description="Heal provisional bars (written by a fallback provider) from each asset's primary.",
+            parameters={"config": {}},  # every stored online series
+            schedules=(ScheduleSpec(cron="45 2 * * *"),),
+            tags=("fks", "reconcile"),
+            concurrency=ConcurrencySpec(limit=1),
+        ),
+        DeploymentSpec(
             flow="retrain",
             name="forecaster-weekly",
             entrypoint="flows.deployed:retrain",

@@ -29,6 +29,8 @@ _OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "backfill": ("flows.backfill", {"retries": 1, "retry_delay_seconds": 600}),
     # deterministic: no retry
     "validate": ("flows.validate", {}),
+    # a primary still down: the next night's run is the retry
+    "reconcile": ("flows.reconcile", {}),
     # deterministic and long: no retry
     "retrain": ("flows.retrain", {}),
     # the next schedule is its retry

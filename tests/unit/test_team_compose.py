@@ -172,7 +172,8 @@ def test_published_ports_are_the_ports_each_service_listens_on(compose: dict[str
 
 
 def test_fks_commands_of_the_stack_parse() -> None:
-    """The service's ``fks serve ...`` is a command line the CLI accepts (it is parsed, not run)."""
+    """The service's ``fks serve ...`` and the worker's ``fks worker ...`` are command lines the CLI
+    accepts (they are parsed, not run)."""
     import typer
 
     from flows.cli import app
@@ -184,7 +185,10 @@ def test_fks_commands_of_the_stack_parse() -> None:
             args = [str(a) for a in spec["command"]]
             command = cli.commands[args[0]]  # type: ignore[attr-defined]
             context = command.make_context(args[0], args[1:])
-            assert context.params["host"] == "0.0.0.0" and context.params["port"] == 8000, name
+            if args[0] == "serve":
+                assert context.params["host"] == "0.0.0.0" and context.params["port"] == 8000, name
+            else:
+                assert args[0] == "worker" and context.params["pool"] == "fks", name
 
 
 def test_the_summary_prints_no_password_and_the_tracking_servers_ui() -> None:
