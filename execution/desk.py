@@ -140,6 +140,10 @@ class Desk:
         risk: the account's limits.
         advisor: the served models (:class:`Advisor`).
         calendars: each symbol's calendar name; timeframes: each symbol's bar timeframe.
+        currencies: each symbol's quote currency (``config/assets.yaml``); a symbol not named is
+            in the account's currency. A foreign symbol's fills are booked in the account's
+            currency at the stored FX rate of their time (:mod:`execution.oms`), and the desk
+            sizes and checks risk on its prices converted at the decision bar's rate.
         notify: called on fills, refusals, halts and errors (never raises into the desk).
     """
 
@@ -154,6 +158,7 @@ class Desk:
         timeframes: Mapping[str, str],
         notify: Notify | None = None,
         actor: str = "desk",
+        currencies: Mapping[str, str] | None = None,
     ) -> None:
         if risk.account != config.account:
             raise ValueError(
@@ -175,11 +180,17 @@ class Desk:
             initial_cash=config.initial_cash,
             base_currency=config.base_currency,
             actor=actor,
+            currencies=currencies,
         )
         p = config.paper
         costs = PaperCosts(p.slippage_bps, p.spread_bps, p.fee_bps, p.min_fee, p.volume_share, p.latency_bars)
+        foreign = any(self.oms.currency(s) != self.oms.base_currency for s in config.symbols)
         self.broker = PaperBroker(
-            costs, account=config.account, cash=config.initial_cash, calendars=self._calendars
+            costs,
+            account=config.account,
+            cash=config.initial_cash,
+            calendars=self._calendars,
+            fx=self.oms.fx_rate if foreign else None,
         )
         with engine.connect() as conn:
             saved = load_venue(conn, config.account)
@@ -223,7 +234,7 @@ class Desk:
         self._cancel_closed()
         closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
         point = self.oms.mark_to_market(closes, ts)
-        halted = self._check_losses(point.equity, ts, now, closes)
+        halted = self._check_losses(point.equity, ts, now, self._in_base(closes, ts))
         orders = refusals = 0
         targets: list[Target] = []
         if not halted and quotes is not None:
@@ -354,6 +365,13 @@ class Desk:
             self.broker.cancel(order.client_order_id)
         return cancelled
 
+    def _in_base(self, prices: Mapping[str, float], ts: pd.Timestamp) -> dict[str, float]:
+        """``prices`` (each symbol's quote currency) in the account's currency at ``ts``'s FX rate."""
+        base = self.oms.base_currency
+        return {
+            s: p if self.oms.currency(s) == base else p * self.oms.fx_rate(s, ts) for s, p in prices.items()
+        }
+
     def _start_of_day_equity(self, ts: pd.Timestamp) -> float:
         at = bisect.bisect_left(self._mark_ts, pd.Timestamp(ts).normalize())
         return self._mark_eq[at - 1] if at else self.config.initial_cash
@@ -391,10 +409,11 @@ class Desk:
     ) -> tuple[list[Target], int, int]:
         history = self.advisor.history
         window = {s: bars[s].iloc[-history:] for s in self.config.symbols if s in bars and len(bars[s])}
-        prices = {s: float(quotes[s]) for s in window if s in quotes}
+        prices = self._in_base({s: float(quotes[s]) for s in window if s in quotes}, ts)
         positions = {s: p.quantity for s, p in self.oms.positions().items() if p.quantity != 0}
+        last = self._in_base({s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}, ts)
         cash = self.oms.cash()
-        equity = cash + sum(q * prices.get(s, float(bars[s]["close"].iloc[-1])) for s, q in positions.items())
+        equity = cash + sum(q * prices.get(s, last[s]) for s, q in positions.items())
         current = {s: q * prices[s] / equity for s, q in positions.items() if s in prices and equity > 0}
         advice = {a.symbol: a for a in self.advisor.advise(window, current)}
         weights = self._weights(advice, window)
@@ -407,11 +426,10 @@ class Desk:
             self._previous,
             positions,
             cash,
-            {**{s: float(bars[s]["close"].iloc[-1]) for s in positions if s in bars}, **prices},
+            {**{s: last[s] for s in positions if s in last}, **prices},
             fee_rate=self.config.paper.fee_bps / 1e4,
             min_fee=self.config.paper.min_fee,
         )
-        last = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
         state = self._state(now, {**last, **prices}, day=ts)
         targets: list[Target] = []
         sent = refused = 0

@@ -36,6 +36,18 @@ OCO group, submitted in the same transaction. When one child fills completely it
 cancelled (if the sibling is not yet accepted, it is cancelled as soon as it is). A parent
 cancelled before any fill places no children.
 
+Currencies: cash, the equity marks and the ``*_base`` figures of positions are in the account's
+``base_currency``. A symbol that ``currencies`` quotes in another currency (e.g. ``{"SAP":
+"EUR"}`` in a USD account) is booked at the rate of each fill's time: the close of the last FX
+bar (``EURUSD``, else ``1 / USDEUR``) *completed* at or before the fill's ``ts``
+(:func:`execution.fx.fx_rate`, no look-ahead), read in the fill's transaction and stored on the
+fill (``fills.fx_rate``). Cash moves by ``(-signed quantity * price - fee) * rate`` (the fee is
+charged in the quote currency, like the price); the position keeps its average cost and realised
+P&L both in the quote currency and in base (each fill at its own rate, so the realised P&L in base
+includes the FX move). :meth:`OrderManager.submit` refuses an order of such a symbol with
+:class:`execution.fx.MissingFxRate` (which names the pair to ingest) before anything is stored
+when no FX bar has completed by the order's decision time (else now): its fills could not be booked.
+
 Halting (``trading_state``): while the account is halted :meth:`OrderManager.submit` refuses new
 orders with :class:`TradingHalted`; fills, cancels and bracket exits still go through.
 """
@@ -53,6 +65,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from execution.fx import MissingFxRate, _currency, _fx
 from execution.orders import (
     FINAL_STATES,
     Fill,
@@ -298,6 +311,9 @@ class OrderManager:
     Opening a manager reads the account's book from the database (:meth:`recover`). An account
     that does not exist yet is opened with ``initial_cash`` (in ``base_currency``); reopening it
     with another initial cash raises. ``actor`` names the manager in ``audit_log``.
+    ``currencies``: each symbol's quote currency (as ``config/assets.yaml``'s ``currency:``); a
+    symbol it does not name is quoted in the account's currency (see the module documentation for
+    the FX booking).
 
     One manager per account per process keeps the in-memory view exact; several processes may
     share a database (each change is a compare-and-set on the order row), but a manager sees
@@ -316,6 +332,7 @@ class OrderManager:
         initial_cash: float | None = None,
         base_currency: str = "USD",
         actor: str = "oms",
+        currencies: Mapping[str, str] | None = None,
     ) -> None:
         self._engine = engine
         self._account = account
@@ -326,20 +343,61 @@ class OrderManager:
         self._cash = 0.0
         with engine.begin() as conn:
             if initial_cash is not None:
-                open_account(
+                found = open_account(
                     conn, account, initial_cash=initial_cash, base_currency=base_currency, actor=actor
                 )
-            elif get_account(conn, account) is None:
-                raise LookupError(
-                    f"account {account!r} does not exist; open it with "
-                    f"`fks trade --paper --account {account}` (in code: OrderManager(..., initial_cash=...))"
-                )
+            else:
+                found_or_none = get_account(conn, account)
+                if found_or_none is None:
+                    raise LookupError(
+                        f"account {account!r} does not exist; open it with `fks trade --paper --account "
+                        f"{account}` (in code: OrderManager(..., initial_cash=...))"
+                    )
+                found = found_or_none
+        self._base = found.base_currency.strip().upper()
+        self._currencies = {
+            symbol: _currency(code, f"currency of {symbol}") for symbol, code in (currencies or {}).items()
+        }
         self.recover()
 
     @property
     def account(self) -> str:
         """The account this manager keeps."""
         return self._account
+
+    @property
+    def base_currency(self) -> str:
+        """The account's currency: cash, marks and the ``*_base`` figures are in it."""
+        return self._base
+
+    def currency(self, symbol: str) -> str:
+        """The quote currency of ``symbol`` (the account's when ``currencies`` did not name it)."""
+        return self._currencies.get(symbol, self._base)
+
+    def fx_rate(self, symbol: str, at: pd.Timestamp) -> float:
+        """The account currency per unit of ``symbol``'s quote currency at ``at``: 1 for the
+        account's own currency, else the close of the last FX bar completed at or before ``at``
+        (what a fill at ``at`` is booked at).
+
+        Raises:
+            execution.fx.MissingFxRate: no FX bar of the pair has completed by ``at``; the
+                message names the pair to ingest.
+        """
+        currency = self.currency(symbol)
+        if currency == self._base:
+            return 1.0
+        with self._engine.connect() as conn:
+            return self._rate(conn, symbol, as_utc(at, "at"))
+
+    def _rate(self, conn: Connection, symbol: str, at: pd.Timestamp) -> float:
+        currency = self.currency(symbol)
+        if currency == self._base:
+            return 1.0
+        try:
+            return _fx(conn, currency, self._base, at, None)
+        except MissingFxRate as exc:
+            raise MissingFxRate(f"{symbol} is quoted in {currency}, account {self._account!r} in "
+                                f"{self._base}: {exc}") from None  # fmt: skip
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -406,11 +464,19 @@ class OrderManager:
         Idempotent: a request whose ``client_order_id`` is stored already returns that order
         (whatever its state) and creates nothing.
 
+        An order of a symbol quoted in another currency than the account's needs an FX bar
+        completed by its decision time (``decided_at``, else now): without one it is refused with
+        :class:`~execution.fx.MissingFxRate` and nothing is stored (its fills could not be booked).
+
         Raises:
             OrderConflict: the ``client_order_id`` names a different request.
             TradingHalted: the account is halted (a stored order is still returned).
+            execution.fx.MissingFxRate: no FX rate for the symbol's currency; names the pair to ingest.
             ValueError: the request is for another account, or a bracket's prices are inverted.
         """
+        if self.currency(request.symbol) != self._base:
+            at = pd.Timestamp.now(tz="UTC") if request.decided_at is None else request.decided_at
+            self.fx_rate(request.symbol, at)
         return self._create(request, None)
 
     def refuse(self, request: OrderRequest, code: str, reason: str) -> Order:
@@ -483,6 +549,9 @@ class OrderManager:
         Idempotent by ``broker_fill_id``: a replay of a recorded fill changes nothing and comes
         back with ``duplicate=True``.
 
+        A fill of a symbol quoted in another currency is booked at the FX rate of its ``ts`` (see
+        the module documentation), stored on the fill.
+
         A fill is never lost: one that reaches an order already ``CANCELLED`` or ``EXPIRED`` here
         (the venue filled it before the cancel arrived, e.g. both OCO legs on one bar) is booked
         (fill, position, cash, filled quantity) and the order keeps its final state: no
@@ -495,6 +564,7 @@ class OrderManager:
             UnknownOrder: ``fill.order_id`` is not an order of this account.
             IllegalTransition: the order cannot fill (not yet accepted, rejected, or filled).
             storage.execution.FillConflict: ``broker_fill_id`` was recorded with other values.
+            execution.fx.MissingFxRate: no FX bar completed by the fill's time (nothing written).
             ValueError: the fill's symbol or side differ from the order's, or it overfills it.
         """
         with self._change() as change:
@@ -516,10 +586,11 @@ class OrderManager:
                 done = fill_completes(order, fill.quantity)
                 status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
                 check_transition(order.id, OrderStatus(order.status), status)
+            rate = self._rate(conn, order.symbol, as_utc(fill.ts, "fill ts"))
             # the replay was looked for just above, in this transaction, on the locked order
             result = record_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                                  price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
-                                 actor=self._actor, replay_checked=True,
+                                 actor=self._actor, fx_rate=rate, replay_checked=True,
                                  audit_rows=change.audit)  # fmt: skip
             created: list[OrderRecord] = []
             cancelled: list[OrderRecord] = []
@@ -544,10 +615,12 @@ class OrderManager:
 
     def mark_to_market(self, prices: Mapping[str, float], ts: pd.Timestamp) -> EquityPoint:
         """Record the account's equity at ``ts`` (table ``equity_history``): cash plus each
-        position's quantity times its price in ``prices``.
+        position's quantity times its price in ``prices`` (quote currency) times the FX rate at
+        ``ts`` of a symbol quoted in another currency (:meth:`fx_rate`).
 
         Raises:
             ValueError: a price is missing, non-positive or not finite for a symbol held.
+            execution.fx.MissingFxRate: no FX bar completed by ``ts`` for a foreign symbol held.
         """
         with self._lock, self._engine.begin() as conn:
             market_value = 0.0
@@ -557,7 +630,7 @@ class OrderManager:
                     raise ValueError(
                         f"no usable price for {position.symbol} (held: {position.quantity:g}); got {price!r}"
                     )
-                market_value += position.quantity * float(price)
+                market_value += position.quantity * float(price) * self._rate(conn, position.symbol, ts)
             return record_equity(conn, self._account, ts=ts, market_value=market_value)
 
     def halt(self, reason: str) -> TradingState:

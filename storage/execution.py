@@ -14,12 +14,17 @@ Statuses, types, times in force and sides are the string values of :mod:`executi
 enums (storage sits below execution; :data:`storage.schema.ORDER_STATUSES` and friends list them).
 
 Accounting (average cost): a fill of signed quantity ``s`` (``+`` buy, ``-`` sell) at ``price``
-with ``fee`` moves cash by ``-s * price - fee`` and the position as :func:`position_after` says:
-adding to a position averages the entry price; reducing it realises
-``closed * (price - avg_cost) * sign(position)`` and keeps the average; going through zero closes
-the old side and opens the rest at ``price``. Realised P&L is gross of fees (fees are in cash and
-in ``fills``), so at any time ``cash + sum(quantity * avg_cost) = initial_cash + sum(realised_pnl)
-- sum(fees)``.
+with ``fee`` (both in the asset's quote currency) and ``fx_rate`` (account currency per unit of
+quote currency at the fill; 1 when the asset is quoted in the account's currency) moves cash, kept
+in the account's currency, by ``(-s * price - fee) * fx_rate``, and the position as
+:func:`position_after` says, twice: in the quote currency at ``price`` (``avg_cost``,
+``realised_pnl``) and in the account's currency at ``price * fx_rate`` (``avg_cost_base``,
+``realised_pnl_base``, as brokers book a foreign position: its realised P&L in base includes the
+FX move between entry and exit). Adding to a position averages the entry price; reducing it
+realises ``closed * (price - avg_cost) * sign(position)`` and keeps the average; going through
+zero closes the old side and opens the rest at ``price``. Realised P&L is gross of fees (fees are
+in cash and in ``fills``), so at any time, in the account's currency, ``cash + sum(quantity *
+avg_cost_base) = initial_cash + sum(realised_pnl_base) - sum(fee * fx_rate)``.
 
 ::
 
@@ -193,6 +198,8 @@ class FillRecord:
     ts: pd.Timestamp
     broker_fill_id: str
     recorded_at: pd.Timestamp
+    fx_rate: float = 1.0
+    """Account currency per unit of the quote currency of ``price`` and ``fee`` at the fill."""
 
     @property
     def signed_quantity(self) -> float:
@@ -203,7 +210,10 @@ class FillRecord:
 @dataclass(frozen=True)
 class Position:
     """What ``account`` holds of ``symbol``: ``quantity`` units (negative when short) at average
-    entry ``avg_cost`` (0 when flat); ``realised_pnl`` gross of fees."""
+    entry ``avg_cost`` (0 when flat); ``realised_pnl`` gross of fees; both in the symbol's quote
+    currency. ``avg_cost_base`` and ``realised_pnl_base`` are the same in the account's currency,
+    each fill converted at its own rate (None for a position not booked by the OMS, e.g. built by
+    hand: a valuation then converts ``avg_cost`` and ``realised_pnl`` at its own rate)."""
 
     account: str
     symbol: str
@@ -211,6 +221,8 @@ class Position:
     avg_cost: float
     realised_pnl: float
     updated_at: pd.Timestamp
+    avg_cost_base: float | None = None
+    realised_pnl_base: float | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +362,7 @@ def _fill(row: Any) -> FillRecord:
         ts=from_ms(row.ts),
         broker_fill_id=row.broker_fill_id,
         recorded_at=from_ms(row.recorded_at),
+        fx_rate=float(row.fx_rate),
     )
 
 
@@ -361,6 +374,8 @@ def _position(row: Any) -> Position:
         avg_cost=float(row.avg_cost),
         realised_pnl=float(row.realised_pnl),
         updated_at=from_ms(row.updated_at),
+        avg_cost_base=float(row.avg_cost_base),
+        realised_pnl_base=float(row.realised_pnl_base),
     )
 
 
@@ -767,6 +782,7 @@ def record_fill(
     ts: pd.Timestamp,
     status: str,
     actor: str,
+    fx_rate: float = 1.0,
     replay_checked: bool = False,
     audit_rows: AuditRows | None = None,
 ) -> FillResult:
@@ -785,18 +801,22 @@ def record_fill(
     ``replay_checked``: the caller has just called :func:`recorded_fill` with these values in
     this transaction, on the order as read here (locked), and got None: it is not asked again (a
     fill recorded meanwhile by another transaction under the same id still fails the insert, by
-    the unique ``broker_fill_id``). ``audit_rows`` as :func:`insert_order`.
+    the unique ``broker_fill_id``). ``audit_rows`` as :func:`insert_order`. ``fx_rate``: account
+    currency per unit of the asset's quote currency at the fill (see the module documentation),
+    stored on the fill; a replay is recognised by the broker's values alone and keeps the rate it
+    was booked at.
 
     Raises:
         FillConflict: ``broker_fill_id`` was recorded with other values.
-        ValueError: a non-positive quantity or price, a non-finite fee, a fill beyond the
-            order's remaining quantity, or a ``status`` that does not match the fill.
+        ValueError: a non-positive quantity, price or ``fx_rate``, a non-finite fee, a fill beyond
+            the order's remaining quantity, or a ``status`` that does not match the fill.
         StaleOrder: the order's row changed since ``order`` was read; nothing was written.
     """
     _text("broker_fill_id", broker_fill_id, 128)
     qty = _positive("quantity", quantity)
     px = _positive("price", price)
     fee_ = _finite("fee", fee)
+    rate = _positive("fx_rate", fx_rate)
     ts_ms = to_ms(ts, "fill ts")
     if not replay_checked:
         replay = recorded_fill(
@@ -840,6 +860,7 @@ def record_fill(
             "ts": ts_ms,
             "broker_fill_id": broker_fill_id,
             "recorded_at": at,
+            "fx_rate": rate,
         },
     )
     key = result.inserted_primary_key
@@ -849,17 +870,22 @@ def record_fill(
     signed = qty if order.side == "buy" else -qty
 
     before = get_position(conn, order.account, order.symbol, for_update=True)
-    q0, c0, r0 = (
-        (0.0, 0.0, 0.0) if before is None else (before.quantity, before.avg_cost, before.realised_pnl)
-    )
+    q0, c0, r0, b0, rb0 = (
+        (0.0, 0.0, 0.0, 0.0, 0.0)
+        if before is None
+        else (before.quantity, before.avg_cost, before.realised_pnl, before.avg_cost_base or 0.0,
+              before.realised_pnl_base or 0.0)
+    )  # fmt: skip
     q1, c1, r1 = position_after(q0, c0, r0, signed, px)
-    values = {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at}
+    _, b1, rb1 = position_after(q0, b0, rb0, signed, px * rate)
+    values = {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at,
+              "avg_cost_base": b1, "realised_pnl_base": rb1}  # fmt: skip
     if before is None:
         conn.execute(_INSERT_POSITION, {"account": order.account, "symbol": order.symbol, **values})
     else:
         conn.execute(_UPDATE_POSITION, {**values, "_account": order.account, "_symbol": order.symbol})
 
-    cash_flow = -signed * px - fee_
+    cash_flow = (-signed * px - fee_) * rate
     cash = _move_cash(conn, order.account, cash_flow)
     if cash is None:  # pragma: no cover - the order's foreign key
         raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
@@ -894,10 +920,13 @@ def record_fill(
             "price": px,
             "fee": fee_,
             "ts": ts_ms,
+            "fx_rate": rate,
             "cash_flow": cash_flow,
             "position": q1,
             "avg_cost": c1,
             "realised_pnl": r1,
+            "avg_cost_base": b1,
+            "realised_pnl_base": rb1,
             "late": late,
         },
     )
@@ -916,8 +945,9 @@ def record_fill(
         ts=from_ms(ts_ms),
         broker_fill_id=broker_fill_id,
         recorded_at=recorded,
+        fx_rate=rate,
     )
-    position = Position(order.account, order.symbol, q1, c1, r1, recorded)
+    position = Position(order.account, order.symbol, q1, c1, r1, recorded, b1, rb1)
     return FillResult(fill, stored, position, cash, duplicate=False)
 
 
