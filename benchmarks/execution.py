@@ -29,9 +29,12 @@ then for the bar's decisions a :class:`~execution.risk.RiskState` built from the
 (cash, positions, open orders, last prices and bar times, start-of-day and peak equity from the
 marks, the orders of the last minute, the signal model's registration) and per order
 :func:`execution.risk.check` (the shipped ``config/risk.yaml`` limits, ``1d``, ``24/7``) ->
-``OrderManager.submit`` -> ``PaperBroker.submit`` -> ``OrderManager.accept``. Every transition,
-fill, position, cash change, mark and audit row is committed to the database, one transaction
-per change. Databases: a SQLite file migrated by :func:`storage.db.open_store` (WAL,
+``OrderManager.submit`` -> ``PaperBroker.submit`` -> ``OrderManager.accept``, batched as the
+desk batches them (:meth:`OrderManager.batch <execution.oms.OrderManager.batch>`): a bar's fills
+in one transaction, its orders' risk checks and submits in one, then the broker's acks in one
+(recorded before sent). Every transition, fill, position, cash change, mark and audit row is
+written to the database and committed (4 commits per bar: fills, mark, submits, acks).
+Databases: a SQLite file migrated by :func:`storage.db.open_store` (WAL,
 ``synchronous=NORMAL``), an in-memory SQLite (``sqlite://`` on one connection, ``StaticPool``,
 same pragmas and migrations) to show what persistence costs, and PostgreSQL when
 ``TEST_POSTGRES_URL`` names a server or ``.ci/postgres.sh`` can start a throwaway one (a fresh
@@ -189,13 +192,14 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
     recent: list[pd.Timestamp] = []
     start_of_day = peak = CASH
     for i, ts in enumerate(index):
-        for s in SYMBOLS:
-            bar = bars[s][i]
-            for fill in broker.on_bar(s, bar):
-                oms.apply_fill(fill, fill.broker_fill_id)
-                counts["fills"] += 1
-            prices[s] = bar.close
-            last_bar_ts[s] = ts
+        with oms.batch():  # the bar's fills in one transaction, as Desk._feed books a cycle's
+            for s in SYMBOLS:
+                bar = bars[s][i]
+                for fill in broker.on_bar(s, bar):
+                    oms.apply_fill(fill, fill.broker_fill_id)
+                    counts["fills"] += 1
+                prices[s] = bar.close
+                last_bar_ts[s] = ts
         now = ts + day  # the bar has closed
         mark = oms.mark_to_market(prices, now)
         counts["marks"] += 1
@@ -216,26 +220,33 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
             last_bar_ts=last_bar_ts,
             model_registered_at={(MODEL, version): index[i - i % RETRAIN_BARS]},
         )
-        for s, side in plan[i]:
-            request = OrderRequest(
-                f"{tag}-{i}-{s}", ACCOUNT, s, sides[side], QUANTITY,
-                model=MODEL, model_version=version, confidence=0.9, decided_at=ts,
-            )  # fmt: skip
-            decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
-            if not decision.accepted:
-                assert decision.code is not None
-                oms.refuse(request, decision.code.value, decision.reason)
-                counts["refused"] += 1
-                refusals[decision.code.value] = refusals.get(decision.code.value, 0) + 1
-                continue
-            order = oms.submit(request)
-            ack = broker.submit(order.broker_request, decided_at=ts)
-            if not ack.accepted:
-                raise RuntimeError(f"the paper broker rejected {order.client_order_id}: {ack.reason}")
-            oms.accept(order.id)
-            state = state.with_order(order.id, request)
-            recent.append(now)
-            counts["orders"] += 1
+        # as Desk._place: risk-check and record the bar's orders in one batch, send them, then
+        # record the broker's acks in a second batch (recorded before sent)
+        placed = []
+        with oms.batch():
+            for s, side in plan[i]:
+                request = OrderRequest(
+                    f"{tag}-{i}-{s}", ACCOUNT, s, sides[side], QUANTITY,
+                    model=MODEL, model_version=version, confidence=0.9, decided_at=ts,
+                )  # fmt: skip
+                decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
+                if not decision.accepted:
+                    assert decision.code is not None
+                    oms.refuse(request, decision.code.value, decision.reason)
+                    counts["refused"] += 1
+                    refusals[decision.code.value] = refusals.get(decision.code.value, 0) + 1
+                    continue
+                order = oms.submit(request)
+                placed.append(order)
+                state = state.with_order(order.id, request)
+        acks = [(order, broker.submit(order.broker_request, decided_at=ts)) for order in placed]
+        with oms.batch():
+            for order, ack in acks:
+                if not ack.accepted:
+                    raise RuntimeError(f"the paper broker rejected {order.client_order_id}: {ack.reason}")
+                oms.accept(order.id)
+                recent.append(now)
+                counts["orders"] += 1
         start_of_day, peak = mark.equity, max(peak, mark.equity)
     seconds = time.perf_counter() - started
 
@@ -535,8 +546,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     out["notes"] = (
         "FKS persists everything: each order's NEW->SUBMITTED, ACCEPTED and FILLED transitions, every "
-        "fill, position and cash change, one equity mark per bar and the audit_log rows, one database "
-        "transaction per change (3 per order plus 1 per bar), and runs the pre-trade risk check with a "
+        "fill, position and cash change, one equity mark per bar and the audit_log rows, batched as the "
+        "desk batches them (4 commits per bar: the bar's fills, the mark, the orders, the broker's acks), "
+        "and runs the pre-trade risk check with a "
         "RiskState built from its books; backtrader keeps orders, positions and cash in memory and "
         "checks only cash. sqlite_memory is the same FKS path on an in-memory SQLite, so sqlite_file "
         "minus sqlite_memory is the cost of the disk; the PostgreSQL server started here runs with "

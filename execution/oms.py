@@ -305,6 +305,19 @@ class _Change:
         return order
 
 
+@dataclass
+class _Batch:
+    """The transaction of :meth:`OrderManager.batch`: its changes (for the view, after the
+    commit), their audit rows (written together before it) and the first exception raised."""
+
+    conn: Connection
+    changes: list[_Change] = field(default_factory=list)
+    audit: AuditRows = field(default_factory=list)
+    failed: BaseException | None = None
+    trading: TradingState | None = None
+    """The kill switch as read by the batch's first submit (the batch is one point in time)."""
+
+
 class OrderManager:
     """The orders, positions and cash of one account, kept in the database behind ``engine``.
 
@@ -339,6 +352,8 @@ class OrderManager:
         self._actor = actor
         self._lock = threading.RLock()
         self._open: dict[str, Order] = {}
+        self._client_ids: dict[str, str] = {}  # client_order_id -> id, of the open orders
+        self._batch: _Batch | None = None
         self._positions: dict[str, Position] = {}
         self._cash = 0.0
         with engine.begin() as conn:
@@ -386,6 +401,10 @@ class OrderManager:
         currency = self.currency(symbol)
         if currency == self._base:
             return 1.0
+        with self._lock:
+            batch = self._batch
+            if batch is not None:  # inside a batch (e.g. the paper broker's booking): its connection
+                return self._rate(batch.conn, symbol, as_utc(at, "at"))
         with self._engine.connect() as conn:
             return self._rate(conn, symbol, as_utc(at, "at"))
 
@@ -412,6 +431,7 @@ class OrderManager:
             if account is None:
                 raise LookupError(f"account {self._account!r} does not exist")
             self._open = {r.id: _order(r) for r in records}
+            self._client_ids = {o.client_order_id: o.id for o in self._open.values()}
             self._positions = {p.symbol: p for p in positions}
             self._cash = account.cash
 
@@ -622,7 +642,8 @@ class OrderManager:
             ValueError: a price is missing, non-positive or not finite for a symbol held.
             execution.fx.MissingFxRate: no FX bar completed by ``ts`` for a foreign symbol held.
         """
-        with self._lock, self._engine.begin() as conn:
+        with self._change() as change:
+            conn = change.conn
             market_value = 0.0
             for position in list_positions(conn, self._account, include_flat=False):
                 price = prices.get(position.symbol)
@@ -636,8 +657,7 @@ class OrderManager:
     def halt(self, reason: str) -> TradingState:
         """Halt trading of the account (audited): no new order is taken until :meth:`resume`.
         Open orders stay; :meth:`kill` also cancels them."""
-        with self._engine.begin() as conn:
-            return set_trading_state(conn, self._account, halted=True, reason=reason, actor=self._actor)
+        return self._set_trading_state(True, reason)
 
     def kill(self, reason: str) -> tuple[TradingState, list[Order]]:
         """The kill switch: :meth:`halt`, then cancel every open order (each cancel audited).
@@ -652,8 +672,17 @@ class OrderManager:
 
     def resume(self, reason: str | None = None) -> TradingState:
         """Resume trading of the account (audited)."""
-        with self._engine.begin() as conn:
-            return set_trading_state(conn, self._account, halted=False, reason=reason, actor=self._actor)
+        return self._set_trading_state(False, reason)
+
+    def _set_trading_state(self, halted: bool, reason: str | None) -> TradingState:
+        """Halt or resume (audited), in the current batch if there is one."""
+        with self._change() as change:
+            state = set_trading_state(
+                change.conn, self._account, halted=halted, reason=reason, actor=self._actor
+            )
+            if self._batch is not None:
+                self._batch.trading = state
+        return state
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -670,21 +699,15 @@ class OrderManager:
                 stored = find_order(conn, self._account, request.client_order_id)
                 if stored is not None:
                     return self._same_request(_order(stored), request)
-                state = get_trading_state(conn, self._account)
+                state = self._trading_state(conn)
                 if refusal is None and state.halted:
                     raise TradingHalted(
                         f"account {self._account!r} is halted ({state.reason}); "
                         f"order {request.client_order_id!r} was not taken; `fks resume` to trade again"
                     )
-                record = self._insert(change, request, parent=None)
-                if refusal is None:
-                    record = change.touch(self._transition(change, record, OrderStatus.SUBMITTED))
-                else:
-                    code, reason = refusal
-                    refused = self._transition(
-                        change, record, OrderStatus.REJECTED, reject_code=code, reject_reason=reason
-                    )
-                    record = change.touch(refused)
+                status = OrderStatus.SUBMITTED if refusal is None else OrderStatus.REJECTED
+                record = self._insert(change, request, parent=None, status=status, refusal=refusal)
+                change.touch(record)
         except IntegrityError:
             # another process stored the same client order id between our read and our insert
             with self._engine.connect() as conn:
@@ -693,6 +716,15 @@ class OrderManager:
                 raise
             return self._same_request(_order(stored), request)
         return change.view(record)
+
+    def _trading_state(self, conn: Connection) -> TradingState:
+        """The kill switch, read once per batch (every change of a batch commits at one time)."""
+        batch = self._batch
+        if batch is None:
+            return get_trading_state(conn, self._account)
+        if batch.trading is None:
+            batch.trading = get_trading_state(conn, self._account)
+        return batch.trading
 
     def _same_request(self, stored: Order, request: OrderRequest) -> Order:
         differences = _differences(stored, request)
@@ -703,10 +735,26 @@ class OrderManager:
             )
         return stored
 
-    def _insert(self, change: _Change, request: OrderRequest, *, parent: OrderRecord | None) -> OrderRecord:
+    def _insert(
+        self,
+        change: _Change,
+        request: OrderRequest,
+        *,
+        parent: OrderRecord | None,
+        status: OrderStatus = OrderStatus.NEW,
+        refusal: tuple[str, str] | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> OrderRecord:
+        """Insert the order ``NEW`` and, when ``status`` is another, move it there in the same
+        statement (``NEW -> SUBMITTED`` at submit, ``NEW -> REJECTED`` for a refusal): the
+        transition is checked and audited as a transition of its own (see
+        :func:`storage.execution.insert_order`'s ``via``)."""
         now = pd.Timestamp.now(tz="UTC")
+        order_id = uuid.uuid4().hex
+        if status is not OrderStatus.NEW:
+            check_transition(order_id, OrderStatus.NEW, status)
         record = OrderRecord(
-            id=uuid.uuid4().hex,
+            id=order_id,
             client_order_id=request.client_order_id,
             account=self._account,
             symbol=request.symbol,
@@ -714,7 +762,7 @@ class OrderManager:
             type=request.type.value,
             time_in_force=request.time_in_force.value,
             quantity=float(request.quantity),
-            status=OrderStatus.NEW.value,
+            status=status.value,
             created_at=now,
             updated_at=now,
             limit_price=request.limit_price,
@@ -727,13 +775,17 @@ class OrderManager:
             model_version=request.model_version,
             confidence=request.confidence,
             decided_at=request.decided_at,
+            reject_code=None if refusal is None else refusal[0],
+            reject_reason=None if refusal is None else str(refusal[1]),
         )
-        return insert_order(change.conn, record, actor=self._actor, audit_rows=change.audit)
+        via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
+        return insert_order(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
+                            details=details)  # fmt: skip
 
     def _load(self, conn: Connection, order_id: str, *, lock: bool = True) -> OrderRecord:
         """The order by the OMS's id or, failing that, by its ``client_order_id`` (the id a broker
         knows it by); ``lock``: row-locked until the transaction ends."""
-        record = get_order(conn, order_id, for_update=lock)
+        record = get_order(conn, self._client_ids.get(order_id, order_id), for_update=lock)
         if record is None or record.account != self._account:
             record = find_order(conn, self._account, order_id, for_update=lock)
         if record is None:
@@ -812,28 +864,78 @@ class OrderManager:
                 decided_at=parent.decided_at,
                 **price,
             )
-            child = self._insert(change, request, parent=parent)
             children.append(
-                self._transition(change, child, OrderStatus.SUBMITTED, details={"bracket_of": parent.id})
-            )
+                self._insert(change, request, parent=parent, status=OrderStatus.SUBMITTED,
+                             details={"bracket_of": parent.id})
+            )  # fmt: skip
         return children
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the changes inside the block one transaction: each still writes its rows and its
+        ``audit_log`` rows as on its own (every transition and fill persisted, in order), and
+        all of them commit together when the block ends (the audit rows in one ``executemany``),
+        or none does. One commit and one connection checkout instead of one per change: the desk
+        books a cycle's fills, and records a cycle's orders, in one batch each.
+
+        The in-memory view (open orders, positions, cash) changes only after the commit, so
+        inside the block it shows the state before it; changes inside read the database, which
+        shows the batch's own writes. An exception raised by a change rolls back the whole batch;
+        if the block catches it, the batch re-raises it when the block ends. A batch inside a
+        batch joins the outer one. Send nothing to a real venue inside a batch that the batch
+        records as sent (record first, commit, then send): a crash before the commit forgets it.
+        """
+        with self._lock:
+            if self._batch is not None:
+                yield
+                return
+            committed: list[_Change] = []
+            try:
+                with self._engine.begin() as conn:
+                    batch = self._batch = _Batch(conn)
+                    yield
+                    if batch.failed is not None:
+                        raise batch.failed
+                    write_audit_rows(conn, batch.audit)  # in the transaction, before its commit
+                committed = batch.changes
+            finally:
+                self._batch = None
+            for change in committed:
+                self._apply(change)
 
     @contextmanager
     def _change(self) -> Iterator[_Change]:
         """One transaction whose touched orders, position and cash enter the in-memory view once
-        it has committed (under the manager's lock: the view never shows an uncommitted state)."""
+        it has committed (under the manager's lock: the view never shows an uncommitted state);
+        inside :meth:`batch`, a part of the batch's transaction."""
         with self._lock:
+            batch = self._batch
+            if batch is not None:
+                change = _Change(batch.conn, audit=batch.audit)
+                try:
+                    yield change
+                except BaseException as exc:
+                    batch.failed = exc
+                    raise
+                batch.changes.append(change)
+                return
             with self._engine.begin() as conn:
                 change = _Change(conn)
                 yield change
                 write_audit_rows(conn, change.audit)  # in the transaction, before its commit
-            for record in change.orders:
-                order = change.view(record)
-                if order.is_open:
-                    self._open[order.id] = order
-                else:
-                    self._open.pop(order.id, None)
-            if change.position is not None:
-                self._positions[change.position.symbol] = change.position
-            if change.cash is not None:
-                self._cash = change.cash
+            self._apply(change)
+
+    def _apply(self, change: _Change) -> None:
+        """A committed change into the in-memory view."""
+        for record in change.orders:
+            order = change.view(record)
+            if order.is_open:
+                self._open[order.id] = order
+                self._client_ids[order.client_order_id] = order.id
+            else:
+                self._open.pop(order.id, None)
+                self._client_ids.pop(order.client_order_id, None)
+        if change.position is not None:
+            self._positions[change.position.symbol] = change.position
+        if change.cash is not None:
+            self._cash = change.cash

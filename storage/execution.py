@@ -444,11 +444,24 @@ def open_account(
 
 
 def insert_order(
-    conn: Connection, order: OrderRecord, *, actor: str, audit_rows: AuditRows | None = None
+    conn: Connection,
+    order: OrderRecord,
+    *,
+    actor: str,
+    audit_rows: AuditRows | None = None,
+    via: str | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> OrderRecord:
     """Insert ``order`` (audited as ``order.created`` with its status) and return it as stored.
     ``audit_rows``: a list to add the audit row to, for the caller to write before its commit
     (see :data:`AuditRows`); by default it is written at once.
+
+    ``via``: the order was created in status ``via`` and moved to ``order.status`` in this same
+    transaction (the caller checked the transition, e.g. ``new -> submitted``): the row is written
+    once, in its final status, and the audit log has both steps, ``order.created`` (to ``via``)
+    then ``order.transition`` (``from`` ``via``, ``to`` the status, the refusal's code and reason
+    if any, plus ``details``), as :func:`transition_order` would have written them. One statement
+    fewer than an insert and a compare-and-set; the same history.
 
     Raises:
         ValueError: a bad field (enum value, non-positive quantity or price, over-long text).
@@ -494,19 +507,33 @@ def insert_order(
         "created_at": to_ms(order.created_at, "created_at"),
         "updated_at": to_ms(order.updated_at, "updated_at"),
     }
+    if via is not None:
+        _one_of("via", via, ORDER_STATUSES)
+    if order.reject_code is not None:
+        _text("reject_code", order.reject_code, 64)
     conn.execute(_INSERT_ORDER, values)
-    row = audit_row(
-        actor=actor,
-        action="order.created",
-        subject=f"order:{order.id}",
-        details={
-            "account": order.account,
-            "client_order_id": order.client_order_id,
-            "to": order.status,
-            **{k: v for k, v in values.items() if k not in ("id", "account", "client_order_id", "status")},
-        },
-    )
-    _emit(conn, [row], audit_rows)
+    created = values if via is None else {**values, "status": via, "reject_code": None, "reject_reason": None}
+    rows = [
+        audit_row(
+            actor=actor,
+            action="order.created",
+            subject=f"order:{order.id}",
+            details={
+                "account": order.account,
+                "client_order_id": order.client_order_id,
+                "to": created["status"],
+                **{
+                    k: v
+                    for k, v in created.items()
+                    if k not in ("id", "account", "client_order_id", "status")
+                },
+            },
+        )
+    ]
+    if via is not None:
+        rows.append(_transition_row(actor, order, via, order.status, order.reject_code, order.reject_reason,
+                                    details))  # fmt: skip
+    _emit(conn, rows, audit_rows)
     stored = _inserted(order, values)
     if stored is None:
         stored = get_order(conn, order.id)
@@ -652,20 +679,33 @@ def transition_order(
     if reject_reason is not None:
         values["reject_reason"] = str(reject_reason)
     stored = _compare_and_set(conn, order, values)
-    row = audit_row(
+    row = _transition_row(actor, order, order.status, status, reject_code, reject_reason, details)
+    _emit(conn, [row], audit_rows)
+    return stored
+
+
+def _transition_row(
+    actor: str,
+    order: OrderRecord,
+    start: str,
+    end: str,
+    reject_code: str | None,
+    reject_reason: str | None,
+    details: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``order.transition`` audit row of ``order`` moving from ``start`` to ``end``."""
+    return audit_row(
         actor=actor,
         action="order.transition",
         subject=f"order:{order.id}",
         details={
             "account": order.account,
-            "from": order.status,
-            "to": status,
+            "from": start,
+            "to": end,
             **({"reject_code": reject_code, "reject_reason": reject_reason} if reject_code else {}),
             **(dict(details) if details else {}),
         },
     )
-    _emit(conn, [row], audit_rows)
-    return stored
 
 
 # -- fills, positions, cash -----------------------------------------------------------------------
