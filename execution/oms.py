@@ -18,7 +18,8 @@ Guarantees:
   moved by someone else meanwhile raises :class:`storage.execution.StaleOrder`, nothing written).
 - **One transaction per change.** The order, its fill, the position, the account's cash, bracket
   children or cancelled OCO siblings and the ``audit_log`` rows are committed together or not at
-  all; the in-memory view is updated only after the commit.
+  all; the in-memory view is updated only after the commit. :meth:`OrderManager.batch` makes
+  several changes one transaction (each still writes its rows and audit rows; all or nothing).
 - **Idempotent.** ``client_order_id`` is the idempotency key of orders: submitting it again
   returns the stored order and creates nothing (another request under the same key raises
   :class:`OrderConflict`). ``broker_fill_id`` is the key of fills: a replayed fill is reported as

@@ -2,9 +2,9 @@
 (tables ``accounts``, ``orders``, ``fills``, ``positions``, ``equity_history``, ``trading_state``).
 
 Every function takes a connection; the caller owns the transaction. The order management system
-(:mod:`execution.oms`) opens one transaction per state change and, on the order row it read in
-that transaction (``get_order(..., for_update=True)``), checks the transition with
-:func:`execution.orders.check_transition` before calling :func:`transition_order` or
+(:mod:`execution.oms`) opens one transaction per state change (or per batch of them) and, on
+the order row it read in that transaction (``get_order(..., for_update=True)``), checks the
+transition with :func:`execution.orders.check_transition` before calling :func:`transition_order` or
 :func:`record_fill`. Both write compare-and-set: the row is updated only if its status and filled
 quantity are still what the caller read (else :class:`StaleOrder`), so a check made in the
 transaction still holds at commit. Each change writes its ``audit_log`` rows on the same
