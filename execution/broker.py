@@ -218,7 +218,8 @@ class PaperCosts:
         spread_bps: the full bid-ask spread in basis points; half is paid on each market or stop
             fill.
         fee_bps: commission in basis points of each fill's notional.
-        min_fee: the least commission per fill, account currency.
+        min_fee: the least commission per fill, in the symbol's quote currency like the fee
+            itself (the account's currency unless ``PaperBroker(fx=...)`` converts the symbol).
         volume_share: the share of a bar's volume (in (0, 1]) the account's orders of a symbol
             may take together; None for no cap. A bar with no volume then fills nothing.
         latency_bars: the first eligible bar is the ``latency_bars``-th bar after the decision
@@ -256,7 +257,7 @@ class PaperCosts:
         return (self.slippage_bps + self.spread_bps / 2) / 1e4
 
     def fee(self, notional: float) -> float:
-        """The commission of a fill of ``notional`` (account currency)."""
+        """The commission of a fill of ``notional`` (in the notional's currency)."""
         return max(self.min_fee, self.fee_bps / 1e4 * notional)
 
 
