@@ -88,6 +88,12 @@ was submitted, with ``ts > decided_at``; from there, on each bar:
   close of the session of the order's first eligible bar (``DAY``; the symbol's calendar), or by
   :meth:`PaperBroker.expire`;
 * **fees**: ``max(min_fee, fee_bps / 1e4 * quantity * price)`` per fill, from cash.
+* **currencies**: prices and fees are in the symbol's quote currency; cash is in the account's.
+  Given ``fx`` (``fx(symbol, ts)`` -> account currency per unit of the symbol's quote currency at
+  ``ts``; the desk passes :meth:`execution.oms.OrderManager.fx_rate`, the stored FX bars), a fill
+  moves cash by ``cash_flow * fx(symbol, fill ts)`` and equity marks a position at
+  ``last close * fx(symbol, last bar ts)``: the OMS's booking. Without it every symbol is in the
+  account's currency.
 
 Fills carry the bar's ``ts`` and the id ``f"{client_order_id}-{n}"`` (n = 1, 2, ...), so the same
 bars always give the same fills with the same ids. Cash and positions are exactly the sum of the
@@ -100,7 +106,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
@@ -212,7 +218,8 @@ class PaperCosts:
         spread_bps: the full bid-ask spread in basis points; half is paid on each market or stop
             fill.
         fee_bps: commission in basis points of each fill's notional.
-        min_fee: the least commission per fill, account currency.
+        min_fee: the least commission per fill, in the symbol's quote currency like the fee
+            itself (the account's currency unless ``PaperBroker(fx=...)`` converts the symbol).
         volume_share: the share of a bar's volume (in (0, 1]) the account's orders of a symbol
             may take together; None for no cap. A bar with no volume then fills nothing.
         latency_bars: the first eligible bar is the ``latency_bars``-th bar after the decision
@@ -250,7 +257,7 @@ class PaperCosts:
         return (self.slippage_bps + self.spread_bps / 2) / 1e4
 
     def fee(self, notional: float) -> float:
-        """The commission of a fill of ``notional`` (account currency)."""
+        """The commission of a fill of ``notional`` (in the notional's currency)."""
         return max(self.min_fee, self.fee_bps / 1e4 * notional)
 
 
@@ -332,6 +339,8 @@ class PaperBroker:
         calendars: per symbol, its calendar or calendar name (for ``DAY`` orders); others use
             ``default_calendar``.
         default_calendar: ``24/7`` unless given.
+        fx: ``fx(symbol, ts)``, the account currency per unit of ``symbol``'s quote currency at
+            ``ts`` (see the module documentation); None: every symbol in the account's currency.
 
     Feed it bars with :meth:`on_bar` (or a canonical frame with :meth:`on_bars`), each symbol's
     bars in time order; a bar at or before the symbol's last one is ignored, so replaying bars
@@ -346,6 +355,7 @@ class PaperBroker:
         cash: float = 100_000.0,
         calendars: Mapping[str, Calendar | str] | None = None,
         default_calendar: Calendar | str = "24/7",
+        fx: Callable[[str, pd.Timestamp], float] | None = None,
     ) -> None:
         if not math.isfinite(cash):
             raise ValueError(f"cash must be finite, got {cash!r}")
@@ -353,6 +363,7 @@ class PaperBroker:
         self.account_name = account
         self._calendars = dict(calendars or {})
         self._default_calendar = default_calendar
+        self._fx = fx
         self._orders: dict[str, _Order] = {}
         # Per symbol, its orders that may still be open, by seq (final ones are dropped lazily,
         # on the symbol's next bar): on_bar scans these instead of every order ever held.
@@ -415,7 +426,11 @@ class PaperBroker:
         """Cash, positions (flat symbols left out), equity at the last closes, fees paid."""
         book = self._book
         positions = {s: q for s, q in book.positions.items() if q != 0}
-        equity = book.cash + sum(q * book.last_close[s] for s, q in positions.items())
+        fx = self._fx
+        equity = book.cash + sum(
+            q * book.last_close[s] * (1.0 if fx is None else fx(s, book.last_ts[s]))
+            for s, q in positions.items()
+        )
         return AccountSnapshot(book.cash, MappingProxyType(positions), equity, book.fees)
 
     # -- more than the protocol ---------------------------------------------------------------
@@ -652,8 +667,9 @@ class PaperBroker:
         order.value += quantity * price
         order.move(OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED)
         book = self._book
-        book.cash += fill.cash_flow
-        book.fees += fee
+        rate = 1.0 if self._fx is None else self._fx(request.symbol, ts)
+        book.cash += fill.cash_flow * rate
+        book.fees += fee * rate
         book.positions[request.symbol] = book.positions.get(request.symbol, 0.0) + fill.signed_quantity
         self._fills.append(fill)
         return fill

@@ -55,7 +55,7 @@ from sqlalchemy import Engine
 
 from config.risk import RiskConfig
 from config.trading import TradeConfig
-from execution.broker import Bar, BrokerFill, PaperBroker, PaperCosts
+from execution.broker import Bar, BrokerFill, OrderAck, PaperBroker, PaperCosts
 from execution.oms import Order, OrderManager, TradingHalted
 from execution.orders import FINAL_STATES, OrderRequest, OrderStatus, Side
 from execution.portfolio import reconcile_and_halt
@@ -130,6 +130,9 @@ def client_order_id(ts: pd.Timestamp, symbol: str) -> str:
     return f"{key[:47]}-{hashlib.blake2b(key.encode(), digest_size=8).hexdigest()}"
 
 
+_OHLCV = ("open", "high", "low", "close", "volume")
+
+
 class Desk:
     """One paper account's desk: its OMS, its paper broker (restored from the last finished
     cycle), its risk limits, the advisor it asks and where it notifies.
@@ -140,6 +143,10 @@ class Desk:
         risk: the account's limits.
         advisor: the served models (:class:`Advisor`).
         calendars: each symbol's calendar name; timeframes: each symbol's bar timeframe.
+        currencies: each symbol's quote currency (``config/assets.yaml``); a symbol not named is
+            in the account's currency. A foreign symbol's fills are booked in the account's
+            currency at the stored FX rate of their time (:mod:`execution.oms`), and the desk
+            sizes and checks risk on its prices converted at the decision bar's rate.
         notify: called on fills, refusals, halts and errors (never raises into the desk).
     """
 
@@ -154,6 +161,7 @@ class Desk:
         timeframes: Mapping[str, str],
         notify: Notify | None = None,
         actor: str = "desk",
+        currencies: Mapping[str, str] | None = None,
     ) -> None:
         if risk.account != config.account:
             raise ValueError(
@@ -175,11 +183,17 @@ class Desk:
             initial_cash=config.initial_cash,
             base_currency=config.base_currency,
             actor=actor,
+            currencies=currencies,
         )
         p = config.paper
         costs = PaperCosts(p.slippage_bps, p.spread_bps, p.fee_bps, p.min_fee, p.volume_share, p.latency_bars)
+        foreign = any(self.oms.currency(s) != self.oms.base_currency for s in config.symbols)
         self.broker = PaperBroker(
-            costs, account=config.account, cash=config.initial_cash, calendars=self._calendars
+            costs,
+            account=config.account,
+            cash=config.initial_cash,
+            calendars=self._calendars,
+            fx=self.oms.fx_rate if foreign else None,
         )
         with engine.connect() as conn:
             saved = load_venue(conn, config.account)
@@ -223,7 +237,7 @@ class Desk:
         self._cancel_closed()
         closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
         point = self.oms.mark_to_market(closes, ts)
-        halted = self._check_losses(point.equity, ts, now, closes)
+        halted = self._check_losses(point.equity, ts, now, self._in_base(closes, ts))
         orders = refusals = 0
         targets: list[Target] = []
         if not halted and quotes is not None:
@@ -267,8 +281,15 @@ class Desk:
 
     def _send(self, order: Order, ts: pd.Timestamp) -> Order:
         """Send an OMS order to the broker, decided at ``ts`` at the earliest, and record the ack."""
+        return self._record_ack(order, self._submit(order, ts))
+
+    def _submit(self, order: Order, ts: pd.Timestamp) -> OrderAck:
+        """Send an OMS order to the broker, decided at ``ts`` at the earliest."""
         decided = ts if order.decided_at is None else max(pd.Timestamp(order.decided_at), ts)
-        ack = self.broker.submit(order.broker_request, decided_at=decided)
+        return self.broker.submit(order.broker_request, decided_at=decided)
+
+    def _record_ack(self, order: Order, ack: OrderAck) -> Order:
+        """The broker's answer to ``order`` into the OMS (accepted, or rejected with its reason)."""
         if not ack.accepted:
             return self.oms.reject(order.id, "broker", ack.reason)
         if order.status is OrderStatus.SUBMITTED:
@@ -276,44 +297,55 @@ class Desk:
         return order
 
     def _feed(self, ts: pd.Timestamp, bars: Mapping[str, pd.DataFrame]) -> list[BrokerFill]:
-        made: list[BrokerFill] = []
-        for symbol in self.config.symbols:
-            frame = bars.get(symbol)
-            if frame is None or not len(frame):
-                continue
-            last = self.broker.last_bar_ts(symbol)
-            new = frame.loc[frame.index <= ts]
-            if last is not None:
-                new = new.loc[new.index > last]
-            columns = [new[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
-            for i, stamp in enumerate(new.index):
-                o, h, lo, c, v = (float(col[i]) for col in columns)
-                bar = Bar(pd.Timestamp(stamp), o, h, lo, c, v)
-                for fill in self.broker.on_bar(symbol, bar):
-                    self._book(fill)
-                    made.append(fill)
-        return made
+        """The cycle's new bars to the paper broker and its fills booked, all in one OMS batch
+        (one transaction: a crash before its commit books none of them, and the re-run cycle
+        replays them under the same ids). Bracket children are sent to the paper broker inside
+        the batch: its state is saved only with a finished cycle, so a crash forgets both."""
+        made: list[tuple[BrokerFill, bool]] = []
+        with self.oms.batch():
+            for symbol in self.config.symbols:
+                frame = bars.get(symbol)
+                if frame is None or not len(frame):
+                    continue
+                last = self.broker.last_bar_ts(symbol)
+                new = frame.loc[frame.index <= ts]
+                if last is not None:
+                    new = new.loc[new.index > last]
+                columns = [new[c].to_numpy(dtype="float64") for c in _OHLCV]
+                for i, stamp in enumerate(new.index):
+                    o, h, lo, c, v = (float(col[i]) for col in columns)
+                    bar = Bar(pd.Timestamp(stamp), o, h, lo, c, v)
+                    for fill in self.broker.on_bar(symbol, bar):
+                        made.append((fill, self._book(fill)))
+        for fill, duplicate in made:  # told once booked
+            if not duplicate:
+                self._notify_fill(fill)
+        return [fill for fill, _ in made]
 
-    def _book(self, fill: BrokerFill) -> None:
+    def _book(self, fill: BrokerFill) -> bool:
+        """Book ``fill``; send the bracket children it places, cancel the siblings it cancels.
+        Returns whether it was a replay."""
         outcome = self.oms.apply_fill(fill, fill.broker_fill_id)
         for child in outcome.created:
             self._send(child, fill.ts)
         for sibling in outcome.cancelled:
             self.broker.cancel(sibling.client_order_id)
-        if not outcome.duplicate:
-            self._notify(
-                "fill",
-                {
-                    "account": self.config.account,
-                    "symbol": fill.symbol,
-                    "side": fill.side.value,
-                    "quantity": fill.quantity,
-                    "price": fill.price,
-                    "fee": fill.fee,
-                    "ts": fill.ts.isoformat(),
-                    "order": fill.order_id,
-                },
-            )
+        return outcome.duplicate
+
+    def _notify_fill(self, fill: BrokerFill) -> None:
+        self._notify(
+            "fill",
+            {
+                "account": self.config.account,
+                "symbol": fill.symbol,
+                "side": fill.side.value,
+                "quantity": fill.quantity,
+                "price": fill.price,
+                "fee": fill.fee,
+                "ts": fill.ts.isoformat(),
+                "order": fill.order_id,
+            },
+        )
 
     def halted(self) -> bool:
         """Whether the account's kill switch is on."""
@@ -354,6 +386,13 @@ class Desk:
             self.broker.cancel(order.client_order_id)
         return cancelled
 
+    def _in_base(self, prices: Mapping[str, float], ts: pd.Timestamp) -> dict[str, float]:
+        """``prices`` (each symbol's quote currency) in the account's currency at ``ts``'s FX rate."""
+        base = self.oms.base_currency
+        return {
+            s: p if self.oms.currency(s) == base else p * self.oms.fx_rate(s, ts) for s, p in prices.items()
+        }
+
     def _start_of_day_equity(self, ts: pd.Timestamp) -> float:
         at = bisect.bisect_left(self._mark_ts, pd.Timestamp(ts).normalize())
         return self._mark_eq[at - 1] if at else self.config.initial_cash
@@ -391,10 +430,11 @@ class Desk:
     ) -> tuple[list[Target], int, int]:
         history = self.advisor.history
         window = {s: bars[s].iloc[-history:] for s in self.config.symbols if s in bars and len(bars[s])}
-        prices = {s: float(quotes[s]) for s in window if s in quotes}
+        prices = self._in_base({s: float(quotes[s]) for s in window if s in quotes}, ts)
         positions = {s: p.quantity for s, p in self.oms.positions().items() if p.quantity != 0}
+        last = self._in_base({s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}, ts)
         cash = self.oms.cash()
-        equity = cash + sum(q * prices.get(s, float(bars[s]["close"].iloc[-1])) for s, q in positions.items())
+        equity = cash + sum(q * prices.get(s, last[s]) for s, q in positions.items())
         current = {s: q * prices[s] / equity for s, q in positions.items() if s in prices and equity > 0}
         advice = {a.symbol: a for a in self.advisor.advise(window, current)}
         weights = self._weights(advice, window)
@@ -407,14 +447,13 @@ class Desk:
             self._previous,
             positions,
             cash,
-            {**{s: float(bars[s]["close"].iloc[-1]) for s in positions if s in bars}, **prices},
+            {**{s: last[s] for s in positions if s in last}, **prices},
             fee_rate=self.config.paper.fee_bps / 1e4,
             min_fee=self.config.paper.min_fee,
         )
-        last = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
         state = self._state(now, {**last, **prices}, day=ts)
         targets: list[Target] = []
-        sent = refused = 0
+        requests: list[OrderRequest] = []
         for symbol in sorted(weights):
             a = advice[symbol]
             qty = quantities.get(symbol, 0.0)
@@ -440,9 +479,8 @@ class Desk:
                 confidence=1.0 if a.prob_up is None else confidence(a.prob_up),
                 decided_at=ts,
             )
-            order, state, ok = self._place(request, state, symbol)
-            sent += int(ok)
-            refused += int(not ok)
+            requests.append(request)
+        state, sent, refused = self._place(requests, state)
         for order_id in orders_over_limits(state, self.risk):
             order = self.oms.order(order_id)
             self.broker.cancel(order.client_order_id)
@@ -471,37 +509,58 @@ class Desk:
         }
         return forecast_weights(forecasts, sizing, universe=len(self.config.symbols), scales=scales)
 
-    def _place(
-        self, request: OrderRequest, state: RiskState, symbol: str
-    ) -> tuple[Order | None, RiskState, bool]:
-        decision = check(
-            request, state, self.risk, timeframe=self._timeframes[symbol], calendar=self._calendars[symbol]
-        )
-        if not decision.accepted:
-            order = self.oms.refuse(request, str(decision.code), decision.reason)
+    def _place(self, requests: list[OrderRequest], state: RiskState) -> tuple[RiskState, int, int]:
+        """Risk-check and record the cycle's orders (refused ones with their reason) in one OMS
+        batch, then send the submitted ones to the broker and record its answers in a second
+        batch: recorded before sent, two transactions per cycle instead of three per order.
+        Returns the risk state with the open orders, and the numbers sent and refused. If the
+        account was halted meanwhile (``fks halt`` from elsewhere), nothing is recorded or sent."""
+        placed: list[tuple[Order, OrderRequest]] = []
+        refusals: list[tuple[OrderRequest, str, str]] = []
+        before = state
+        try:
+            with self.oms.batch():
+                for request in requests:
+                    symbol = request.symbol
+                    decision = check(request, state, self.risk, timeframe=self._timeframes[symbol],
+                                     calendar=self._calendars[symbol])  # fmt: skip
+                    if not decision.accepted:
+                        self.oms.refuse(request, str(decision.code), decision.reason)
+                        refusals.append((request, str(decision.code), decision.reason))
+                        continue
+                    order = self.oms.submit(request)
+                    placed.append((order, request))
+                    if order.is_open:
+                        state = state.with_order(order.id, request)
+        except TradingHalted:
+            return before, 0, 0
+        for request, code, reason in refusals:
             self._notify(
                 "refusal",
                 {
                     "account": self.config.account,
-                    "symbol": symbol,
+                    "symbol": request.symbol,
                     "side": request.side.value,
                     "quantity": request.quantity,
-                    "code": str(decision.code),
-                    "reason": decision.reason,
+                    "code": code,
+                    "reason": reason,
                     "order": request.client_order_id,
                 },
             )
-            return order, state, False
-        try:
-            order = self.oms.submit(request)
-        except TradingHalted:
-            return None, state, False
-        if order.status is OrderStatus.SUBMITTED:
-            order = self._send(order, request.decided_at if request.decided_at is not None else state.now)
-        self._sent.append(state.now)
-        if order.is_open:
-            state = state.with_order(order.id, request)
-        return order, state, order.status is not OrderStatus.REJECTED
+        answers = [
+            (order, None if order.status is not OrderStatus.SUBMITTED else self._submit(
+                order, state.now if request.decided_at is None else request.decided_at))
+            for order, request in placed
+        ]  # fmt: skip
+        sent = 0
+        with self.oms.batch():
+            for order, ack in answers:
+                done = order if ack is None else self._record_ack(order, ack)
+                self._sent.append(state.now)
+                sent += int(done.status is not OrderStatus.REJECTED)
+                if not done.is_open:
+                    state = state.without_order(order.id)
+        return state, sent, len(refusals) + len(placed) - sent
 
     def _notify(self, kind: str, details: Mapping[str, Any]) -> None:
         if self._notify_cb is None:

@@ -18,7 +18,8 @@ Guarantees:
   moved by someone else meanwhile raises :class:`storage.execution.StaleOrder`, nothing written).
 - **One transaction per change.** The order, its fill, the position, the account's cash, bracket
   children or cancelled OCO siblings and the ``audit_log`` rows are committed together or not at
-  all; the in-memory view is updated only after the commit.
+  all; the in-memory view is updated only after the commit. :meth:`OrderManager.batch` makes
+  several changes one transaction (each still writes its rows and audit rows; all or nothing).
 - **Idempotent.** ``client_order_id`` is the idempotency key of orders: submitting it again
   returns the stored order and creates nothing (another request under the same key raises
   :class:`OrderConflict`). ``broker_fill_id`` is the key of fills: a replayed fill is reported as
@@ -35,6 +36,18 @@ take-profit LIMIT and a stop-loss STOP on the opposite side, for the filled quan
 OCO group, submitted in the same transaction. When one child fills completely its sibling is
 cancelled (if the sibling is not yet accepted, it is cancelled as soon as it is). A parent
 cancelled before any fill places no children.
+
+Currencies: cash, the equity marks and the ``*_base`` figures of positions are in the account's
+``base_currency``. A symbol that ``currencies`` quotes in another currency (e.g. ``{"SAP":
+"EUR"}`` in a USD account) is booked at the rate of each fill's time: the close of the last FX
+bar (``EURUSD``, else ``1 / USDEUR``) *completed* at or before the fill's ``ts``
+(:func:`execution.fx.fx_rate`, no look-ahead), read in the fill's transaction and stored on the
+fill (``fills.fx_rate``). Cash moves by ``(-signed quantity * price - fee) * rate`` (the fee is
+charged in the quote currency, like the price); the position keeps its average cost and realised
+P&L both in the quote currency and in base (each fill at its own rate, so the realised P&L in base
+includes the FX move). :meth:`OrderManager.submit` refuses an order of such a symbol with
+:class:`execution.fx.MissingFxRate` (which names the pair to ingest) before anything is stored
+when no FX bar has completed by the order's decision time (else now): its fills could not be booked.
 
 Halting (``trading_state``): while the account is halted :meth:`OrderManager.submit` refuses new
 orders with :class:`TradingHalted`; fills, cancels and bracket exits still go through.
@@ -53,6 +66,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from execution.fx import MissingFxRate, _currency, _fx
 from execution.orders import (
     FINAL_STATES,
     Fill,
@@ -292,12 +306,28 @@ class _Change:
         return order
 
 
+@dataclass
+class _Batch:
+    """The transaction of :meth:`OrderManager.batch`: its changes (for the view, after the
+    commit), their audit rows (written together before it) and the first exception raised."""
+
+    conn: Connection
+    changes: list[_Change] = field(default_factory=list)
+    audit: AuditRows = field(default_factory=list)
+    failed: BaseException | None = None
+    trading: TradingState | None = None
+    """The kill switch as read by the batch's first submit (the batch is one point in time)."""
+
+
 class OrderManager:
     """The orders, positions and cash of one account, kept in the database behind ``engine``.
 
     Opening a manager reads the account's book from the database (:meth:`recover`). An account
     that does not exist yet is opened with ``initial_cash`` (in ``base_currency``); reopening it
     with another initial cash raises. ``actor`` names the manager in ``audit_log``.
+    ``currencies``: each symbol's quote currency (as ``config/assets.yaml``'s ``currency:``); a
+    symbol it does not name is quoted in the account's currency (see the module documentation for
+    the FX booking).
 
     One manager per account per process keeps the in-memory view exact; several processes may
     share a database (each change is a compare-and-set on the order row), but a manager sees
@@ -316,30 +346,78 @@ class OrderManager:
         initial_cash: float | None = None,
         base_currency: str = "USD",
         actor: str = "oms",
+        currencies: Mapping[str, str] | None = None,
     ) -> None:
         self._engine = engine
         self._account = account
         self._actor = actor
         self._lock = threading.RLock()
         self._open: dict[str, Order] = {}
+        self._client_ids: dict[str, str] = {}  # client_order_id -> id, of the open orders
+        self._batch: _Batch | None = None
         self._positions: dict[str, Position] = {}
         self._cash = 0.0
         with engine.begin() as conn:
             if initial_cash is not None:
-                open_account(
+                found = open_account(
                     conn, account, initial_cash=initial_cash, base_currency=base_currency, actor=actor
                 )
-            elif get_account(conn, account) is None:
-                raise LookupError(
-                    f"account {account!r} does not exist; open it with "
-                    f"`fks trade --paper --account {account}` (in code: OrderManager(..., initial_cash=...))"
-                )
+            else:
+                found_or_none = get_account(conn, account)
+                if found_or_none is None:
+                    raise LookupError(
+                        f"account {account!r} does not exist; open it with `fks trade --paper --account "
+                        f"{account}` (in code: OrderManager(..., initial_cash=...))"
+                    )
+                found = found_or_none
+        self._base = found.base_currency.strip().upper()
+        self._currencies = {
+            symbol: _currency(code, f"currency of {symbol}") for symbol, code in (currencies or {}).items()
+        }
         self.recover()
 
     @property
     def account(self) -> str:
         """The account this manager keeps."""
         return self._account
+
+    @property
+    def base_currency(self) -> str:
+        """The account's currency: cash, marks and the ``*_base`` figures are in it."""
+        return self._base
+
+    def currency(self, symbol: str) -> str:
+        """The quote currency of ``symbol`` (the account's when ``currencies`` did not name it)."""
+        return self._currencies.get(symbol, self._base)
+
+    def fx_rate(self, symbol: str, at: pd.Timestamp) -> float:
+        """The account currency per unit of ``symbol``'s quote currency at ``at``: 1 for the
+        account's own currency, else the close of the last FX bar completed at or before ``at``
+        (what a fill at ``at`` is booked at).
+
+        Raises:
+            execution.fx.MissingFxRate: no FX bar of the pair has completed by ``at``; the
+                message names the pair to ingest.
+        """
+        currency = self.currency(symbol)
+        if currency == self._base:
+            return 1.0
+        with self._lock:
+            batch = self._batch
+            if batch is not None:  # inside a batch (e.g. the paper broker's booking): its connection
+                return self._rate(batch.conn, symbol, as_utc(at, "at"))
+        with self._engine.connect() as conn:
+            return self._rate(conn, symbol, as_utc(at, "at"))
+
+    def _rate(self, conn: Connection, symbol: str, at: pd.Timestamp) -> float:
+        currency = self.currency(symbol)
+        if currency == self._base:
+            return 1.0
+        try:
+            return _fx(conn, currency, self._base, at, None)
+        except MissingFxRate as exc:
+            raise MissingFxRate(f"{symbol} is quoted in {currency}, account {self._account!r} in "
+                                f"{self._base}: {exc}") from None  # fmt: skip
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -354,6 +432,7 @@ class OrderManager:
             if account is None:
                 raise LookupError(f"account {self._account!r} does not exist")
             self._open = {r.id: _order(r) for r in records}
+            self._client_ids = {o.client_order_id: o.id for o in self._open.values()}
             self._positions = {p.symbol: p for p in positions}
             self._cash = account.cash
 
@@ -406,11 +485,19 @@ class OrderManager:
         Idempotent: a request whose ``client_order_id`` is stored already returns that order
         (whatever its state) and creates nothing.
 
+        An order of a symbol quoted in another currency than the account's needs an FX bar
+        completed by its decision time (``decided_at``, else now): without one it is refused with
+        :class:`~execution.fx.MissingFxRate` and nothing is stored (its fills could not be booked).
+
         Raises:
             OrderConflict: the ``client_order_id`` names a different request.
             TradingHalted: the account is halted (a stored order is still returned).
+            execution.fx.MissingFxRate: no FX rate for the symbol's currency; names the pair to ingest.
             ValueError: the request is for another account, or a bracket's prices are inverted.
         """
+        if self.currency(request.symbol) != self._base:
+            at = pd.Timestamp.now(tz="UTC") if request.decided_at is None else request.decided_at
+            self.fx_rate(request.symbol, at)
         return self._create(request, None)
 
     def refuse(self, request: OrderRequest, code: str, reason: str) -> Order:
@@ -483,6 +570,9 @@ class OrderManager:
         Idempotent by ``broker_fill_id``: a replay of a recorded fill changes nothing and comes
         back with ``duplicate=True``.
 
+        A fill of a symbol quoted in another currency is booked at the FX rate of its ``ts`` (see
+        the module documentation), stored on the fill.
+
         A fill is never lost: one that reaches an order already ``CANCELLED`` or ``EXPIRED`` here
         (the venue filled it before the cancel arrived, e.g. both OCO legs on one bar) is booked
         (fill, position, cash, filled quantity) and the order keeps its final state: no
@@ -495,6 +585,7 @@ class OrderManager:
             UnknownOrder: ``fill.order_id`` is not an order of this account.
             IllegalTransition: the order cannot fill (not yet accepted, rejected, or filled).
             storage.execution.FillConflict: ``broker_fill_id`` was recorded with other values.
+            execution.fx.MissingFxRate: no FX bar completed by the fill's time (nothing written).
             ValueError: the fill's symbol or side differ from the order's, or it overfills it.
         """
         with self._change() as change:
@@ -516,10 +607,11 @@ class OrderManager:
                 done = fill_completes(order, fill.quantity)
                 status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
                 check_transition(order.id, OrderStatus(order.status), status)
+            rate = self._rate(conn, order.symbol, as_utc(fill.ts, "fill ts"))
             # the replay was looked for just above, in this transaction, on the locked order
             result = record_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                                  price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
-                                 actor=self._actor, replay_checked=True,
+                                 actor=self._actor, fx_rate=rate, replay_checked=True,
                                  audit_rows=change.audit)  # fmt: skip
             created: list[OrderRecord] = []
             cancelled: list[OrderRecord] = []
@@ -544,12 +636,15 @@ class OrderManager:
 
     def mark_to_market(self, prices: Mapping[str, float], ts: pd.Timestamp) -> EquityPoint:
         """Record the account's equity at ``ts`` (table ``equity_history``): cash plus each
-        position's quantity times its price in ``prices``.
+        position's quantity times its price in ``prices`` (quote currency) times the FX rate at
+        ``ts`` of a symbol quoted in another currency (:meth:`fx_rate`).
 
         Raises:
             ValueError: a price is missing, non-positive or not finite for a symbol held.
+            execution.fx.MissingFxRate: no FX bar completed by ``ts`` for a foreign symbol held.
         """
-        with self._lock, self._engine.begin() as conn:
+        with self._change() as change:
+            conn = change.conn
             market_value = 0.0
             for position in list_positions(conn, self._account, include_flat=False):
                 price = prices.get(position.symbol)
@@ -557,14 +652,13 @@ class OrderManager:
                     raise ValueError(
                         f"no usable price for {position.symbol} (held: {position.quantity:g}); got {price!r}"
                     )
-                market_value += position.quantity * float(price)
+                market_value += position.quantity * float(price) * self._rate(conn, position.symbol, ts)
             return record_equity(conn, self._account, ts=ts, market_value=market_value)
 
     def halt(self, reason: str) -> TradingState:
         """Halt trading of the account (audited): no new order is taken until :meth:`resume`.
         Open orders stay; :meth:`kill` also cancels them."""
-        with self._engine.begin() as conn:
-            return set_trading_state(conn, self._account, halted=True, reason=reason, actor=self._actor)
+        return self._set_trading_state(True, reason)
 
     def kill(self, reason: str) -> tuple[TradingState, list[Order]]:
         """The kill switch: :meth:`halt`, then cancel every open order (each cancel audited).
@@ -579,8 +673,17 @@ class OrderManager:
 
     def resume(self, reason: str | None = None) -> TradingState:
         """Resume trading of the account (audited)."""
-        with self._engine.begin() as conn:
-            return set_trading_state(conn, self._account, halted=False, reason=reason, actor=self._actor)
+        return self._set_trading_state(False, reason)
+
+    def _set_trading_state(self, halted: bool, reason: str | None) -> TradingState:
+        """Halt or resume (audited), in the current batch if there is one."""
+        with self._change() as change:
+            state = set_trading_state(
+                change.conn, self._account, halted=halted, reason=reason, actor=self._actor
+            )
+            if self._batch is not None:
+                self._batch.trading = state
+        return state
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -597,21 +700,15 @@ class OrderManager:
                 stored = find_order(conn, self._account, request.client_order_id)
                 if stored is not None:
                     return self._same_request(_order(stored), request)
-                state = get_trading_state(conn, self._account)
+                state = self._trading_state(conn)
                 if refusal is None and state.halted:
                     raise TradingHalted(
                         f"account {self._account!r} is halted ({state.reason}); "
                         f"order {request.client_order_id!r} was not taken; `fks resume` to trade again"
                     )
-                record = self._insert(change, request, parent=None)
-                if refusal is None:
-                    record = change.touch(self._transition(change, record, OrderStatus.SUBMITTED))
-                else:
-                    code, reason = refusal
-                    refused = self._transition(
-                        change, record, OrderStatus.REJECTED, reject_code=code, reject_reason=reason
-                    )
-                    record = change.touch(refused)
+                status = OrderStatus.SUBMITTED if refusal is None else OrderStatus.REJECTED
+                record = self._insert(change, request, parent=None, status=status, refusal=refusal)
+                change.touch(record)
         except IntegrityError:
             # another process stored the same client order id between our read and our insert
             with self._engine.connect() as conn:
@@ -620,6 +717,15 @@ class OrderManager:
                 raise
             return self._same_request(_order(stored), request)
         return change.view(record)
+
+    def _trading_state(self, conn: Connection) -> TradingState:
+        """The kill switch, read once per batch (every change of a batch commits at one time)."""
+        batch = self._batch
+        if batch is None:
+            return get_trading_state(conn, self._account)
+        if batch.trading is None:
+            batch.trading = get_trading_state(conn, self._account)
+        return batch.trading
 
     def _same_request(self, stored: Order, request: OrderRequest) -> Order:
         differences = _differences(stored, request)
@@ -630,10 +736,26 @@ class OrderManager:
             )
         return stored
 
-    def _insert(self, change: _Change, request: OrderRequest, *, parent: OrderRecord | None) -> OrderRecord:
+    def _insert(
+        self,
+        change: _Change,
+        request: OrderRequest,
+        *,
+        parent: OrderRecord | None,
+        status: OrderStatus = OrderStatus.NEW,
+        refusal: tuple[str, str] | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> OrderRecord:
+        """Insert the order ``NEW`` and, when ``status`` is another, move it there in the same
+        statement (``NEW -> SUBMITTED`` at submit, ``NEW -> REJECTED`` for a refusal): the
+        transition is checked and audited as a transition of its own (see
+        :func:`storage.execution.insert_order`'s ``via``)."""
         now = pd.Timestamp.now(tz="UTC")
+        order_id = uuid.uuid4().hex
+        if status is not OrderStatus.NEW:
+            check_transition(order_id, OrderStatus.NEW, status)
         record = OrderRecord(
-            id=uuid.uuid4().hex,
+            id=order_id,
             client_order_id=request.client_order_id,
             account=self._account,
             symbol=request.symbol,
@@ -641,7 +763,7 @@ class OrderManager:
             type=request.type.value,
             time_in_force=request.time_in_force.value,
             quantity=float(request.quantity),
-            status=OrderStatus.NEW.value,
+            status=status.value,
             created_at=now,
             updated_at=now,
             limit_price=request.limit_price,
@@ -654,13 +776,17 @@ class OrderManager:
             model_version=request.model_version,
             confidence=request.confidence,
             decided_at=request.decided_at,
+            reject_code=None if refusal is None else refusal[0],
+            reject_reason=None if refusal is None else str(refusal[1]),
         )
-        return insert_order(change.conn, record, actor=self._actor, audit_rows=change.audit)
+        via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
+        return insert_order(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
+                            details=details)  # fmt: skip
 
     def _load(self, conn: Connection, order_id: str, *, lock: bool = True) -> OrderRecord:
         """The order by the OMS's id or, failing that, by its ``client_order_id`` (the id a broker
         knows it by); ``lock``: row-locked until the transaction ends."""
-        record = get_order(conn, order_id, for_update=lock)
+        record = get_order(conn, self._client_ids.get(order_id, order_id), for_update=lock)
         if record is None or record.account != self._account:
             record = find_order(conn, self._account, order_id, for_update=lock)
         if record is None:
@@ -739,28 +865,78 @@ class OrderManager:
                 decided_at=parent.decided_at,
                 **price,
             )
-            child = self._insert(change, request, parent=parent)
             children.append(
-                self._transition(change, child, OrderStatus.SUBMITTED, details={"bracket_of": parent.id})
-            )
+                self._insert(change, request, parent=parent, status=OrderStatus.SUBMITTED,
+                             details={"bracket_of": parent.id})
+            )  # fmt: skip
         return children
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the changes inside the block one transaction: each still writes its rows and its
+        ``audit_log`` rows as on its own (every transition and fill persisted, in order), and
+        all of them commit together when the block ends (the audit rows in one ``executemany``),
+        or none does. One commit and one connection checkout instead of one per change: the desk
+        books a cycle's fills, and records a cycle's orders, in one batch each.
+
+        The in-memory view (open orders, positions, cash) changes only after the commit, so
+        inside the block it shows the state before it; changes inside read the database, which
+        shows the batch's own writes. An exception raised by a change rolls back the whole batch;
+        if the block catches it, the batch re-raises it when the block ends. A batch inside a
+        batch joins the outer one. Send nothing to a real venue inside a batch that the batch
+        records as sent (record first, commit, then send): a crash before the commit forgets it.
+        """
+        with self._lock:
+            if self._batch is not None:
+                yield
+                return
+            committed: list[_Change] = []
+            try:
+                with self._engine.begin() as conn:
+                    batch = self._batch = _Batch(conn)
+                    yield
+                    if batch.failed is not None:
+                        raise batch.failed
+                    write_audit_rows(conn, batch.audit)  # in the transaction, before its commit
+                committed = batch.changes
+            finally:
+                self._batch = None
+            for change in committed:
+                self._apply(change)
 
     @contextmanager
     def _change(self) -> Iterator[_Change]:
         """One transaction whose touched orders, position and cash enter the in-memory view once
-        it has committed (under the manager's lock: the view never shows an uncommitted state)."""
+        it has committed (under the manager's lock: the view never shows an uncommitted state);
+        inside :meth:`batch`, a part of the batch's transaction."""
         with self._lock:
+            batch = self._batch
+            if batch is not None:
+                change = _Change(batch.conn, audit=batch.audit)
+                try:
+                    yield change
+                except BaseException as exc:
+                    batch.failed = exc
+                    raise
+                batch.changes.append(change)
+                return
             with self._engine.begin() as conn:
                 change = _Change(conn)
                 yield change
                 write_audit_rows(conn, change.audit)  # in the transaction, before its commit
-            for record in change.orders:
-                order = change.view(record)
-                if order.is_open:
-                    self._open[order.id] = order
-                else:
-                    self._open.pop(order.id, None)
-            if change.position is not None:
-                self._positions[change.position.symbol] = change.position
-            if change.cash is not None:
-                self._cash = change.cash
+            self._apply(change)
+
+    def _apply(self, change: _Change) -> None:
+        """A committed change into the in-memory view."""
+        for record in change.orders:
+            order = change.view(record)
+            if order.is_open:
+                self._open[order.id] = order
+                self._client_ids[order.client_order_id] = order.id
+            else:
+                self._open.pop(order.id, None)
+                self._client_ids.pop(order.client_order_id, None)
+        if change.position is not None:
+            self._positions[change.position.symbol] = change.position
+        if change.cash is not None:
+            self._cash = change.cash

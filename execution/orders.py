@@ -157,7 +157,8 @@ class OrderRequest:
 @dataclass(frozen=True)
 class Fill:
     """One execution of (part of) an order: ``quantity`` units at ``price`` (positive; the
-    order's side gives the direction) with ``fee`` in the account's currency, at bar ``ts``."""
+    order's side gives the direction) with ``fee``, both in the symbol's quote currency (the OMS
+    books them in the account's at the FX rate of ``ts``), at bar ``ts``."""
 
     order_id: str
     symbol: str

@@ -22,11 +22,15 @@ USD at ``at``: the price (as above) of the pair ``EURUSD`` if it is stored (mult
 pair to ingest. The same currency converts at 1.
 
 **Valuation** (:func:`value_book`, pure): per symbol, ``market_value_base = quantity * price * fx``
-and ``unrealised_pnl_base = quantity * (price - avg_cost) * fx`` (a short position has a negative
-quantity: it gains when the price falls), ``realised_pnl_base = realised_pnl * fx`` (gross of
-fees, as :mod:`storage.execution` keeps it, converted at today's rate). Cash and fees are in the
-account's base currency. Totals: ``equity = cash + market_value``, ``gross_exposure = sum |market
-value|``, ``net_exposure = sum market value``.
+and ``unrealised_pnl_base = market_value_base - quantity * cost_base`` (a short position has a
+negative quantity: it gains when the price falls), where ``cost_base`` is the position's average
+cost as the OMS booked it in the account's currency (each fill at its own FX rate, see
+:mod:`execution.oms`), so the unrealised P&L includes the FX move since entry; the realised P&L is
+the one booked in the account's currency (gross of fees). Both are converted from the account's
+currency into the report's ``base`` at today's rate when the two differ. A position without booked
+base figures (built by hand) uses ``avg_cost * fx`` and ``realised_pnl * fx``. Cash and fees are
+in the account's currency, converted likewise. Totals: ``equity = cash + market_value``,
+``gross_exposure = sum |market value|``, ``net_exposure = sum market value``.
 
 **Reconciliation** (:func:`reconcile`, pure): the OMS's positions and cash against the broker's
 :class:`~execution.broker.AccountSnapshot`. A figure differs when
@@ -41,17 +45,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
 from execution.broker import AccountSnapshot, Broker
+from execution.fx import MissingFxRate as MissingFxRate  # re-exported: valuation raises it
+from execution.fx import Quote as Quote
+from execution.fx import _conn_call, _currency, _fx, _last_quote
+from execution.fx import fx_rate as fx_rate
+from execution.fx import last_close as last_close
 from execution.oms import OrderManager
-from market.bars import Timeframe, as_utc
+from market.bars import as_utc
 from storage.execution import Position, get_account, list_equity, list_positions
-from storage.schema import BarRow, FillRow
+from storage.schema import FillRow
 
 DEFAULT_CURRENCY = "USD"
 """The quote currency of a symbol that ``currencies`` does not name (as :class:`config.assets.AssetSpec`)."""
@@ -59,15 +68,7 @@ DEFAULT_CURRENCY = "USD"
 CASH = "cash"
 """The name :class:`Mismatch` gives the cash line."""
 
-_T = TypeVar("_T")
-_BARS = BarRow.__table__
 _FILLS = FillRow.__table__
-_FINEST_FIRST = (Timeframe.M1, Timeframe.H1, Timeframe.D1)
-
-
-class MissingFxRate(LookupError):
-    """No stored FX bar converts one currency into another at the time asked: neither the pair
-    nor its inverse has a bar completed by then. The message names the pair to ingest."""
 
 
 class MissingPrice(LookupError):
@@ -80,133 +81,6 @@ class UnknownAccount(LookupError):
 
 
 # -- prices and FX ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Quote:
-    """The close of one stored bar: ``symbol``'s bar of ``timeframe`` that opened at ``ts`` (UTC)
-    and closed at ``closed_at = ts + timeframe``, at price ``close`` (quote currency)."""
-
-    symbol: str
-    timeframe: str
-    ts: pd.Timestamp
-    close: float
-
-    @property
-    def closed_at(self) -> pd.Timestamp:
-        """When the bar's close became known: ``ts`` plus the nominal bar length."""
-        return self.ts + Timeframe.parse(self.timeframe).delta
-
-
-def _ms(value: pd.Timestamp) -> int:
-    return int(value.value // 1_000_000)
-
-
-def _conn_call(conn_or_engine: Connection | Engine, body: Callable[[Connection], _T]) -> _T:
-    if isinstance(conn_or_engine, Engine):
-        with conn_or_engine.connect() as conn:
-            return body(conn)
-    return body(conn_or_engine)
-
-
-def _last_quote(conn: Connection, symbol: str, at: pd.Timestamp, timeframe: str | None) -> Quote | None:
-    frames = _FINEST_FIRST if timeframe is None else (Timeframe.parse(timeframe),)
-    best: Quote | None = None
-    for tf in frames:
-        cutoff = _ms(at - tf.delta)  # the bar's close time ts + delta must be <= at
-        row = conn.execute(
-            select(_BARS.c.ts, _BARS.c.close)
-            .where(_BARS.c.symbol == symbol, _BARS.c.timeframe == tf.value, _BARS.c.ts <= cutoff)
-            .order_by(_BARS.c.ts.desc())
-            .limit(1)
-        ).first()
-        if row is None:
-            continue
-        quote = Quote(symbol, tf.value, pd.Timestamp(int(row.ts), unit="ms", tz="UTC"), float(row.close))
-        if best is None or quote.closed_at > best.closed_at:
-            best = quote
-    return best
-
-
-def last_close(
-    conn_or_engine: Connection | Engine,
-    symbol: str,
-    at: pd.Timestamp | str | None = None,
-    *,
-    timeframe: str | None = None,
-) -> Quote | None:
-    """The close of ``symbol``'s last stored bar completed at or before ``at`` (default: now),
-    of ``timeframe`` or, when None, of whichever stored timeframe completed a bar last; None
-    when there is none. Never a bar that closes after ``at`` (see the module documentation).
-
-    Raises:
-        ValueError: an unknown timeframe or a bad ``at``.
-    """
-    when = pd.Timestamp.now(tz="UTC") if at is None else as_utc(at, "at")
-    return _conn_call(conn_or_engine, lambda conn: _last_quote(conn, symbol, when, timeframe))
-
-
-def _currency(code: str, what: str) -> str:
-    value = code.strip().upper() if isinstance(code, str) else ""
-    if len(value) != 3 or not value.isascii() or not value.isalpha():
-        raise ValueError(f"{what} {code!r} must be a three-letter ISO 4217 code such as USD or EUR")
-    return value
-
-
-def _first_bar(conn: Connection, symbol: str, timeframe: str | None) -> pd.Timestamp | None:
-    query = select(func.min(_BARS.c.ts)).where(_BARS.c.symbol == symbol)
-    if timeframe is not None:
-        query = query.where(_BARS.c.timeframe == Timeframe.parse(timeframe).value)
-    first = conn.execute(query).scalar()
-    return None if first is None else pd.Timestamp(int(first), unit="ms", tz="UTC")
-
-
-def _fx(conn: Connection, currency: str, base: str, at: pd.Timestamp, timeframe: str | None) -> float:
-    direct, inverse = f"{currency}{base}", f"{base}{currency}"
-    quote = _last_quote(conn, direct, at, timeframe)
-    if quote is not None:
-        return quote.close
-    quote = _last_quote(conn, inverse, at, timeframe)
-    if quote is not None:
-        return 1.0 / quote.close
-    firsts = [(s, t) for s in (direct, inverse) if (t := _first_bar(conn, s, timeframe)) is not None]
-    every = "" if timeframe is None else f" {timeframe}"
-    if firsts:
-        stored = "; ".join(f"{s} bars start at {t}" for s, t in firsts)
-        detail = f"no{every} bar of {direct} or {inverse} closed at or before {at} ({stored})"
-    else:
-        detail = f"neither {direct} nor {inverse} has{every} bars stored"
-    raise MissingFxRate(
-        f"cannot convert {currency} into {base} at {at}: {detail}; ingest {direct} or {inverse} "
-        f"bars covering that time, e.g. `fks ingest --symbols {direct}`"
-    )
-
-
-def fx_rate(
-    conn_or_engine: Connection | Engine,
-    currency: str,
-    base: str,
-    at: pd.Timestamp | str | None = None,
-    *,
-    timeframe: str | None = None,
-) -> float:
-    """The factor that converts an amount in ``currency`` into ``base`` at ``at`` (default now):
-    the close of the last completed ``f"{currency}{base}"`` bar, else ``1 /`` that of
-    ``f"{base}{currency}"``; 1.0 when the currencies are the same. Only bars completed at or
-    before ``at`` are used (``timeframe``: one timeframe only; None: the latest of any).
-
-    Units: ``base`` per one ``currency`` (EUR -> USD at 1.10 means 1 EUR = 1.10 USD).
-
-    Raises:
-        MissingFxRate: neither pair has a bar completed at or before ``at``; the message names
-            the pair to ingest.
-        ValueError: a currency that is not a three-letter code, an unknown timeframe or a bad ``at``.
-    """
-    cur, bas = _currency(currency, "currency"), _currency(base, "base currency")
-    if cur == bas:
-        return 1.0
-    when = pd.Timestamp.now(tz="UTC") if at is None else as_utc(at, "at")
-    return _conn_call(conn_or_engine, lambda conn: _fx(conn, cur, bas, when, timeframe))
 
 
 # -- valuation --------------------------------------------------------------------------------------
@@ -295,6 +169,7 @@ def value_book(
     rates: Mapping[str, float],
     *,
     fees: float = 0.0,
+    account_currency: str | None = None,
 ) -> Valuation:
     """Value a book in ``base`` currency (pure: no I/O).
 
@@ -307,6 +182,8 @@ def value_book(
         base: the valuation currency.
         rates: currency -> factor into ``base`` (``base`` itself is 1 and may be absent).
         fees: all fees paid, in ``base``.
+        account_currency: the currency the positions' booked ``*_base`` figures are in (the
+            account's; default ``base``), converted by ``rates`` when it is not ``base``.
 
     Raises:
         MissingPrice: a symbol held has no positive, finite price in ``prices``.
@@ -314,10 +191,14 @@ def value_book(
         ValueError: a non-finite cash or fees, or a bad currency code.
     """
     bas = _currency(base, "base currency")
+    own = bas if account_currency is None else _currency(account_currency, "account currency")
+    booked = 1.0 if own == bas else rates.get(own)
+    if booked is None or not math.isfinite(booked) or booked <= 0:
+        raise MissingFxRate(f"no usable {own}->{bas} rate to convert the account's books; got {booked!r}")
     items = positions.values() if isinstance(positions, Mapping) else positions
     rows: list[BookRow] = []
     for p in sorted(items, key=lambda p: p.symbol):
-        if p.quantity == 0 and p.realised_pnl == 0:
+        if p.quantity == 0 and p.realised_pnl == 0 and not p.realised_pnl_base:
             continue
         currency = _currency(currencies.get(p.symbol, DEFAULT_CURRENCY), f"currency of {p.symbol}")
         fx = 1.0 if currency == bas else rates.get(currency)
@@ -327,11 +208,13 @@ def value_book(
         if p.quantity != 0 and (price is None or not math.isfinite(price) or price <= 0):
             raise MissingPrice(f"no usable price for {p.symbol} (held: {p.quantity:g}); got {price!r}")
         mark = None if price is None else float(price)
+        cost = p.avg_cost * fx if p.avg_cost_base is None else p.avg_cost_base * booked
+        realised = p.realised_pnl * fx if p.realised_pnl_base is None else p.realised_pnl_base * booked
         market_value = 0.0 if p.quantity == 0 or mark is None else p.quantity * mark * fx
-        unrealised = 0.0 if p.quantity == 0 or mark is None else p.quantity * (mark - p.avg_cost) * fx
+        unrealised = 0.0 if p.quantity == 0 or mark is None else market_value - p.quantity * cost
         rows.append(
             BookRow(p.symbol, p.quantity, p.avg_cost, mark, currency, float(fx), market_value, unrealised,
-                    p.realised_pnl * fx)
+                    realised)
         )  # fmt: skip
     cash_ = _finite("cash", cash)
     market_value = sum(r.market_value_base for r in rows)
@@ -382,7 +265,9 @@ def value_account(
             )
         bas = _currency(base or found.base_currency, "base currency")
         positions = list_positions(conn, account)
-        paid = select(func.coalesce(func.sum(_FILLS.c.fee), 0.0)).where(_FILLS.c.account == account)
+        paid = select(func.coalesce(func.sum(_FILLS.c.fee * _FILLS.c.fx_rate), 0.0)).where(
+            _FILLS.c.account == account
+        )
         fees = float(conn.execute(paid).scalar_one())
         quotes: dict[str, Quote] = {}
         for p in positions:
@@ -398,13 +283,14 @@ def value_account(
         needed = {
             _currency(names.get(p.symbol, DEFAULT_CURRENCY), f"currency of {p.symbol}")
             for p in positions
-            if p.quantity != 0 or p.realised_pnl != 0
+            if p.quantity != 0 or p.realised_pnl != 0 or p.realised_pnl_base
         }
-        rates = {c: _fx(conn, c, bas, when, None) for c in sorted(needed) if c != bas}
         own = _currency(found.base_currency, "account currency")
-        to_base = 1.0 if own == bas else _fx(conn, own, bas, when, None)
+        needed.add(own)
+        rates = {c: _fx(conn, c, bas, when, None) for c in sorted(needed) if c != bas}
+        to_base = rates.get(own, 1.0)
         valuation = value_book(positions, found.cash * to_base, {s: q.close for s, q in quotes.items()},
-                               names, bas, rates, fees=fees * to_base)  # fmt: skip
+                               names, bas, rates, fees=fees * to_base, account_currency=own)  # fmt: skip
         return replace(valuation, at=when, prices_as_of={s: q.ts for s, q in quotes.items()})
 
     return _conn_call(conn_or_engine, body)

@@ -133,6 +133,10 @@ def _frozen(mapping: Mapping[str, float] | None) -> Mapping[str, float]:
     return MappingProxyType(dict(mapping or {}))
 
 
+def _open(order_id: str, request: OrderRequest) -> OpenOrder:
+    return OpenOrder(order_id, request.symbol, request.side, request.quantity)
+
+
 @dataclass(frozen=True)
 class RiskState:
     """The account as risk sees it at ``now``: plain values, no live objects.
@@ -204,17 +208,30 @@ class RiskState:
         return replace(self, prices={**self.prices, **prices}, now=self.now if now is None else now)
 
     def with_order(self, order_id: str, request: OrderRequest) -> RiskState:
-        """A copy with ``request`` sent now as open order ``order_id`` (and counted for the rate)."""
-        order = OpenOrder(order_id, request.symbol, request.side, request.quantity)
-        return replace(
-            self,
-            open_orders=(*self.open_orders, order),
+        """A copy with ``request`` sent now as open order ``order_id`` (and counted for the rate).
+
+        Raises:
+            ValueError: the order's symbol has no price (every open order's symbol needs one).
+        """
+        if request.symbol not in self.prices:
+            return replace(self, open_orders=(*self.open_orders, _open(order_id, request)))  # raises
+        # the rest is validated and normalised already: only the two tuples change (a desk adds
+        # every order of a cycle this way; re-checking every field each time cost more than the check)
+        return self._copy(
+            open_orders=(*self.open_orders, _open(order_id, request)),
             recent_order_times=(*self.recent_order_times, self.now),
         )
 
     def without_order(self, order_id: str) -> RiskState:
         """A copy with open order ``order_id`` gone (cancelled, expired or rejected by the broker)."""
-        return replace(self, open_orders=tuple(o for o in self.open_orders if o.order_id != order_id))
+        return self._copy(open_orders=tuple(o for o in self.open_orders if o.order_id != order_id))
+
+    def _copy(self, **changes: object) -> RiskState:
+        """A copy with ``changes`` to fields that need no new validation (see :meth:`with_order`)."""
+        state = object.__new__(RiskState)
+        for name, value in {**self.__dict__, **changes}.items():
+            object.__setattr__(state, name, value)
+        return state
 
     def with_fill(self, fill: Fill) -> RiskState:
         """A copy after ``fill``: position and cash moved, the order's remaining reduced (gone

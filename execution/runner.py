@@ -74,10 +74,29 @@ def _assets(engine: Engine, symbols: tuple[str, ...]) -> tuple[dict[str, str], d
     return calendars, timeframes
 
 
-def open_desk(engine: Engine, config: TradeConfig, advisor: Advisor, notify: Notify | None = None) -> Desk:
+def _currencies(settings: Settings, config: TradeConfig) -> dict[str, str]:
+    """The quote currency of each symbol of ``config`` that ``settings.assets_file`` lists."""
+    from config.assets import load_asset_specs
+
+    try:
+        specs = load_asset_specs(settings.assets_file)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    return {spec.symbol: spec.currency for spec in specs if spec.symbol in config.symbols}
+
+
+def open_desk(
+    engine: Engine,
+    config: TradeConfig,
+    advisor: Advisor,
+    notify: Notify | None = None,
+    currencies: Mapping[str, str] | None = None,
+) -> Desk:
     """The account's desk on ``engine``: its limits from ``config.risk_file`` (default
     ``config/risk.yaml``; an account the file does not list has the ``default`` account's
-    limits), each symbol's calendar and timeframe from the asset registry.
+    limits), each symbol's calendar and timeframe from the asset registry, each symbol's quote
+    currency from ``currencies`` (``config/assets.yaml``'s ``currency:``; a symbol not named is
+    in the account's currency).
 
     Raises:
         InputError: an unregistered symbol, or an account with another initial cash.
@@ -91,7 +110,8 @@ def open_desk(engine: Engine, config: TradeConfig, advisor: Advisor, notify: Not
         update={"account": config.account}
     )
     try:
-        return Desk(engine, config, risk, advisor, calendars=calendars, timeframes=timeframes, notify=notify)
+        return Desk(engine, config, risk, advisor, calendars=calendars, timeframes=timeframes, notify=notify,
+                    currencies=currencies)  # fmt: skip
     except ValueError as exc:
         raise InputError(str(exc)) from exc
 
@@ -216,7 +236,8 @@ def trade(
     notifier = Notifier.from_settings(settings)
     with ServiceClient.from_settings(settings) as client:
         advisor = ServiceAdvisor(client, model=config.model, allocator=config.allocator)
-        desk = open_desk(engine, config, advisor, notify=notifier.callback)
+        currencies = _currencies(settings, config)
+        desk = open_desk(engine, config, advisor, notify=notifier.callback, currencies=currencies)
         try:
             if replay is not None:
                 return run_replay(desk, engine, replay[0], replay[1], on_cycle=on_cycle)

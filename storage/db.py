@@ -18,6 +18,10 @@ from sqlalchemy.engine import make_url
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Applied to every SQLite connection; benchmarks reuse them so that anchors run on equal terms.
+# Durability: WAL with synchronous=NORMAL syncs the log at checkpoints, not at every commit. A
+# committed transaction survives the process being killed (kill -9: the paper desk's crash test)
+# because the WAL is in the OS's page cache; a power loss or an OS crash may lose the last commits
+# (never corrupt the file). That is the usual trade for an embedded store; for more, PostgreSQL.
 SQLITE_PRAGMAS: tuple[str, ...] = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA journal_mode=WAL",

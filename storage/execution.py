@@ -2,9 +2,9 @@
 (tables ``accounts``, ``orders``, ``fills``, ``positions``, ``equity_history``, ``trading_state``).
 
 Every function takes a connection; the caller owns the transaction. The order management system
-(:mod:`execution.oms`) opens one transaction per state change and, on the order row it read in
-that transaction (``get_order(..., for_update=True)``), checks the transition with
-:func:`execution.orders.check_transition` before calling :func:`transition_order` or
+(:mod:`execution.oms`) opens one transaction per state change (or per batch of them) and, on
+the order row it read in that transaction (``get_order(..., for_update=True)``), checks the
+transition with :func:`execution.orders.check_transition` before calling :func:`transition_order` or
 :func:`record_fill`. Both write compare-and-set: the row is updated only if its status and filled
 quantity are still what the caller read (else :class:`StaleOrder`), so a check made in the
 transaction still holds at commit. Each change writes its ``audit_log`` rows on the same
@@ -14,12 +14,17 @@ Statuses, types, times in force and sides are the string values of :mod:`executi
 enums (storage sits below execution; :data:`storage.schema.ORDER_STATUSES` and friends list them).
 
 Accounting (average cost): a fill of signed quantity ``s`` (``+`` buy, ``-`` sell) at ``price``
-with ``fee`` moves cash by ``-s * price - fee`` and the position as :func:`position_after` says:
-adding to a position averages the entry price; reducing it realises
-``closed * (price - avg_cost) * sign(position)`` and keeps the average; going through zero closes
-the old side and opens the rest at ``price``. Realised P&L is gross of fees (fees are in cash and
-in ``fills``), so at any time ``cash + sum(quantity * avg_cost) = initial_cash + sum(realised_pnl)
-- sum(fees)``.
+with ``fee`` (both in the asset's quote currency) and ``fx_rate`` (account currency per unit of
+quote currency at the fill; 1 when the asset is quoted in the account's currency) moves cash, kept
+in the account's currency, by ``(-s * price - fee) * fx_rate``, and the position as
+:func:`position_after` says, twice: in the quote currency at ``price`` (``avg_cost``,
+``realised_pnl``) and in the account's currency at ``price * fx_rate`` (``avg_cost_base``,
+``realised_pnl_base``, as brokers book a foreign position: its realised P&L in base includes the
+FX move between entry and exit). Adding to a position averages the entry price; reducing it
+realises ``closed * (price - avg_cost) * sign(position)`` and keeps the average; going through
+zero closes the old side and opens the rest at ``price``. Realised P&L is gross of fees (fees are
+in cash and in ``fills``), so at any time, in the account's currency, ``cash + sum(quantity *
+avg_cost_base) = initial_cash + sum(realised_pnl_base) - sum(fee * fx_rate)``.
 
 ::
 
@@ -39,6 +44,7 @@ import pandas as pd
 from sqlalchemy import Connection, Float, Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from storage._time import from_ms, now_ms, optional_ms, optional_ts, to_ms
 from storage.audit import audit, audit_row, write_audit_rows
@@ -110,6 +116,77 @@ _COMPARE_AND_SET = update(_ORDERS).where(
     _ORDERS.c.status == bindparam("_status"),
     _ORDERS.c.filled_quantity == bindparam("_filled_quantity"),
 )
+
+_INSERT_FILL_RETURNING = _INSERT_FILL.returning(_FILLS.c.id)
+
+# The hot paths of the desk (an order's reads and compare-and-sets, a fill's rows) run their
+# prebuilt statements through the driver's cursor: compiled once per dialect and set of keys, on
+# the transaction's own DBAPI connection (so in the caller's transaction), without SQLAlchemy's
+# per-execution machinery, which cost more than the statements themselves on SQLite (about 70% of
+# each execute). Driver errors come back as SQLAlchemy's (IntegrityError for a unique key).
+_DRIVER_DIALECTS = frozenset({"sqlite", "postgresql"})
+_COMPILED: dict[tuple[int, str, tuple[str, ...]], tuple[str, tuple[str, ...] | None]] = {}
+
+
+class _Row(dict[str, Any]):
+    """A result row read by column name as an attribute (as SQLAlchemy's rows are)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _run(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
+    """Execute the prebuilt ``stmt`` with ``params`` on ``conn``'s transaction through the
+    driver's cursor (see above); ``None`` where the dialect is not one of those known, for the
+    caller to use ``conn.execute``."""
+    dialect = conn.dialect
+    if dialect.name not in _DRIVER_DIALECTS:
+        return None
+    keys = tuple(params)
+    key = (id(stmt), dialect.name, keys)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        built = stmt.compile(dialect=dialect, column_keys=list(keys))
+        order = built.positiontup
+        compiled = _COMPILED[key] = (str(built), None if order is None else tuple(order))
+    sql, order = compiled
+    args = dict(params) if order is None else tuple(params[k] for k in order)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, args)
+    except dialect.loaded_dbapi.Error as exc:
+        cursor.close()
+        raise DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+    return cursor
+
+
+def _one(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
+    """The one row (or None) that ``stmt`` returns, by the driver where it can (see :func:`_run`)."""
+    cursor = _run(conn, stmt, params)
+    if cursor is None:
+        return conn.execute(stmt, params).one_or_none()
+    try:
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return _Row(zip([d[0] for d in cursor.description], row, strict=True))
+    finally:
+        cursor.close()
+
+
+def _write(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> int:
+    """Execute the write ``stmt``; the number of rows it changed."""
+    cursor = _run(conn, stmt, params)
+    if cursor is None:
+        return int(conn.execute(stmt, params).rowcount)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
 
 LATE_FILL_STATUSES: tuple[str, ...] = ("cancelled", "expired")
 """Final statuses that a venue's fill can still reach (a cancel or an expiry that crossed the
@@ -193,6 +270,8 @@ class FillRecord:
     ts: pd.Timestamp
     broker_fill_id: str
     recorded_at: pd.Timestamp
+    fx_rate: float = 1.0
+    """Account currency per unit of the quote currency of ``price`` and ``fee`` at the fill."""
 
     @property
     def signed_quantity(self) -> float:
@@ -203,7 +282,10 @@ class FillRecord:
 @dataclass(frozen=True)
 class Position:
     """What ``account`` holds of ``symbol``: ``quantity`` units (negative when short) at average
-    entry ``avg_cost`` (0 when flat); ``realised_pnl`` gross of fees."""
+    entry ``avg_cost`` (0 when flat); ``realised_pnl`` gross of fees; both in the symbol's quote
+    currency. ``avg_cost_base`` and ``realised_pnl_base`` are the same in the account's currency,
+    each fill converted at its own rate (None for a position not booked by the OMS, e.g. built by
+    hand: a valuation then converts ``avg_cost`` and ``realised_pnl`` at its own rate)."""
 
     account: str
     symbol: str
@@ -211,6 +293,8 @@ class Position:
     avg_cost: float
     realised_pnl: float
     updated_at: pd.Timestamp
+    avg_cost_base: float | None = None
+    realised_pnl_base: float | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +434,7 @@ def _fill(row: Any) -> FillRecord:
         ts=from_ms(row.ts),
         broker_fill_id=row.broker_fill_id,
         recorded_at=from_ms(row.recorded_at),
+        fx_rate=float(row.fx_rate),
     )
 
 
@@ -361,6 +446,8 @@ def _position(row: Any) -> Position:
         avg_cost=float(row.avg_cost),
         realised_pnl=float(row.realised_pnl),
         updated_at=from_ms(row.updated_at),
+        avg_cost_base=float(row.avg_cost_base),
+        realised_pnl_base=float(row.realised_pnl_base),
     )
 
 
@@ -434,11 +521,24 @@ def open_account(
 
 
 def insert_order(
-    conn: Connection, order: OrderRecord, *, actor: str, audit_rows: AuditRows | None = None
+    conn: Connection,
+    order: OrderRecord,
+    *,
+    actor: str,
+    audit_rows: AuditRows | None = None,
+    via: str | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> OrderRecord:
     """Insert ``order`` (audited as ``order.created`` with its status) and return it as stored.
     ``audit_rows``: a list to add the audit row to, for the caller to write before its commit
     (see :data:`AuditRows`); by default it is written at once.
+
+    ``via``: the order was created in status ``via`` and moved to ``order.status`` in this same
+    transaction (the caller checked the transition, e.g. ``new -> submitted``): the row is written
+    once, in its final status, and the audit log has both steps, ``order.created`` (to ``via``)
+    then ``order.transition`` (``from`` ``via``, ``to`` the status, the refusal's code and reason
+    if any, plus ``details``), as :func:`transition_order` would have written them. One statement
+    fewer than an insert and a compare-and-set; the same history.
 
     Raises:
         ValueError: a bad field (enum value, non-positive quantity or price, over-long text).
@@ -484,19 +584,33 @@ def insert_order(
         "created_at": to_ms(order.created_at, "created_at"),
         "updated_at": to_ms(order.updated_at, "updated_at"),
     }
-    conn.execute(_INSERT_ORDER, values)
-    row = audit_row(
-        actor=actor,
-        action="order.created",
-        subject=f"order:{order.id}",
-        details={
-            "account": order.account,
-            "client_order_id": order.client_order_id,
-            "to": order.status,
-            **{k: v for k, v in values.items() if k not in ("id", "account", "client_order_id", "status")},
-        },
-    )
-    _emit(conn, [row], audit_rows)
+    if via is not None:
+        _one_of("via", via, ORDER_STATUSES)
+    if order.reject_code is not None:
+        _text("reject_code", order.reject_code, 64)
+    _write(conn, _INSERT_ORDER, values)
+    created = values if via is None else {**values, "status": via, "reject_code": None, "reject_reason": None}
+    rows = [
+        audit_row(
+            actor=actor,
+            action="order.created",
+            subject=f"order:{order.id}",
+            details={
+                "account": order.account,
+                "client_order_id": order.client_order_id,
+                "to": created["status"],
+                **{
+                    k: v
+                    for k, v in created.items()
+                    if k not in ("id", "account", "client_order_id", "status")
+                },
+            },
+        )
+    ]
+    if via is not None:
+        rows.append(_transition_row(actor, order, via, order.status, order.reject_code, order.reject_reason,
+                                    details))  # fmt: skip
+    _emit(conn, rows, audit_rows)
     stored = _inserted(order, values)
     if stored is None:
         stored = get_order(conn, order.id)
@@ -550,7 +664,7 @@ def get_order(conn: Connection, order_id: str, *, for_update: bool = False) -> O
     """The order ``order_id``, or None. ``for_update`` locks its row until the transaction ends
     (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite serialises writers anyway)."""
     query = _GET_ORDER_FOR_UPDATE if for_update else _GET_ORDER
-    row = conn.execute(query, {"_id": order_id}).one_or_none()
+    row = _one(conn, query, {"_id": order_id})
     return None if row is None else _order(row)
 
 
@@ -559,7 +673,7 @@ def find_order(
 ) -> OrderRecord | None:
     """The order of ``account`` with ``client_order_id`` (the idempotency key), or None."""
     query = _FIND_ORDER_FOR_UPDATE if for_update else _FIND_ORDER
-    row = conn.execute(query, {"_account": account, "_client_order_id": client_order_id}).one_or_none()
+    row = _one(conn, query, {"_account": account, "_client_order_id": client_order_id})
     return None if row is None else _order(row)
 
 
@@ -592,7 +706,8 @@ def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, 
     module's compare-and-set writes an order row), read back only when a value would not read
     back as written."""
     at = now_ms()
-    result = conn.execute(
+    changed = _write(
+        conn,
         _COMPARE_AND_SET,
         {
             **values,
@@ -602,7 +717,7 @@ def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, 
             "_filled_quantity": order.filled_quantity,
         },
     )
-    if result.rowcount != 1:
+    if changed != 1:
         raise StaleOrder(
             f"order {order.id} changed since it was read as {order.status} with "
             f"{order.filled_quantity:g} filled; read it again"
@@ -642,20 +757,33 @@ def transition_order(
     if reject_reason is not None:
         values["reject_reason"] = str(reject_reason)
     stored = _compare_and_set(conn, order, values)
-    row = audit_row(
+    row = _transition_row(actor, order, order.status, status, reject_code, reject_reason, details)
+    _emit(conn, [row], audit_rows)
+    return stored
+
+
+def _transition_row(
+    actor: str,
+    order: OrderRecord,
+    start: str,
+    end: str,
+    reject_code: str | None,
+    reject_reason: str | None,
+    details: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``order.transition`` audit row of ``order`` moving from ``start`` to ``end``."""
+    return audit_row(
         actor=actor,
         action="order.transition",
         subject=f"order:{order.id}",
         details={
             "account": order.account,
-            "from": order.status,
-            "to": status,
+            "from": start,
+            "to": end,
             **({"reject_code": reject_code, "reject_reason": reject_reason} if reject_code else {}),
             **(dict(details) if details else {}),
         },
     )
-    _emit(conn, [row], audit_rows)
-    return stored
 
 
 # -- fills, positions, cash -----------------------------------------------------------------------
@@ -685,7 +813,7 @@ def position_after(
 
 def find_fill(conn: Connection, broker_fill_id: str) -> FillRecord | None:
     """The fill recorded under ``broker_fill_id``, or None."""
-    row = conn.execute(_FIND_FILL, {"_broker_fill_id": broker_fill_id}).one_or_none()
+    row = _one(conn, _FIND_FILL, {"_broker_fill_id": broker_fill_id})
     return None if row is None else _fill(row)
 
 
@@ -704,7 +832,7 @@ def list_fills(
 def get_position(conn: Connection, account: str, symbol: str, *, for_update: bool = False) -> Position | None:
     """The position of ``account`` in ``symbol``, or None if it never traded it."""
     query = _GET_POSITION_FOR_UPDATE if for_update else _GET_POSITION
-    row = conn.execute(query, {"_account": account, "_symbol": symbol}).one_or_none()
+    row = _one(conn, query, {"_account": account, "_symbol": symbol})
     return None if row is None else _position(row)
 
 
@@ -772,6 +900,7 @@ def record_fill(
     ts: pd.Timestamp,
     status: str,
     actor: str,
+    fx_rate: float = 1.0,
     replay_checked: bool = False,
     audit_rows: AuditRows | None = None,
 ) -> FillResult:
@@ -790,18 +919,22 @@ def record_fill(
     ``replay_checked``: the caller has just called :func:`recorded_fill` with these values in
     this transaction, on the order as read here (locked), and got None: it is not asked again (a
     fill recorded meanwhile by another transaction under the same id still fails the insert, by
-    the unique ``broker_fill_id``). ``audit_rows`` as :func:`insert_order`.
+    the unique ``broker_fill_id``). ``audit_rows`` as :func:`insert_order`. ``fx_rate``: account
+    currency per unit of the asset's quote currency at the fill (see the module documentation),
+    stored on the fill; a replay is recognised by the broker's values alone and keeps the rate it
+    was booked at.
 
     Raises:
         FillConflict: ``broker_fill_id`` was recorded with other values.
-        ValueError: a non-positive quantity or price, a non-finite fee, a fill beyond the
-            order's remaining quantity, or a ``status`` that does not match the fill.
+        ValueError: a non-positive quantity, price or ``fx_rate``, a non-finite fee, a fill beyond
+            the order's remaining quantity, or a ``status`` that does not match the fill.
         StaleOrder: the order's row changed since ``order`` was read; nothing was written.
     """
     _text("broker_fill_id", broker_fill_id, 128)
     qty = _positive("quantity", quantity)
     px = _positive("price", price)
     fee_ = _finite("fee", fee)
+    rate = _positive("fx_rate", fx_rate)
     ts_ms = to_ms(ts, "fill ts")
     if not replay_checked:
         replay = recorded_fill(
@@ -832,8 +965,9 @@ def record_fill(
         conn, order, {"status": status, "filled_quantity": filled, "avg_fill_price": avg}
     )
     at = now_ms()
-    result = conn.execute(
-        _INSERT_FILL,
+    inserted = _one(
+        conn,
+        _INSERT_FILL_RETURNING,
         {
             "order_id": order.id,
             "account": order.account,
@@ -845,26 +979,31 @@ def record_fill(
             "ts": ts_ms,
             "broker_fill_id": broker_fill_id,
             "recorded_at": at,
+            "fx_rate": rate,
         },
     )
-    key = result.inserted_primary_key
-    if key is None:  # pragma: no cover - every supported dialect reports it
+    if inserted is None:  # pragma: no cover - RETURNING gives the row
         raise RuntimeError("the database did not report the new fill's id")
-    fill_id = int(key[0])
+    fill_id = int(inserted.id)
     signed = qty if order.side == "buy" else -qty
 
     before = get_position(conn, order.account, order.symbol, for_update=True)
-    q0, c0, r0 = (
-        (0.0, 0.0, 0.0) if before is None else (before.quantity, before.avg_cost, before.realised_pnl)
-    )
+    q0, c0, r0, b0, rb0 = (
+        (0.0, 0.0, 0.0, 0.0, 0.0)
+        if before is None
+        else (before.quantity, before.avg_cost, before.realised_pnl, before.avg_cost_base or 0.0,
+              before.realised_pnl_base or 0.0)
+    )  # fmt: skip
     q1, c1, r1 = position_after(q0, c0, r0, signed, px)
-    values = {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at}
+    _, b1, rb1 = position_after(q0, b0, rb0, signed, px * rate)
+    values = {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at,
+              "avg_cost_base": b1, "realised_pnl_base": rb1}  # fmt: skip
     if before is None:
-        conn.execute(_INSERT_POSITION, {"account": order.account, "symbol": order.symbol, **values})
+        _write(conn, _INSERT_POSITION, {"account": order.account, "symbol": order.symbol, **values})
     else:
-        conn.execute(_UPDATE_POSITION, {**values, "_account": order.account, "_symbol": order.symbol})
+        _write(conn, _UPDATE_POSITION, {**values, "_account": order.account, "_symbol": order.symbol})
 
-    cash_flow = -signed * px - fee_
+    cash_flow = (-signed * px - fee_) * rate
     cash = _move_cash(conn, order.account, cash_flow)
     if cash is None:  # pragma: no cover - the order's foreign key
         raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
@@ -899,10 +1038,13 @@ def record_fill(
             "price": px,
             "fee": fee_,
             "ts": ts_ms,
+            "fx_rate": rate,
             "cash_flow": cash_flow,
             "position": q1,
             "avg_cost": c1,
             "realised_pnl": r1,
+            "avg_cost_base": b1,
+            "realised_pnl_base": rb1,
             "late": late,
         },
     )
@@ -921,8 +1063,9 @@ def record_fill(
         ts=from_ms(ts_ms),
         broker_fill_id=broker_fill_id,
         recorded_at=recorded,
+        fx_rate=rate,
     )
-    position = Position(order.account, order.symbol, q1, c1, r1, recorded)
+    position = Position(order.account, order.symbol, q1, c1, r1, recorded, b1, rb1)
     return FillResult(fill, stored, position, cash, duplicate=False)
 
 
@@ -931,7 +1074,7 @@ def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None
     One statement (``UPDATE ... RETURNING``) where the dialect has it."""
     params = {"_name": account, "_cash_flow": cash_flow}
     if conn.dialect.update_returning:
-        row = conn.execute(_MOVE_CASH_RETURNING, params).one_or_none()
+        row = _one(conn, _MOVE_CASH_RETURNING, params)
         return None if row is None else float(row.cash)
     conn.execute(_MOVE_CASH, params)
     found = get_account(conn, account)
@@ -988,7 +1131,7 @@ def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = 
 
 def get_trading_state(conn: Connection, account: str) -> TradingState:
     """The kill switch of ``account``: not halted when it was never set."""
-    row = conn.execute(_GET_STATE, {"_account": account}).one_or_none()
+    row = _one(conn, _GET_STATE, {"_account": account})
     if row is None:
         return TradingState(account, halted=False, reason=None, at=None)
     return TradingState(account, halted=bool(row.halted), reason=row.reason, at=from_ms(row.at))

@@ -690,9 +690,11 @@ class FillRow(Base):
 
     ``broker_fill_id`` is the broker's id of the execution and the fill's idempotency key: a
     replayed fill is recognised and never counted twice. ``quantity`` (> 0, units) at ``price``
-    (> 0) with ``fee`` in the account's currency; ``side`` and ``symbol`` repeat the order's.
-    ``ts`` is the execution time (bar time for the paper broker) and ``recorded_at`` when it was
-    stored, both epoch milliseconds UTC.
+    (> 0) with ``fee``, both in the asset's quote currency; ``fx_rate`` converts them into the
+    account's currency (the close of the last FX bar completed at the fill's time; 1 for an asset
+    quoted in the account's currency). ``side`` and ``symbol`` repeat the order's. ``ts`` is the
+    execution time (bar time for the paper broker) and ``recorded_at`` when it was stored, both
+    epoch milliseconds UTC.
     """
 
     __tablename__ = "fills"
@@ -716,13 +718,16 @@ class FillRow(Base):
     ts: Mapped[int] = mapped_column(BigInteger, nullable=False)
     broker_fill_id: Mapped[str] = mapped_column(String(128), nullable=False)
     recorded_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    fx_rate: Mapped[float] = mapped_column(Float, nullable=False, server_default="1")
 
 
 class PositionRow(Base):
     """What one account holds of one symbol (table ``positions``): ``quantity`` in units (negative
     when short), ``avg_cost`` the average entry price of the open quantity (0 when flat),
     ``realised_pnl`` the profit taken on reductions and flips, gross of fees (fees are in
-    ``fills`` and in cash). ``updated_at`` is epoch milliseconds UTC."""
+    ``fills`` and in cash), both in the asset's quote currency; ``avg_cost_base`` and
+    ``realised_pnl_base`` the same in the account's currency, each fill at its own ``fx_rate`` (so
+    the realised P&L in base includes the FX move). ``updated_at`` is epoch milliseconds UTC."""
 
     __tablename__ = "positions"
 
@@ -732,6 +737,8 @@ class PositionRow(Base):
     avg_cost: Mapped[float] = mapped_column(Float, nullable=False)
     realised_pnl: Mapped[float] = mapped_column(Float, nullable=False)
     updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    avg_cost_base: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+    realised_pnl_base: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
 
 
 class EquityHistoryRow(Base):

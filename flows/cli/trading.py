@@ -102,7 +102,9 @@ def orders_command(
 
 
 def positions_command(account: AccountOption = "default", as_json: JsonOption = False) -> None:
-    """The account's positions (average cost, realised P&L), cash and halt state."""
+    """The account's positions (average cost and realised P&L in the symbol's currency and in the
+    account's: a foreign symbol's fills are booked at the FX rate of their time), cash and halt
+    state."""
     from config.settings import get_settings
     from storage.execution import get_account, get_trading_state, list_positions
     from tasks.store import store_for
@@ -123,11 +125,14 @@ def positions_command(account: AccountOption = "default", as_json: JsonOption = 
             }  # fmt: skip
             out.print_json(json.dumps(payload, default=str))
             return
+        ccy = found.base_currency
         rows = [
-            [p.symbol, f"{p.quantity:g}", f"{p.avg_cost:.4f}", f"{p.realised_pnl:.2f}"] for p in positions
-        ]
-        out.print(table(f"Positions of {account}", ["symbol", "quantity", "avg cost", "realised P&L"], rows,
-                        {"quantity", "avg cost", "realised P&L"}))  # fmt: skip
+            [p.symbol, f"{p.quantity:g}", f"{p.avg_cost:.4f}", f"{p.realised_pnl:.2f}",
+             f"{p.avg_cost_base or 0.0:.4f}", f"{p.realised_pnl_base or 0.0:.2f}"]
+            for p in positions
+        ]  # fmt: skip
+        columns = ["symbol", "quantity", "avg cost", "realised P&L", f"avg cost {ccy}", f"realised {ccy}"]
+        out.print(table(f"Positions of {account}", columns, rows, set(columns[1:])))
         halted = f"halted ({state.reason})" if state.halted else "trading"
         out.print(f"cash {found.cash:,.2f} {found.base_currency}; {halted}")
 

@@ -89,6 +89,32 @@ def test_a_replay_holds_the_backtest_equity_to_1e6_with_spread_and_partial_fills
     assert set(targets["model"]) == {"momentum"} and (targets["weight"].abs() <= 1).all()
 
 
+def test_a_eur_quoted_symbol_in_a_usd_account_replays_its_backtest_in_usd(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """SPX quoted in EUR at a constant 1.25 USD: the desk sizes, checks risk and marks in USD, the
+    OMS and the paper broker book every fill at 1.25, so the equity is the backtest's (which is
+    scale-free in price) and the books reconcile on every cycle; 1.25 too many units, or cash
+    booked in EUR, would not hold the equity."""
+    from storage.bars import upsert_bars
+
+    days = pd.date_range("2014-12-01", "2015-07-10", freq="D", tz="UTC", name="ts")
+    fx = pd.DataFrame({c: 1.25 for c in ("open", "high", "low", "close")} | {"volume": 1.0}, index=days)
+    with engine.begin() as conn:
+        upsert_bars(conn, "EURUSD", "1d", fx, source="test")
+    config = TradeConfig(risk_file=risk_file(tmp_path), paper=EXACT, sizing={"strategy": "long_short"})
+    desk = open_desk(engine, config, MomentumAdvisor(), currencies={"SPX": "EUR"})
+    run_ = run_replay(desk, engine, START, END)
+    assert run_.orders > 30 and run_.refusals == 0 and not run_.halted  # reconciled every cycle
+    expected = _backtest(engine, Costs(commission_bps=3, slippage_bps=0))
+    np.testing.assert_allclose(_equity(engine).to_numpy(), expected.to_numpy(), rtol=1e-6, atol=0)
+    with engine.connect() as conn:
+        rates = pd.read_sql(text("SELECT DISTINCT fx_rate FROM fills"), conn)["fx_rate"].tolist()
+    assert rates == [1.25]
+    (position,) = desk.oms.positions().values()
+    assert position.avg_cost_base == pytest.approx(position.avg_cost * 1.25)
+
+
 def test_the_spread_is_the_whole_difference_from_the_backtest(engine: Engine, tmp_path: Path) -> None:
     paper = PaperCostsConfig(slippage_bps=0, spread_bps=10, fee_bps=3, volume_share=None)
     config = TradeConfig(risk_file=risk_file(tmp_path), paper=paper)

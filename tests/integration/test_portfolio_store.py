@@ -79,25 +79,29 @@ def _trade(oms: OrderManager, cid: str, symbol: str, quantity: float, price: flo
 
 
 def test_an_account_valued_in_its_currency_and_in_eur(engine: Engine) -> None:
-    oms = OrderManager(engine, "desk", initial_cash=10_000.0)
+    oms = OrderManager(engine, "desk", initial_cash=10_000.0, currencies={"SAP": "EUR"})
+    # EUR at 1.10 USD when SAP is bought (the bar closed at 2024-01-01 23:00), 1.20 at valuation
+    eurusd = {"2024-01-01 22:00": 1.10, "2024-01-02 22:00": 1.20, "2024-01-03 00:00": 9.0}
+    _store(engine, "EURUSD", "1h", eurusd)
     _trade(oms, "b-spx", "SPX", 2, 100.0, 0.5)
     _trade(oms, "s-tsla", "TSLA", -4, 50.0, 0.25)  # a short
-    _trade(oms, "b-sap", "SAP", 10, 50.0, 0.25)  # quoted in EUR
+    _trade(oms, "b-sap", "SAP", 10, 50.0, 0.25)  # quoted in EUR: 500.25 EUR = 550.275 USD at 1.10
     _store(engine, "SPX", "1d", {"2024-01-02": 110.0, "2024-01-03": 999.0})  # the 01-03 bar closes 01-04
     _store(engine, "TSLA", "1d", {"2024-01-02": 40.0})
     _store(engine, "SAP", "1d", {"2024-01-02": 55.0})
-    _store(engine, "EURUSD", "1h", {"2024-01-02 22:00": 1.20, "2024-01-03 00:00": 9.0})
     at = "2024-01-03 00:00"
 
     v = value_account(engine, "desk", at=at, currencies={"SAP": "EUR"})
     rows = {r.symbol: r for r in v.rows}
-    cash = 10_000.0 - 200.5 + 199.75 - 500.25
-    assert v.base == "USD" and v.cash == pytest.approx(cash) and v.fees == pytest.approx(1.0)
+    cash = 10_000.0 - 200.5 + 199.75 - 550.275
+    assert v.base == "USD" and v.cash == pytest.approx(cash) and v.fees == pytest.approx(0.75 + 0.275)
     assert rows["SPX"].price == 110.0 and rows["SPX"].unrealised_pnl_base == pytest.approx(20.0)
     assert rows["TSLA"].market_value_base == pytest.approx(-160.0)
     assert rows["TSLA"].unrealised_pnl_base == pytest.approx(40.0)  # short 4 from 50 to 40
     assert (rows["SAP"].fx, rows["SAP"].market_value_base) == (1.20, pytest.approx(660.0))
-    assert rows["SAP"].unrealised_pnl_base == pytest.approx(60.0)
+    # 10 * 55 EUR * 1.20 - the 550 USD it cost (10 * 50 EUR at 1.10): the price and the FX move
+    assert rows["SAP"].unrealised_pnl_base == pytest.approx(110.0)
+    assert rows["SAP"].avg_cost == 50.0  # quote currency
     assert v.equity == pytest.approx(cash + 220.0 - 160.0 + 660.0)
     assert v.gross_exposure == pytest.approx(1_040.0)
     assert v.prices_as_of["SPX"] == pd.Timestamp("2024-01-02", tz="UTC")

@@ -68,8 +68,12 @@ def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
         "assets:\n  - {symbol: SPX, asset_class: index}\n  - {symbol: GOOGL}\n"
         "  - {symbol: SAP, currency: EUR, enabled: false}\n"
     )
-    oms = OrderManager(engine, "desk", initial_cash=10_000.0)
+    oms = OrderManager(engine, "desk", initial_cash=10_000.0, currencies={"SAP": "EUR"})
     day = pd.Timestamp("2024-01-02", tz="UTC")
+    with engine.begin() as conn:  # EUR at 1.10 USD when SAP is bought (this bar closed at 23:00)
+        bar = pd.DataFrame({c: [1.10] for c in ("open", "high", "low", "close")} | {"volume": [1.0]},
+                           index=pd.DatetimeIndex([day - pd.Timedelta(hours=2)], name="ts"))  # fmt: skip
+        upsert_bars(conn, "EURUSD", "1h", bar, source="test")
     for cid, symbol, side, quantity, price, fee in [
         ("b1", "SPX", Side.BUY, 2.0, 100.0, 0.5),
         ("s1", "GOOGL", Side.SELL, 3.0, 50.0, 0.25),
@@ -79,7 +83,7 @@ def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
         oms.accept(order.id)
         oms.apply_fill(Fill(order.id, symbol, side, quantity, price, fee, day), f"f-{cid}")
     oms.mark_to_market({"SPX": 100.0, "GOOGL": 50.0, "SAP": 50.0}, day)
-    oms.mark_to_market({"SPX": 90.0, "GOOGL": 55.0, "SAP": 50.0}, day + pd.Timedelta(days=1))
+    oms.mark_to_market({"SPX": 90.0, "GOOGL": 55.0, "SAP": 40.0}, day + pd.Timedelta(days=1))
     with engine.begin() as conn:
         for symbol, timeframe, close in [("SPX", "1d", 110.0), ("GOOGL", "1d", 40.0), ("SAP", "1d", 60.0),
                                          ("EURUSD", "1h", 1.25)]:  # fmt: skip
@@ -97,7 +101,7 @@ def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
     result = runner.invoke(app, ["pnl", "--account", "desk", "--json"], env=env)
     assert result.exit_code == 0, result.output
     book = json.loads(result.output)
-    cash = 10_000.0 - 200.5 + 149.75 - 500.0
+    cash = 10_000.0 - 200.5 + 149.75 - 550.0  # SAP: 10 * 50 EUR at 1.10
     assert (
         book["base"] == "USD" and book["cash"] == pytest.approx(cash) and book["fees"] == pytest.approx(0.75)
     )
@@ -108,8 +112,10 @@ def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
     assert (rows["SAP"]["currency"], rows["SAP"]["fx"]) == ("EUR", 1.25)
     assert rows["SAP"]["market_value_base"] == pytest.approx(750.0)  # 10 * 60 EUR * 1.25
     assert book["equity"] == pytest.approx(cash + 220.0 - 120.0 + 750.0)
-    assert book["unrealised_pnl"] == pytest.approx(20.0 + 30.0 + 125.0)
-    marks = [10_000.0 - 0.75, 10_000.0 - 0.75 - 35.0]  # cash + the marked positions, per mark
+    assert rows["SAP"]["unrealised_pnl_base"] == pytest.approx(750.0 - 550.0)  # price and FX move
+    assert book["unrealised_pnl"] == pytest.approx(20.0 + 30.0 + 200.0)
+    # cash + the marked positions, per mark (SAP at 1.10: the 1.25 bar was stored after both marks)
+    marks = [10_000.0 - 0.75, cash + 180.0 - 165.0 + 10 * 40.0 * 1.10]
     assert book["drawdown"]["points"] == 2
     assert book["drawdown"]["current"] == pytest.approx(marks[1] / marks[0] - 1)
     assert not book["halted"]
@@ -124,6 +130,12 @@ def test_pnl_values_the_book_at_the_stored_closes(tmp_path: Path) -> None:
     assert text.exit_code == 0, text.output
     assert "P&L of desk" in text.output and f"{book['equity']:,.2f}" in text.output
     assert "max drawdown" in text.output and "750.00" in text.output
+
+    held = json.loads(runner.invoke(app, ["positions", "--account", "desk", "--json"], env=env).output)
+    sap = {p["symbol"]: p for p in held["positions"]}["SAP"]
+    assert (sap["avg_cost"], sap["avg_cost_base"]) == (50.0, pytest.approx(55.0))  # EUR, and USD at 1.10
+    listed = runner.invoke(app, ["positions", "--account", "desk"], env=env)
+    assert listed.exit_code == 0 and "avg cost USD" in listed.output and "55.0000" in listed.output
 
     unknown = runner.invoke(app, ["pnl", "--account", "nope"], env=env)
     assert unknown.exit_code == 2 and "no paper account 'nope'" in unknown.output

@@ -1,14 +1,17 @@
 """The OMS's accounting and state machine: hand-computed positions, the enum values storage keeps,
 and a property test (hypothesis) that drives random submits, accepts, partial fills, replays,
-cancels, expiries and rejections over three symbols at random prices, on a real SQLite store.
+cancels, expiries and rejections over four symbols at random prices and times, on a real SQLite
+store; one symbol (SAP) is quoted in EUR in the USD account, booked at the EURUSD rate of each
+fill's time (a stored series that moves every day).
 
 After every step: each position equals the sum of its signed fills, cash equals the initial cash
-minus the cost of the fills and their fees, the average-cost books balance, the in-memory view
-equals the database, and an operation raised IllegalTransition exactly when the state machine
-forbids it (a fill that reaches a cancelled or expired order is booked without a transition).
-At the end, every order's status history in ``audit_log`` is a legal path of
-:data:`execution.orders.TRANSITIONS` ending in its stored status, and a restarted manager sees
-the same book."""
+minus the base-currency cost of the fills and their fees (each at the rate the test expects: the
+last EURUSD bar closed by the fill's time), the average-cost books balance in base currency and,
+per symbol, in its quote currency, the in-memory view equals the database, and an operation
+raised IllegalTransition exactly when the state machine forbids it (a fill that reaches a
+cancelled or expired order is booked without a transition). At the end, every order's status
+history in ``audit_log`` is a legal path of :data:`execution.orders.TRANSITIONS` ending in its
+stored status, and a restarted manager sees the same book."""
 
 from __future__ import annotations
 
@@ -37,12 +40,29 @@ from execution.orders import (
     TimeInForce,
 )
 from storage import list_audit, open_store
+from storage.bars import upsert_bars
 from storage.execution import get_account, list_fills, list_orders, list_positions, position_after
 from storage.schema import ORDER_STATUSES, ORDER_TYPES, SIDES, TIMES_IN_FORCE
 
-SYMBOLS = ("SPY", "QQQ", "BTC-USD")
+SYMBOLS = ("SPY", "QQQ", "BTC-USD", "SAP")
+CURRENCIES = {"SAP": "EUR"}
 INITIAL_CASH = 1_000_000.0
 TS = pd.Timestamp("2024-01-02", tz="UTC")
+STEP = pd.Timedelta(hours=25)  # the n-th step's fill is at TS + n * STEP: a new rate at most steps
+# EURUSD daily bars from 2023-12-20: a rate that moves every day (the bar of day d closes at d + 1)
+EURUSD = pd.Series(
+    [1.05 + 0.013 * (i % 9) for i in range(60)],
+    index=pd.date_range("2023-12-20", periods=60, freq="D", tz="UTC", name="ts"),
+)
+
+
+def _rate(symbol: str, ts: pd.Timestamp) -> float:
+    """What a fill of ``symbol`` at ``ts`` must be booked at: the close of the last EURUSD bar
+    closed by ``ts`` (computed here from the series, not by the code under test)."""
+    if symbol not in CURRENCIES:
+        return 1.0
+    closed = EURUSD[EURUSD.index + pd.Timedelta(days=1) <= ts]
+    return float(closed.iloc[-1])
 
 
 def test_storage_keeps_the_enum_values_of_execution_orders() -> None:
@@ -78,6 +98,9 @@ def test_position_after_a_fill_by_average_cost(
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """One migrated SQLite store for the module; each example trades its own account."""
     engine = open_store(f"sqlite:///{tmp_path_factory.mktemp('oms') / 'fks.db'}")
+    bars = pd.DataFrame({c: EURUSD.to_numpy() for c in ("open", "high", "low", "close")}, index=EURUSD.index)
+    with engine.begin() as conn:
+        upsert_bars(conn, "EURUSD", "1d", bars.assign(volume=1.0), source="test")
     yield engine
     engine.dispose()
 
@@ -116,8 +139,11 @@ _TARGET = {
 }
 
 
-def _check_books(engine: Engine, oms: OrderManager, fills: list[tuple[str, float, float, float]]) -> None:
-    """The invariants, against what the test itself saw filled (symbol, signed qty, price, fee)."""
+def _check_books(
+    engine: Engine, oms: OrderManager, fills: list[tuple[str, float, float, float, float]]
+) -> None:
+    """The invariants, against what the test itself saw filled (symbol, signed qty, price, fee,
+    the rate it expects)."""
     account = oms.account
     with engine.connect() as conn:
         positions = {p.symbol: p for p in list_positions(conn, account)}
@@ -125,17 +151,23 @@ def _check_books(engine: Engine, oms: OrderManager, fills: list[tuple[str, float
         stored = get_account(conn, account)
         open_ids = {o.id for o in list_orders(conn, account) if OrderStatus(o.status) not in FINAL_STATES}
     assert stored is not None
-    assert [(f.symbol, f.signed_quantity, f.price, f.fee) for f in stored_fills] == fills
+    assert [(f.symbol, f.signed_quantity, f.price, f.fee, f.fx_rate) for f in stored_fills] == fills
     for symbol in SYMBOLS:
-        expected = math.fsum(q for s, q, _, _ in fills if s == symbol)
+        expected = math.fsum(q for s, q, _, _, _ in fills if s == symbol)
         held = positions[symbol].quantity if symbol in positions else 0.0
         assert held == pytest.approx(expected, abs=1e-6)
-    spent = math.fsum(q * p for _, q, p, _ in fills)
-    fees = math.fsum(f for _, _, _, f in fills)
+        if symbol in positions:  # in the quote currency: what the symbol's fills paid = basis - realised
+            mine = [(q, p) for s, q, p, _, _ in fills if s == symbol]
+            p = positions[symbol]
+            paid = math.fsum(q * px for q, px in mine)
+            assert p.quantity * p.avg_cost - p.realised_pnl == pytest.approx(paid, abs=1e-6)
+    # base currency: cash = initial - sum of base-currency cost - fees, each fill at its own rate
+    spent = math.fsum(q * p * r for _, q, p, _, r in fills)
+    fees = math.fsum(f * r for _, _, _, f, r in fills)
     assert stored.cash == pytest.approx(INITIAL_CASH - spent - fees, abs=1e-6)
-    # average cost: cash + cost basis of what is held = initial cash + realised P&L - fees
-    basis = math.fsum(p.quantity * p.avg_cost for p in positions.values())
-    realised = math.fsum(p.realised_pnl for p in positions.values())
+    # average cost: cash + cost basis of what is held = initial cash + realised P&L - fees (base)
+    basis = math.fsum(p.quantity * (p.avg_cost_base or 0.0) for p in positions.values())
+    realised = math.fsum(p.realised_pnl_base or 0.0 for p in positions.values())
     assert stored.cash + basis == pytest.approx(INITIAL_CASH + realised - fees, abs=1e-6)
     # the in-memory view is the database
     assert oms.cash() == stored.cash
@@ -175,10 +207,10 @@ def test_books_always_equal_the_fills_and_every_transition_is_legal(
     store: Engine, steps: list[tuple]
 ) -> None:
     account = f"prop-{uuid.uuid4().hex[:12]}"
-    oms = OrderManager(store, account, initial_cash=INITIAL_CASH)
+    oms = OrderManager(store, account, initial_cash=INITIAL_CASH, currencies=CURRENCIES)
     orders: list[Order] = []  # every order the test knows of, bracket children included
     applied: list[tuple[Fill, str]] = []
-    fills: list[tuple[str, float, float, float]] = []
+    fills: list[tuple[str, float, float, float, float]] = []
     late_fills = 0
 
     for n, (kind, (pick, anyone), symbol, side, quantity, bracket, share, price, fee) in enumerate(steps):
@@ -201,7 +233,7 @@ def test_books_always_equal_the_fills_and_every_transition_is_legal(
                 assert oms.apply_fill(fill, broker_id).duplicate
         elif kind == "fill":
             part = order.remaining * share if order.remaining > 0 else quantity
-            fill = Fill(order.id, order.symbol, order.side, part, price, fee, TS)
+            fill = Fill(order.id, order.symbol, order.side, part, price, fee, TS + n * STEP)
             broker_id = f"{account}-f{n}"
             late = order.status in _LATE and order.remaining > 0  # a cancel that crossed the fill
             if order.status in _FILLABLE or late:
@@ -211,7 +243,7 @@ def test_books_always_equal_the_fills_and_every_transition_is_legal(
                 after = {order.status} if late else {OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED}
                 assert outcome.order.status in after
                 applied.append((fill, broker_id))
-                fills.append((order.symbol, fill.signed_quantity, price, fee))
+                fills.append((order.symbol, fill.signed_quantity, price, fee, _rate(order.symbol, fill.ts)))
                 orders.extend(outcome.created)
             else:
                 with pytest.raises(ValueError if order.status in _LATE else IllegalTransition):
@@ -239,6 +271,8 @@ def test_books_always_equal_the_fills_and_every_transition_is_legal(
     event(f"fills: {'0' if not fills else '1-4' if len(fills) < 5 else '5+'}")
     event(f"partially filled at the end: {OrderStatus.PARTIALLY_FILLED in statuses}")
     event(f"late fills: {late_fills > 0}")
+    event(f"EUR fills: {any(s == 'SAP' for s, *_ in fills)}")
+    event(f"EUR fills at several rates: {len({r for s, *_, r in fills if s == 'SAP'}) > 1}")
     event(f"bracket children: {any(o.parent_id for o in orders)}")
     _check_histories(store, oms)
     restarted = OrderManager(store, account)
