@@ -141,7 +141,7 @@ def test_0009_adds_the_execution_tables_and_round_trips(url: str) -> None:
         assert tables <= set(inspect(eng).get_table_names())
         uniques = {u["name"]: u["column_names"] for u in inspect(eng).get_unique_constraints("orders")}
         assert uniques["uq_orders_account_client_order_id"] == ["account", "client_order_id"]
-        migrate(eng)  # today's OMS writes today's columns of those tables (0014 added FX ones)
+        migrate(eng)  # today's OMS writes today's columns of those tables (0016 added FX ones)
         oms = OrderManager(eng, "paper", initial_cash=1_000.0)
         order = oms.accept(oms.submit(OrderRequest("c1", "paper", "SPY", Side.BUY, 2)).id)
         ts = pd.Timestamp("2020-08-28", tz="UTC")

@@ -123,7 +123,7 @@ def test_a_missing_fx_series_refuses_the_order_before_anything_is_stored(engine:
     assert order.client_order_id == "v2"
 
 
-def test_migration_0014_books_what_was_recorded_before_at_rate_one(url: str) -> None:
+def test_migration_0016_books_what_was_recorded_before_at_rate_one(url: str) -> None:
     from alembic import command
     from sqlalchemy import inspect, text
 
@@ -134,7 +134,7 @@ def test_migration_0014_books_what_was_recorded_before_at_rate_one(url: str) -> 
         config = _alembic_config()
         with eng.begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, "0013")
+            command.upgrade(config, "0015")
             conn.execute(text("INSERT INTO accounts (name, base_currency, initial_cash, cash, created_at) "
                               "VALUES ('old', 'USD', 1000, 899, 0)"))
             conn.execute(text(
@@ -156,7 +156,7 @@ def test_migration_0014_books_what_was_recorded_before_at_rate_one(url: str) -> 
         assert (position.avg_cost_base, position.realised_pnl_base) == (100.0, 7.0)
         with eng.begin() as conn:
             config.attributes["connection"] = conn
-            command.downgrade(config, "0013")
+            command.downgrade(config, "0015")
         assert "fx_rate" not in {c["name"] for c in inspect(eng).get_columns("fills")}
         assert "avg_cost_base" not in {c["name"] for c in inspect(eng).get_columns("positions")}
         with eng.connect() as conn:
