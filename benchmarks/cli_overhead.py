@@ -20,7 +20,10 @@ Prefect server or profile is used):
     temporary server is gone when the command ends). One untimed run first creates Prefect's
     database.
   - ``running_server``: after ``fks server start`` (timed too), every command finds the
-    background server through ``<data_dir>/prefect/server.json``.
+    background server through ``<data_dir>/prefect/server.json``. Its overhead is also split at
+    the flow run's start and end times (the server's clock is this machine's): ``before_run_s``
+    from launching the process to the run starting (interpreter, imports, creating the run),
+    ``after_run_s`` from the run's end to the process's exit (final state, the summary, exit).
 
 ``ratio`` is the temporary-server overhead divided by the running-server overhead (how many
 times cheaper a flow command's fixed cost is with the server). The issue's target: the fixed
@@ -61,18 +64,23 @@ def _env(work: Path) -> dict[str, str]:
 
 def _fks(args: Sequence[str], env: dict[str, str]) -> float:
     """Run ``fks ARGS`` and return its wall time in seconds; raise with its output if it fails."""
-    start = time.perf_counter()
+    return _fks_timed(args, env)[2]
+
+
+def _fks_timed(args: Sequence[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Run ``fks ARGS``: (launched, exited) as Unix times and the wall time in seconds."""
+    launched, start = time.time(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True
     )
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"fks {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-    return elapsed
+    return launched, launched + elapsed, elapsed
 
 
-def _last_flow_run_seconds(api_url: str) -> float:
-    """The duration of the most recent flow run on the server at ``api_url``."""
+def _last_flow_run(api_url: str) -> tuple[float, float]:
+    """(start, end) of the most recent flow run on the server at ``api_url``, as Unix times."""
     import httpx
 
     body = {"sort": "EXPECTED_START_TIME_DESC", "limit": 1}
@@ -84,7 +92,7 @@ def _last_flow_run_seconds(api_url: str) -> float:
 
     started = datetime.fromisoformat(run["start_time"])
     ended = datetime.fromisoformat(run["end_time"])
-    return (ended - started).total_seconds()
+    return started.timestamp(), ended.timestamp()
 
 
 def measure(repeats: int) -> dict[str, object]:
@@ -116,10 +124,14 @@ def measure(repeats: int) -> dict[str, object]:
         try:
             state = json.loads((work / "data" / "prefect" / "server.json").read_text())
             api_url = state["url"]
-            running, run_seconds = [], []
+            running, run_seconds, before, after = [], [], [], []
             for _ in range(repeats):
-                running.append(_fks(ingest, env))
-                run_seconds.append(_last_flow_run_seconds(api_url))
+                launched, exited, wall = _fks_timed(ingest, env)
+                started, ended = _last_flow_run(api_url)
+                running.append(wall)
+                run_seconds.append(ended - started)
+                before.append(started - launched)
+                after.append(exited - ended)
         finally:
             server_stop = _fks(["server", "stop"], env)
 
@@ -133,7 +145,12 @@ def measure(repeats: int) -> dict[str, object]:
         "no_flow_s": round(statistics.median(no_flow), 3),
         "flow_run_own_s": round(run_s, 3),
         "temporary_server": {"wall_s": round(temp_wall, 3), "overhead_s": round(temp_overhead, 3)},
-        "running_server": {"wall_s": round(running_wall, 3), "overhead_s": round(running_overhead, 3)},
+        "running_server": {
+            "wall_s": round(running_wall, 3),
+            "overhead_s": round(running_overhead, 3),
+            "before_run_s": round(statistics.median(before), 3),
+            "after_run_s": round(statistics.median(after), 3),
+        },
         "server_start_s": round(server_start, 3),
         "server_stop_s": round(server_stop, 3),
         "anchor": "the same command with Prefect's temporary server",

@@ -13,50 +13,99 @@ plain data (targets) and does one target at a time:
 
 Screening and quarantine themselves live in :mod:`expectations.screening`; the provider manager
 comes from :func:`providers.shared.shared_manager`.
+
+The names below are imported on first use (:pep:`562`), so a command that needs one service does
+not pay for the others (the feature kernels and numba, the lake, the filings).
 """
 
-from ingestion.backfill import (
-    BackfillIncomplete,
-    BackfillOutcome,
-    BackfillPlan,
-    BackfillSummary,
-    BackfillTarget,
-    MissingRange,
-    backfill_summary,
-    backfill_target,
-    backfill_targets,
-    list_missing,
-)
-from ingestion.features import (
-    FeaturesOutcome,
-    FeaturesSummary,
-    FeaturesTarget,
-    FeatureValidationFailed,
-    feature_targets,
-    features_root,
-    featurise_series,
-)
-from ingestion.fundamentals import CompanyOutcome, CompanyTarget, company_targets, store_company
-from ingestion.ingest import (
-    IngestFailed,
-    IngestOutcome,
-    IngestSummary,
-    IngestTarget,
-    ingest_summary,
-    ingest_target,
-    ingest_targets,
-)
-from ingestion.lake import (
-    LakeExportOutcome,
-    LakeImportOutcome,
-    LakeImportPlan,
-    LakeTarget,
-    export_series_to_lake,
-    import_series_from_lake,
-    lake_export_targets,
-    lake_for,
-    lake_import_targets,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingestion.backfill import (
+        BackfillIncomplete,
+        BackfillOutcome,
+        BackfillPlan,
+        BackfillSummary,
+        BackfillTarget,
+        MissingRange,
+        backfill_summary,
+        backfill_target,
+        backfill_targets,
+        list_missing,
+    )
+    from ingestion.features import (
+        FeaturesOutcome,
+        FeaturesSummary,
+        FeaturesTarget,
+        FeatureValidationFailed,
+        feature_targets,
+        features_root,
+        featurise_series,
+    )
+    from ingestion.fundamentals import CompanyOutcome, CompanyTarget, company_targets, store_company
+    from ingestion.ingest import (
+        IngestFailed,
+        IngestOutcome,
+        IngestSummary,
+        IngestTarget,
+        ingest_summary,
+        ingest_target,
+        ingest_targets,
+    )
+    from ingestion.lake import (
+        LakeExportOutcome,
+        LakeImportOutcome,
+        LakeImportPlan,
+        LakeTarget,
+        export_series_to_lake,
+        import_series_from_lake,
+        lake_export_targets,
+        lake_for,
+        lake_import_targets,
+    )
+
+_SOURCES: dict[str, str] = {
+    "BackfillIncomplete": "ingestion.backfill",
+    "BackfillOutcome": "ingestion.backfill",
+    "BackfillPlan": "ingestion.backfill",
+    "BackfillSummary": "ingestion.backfill",
+    "BackfillTarget": "ingestion.backfill",
+    "MissingRange": "ingestion.backfill",
+    "backfill_summary": "ingestion.backfill",
+    "backfill_target": "ingestion.backfill",
+    "backfill_targets": "ingestion.backfill",
+    "list_missing": "ingestion.backfill",
+    "FeaturesOutcome": "ingestion.features",
+    "FeaturesSummary": "ingestion.features",
+    "FeaturesTarget": "ingestion.features",
+    "FeatureValidationFailed": "ingestion.features",
+    "feature_targets": "ingestion.features",
+    "features_root": "ingestion.features",
+    "featurise_series": "ingestion.features",
+    "CompanyOutcome": "ingestion.fundamentals",
+    "CompanyTarget": "ingestion.fundamentals",
+    "company_targets": "ingestion.fundamentals",
+    "store_company": "ingestion.fundamentals",
+    "IngestFailed": "ingestion.ingest",
+    "IngestOutcome": "ingestion.ingest",
+    "IngestSummary": "ingestion.ingest",
+    "IngestTarget": "ingestion.ingest",
+    "ingest_summary": "ingestion.ingest",
+    "ingest_target": "ingestion.ingest",
+    "ingest_targets": "ingestion.ingest",
+    "LakeExportOutcome": "ingestion.lake",
+    "LakeImportOutcome": "ingestion.lake",
+    "LakeImportPlan": "ingestion.lake",
+    "LakeTarget": "ingestion.lake",
+    "export_series_to_lake": "ingestion.lake",
+    "import_series_from_lake": "ingestion.lake",
+    "lake_export_targets": "ingestion.lake",
+    "lake_for": "ingestion.lake",
+    "lake_import_targets": "ingestion.lake",
+}
 
 __all__ = [
     "BackfillIncomplete",
@@ -97,3 +146,12 @@ __all__ = [
     "list_missing",
     "store_company",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ingestion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,5 +1,5 @@
 """``python -m flows.cli``: the ``fks`` command."""
 
-from flows.cli import main
+from flows.cli import entry
 
-main()
+entry()

@@ -121,3 +121,22 @@ def test_commands_that_run_no_flow_import_no_prefect(tmp_path: Path, command: li
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert "PREFECT-MODULES 0 []" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_console_script_exits_with_the_commands_code_after_threads_and_atexit(tmp_path: Path) -> None:
+    script = (
+        "import atexit, sys, threading, time\n"
+        "atexit.register(lambda: print('ATEXIT-RAN', flush=True))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('THREAD-DONE', flush=True))).start()\n"
+        "sys.argv = ['fks', 'data', 'no-such-command']\n"
+        "from flows.cli import entry\n"
+        "entry()\n"
+        "print('NOT-REACHED')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "FKS_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stdout + done.stderr  # typer's usage error
+    assert "THREAD-DONE" in done.stdout and "ATEXIT-RAN" in done.stdout
+    assert "NOT-REACHED" not in done.stdout and "no-such-command" in done.stderr
