@@ -29,14 +29,14 @@ pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 SMALL = {
     "symbol": "GOOGL",
-    "lookback": 20,
-    "units": [8],
-    "epochs": 3,
-    "walk_forward": {"folds": 2},
+    "lookback": 10,
+    "units": [4],
+    "epochs": 1,
+    "walk_forward": {"folds": 1},
     "seed": 3,
     "explain": {"enabled": False},
 }
-"""The tiny forecaster of tests/integration/test_train_forecaster.py, without SHAP."""
+"""A tiny forecaster without SHAP: the deployment is under test here, not the model."""
 
 TOKEN = "T0KEN-deploy-5ecret"
 
