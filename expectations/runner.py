@@ -30,7 +30,12 @@ Great Expectations contexts
     ``docs_dir`` a file context lives under that folder (created on first use, then reused by
     every later validation in the process), the result is stored there and its Data Docs page
     is built; ``ValidationReport.docs_path`` is that page. Contexts are created lazily, once per
-    folder, never at import.
+    folder, never at import. Several processes may share one folder (a Dask task runner's
+    workers): each works in it under an exclusive lock on ``<docs_dir>/.fks-gx.lock``, and a suite,
+    validation definition or checkpoint another process stored is reused as it is, never rewritten
+    (rewriting would make the other process's copy stale for GE's freshness check); a file context's
+    suite, validation definition and checkpoint are read from the folder at each run, since GE's
+    freshness check fails a copy kept from before another process's run.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -274,7 +280,6 @@ class _GxEngine:
         except Exception:
             self.batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH)
         self._suites: dict[str, Any] = {}
-        self._checkpoints: dict[str, Any] = {}
         self.lock = threading.Lock()
 
     def suite(self, name: str, configs: list[tuple[str, str, dict[str, Any]]]) -> Any:
@@ -287,12 +292,16 @@ class _GxEngine:
         cached = self._suites.get(key)
         if cached is not None:
             return cached
-        suite = gx.ExpectationSuite(name=key)
-        for fks_id, etype, kwargs in configs:
-            suite.add_expectation(getattr(gxe, etype)(**kwargs, meta={"fks_id": fks_id}))
-        if self.docs_dir is not None:
-            suite = self.context.suites.add_or_update(suite)
-        self._suites[key] = suite
+
+        def build() -> Any:
+            suite = gx.ExpectationSuite(name=key)
+            for fks_id, etype, kwargs in configs:
+                suite.add_expectation(getattr(gxe, etype)(**kwargs, meta={"fks_id": fks_id}))
+            return suite
+
+        if self.docs_dir is not None:  # read afresh each run: another process may have saved it anew
+            return _stored_or_added(self.context.suites, key, build)
+        suite = self._suites[key] = build()
         return suite
 
     def run(
@@ -322,20 +331,22 @@ class _GxEngine:
             ExpectationSuiteIdentifier,
         )
 
-        checkpoint = self._checkpoints.get(suite.name)
-        if checkpoint is None:
-            definition = self.context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite)
-            )
-            checkpoint = self.context.checkpoints.add_or_update(
-                gx.Checkpoint(
-                    name=suite.name,
-                    validation_definitions=[definition],
-                    actions=[],  # the docs are built below, once the result names its series
-                    result_format=_RESULT_FORMAT,
-                )
-            )
-            self._checkpoints[suite.name] = checkpoint
+        # read afresh each run: another process's run may have saved them anew
+        definition = _stored_or_added(
+            self.context.validation_definitions,
+            suite.name,
+            lambda: gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite),
+        )
+        checkpoint = _stored_or_added(
+            self.context.checkpoints,
+            suite.name,
+            lambda: gx.Checkpoint(
+                name=suite.name,
+                validation_definitions=[definition],
+                actions=[],  # the docs are built below, once the result names its series
+                result_format=_RESULT_FORMAT,
+            ),
+        )
         run_id = RunIdentifier(run_name=_path_safe(run) or None, run_time=dt.datetime.now(dt.UTC))
         outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
         results: list[Any] = []
@@ -361,6 +372,34 @@ class _GxEngine:
         return results, page
 
 
+def _stored_or_added(store: Any, name: str, make: Callable[[], Any]) -> Any:
+    """The resource ``name`` of a GE file context's ``store`` as stored (by this or another
+    process), or the one ``make`` builds, added under that name. Names carry a digest of their
+    content, so a stored one is the same resource."""
+    try:
+        return store.get(name)
+    except Exception:  # GE raises several kinds for "not found"
+        return store.add(make())
+
+
+@contextmanager
+def _folder_lock(docs_dir: Path | None) -> Iterator[None]:
+    """An exclusive lock on ``<docs_dir>/.fks-gx.lock`` for the duration (processes sharing a GE
+    file context take turns in it); nothing for an ephemeral context."""
+    if docs_dir is None:
+        yield
+        return
+    import fcntl
+
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    with open(docs_dir / ".fks-gx.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _path_safe(text: str) -> str:
     """``text`` as one path segment of a Data Docs URL: letters, digits, ``_``, ``.``, ``-``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
@@ -382,7 +421,8 @@ def _engine(docs_dir: Path | None) -> _GxEngine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            engine = _ENGINES[key] = _GxEngine(key)
+            with _folder_lock(key):
+                engine = _ENGINES[key] = _GxEngine(key)
         return engine
 
 
@@ -413,7 +453,7 @@ def _run_suite(
     active = [e for e in spec.expectations if suite_policy.severity_of(e.id) is not Severity.OFF]
     configs = [(e.id, e.type, kw) for e in active for kw in e.gx_kwargs(list(gx_frame.columns))]
     engine = _engine(docs_dir)
-    with engine.lock:
+    with engine.lock, _folder_lock(engine.docs_dir):
         suite = engine.suite(f"{spec.name}_v{spec.version}", configs)
         results, page = engine.run(suite, gx_frame, asset=asset, run=run) if configs else ([], None)
 
