@@ -35,7 +35,8 @@ Great Expectations contexts
     validation definition or checkpoint another process stored is reused as it is, never rewritten
     (rewriting would make the other process's copy stale for GE's freshness check); a file context's
     suite, validation definition and checkpoint are read from the folder at each run, since GE's
-    freshness check fails a copy kept from before another process's run.
+    freshness check fails a copy kept from before another process's run. Validating and rendering a
+    run's own result page happen outside the lock, in parallel.
 """
 
 from __future__ import annotations
@@ -300,7 +301,8 @@ class _GxEngine:
             return suite
 
         if self.docs_dir is not None:  # read afresh each run: another process may have saved it anew
-            return _stored_or_added(self.context.suites, key, build)
+            with _folder_lock(self.docs_dir):
+                return _stored_or_added(self.context.suites, key, build)
         suite = self._suites[key] = build()
         return suite
 
@@ -331,22 +333,25 @@ class _GxEngine:
             ExpectationSuiteIdentifier,
         )
 
-        # read afresh each run: another process's run may have saved them anew
-        definition = _stored_or_added(
-            self.context.validation_definitions,
-            suite.name,
-            lambda: gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite),
-        )
-        checkpoint = _stored_or_added(
-            self.context.checkpoints,
-            suite.name,
-            lambda: gx.Checkpoint(
-                name=suite.name,
-                validation_definitions=[definition],
-                actions=[],  # the docs are built below, once the result names its series
-                result_format=_RESULT_FORMAT,
-            ),
-        )
+        # Other processes may share the folder: what they read or write there (the stored suite,
+        # definition and checkpoint, results, the index page) is touched under the folder lock;
+        # validating and rendering this run's own result page are not, so they run in parallel.
+        with _folder_lock(self.docs_dir):  # read afresh each run: another process may have saved them
+            definition = _stored_or_added(
+                self.context.validation_definitions,
+                suite.name,
+                lambda: gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite),
+            )
+            checkpoint = _stored_or_added(
+                self.context.checkpoints,
+                suite.name,
+                lambda: gx.Checkpoint(
+                    name=suite.name,
+                    validation_definitions=[definition],
+                    actions=[],  # the docs are built below, once the result names its series
+                    result_format=_RESULT_FORMAT,
+                ),
+            )
         run_id = RunIdentifier(run_name=_path_safe(run) or None, run_time=dt.datetime.now(dt.UTC))
         outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
         results: list[Any] = []
@@ -358,10 +363,11 @@ class _GxEngine:
                 suite_result.meta["batch_spec"] = {**spec, "data_asset_name": asset}
                 suite_result.meta["fks_series"] = asset
                 suite_result.meta["fks_run"] = run
+            with _folder_lock(self.docs_dir):  # GE writes files in place: no reader sees a half
                 self.context.validation_results_store.set(result_id, suite_result)
-            self.context.build_data_docs(
-                resource_identifiers=[result_id, ExpectationSuiteIdentifier(name=suite.name)]
-            )
+            self.context.build_data_docs(resource_identifiers=[result_id], build_index=False)
+            with _folder_lock(self.docs_dir):  # the suite's page and the index list every result
+                self.context.build_data_docs(resource_identifiers=[ExpectationSuiteIdentifier(name=suite.name)])
             for site in self.context.get_docs_sites_urls(resource_identifier=result_id):
                 url = site.get("site_url")
                 if url and url.startswith("file://"):
@@ -453,7 +459,7 @@ def _run_suite(
     active = [e for e in spec.expectations if suite_policy.severity_of(e.id) is not Severity.OFF]
     configs = [(e.id, e.type, kw) for e in active for kw in e.gx_kwargs(list(gx_frame.columns))]
     engine = _engine(docs_dir)
-    with engine.lock, _folder_lock(engine.docs_dir):
+    with engine.lock:  # the GE context is not thread-safe; processes lock its folder (_folder_lock)
         suite = engine.suite(f"{spec.name}_v{spec.version}", configs)
         results, page = engine.run(suite, gx_frame, asset=asset, run=run) if configs else ([], None)
 
