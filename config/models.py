@@ -43,6 +43,12 @@ class TuningConfig(BaseModel):
     trials: int = Field(default=0, ge=0)
     timeout_s: float | None = Field(default=None, gt=0)
     epochs: int = Field(default=8, ge=1)
+    jobs: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes running trials at once against the shared RDB study.",
+    )
     study_name: str = _FORECASTER
 
 
@@ -120,6 +126,12 @@ class AllocatorTuningConfig(BaseModel):
     trials: int = Field(default=0, ge=0)
     timeout_s: float | None = Field(default=None, gt=0)
     timesteps: int | None = Field(default=None, ge=64)
+    jobs: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes running trials at once against the shared RDB study.",
+    )
     study_name: str = _ALLOCATOR
 
 
@@ -155,6 +167,11 @@ class AllocatorConfig(BaseModel):
     algo: Literal["ppo", "sac"] = "ppo"
     timesteps: int = Field(default=50_000, ge=64)
     n_envs: int = Field(default=8, ge=1, le=256)
+    subproc: bool = Field(
+        default=False,
+        description="Step the training environments in worker processes (SB3's SubprocVecEnv, one "
+        "PortfolioEnv per process) instead of the vectorised PortfolioVecEnv in this process.",
+    )
     episode_length: int = Field(default=64, ge=2)
     seeds: tuple[int, ...] = (7,)
     costs: CostsConfig = Field(default_factory=CostsConfig)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -237,6 +237,23 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(
         default=5.0, gt=0, description="Seconds one webhook delivery may take before it counts as failed."
+    )
+    task_runner: Literal["sequential", "threads", "dask"] = Field(
+        default="threads",
+        description="How flows that handle many symbols run their per-symbol tasks: 'sequential' (one "
+        "after the other), 'threads' (Prefect's thread pool, in this process) or 'dask' (Dask worker "
+        "processes through prefect-dask: a LocalCluster of FKS_DASK_WORKERS, or FKS_DASK_ADDRESS).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (tcp://HOST:8786) for FKS_TASK_RUNNER=dask; "
+        "empty means a temporary LocalCluster per flow run.",
+    )
+    dask_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Worker processes (one thread each) of the temporary LocalCluster of "
+        "FKS_TASK_RUNNER=dask.",
     )
     prefect_server_host: str = Field(
         default="127.0.0.1",

@@ -12,6 +12,7 @@ from config.settings import Settings, get_settings
 from flows._main import run_from_argv
 from ingestion.features import FeaturesSummary
 from tasks.features import build_series_features, plan_features
+from tasks.runners import fanned_out
 
 
 @flow(name="features", validate_parameters=False)
@@ -25,4 +26,4 @@ def features(config: FeaturesConfig | None = None, settings: Settings | None = N
 
 
 if __name__ == "__main__":
-    run_from_argv(features, FeaturesConfig)
+    run_from_argv(fanned_out(features, get_settings()), FeaturesConfig)

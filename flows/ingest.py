@@ -14,6 +14,7 @@ from config.settings import Settings, get_settings
 from flows._main import run_from_argv
 from ingestion.ingest import IngestSummary
 from tasks.data import collect_outcomes, ingest_series, plan_ingest
+from tasks.runners import fanned_out
 
 
 @flow(name="ingest", validate_parameters=False)
@@ -27,4 +28,4 @@ def ingest(config: IngestConfig | None = None, settings: Settings | None = None)
 
 
 if __name__ == "__main__":
-    run_from_argv(ingest, IngestConfig)
+    run_from_argv(fanned_out(ingest, get_settings()), IngestConfig)

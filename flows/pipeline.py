@@ -28,6 +28,7 @@ from ingestion.ingest import IngestSummary
 from models.allocator.service import AllocatorSummary
 from models.forecaster.service import TrainingSummary
 from models.promotion import PromotionSummary
+from tasks.runners import fanned_out
 
 STAGES: tuple[str, ...] = (
     "ingest",
@@ -84,9 +85,9 @@ def pipeline(config: PipelineConfig | None = None, settings: Settings | None = N
     config = config or PipelineConfig()
     settings = settings or get_settings()
     _begin("ingest")
-    ingested = ingest(config.ingest, settings)
+    ingested = fanned_out(ingest, settings)(config.ingest, settings)
     _begin("features")
-    built = features(config.features, settings)
+    built = fanned_out(features, settings)(config.features, settings)
     _begin("train forecaster")
     trained = train_forecaster(config.forecaster, settings)
     _begin("backtest")
@@ -96,7 +97,7 @@ def pipeline(config: PipelineConfig | None = None, settings: Settings | None = N
     universe, allocator = None, None
     if config.allocator.enabled:
         _begin("allocator ingest")
-        universe = ingest(config.allocator.ingest, settings)
+        universe = fanned_out(ingest, settings)(config.allocator.ingest, settings)
         _begin("train allocator")
         allocator = train_allocator(config.allocator.train, settings, config.allocator.source)
     return PipelineSummary(

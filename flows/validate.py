@@ -11,6 +11,7 @@ from config.flows import ValidateConfig
 from config.settings import Settings, get_settings
 from expectations.revalidation import ValidateSummary
 from flows._main import run_from_argv
+from tasks.runners import fanned_out
 from tasks.validation import plan_validate, validate_series
 
 
@@ -25,4 +26,4 @@ def validate(config: ValidateConfig | None = None, settings: Settings | None = N
 
 
 if __name__ == "__main__":
-    run_from_argv(validate, ValidateConfig)
+    run_from_argv(fanned_out(validate, get_settings()), ValidateConfig)

@@ -139,6 +139,7 @@ def backfill_command(
     from config.settings import get_settings
     from flows.backfill import backfill as backfill_flow
     from ingestion.backfill import BackfillIncomplete
+    from tasks.runners import fanned_out
 
     def run() -> None:
         config = BackfillConfig.model_validate(
@@ -157,7 +158,7 @@ def backfill_command(
         settings = get_settings()
         try:
             with _chunk_progress(settings, config.batch_id):
-                summary = backfill_flow(config, settings)
+                summary = fanned_out(backfill_flow, settings)(config, settings)
         except BackfillIncomplete as exc:
             _print_outcomes(exc.summary.outcomes)
             _print_missing(exc.summary.missing)

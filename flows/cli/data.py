@@ -79,6 +79,7 @@ def ingest_command(
     from config.settings import get_settings
     from flows.ingest import ingest as ingest_flow
     from ingestion.ingest import IngestFailed
+    from tasks.runners import fanned_out
 
     def run() -> None:
         config = IngestConfig.model_validate(
@@ -100,7 +101,7 @@ def ingest_command(
         )
         settings = get_settings()
         with progress_from_runs(settings, config.batch_id, "ingesting"):
-            summary = ingest_flow(config, settings)
+            summary = fanned_out(ingest_flow, settings)(config, settings)
         print_ingest(summary.outcomes)
         exit_if_quarantined(summary.outcomes)
 
@@ -127,6 +128,7 @@ def validate_command(
     from config.flows import ValidateConfig
     from config.settings import get_settings
     from flows.validate import validate as validate_flow
+    from tasks.runners import fanned_out
 
     if warnings:
         run_guarded(lambda: _print_warnings(symbol_list(None, symbols), timeframe))
@@ -134,8 +136,9 @@ def validate_command(
 
     def run() -> None:
         config = ValidateConfig(symbols=symbol_list(None, symbols), timeframe=timeframe)
+        settings = get_settings()
         with err.status("validating stored bars"):
-            summary = validate_flow(config, get_settings())
+            summary = fanned_out(validate_flow, settings)(config, settings)
         columns = ["symbol", "tf", "rows checked", "quarantined", "warnings", "missing bars (gaps)"]
         rows = [
             [

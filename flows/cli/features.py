@@ -23,13 +23,15 @@ def features_command(
     from config.flows import FeaturesConfig
     from config.settings import get_settings
     from flows.features import features as features_flow
+    from tasks.runners import fanned_out
 
     def run() -> None:
         config = FeaturesConfig(
             symbols=symbol_list(None, symbols), timeframe=timeframe, feature_set=feature_set
         )
+        settings = get_settings()
         with err.status("building features"):
-            summary = features_flow(config, get_settings())
+            summary = fanned_out(features_flow, settings)(config, settings)
         print_features(summary.outcomes)
 
     run_guarded(run)

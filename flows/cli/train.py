@@ -122,6 +122,9 @@ def forecaster_command(
     ] = None,
     folds: Annotated[int | None, typer.Option(help="Walk-forward folds.")] = None,
     trials: Annotated[int | None, typer.Option(help="Optuna trials before training (0: no tuning).")] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Worker processes running Optuna trials at once (one shared study).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of everything random.")] = None,
     quick: Annotated[
         bool, typer.Option(help="A small model and 3 short trials: a first look in a minute or two.")
@@ -145,6 +148,7 @@ def forecaster_command(
                 "epochs": epochs,
                 "walk_forward.folds": folds,
                 "tuning.trials": trials,
+                "tuning.jobs": jobs,
                 "seed": seed,
             },
         )
@@ -171,6 +175,14 @@ def allocator_command(
     algo: Annotated[str | None, typer.Option(help="ppo (default) or sac.")] = None,
     window: Annotated[int | None, typer.Option(help="Feature rows per asset in an observation.")] = None,
     trials: Annotated[int | None, typer.Option(help="Optuna trials before training (0: no tuning).")] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Worker processes running Optuna trials at once (one shared study).")
+    ] = None,
+    envs: Annotated[int | None, typer.Option(help="Training environments stepped together.")] = None,
+    subproc: Annotated[
+        bool,
+        typer.Option("--subproc", help="Step each training environment in its own process (SubprocVecEnv)."),
+    ] = False,
     seed: Annotated[int | None, typer.Option(help="Seed of everything random (one agent).")] = None,
     seeds: Annotated[
         str | None,
@@ -207,6 +219,9 @@ def allocator_command(
                 "algo": algo,
                 "window": window,
                 "tuning.trials": trials,
+                "tuning.jobs": jobs,
+                "n_envs": envs,
+                "subproc": True if subproc else None,
                 "seeds": chosen,
             },
         )

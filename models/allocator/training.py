@@ -408,6 +408,19 @@ def _algorithm(config: AllocatorConfig, venv: Any, seed: int) -> BaseAlgorithm:
     )
 
 
+@dataclass(frozen=True)
+class _PortfolioEnvMaker:
+    """Builds one training :class:`envs.PortfolioEnv` in a ``SubprocVecEnv`` worker process."""
+
+    data: PortfolioData
+    config: PortfolioEnvConfig
+
+    def __call__(self) -> Any:
+        from envs.portfolio import PortfolioEnv
+
+        return PortfolioEnv(self.data, self.config)
+
+
 def train_agent(
     data: PortfolioData,
     config: AllocatorConfig,
@@ -417,23 +430,36 @@ def train_agent(
 ) -> SeedRun:
     """Train one agent with ``seed`` on the training span, early-stopped on validation.
 
+    The ``n_envs`` training episodes step in this process (:class:`envs.PortfolioVecEnv`), or with
+    ``config.subproc`` one :class:`envs.PortfolioEnv` per worker process (SB3's ``SubprocVecEnv``,
+    closed when training ends); both seed episode ``i`` with ``seed + i``, so they train the same agent.
+
     Raises:
         ValueError: the spans are too short for the config (see :func:`allocator_data`).
     """
     import torch
     from stable_baselines3.common.utils import set_random_seed
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+    from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
     from envs.vector import PortfolioVecEnv
 
     torch.set_num_threads(TORCH_THREADS)
     set_random_seed(seed)
-    raw = PortfolioVecEnv(data, config.n_envs, env_config(config, "train", training=True))
+    cfg = env_config(config, "train", training=True)
+    raw: VecEnv
+    if config.subproc:
+        raw = SubprocVecEnv([_PortfolioEnvMaker(data, cfg)] * config.n_envs)
+    else:
+        raw = PortfolioVecEnv(data, config.n_envs, cfg)
     raw.seed(seed)
     vecnorm = VecNormalize(VecMonitor(raw), norm_obs=True, norm_reward=True, gamma=config.gamma)
-    model = _algorithm(config, vecnorm, seed)
-    callback = ValidationCallback(data, config, vecnorm, report)
-    model.learn(total_timesteps=timesteps or config.timesteps, callback=callback)
+    try:
+        model = _algorithm(config, vecnorm, seed)
+        callback = ValidationCallback(data, config, vecnorm, report)
+        model.learn(total_timesteps=timesteps or config.timesteps, callback=callback)
+    finally:
+        if config.subproc:
+            raw.close()  # the worker processes; the model and the statistics stay usable
     callback.restore_best()
     vecnorm.training = False
     vecnorm.norm_reward = False

@@ -8,6 +8,8 @@ validation evaluation is reported to a median pruner. The study is stored in the
 database (Optuna's RDB storage, as the forecaster's: :mod:`models.tuning`), named
 ``<study_name>-<symbols>-<timeframe>-<feature-set version>-<last bar>`` and resumed when it
 exists; each trial is a nested MLflow run of a ``tuning-allocator`` run (:func:`tune_logged`).
+With ``tuning.jobs`` above 1 the trials run in that many worker processes against the one stored
+study (:func:`models.tuning.optimize`).
 The caller retrains the best configuration once and evaluates it once on test.
 """
 
@@ -21,6 +23,7 @@ import pandas as pd
 
 from config.models import AllocatorConfig
 from features import FeatureSet
+from models.tuning import StudySpec, TrialParent, optimize, trial_run
 
 if TYPE_CHECKING:
     import optuna
@@ -77,34 +80,24 @@ def study_name(bars: Mapping[str, pd.DataFrame], feature_set: FeatureSet, config
     )
 
 
-def tune(
-    bars: Mapping[str, pd.DataFrame], feature_set: FeatureSet, config: AllocatorConfig, storage_url: str
-) -> AllocatorTuning:
-    """Run ``config.tuning.trials`` trials (or until ``timeout_s``) and return the best configuration.
+@dataclass(frozen=True)
+class _AllocatorObjective:
+    """A trial: the candidate agent trained for ``timesteps``, scored by its validation reward."""
 
-    Raises:
-        RuntimeError: no trial finished.
-        ValueError: the data cannot train a candidate (too little history).
-    """
-    import mlflow
-    import optuna
+    bars: Mapping[str, pd.DataFrame]
+    feature_set: FeatureSet
+    config: AllocatorConfig
+    timesteps: int
+    parent: TrialParent | None
 
-    from models.allocator.training import allocator_data, train_agent
+    def __call__(self, trial: optuna.Trial) -> float:
+        import mlflow
+        import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name(bars, feature_set, config),
-        storage=optuna.storages.RDBStorage(url=storage_url),
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        load_if_exists=True,
-    )
-    timesteps = config.tuning.timesteps or max(config.timesteps // 4, 64)
+        from models.allocator.training import allocator_data, train_agent
 
-    def objective(trial: optuna.Trial) -> float:
-        candidate = suggest(trial, config)
-        data = allocator_data(bars, feature_set, candidate)
+        candidate = suggest(trial, self.config)
+        data = allocator_data(self.bars, self.feature_set, candidate)
         reports = [0]
 
         def report(step: int, value: float) -> None:
@@ -113,24 +106,35 @@ def tune(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step}")
 
-        parent = mlflow.active_run()
-        run = None
-        if parent is not None:
-            run = mlflow.start_run(
-                experiment_id=parent.info.experiment_id, run_name=f"trial-{trial.number}", nested=True
-            )
-        try:
-            if run is not None:
-                mlflow.log_params({f"trial.{k}": v for k, v in trial.params.items()})
-            agent = train_agent(data, candidate, candidate.seed, timesteps=timesteps, report=report)
-            if run is not None:
+        with trial_run(self.parent, trial) as logging:
+            agent = train_agent(data, candidate, candidate.seed, timesteps=self.timesteps, report=report)
+            if logging:
                 mlflow.log_metric("val_reward", agent.val_reward)
             return agent.val_reward
-        finally:
-            if run is not None:
-                mlflow.end_run()
 
-    study.optimize(objective, n_trials=config.tuning.trials or None, timeout=config.tuning.timeout_s)
+
+def tune(
+    bars: Mapping[str, pd.DataFrame], feature_set: FeatureSet, config: AllocatorConfig, storage_url: str
+) -> AllocatorTuning:
+    """Run ``config.tuning.trials`` trials (or until ``timeout_s``), in ``config.tuning.jobs``
+    processes (:func:`models.tuning.optimize`), and return the best configuration.
+
+    Raises:
+        RuntimeError: no trial finished.
+        ValueError: the data cannot train a candidate (too little history).
+    """
+    import optuna
+
+    spec = StudySpec(
+        name=study_name(bars, feature_set, config),
+        storage_url=storage_url,
+        direction="maximize",
+        seed=config.seed,
+        n_warmup_steps=1,
+    )
+    timesteps = config.tuning.timesteps or max(config.timesteps // 4, 64)
+    objective = _AllocatorObjective(dict(bars), feature_set, config, timesteps, TrialParent.active())
+    study = optimize(spec, objective, config.tuning)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         raise RuntimeError(f"study {study.study_name}: no trial finished; raise tuning.trials or timeout_s")

@@ -1,0 +1,268 @@
+"""Fan-out benchmark: the features flow over many symbols, sequential against the Dask task runner,
+and the fan-out pipeline (ingest + features) on Prefect's temporary server against a running one.
+
+Run ``python -m benchmarks.fanout``; options: ``--symbols N`` (default 16 synthetic 24/7 symbols),
+``--days D`` (default 365 days of hourly bars each, 8,760 bars), ``--workers W`` (default 2 Dask
+worker processes, one thread each) and ``--repeats K`` (default 1; each figure is the fastest of K).
+Prints one JSON object.
+
+Setup (not timed): a Prefect server is started (``SubprocessASGIServer``, as ``fks server start``
+does); the symbols are ingested once into a template folder (database, lake) by the library
+(:func:`ingestion.ingest.ingest_target`). Every measurement then runs in a fresh Python process on
+its own copy of that folder, so no feature build is a cache hit and no import is shared.
+
+* ``sequential_s``: anchor, ``flows.features`` with ``FKS_TASK_RUNNER=sequential`` (one series
+  after the other, in the flow's process), timed on its second run in the process (the first, on
+  another copy, pays the one-time costs: Great Expectations' context, numba's kernels, Prefect).
+* ``dask_s``: the same flow with ``FKS_TASK_RUNNER=dask`` on a running two-worker ``LocalCluster``
+  (``FKS_DASK_ADDRESS``, started by the benchmark), also timed on its second run: the steady state
+  of a team's long-lived cluster.
+* ``sequential_cold_s`` / ``dask_cold_s``: first runs in a fresh process; for ``dask_cold_s`` with
+  no address, so the flow's own ``LocalCluster`` (started, its workers importing FKS and paying the
+  one-time costs, stopped) is inside the timed region.
+* ``pipeline_running_server_s``: anchor, ingest + features of the symbols (default threads runner)
+  in a fresh process whose ``PREFECT_API_URL`` names the running server.
+* ``pipeline_temporary_server_s``: the same with no ``PREFECT_API_URL``: Prefect starts (and stops)
+  a temporary local server in the process, inside the timed region.
+
+Targets: ``sequential_s / dask_s >= 1.6`` on a two-core machine (two workers). The cold ratio and
+the temporary server's are reported without targets. ``load_average`` is the
+machine's 1-minute load before and after (other users of the machine slow every figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DASK_TARGET = 1.6
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _symbols(n: int) -> list[str]:
+    return [f"FO{i:02d}" for i in range(n)]
+
+
+def _ingest_config(symbols: list[str], days: int) -> dict[str, Any]:
+    import pandas as pd
+
+    start = pd.Timestamp("2023-01-01")
+    return {
+        "source": "synthetic",
+        "symbols": symbols,
+        "timeframe": "1h",
+        "asset_class": "crypto",
+        "start": f"{start:%Y-%m-%d}",
+        "end": f"{start + pd.Timedelta(days=days):%Y-%m-%d}",
+        "seed": 21,
+    }
+
+
+def _settings(folder: Path, **fields: Any) -> Any:
+    from config.settings import Settings
+
+    return Settings(
+        data_dir=folder / "data",
+        db_url=f"sqlite:///{folder / 'fks.db'}",
+        mlflow_tracking_uri=f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
+        mlflow_artifact_root=folder / "mlruns" / "artifacts",
+        **fields,
+    )
+
+
+def _template(folder: Path, symbols: list[str], days: int) -> int:
+    """Ingest the symbols into ``folder`` with the library (no Prefect); the bars stored."""
+    from config.flows import IngestConfig
+    from ingestion.ingest import ingest_target, ingest_targets
+    from tasks.store import store_for
+
+    settings = _settings(folder)
+    engine = store_for(settings)
+    config = IngestConfig.model_validate(_ingest_config(symbols, days))
+    outcomes = [ingest_target(engine, settings, t) for t in ingest_targets(engine, settings, config)]
+    engine.dispose()
+    return sum(o.inserted for o in outcomes)
+
+
+def _child(
+    mode: str, folder: Path, symbols: list[str], days: int, extra: dict[str, Any], warmup: Path | None
+) -> None:
+    """One measurement in this (fresh) process: prints ``{"seconds": ...}``. With ``warmup`` (a
+    copy of the same data) the features flow runs on it first, untimed."""
+    from config.flows import FeaturesConfig, IngestConfig
+    from flows.features import features
+    from flows.ingest import ingest
+    from tasks.runners import fanned_out
+
+    if warmup is not None:
+        warm = _settings(warmup, **extra)
+        fanned_out(features, warm)(FeaturesConfig(), warm)
+    settings = _settings(folder, **extra)
+    start = time.perf_counter()
+    if mode == "features":
+        summary = fanned_out(features, settings)(FeaturesConfig(), settings)
+        built = sum(not o.cache_hit for o in summary.outcomes)
+    else:  # the fan-out pipeline: ingest then features
+        ingest(IngestConfig.model_validate(_ingest_config(symbols, days)), settings)
+        built = sum(not o.cache_hit for o in features(FeaturesConfig(), settings).outcomes)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "built": built}))
+
+
+def _measure(
+    mode: str,
+    template: Path | None,
+    work: Path,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    extra: dict[str, Any],
+    warm: bool = False,
+) -> float:
+    """The fastest of ``args.repeats`` fresh-process runs of ``mode`` on fresh copies of ``template``
+    (``warm``: each after an untimed run of the features flow on another copy)."""
+    best = float("inf")
+    for _ in range(args.repeats):
+        folder = Path(tempfile.mkdtemp(dir=work))
+        warmup = Path(tempfile.mkdtemp(dir=work)) if warm else None
+        if template is not None:
+            shutil.copytree(template, folder, dirs_exist_ok=True)
+        if template is not None and warmup is not None:
+            shutil.copytree(template, warmup, dirs_exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.fanout",
+            "--child",
+            mode,
+            "--folder",
+            str(folder),
+            "--symbols",
+            str(args.symbols),
+            "--days",
+            str(args.days),
+            "--extra",
+            json.dumps(extra),
+            *(["--warmup", str(warmup)] if warmup is not None else []),
+        ]
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode != 0 or not lines:
+            raise RuntimeError(f"{mode} {extra} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        result = json.loads(lines[-1])
+        if result["built"] != args.symbols:
+            raise RuntimeError(f"{mode} {extra} built {result['built']} of {args.symbols} feature sets")
+        best = min(best, float(result["seconds"]))
+        for used in (folder, warmup):
+            if used is not None:
+                shutil.rmtree(used, ignore_errors=True)
+    return best
+
+
+def _warm(address: str) -> None:
+    """Have every worker of the cluster at ``address`` import what the features tasks need."""
+    from distributed import Client
+
+    def imports() -> bool:
+        import importlib
+
+        for module in ("expectations.runner", "ingestion.features", "tasks.features"):
+            importlib.import_module(module)
+        return True
+
+    with Client(address) as client:
+        client.run(imports)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement; the report as a dict."""
+    from distributed import LocalCluster
+    from prefect.server.api.server import SubprocessASGIServer
+
+    load_before = os.getloadavg()[0]
+    symbols = _symbols(args.symbols)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FKS_", "PREFECT_API_URL"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    with tempfile.TemporaryDirectory(prefix="fks-fanout-") as tmp:
+        work = Path(tmp)
+        env["PREFECT_HOME"] = str(work / "prefect-home")
+        os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]  # the server's own database goes there too
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        template = work / "template"
+        bars = _template(template, symbols, args.days)
+        server = SubprocessASGIServer()
+        server.start(timeout=180)
+        try:
+            served = {**env, "PREFECT_API_URL": server.api_url}
+            in_order = {"task_runner": "sequential"}
+            sequential = _measure("features", template, work, args, served, in_order, warm=True)
+            with LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster:
+                on_cluster = {"task_runner": "dask", "dask_address": cluster.scheduler_address}
+                _warm(cluster.scheduler_address)
+                dask = _measure("features", template, work, args, served, on_cluster, warm=True)
+            sequential_cold = _measure("features", template, work, args, served, in_order)
+            cold_runner = {"task_runner": "dask", "dask_workers": args.workers}
+            cold = _measure("features", template, work, args, served, cold_runner)
+            running = _measure("pipeline", None, work, args, served, {})
+            temporary = _measure("pipeline", None, work, args, env, {})
+        finally:
+            server.stop()
+    speedup = sequential / dask
+    return {
+        "symbols": args.symbols,
+        "bars_per_symbol": bars // args.symbols,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "repeats": args.repeats,
+        "seconds": {
+            "sequential_s": round(sequential, 2),
+            "dask_s": round(dask, 2),
+            "sequential_cold_s": round(sequential_cold, 2),
+            "dask_cold_s": round(cold, 2),
+            "pipeline_running_server_s": round(running, 2),
+            "pipeline_temporary_server_s": round(temporary, 2),
+        },
+        "ratios": {
+            "sequential_over_dask": round(speedup, 2),
+            "sequential_cold_over_dask_cold": round(sequential_cold / cold, 2),
+            "temporary_over_running_server": round(temporary / running, 2),
+        },
+        "targets": {"sequential_over_dask_min": DASK_TARGET},
+        "passes": {"sequential_over_dask": speedup >= DASK_TARGET},
+        "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, run the benchmark (or one child measurement) and print one JSON object."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=16)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--child", choices=["features", "pipeline"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--extra", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(
+            args.child, args.folder, _symbols(args.symbols), args.days, json.loads(args.extra), args.warmup
+        )
+        return
+    print(json.dumps(run(args)))
+
+
+if __name__ == "__main__":
+    main()
