@@ -5,7 +5,9 @@ Each is a flow of its own module with the options a scheduled run needs and an i
 not: its parameters validated into the flow's config model (a deployment's parameters arrive as
 JSON), its result persisted (``PREFECT_LOCAL_STORAGE_PATH``: ``fks worker`` points it at the
 lake), flow-level retries where a later attempt can succeed (the tasks retry with backoff first),
-and a webhook notification when a run fails or crashes (:func:`tasks.notify.notify_run_state`).
+a webhook notification when a run fails or crashes (:func:`tasks.notify.notify_run_state`), and
+for the flows that map one task per series, the task runner of ``FKS_TASK_RUNNER``
+(:func:`tasks.runners.fanned_out`, e.g. Dask).
 The flow names are unchanged, so a run of ``ingest/1d-xnys`` shows beside the ``ingest`` runs of
 ``fks ingest``.
 
@@ -39,6 +41,9 @@ _OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "execute": ("flows.execute", {}),
 }
 
+_FANNED_OUT = frozenset({"ingest", "backfill", "validate"})
+"""The flows that map one task per series: their tasks run on ``FKS_TASK_RUNNER``."""
+
 FLOWS: tuple[str, ...] = tuple(_OPTIONS)
 """The names this module gives (``from flows.deployed import ingest``): each flow's own name."""
 
@@ -58,6 +63,11 @@ def deployed_flow(name: str) -> Any:
 
     module, options = _OPTIONS[name]
     flow = getattr(importlib.import_module(module), name)
+    if name in _FANNED_OUT:  # per-series tasks on FKS_TASK_RUNNER (the worker's settings)
+        from config.settings import get_settings
+        from tasks.runners import fanned_out
+
+        flow = fanned_out(flow, get_settings())
     return flow.with_options(
         validate_parameters=True,
         persist_result=True,

@@ -217,3 +217,20 @@ def test_fks_deploy_lists_the_declarations_and_spots_a_stale_prefect_yaml(
     assert "differs from the declarations: rewrite it with `fks deploy --write`" in " ".join(
         stale.output.split()
     )
+
+
+def test_deployed_per_series_flows_run_their_tasks_on_the_configured_runner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows import deployed
+
+    monkeypatch.setenv("FKS_TASK_RUNNER", "sequential")
+    deployed.deployed_flow.cache_clear()
+    try:
+        runner = deployed.deployed_flow("ingest").task_runner
+        assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 1
+        assert deployed.deployed_flow("retrain").task_runner._max_workers != 1  # not a per-series flow
+    finally:
+        deployed.deployed_flow.cache_clear()
