@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import pandas as pd
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from market.display import is_missing, money_text, price_text
 from serving import overview as data
 from serving.state import ServiceState
 
@@ -96,14 +96,12 @@ def _environment() -> Any:
 
 
 def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and not math.isfinite(value))
+    return is_missing(value)
 
 
 def _price(value: Any) -> str:
-    """Two decimals from 1 up, six significant digits below (as ``fks market overview``)."""
-    if _missing(value):
-        return "–"
-    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.6g}"
+    """As ``fks market overview`` writes a price (:func:`market.display.price_text`)."""
+    return price_text(value, "–")
 
 
 def _pct(value: Any) -> str:
@@ -111,12 +109,7 @@ def _pct(value: Any) -> str:
 
 
 def _money(value: Any) -> str:
-    if _missing(value):
-        return "–"
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:,.2f}{suffix}"
-    return f"{value:,.2f}"
+    return money_text(value, "–", smallest=1e3)
 
 
 def _num(value: Any, digits: int = 4) -> str:

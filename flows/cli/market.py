@@ -6,7 +6,6 @@ loaded), 2 bad input or missing settings (an unregistered symbol, no CIK, no Use
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 import typer
@@ -129,24 +128,23 @@ def list_command() -> None:
 
 
 def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    from market.display import is_missing
+
+    return is_missing(value)
 
 
 def _money(value: float | None) -> str:
     """``value`` compactly: 1.23T, 45.67B, 789.00M, or with two decimals below a million."""
-    if value is None or _missing(value):
-        return "-"
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-        if abs(value) >= size:
-            return f"{value / size:,.2f}{suffix}"
-    return f"{value:,.2f}"
+    from market.display import money_text
+
+    return money_text(value)
 
 
 def _price(value: float | None) -> str:
     """Two decimals from 1 up, six significant digits below (coins worth fractions of a cent)."""
-    if value is None or _missing(value):
-        return "-"
-    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.6g}"
+    from market.display import price_text
+
+    return price_text(value)
 
 
 def _percent(value: float | None) -> str:
