@@ -34,6 +34,11 @@ def _half_invested() -> Any:
     class HalfInvested(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
         """Half the account in equal parts of the assets, moving halfway from the current weights."""
 
+        # what the overview page reads off a served allocator (as the real pyfunc carries them)
+        universe = ("SPX",)
+        timeframe = "1d"
+        min_bars = 30
+
         def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
             last = model_input.groupby("symbol", sort=False).tail(1)
             target = 0.5 / len(last)
@@ -161,6 +166,18 @@ def test_allocate_is_what_a_raw_post_answers(
     assert plan.weights == {w["symbol"]: w["weight"] for w in raw["weights"]}
     assert plan.weights == pytest.approx({"A": 0.275, "B": 0.125, "CASH": 0.6})
     assert plan.ts == pd.Timestamp(raw["ts"]) == b["ts"].iloc[-1]
+
+
+def test_the_overview_shows_the_served_allocators_weights_as_allocate_answers_them(
+    registry: Registry, url: str, key: str
+) -> None:
+    shown = httpx.get(f"{url}/v1/overview/predictions", headers={HEADER: key}, timeout=60).json()
+    raw = _raw(url, key, "/v1/allocate", {"universe": [{"symbol": "SPX"}]})  # the latest stored bars
+    allocation = shown["allocation"]
+    assert (allocation["model"], allocation["version"]) == (ALLOCATOR, "1")
+    assert {s: w for s, w in allocation["weights"]} == {w["symbol"]: w["weight"] for w in raw["weights"]}
+    assert {s: w for s, w in allocation["weights"]} == pytest.approx({"SPX": 0.25, "CASH": 0.75})
+    assert pd.Timestamp(allocation["ts"]) == pd.Timestamp(raw["ts"]) == registry.spx["ts"].iloc[-1]
 
 
 def test_a_wrong_or_missing_key_is_a_401_with_the_keys_hint(
