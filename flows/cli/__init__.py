@@ -135,9 +135,13 @@ def _exit_now(code: int) -> None:
     import atexit
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # what the interpreter's own shutdown does first: the threading module's exit hooks (which tell
+    # idle ThreadPoolExecutor workers to stop), then a join of every thread that is not a daemon
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    else:  # pragma: no cover - an interpreter without it: the ordinary exit
+        raise SystemExit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say

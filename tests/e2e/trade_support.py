@@ -91,6 +91,10 @@ def replay_the_served_champion(tmp_path: Path) -> None:
         summary = json.loads(traded.stdout)
         assert summary["cycles"] > 50 and summary["orders"] > 0 and not summary["halted"]
 
+        chart = httpx.get(f"{url}/v1/overview/assets/GOOGL", headers={"X-API-Key": key}, timeout=120)
+        assert chart.status_code == 200, chart.text
+        _the_asset_page_shows_the_test_and_served_forecasts(chart.json(), settings, summary["cycles"])
+
         # a wrong key stops before anything is traded, saying what to fix
         refused = _fks(
             tmp_path, *args, "--account", "other", *wide, FKS_SERVICE_URL=url, FKS_SERVICE_API_KEY="nope"
@@ -116,3 +120,39 @@ def replay_the_served_champion(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         equity.to_numpy() / 100_000.0, expected.to_numpy() / expected.iloc[0], rtol=1e-6
     )
+
+
+def _the_asset_page_shows_the_test_and_served_forecasts(
+    chart: dict[str, object], settings: Settings, cycles: int
+) -> None:
+    """The asset page's out-of-sample forecasts: the champion's test forecasts, as its training run
+    logged them, and the forecasts the service answered the desk, each beside the realised log
+    return over the next bar (1-day horizon)."""
+    import mlflow
+
+    from models.registry import get_version_by_alias
+    from storage import read_bars
+    from tasks.store import store_for
+
+    rows = pd.DataFrame(chart["forecasts"])
+    rows["ts"] = pd.to_datetime(rows["ts"], unit="s", utc=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    version = get_version_by_alias("fks-forecaster", "champion")
+    assert version is not None
+    path = mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path="predictions/test_predictions.csv"
+    )
+    logged = pd.read_csv(path, index_col=0)
+    logged.index = pd.to_datetime(logged.index, utc=True)
+    test = rows[rows["source"] == f"fks-forecaster v{version.version} test"].set_index("ts")
+    assert test.index.equals(logged.index)
+    np.testing.assert_allclose(test["forecast"].to_numpy(), logged["lstm"].to_numpy(), rtol=1e-12)
+    served = rows[rows["source"] == "fks-forecaster served"]
+    assert len(served) >= cycles - 1  # the desk's decisions, one per bar
+    with store_for(settings).connect() as conn:
+        close = read_bars(conn, "GOOGL", "1d")["close"]
+    realised = (np.log(close).shift(-1) - np.log(close)).reindex(test.index)
+    known = test["realised"].notna()
+    assert known.sum() > 50
+    np.testing.assert_allclose(test.loc[known, "realised"], realised[known], rtol=1e-9)
+

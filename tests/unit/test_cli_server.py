@@ -140,3 +140,20 @@ def test_the_console_script_exits_with_the_commands_code_after_threads_and_atexi
     assert done.returncode == 2, done.stdout + done.stderr  # typer's usage error
     assert "THREAD-DONE" in done.stdout and "ATEXIT-RAN" in done.stdout
     assert "NOT-REACHED" not in done.stdout and "no-such-command" in done.stderr
+
+
+def test_the_console_script_ends_with_an_idle_thread_pool_alive(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "pool = ThreadPoolExecutor(2)\n"
+        "print(pool.submit(lambda: 'POOL-RAN').result(), flush=True)\n"  # its workers stay, idle
+        "sys.argv = ['fks', '--help']\n"
+        "from flows.cli import entry\n"
+        "entry()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "FKS_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "POOL-RAN" in done.stdout, done.stdout + done.stderr
