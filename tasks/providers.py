@@ -8,7 +8,7 @@ token bucket, breaker and cache.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from prefect import Task
 from prefect.client.schemas.objects import TaskRun
@@ -51,7 +51,7 @@ def api_keys_for(settings: Settings) -> dict[str, SecretStr]:
         if settings.provider_api_key(provider) is not None:
             continue
         try:
-            secret = Secret.load(block)
+            secret = cast("Secret[Any]", Secret.load(block))  # sync here: the block, not a coroutine
         except ValueError:
             raise InputError(
                 f"Prefect Secret block {block!r} (the API key of {provider}) does not exist; set "
