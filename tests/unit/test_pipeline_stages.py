@@ -47,6 +47,13 @@ def test_the_pipeline_announces_each_stage_before_it_runs(
     calls: list[str] = []
     for name in ("ingest", "features", "train_forecaster", "backtest", "promote", "train_allocator"):
         monkeypatch.setattr(module, name, _fake_stage(name, calls))
+    fanned: list[Any] = []
+
+    def fanned_out(flow: Any, given: Any) -> Any:  # the fakes are not flows: record, return as is
+        fanned.append((flow, given))
+        return flow
+
+    monkeypatch.setattr(module, "fanned_out", fanned_out)
     config = PipelineConfig()
     config.allocator.enabled = allocator
     seen: list[tuple[str, int]] = []
@@ -57,6 +64,10 @@ def test_the_pipeline_announces_each_stage_before_it_runs(
     assert [stage for stage, _ in seen] == list(expected)
     assert [n for _, n in seen] == list(range(len(expected)))  # announced before the stage's flow ran
     assert not module._listeners
+    # the per-series stages run on FKS_TASK_RUNNER: ingest, features (and the allocator's ingest)
+    assert [(f, g) for f, g in fanned] == [(module.ingest, settings), (module.features, settings)] + (
+        [(module.ingest, settings)] if allocator else []
+    )
 
     def broken(stage: str) -> None:
         raise ZeroDivisionError(stage)
