@@ -65,6 +65,7 @@ class Explanation:
 def _ret_model(model: keras.Model) -> Any:
     """The single-output sub-model ``window -> ret`` that GradientExplainer needs."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN kernels round differently run to run
     import keras
 
     try:

@@ -24,6 +24,11 @@ def seed_everything(seed: int) -> None:
     and config give identical weights and predictions (on the same machine, TensorFlow build and
     thread settings).
 
+    Before TensorFlow is first imported it also sets ``TF_ENABLE_ONEDNN_OPTS=0`` (unless set):
+    TensorFlow's oneDNN kernels warn that they "may produce slightly different numerical results
+    due to floating-point round-off errors from different computation orders", and two trainings
+    with the same seed in one process were seen to differ in the last digits of their metrics.
+
     Cost: op determinism is process-wide and cannot be switched off again. It forces deterministic
     (often slower) kernels, most visibly on GPU (deterministic reductions and scatters, no
     autotuned cuDNN algorithms) and makes ``tf.data`` keep element order in parallel maps. The few
@@ -42,6 +47,7 @@ def seed_everything(seed: int) -> None:
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}; pick a smaller non-negative integer")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN kernels round differently run to run
     import keras
     import numpy as np
     import tensorflow as tf

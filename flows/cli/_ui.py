@@ -264,6 +264,7 @@ def quiet_libraries() -> None:
         "TF_CPP_MIN_LOG_LEVEL", "3"
     )  # TensorFlow's C++ chatter; Python errors still surface
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN kernels round differently run to run
     for console in (out, err):
         if not console.is_terminal:
             console.width = max(

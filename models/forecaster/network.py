@@ -66,6 +66,7 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 
 def _keras() -> Any:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # oneDNN kernels round differently run to run
     import keras
 
     return keras
