@@ -18,6 +18,7 @@ import pandas as pd
 
 from config.backtest import EvaluationConfig
 from config.settings import Settings
+from execution.client import HEADER
 from tests.integration.test_desk import risk_file
 from tests.serving_support import free_port
 
@@ -91,7 +92,7 @@ def replay_the_served_champion(tmp_path: Path) -> None:
         summary = json.loads(traded.stdout)
         assert summary["cycles"] > 50 and summary["orders"] > 0 and not summary["halted"]
 
-        chart = httpx.get(f"{url}/v1/overview/assets/GOOGL", headers={"X-API-Key": key}, timeout=120)
+        chart = httpx.get(f"{url}/v1/overview/assets/GOOGL", headers={HEADER: key}, timeout=120)
         assert chart.status_code == 200, chart.text
         _the_asset_page_shows_the_test_and_served_forecasts(chart.json(), settings, summary["cycles"])
 
