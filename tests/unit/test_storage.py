@@ -25,7 +25,7 @@ from storage import (
     start_ingest_run,
     upsert_bars,
 )
-from storage.db import VERSION_TABLE, head_revision
+from storage.db import MIGRATIONS_DIR, VERSION_TABLE, head_revision, newest_migration_file
 from storage.schema import Base
 
 COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
@@ -136,6 +136,43 @@ def test_migrate_creates_tables_and_is_rerunnable(tmp_path: Path) -> None:
         assert "WITHOUT ROWID" in ddl
         pk = inspect(eng).get_pk_constraint("bars")
         assert pk["constrained_columns"] == ["symbol", "timeframe", "ts"]
+    finally:
+        eng.dispose()
+
+
+def test_migration_files_follow_the_naming_rule_the_fast_head_check_relies_on() -> None:
+    from alembic.script import ScriptDirectory
+
+    from storage.db import _alembic_config
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    files = sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
+    assert files, "no migrations found"
+    previous = None
+    for path in files:
+        revision = script.get_revision(path.name[:4])
+        assert revision is not None and revision.path == str(path), path.name
+        assert revision.down_revision == previous, path.name
+        previous = revision.revision
+    assert newest_migration_file() == head_revision() == previous
+
+
+def test_migrate_on_a_database_at_head_does_not_run_alembic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic import command
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'fks.db'}")
+    try:
+        migrate(eng)
+        calls: list[str] = []
+        monkeypatch.setattr(command, "upgrade", lambda config, target: calls.append(target))
+        migrate(eng)
+        assert calls == []
+        with eng.begin() as conn:  # one revision behind: Alembic is asked again
+            conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = '0001'")
+        migrate(eng)
+        assert calls == ["head"]
     finally:
         eng.dispose()
 
