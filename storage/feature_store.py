@@ -292,9 +292,9 @@ def _describe(build: FeatureBuild) -> str:
 def _unreachable(build: FeatureBuild, uri: str, exc: LakeError) -> LakeError:
     """``exc`` (same class, so :class:`LakeUnreachable` stays retryable) said of ``build``."""
     return type(exc)(
-        f"{_describe(build)} is stored at {uri}, which this worker cannot reach: {exc}. A worker reads "
-        "the builds other workers made with their lake settings: set FKS_LAKE_URI, FKS_S3_ENDPOINT_URL "
-        "and the AWS credentials as on the worker that built it"
+        f"{_describe(build)} is stored at {uri}, which this worker cannot reach: {exc}. Give this "
+        "worker the lake settings of the worker that built it: FKS_LAKE_URI, FKS_S3_ENDPOINT_URL and "
+        "the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
     )
 
 
