@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
@@ -23,7 +22,7 @@ from expectations.runner import validate_features
 from expectations.screening import docs_dir, policy_for
 from features import build_features, get_feature_set
 from storage.bars import bar_summary, read_bars
-from storage.feature_store import bars_checksum, find_build, save_features
+from storage.feature_store import FeatureRoot, bars_checksum, find_build, has_build_file, save_features
 
 
 class FeaturesTarget(BaseModel):
@@ -64,9 +63,15 @@ class FeatureValidationFailed(RuntimeError):
     """A built feature frame failed the ``features`` suite; nothing was stored."""
 
 
-def features_root(settings: Settings) -> Path:
-    """Where feature Parquet files live: ``<data dir>/features``."""
-    return settings.data_dir / "features"
+def features_root(settings: Settings) -> FeatureRoot:
+    """Where feature Parquet files live: ``<FKS_LAKE_URI>/features`` (a folder or an S3 prefix,
+    reached through ``FKS_S3_ENDPOINT_URL``), so every worker with the same lake settings reads
+    the same builds; builds recorded before full URIs resolve under ``<FKS_DATA_DIR>/features``."""
+    return FeatureRoot(
+        uri=f"{settings.lake_uri.rstrip('/')}/features",
+        endpoint_url=settings.s3_endpoint_url,
+        legacy_dir=settings.data_dir / "features",
+    )
 
 
 def feature_targets(engine: Engine, config: FeaturesConfig) -> list[FeaturesTarget]:
@@ -102,10 +107,9 @@ def featurise_series(engine: Engine, settings: Settings, target: FeaturesTarget)
     """Build ``target``'s feature set from its stored bars unless an identical build exists.
 
     The bars' checksum keys the cache: unchanged bars are a hit and nothing is recomputed, unless
-    the build's file is not under this machine's :func:`features_root` (built by another machine
-    sharing the database): the frame is then built and validated again and the build's file
-    written here. A new frame must pass the ``features`` suite before it is stored under
-    :func:`features_root`.
+    the build's file is missing at the URI its row records: the frame is then built and validated
+    again and the file written there again. A new frame must pass the ``features`` suite before it
+    is stored under :func:`features_root`.
 
     Raises:
         FeatureValidationFailed: the frame failed the suite (the message names the expectations).
@@ -122,8 +126,8 @@ def featurise_series(engine: Engine, settings: Settings, target: FeaturesTarget)
             timeframe=target.timeframe,
             bars_checksum=checksum,
         )
-    if build is not None and not (features_root(settings) / build.path).is_file():
-        build = None  # recorded where this machine cannot see its file: built again, the file restored
+    if build is not None and not has_build_file(features_root(settings), build):
+        build = None  # its file is gone (deleted, a lost local disk): built again, the file restored
     docs = ""
     cache_hit = build is not None
     if build is None:

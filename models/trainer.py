@@ -2,12 +2,13 @@
 
 :func:`train_and_register` is the whole stage, usable from a notebook without Prefect::
 
+    from ingestion.features import features_root
     from models import get_family, train_and_register
     from storage import open_store
 
     outcome = train_and_register(
         get_family("forecaster"), ForecasterConfig(symbol="SPX"), settings,
-        engine=open_store(settings.db_url), features_root=settings.data_dir / "features",
+        engine=open_store(settings.db_url), features_root=features_root(settings),
     )
     outcome.record.registered_name, outcome.record.version    # "fks-forecaster", "3"
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from config.flows import InputError
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from config.settings import Settings
+    from storage.feature_store import FeatureRootLike
 
 __all__ = ["Evaluator", "TrainingOutcome", "load_training_data", "train_and_register"]
 
@@ -67,7 +68,7 @@ class TrainingOutcome(Generic[C, T]):
 
 
 def load_training_data(
-    engine: Engine, features_root: Path, *, symbol: str, timeframe: str, feature_set: FeatureSet
+    engine: Engine, features_root: FeatureRootLike, *, symbol: str, timeframe: str, feature_set: FeatureSet
 ) -> TrainingData:
     """The stored bars of a series, the feature set's stored features of them and the asset's calendar.
 
@@ -109,7 +110,7 @@ def train_and_register(
     settings: Settings,
     *,
     engine: Engine,
-    features_root: Path,
+    features_root: FeatureRootLike,
     evaluate: Evaluator | None = None,
 ) -> TrainingOutcome[C, T]:
     """Tune (when asked), train, log and register ``family``'s model on a stored series.
@@ -120,7 +121,7 @@ def train_and_register(
         settings: the MLflow store (``mlflow_tracking_uri``, ``mlflow_artifact_root``) and the
             database holding the Optuna study (``db_url``).
         engine: the FKS store holding the bars and the feature-store index.
-        features_root: the folder of the stored feature files.
+        features_root: where the feature builds are (:func:`ingestion.features.features_root`).
         evaluate: figures of the trained model to log on its run (see :data:`Evaluator`).
 
     Returns:

@@ -1,21 +1,28 @@
 """A point-in-time feature store: immutable Parquet files plus the ``feature_builds`` table.
 
-Each build of a feature set version over one series is one Parquet file under the store root
-(the caller passes it, e.g. ``<data dir>/features``)::
+Each build of a feature set version over one series is one Parquet file under the store root,
+a local folder or an S3 prefix (:class:`FeatureRoot`; the features flow uses
+``<FKS_LAKE_URI>/features``, so every worker with the same lake settings sees the same files)::
 
     {set_name}/{set_version}/{symbol}/{timeframe}/build-{id}.parquet
 
-and one row of ``feature_builds`` saying which input bars produced it (first and last bar,
-count and SHA-256 checksum) and when (``built_at``). Files are never overwritten, so every
-older build stays readable, and :func:`read_features` can answer "what did the features look
-like at ``as_of``": the newest build made at or before ``as_of``, cut to rows with
-``ts <= as_of``.
+and one row of ``feature_builds`` saying where the file is (its full URI, ``file:///...`` or
+``s3://BUCKET/KEY``), which input bars produced it (first and last bar, count and SHA-256
+checksum) and when (``built_at``). Files are never overwritten, so every older build stays
+readable, and :func:`read_features` can answer "what did the features look like at ``as_of``":
+the newest build made at or before ``as_of``, cut to rows with ``ts <= as_of``, read from the
+recorded URI through the store it names (:mod:`storage.lake.stores`), whatever the reader's
+``FKS_DATA_DIR``. Rows recorded before builds had full URIs hold a path relative to the old
+per-machine root (``<FKS_DATA_DIR>/features``, :attr:`FeatureRoot.legacy_dir`) and still read
+from there.
 
-A file is first written under a hidden temporary name in the same folder (``.build-*.tmp``),
-flushed to disk, then renamed to its final name, so a crash never leaves a half-written file
-under a ``build-*.parquet`` name; the store only ever reads the paths recorded in the table.
-The row is inserted on the caller's connection and transaction::
+Writes are atomic: locally the file is written under a hidden temporary name in its folder
+(``.build-*.tmp``), flushed to disk, then renamed (and the folder synced); on S3 the complete
+object is one PUT. So a crash never leaves a half-written file under a ``build-*.parquet`` name;
+the store only ever reads the URIs recorded in the table. The row is inserted on the caller's
+connection and transaction::
 
+    root = FeatureRoot("s3://research/fks/features", endpoint_url="http://127.0.0.1:9000")
     with engine.begin() as conn:
         build = find_build(conn, set_name="core", set_version="1", symbol="SPX", timeframe="1d",
                            bars_checksum=bars_checksum(bars))
@@ -31,10 +38,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +57,8 @@ from storage._time import NS_PER_MS as _NS_PER_MS
 from storage._time import from_ms as _from_ms
 from storage._time import to_ms as _to_ms
 from storage._time import utc as _utc
+from storage.lake.errors import LakeError
+from storage.lake.stores import ObjectStore, has_scheme, open_object, open_store
 from storage.schema import FeatureBuildRow
 
 _CHECKSUM_TAG = b"fks-bars-v1\0"
@@ -64,8 +73,9 @@ class FeatureBuild:
     ``bars_first`` and ``bars_last`` are the open times (UTC) of the first and last input bar,
     ``bar_count`` the number of input bars and ``bars_checksum`` their hex SHA-256
     (:func:`bars_checksum`). ``rows`` is the number of feature rows, ``columns`` the feature
-    column names in file order, ``path`` the Parquet file relative to the store root (POSIX
-    separators) and ``built_at`` when the build was made (UTC).
+    column names in file order, ``path`` the full URI of the Parquet file (``file:///...`` or
+    ``s3://BUCKET/KEY``; a path relative to :attr:`FeatureRoot.legacy_dir` for builds recorded
+    before full URIs) and ``built_at`` when the build was made (UTC).
     """
 
     id: int
@@ -247,47 +257,108 @@ def list_builds(
 # --- files ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class FeatureRoot:
+    """Where feature builds are written, and how recorded builds are reached.
+
+    ``uri`` is the folder or S3 prefix new builds go under: ``file:///folder``, a bare local path
+    or ``s3://BUCKET/PREFIX`` (:func:`ingestion.features.features_root` gives
+    ``<FKS_LAKE_URI>/features``). ``endpoint_url`` is the S3 endpoint ``s3://`` URIs are reached
+    through (MinIO, moto; None: boto3's default). ``legacy_dir`` is the folder that the relative
+    paths of builds recorded before builds had full URIs resolve against (None: ``uri``).
+    """
+
+    uri: str
+    endpoint_url: str | None = None
+    legacy_dir: Path | None = None
+
+
+#: A :class:`FeatureRoot`, or just the folder / URI new builds go under.
+FeatureRootLike = FeatureRoot | str | os.PathLike[str]
+
+
+def _as_root(root: FeatureRootLike) -> FeatureRoot:
+    return root if isinstance(root, FeatureRoot) else FeatureRoot(os.fspath(root))
+
+
 def _relative_path(set_name: str, set_version: str, symbol: str, tf: str, build_id: int) -> str:
     return f"{set_name}/{set_version}/{symbol}/{tf}/build-{build_id}.parquet"
 
 
-def _write_temp(folder: Path, features: pd.DataFrame, provenance: dict[str, Any]) -> Path:
-    """Write ``features`` to a hidden temporary file in ``folder``, flushed to disk; return its path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    temp = folder / f".build-{uuid.uuid4().hex}.tmp"
+def _describe(build: FeatureBuild) -> str:
+    return f"feature build {build.id} ({build.set_name} {build.set_version} {build.symbol} {build.timeframe})"
+
+
+def _unreachable(build: FeatureBuild, uri: str, exc: LakeError) -> LakeError:
+    """``exc`` (same class, so :class:`LakeUnreachable` stays retryable) said of ``build``."""
+    return type(exc)(
+        f"{_describe(build)} is stored at {uri}, which this worker cannot reach: {exc}. Give this "
+        "worker the lake settings of the worker that built it: FKS_LAKE_URI, FKS_S3_ENDPOINT_URL and "
+        "the AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)"
+    )
+
+
+def _locate(root: FeatureRoot, build: FeatureBuild) -> tuple[ObjectStore, str, str]:
+    """The store holding ``build``'s file, the file's key there and its full URI: the recorded URI,
+    or for an old row's relative path, that path under ``root.legacy_dir`` (else ``root.uri``).
+
+    Raises:
+        LakeError: when the recorded URI names a store this worker cannot open (another scheme,
+            an invalid bucket).
+    """
+    path = build.path
     try:
-        table = pa.Table.from_pandas(features, preserve_index=True)
-        metadata = dict(table.schema.metadata or {})
-        metadata[_PARQUET_METADATA_KEY] = json.dumps(provenance, sort_keys=True).encode()
-        table = table.replace_schema_metadata(metadata)
-        with temp.open("wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
+        if has_scheme(path):
+            store, key = open_object(path, root.endpoint_url)
+            return store, key, path
+        base = root.uri if root.legacy_dir is None else os.fspath(root.legacy_dir)
+        store, where = open_store(base, root.endpoint_url)
+    except LakeError as exc:
+        raise _unreachable(build, path, exc) from None
+    return store, path, f"{where.rstrip('/')}/{path}"
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def build_uri(root: FeatureRootLike, build: FeatureBuild) -> str:
+    """The full URI of ``build``'s Parquet file (``file:///...`` or ``s3://...``).
+
+    Raises:
+        LakeError: as :func:`read_features` does for a store this worker cannot open.
+    """
+    return _locate(_as_root(root), build)[2]
 
 
-def _restore_file(root: Path, build: FeatureBuild, features: pd.DataFrame) -> None:
-    """Write the missing file of the recorded ``build`` under ``root`` from ``features`` (computed
-    again from the same bars), with the provenance the build was first written with."""
+def has_build_file(root: FeatureRootLike, build: FeatureBuild) -> bool:
+    """True when ``build``'s Parquet file exists where its row says (see :func:`build_uri`).
+
+    Raises:
+        LakeError: when the file's store cannot be opened or reached (the message says which
+            settings to fix).
+    """
+    store, key, uri = _locate(_as_root(root), build)
+    try:
+        return store.exists(key)
+    except LakeError as exc:
+        raise _unreachable(build, uri, exc) from None
+
+
+def _encode(features: pd.DataFrame, provenance: dict[str, Any]) -> bytes:
+    """``features`` as Parquet bytes, with ``provenance`` in the file's metadata."""
+    table = pa.Table.from_pandas(features, preserve_index=True)
+    metadata = dict(table.schema.metadata or {})
+    metadata[_PARQUET_METADATA_KEY] = json.dumps(provenance, sort_keys=True).encode()
+    sink = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata), sink)
+    return sink.getvalue()
+
+
+def _restore_file(root: FeatureRoot, build: FeatureBuild, features: pd.DataFrame) -> None:
+    """Write the missing file of the recorded ``build`` where its row says (:func:`build_uri`)
+    from ``features`` (computed again from the same bars), with the provenance the build was
+    first written with."""
     columns = tuple(str(c) for c in features.columns)
     if len(features) != build.rows or columns != build.columns:
         raise ValueError(
-            f"feature build {build.id} ({build.set_name} {build.set_version} {build.symbol} "
-            f"{build.timeframe}) has {build.rows} rows and columns {list(build.columns)}, but the "
+            f"{_describe(build)} has {build.rows} rows and columns {list(build.columns)}, but the "
             f"features given to write its missing file have {len(features)} rows and columns "
             f"{list(columns)}; a changed feature set needs a new set version"
         )
@@ -303,19 +374,33 @@ def _restore_file(root: Path, build: FeatureBuild, features: pd.DataFrame) -> No
         "rows": build.rows,
         "built_at": _to_ms(build.built_at, "built_at"),
     }
-    target = root / build.path
-    temp = _write_temp(target.parent, features, provenance)
+    data = _encode(features, provenance)
+    store, key, uri = _locate(root, build)
     try:
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_folder(target.parent)
+        store.put(key, data)
+    except LakeError as exc:
+        raise _unreachable(build, uri, exc) from None
+
+
+def _read_file(root: FeatureRoot, build: FeatureBuild) -> pd.DataFrame:
+    """The frame in ``build``'s file, read through the store its URI names."""
+    store, key, uri = _locate(root, build)
+    try:
+        data = store.get(key)
+    except LakeError as exc:
+        raise _unreachable(build, uri, exc) from None
+    if data is None:
+        raise FileNotFoundError(
+            f"{_describe(build)} points to {uri}, which does not exist; run `fks features` to write it "
+            "again, or check this worker's lake settings (FKS_LAKE_URI, FKS_S3_ENDPOINT_URL) against "
+            "the worker that built it"
+        )
+    return pq.read_table(pa.BufferReader(data)).to_pandas()
 
 
 def save_features(
     conn: Connection,
-    root: Path,
+    root: FeatureRootLike,
     *,
     set_name: str,
     set_version: str,
@@ -330,17 +415,18 @@ def save_features(
     ``features`` is indexed by bar open time (a ``DatetimeIndex``, naive taken as UTC; sorted,
     unique), with uniquely named string columns of any Parquet-storable dtype (NaN allowed, e.g.
     during warm-up). ``bars`` are the input bars (a canonical bar frame, at least one bar); their
-    checksum (:func:`bars_checksum`) identifies the build. If a build of this set version and
-    series with the same checksum exists, it is returned and nothing is written (idempotent),
-    unless its file is missing under ``root`` (the build was made on a machine whose store root
-    this one does not see, e.g. a laptop sharing a team's database): the file is then written
-    from ``features`` under the build's own path and provenance, and no row changes.
-    Otherwise the frame is written to ``root/{set_name}/{set_version}/{symbol}/{timeframe}/
-    build-{id}.parquet`` (temporary name, flushed, then renamed) and the row is inserted on the
-    caller's connection, stamped ``built_at`` (default: now, UTC; stored in milliseconds). The
-    caller commits or rolls back; if the insert fails, the file is removed. A file left behind by
-    a transaction rolled back later is never read (no row points to it) and may be replaced by a
-    later build that gets the same id.
+    checksum (:func:`bars_checksum`) identifies the build. ``root`` is a :class:`FeatureRoot` or
+    just the folder / URI (``file://``, ``s3://``) to write under. If a build of this set version
+    and series with the same checksum exists, it is returned and nothing is written (idempotent),
+    unless its file is missing where its row says (deleted, or lost with a local disk): the file
+    is then written there again from ``features``, with the build's own provenance, and no row
+    changes (an old row's relative path is taken under ``root.legacy_dir``).
+    Otherwise the frame is written to ``{root.uri}/{set_name}/{set_version}/{symbol}/{timeframe}/
+    build-{id}.parquet`` (locally: temporary name, flushed, then renamed; on S3: one PUT) and the
+    row, with the file's full URI, is inserted on the caller's connection, stamped ``built_at``
+    (default: now, UTC; stored in milliseconds). The caller commits or rolls back; if the write
+    fails, the row is removed. A file left behind by a transaction rolled back later is never
+    read (no row points to it) and may be replaced by a later build that gets the same id.
 
     Raises:
         TypeError: when ``features`` or ``bars`` is not a DataFrame.
@@ -349,7 +435,10 @@ def save_features(
             sorted unique timestamps or whose columns are not unique non-empty strings; or, when a
             recorded build's missing file is written again, features whose rows or columns are
             not the build's.
-        OSError: when the file cannot be written under ``root``.
+        storage.lake.LakeError: (a ValueError) when ``root`` is not a URI this code can open, or
+            the store refuses the write (missing bucket, credentials; :class:`LakeUnreachable`
+            when its endpoint cannot be reached).
+        OSError: when the file cannot be written under a local ``root``.
         sqlalchemy.exc.DBAPIError: from the database, e.g. ``IntegrityError`` when another
             process stored the same build at the same moment (retry: it is then a cache hit).
     """
@@ -362,9 +451,10 @@ def save_features(
     existing = find_build(
         conn, set_name=set_name, set_version=set_version, symbol=symbol, timeframe=tf, bars_checksum=checksum
     )
+    store_root = _as_root(root)
     if existing is not None:
-        if not (Path(root) / existing.path).is_file():
-            _restore_file(Path(root), existing, frame)
+        if not has_build_file(store_root, existing):
+            _restore_file(store_root, existing, frame)
         return existing
 
     bar_ns = pd.DatetimeIndex(input_bars.index).as_unit("ns").asi8
@@ -382,9 +472,8 @@ def save_features(
         "columns": [str(c) for c in frame.columns],
         "built_at": stamp,
     }
-    root = Path(root)
-    folder = root / set_name / set_version / symbol / tf
-    temp = _write_temp(folder, frame, {k: v for k, v in values.items() if k != "columns"})
+    data = _encode(frame, {k: v for k, v in values.items() if k != "columns"})
+    store, where = open_store(store_root.uri, store_root.endpoint_url)
     build_id: int | None = None
     try:
         result = conn.execute(insert(FeatureBuildRow).values(**values, path=""))
@@ -393,17 +482,16 @@ def save_features(
             raise RuntimeError("the database did not report the new feature build's id")
         build_id = int(key[0])
         relative = _relative_path(set_name, set_version, symbol, tf, build_id)
-        conn.execute(update(FeatureBuildRow).where(FeatureBuildRow.id == build_id).values(path=relative))
-        # The id is new in this transaction, so a file already under this name can only be an
+        uri = f"{where.rstrip('/')}/{relative}"
+        conn.execute(update(FeatureBuildRow).where(FeatureBuildRow.id == build_id).values(path=uri))
+        # The id is new in this transaction, so an object already under this name can only be an
         # orphan of a rolled-back transaction: replacing it is safe.
-        os.replace(temp, root / relative)
+        store.put(relative, data)
     except BaseException:
-        temp.unlink(missing_ok=True)
         if build_id is not None:
             with contextlib.suppress(Exception):  # best effort; the caller's rollback removes it anyway
                 conn.execute(delete(FeatureBuildRow).where(FeatureBuildRow.id == build_id))
         raise
-    _fsync_folder(folder)
     return FeatureBuild(
         id=build_id,
         set_name=set_name,
@@ -416,14 +504,14 @@ def save_features(
         bars_checksum=checksum,
         rows=values["rows"],
         columns=tuple(values["columns"]),
-        path=relative,
+        path=uri,
         built_at=_from_ms(stamp),
     )
 
 
 def read_features(
     conn: Connection,
-    root: Path,
+    root: FeatureRootLike,
     *,
     set_name: str,
     set_version: str,
@@ -441,10 +529,18 @@ def read_features(
     naive (taken as UTC). Returns the frame as saved: UTC ``ts`` index, the build's columns in
     their order, their dtypes (possibly with zero rows).
 
+    The build's file is read from the full URI its row records, through the store that URI names
+    (a local folder, or S3 through ``root.endpoint_url``), so any worker with the same lake
+    settings reads what another worker built; an old row's relative path is taken under
+    ``root.legacy_dir`` (else ``root.uri``).
+
     Raises:
         LookupError: when no build was made at or before ``as_of``; build the features first
             (``fks features``).
-        FileNotFoundError: when the build's Parquet file is missing under ``root``.
+        FileNotFoundError: when the build's file does not exist at its URI (the message names it).
+        storage.lake.LakeError: (a ValueError) when the URI names a store this worker cannot open
+            or reach (another scheme, missing bucket or credentials; :class:`LakeUnreachable` when
+            the endpoint is down): the message names the settings to fix.
         ValueError: for an invalid name, symbol, timeframe or timestamp.
     """
     set_name, set_version, symbol, tf = _check_series(set_name, set_version, symbol, timeframe)
@@ -471,14 +567,7 @@ def read_features(
             f"no feature build of set {set_name!r} version {set_version!r} for {symbol} {tf}{when}; "
             f"run `fks features` to build them"
         )
-    build = _build(row)
-    path = Path(root) / build.path
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"feature build {build.id} ({set_name} {set_version} {symbol} {tf}) points to {path}, "
-            "which does not exist; check the feature store root or rebuild with `fks features`"
-        )
-    frame = pq.read_table(path).to_pandas()
+    frame = _read_file(_as_root(root), _build(row))
     index = pd.DatetimeIndex(frame.index)
     keep = np.ones(len(frame), dtype=bool)
     if cutoff is not None:

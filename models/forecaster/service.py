@@ -5,14 +5,14 @@ summarised as a :class:`TrainingSummary` (the table ``fks train forecaster`` and
 print)::
 
     from backtest.evaluate import strategy_metrics
+    from ingestion.features import features_root
     summary = train_and_record(ForecasterConfig(symbol="SPX"), settings, engine=engine,
-                               features_root=settings.data_dir / "features", evaluate=strategy_metrics)
+                               features_root=features_root(settings), evaluate=strategy_metrics)
     summary.test["lstm"]["rmse"], summary.strategies["long_flat"]["sharpe"]
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from config.settings import Settings
     from models.forecaster.training import ForecasterResult
+    from storage.feature_store import FeatureRootLike
 
 __all__ = ["TrainingSummary", "train_and_record"]
 
@@ -75,7 +76,7 @@ def train_and_record(
     settings: Settings,
     *,
     engine: Engine,
-    features_root: Path,
+    features_root: FeatureRootLike,
     evaluate: Evaluator | None = None,
 ) -> TrainingSummary:
     """Tune (when ``config.tuning`` asks), train, log and register the forecaster; summarise it.

@@ -16,7 +16,9 @@ Layout, one file per partition::
 The partition is a UTC day (``2024-01-31``) for ``1m`` bars, a month (``2024-01``) for ``1h`` and
 a year (``2024``) for ``1d``: 1,440, about 730 and about 260-365 bars a file, so file counts stay
 sane whatever the history length. Symbols are percent-encoded as Hive readers expect (pyarrow,
-DuckDB and Spark read the lake as a partitioned dataset). Each file holds the columns ``ts``
+DuckDB and Spark read the lake as a partitioned dataset). The feature store
+(:mod:`storage.feature_store`) keeps its builds beside the bars, under ``<root>/features/``,
+through the same stores. Each file holds the columns ``ts``
 (``timestamp[ms, UTC]``, bar open time), ``open, high, low, close, volume`` (float64) and
 ``source`` (string; files without it read as source ``lake``), sorted by ``ts``.
 

@@ -8,6 +8,7 @@ lake (:mod:`storage.lake.dataset`) decides what to put where (:mod:`storage.lake
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -21,6 +22,7 @@ from storage.lake.errors import LakeError, LakeUnreachable
 
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 _MD5_RE = re.compile(r"[0-9a-f]{32}")
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _T = TypeVar("_T")
 
 
@@ -41,6 +43,10 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes | None:
         """The bytes under ``key``; None when there is no such object."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """True when there is an object under ``key`` (without reading it)."""
         ...
 
     def put(self, key: str, data: bytes) -> None:
@@ -90,8 +96,13 @@ class LocalStore:
         except FileNotFoundError:
             return None
 
+    def exists(self, key: str) -> bool:
+        """True when the file exists."""
+        return (self.root / key).is_file()
+
     def put(self, key: str, data: bytes) -> None:
-        """Write the file atomically (temporary file, fsync, rename), creating its folders.
+        """Write the file atomically (temporary file, fsync, rename, fsync of its folder), creating
+        its folders.
 
         Raises:
             LakeError: when the lake root is a file.
@@ -108,6 +119,7 @@ class LocalStore:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+        _fsync_folder(target.parent)
 
     def delete(self, key: str) -> None:
         """Remove the file and the folders it leaves empty (never the root)."""
@@ -209,6 +221,21 @@ class S3Store:
 
         return self._call(f"read {key}", run)
 
+    def exists(self, key: str) -> bool:
+        """True when the object exists (a HEAD request). Raises LakeError as :meth:`scan`."""
+        from botocore.exceptions import ClientError
+
+        def run() -> bool:
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
+            return True
+
+        return self._call(f"look up {key}", run)
+
     def put(self, key: str, data: bytes) -> None:
         """Upload ``data`` with its Content-MD5 (S3 checks it). Raises LakeError as :meth:`scan`."""
         md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode("ascii")
@@ -257,13 +284,46 @@ def open_store(uri: str, endpoint_url: str | None = None) -> tuple[ObjectStore, 
         if not path:
             raise LakeError(f"lake URI {uri!r} names no folder; e.g. file://data/lake")
         return _open_local(path)
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", text):
+    if has_scheme(text):
         scheme = text.split("://", 1)[0]
         raise LakeError(
             f"lake URI {uri!r} has scheme {scheme}://, which FKS cannot use: use file://PATH for a local "
             "folder or s3://BUCKET/PREFIX for S3 and S3-compatible stores (set FKS_S3_ENDPOINT_URL for MinIO)"
         )
     return _open_local(text)
+
+
+def has_scheme(text: str) -> bool:
+    """True when ``text`` starts with a URI scheme (``file://``, ``s3://``, ``gs://``, ...)."""
+    return _SCHEME_RE.match(text) is not None
+
+
+def open_object(uri: str, endpoint_url: str | None = None) -> tuple[ObjectStore, str]:
+    """The store holding the object a full URI names (``file:///folder/name`` or
+    ``s3://BUCKET/KEY``) and the object's key in it, so that ``store.get(key)`` reads it.
+
+    Nothing is read or connected here.
+
+    Raises:
+        LakeError: for a URI without a scheme or object name, another scheme (the message lists
+            ``file://`` and ``s3://``), or an invalid bucket name.
+    """
+    text = str(uri).strip()
+    parent, _, name = text.rpartition("/")
+    if not has_scheme(parent) or not name:
+        raise LakeError(f"{uri!r} is not the full URI of an object: use file:///PATH or s3://BUCKET/KEY")
+    store, _ = open_store(parent, endpoint_url)
+    return store, name
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _open_local(path: str) -> tuple[ObjectStore, str]:

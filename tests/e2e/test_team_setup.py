@@ -10,9 +10,10 @@
 `fks pipeline` then `fks lake export` run as a user runs them, configured only by ``FKS_`` variables
 (named from :class:`config.settings.Settings`'s fields, so a renamed setting breaks this test), and
 the test looks where the settings say things are: the registry and aliases on the MLflow server,
-its runs in its PostgreSQL database, the artifacts and the lake's Parquet objects in the bucket
-(the lake's rows equal to the stored bars), bars and runs in the FKS database, the flow runs on the
-Prefect server, and nothing in a local ``mlruns`` or ``mlartifacts`` folder.
+its runs in its PostgreSQL database, the artifacts, the feature builds and the lake's Parquet
+objects in the bucket (the lake's rows equal to the stored bars), bars and runs in the FKS
+database, the flow runs on the Prefect server, and nothing in a local ``mlruns`` or ``mlartifacts``
+folder.
 
 Skips when ``TEST_POSTGRES_URL`` is unset (``make test`` and ``.ci/run`` start a throwaway server).
 """
@@ -202,7 +203,8 @@ def test_pipeline_on_postgresql_an_mlflow_server_and_s3(
     client_dir.mkdir()
     env = {
         **_inherited(),
-        # only the lake talks to S3 itself; MLflow's artifacts go through the tracking server
+        # only the lake (bars and feature builds) talks to S3 itself; MLflow's artifacts go through the
+        # tracking server
         **CREDENTIALS,
         **fks_env(
             db_url=db_url,
@@ -279,17 +281,23 @@ def test_pipeline_on_postgresql_an_mlflow_server_and_s3(
             )
         }
         run_states = {r[0] for r in conn.execute(text("SELECT DISTINCT status FROM ingest_runs"))}
-        builds = conn.execute(text("SELECT COUNT(*) FROM feature_builds")).scalar_one()
+        build_uris = {str(r[0]) for r in conn.execute(text("SELECT path FROM feature_builds"))}
         gates = conn.execute(text("SELECT model_name, decision FROM promotions")).all()
     store.dispose()
     assert {"SPX", "GOOGL", "EURUSD", "SYNA", "SYNH"} <= {symbol for symbol, _ in stored}
     sample_rows = len((REPO / "data" / "samples" / "sp500_daily.csv").read_text().splitlines()) - 1
     assert stored[("SPX", "1d")] == sample_rows
-    assert run_states == {"success"} and builds >= 3
+    assert run_states == {"success"} and len(build_uris) >= 3
     assert [(str(m), str(d)) for m, d in gates] == [("fks-forecaster", decision)]
 
-    # the lake's Parquet objects are in the bucket under the lake URI, holding exactly the stored bars
+    # the lake's Parquet objects are in the bucket under the lake URI: the feature builds, each at the
+    # full URI its feature_builds row records (none under the local data dir), and the bars' partitions,
+    # holding exactly the stored bars
     lake_keys = _keys(s3, f"{LAKE_PREFIX}/")
+    feature_keys = {k for k in lake_keys if k.startswith(f"{LAKE_PREFIX}/features/")}
+    assert {f"s3://{BUCKET}/{k}" for k in feature_keys} == build_uris
+    assert not (client_dir / "data" / "features").exists()
+    lake_keys = [k for k in lake_keys if k not in feature_keys]
     assert lake_keys and all(k.endswith("/bars.parquet") for k in lake_keys)
     assert f"{LAKE_PREFIX}/symbol=SPX/timeframe=1d/date=2018/bars.parquet" in lake_keys
     in_lake: dict[tuple[str, str], int] = {}

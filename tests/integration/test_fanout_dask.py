@@ -81,9 +81,10 @@ def _stored_bytes(settings: Settings) -> tuple[bytes, list[tuple[object, ...]], 
             )
         ).all()
     files = {}
-    root = features_root(settings)
+    lake = features_root(settings).uri
     for build in builds:
-        frame = pq.read_table(root / build[-1]).to_pandas()
+        assert build[-1].startswith(f"{lake}/"), build[-1]  # recorded with its full URI, in the lake
+        frame = pq.read_table(build[-1].removeprefix("file://")).to_pandas()
         values = frame.to_numpy(dtype="float64").tobytes()
         index = pd.DatetimeIndex(frame.index).asi8.tobytes()
         files[f"{build[2]}/{build[3]}"] = values + index + ",".join(map(str, frame.columns)).encode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,17 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import PROJECT_ROOT
 from storage import (
     FeatureBuild,
+    FeatureRoot,
     bars_checksum,
+    build_uri,
     find_build,
+    has_build_file,
     list_builds,
     list_ingest_runs,
     make_engine,
@@ -37,6 +41,7 @@ from storage import (
     upsert_bars,
 )
 from storage.db import VERSION_TABLE, _alembic_config, head_revision
+from storage.lake import LakeError
 from storage.schema import Base
 
 COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
@@ -80,6 +85,17 @@ def features_of(bars: pd.DataFrame) -> pd.DataFrame:
 
 def build_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def local(build: FeatureBuild) -> Path:
+    """The local file a build's recorded ``file://`` URI names."""
+    assert build.path.startswith("file:///"), build.path
+    return Path(build.path.removeprefix("file://"))
+
+
+def key(root: Path, build: FeatureBuild) -> str:
+    """A build's file relative to ``root`` (fails when it is not under it)."""
+    return local(build).relative_to(root).as_posix()
 
 
 @pytest.fixture
@@ -133,10 +149,10 @@ def test_save_then_read_round_trips_exactly(engine: Engine, root: Path) -> None:
         bars_checksum=bars_checksum(bars),
         rows=500,
         columns=("sma_5", "ret_1", "up", "hour"),
-        path=f"core/1/BTC/1h/build-{build.id}.parquet",
+        path=f"file://{root.as_posix()}/core/1/BTC/1h/build-{build.id}.parquet",
         built_at=T1,
     )
-    assert build_files(root) == [build.path]
+    assert build_files(root) == [key(root, build)]
     with engine.connect() as conn:
         out = read_features(conn, root, **KEY)
         assert list_builds(conn) == [build]
@@ -156,40 +172,96 @@ def test_unchanged_input_is_a_cache_hit_and_writes_nothing(engine: Engine, root:
     bars = hour_bars(200)
     with engine.begin() as conn:
         first = save_features(conn, root, **KEY, features=features_of(bars), bars=bars, built_at=T1)
-    stat = (root / first.path).stat()
+    stat = local(first).stat()
     with engine.begin() as conn:
         hit = find_build(conn, **KEY, bars_checksum=bars_checksum(bars.copy()))
         again = save_features(
             conn, root, **KEY, features=features_of(bars) * 0, bars=bars.copy(), built_at=T2
         )
     assert hit == first and again == first
-    assert build_files(root) == [first.path]
-    assert (root / first.path).stat().st_mtime_ns == stat.st_mtime_ns
+    assert build_files(root) == [key(root, first)]
+    assert local(first).stat().st_mtime_ns == stat.st_mtime_ns
     with engine.connect() as conn:
         assert len(list_builds(conn)) == 1
         assert find_build(conn, **{**KEY, "set_version": "2"}, bars_checksum=first.bars_checksum) is None
 
 
-def test_a_build_whose_file_is_missing_here_gets_it_written_not_a_new_build(
+def test_a_build_whose_file_vanished_gets_it_written_again_not_a_new_build(
     engine: Engine, root: Path, tmp_path: Path
 ) -> None:
     bars = hour_bars(200)
     with engine.begin() as conn:
         first = save_features(conn, root, **KEY, features=features_of(bars), bars=bars, built_at=T1)
-    elsewhere = tmp_path / "elsewhere" / "features"  # another machine's root, same database
+    file = local(first)
+    metadata = pq.read_schema(file).metadata
+    file.unlink()
+    with engine.connect() as conn, pytest.raises(FileNotFoundError) as missing:
+        read_features(conn, root, **KEY)
+    assert first.path in str(missing.value) and "fks features" in str(missing.value)
+    elsewhere = tmp_path / "elsewhere" / "features"  # another worker's root, same database
     with engine.begin() as conn:
+        assert not has_build_file(elsewhere, first)
         again = save_features(
             conn, elsewhere, **KEY, features=features_of(bars), bars=bars.copy(), built_at=T2
         )
-    assert again == first and build_files(elsewhere) == [first.path]
-    assert pq.read_schema(elsewhere / first.path).metadata == pq.read_schema(root / first.path).metadata
+    assert again == first and file.is_file() and not elsewhere.exists()  # written where the row says
+    assert pq.read_schema(file).metadata == metadata
     with engine.connect() as conn:
-        assert list_builds(conn) == [first]
+        assert list_builds(conn) == [first] and has_build_file(elsewhere, first)
         pd.testing.assert_frame_equal(read_features(conn, elsewhere, **KEY), read_features(conn, root, **KEY))
-    third = tmp_path / "third" / "features"
+    file.unlink()
     with engine.begin() as conn, pytest.raises(ValueError, match="new set version"):
-        save_features(conn, third, **KEY, features=features_of(bars).iloc[:, :2], bars=bars)
-    assert not third.exists() or build_files(third) == []
+        save_features(conn, root, **KEY, features=features_of(bars).iloc[:, :2], bars=bars)
+    assert not file.exists()
+
+
+def _record_path(conn: Connection, build: FeatureBuild, path: str) -> FeatureBuild:
+    """Make ``build``'s row record ``path`` (as rows before full URIs did, or a foreign URI)."""
+    conn.execute(
+        text("UPDATE feature_builds SET path = :path WHERE id = :id"), {"path": path, "id": build.id}
+    )
+    return replace(build, path=path)
+
+
+def test_an_old_row_with_a_relative_path_reads_under_the_legacy_folder(
+    engine: Engine, tmp_path: Path
+) -> None:
+    legacy = tmp_path / "data" / "features"  # where builds went before they had full URIs
+    bars = hour_bars(120)
+    with engine.begin() as conn:
+        build = save_features(conn, legacy, **KEY, features=features_of(bars), bars=bars, built_at=T1)
+        old = _record_path(conn, build, key(legacy, build))
+    assert old.path == f"core/1/BTC/1h/build-{build.id}.parquet"
+    lake = FeatureRoot(uri=f"file://{tmp_path / 'lake' / 'features'}", legacy_dir=legacy)
+    with engine.connect() as conn:
+        assert list_builds(conn) == [old]
+        pd.testing.assert_frame_equal(
+            read_features(conn, lake, **KEY, as_of=T1), features_of(bars), check_freq=False
+        )
+        pd.testing.assert_frame_equal(read_features(conn, legacy, **KEY), features_of(bars), check_freq=False)
+    assert build_uri(lake, old) == f"file://{legacy.as_posix()}/{old.path}" and has_build_file(lake, old)
+    (legacy / old.path).unlink()
+    with engine.begin() as conn:  # the vanished old file is written again where it was, the row kept
+        again = save_features(conn, lake, **KEY, features=features_of(bars), bars=bars, built_at=T2)
+    assert again == old and (legacy / old.path).is_file() and not (tmp_path / "lake").exists()
+
+
+def test_a_uri_this_worker_cannot_open_is_a_clear_error(engine: Engine, root: Path) -> None:
+    bars = hour_bars(50)
+    with engine.begin() as conn:
+        build = save_features(conn, root, **KEY, features=features_of(bars), bars=bars, built_at=T1)
+        _record_path(conn, build, f"gs://other-cloud/features/build-{build.id}.parquet")
+    with engine.connect() as conn, pytest.raises(LakeError) as refused:
+        read_features(conn, root, **KEY)
+    message = str(refused.value)
+    for part in (
+        f"feature build {build.id}",
+        "gs://other-cloud",
+        "s3://",
+        "FKS_LAKE_URI",
+        "FKS_S3_ENDPOINT_URL",
+    ):
+        assert part in message
 
 
 def test_changed_input_makes_a_new_build_and_the_old_one_stays_readable(engine: Engine, root: Path) -> None:
@@ -201,7 +273,7 @@ def test_changed_input_makes_a_new_build_and_the_old_one_stays_readable(engine: 
     with engine.begin() as conn:
         new = save_features(conn, root, **KEY, features=new_features, bars=new_bars, built_at=T2)
     assert new.id != old.id and new.bars_checksum != old.bars_checksum and new.path != old.path
-    assert build_files(root) == sorted([old.path, new.path])
+    assert build_files(root) == sorted([key(root, old), key(root, new)])
     with engine.connect() as conn:
         assert [b.id for b in list_builds(conn, symbol="BTC")] == [old.id, new.id]
         assert list_builds(conn, set_name="other") == []
@@ -211,7 +283,7 @@ def test_changed_input_makes_a_new_build_and_the_old_one_stays_readable(engine: 
     pd.testing.assert_frame_equal(latest, new_features, check_freq=False)
     pd.testing.assert_frame_equal(at_second, new_features, check_freq=False)
     pd.testing.assert_frame_equal(before_second, old_features, check_freq=False)  # the first build's data
-    pd.testing.assert_frame_equal(pd.read_parquet(root / old.path), old_features, check_freq=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(local(old)), old_features, check_freq=False)
 
 
 def test_as_of_cuts_rows_after_it(engine: Engine, root: Path) -> None:
@@ -282,7 +354,7 @@ def test_rolled_back_transaction_leaves_no_build(engine: Engine, root: Path) -> 
         build = save_features(conn, root, **KEY, features=features_of(bars), bars=bars, built_at=T2)
     with engine.connect() as conn:
         pd.testing.assert_frame_equal(read_features(conn, root, **KEY), features_of(bars), check_freq=False)
-    assert build.path in build_files(root)
+    assert key(root, build) in build_files(root)
 
 
 def _refuse_inserts(conn: object, dialect: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from sqlalchemy import Connection
@@ -49,14 +51,24 @@ def test_features_are_built_once_then_cached_and_equal_a_direct_build(settings: 
     with engine.connect() as conn:
         assert len(list_builds(conn, symbol="SPX")) == 1
 
-    # another machine on the same database (its own data dir) cannot see the file: it builds the
-    # features again and writes the recorded build's file under its own root, no new build
+    # another machine on the same database and lake, with its own data dir, reads the build: a hit
     elsewhere = settings.model_copy(update={"data_dir": settings.data_dir.parent / "elsewhere"})
+    assert elsewhere.lake_uri == settings.lake_uri
     there = features(FeaturesConfig(symbols=["SPX"]), elsewhere).outcomes[0]
-    assert (there.cache_hit, there.build_id) == (False, again.outcomes[0].build_id)
+    assert (there.cache_hit, there.build_id) == (True, again.outcomes[0].build_id)
     with engine.connect() as conn:
-        assert len(list_builds(conn, symbol="SPX")) == 1
+        (build,) = list_builds(conn, symbol="SPX")
         pd.testing.assert_frame_equal(_spx_features(conn, elsewhere), stored)
+    assert build.path.startswith(f"{settings.lake_uri}/features/")
+    assert not (elsewhere.data_dir / "features").exists()
+
+    # a build whose file vanished is built again and its file written where its row says, no new build
+    Path(build.path.removeprefix("file://")).unlink()
+    restored = features(FeaturesConfig(symbols=["SPX"]), elsewhere).outcomes[0]
+    assert (restored.cache_hit, restored.build_id) == (False, build.id)
+    with engine.connect() as conn:
+        assert list_builds(conn, symbol="SPX") == [build]
+        pd.testing.assert_frame_equal(_spx_features(conn, settings), stored)
     assert features(FeaturesConfig(symbols=["SPX"]), elsewhere).outcomes[0].cache_hit
 
 

@@ -281,3 +281,27 @@ def test_a_file_holding_bars_of_another_partition_is_refused(
     )
     with pytest.raises(LakeError, match="outside its partition 2024"):
         lake.read("SPX", "1d")
+
+
+def test_open_object_names_the_store_and_key_of_a_full_uri(tmp_path: Path) -> None:
+    from storage.lake.stores import LocalStore, S3Store, has_scheme, open_object
+
+    store, key = open_object(f"file://{tmp_path.as_posix()}/a/b/build-1.parquet")
+    assert isinstance(store, LocalStore) and store.root == tmp_path / "a" / "b" and key == "build-1.parquet"
+    assert not store.exists(key)
+    store.put(key, b"bytes")  # atomic local write, folders made
+    assert store.exists(key) and store.get(key) == b"bytes" and (tmp_path / "a" / "b" / key).is_file()
+    s3, s3_key = open_object("s3://fks-lake/research/features/build-2.parquet", "http://127.0.0.1:9")
+    assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix, s3_key) == (
+        "fks-lake",
+        "research/features",
+        "build-2.parquet",
+    )
+    assert (
+        has_scheme("s3://b/k") and has_scheme("file:///x") and not has_scheme("core/1/BTC/1h/build-1.parquet")
+    )
+    for bad in ("core/1/BTC/1h/build-1.parquet", "s3://fks-lake/", "file:///"):
+        with pytest.raises(LakeError, match="full URI"):
+            open_object(bad)
+    with pytest.raises(LakeError, match="s3://BUCKET"):
+        open_object("gs://bucket/features/build-3.parquet")
