@@ -61,6 +61,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -70,6 +71,7 @@ from execution.fx import MissingFxRate, _currency, _fx
 from execution.orders import (
     FINAL_STATES,
     Fill,
+    IllegalTransition,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -82,16 +84,21 @@ from storage.audit import write_audit_rows
 from storage.execution import (
     LATE_FILL_STATUSES,
     AuditRows,
+    ClaimedFill,
     EquityPoint,
+    FillResult,
     OrderRecord,
     Position,
+    StaleOrder,
     TradingState,
+    claim_fill,
     fill_completes,
     find_order,
     get_account,
     get_order,
     get_trading_state,
     insert_order,
+    insert_order_if_absent,
     list_orders,
     list_positions,
     open_account,
@@ -317,6 +324,19 @@ class _Batch:
     failed: BaseException | None = None
     trading: TradingState | None = None
     """The kill switch as read by the batch's first submit (the batch is one point in time)."""
+    records: dict[str, OrderRecord] = field(default_factory=dict)
+    """The orders written by the batch's changes so far, as written (by id)."""
+    client_ids: dict[str, str] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
+    """The positions written by the batch's changes so far (by symbol)."""
+
+    def note(self, change: _Change) -> None:
+        """Add a change done in the batch to what its later changes know."""
+        for record in change.orders:
+            self.records[record.id] = record
+            self.client_ids[record.client_order_id] = record.id
+        if change.position is not None:
+            self.positions[change.position.symbol] = change.position
 
 
 class OrderManager:
@@ -353,6 +373,7 @@ class OrderManager:
         self._actor = actor
         self._lock = threading.RLock()
         self._open: dict[str, Order] = {}
+        self._records: dict[str, OrderRecord] = {}  # the open orders as stored (by id)
         self._client_ids: dict[str, str] = {}  # client_order_id -> id, of the open orders
         self._batch: _Batch | None = None
         self._positions: dict[str, Position] = {}
@@ -432,6 +453,7 @@ class OrderManager:
             if account is None:
                 raise LookupError(f"account {self._account!r} does not exist")
             self._open = {r.id: _order(r) for r in records}
+            self._records = {r.id: r for r in records}
             self._client_ids = {o.client_order_id: o.id for o in self._open.values()}
             self._positions = {p.symbol: p for p in positions}
             self._cash = account.cash
@@ -522,7 +544,7 @@ class OrderManager:
         """
         with self._change() as change:
             conn = change.conn
-            order = change.touch(self._transition(change, self._load(conn, order_id), OrderStatus.ACCEPTED))
+            order = change.touch(self._move(change, order_id, OrderStatus.ACCEPTED))
             if any(s.status == OrderStatus.FILLED.value for s in self._siblings(conn, order)):
                 why = {"why": "oco sibling filled"}
                 order = change.touch(self._transition(change, order, OrderStatus.CANCELLED, details=why))
@@ -538,9 +560,8 @@ class OrderManager:
         if not code or not isinstance(code, str):
             raise ValueError("a rejection needs a reason code (e.g. 'insufficient_margin')")
         with self._change() as change:
-            order = self._load(change.conn, order_id)
             order = change.touch(
-                self._transition(change, order, OrderStatus.REJECTED, reject_code=code, reject_reason=reason)
+                self._move(change, order_id, OrderStatus.REJECTED, reject_code=code, reject_reason=reason)
             )
         return change.view(order)
 
@@ -590,32 +611,35 @@ class OrderManager:
         """
         with self._change() as change:
             conn = change.conn
-            order = self._load(conn, fill.order_id)
+            cached = self._cached(fill.order_id)
+            order = cached if cached is not None else self._load(conn, fill.order_id)
             if fill.symbol != order.symbol or fill.side.value != order.side:
                 raise ValueError(
                     f"fill for {fill.side.value} {fill.symbol} does not match order {order.id} "
                     f"({order.side} {order.symbol})"
                 )
-            replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=fill.quantity,
-                                   price=fill.price, fee=fill.fee, ts=fill.ts)  # fmt: skip
-            if replay is not None:
-                return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)
-            late = order.status in LATE_FILL_STATUSES
-            if late:  # the venue filled it before our cancel or expiry reached it: book it anyway
-                status = OrderStatus(order.status)
-            else:
-                done = fill_completes(order, fill.quantity)
-                status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
-                check_transition(order.id, OrderStatus(order.status), status)
             rate = self._rate(conn, order.symbol, as_utc(fill.ts, "fill ts"))
-            # the replay was looked for just above, in this transaction, on the locked order
-            result = record_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
-                                 price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
-                                 actor=self._actor, fx_rate=rate, replay_checked=True,
-                                 audit_rows=change.audit)  # fmt: skip
+            # the fill's row first: its insert is the replay check (a recorded broker_fill_id
+            # writes nothing), then the order from the cached row (no read) or, if that turns
+            # out stale, from the row read and locked
+            claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
+                                 price=fill.price, fee=fill.fee, ts=fill.ts, fx_rate=rate)  # fmt: skip
+            if claimed is None:
+                replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=fill.quantity,
+                                       price=fill.price, fee=fill.fee, ts=fill.ts)  # fmt: skip
+                if replay is None:  # pragma: no cover - the insert found it
+                    raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")
+                return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)
+            try:
+                result, late = self._book(change, order, fill, broker_fill_id, rate, claimed)
+            except (IllegalTransition, StaleOrder):
+                if cached is None:
+                    raise
+                order = self._load(conn, fill.order_id)
+                result, late = self._book(change, order, fill, broker_fill_id, rate, claimed)
             created: list[OrderRecord] = []
             cancelled: list[OrderRecord] = []
-            if status is OrderStatus.FILLED and not late:
+            if result.order.status == OrderStatus.FILLED.value and not late:
                 created = self._place_children(change, result.order)
                 cancelled = self._cancel_siblings(change, result.order)
             for record in (result.order, *created, *cancelled):
@@ -631,6 +655,25 @@ class OrderManager:
             cancelled=tuple(change.view(r) for r in cancelled),
             late=late,
         )
+
+    def _book(
+        self, change: _Change, order: OrderRecord, fill: Fill, broker_fill_id: str, rate: float,
+        claimed: ClaimedFill,
+    ) -> tuple[FillResult, bool]:
+        """Book the claimed fill on ``order`` (as read or cached): the checked transition, the
+        order, position, cash and audit rows; the result and whether it was a late fill."""
+        late = order.status in LATE_FILL_STATUSES
+        if late:  # the venue filled it before our cancel or expiry reached it: book it anyway
+            status = OrderStatus(order.status)
+        else:
+            done = fill_completes(order, fill.quantity)
+            status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+            check_transition(order.id, OrderStatus(order.status), status)
+        result = record_fill(change.conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
+                             price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
+                             actor=self._actor, fx_rate=rate, audit_rows=change.audit, claimed=claimed,
+                             position=self._position(order.symbol))  # fmt: skip
+        return result, late
 
     # -- marks and the kill switch ----------------------------------------------------------------
 
@@ -697,18 +740,29 @@ class OrderManager:
         try:
             with self._change() as change:
                 conn = change.conn
-                stored = find_order(conn, self._account, request.client_order_id)
-                if stored is not None:
-                    return self._same_request(_order(stored), request)
+                cached = self._cached(request.client_order_id)
+                if cached is not None and cached.client_order_id == request.client_order_id:
+                    return self._same_request(change.view(cached), request)
                 state = self._trading_state(conn)
                 if refusal is None and state.halted:
+                    stored = find_order(conn, self._account, request.client_order_id)
+                    if stored is not None:
+                        return self._same_request(_order(stored), request)
                     raise TradingHalted(
                         f"account {self._account!r} is halted ({state.reason}); "
                         f"order {request.client_order_id!r} was not taken; `fks resume` to trade again"
                     )
                 status = OrderStatus.SUBMITTED if refusal is None else OrderStatus.REJECTED
-                record = self._insert(change, request, parent=None, status=status, refusal=refusal)
-                change.touch(record)
+                # stored already under this client order id (by us before a restart, or another
+                # process): the insert writes nothing and the stored order answers
+                inserted = self._insert(change, request, parent=None, status=status, refusal=refusal,
+                                        if_absent=True)  # fmt: skip
+                if inserted is None:
+                    stored = find_order(conn, self._account, request.client_order_id)
+                    if stored is None:  # pragma: no cover - the insert found it (or its uuid)
+                        raise RuntimeError(f"order {request.client_order_id!r} conflicted but is not stored")
+                    return self._same_request(_order(stored), request)
+                record = change.touch(inserted)
         except IntegrityError:
             # another process stored the same client order id between our read and our insert
             with self._engine.connect() as conn:
@@ -745,11 +799,13 @@ class OrderManager:
         status: OrderStatus = OrderStatus.NEW,
         refusal: tuple[str, str] | None = None,
         details: Mapping[str, object] | None = None,
-    ) -> OrderRecord:
+        if_absent: bool = False,
+    ) -> OrderRecord | None:
         """Insert the order ``NEW`` and, when ``status`` is another, move it there in the same
         statement (``NEW -> SUBMITTED`` at submit, ``NEW -> REJECTED`` for a refusal): the
         transition is checked and audited as a transition of its own (see
-        :func:`storage.execution.insert_order`'s ``via``)."""
+        :func:`storage.execution.insert_order`'s ``via``). ``if_absent``: None (nothing written)
+        when its client order id is stored already (:func:`storage.execution.insert_order_if_absent`)."""
         now = pd.Timestamp.now(tz="UTC")
         order_id = uuid.uuid4().hex
         if status is not OrderStatus.NEW:
@@ -780,8 +836,9 @@ class OrderManager:
             reject_reason=None if refusal is None else str(refusal[1]),
         )
         via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
-        return insert_order(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
-                            details=details)  # fmt: skip
+        insert = insert_order_if_absent if if_absent else insert_order
+        return insert(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
+                      details=details)  # fmt: skip
 
     def _load(self, conn: Connection, order_id: str, *, lock: bool = True) -> OrderRecord:
         """The order by the OMS's id or, failing that, by its ``client_order_id`` (the id a broker
@@ -794,6 +851,37 @@ class OrderManager:
                 f"account {self._account!r} has no order with id or client_order_id {order_id!r}"
             )
         return record
+
+    def _cached(self, order_id: str) -> OrderRecord | None:
+        """The order by id or client order id as this manager wrote it last (the batch's own
+        writes first, then the committed open orders), or None when it is not open here. A
+        change starts from it instead of reading the row: its compare-and-set still fails if the
+        row moved meanwhile (another process), and then the change reads the row and decides anew."""
+        batch = self._batch
+        if batch is not None:
+            record = batch.records.get(batch.client_ids.get(order_id, order_id))
+            if record is not None:
+                return record
+        return self._records.get(self._client_ids.get(order_id, order_id))
+
+    def _position(self, symbol: str) -> Position | None:
+        """The position of ``symbol`` as this manager wrote it last (None: never traded here)."""
+        batch = self._batch
+        if batch is not None and symbol in batch.positions:
+            return batch.positions[symbol]
+        return self._positions.get(symbol)
+
+    def _move(self, change: _Change, order_id: str, new: OrderStatus, **fields: Any) -> OrderRecord:
+        """:meth:`_transition` of the order ``order_id``, from the cached row when there is one (no
+        read); if that row turns out stale (moved by another process: the check or the
+        compare-and-set fails, nothing written), from the row read and locked."""
+        cached = self._cached(order_id)
+        if cached is not None:
+            try:
+                return self._transition(change, cached, new, **fields)
+            except (IllegalTransition, StaleOrder):
+                pass  # decided again on the stored row below
+        return self._transition(change, self._load(change.conn, order_id), new, **fields)
 
     def _transition(
         self,
@@ -814,9 +902,7 @@ class OrderManager:
     def _finish(self, order_id: str, status: OrderStatus, reason: str | None) -> Order:
         with self._change() as change:
             details = None if reason is None else {"reason": reason}
-            order = change.touch(
-                self._transition(change, self._load(change.conn, order_id), status, details=details)
-            )
+            order = change.touch(self._move(change, order_id, status, details=details))
             for child in self._place_children(change, order):
                 change.touch(child)
         return change.view(order)
@@ -865,10 +951,10 @@ class OrderManager:
                 decided_at=parent.decided_at,
                 **price,
             )
-            children.append(
-                self._insert(change, request, parent=parent, status=OrderStatus.SUBMITTED,
-                             details={"bracket_of": parent.id})
-            )  # fmt: skip
+            child = self._insert(change, request, parent=parent, status=OrderStatus.SUBMITTED,
+                                 details={"bracket_of": parent.id})  # fmt: skip
+            assert child is not None  # a plain insert (not if_absent) returns the row or raises
+            children.append(child)
         return children
 
     @contextmanager
@@ -919,6 +1005,7 @@ class OrderManager:
                     batch.failed = exc
                     raise
                 batch.changes.append(change)
+                batch.note(change)
                 return
             with self._engine.begin() as conn:
                 change = _Change(conn)
@@ -932,9 +1019,11 @@ class OrderManager:
             order = change.view(record)
             if order.is_open:
                 self._open[order.id] = order
+                self._records[order.id] = record
                 self._client_ids[order.client_order_id] = order.id
             else:
                 self._open.pop(order.id, None)
+                self._records.pop(order.id, None)
                 self._client_ids.pop(order.client_order_id, None)
         if change.position is not None:
             self._positions[change.position.symbol] = change.position

@@ -16,6 +16,7 @@ from typing import Any, cast
 import pandas as pd
 from sqlalchemy import Connection, Table, insert, select
 
+from storage._driver import run_many
 from storage._redact import redacted_json
 from storage._time import now_ms as _now_ms
 from storage.schema import AuditLogRow
@@ -68,8 +69,10 @@ def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, An
 
 def write_audit_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (made by :func:`audit_row`) in their order, in one statement execution
-    (an ``executemany``) on ``conn``: in the caller's transaction, like :func:`audit`. Nothing is
-    done for no rows."""
+    (an ``executemany``, on the driver's cursor where it can: see :mod:`storage._driver`) on
+    ``conn``: in the caller's transaction, like :func:`audit`. Nothing is done for no rows."""
+    if not rows or run_many(conn, _INSERT, rows):
+        return
     if len(rows) == 1:
         conn.execute(_INSERT, rows[0])
     elif rows:
