@@ -618,7 +618,8 @@ class OrderManager:
                     f"fill for {fill.side.value} {fill.symbol} does not match order {order.id} "
                     f"({order.side} {order.symbol})"
                 )
-            rate = self._rate(conn, order.symbol, as_utc(fill.ts, "fill ts"))
+            foreign = self._currencies.get(order.symbol, self._base) != self._base
+            rate = self._rate(conn, order.symbol, as_utc(fill.ts, "fill ts")) if foreign else 1.0
             # the fill's row first: its insert is the replay check (a recorded broker_fill_id
             # writes nothing), then the order from the cached row (no read) or, if that turns
             # out stale, from the row read and locked

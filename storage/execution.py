@@ -35,6 +35,7 @@ avg_cost_base) = initial_cash + sum(realised_pnl_base) - sum(fee * fx_rate)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage import _driver
-from storage._time import from_ms, now_ms, optional_ms, optional_ts, to_ms
+from storage._time import NS_PER_MS, from_ms, now_ms, optional_ms, to_ms
 from storage.audit import audit, audit_row, write_audit_rows
 from storage.schema import (
     ORDER_STATUSES,
@@ -143,6 +144,33 @@ _UPDATE_KNOWN_POSITION = _UPDATE_POSITION.where(
 # The hot statements run on the driver's cursor (see storage._driver).
 _one = _driver.one
 _write = _driver.write
+
+
+# -- times ----------------------------------------------------------------------------------------
+# The store's epoch milliseconds (storage._time), with the desk's common cases made cheap: a
+# pd.Timestamp's instant is its ``value`` (ns since the epoch, whatever its zone or unit), and a
+# mark, a fill and its order are stamped with the same few milliseconds again and again.
+
+
+@functools.lru_cache(maxsize=4096)
+def _stamp(ms: int) -> pd.Timestamp:
+    """:func:`storage._time.from_ms`, memoised (timestamps are immutable)."""
+    return from_ms(ms)
+
+
+def _ms(value: Any, what: str = "timestamp") -> int:
+    """:func:`storage._time.to_ms`; a ``pd.Timestamp`` without the conversion to UTC."""
+    if type(value) is pd.Timestamp:
+        return int(value.value // NS_PER_MS)
+    return to_ms(value, what)
+
+
+def _optional_ms(value: Any) -> int | None:
+    return None if value is None else _ms(value) if type(value) is pd.Timestamp else optional_ms(value)
+
+
+def _optional_stamp(ms: int | None) -> pd.Timestamp | None:
+    return None if ms is None else _stamp(ms)
 
 
 LATE_FILL_STATUSES: tuple[str, ...] = ("cancelled", "expired")
@@ -359,8 +387,8 @@ def _order(row: Any) -> OrderRecord:
         time_in_force=row.time_in_force,
         quantity=float(row.quantity),
         status=row.status,
-        created_at=from_ms(row.created_at),
-        updated_at=from_ms(row.updated_at),
+        created_at=_stamp(row.created_at),
+        updated_at=_stamp(row.updated_at),
         filled_quantity=float(row.filled_quantity),
         avg_fill_price=None if row.avg_fill_price is None else float(row.avg_fill_price),
         limit_price=None if row.limit_price is None else float(row.limit_price),
@@ -374,7 +402,7 @@ def _order(row: Any) -> OrderRecord:
         model=row.model,
         model_version=row.model_version,
         confidence=None if row.confidence is None else float(row.confidence),
-        decided_at=optional_ts(row.decided_at),
+        decided_at=_optional_stamp(row.decided_at),
     )
 
 
@@ -388,9 +416,9 @@ def _fill(row: Any) -> FillRecord:
         quantity=float(row.quantity),
         price=float(row.price),
         fee=float(row.fee),
-        ts=from_ms(row.ts),
+        ts=_stamp(row.ts),
         broker_fill_id=row.broker_fill_id,
-        recorded_at=from_ms(row.recorded_at),
+        recorded_at=_stamp(row.recorded_at),
         fx_rate=float(row.fx_rate),
     )
 
@@ -402,7 +430,7 @@ def _position(row: Any) -> Position:
         quantity=float(row.quantity),
         avg_cost=float(row.avg_cost),
         realised_pnl=float(row.realised_pnl),
-        updated_at=from_ms(row.updated_at),
+        updated_at=_stamp(row.updated_at),
         avg_cost_base=float(row.avg_cost_base),
         realised_pnl_base=float(row.realised_pnl_base),
     )
@@ -414,7 +442,7 @@ def _account(row: Any) -> Account:
         base_currency=row.base_currency,
         initial_cash=float(row.initial_cash),
         cash=float(row.cash),
-        created_at=from_ms(row.created_at),
+        created_at=_stamp(row.created_at),
     )
 
 
@@ -586,9 +614,9 @@ def _insert_order(
         "model": order.model,
         "model_version": order.model_version,
         "confidence": order.confidence,
-        "decided_at": optional_ms(order.decided_at),
-        "created_at": to_ms(order.created_at, "created_at"),
-        "updated_at": to_ms(order.updated_at, "updated_at"),
+        "decided_at": _optional_ms(order.decided_at),
+        "created_at": _ms(order.created_at, "created_at"),
+        "updated_at": _ms(order.updated_at, "updated_at"),
     }
     if via is not None:
         _one_of("via", via, ORDER_STATUSES)
@@ -650,8 +678,8 @@ def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | No
         time_in_force=order.time_in_force,
         quantity=quantity,
         status=order.status,
-        created_at=from_ms(values["created_at"]),
-        updated_at=from_ms(values["updated_at"]),
+        created_at=_stamp(values["created_at"]),
+        updated_at=_stamp(values["updated_at"]),
         filled_quantity=filled,
         avg_fill_price=avg,
         limit_price=limit,
@@ -665,7 +693,7 @@ def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | No
         model=order.model,
         model_version=order.model_version,
         confidence=confidence,
-        decided_at=optional_ts(values["decided_at"]),
+        decided_at=_optional_stamp(values["decided_at"]),
     )
 
 
@@ -732,7 +760,7 @@ def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, 
             f"{order.filled_quantity:g} filled; read it again"
         )
     if _storable(*values.values()):
-        return OrderRecord(**{**vars(order), **values, "updated_at": from_ms(at)})
+        return OrderRecord(**{**vars(order), **values, "updated_at": _stamp(at)})
     stored = get_order(conn, order.id)
     if stored is None:  # pragma: no cover - just updated
         raise RuntimeError(f"order {order.id} vanished after its update")
@@ -882,7 +910,7 @@ def recorded_fill(
         and existing.quantity == float(quantity)
         and existing.price == float(price)
         and existing.fee == float(fee)
-        and to_ms(existing.ts) == to_ms(ts, "fill ts")
+        and _ms(existing.ts) == _ms(ts, "fill ts")
     )
     if not same:
         raise FillConflict(
@@ -937,7 +965,7 @@ def claim_fill(
         "quantity": _positive("quantity", quantity),
         "price": _positive("price", price),
         "fee": _finite("fee", fee),
-        "ts": to_ms(ts, "fill ts"),
+        "ts": _ms(ts, "fill ts"),
         "broker_fill_id": _text("broker_fill_id", broker_fill_id, 128),
         "recorded_at": at,
         "fx_rate": _positive("fx_rate", fx_rate),
@@ -1011,7 +1039,7 @@ def record_fill(
     px = _positive("price", price)
     fee_ = _finite("fee", fee)
     rate = _positive("fx_rate", fx_rate)
-    ts_ms = to_ms(ts, "fill ts")
+    ts_ms = _ms(ts, "fill ts")
     if claimed is None:
         claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=qty, price=px, fee=fee_,
                              ts=ts, fx_rate=rate)  # fmt: skip
@@ -1095,7 +1123,7 @@ def record_fill(
     )
     rows.append(row)
     _emit(conn, rows, audit_rows)
-    recorded = from_ms(at)  # immutable: the fill and the position share it
+    recorded = _stamp(at)  # immutable: the fill and the position share it
     fill = FillRecord(
         id=fill_id,
         order_id=order.id,
@@ -1105,7 +1133,7 @@ def record_fill(
         quantity=qty,
         price=px,
         fee=fee_,
-        ts=from_ms(ts_ms),
+        ts=_stamp(ts_ms),
         broker_fill_id=broker_fill_id,
         recorded_at=recorded,
         fx_rate=rate,
@@ -1195,7 +1223,7 @@ def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_va
         ValueError: an unknown account or a non-finite market value.
     """
     value = _finite("market_value", market_value)
-    ts_ms = to_ms(ts, "ts")
+    ts_ms = _ms(ts, "ts")
     found = get_account(conn, account)
     if found is None:
         raise ValueError(f"account {account!r} does not exist; open it first")
@@ -1208,7 +1236,7 @@ def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_va
         conn.execute(_INSERT_EQUITY, {"account": account, "ts": ts_ms, **values})
     else:
         conn.execute(_UPDATE_EQUITY, {**values, **where})
-    return EquityPoint(account, from_ms(ts_ms), values["cash"], value, values["equity"])
+    return EquityPoint(account, _stamp(ts_ms), values["cash"], value, values["equity"])
 
 
 def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -1218,7 +1246,7 @@ def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = 
         _EQUITY.c.account == account
     )
     if since is not None:
-        query = query.where(_EQUITY.c.ts >= to_ms(since, "since"))
+        query = query.where(_EQUITY.c.ts >= _ms(since, "since"))
     rows = conn.execute(query.order_by(_EQUITY.c.ts)).all()
     frame = pd.DataFrame(
         [tuple(r) for r in rows], columns=["ts", "cash", "market_value", "equity"], dtype=float
@@ -1237,7 +1265,7 @@ def get_trading_state(conn: Connection, account: str) -> TradingState:
     row = _one(conn, _GET_STATE, {"_account": account})
     if row is None:
         return TradingState(account, halted=False, reason=None, at=None)
-    return TradingState(account, halted=bool(row.halted), reason=row.reason, at=from_ms(row.at))
+    return TradingState(account, halted=bool(row.halted), reason=row.reason, at=_stamp(row.at))
 
 
 def set_trading_state(
@@ -1265,4 +1293,4 @@ def set_trading_state(
         subject=f"account:{account}",
         details={"reason": reason},
     )
-    return TradingState(account, halted=bool(halted), reason=reason, at=from_ms(at))
+    return TradingState(account, halted=bool(halted), reason=reason, at=_stamp(at))
