@@ -60,7 +60,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -173,11 +173,14 @@ class Order:
     def broker_request(self) -> OrderRequest:
         """What to send to a broker for this order: its request without the bracket (the OMS
         places the take-profit and stop-loss as orders of their own when this one is done)."""
-        return replace(self.request, take_profit=None, stop_loss=None)
+        return self._request(bracket=False)
 
     @property
     def request(self) -> OrderRequest:
         """The request this order carries out (its idempotency key included)."""
+        return self._request(bracket=True)
+
+    def _request(self, *, bracket: bool) -> OrderRequest:
         return OrderRequest(
             client_order_id=self.client_order_id,
             account=self.account,
@@ -188,8 +191,8 @@ class Order:
             time_in_force=self.time_in_force,
             limit_price=self.limit_price,
             stop_price=self.stop_price,
-            take_profit=self.take_profit,
-            stop_loss=self.stop_loss,
+            take_profit=self.take_profit if bracket else None,
+            stop_loss=self.stop_loss if bracket else None,
             model=self.model,
             model_version=self.model_version,
             confidence=self.confidence,
