@@ -736,6 +736,15 @@ def list_orders(
     return [_order(r) for r in conn.execute(query.order_by(_ORDERS.c.created_at, _ORDERS.c.id)).all()]
 
 
+def _with(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
+    """``order`` with ``values`` (fields already checked and typed): a copy of its fields, not
+    a new validation of each (a frozen dataclass's ``__init__`` sets them one by one)."""
+    record = object.__new__(OrderRecord)
+    record.__dict__.update(vars(order))
+    record.__dict__.update(values)
+    return record
+
+
 def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
     """Write ``values`` on ``order``'s row if its status and filled quantity are still those of
     ``order`` (else :class:`StaleOrder`), and return the row as it now is: ``order`` with
@@ -760,7 +769,7 @@ def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, 
             f"{order.filled_quantity:g} filled; read it again"
         )
     if _storable(*values.values()):
-        return OrderRecord(**{**vars(order), **values, "updated_at": _stamp(at)})
+        return _with(order, {**values, "updated_at": _stamp(at)})
     stored = get_order(conn, order.id)
     if stored is None:  # pragma: no cover - just updated
         raise RuntimeError(f"order {order.id} vanished after its update")
