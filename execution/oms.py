@@ -14,8 +14,13 @@
 Guarantees:
 
 - **One state machine.** Every status change goes through :func:`execution.orders.check_transition`
-  on the order as read inside the transaction that writes the change (compare-and-set: a row
-  moved by someone else meanwhile raises :class:`storage.execution.StaleOrder`, nothing written).
+  on the order as this manager last wrote it (its open orders and the current batch's writes are
+  kept in memory: no read) or, for an order it does not hold, as read and locked inside the
+  transaction that writes the change. The write is a compare-and-set on the row's status and
+  filled quantity: a row moved by someone else meanwhile (another process) matches nothing, and
+  the change then reads the locked row and decides anew; a write from a stale read outside the
+  manager raises :class:`storage.execution.StaleOrder`, nothing written. Positions are written
+  the same way (compare-and-set on the values the manager knows, else read and recomputed).
 - **One transaction per change.** The order, its fill, the position, the account's cash, bracket
   children or cancelled OCO siblings and the ``audit_log`` rows are committed together or not at
   all; the in-memory view is updated only after the commit. :meth:`OrderManager.batch` makes
@@ -332,6 +337,8 @@ class _Batch:
     client_ids: dict[str, str] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
     """The positions written by the batch's changes so far (by symbol)."""
+    cash: float | None = None
+    """The account's cash as the batch's last change to it left it."""
 
     def note(self, change: _Change) -> None:
         """Add a change done in the batch to what its later changes know."""
@@ -340,6 +347,8 @@ class _Batch:
             self.client_ids[record.client_order_id] = record.id
         if change.position is not None:
             self.positions[change.position.symbol] = change.position
+        if change.cash is not None:
+            self.cash = change.cash
 
 
 class OrderManager:
@@ -684,7 +693,9 @@ class OrderManager:
     def mark_to_market(self, prices: Mapping[str, float], ts: pd.Timestamp) -> EquityPoint:
         """Record the account's equity at ``ts`` (table ``equity_history``): cash plus each
         position's quantity times its price in ``prices`` (quote currency) times the FX rate at
-        ``ts`` of a symbol quoted in another currency (:meth:`fx_rate`).
+        ``ts`` of a symbol quoted in another currency (:meth:`fx_rate`). Cash and positions are
+        the manager's books (as it committed them, and inside a batch as the batch left them),
+        which are the stored ones: nothing is read back.
 
         Raises:
             ValueError: a price is missing, non-positive or not finite for a symbol held.
@@ -693,14 +704,20 @@ class OrderManager:
         with self._change() as change:
             conn = change.conn
             market_value = 0.0
-            for position in list_positions(conn, self._account, include_flat=False):
+            batch = self._batch
+            held = {**self._positions, **(batch.positions if batch is not None else {})}
+            cash = self._cash if batch is None or batch.cash is None else batch.cash
+            for symbol in sorted(held):  # by symbol, as the stored positions read
+                position = held[symbol]
+                if position.quantity == 0:
+                    continue
                 price = prices.get(position.symbol)
                 if price is None or not math.isfinite(price) or price <= 0:
                     raise ValueError(
                         f"no usable price for {position.symbol} (held: {position.quantity:g}); got {price!r}"
                     )
                 market_value += position.quantity * float(price) * self._rate(conn, position.symbol, ts)
-            return record_equity(conn, self._account, ts=ts, market_value=market_value)
+            return record_equity(conn, self._account, ts=ts, market_value=market_value, cash=cash)
 
     def halt(self, reason: str) -> TradingState:
         """Halt trading of the account (audited): no new order is taken until :meth:`resume`.
@@ -970,8 +987,9 @@ class OrderManager:
         books a cycle's fills, and records a cycle's orders, in one batch each.
 
         The in-memory view (open orders, positions, cash) changes only after the commit, so
-        inside the block it shows the state before it; changes inside read the database, which
-        shows the batch's own writes. An exception raised by a change rolls back the whole batch;
+        inside the block it shows the state before it; changes inside start from the batch's
+        own writes (kept by the batch) or, for what it has not written, from the view or the
+        database. An exception raised by a change rolls back the whole batch;
         if the block catches it, the batch re-raises it when the block ends. A batch inside a
         batch joins the outer one. Send nothing to a real venue inside a batch that the batch
         records as sent (record first, commit, then send): a crash before the commit forgets it.

@@ -53,7 +53,6 @@ above ``max(limit, its value before the fill)``.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import math
 from collections.abc import Iterable, Mapping
@@ -64,9 +63,10 @@ from types import MappingProxyType
 import pandas as pd
 
 from config.risk import RiskConfig
+from execution._utc import utc
 from execution.orders import Fill, OrderRequest, Side
 from execution.sessions import always_open, session_at
-from market.bars import Timeframe, as_utc
+from market.bars import Timeframe
 from market.calendars import Calendar, CalendarSpanError, get_calendar
 
 REL_TOL = 1e-9
@@ -181,12 +181,12 @@ class RiskState:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "now", as_utc(self.now, "RiskState.now"))
+        set_(self, "now", utc(self.now, "RiskState.now"))
         set_(self, "positions", _frozen(self.positions))
         set_(self, "prices", _frozen(self.prices))
         set_(self, "open_orders", tuple(self.open_orders))
-        set_(self, "recent_order_times", tuple(as_utc(t) for t in self.recent_order_times))
-        set_(self, "last_bar_ts", MappingProxyType({s: as_utc(t) for s, t in self.last_bar_ts.items()}))
+        set_(self, "recent_order_times", tuple(utc(t) for t in self.recent_order_times))
+        set_(self, "last_bar_ts", MappingProxyType({s: utc(t) for s, t in self.last_bar_ts.items()}))
         set_(self, "model_registered_at", MappingProxyType(dict(self.model_registered_at)))
         for name in ("cash", "start_of_day_equity", "peak_equity"):
             if not math.isfinite(getattr(self, name)):
@@ -428,13 +428,6 @@ def _days(days: float) -> pd.Timedelta:
     return pd.Timedelta(days=days)
 
 
-def _utc(value: pd.Timestamp) -> pd.Timestamp:
-    """:func:`market.bars.as_utc`, at once for what is UTC already."""
-    if type(value) is pd.Timestamp and value.tzinfo is dt.UTC:
-        return value
-    return as_utc(value)
-
-
 def _missing_bars(calendar: Calendar, timeframe: Timeframe, last_ts: pd.Timestamp, now: pd.Timestamp) -> int:
     """Bars of the calendar's grid after ``last_ts`` that had ended by ``now``."""
     end = now - _delta(timeframe)
@@ -549,7 +542,7 @@ def check(
                 RiskCode.STALE_MODEL,
                 f"model {request.model} version {request.model_version}: registration time unknown",
             )
-        age = now - _utc(registered)
+        age = now - utc(registered)
         if age > _days(config.max_model_age_days):
             return RiskDecision.refuse(
                 RiskCode.STALE_MODEL,

@@ -3,12 +3,15 @@
 
 Every function takes a connection; the caller owns the transaction. The order management system
 (:mod:`execution.oms`) opens one transaction per state change (or per batch of them) and, on
-the order row it read in that transaction (``get_order(..., for_update=True)``), checks the
-transition with :func:`execution.orders.check_transition` before calling :func:`transition_order` or
+the order row as it knows it (as it last wrote it, or read in that transaction with
+``get_order(..., for_update=True)``), checks the transition with
+:func:`execution.orders.check_transition` before calling :func:`transition_order` or
 :func:`record_fill`. Both write compare-and-set: the row is updated only if its status and filled
-quantity are still what the caller read (else :class:`StaleOrder`), so a check made in the
-transaction still holds at commit. Each change writes its ``audit_log`` rows on the same
-connection: kept or rolled back together.
+quantity are still what the caller has (else :class:`StaleOrder`, nothing written), so a check
+made on it still holds at commit. Each change writes its ``audit_log`` rows on the same
+connection: kept or rolled back together. The idempotency keys are checked by the inserts
+themselves where the dialect has ``INSERT .. ON CONFLICT DO NOTHING`` (SQLite, PostgreSQL):
+:func:`insert_order_if_absent` and :func:`claim_fill` write nothing for a stored key.
 
 Statuses, types, times in force and sides are the string values of :mod:`execution.orders`'
 enums (storage sits below execution; :data:`storage.schema.ORDER_STATUSES` and friends list them).
@@ -1224,19 +1227,26 @@ def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None
 # -- equity history -------------------------------------------------------------------------------
 
 
-def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_value: float) -> EquityPoint:
+def record_equity(
+    conn: Connection, account: str, *, ts: pd.Timestamp, market_value: float, cash: float | None = None
+) -> EquityPoint:
     """Mark ``account`` at ``ts``: its cash now plus ``market_value`` (of its positions at the
-    mark's prices). A second mark at the same ``ts`` replaces the first.
+    mark's prices). A second mark at the same ``ts`` replaces the first. ``cash``: the account's
+    cash as the caller keeps it (the OMS's books), else read.
 
     Raises:
-        ValueError: an unknown account or a non-finite market value.
+        ValueError: an unknown account (when ``cash`` is not given) or a non-finite market value
+            or cash.
     """
     value = _finite("market_value", market_value)
     ts_ms = _ms(ts, "ts")
-    found = get_account(conn, account)
-    if found is None:
-        raise ValueError(f"account {account!r} does not exist; open it first")
-    values = {"cash": found.cash, "market_value": value, "equity": found.cash + value}
+    if cash is None:
+        found = get_account(conn, account)
+        if found is None:
+            raise ValueError(f"account {account!r} does not exist; open it first")
+        cash = found.cash
+    cash = _finite("cash", cash)
+    values = {"cash": cash, "market_value": value, "equity": cash + value}
     upsert = _UPSERT_EQUITY.get(conn.dialect.name)
     where = {"_account": account, "_ts": ts_ms}
     if upsert is not None:
