@@ -670,7 +670,12 @@ class OrderManager:
         )
 
     def _book(
-        self, change: _Change, order: OrderRecord, fill: Fill, broker_fill_id: str, rate: float,
+        self,
+        change: _Change,
+        order: OrderRecord,
+        fill: Fill,
+        broker_fill_id: str,
+        rate: float,
         claimed: ClaimedFill,
     ) -> tuple[FillResult, bool]:
         """Book the claimed fill on ``order`` (as read or cached): the checked transition, the
