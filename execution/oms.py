@@ -223,34 +223,25 @@ class FillOutcome:
     late: bool = False
 
 
+_ENUM_FIELDS: tuple[tuple[str, dict[str, object], type], ...] = tuple(
+    (name, {m.value: m for m in kind}, kind)
+    for name, kind in (("side", Side), ("type", OrderType), ("time_in_force", TimeInForce),
+                       ("status", OrderStatus))
+)  # fmt: skip
+
+
 def _order(record: OrderRecord) -> Order:
-    return Order(
-        id=record.id,
-        client_order_id=record.client_order_id,
-        account=record.account,
-        symbol=record.symbol,
-        side=Side(record.side),
-        quantity=record.quantity,
-        type=OrderType(record.type),
-        time_in_force=TimeInForce(record.time_in_force),
-        status=OrderStatus(record.status),
-        filled_quantity=record.filled_quantity,
-        avg_fill_price=record.avg_fill_price,
-        limit_price=record.limit_price,
-        stop_price=record.stop_price,
-        take_profit=record.take_profit,
-        stop_loss=record.stop_loss,
-        parent_id=record.parent_id,
-        oco_group=record.oco_group,
-        reject_code=record.reject_code,
-        reject_reason=record.reject_reason,
-        model=record.model,
-        model_version=record.model_version,
-        confidence=record.confidence,
-        decided_at=record.decided_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
+    """``record`` as the OMS's :class:`Order`: the same fields, the enums' values as members.
+    Built as a copy of the record's fields (a frozen dataclass's ``__init__`` sets them one by
+    one; this runs for every order a change touches)."""
+    order = object.__new__(Order)
+    fields = order.__dict__
+    fields.update(vars(record))
+    for name, members, kind in _ENUM_FIELDS:
+        value = fields[name]
+        member = members.get(value)
+        fields[name] = kind(value) if member is None else member  # an unknown value raises
+    return order
 
 
 def _ms_floor(value: pd.Timestamp | None) -> pd.Timestamp | None:

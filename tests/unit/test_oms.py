@@ -15,6 +15,7 @@ stored status, and a restarted manager sees the same book."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import uuid
@@ -41,7 +42,14 @@ from execution.orders import (
 )
 from storage import list_audit, open_store
 from storage.bars import upsert_bars
-from storage.execution import get_account, list_fills, list_orders, list_positions, position_after
+from storage.execution import (
+    OrderRecord,
+    get_account,
+    list_fills,
+    list_orders,
+    list_positions,
+    position_after,
+)
 from storage.schema import ORDER_STATUSES, ORDER_TYPES, SIDES, TIMES_IN_FORCE
 
 SYMBOLS = ("SPY", "QQQ", "BTC-USD", "SAP")
@@ -70,6 +78,8 @@ def test_storage_keeps_the_enum_values_of_execution_orders() -> None:
     assert tuple(t.value for t in OrderType) == ORDER_TYPES
     assert tuple(t.value for t in TimeInForce) == TIMES_IN_FORCE
     assert tuple(s.value for s in Side) == SIDES
+    # an Order is built as a copy of its row's fields (execution.oms._order): the same names
+    assert {f.name for f in dataclasses.fields(Order)} == {f.name for f in dataclasses.fields(OrderRecord)}
 
 
 @pytest.mark.parametrize(
