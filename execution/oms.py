@@ -60,9 +60,10 @@ orders with :class:`TradingHalted`; fills, cancels and bracket exits still go th
 
 from __future__ import annotations
 
+import itertools
 import math
+import secrets
 import threading
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -242,6 +243,19 @@ def _order(record: OrderRecord) -> Order:
         member = members.get(value)
         fields[name] = kind(value) if member is None else member  # an unknown value raises
     return order
+
+
+_SEQUENCE = itertools.count()
+
+
+def new_order_id(created_at: pd.Timestamp) -> str:
+    """A new order id (32 hex digits, like a uuid's): the millisecond of ``created_at``, this
+    process's order sequence number and 48 random bits. Orders are listed by ``(created_at,
+    id)``; with the sequence after the time, the orders one process creates in the same
+    millisecond keep their order (a random id sorted them by chance), and the random part keeps
+    ids of different processes apart."""
+    ms = created_at.value // 1_000_000
+    return f"{ms & 0xFFFFFFFFFFFF:012x}{next(_SEQUENCE) & 0xFFFFFFFF:08x}{secrets.token_hex(6)}"
 
 
 def _ms_floor(value: pd.Timestamp | None) -> pd.Timestamp | None:
@@ -824,7 +838,7 @@ class OrderManager:
         :func:`storage.execution.insert_order`'s ``via``). ``if_absent``: None (nothing written)
         when its client order id is stored already (:func:`storage.execution.insert_order_if_absent`)."""
         now = pd.Timestamp.now(tz="UTC")
-        order_id = uuid.uuid4().hex
+        order_id = new_order_id(now)
         if status is not OrderStatus.NEW:
             check_transition(order_id, OrderStatus.NEW, status)
         record = OrderRecord(

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from execution.oms import Order, OrderManager
+from execution.oms import Order, OrderManager, new_order_id
 from execution.orders import (
     FINAL_STATES,
     TRANSITIONS,
@@ -80,6 +80,15 @@ def test_storage_keeps_the_enum_values_of_execution_orders() -> None:
     assert tuple(s.value for s in Side) == SIDES
     # an Order is built as a copy of its row's fields (execution.oms._order): the same names
     assert {f.name for f in dataclasses.fields(Order)} == {f.name for f in dataclasses.fields(OrderRecord)}
+
+
+def test_order_ids_made_in_one_millisecond_sort_in_creation_order() -> None:
+    # orders are listed by (created_at, id): ids must not reorder orders of the same millisecond
+    ts = pd.Timestamp("2024-01-02 14:30:00.123456", tz="UTC")
+    ids = [new_order_id(ts) for _ in range(200)]
+    assert ids == sorted(ids) and len(set(ids)) == 200
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert new_order_id(ts + pd.Timedelta(milliseconds=1)) > ids[-1]
 
 
 @pytest.mark.parametrize(
