@@ -790,7 +790,7 @@ class OrderManager:
                                         if_absent=True)  # fmt: skip
                 if inserted is None:
                     stored = find_order(conn, self._account, request.client_order_id)
-                    if stored is None:  # pragma: no cover - the insert found it (or its uuid)
+                    if stored is None:  # pragma: no cover - the insert found it (or its id)
                         raise RuntimeError(f"order {request.client_order_id!r} conflicted but is not stored")
                     return self._same_request(_order(stored), request)
                 record = change.touch(inserted)

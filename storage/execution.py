@@ -1012,7 +1012,6 @@ def record_fill(
     status: str,
     actor: str,
     fx_rate: float = 1.0,
-    replay_checked: bool = False,
     audit_rows: AuditRows | None = None,
     claimed: ClaimedFill | None = None,
     position: Position | _Unknown | None = UNKNOWN_POSITION,
@@ -1030,8 +1029,8 @@ def record_fill(
     ``late``).
 
     ``claimed``: the fill row was inserted already in this transaction by :func:`claim_fill`
-    with these values (the replay check done). ``replay_checked`` is kept for callers that ask
-    :func:`recorded_fill` first; the insert itself is the check now (one statement). ``position``:
+    with these values (the replay check done); else the fill's insert is the replay check (one
+    statement: :func:`claim_fill`). ``position``:
     the position of ``order``'s symbol before the fill as the caller knows it (None: never
     traded); it is written compare-and-set (only if the row still holds it, else read and
     recomputed), so no read is needed when the caller is right. ``audit_rows`` as
@@ -1045,7 +1044,6 @@ def record_fill(
             the order's remaining quantity, or a ``status`` that does not match the fill.
         StaleOrder: the order's row changed since ``order`` was read; the caller rolls back.
     """
-    del replay_checked  # the insert is the check (see above)
     _text("broker_fill_id", broker_fill_id, 128)
     qty = _positive("quantity", quantity)
     px = _positive("price", price)
