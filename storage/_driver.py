@@ -30,6 +30,9 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class _Compiled:
+    stmt: Any
+    """The statement compiled, kept alive by the cache so that its ``id`` (the cache's key)
+    names no other statement."""
     sql: str
     plan: tuple[tuple[str, Processor | None, Any], ...]
     """Per parameter of the SQL: its name, its bind processor (None: none) and the value bound in
@@ -58,7 +61,7 @@ def _compiled(conn: Connection, stmt: Any, keys: tuple[str, ...]) -> _Compiled:
             else:
                 value = bound[name]
                 plan.append((name, None, value if processor is None else processor(value)))
-        found = _COMPILED[key] = _Compiled(str(built), tuple(plan), built.positiontup is not None)
+        found = _COMPILED[key] = _Compiled(stmt, str(built), tuple(plan), built.positiontup is not None)
     return found
 
 
