@@ -34,9 +34,9 @@ marks, the orders of the last minute, the signal model's registration) and per o
 :func:`execution.risk.check` (the shipped ``config/risk.yaml`` limits, ``1d``, ``24/7``) ->
 ``OrderManager.submit`` -> ``PaperBroker.submit`` -> ``OrderManager.accept``, batched as the
 desk batches them (:meth:`OrderManager.batch <execution.oms.OrderManager.batch>`): a bar's fills
-in one transaction, its orders' risk checks and submits in one, then the broker's acks in one
-(recorded before sent). Every transition, fill, position, cash change, mark and audit row is
-written to the database and committed (4 commits per bar: fills, mark, submits, acks).
+and the mark in one transaction, its orders' risk checks and submits in one, then the broker's
+acks in one (recorded before sent). Every transition, fill, position, cash change, mark and audit
+row is written to the database and committed (3 commits per bar: fills and mark, submits, acks).
 Databases: a SQLite file migrated by :func:`storage.db.open_store` (WAL,
 ``synchronous=NORMAL``), an in-memory SQLite (``sqlite://`` on one connection, ``StaticPool``,
 same pragmas and migrations) to show what persistence costs, and PostgreSQL when
@@ -195,7 +195,8 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
     recent: list[pd.Timestamp] = []
     start_of_day = peak = CASH
     for i, ts in enumerate(index):
-        with oms.batch():  # the bar's fills in one transaction, as Desk._feed books a cycle's
+        now = ts + day  # the bar has closed
+        with oms.batch():  # the bar's fills and the mark in one transaction, as Desk._feed does
             for s in SYMBOLS:
                 bar = bars[s][i]
                 for fill in broker.on_bar(s, bar):
@@ -203,8 +204,7 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
                     counts["fills"] += 1
                 prices[s] = bar.close
                 last_bar_ts[s] = ts
-        now = ts + day  # the bar has closed
-        mark = oms.mark_to_market(prices, now)
+            mark = oms.mark_to_market(prices, now)
         counts["marks"] += 1
         if not plan[i]:
             start_of_day, peak = mark.equity, max(peak, mark.equity)
@@ -564,7 +564,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out["notes"] = (
         "FKS persists everything: each order's NEW->SUBMITTED, ACCEPTED and FILLED transitions, every "
         "fill, position and cash change, one equity mark per bar and the audit_log rows, batched as the "
-        "desk batches them (4 commits per bar: the bar's fills, the mark, the orders, the broker's acks), "
+        "desk batches them (3 commits per bar: the bar's fills and the mark, the orders, the broker's acks), "
         "and runs the pre-trade risk check with a "
         "RiskState built from its books; backtrader keeps orders, positions and cash in memory and "
         "checks only cash. sqlite_memory is the same FKS path on an in-memory SQLite, so sqlite_file "

@@ -113,6 +113,7 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from execution._utc import utc
 from execution.orders import (
     FINAL_STATES,
     Fill,
@@ -278,7 +279,7 @@ class Bar:
     volume: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ts", as_utc(self.ts, "Bar.ts"))
+        object.__setattr__(self, "ts", utc(self.ts, "Bar.ts"))
         for name in ("open", "high", "low", "close"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

@@ -12,7 +12,8 @@ A cycle at decision bar ``ts`` (the open time of the last bar its decisions see)
    cancelled OCO siblings cancelled at the broker; each fill notified. Then an order the broker
    still holds but the OMS has closed (a cancel recorded just before a crash, after these bars'
    fills) is cancelled at the broker.
-3. **Mark** the account at the closes of ``ts`` (``equity_history``); when the daily loss or the
+3. **Mark** the account at the closes of ``ts`` (``equity_history``, in the transaction that books
+   step 2's fills); when the daily loss or the
    drawdown limit is crossed (:func:`execution.risk.should_halt`) the account is halted, its open
    orders cancelled, and a ``halt`` notified.
 4. **Decide** (unless halted or there is no quote to size at): ask the :class:`Advisor` (the REST
@@ -63,7 +64,7 @@ from execution.risk import OpenOrder, RiskState, check, orders_over_limits, shou
 from execution.sizing import confidence, forecast_weights, rebalance_quantities, vol_scale
 from market.calendars import get_calendar
 from storage.desk import Target, finish_cycle, last_cycle, load_venue, targets_at
-from storage.execution import list_equity
+from storage.execution import EquityPoint, list_equity
 
 __all__ = ["Advice", "Advisor", "CycleReport", "Desk", "Notify", "client_order_id"]
 
@@ -233,10 +234,9 @@ class Desk:
         if self.cursor is not None and ts <= self.cursor:
             return CycleReport(ts, skipped=True)
         self._resync(ts)
-        fills = self._feed(ts, bars)
-        self._cancel_closed()
         closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
-        point = self.oms.mark_to_market(closes, ts)
+        fills, point = self._feed(ts, bars, closes)
+        self._cancel_closed()
         halted = self._check_losses(point.equity, ts, now, self._in_base(closes, ts))
         orders = refusals = 0
         targets: list[Target] = []
@@ -296,11 +296,14 @@ class Desk:
             return self.oms.accept(order.id)
         return order
 
-    def _feed(self, ts: pd.Timestamp, bars: Mapping[str, pd.DataFrame]) -> list[BrokerFill]:
-        """The cycle's new bars to the paper broker and its fills booked, all in one OMS batch
-        (one transaction: a crash before its commit books none of them, and the re-run cycle
-        replays them under the same ids). Bracket children are sent to the paper broker inside
-        the batch: its state is saved only with a finished cycle, so a crash forgets both."""
+    def _feed(
+        self, ts: pd.Timestamp, bars: Mapping[str, pd.DataFrame], closes: Mapping[str, float]
+    ) -> tuple[list[BrokerFill], EquityPoint]:
+        """The cycle's new bars to the paper broker, its fills booked and the account marked at
+        ``closes``, all in one OMS batch (one transaction: a crash before its commit books none
+        of them, and the re-run cycle replays them under the same ids). Bracket children are
+        sent to the paper broker inside the batch: its state is saved only with a finished
+        cycle, so a crash forgets both."""
         made: list[tuple[BrokerFill, bool]] = []
         with self.oms.batch():
             for symbol in self.config.symbols:
@@ -317,10 +320,11 @@ class Desk:
                     bar = Bar(pd.Timestamp(stamp), o, h, lo, c, v)
                     for fill in self.broker.on_bar(symbol, bar):
                         made.append((fill, self._book(fill)))
+            point = self.oms.mark_to_market(closes, ts)
         for fill, duplicate in made:  # told once booked
             if not duplicate:
                 self._notify_fill(fill)
-        return [fill for fill, _ in made]
+        return [fill for fill, _ in made], point
 
     def _book(self, fill: BrokerFill) -> bool:
         """Book ``fill``; send the bracket children it places, cancel the siblings it cancels.

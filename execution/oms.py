@@ -14,8 +14,13 @@
 Guarantees:
 
 - **One state machine.** Every status change goes through :func:`execution.orders.check_transition`
-  on the order as read inside the transaction that writes the change (compare-and-set: a row
-  moved by someone else meanwhile raises :class:`storage.execution.StaleOrder`, nothing written).
+  on the order as this manager last wrote it (its open orders and the current batch's writes are
+  kept in memory: no read) or, for an order it does not hold, as read and locked inside the
+  transaction that writes the change. The write is a compare-and-set on the row's status and
+  filled quantity: a row moved by someone else meanwhile (another process) matches nothing, and
+  the change then reads the locked row and decides anew; a write from a stale read outside the
+  manager raises :class:`storage.execution.StaleOrder`, nothing written. Positions are written
+  the same way (compare-and-set on the values the manager knows, else read and recomputed).
 - **One transaction per change.** The order, its fill, the position, the account's cash, bracket
   children or cancelled OCO siblings and the ``audit_log`` rows are committed together or not at
   all; the in-memory view is updated only after the commit. :meth:`OrderManager.batch` makes
@@ -55,12 +60,14 @@ orders with :class:`TradingHalted`; fills, cancels and bracket exits still go th
 
 from __future__ import annotations
 
+import itertools
 import math
+import secrets
 import threading
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -70,6 +77,7 @@ from execution.fx import MissingFxRate, _currency, _fx
 from execution.orders import (
     FINAL_STATES,
     Fill,
+    IllegalTransition,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -82,16 +90,21 @@ from storage.audit import write_audit_rows
 from storage.execution import (
     LATE_FILL_STATUSES,
     AuditRows,
+    ClaimedFill,
     EquityPoint,
+    FillResult,
     OrderRecord,
     Position,
+    StaleOrder,
     TradingState,
+    claim_fill,
     fill_completes,
     find_order,
     get_account,
     get_order,
     get_trading_state,
     insert_order,
+    insert_order_if_absent,
     list_orders,
     list_positions,
     open_account,
@@ -166,11 +179,14 @@ class Order:
     def broker_request(self) -> OrderRequest:
         """What to send to a broker for this order: its request without the bracket (the OMS
         places the take-profit and stop-loss as orders of their own when this one is done)."""
-        return replace(self.request, take_profit=None, stop_loss=None)
+        return self._request(bracket=False)
 
     @property
     def request(self) -> OrderRequest:
         """The request this order carries out (its idempotency key included)."""
+        return self._request(bracket=True)
+
+    def _request(self, *, bracket: bool) -> OrderRequest:
         return OrderRequest(
             client_order_id=self.client_order_id,
             account=self.account,
@@ -181,8 +197,8 @@ class Order:
             time_in_force=self.time_in_force,
             limit_price=self.limit_price,
             stop_price=self.stop_price,
-            take_profit=self.take_profit,
-            stop_loss=self.stop_loss,
+            take_profit=self.take_profit if bracket else None,
+            stop_loss=self.stop_loss if bracket else None,
             model=self.model,
             model_version=self.model_version,
             confidence=self.confidence,
@@ -208,34 +224,38 @@ class FillOutcome:
     late: bool = False
 
 
+_ENUM_FIELDS: tuple[tuple[str, dict[str, object], type], ...] = tuple(
+    (name, {m.value: m for m in kind}, kind)
+    for name, kind in (("side", Side), ("type", OrderType), ("time_in_force", TimeInForce),
+                       ("status", OrderStatus))
+)  # fmt: skip
+
+
 def _order(record: OrderRecord) -> Order:
-    return Order(
-        id=record.id,
-        client_order_id=record.client_order_id,
-        account=record.account,
-        symbol=record.symbol,
-        side=Side(record.side),
-        quantity=record.quantity,
-        type=OrderType(record.type),
-        time_in_force=TimeInForce(record.time_in_force),
-        status=OrderStatus(record.status),
-        filled_quantity=record.filled_quantity,
-        avg_fill_price=record.avg_fill_price,
-        limit_price=record.limit_price,
-        stop_price=record.stop_price,
-        take_profit=record.take_profit,
-        stop_loss=record.stop_loss,
-        parent_id=record.parent_id,
-        oco_group=record.oco_group,
-        reject_code=record.reject_code,
-        reject_reason=record.reject_reason,
-        model=record.model,
-        model_version=record.model_version,
-        confidence=record.confidence,
-        decided_at=record.decided_at,
-        created_at=record.created_at,
-        updated_at=record.updated_at,
-    )
+    """``record`` as the OMS's :class:`Order`: the same fields, the enums' values as members.
+    Built as a copy of the record's fields (a frozen dataclass's ``__init__`` sets them one by
+    one; this runs for every order a change touches)."""
+    order = object.__new__(Order)
+    fields = order.__dict__
+    fields.update(vars(record))
+    for name, members, kind in _ENUM_FIELDS:
+        value = fields[name]
+        member = members.get(value)
+        fields[name] = kind(value) if member is None else member  # an unknown value raises
+    return order
+
+
+_SEQUENCE = itertools.count()
+
+
+def new_order_id(created_at: pd.Timestamp) -> str:
+    """A new order id (32 hex digits, like a uuid's): the millisecond of ``created_at``, this
+    process's order sequence number and 48 random bits. Orders are listed by ``(created_at,
+    id)``; with the sequence after the time, the orders one process creates in the same
+    millisecond keep their order (a random id sorted them by chance), and the random part keeps
+    ids of different processes apart."""
+    ms = created_at.value // 1_000_000
+    return f"{ms & 0xFFFFFFFFFFFF:012x}{next(_SEQUENCE) & 0xFFFFFFFF:08x}{secrets.token_hex(6)}"
 
 
 def _ms_floor(value: pd.Timestamp | None) -> pd.Timestamp | None:
@@ -317,6 +337,23 @@ class _Batch:
     failed: BaseException | None = None
     trading: TradingState | None = None
     """The kill switch as read by the batch's first submit (the batch is one point in time)."""
+    records: dict[str, OrderRecord] = field(default_factory=dict)
+    """The orders written by the batch's changes so far, as written (by id)."""
+    client_ids: dict[str, str] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)
+    """The positions written by the batch's changes so far (by symbol)."""
+    cash: float | None = None
+    """The account's cash as the batch's last change to it left it."""
+
+    def note(self, change: _Change) -> None:
+        """Add a change done in the batch to what its later changes know."""
+        for record in change.orders:
+            self.records[record.id] = record
+            self.client_ids[record.client_order_id] = record.id
+        if change.position is not None:
+            self.positions[change.position.symbol] = change.position
+        if change.cash is not None:
+            self.cash = change.cash
 
 
 class OrderManager:
@@ -353,6 +390,7 @@ class OrderManager:
         self._actor = actor
         self._lock = threading.RLock()
         self._open: dict[str, Order] = {}
+        self._records: dict[str, OrderRecord] = {}  # the open orders as stored (by id)
         self._client_ids: dict[str, str] = {}  # client_order_id -> id, of the open orders
         self._batch: _Batch | None = None
         self._positions: dict[str, Position] = {}
@@ -432,6 +470,7 @@ class OrderManager:
             if account is None:
                 raise LookupError(f"account {self._account!r} does not exist")
             self._open = {r.id: _order(r) for r in records}
+            self._records = {r.id: r for r in records}
             self._client_ids = {o.client_order_id: o.id for o in self._open.values()}
             self._positions = {p.symbol: p for p in positions}
             self._cash = account.cash
@@ -522,7 +561,7 @@ class OrderManager:
         """
         with self._change() as change:
             conn = change.conn
-            order = change.touch(self._transition(change, self._load(conn, order_id), OrderStatus.ACCEPTED))
+            order = change.touch(self._move(change, order_id, OrderStatus.ACCEPTED))
             if any(s.status == OrderStatus.FILLED.value for s in self._siblings(conn, order)):
                 why = {"why": "oco sibling filled"}
                 order = change.touch(self._transition(change, order, OrderStatus.CANCELLED, details=why))
@@ -538,9 +577,8 @@ class OrderManager:
         if not code or not isinstance(code, str):
             raise ValueError("a rejection needs a reason code (e.g. 'insufficient_margin')")
         with self._change() as change:
-            order = self._load(change.conn, order_id)
             order = change.touch(
-                self._transition(change, order, OrderStatus.REJECTED, reject_code=code, reject_reason=reason)
+                self._move(change, order_id, OrderStatus.REJECTED, reject_code=code, reject_reason=reason)
             )
         return change.view(order)
 
@@ -590,32 +628,36 @@ class OrderManager:
         """
         with self._change() as change:
             conn = change.conn
-            order = self._load(conn, fill.order_id)
+            cached = self._cached(fill.order_id)
+            order = cached if cached is not None else self._load(conn, fill.order_id)
             if fill.symbol != order.symbol or fill.side.value != order.side:
                 raise ValueError(
                     f"fill for {fill.side.value} {fill.symbol} does not match order {order.id} "
                     f"({order.side} {order.symbol})"
                 )
-            replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=fill.quantity,
-                                   price=fill.price, fee=fill.fee, ts=fill.ts)  # fmt: skip
-            if replay is not None:
+            foreign = self._currencies.get(order.symbol, self._base) != self._base
+            rate = self._rate(conn, order.symbol, as_utc(fill.ts, "fill ts")) if foreign else 1.0
+            # the fill's row first: its insert is the replay check (a recorded broker_fill_id
+            # writes nothing), then the order from the cached row (no read) or, if that turns
+            # out stale, from the row read and locked
+            claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
+                                 price=fill.price, fee=fill.fee, ts=fill.ts, fx_rate=rate)  # fmt: skip
+            if claimed is None:
+                replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=fill.quantity,
+                                       price=fill.price, fee=fill.fee, ts=fill.ts)  # fmt: skip
+                if replay is None:  # pragma: no cover - the insert found it
+                    raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")
                 return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)
-            late = order.status in LATE_FILL_STATUSES
-            if late:  # the venue filled it before our cancel or expiry reached it: book it anyway
-                status = OrderStatus(order.status)
-            else:
-                done = fill_completes(order, fill.quantity)
-                status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
-                check_transition(order.id, OrderStatus(order.status), status)
-            rate = self._rate(conn, order.symbol, as_utc(fill.ts, "fill ts"))
-            # the replay was looked for just above, in this transaction, on the locked order
-            result = record_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
-                                 price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
-                                 actor=self._actor, fx_rate=rate, replay_checked=True,
-                                 audit_rows=change.audit)  # fmt: skip
+            try:
+                result, late = self._book(change, order, fill, broker_fill_id, rate, claimed)
+            except (IllegalTransition, StaleOrder):
+                if cached is None:
+                    raise
+                order = self._load(conn, fill.order_id)
+                result, late = self._book(change, order, fill, broker_fill_id, rate, claimed)
             created: list[OrderRecord] = []
             cancelled: list[OrderRecord] = []
-            if status is OrderStatus.FILLED and not late:
+            if result.order.status == OrderStatus.FILLED.value and not late:
                 created = self._place_children(change, result.order)
                 cancelled = self._cancel_siblings(change, result.order)
             for record in (result.order, *created, *cancelled):
@@ -632,12 +674,38 @@ class OrderManager:
             late=late,
         )
 
+    def _book(
+        self,
+        change: _Change,
+        order: OrderRecord,
+        fill: Fill,
+        broker_fill_id: str,
+        rate: float,
+        claimed: ClaimedFill,
+    ) -> tuple[FillResult, bool]:
+        """Book the claimed fill on ``order`` (as read or cached): the checked transition, the
+        order, position, cash and audit rows; the result and whether it was a late fill."""
+        late = order.status in LATE_FILL_STATUSES
+        if late:  # the venue filled it before our cancel or expiry reached it: book it anyway
+            status = OrderStatus(order.status)
+        else:
+            done = fill_completes(order, fill.quantity)
+            status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+            check_transition(order.id, OrderStatus(order.status), status)
+        result = record_fill(change.conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
+                             price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
+                             actor=self._actor, fx_rate=rate, audit_rows=change.audit, claimed=claimed,
+                             position=self._position(order.symbol))  # fmt: skip
+        return result, late
+
     # -- marks and the kill switch ----------------------------------------------------------------
 
     def mark_to_market(self, prices: Mapping[str, float], ts: pd.Timestamp) -> EquityPoint:
         """Record the account's equity at ``ts`` (table ``equity_history``): cash plus each
         position's quantity times its price in ``prices`` (quote currency) times the FX rate at
-        ``ts`` of a symbol quoted in another currency (:meth:`fx_rate`).
+        ``ts`` of a symbol quoted in another currency (:meth:`fx_rate`). Cash and positions are
+        the manager's books (as it committed them, and inside a batch as the batch left them),
+        which are the stored ones: nothing is read back.
 
         Raises:
             ValueError: a price is missing, non-positive or not finite for a symbol held.
@@ -646,14 +714,20 @@ class OrderManager:
         with self._change() as change:
             conn = change.conn
             market_value = 0.0
-            for position in list_positions(conn, self._account, include_flat=False):
+            batch = self._batch
+            held = {**self._positions, **(batch.positions if batch is not None else {})}
+            cash = self._cash if batch is None or batch.cash is None else batch.cash
+            for symbol in sorted(held):  # by symbol, as the stored positions read
+                position = held[symbol]
+                if position.quantity == 0:
+                    continue
                 price = prices.get(position.symbol)
                 if price is None or not math.isfinite(price) or price <= 0:
                     raise ValueError(
                         f"no usable price for {position.symbol} (held: {position.quantity:g}); got {price!r}"
                     )
                 market_value += position.quantity * float(price) * self._rate(conn, position.symbol, ts)
-            return record_equity(conn, self._account, ts=ts, market_value=market_value)
+            return record_equity(conn, self._account, ts=ts, market_value=market_value, cash=cash)
 
     def halt(self, reason: str) -> TradingState:
         """Halt trading of the account (audited): no new order is taken until :meth:`resume`.
@@ -697,18 +771,29 @@ class OrderManager:
         try:
             with self._change() as change:
                 conn = change.conn
-                stored = find_order(conn, self._account, request.client_order_id)
-                if stored is not None:
-                    return self._same_request(_order(stored), request)
+                cached = self._cached(request.client_order_id)
+                if cached is not None and cached.client_order_id == request.client_order_id:
+                    return self._same_request(change.view(cached), request)
                 state = self._trading_state(conn)
                 if refusal is None and state.halted:
+                    stored = find_order(conn, self._account, request.client_order_id)
+                    if stored is not None:
+                        return self._same_request(_order(stored), request)
                     raise TradingHalted(
                         f"account {self._account!r} is halted ({state.reason}); "
                         f"order {request.client_order_id!r} was not taken; `fks resume` to trade again"
                     )
                 status = OrderStatus.SUBMITTED if refusal is None else OrderStatus.REJECTED
-                record = self._insert(change, request, parent=None, status=status, refusal=refusal)
-                change.touch(record)
+                # stored already under this client order id (by us before a restart, or another
+                # process): the insert writes nothing and the stored order answers
+                inserted = self._insert(change, request, parent=None, status=status, refusal=refusal,
+                                        if_absent=True)  # fmt: skip
+                if inserted is None:
+                    stored = find_order(conn, self._account, request.client_order_id)
+                    if stored is None:  # pragma: no cover - the insert found it (or its id)
+                        raise RuntimeError(f"order {request.client_order_id!r} conflicted but is not stored")
+                    return self._same_request(_order(stored), request)
+                record = change.touch(inserted)
         except IntegrityError:
             # another process stored the same client order id between our read and our insert
             with self._engine.connect() as conn:
@@ -745,13 +830,15 @@ class OrderManager:
         status: OrderStatus = OrderStatus.NEW,
         refusal: tuple[str, str] | None = None,
         details: Mapping[str, object] | None = None,
-    ) -> OrderRecord:
+        if_absent: bool = False,
+    ) -> OrderRecord | None:
         """Insert the order ``NEW`` and, when ``status`` is another, move it there in the same
         statement (``NEW -> SUBMITTED`` at submit, ``NEW -> REJECTED`` for a refusal): the
         transition is checked and audited as a transition of its own (see
-        :func:`storage.execution.insert_order`'s ``via``)."""
+        :func:`storage.execution.insert_order`'s ``via``). ``if_absent``: None (nothing written)
+        when its client order id is stored already (:func:`storage.execution.insert_order_if_absent`)."""
         now = pd.Timestamp.now(tz="UTC")
-        order_id = uuid.uuid4().hex
+        order_id = new_order_id(now)
         if status is not OrderStatus.NEW:
             check_transition(order_id, OrderStatus.NEW, status)
         record = OrderRecord(
@@ -780,8 +867,9 @@ class OrderManager:
             reject_reason=None if refusal is None else str(refusal[1]),
         )
         via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
-        return insert_order(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
-                            details=details)  # fmt: skip
+        insert = insert_order_if_absent if if_absent else insert_order
+        return insert(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
+                      details=details)  # fmt: skip
 
     def _load(self, conn: Connection, order_id: str, *, lock: bool = True) -> OrderRecord:
         """The order by the OMS's id or, failing that, by its ``client_order_id`` (the id a broker
@@ -794,6 +882,37 @@ class OrderManager:
                 f"account {self._account!r} has no order with id or client_order_id {order_id!r}"
             )
         return record
+
+    def _cached(self, order_id: str) -> OrderRecord | None:
+        """The order by id or client order id as this manager wrote it last (the batch's own
+        writes first, then the committed open orders), or None when it is not open here. A
+        change starts from it instead of reading the row: its compare-and-set still fails if the
+        row moved meanwhile (another process), and then the change reads the row and decides anew."""
+        batch = self._batch
+        if batch is not None:
+            record = batch.records.get(batch.client_ids.get(order_id, order_id))
+            if record is not None:
+                return record
+        return self._records.get(self._client_ids.get(order_id, order_id))
+
+    def _position(self, symbol: str) -> Position | None:
+        """The position of ``symbol`` as this manager wrote it last (None: never traded here)."""
+        batch = self._batch
+        if batch is not None and symbol in batch.positions:
+            return batch.positions[symbol]
+        return self._positions.get(symbol)
+
+    def _move(self, change: _Change, order_id: str, new: OrderStatus, **fields: Any) -> OrderRecord:
+        """:meth:`_transition` of the order ``order_id``, from the cached row when there is one (no
+        read); if that row turns out stale (moved by another process: the check or the
+        compare-and-set fails, nothing written), from the row read and locked."""
+        cached = self._cached(order_id)
+        if cached is not None:
+            try:
+                return self._transition(change, cached, new, **fields)
+            except (IllegalTransition, StaleOrder):
+                pass  # decided again on the stored row below
+        return self._transition(change, self._load(change.conn, order_id), new, **fields)
 
     def _transition(
         self,
@@ -814,9 +933,7 @@ class OrderManager:
     def _finish(self, order_id: str, status: OrderStatus, reason: str | None) -> Order:
         with self._change() as change:
             details = None if reason is None else {"reason": reason}
-            order = change.touch(
-                self._transition(change, self._load(change.conn, order_id), status, details=details)
-            )
+            order = change.touch(self._move(change, order_id, status, details=details))
             for child in self._place_children(change, order):
                 change.touch(child)
         return change.view(order)
@@ -865,10 +982,10 @@ class OrderManager:
                 decided_at=parent.decided_at,
                 **price,
             )
-            children.append(
-                self._insert(change, request, parent=parent, status=OrderStatus.SUBMITTED,
-                             details={"bracket_of": parent.id})
-            )  # fmt: skip
+            child = self._insert(change, request, parent=parent, status=OrderStatus.SUBMITTED,
+                                 details={"bracket_of": parent.id})  # fmt: skip
+            assert child is not None  # a plain insert (not if_absent) returns the row or raises
+            children.append(child)
         return children
 
     @contextmanager
@@ -880,8 +997,9 @@ class OrderManager:
         books a cycle's fills, and records a cycle's orders, in one batch each.
 
         The in-memory view (open orders, positions, cash) changes only after the commit, so
-        inside the block it shows the state before it; changes inside read the database, which
-        shows the batch's own writes. An exception raised by a change rolls back the whole batch;
+        inside the block it shows the state before it; changes inside start from the batch's
+        own writes (kept by the batch) or, for what it has not written, from the view or the
+        database. An exception raised by a change rolls back the whole batch;
         if the block catches it, the batch re-raises it when the block ends. A batch inside a
         batch joins the outer one. Send nothing to a real venue inside a batch that the batch
         records as sent (record first, commit, then send): a crash before the commit forgets it.
@@ -919,6 +1037,7 @@ class OrderManager:
                     batch.failed = exc
                     raise
                 batch.changes.append(change)
+                batch.note(change)
                 return
             with self._engine.begin() as conn:
                 change = _Change(conn)
@@ -932,9 +1051,11 @@ class OrderManager:
             order = change.view(record)
             if order.is_open:
                 self._open[order.id] = order
+                self._records[order.id] = record
                 self._client_ids[order.client_order_id] = order.id
             else:
                 self._open.pop(order.id, None)
+                self._records.pop(order.id, None)
                 self._client_ids.pop(order.client_order_id, None)
         if change.position is not None:
             self._positions[change.position.symbol] = change.position

@@ -53,6 +53,7 @@ above ``max(limit, its value before the fill)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -62,15 +63,18 @@ from types import MappingProxyType
 import pandas as pd
 
 from config.risk import RiskConfig
+from execution._utc import utc
 from execution.orders import Fill, OrderRequest, Side
-from execution.sessions import session_at
-from market.bars import Timeframe, as_utc
+from execution.sessions import always_open, session_at
+from market.bars import Timeframe
 from market.calendars import Calendar, CalendarSpanError, get_calendar
 
 REL_TOL = 1e-9
 """Relative tolerance of every limit comparison (float sums of fills)."""
 
 RATE_WINDOW = pd.Timedelta(seconds=60)
+_NANOSECOND = pd.Timedelta(nanoseconds=1)
+_ACCEPTED: RiskDecision  # the one accepted decision (immutable), set below the class
 
 
 class RiskCode(StrEnum):
@@ -101,12 +105,15 @@ class RiskDecision:
     @classmethod
     def accept(cls) -> RiskDecision:
         """An accepted order."""
-        return cls(True)
+        return _ACCEPTED if cls is RiskDecision else cls(True)
 
     @classmethod
     def refuse(cls, code: RiskCode, reason: str) -> RiskDecision:
         """A refused order with its code and reason."""
         return cls(False, code, reason)
+
+
+_ACCEPTED = RiskDecision(True)
 
 
 @dataclass(frozen=True)
@@ -174,12 +181,12 @@ class RiskState:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "now", as_utc(self.now, "RiskState.now"))
+        set_(self, "now", utc(self.now, "RiskState.now"))
         set_(self, "positions", _frozen(self.positions))
         set_(self, "prices", _frozen(self.prices))
         set_(self, "open_orders", tuple(self.open_orders))
-        set_(self, "recent_order_times", tuple(as_utc(t) for t in self.recent_order_times))
-        set_(self, "last_bar_ts", MappingProxyType({s: as_utc(t) for s, t in self.last_bar_ts.items()}))
+        set_(self, "recent_order_times", tuple(utc(t) for t in self.recent_order_times))
+        set_(self, "last_bar_ts", MappingProxyType({s: utc(t) for s, t in self.last_bar_ts.items()}))
         set_(self, "model_registered_at", MappingProxyType(dict(self.model_registered_at)))
         for name in ("cash", "start_of_day_equity", "peak_equity"):
             if not math.isfinite(getattr(self, name)):
@@ -411,13 +418,22 @@ def reference_price(request: OrderRequest, last_price: float) -> float:
     return last_price
 
 
+@functools.cache
+def _delta(timeframe: Timeframe) -> pd.Timedelta:
+    return timeframe.delta
+
+
+@functools.cache
+def _days(days: float) -> pd.Timedelta:
+    return pd.Timedelta(days=days)
+
+
 def _missing_bars(calendar: Calendar, timeframe: Timeframe, last_ts: pd.Timestamp, now: pd.Timestamp) -> int:
     """Bars of the calendar's grid after ``last_ts`` that had ended by ``now``."""
-    start = last_ts + pd.Timedelta(nanoseconds=1)
-    end = now - timeframe.delta + pd.Timedelta(nanoseconds=1)
-    if end <= start:
+    end = now - _delta(timeframe)
+    if end <= last_ts:  # not even the next bar has ended: nothing is missing
         return 0
-    return len(calendar.bar_grid(timeframe, start, end))
+    return len(calendar.bar_grid(timeframe, last_ts + _NANOSECOND, end + _NANOSECOND))
 
 
 def _loss_refusal(state: RiskState, config: RiskConfig) -> RiskDecision | None:
@@ -465,7 +481,7 @@ def check(
             f"order {request.client_order_id} is for account {request.account!r} but the limits "
             f"are those of {config.account!r}; load the account's own limits"
         )
-    tf = Timeframe.parse(timeframe)
+    tf = timeframe if type(timeframe) is Timeframe else Timeframe.parse(timeframe)
     cal = get_calendar(calendar) if isinstance(calendar, str) else calendar
     symbol, now = request.symbol, state.now
 
@@ -487,14 +503,15 @@ def check(
             f"limit of {config.max_order_notional:,.2f} per order",
         )
 
-    recent = sum(1 for t in state.recent_order_times if now - RATE_WINDOW < t <= now)
+    window = now - RATE_WINDOW
+    recent = sum(1 for t in state.recent_order_times if window < t <= now)
     if recent >= config.max_orders_per_minute:
         return RiskDecision.refuse(
             RiskCode.RATE_LIMIT,
             f"{recent} orders sent in the last 60 s; the limit is {config.max_orders_per_minute} a minute",
         )
 
-    if config.trade_only_in_session:
+    if config.trade_only_in_session and not always_open(cal):
         try:
             open_now = session_at(cal, now) is not None
             why = f"no {cal.name} session is open at {now:%Y-%m-%d %H:%M} UTC"
@@ -525,8 +542,8 @@ def check(
                 RiskCode.STALE_MODEL,
                 f"model {request.model} version {request.model_version}: registration time unknown",
             )
-        age = now - as_utc(registered)
-        if age > pd.Timedelta(days=config.max_model_age_days):
+        age = now - utc(registered)
+        if age > _days(config.max_model_age_days):
             return RiskDecision.refuse(
                 RiskCode.STALE_MODEL,
                 f"model {request.model} version {request.model_version} was registered "

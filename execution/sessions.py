@@ -46,9 +46,13 @@ def _rows(calendar: Calendar, first_day: pd.Timestamp, last_day: pd.Timestamp) -
     )
 
 
-def _always_open(calendar: Calendar) -> bool:
-    # Exactly the built-in 24/7 calendar (a subclass might change its sessions).
+def always_open(calendar: Calendar) -> bool:
+    """True for exactly the built-in 24/7 calendar (a subclass might change its sessions): a
+    session is open at every instant of it."""
     return type(calendar) is AlwaysOpenCalendar
+
+
+_always_open = always_open
 
 
 def session_at(calendar: Calendar, ts: pd.Timestamp | str) -> Session | None:

@@ -16,6 +16,7 @@ from typing import Any, cast
 import pandas as pd
 from sqlalchemy import Connection, Table, insert, select
 
+from storage._driver import run_many
 from storage._redact import redacted_json
 from storage._time import now_ms as _now_ms
 from storage.schema import AuditLogRow
@@ -40,6 +41,9 @@ def _check_text(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
 
+_CHECKED: set[tuple[str, str]] = set()  # (actor, action) pairs that passed the checks
+
+
 def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, Any]) -> dict[str, Any]:
     """The checked values of one ``audit_log`` row stamped now (``at``), ``details`` redacted:
     what :func:`audit` writes. Collect the rows of one change and write them together with
@@ -48,13 +52,17 @@ def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, An
     Raises:
         ValueError, TypeError: as :func:`audit`.
     """
-    _check_text("actor", actor)
-    _check_text("action", action)
-    _check_text("subject", subject)
-    if len(action) > 64:
-        raise ValueError(f"action must be at most 64 characters, got {len(action)}")
-    if len(actor) > 128:
-        raise ValueError(f"actor must be at most 128 characters, got {len(actor)}")
+    if (actor, action) not in _CHECKED:  # a few pairs repeat: checked once each
+        _check_text("actor", actor)
+        _check_text("action", action)
+        if len(action) > 64:
+            raise ValueError(f"action must be at most 64 characters, got {len(action)}")
+        if len(actor) > 128:
+            raise ValueError(f"actor must be at most 128 characters, got {len(actor)}")
+        if len(_CHECKED) < 1024:
+            _CHECKED.add((actor, action))
+    if type(subject) is not str or not subject or subject.isspace():
+        _check_text("subject", subject)
     if not isinstance(details, Mapping):
         raise TypeError(f"details must be a mapping, not {type(details).__name__}")
     return {
@@ -68,8 +76,10 @@ def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, An
 
 def write_audit_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (made by :func:`audit_row`) in their order, in one statement execution
-    (an ``executemany``) on ``conn``: in the caller's transaction, like :func:`audit`. Nothing is
-    done for no rows."""
+    (an ``executemany``, on the driver's cursor where it can: see :mod:`storage._driver`) on
+    ``conn``: in the caller's transaction, like :func:`audit`. Nothing is done for no rows."""
+    if not rows or run_many(conn, _INSERT, rows):
+        return
     if len(rows) == 1:
         conn.execute(_INSERT, rows[0])
     elif rows:

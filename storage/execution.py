@@ -3,12 +3,15 @@
 
 Every function takes a connection; the caller owns the transaction. The order management system
 (:mod:`execution.oms`) opens one transaction per state change (or per batch of them) and, on
-the order row it read in that transaction (``get_order(..., for_update=True)``), checks the
-transition with :func:`execution.orders.check_transition` before calling :func:`transition_order` or
+the order row as it knows it (as it last wrote it, or read in that transaction with
+``get_order(..., for_update=True)``), checks the transition with
+:func:`execution.orders.check_transition` before calling :func:`transition_order` or
 :func:`record_fill`. Both write compare-and-set: the row is updated only if its status and filled
-quantity are still what the caller read (else :class:`StaleOrder`), so a check made in the
-transaction still holds at commit. Each change writes its ``audit_log`` rows on the same
-connection: kept or rolled back together.
+quantity are still what the caller has (else :class:`StaleOrder`, nothing written), so a check
+made on it still holds at commit. Each change writes its ``audit_log`` rows on the same
+connection: kept or rolled back together. The idempotency keys are checked by the inserts
+themselves where the dialect has ``INSERT .. ON CONFLICT DO NOTHING`` (SQLite, PostgreSQL):
+:func:`insert_order_if_absent` and :func:`claim_fill` write nothing for a stored key.
 
 Statuses, types, times in force and sides are the string values of :mod:`execution.orders`'
 enums (storage sits below execution; :data:`storage.schema.ORDER_STATUSES` and friends list them).
@@ -35,6 +38,7 @@ avg_cost_base) = initial_cash + sum(realised_pnl_base) - sum(fee * fx_rate)``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,9 +48,9 @@ import pandas as pd
 from sqlalchemy import Connection, Float, Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
 
-from storage._time import from_ms, now_ms, optional_ms, optional_ts, to_ms
+from storage import _driver
+from storage._time import NS_PER_MS, from_ms, now_ms, optional_ms, to_ms
 from storage.audit import audit, audit_row, write_audit_rows
 from storage.schema import (
     ORDER_STATUSES,
@@ -119,73 +123,57 @@ _COMPARE_AND_SET = update(_ORDERS).where(
 
 _INSERT_FILL_RETURNING = _INSERT_FILL.returning(_FILLS.c.id)
 
-# The hot paths of the desk (an order's reads and compare-and-sets, a fill's rows) run their
-# prebuilt statements through the driver's cursor: compiled once per dialect and set of keys, on
-# the transaction's own DBAPI connection (so in the caller's transaction), without SQLAlchemy's
-# per-execution machinery, which cost more than the statements themselves on SQLite (about 70% of
-# each execute). Driver errors come back as SQLAlchemy's (IntegrityError for a unique key).
-_DRIVER_DIALECTS = frozenset({"sqlite", "postgresql"})
-_COMPILED: dict[tuple[int, str, tuple[str, ...]], tuple[str, tuple[str, ...] | None]] = {}
+# Idempotent inserts (one statement: an existing key writes nothing and reports no row), where the
+# dialect has INSERT .. ON CONFLICT DO NOTHING.
+_INSERT_ORDER_IF_ABSENT = {
+    "sqlite": sqlite_insert(_ORDERS).on_conflict_do_nothing(),
+    "postgresql": pg_insert(_ORDERS).on_conflict_do_nothing(),
+}
+_INSERT_FILL_IF_ABSENT = {
+    "sqlite": sqlite_insert(_FILLS).on_conflict_do_nothing(index_elements=[_FILLS.c.broker_fill_id]),
+    "postgresql": pg_insert(_FILLS).on_conflict_do_nothing(index_elements=[_FILLS.c.broker_fill_id]),
+}
+_INSERT_FILL_IF_ABSENT_RETURNING = {k: v.returning(_FILLS.c.id) for k, v in _INSERT_FILL_IF_ABSENT.items()}
+_INSERT_POSITION_IF_ABSENT = {
+    "sqlite": sqlite_insert(_POSITIONS).on_conflict_do_nothing(),
+    "postgresql": pg_insert(_POSITIONS).on_conflict_do_nothing(),
+}
+# a position's compare-and-set: the row is updated only if it still holds what the caller knows
+_POSITION_KNOWN = ("quantity", "avg_cost", "realised_pnl", "avg_cost_base", "realised_pnl_base")
+_UPDATE_KNOWN_POSITION = _UPDATE_POSITION.where(
+    *(_POSITIONS.c[name] == bindparam(f"_was_{name}", type_=Float()) for name in _POSITION_KNOWN)
+)
+
+# The hot statements run on the driver's cursor (see storage._driver).
+_one = _driver.one
+_write = _driver.write
 
 
-class _Row(dict[str, Any]):
-    """A result row read by column name as an attribute (as SQLAlchemy's rows are)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+# -- times ----------------------------------------------------------------------------------------
+# The store's epoch milliseconds (storage._time), with the desk's common cases made cheap: a
+# pd.Timestamp's instant is its ``value`` (ns since the epoch, whatever its zone or unit), and a
+# mark, a fill and its order are stamped with the same few milliseconds again and again.
 
 
-def _run(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
-    """Execute the prebuilt ``stmt`` with ``params`` on ``conn``'s transaction through the
-    driver's cursor (see above); ``None`` where the dialect is not one of those known, for the
-    caller to use ``conn.execute``."""
-    dialect = conn.dialect
-    if dialect.name not in _DRIVER_DIALECTS:
-        return None
-    keys = tuple(params)
-    key = (id(stmt), dialect.name, keys)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        built = stmt.compile(dialect=dialect, column_keys=list(keys))
-        order = built.positiontup
-        compiled = _COMPILED[key] = (str(built), None if order is None else tuple(order))
-    sql, order = compiled
-    args = dict(params) if order is None else tuple(params[k] for k in order)
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, args)
-    except dialect.loaded_dbapi.Error as exc:
-        cursor.close()
-        raise DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
-    return cursor
+@functools.lru_cache(maxsize=4096)
+def _stamp(ms: int) -> pd.Timestamp:
+    """:func:`storage._time.from_ms`, memoised (timestamps are immutable)."""
+    return from_ms(ms)
 
 
-def _one(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
-    """The one row (or None) that ``stmt`` returns, by the driver where it can (see :func:`_run`)."""
-    cursor = _run(conn, stmt, params)
-    if cursor is None:
-        return conn.execute(stmt, params).one_or_none()
-    try:
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return _Row(zip([d[0] for d in cursor.description], row, strict=True))
-    finally:
-        cursor.close()
+def _ms(value: Any, what: str = "timestamp") -> int:
+    """:func:`storage._time.to_ms`; a ``pd.Timestamp`` without the conversion to UTC."""
+    if type(value) is pd.Timestamp:
+        return int(value.value // NS_PER_MS)
+    return to_ms(value, what)
 
 
-def _write(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> int:
-    """Execute the write ``stmt``; the number of rows it changed."""
-    cursor = _run(conn, stmt, params)
-    if cursor is None:
-        return int(conn.execute(stmt, params).rowcount)
-    try:
-        return int(cursor.rowcount)
-    finally:
-        cursor.close()
+def _optional_ms(value: Any) -> int | None:
+    return None if value is None else _ms(value) if type(value) is pd.Timestamp else optional_ms(value)
+
+
+def _optional_stamp(ms: int | None) -> pd.Timestamp | None:
+    return None if ms is None else _stamp(ms)
 
 
 LATE_FILL_STATUSES: tuple[str, ...] = ("cancelled", "expired")
@@ -402,8 +390,8 @@ def _order(row: Any) -> OrderRecord:
         time_in_force=row.time_in_force,
         quantity=float(row.quantity),
         status=row.status,
-        created_at=from_ms(row.created_at),
-        updated_at=from_ms(row.updated_at),
+        created_at=_stamp(row.created_at),
+        updated_at=_stamp(row.updated_at),
         filled_quantity=float(row.filled_quantity),
         avg_fill_price=None if row.avg_fill_price is None else float(row.avg_fill_price),
         limit_price=None if row.limit_price is None else float(row.limit_price),
@@ -417,7 +405,7 @@ def _order(row: Any) -> OrderRecord:
         model=row.model,
         model_version=row.model_version,
         confidence=None if row.confidence is None else float(row.confidence),
-        decided_at=optional_ts(row.decided_at),
+        decided_at=_optional_stamp(row.decided_at),
     )
 
 
@@ -431,9 +419,9 @@ def _fill(row: Any) -> FillRecord:
         quantity=float(row.quantity),
         price=float(row.price),
         fee=float(row.fee),
-        ts=from_ms(row.ts),
+        ts=_stamp(row.ts),
         broker_fill_id=row.broker_fill_id,
-        recorded_at=from_ms(row.recorded_at),
+        recorded_at=_stamp(row.recorded_at),
         fx_rate=float(row.fx_rate),
     )
 
@@ -445,7 +433,7 @@ def _position(row: Any) -> Position:
         quantity=float(row.quantity),
         avg_cost=float(row.avg_cost),
         realised_pnl=float(row.realised_pnl),
-        updated_at=from_ms(row.updated_at),
+        updated_at=_stamp(row.updated_at),
         avg_cost_base=float(row.avg_cost_base),
         realised_pnl_base=float(row.realised_pnl_base),
     )
@@ -457,7 +445,7 @@ def _account(row: Any) -> Account:
         base_currency=row.base_currency,
         initial_cash=float(row.initial_cash),
         cash=float(row.cash),
-        created_at=from_ms(row.created_at),
+        created_at=_stamp(row.created_at),
     )
 
 
@@ -472,7 +460,7 @@ def list_accounts(conn: Connection) -> list[Account]:
 def get_account(conn: Connection, name: str, *, for_update: bool = False) -> Account | None:
     """The account named ``name``, or None."""
     query = _GET_ACCOUNT_FOR_UPDATE if for_update else _GET_ACCOUNT
-    row = conn.execute(query, {"_name": name}).one_or_none()
+    row = _one(conn, query, {"_name": name})
     return None if row is None else _account(row)
 
 
@@ -545,6 +533,55 @@ def insert_order(
         sqlalchemy.exc.IntegrityError: the id, or the client order id in this account, exists
             already, or the account does not.
     """
+    stored = _insert_order(conn, order, actor=actor, audit_rows=audit_rows, via=via, details=details,
+                           if_absent=False)  # fmt: skip
+    assert stored is not None  # only an insert if absent writes nothing
+    return stored
+
+
+def insert_order_if_absent(
+    conn: Connection,
+    order: OrderRecord,
+    *,
+    actor: str,
+    audit_rows: AuditRows | None = None,
+    via: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> OrderRecord | None:
+    """:func:`insert_order`, or None with nothing written (no row, no audit row) when an order
+    with the same id, or the same ``client_order_id`` in the account, is stored already: the
+    idempotency check and the insert in one statement (``INSERT .. ON CONFLICT DO NOTHING``)
+    where the dialect has it, so that a submit needs no read first.
+
+    Raises:
+        ValueError: a bad field. sqlalchemy.exc.IntegrityError: the account does not exist.
+    """
+    return _insert_order(conn, order, actor=actor, audit_rows=audit_rows, via=via, details=details,
+                         if_absent=True)  # fmt: skip
+
+
+def _insert_if_absent(conn: Connection, order: OrderRecord, values: Mapping[str, Any]) -> bool:
+    """Insert the order row ``values`` unless its id or client order id is stored; True if it was."""
+    stmt = _INSERT_ORDER_IF_ABSENT.get(conn.dialect.name)
+    if stmt is not None:
+        return _write(conn, stmt, values) == 1
+    if get_order(conn, order.id) is not None or find_order(conn, order.account, order.client_order_id):
+        return False
+    _write(conn, _INSERT_ORDER, values)
+    return True
+
+
+def _insert_order(
+    conn: Connection,
+    order: OrderRecord,
+    *,
+    actor: str,
+    audit_rows: AuditRows | None,
+    via: str | None,
+    details: Mapping[str, Any] | None,
+    if_absent: bool,
+) -> OrderRecord | None:
+    """The insert of :func:`insert_order` and :func:`insert_order_if_absent`."""
     _text("order id", order.id, 64)
     _text("client_order_id", order.client_order_id, 64)
     _text("symbol", order.symbol, 32)
@@ -580,15 +617,18 @@ def insert_order(
         "model": order.model,
         "model_version": order.model_version,
         "confidence": order.confidence,
-        "decided_at": optional_ms(order.decided_at),
-        "created_at": to_ms(order.created_at, "created_at"),
-        "updated_at": to_ms(order.updated_at, "updated_at"),
+        "decided_at": _optional_ms(order.decided_at),
+        "created_at": _ms(order.created_at, "created_at"),
+        "updated_at": _ms(order.updated_at, "updated_at"),
     }
     if via is not None:
         _one_of("via", via, ORDER_STATUSES)
     if order.reject_code is not None:
         _text("reject_code", order.reject_code, 64)
-    _write(conn, _INSERT_ORDER, values)
+    if not if_absent:
+        _write(conn, _INSERT_ORDER, values)
+    elif not _insert_if_absent(conn, order, values):
+        return None
     created = values if via is None else {**values, "status": via, "reject_code": None, "reject_reason": None}
     rows = [
         audit_row(
@@ -641,8 +681,8 @@ def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | No
         time_in_force=order.time_in_force,
         quantity=quantity,
         status=order.status,
-        created_at=from_ms(values["created_at"]),
-        updated_at=from_ms(values["updated_at"]),
+        created_at=_stamp(values["created_at"]),
+        updated_at=_stamp(values["updated_at"]),
         filled_quantity=filled,
         avg_fill_price=avg,
         limit_price=limit,
@@ -656,7 +696,7 @@ def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | No
         model=order.model,
         model_version=order.model_version,
         confidence=confidence,
-        decided_at=optional_ts(values["decided_at"]),
+        decided_at=_optional_stamp(values["decided_at"]),
     )
 
 
@@ -699,6 +739,15 @@ def list_orders(
     return [_order(r) for r in conn.execute(query.order_by(_ORDERS.c.created_at, _ORDERS.c.id)).all()]
 
 
+def _with(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
+    """``order`` with ``values`` (fields already checked and typed): a copy of its fields, not
+    a new validation of each (a frozen dataclass's ``__init__`` sets them one by one)."""
+    record = object.__new__(OrderRecord)
+    record.__dict__.update(vars(order))
+    record.__dict__.update(values)
+    return record
+
+
 def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
     """Write ``values`` on ``order``'s row if its status and filled quantity are still those of
     ``order`` (else :class:`StaleOrder`), and return the row as it now is: ``order`` with
@@ -723,7 +772,7 @@ def _compare_and_set(conn: Connection, order: OrderRecord, values: Mapping[str, 
             f"{order.filled_quantity:g} filled; read it again"
         )
     if _storable(*values.values()):
-        return OrderRecord(**{**vars(order), **values, "updated_at": from_ms(at)})
+        return _with(order, {**values, "updated_at": _stamp(at)})
     stored = get_order(conn, order.id)
     if stored is None:  # pragma: no cover - just updated
         raise RuntimeError(f"order {order.id} vanished after its update")
@@ -840,7 +889,7 @@ def list_positions(conn: Connection, account: str, *, include_flat: bool = True)
     """The positions of ``account`` by symbol; flat ones (which keep their realised P&L) unless
     ``include_flat`` is False."""
     query = _ALL_POSITIONS if include_flat else _OPEN_POSITIONS
-    return [_position(r) for r in conn.execute(query, {"_account": account}).all()]
+    return [_position(r) for r in _driver.all_rows(conn, query, {"_account": account})]
 
 
 def fill_completes(order: OrderRecord, quantity: float) -> bool:
@@ -873,7 +922,7 @@ def recorded_fill(
         and existing.quantity == float(quantity)
         and existing.price == float(price)
         and existing.fee == float(fee)
-        and to_ms(existing.ts) == to_ms(ts, "fill ts")
+        and _ms(existing.ts) == _ms(ts, "fill ts")
     )
     if not same:
         raise FillConflict(
@@ -889,6 +938,68 @@ def recorded_fill(
     return FillResult(existing, order, position, account.cash, duplicate=True)
 
 
+@dataclass(frozen=True)
+class ClaimedFill:
+    """A fill row inserted by :func:`claim_fill` in the caller's transaction: its ``id`` and the
+    ``recorded_at`` it was stamped with (epoch milliseconds)."""
+
+    id: int
+    recorded_at: int
+
+
+def claim_fill(
+    conn: Connection,
+    order: OrderRecord,
+    *,
+    broker_fill_id: str,
+    quantity: float,
+    price: float,
+    fee: float,
+    ts: pd.Timestamp,
+    fx_rate: float = 1.0,
+) -> ClaimedFill | None:
+    """Insert the ``fills`` row of one execution of ``order`` unless ``broker_fill_id`` is
+    recorded already (None then, nothing written: a replay, for :func:`recorded_fill` to judge).
+    The idempotency check and the insert are one statement (``INSERT .. ON CONFLICT DO NOTHING
+    RETURNING id``) where the dialect has it. The caller books it with :func:`record_fill`
+    (``claimed=``) in the same transaction, or lets the transaction roll back.
+
+    Raises:
+        ValueError: a bad ``broker_fill_id``, a non-positive quantity, price or ``fx_rate``, a
+            non-finite fee.
+    """
+    at = now_ms()
+    values = {
+        "order_id": order.id,
+        "account": order.account,
+        "symbol": order.symbol,
+        "side": order.side,
+        "quantity": _positive("quantity", quantity),
+        "price": _positive("price", price),
+        "fee": _finite("fee", fee),
+        "ts": _ms(ts, "fill ts"),
+        "broker_fill_id": _text("broker_fill_id", broker_fill_id, 128),
+        "recorded_at": at,
+        "fx_rate": _positive("fx_rate", fx_rate),
+    }
+    stmt = _INSERT_FILL_IF_ABSENT_RETURNING.get(conn.dialect.name)
+    if stmt is None:
+        if find_fill(conn, broker_fill_id) is not None:
+            return None
+        stmt = _INSERT_FILL_RETURNING
+    inserted = _one(conn, stmt, values)
+    if inserted is None:
+        return None
+    return ClaimedFill(int(inserted.id), at)
+
+
+class _Unknown:
+    """The position before a fill is not known to the caller: read it (see :func:`record_fill`)."""
+
+
+UNKNOWN_POSITION = _Unknown()
+
+
 def record_fill(
     conn: Connection,
     order: OrderRecord,
@@ -901,8 +1012,9 @@ def record_fill(
     status: str,
     actor: str,
     fx_rate: float = 1.0,
-    replay_checked: bool = False,
     audit_rows: AuditRows | None = None,
+    claimed: ClaimedFill | None = None,
+    position: Position | _Unknown | None = UNKNOWN_POSITION,
 ) -> FillResult:
     """Record one execution of ``order`` (as read in this transaction) once: the order's filled
     quantity, average fill price and ``status``, the fill row, the position, the account's cash
@@ -916,31 +1028,37 @@ def record_fill(
     ``cancelled``/``expired``, which it keeps (no ``order.transition`` row; ``order.fill`` says
     ``late``).
 
-    ``replay_checked``: the caller has just called :func:`recorded_fill` with these values in
-    this transaction, on the order as read here (locked), and got None: it is not asked again (a
-    fill recorded meanwhile by another transaction under the same id still fails the insert, by
-    the unique ``broker_fill_id``). ``audit_rows`` as :func:`insert_order`. ``fx_rate``: account
-    currency per unit of the asset's quote currency at the fill (see the module documentation),
-    stored on the fill; a replay is recognised by the broker's values alone and keeps the rate it
-    was booked at.
+    ``claimed``: the fill row was inserted already in this transaction by :func:`claim_fill`
+    with these values (the replay check done); else the fill's insert is the replay check (one
+    statement: :func:`claim_fill`). ``position``:
+    the position of ``order``'s symbol before the fill as the caller knows it (None: never
+    traded); it is written compare-and-set (only if the row still holds it, else read and
+    recomputed), so no read is needed when the caller is right. ``audit_rows`` as
+    :func:`insert_order`. ``fx_rate``: account currency per unit of the asset's quote currency at
+    the fill (see the module documentation), stored on the fill; a replay is recognised by the
+    broker's values alone and keeps the rate it was booked at.
 
     Raises:
         FillConflict: ``broker_fill_id`` was recorded with other values.
         ValueError: a non-positive quantity, price or ``fx_rate``, a non-finite fee, a fill beyond
             the order's remaining quantity, or a ``status`` that does not match the fill.
-        StaleOrder: the order's row changed since ``order`` was read; nothing was written.
+        StaleOrder: the order's row changed since ``order`` was read; the caller rolls back.
     """
     _text("broker_fill_id", broker_fill_id, 128)
     qty = _positive("quantity", quantity)
     px = _positive("price", price)
     fee_ = _finite("fee", fee)
     rate = _positive("fx_rate", fx_rate)
-    ts_ms = to_ms(ts, "fill ts")
-    if not replay_checked:
-        replay = recorded_fill(
-            conn, broker_fill_id, order_id=order.id, quantity=qty, price=px, fee=fee_, ts=ts
-        )
-        if replay is not None:
+    ts_ms = _ms(ts, "fill ts")
+    if claimed is None:
+        claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=qty, price=px, fee=fee_,
+                             ts=ts, fx_rate=rate)  # fmt: skip
+        if claimed is None:
+            replay = recorded_fill(
+                conn, broker_fill_id, order_id=order.id, quantity=qty, price=px, fee=fee_, ts=ts
+            )
+            if replay is None:  # pragma: no cover - the insert found it
+                raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")
             return replay
 
     filled = order.filled_quantity + qty
@@ -960,48 +1078,13 @@ def record_fill(
         filled = order.quantity
     avg = ((order.avg_fill_price or 0.0) * order.filled_quantity + px * qty) / (order.filled_quantity + qty)
 
-    # 1. the order (compare-and-set), 2. the fill, 3. the position, 4. cash, 5. audit.
+    # 1. the fill (claimed above), 2. the order (compare-and-set), 3. the position, 4. cash, 5. audit.
     stored = _compare_and_set(
         conn, order, {"status": status, "filled_quantity": filled, "avg_fill_price": avg}
     )
-    at = now_ms()
-    inserted = _one(
-        conn,
-        _INSERT_FILL_RETURNING,
-        {
-            "order_id": order.id,
-            "account": order.account,
-            "symbol": order.symbol,
-            "side": order.side,
-            "quantity": qty,
-            "price": px,
-            "fee": fee_,
-            "ts": ts_ms,
-            "broker_fill_id": broker_fill_id,
-            "recorded_at": at,
-            "fx_rate": rate,
-        },
-    )
-    if inserted is None:  # pragma: no cover - RETURNING gives the row
-        raise RuntimeError("the database did not report the new fill's id")
-    fill_id = int(inserted.id)
+    at, fill_id = claimed.recorded_at, claimed.id
     signed = qty if order.side == "buy" else -qty
-
-    before = get_position(conn, order.account, order.symbol, for_update=True)
-    q0, c0, r0, b0, rb0 = (
-        (0.0, 0.0, 0.0, 0.0, 0.0)
-        if before is None
-        else (before.quantity, before.avg_cost, before.realised_pnl, before.avg_cost_base or 0.0,
-              before.realised_pnl_base or 0.0)
-    )  # fmt: skip
-    q1, c1, r1 = position_after(q0, c0, r0, signed, px)
-    _, b1, rb1 = position_after(q0, b0, rb0, signed, px * rate)
-    values = {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at,
-              "avg_cost_base": b1, "realised_pnl_base": rb1}  # fmt: skip
-    if before is None:
-        _write(conn, _INSERT_POSITION, {"account": order.account, "symbol": order.symbol, **values})
-    else:
-        _write(conn, _UPDATE_POSITION, {**values, "_account": order.account, "_symbol": order.symbol})
+    q1, c1, r1, b1, rb1 = _book_position(conn, order, signed, px, rate, at, position)
 
     cash_flow = (-signed * px - fee_) * rate
     cash = _move_cash(conn, order.account, cash_flow)
@@ -1050,7 +1133,7 @@ def record_fill(
     )
     rows.append(row)
     _emit(conn, rows, audit_rows)
-    recorded = from_ms(at)  # immutable: the fill and the position share it
+    recorded = _stamp(at)  # immutable: the fill and the position share it
     fill = FillRecord(
         id=fill_id,
         order_id=order.id,
@@ -1060,13 +1143,71 @@ def record_fill(
         quantity=qty,
         price=px,
         fee=fee_,
-        ts=from_ms(ts_ms),
+        ts=_stamp(ts_ms),
         broker_fill_id=broker_fill_id,
         recorded_at=recorded,
         fx_rate=rate,
     )
-    position = Position(order.account, order.symbol, q1, c1, r1, recorded, b1, rb1)
-    return FillResult(fill, stored, position, cash, duplicate=False)
+    position_after_fill = Position(order.account, order.symbol, q1, c1, r1, recorded, b1, rb1)
+    return FillResult(fill, stored, position_after_fill, cash, duplicate=False)
+
+
+def _book_position(
+    conn: Connection,
+    order: OrderRecord,
+    signed: float,
+    price: float,
+    rate: float,
+    at: int,
+    known: Position | _Unknown | None,
+) -> tuple[float, float, float, float, float]:
+    """Move ``order``'s position by a fill of ``signed`` units at ``price`` (quote currency) and
+    ``rate``; ``(quantity, avg_cost, realised_pnl, avg_cost_base, realised_pnl_base)`` after it.
+
+    From ``known`` (the caller's view) when the row still holds it (a compare-and-set update, or
+    an insert if absent when ``known`` is None); else from the row, read and locked."""
+    key = {"_account": order.account, "_symbol": order.symbol}
+    base = None if not isinstance(known, Position) else (known.avg_cost_base, known.realised_pnl_base)
+    if isinstance(known, Position) and base is not None and base[0] is not None and base[1] is not None:
+        before = (known.quantity, known.avg_cost, known.realised_pnl, base[0], base[1])
+        values = _position_values(before, signed, price, rate, at)
+        was = {f"_was_{name}": value for name, value in zip(_POSITION_KNOWN, before, strict=True)}
+        if _write(conn, _UPDATE_KNOWN_POSITION, {**values, **key, **was}) == 1:
+            return _figures(values)
+    elif known is None and conn.dialect.name in _INSERT_POSITION_IF_ABSENT:
+        values = _position_values((0.0, 0.0, 0.0, 0.0, 0.0), signed, price, rate, at)
+        row = {"account": order.account, "symbol": order.symbol, **values}
+        if _write(conn, _INSERT_POSITION_IF_ABSENT[conn.dialect.name], row) == 1:
+            return _figures(values)
+    found = get_position(conn, order.account, order.symbol, for_update=True)
+    before = (
+        (0.0, 0.0, 0.0, 0.0, 0.0)
+        if found is None
+        else (found.quantity, found.avg_cost, found.realised_pnl, found.avg_cost_base or 0.0,
+              found.realised_pnl_base or 0.0)
+    )  # fmt: skip
+    values = _position_values(before, signed, price, rate, at)
+    if found is None:
+        _write(conn, _INSERT_POSITION, {"account": order.account, "symbol": order.symbol, **values})
+    else:
+        _write(conn, _UPDATE_POSITION, {**values, **key})
+    return _figures(values)
+
+
+def _position_values(
+    before: tuple[float, float, float, float, float], signed: float, price: float, rate: float, at: int
+) -> dict[str, Any]:
+    """The ``positions`` columns after a fill (see :func:`position_after`), in quote and base."""
+    q0, c0, r0, b0, rb0 = before
+    q1, c1, r1 = position_after(q0, c0, r0, signed, price)
+    _, b1, rb1 = position_after(q0, b0, rb0, signed, price * rate)
+    return {"quantity": q1, "avg_cost": c1, "realised_pnl": r1, "updated_at": at,
+            "avg_cost_base": b1, "realised_pnl_base": rb1}  # fmt: skip
+
+
+def _figures(values: Mapping[str, Any]) -> tuple[float, float, float, float, float]:
+    return (values["quantity"], values["avg_cost"], values["realised_pnl"], values["avg_cost_base"],
+            values["realised_pnl_base"])  # fmt: skip
 
 
 def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None:
@@ -1084,28 +1225,35 @@ def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None
 # -- equity history -------------------------------------------------------------------------------
 
 
-def record_equity(conn: Connection, account: str, *, ts: pd.Timestamp, market_value: float) -> EquityPoint:
+def record_equity(
+    conn: Connection, account: str, *, ts: pd.Timestamp, market_value: float, cash: float | None = None
+) -> EquityPoint:
     """Mark ``account`` at ``ts``: its cash now plus ``market_value`` (of its positions at the
-    mark's prices). A second mark at the same ``ts`` replaces the first.
+    mark's prices). A second mark at the same ``ts`` replaces the first. ``cash``: the account's
+    cash as the caller keeps it (the OMS's books), else read.
 
     Raises:
-        ValueError: an unknown account or a non-finite market value.
+        ValueError: an unknown account (when ``cash`` is not given) or a non-finite market value
+            or cash.
     """
     value = _finite("market_value", market_value)
-    ts_ms = to_ms(ts, "ts")
-    found = get_account(conn, account)
-    if found is None:
-        raise ValueError(f"account {account!r} does not exist; open it first")
-    values = {"cash": found.cash, "market_value": value, "equity": found.cash + value}
+    ts_ms = _ms(ts, "ts")
+    if cash is None:
+        found = get_account(conn, account)
+        if found is None:
+            raise ValueError(f"account {account!r} does not exist; open it first")
+        cash = found.cash
+    cash = _finite("cash", cash)
+    values = {"cash": cash, "market_value": value, "equity": cash + value}
     upsert = _UPSERT_EQUITY.get(conn.dialect.name)
     where = {"_account": account, "_ts": ts_ms}
     if upsert is not None:
-        conn.execute(upsert, {"account": account, "ts": ts_ms, **values})
+        _write(conn, upsert, {"account": account, "ts": ts_ms, **values})
     elif conn.execute(_EQUITY_MARKED, where).first() is None:
         conn.execute(_INSERT_EQUITY, {"account": account, "ts": ts_ms, **values})
     else:
         conn.execute(_UPDATE_EQUITY, {**values, **where})
-    return EquityPoint(account, from_ms(ts_ms), values["cash"], value, values["equity"])
+    return EquityPoint(account, _stamp(ts_ms), values["cash"], value, values["equity"])
 
 
 def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -1115,7 +1263,7 @@ def list_equity(conn: Connection, account: str, *, since: pd.Timestamp | None = 
         _EQUITY.c.account == account
     )
     if since is not None:
-        query = query.where(_EQUITY.c.ts >= to_ms(since, "since"))
+        query = query.where(_EQUITY.c.ts >= _ms(since, "since"))
     rows = conn.execute(query.order_by(_EQUITY.c.ts)).all()
     frame = pd.DataFrame(
         [tuple(r) for r in rows], columns=["ts", "cash", "market_value", "equity"], dtype=float
@@ -1134,7 +1282,7 @@ def get_trading_state(conn: Connection, account: str) -> TradingState:
     row = _one(conn, _GET_STATE, {"_account": account})
     if row is None:
         return TradingState(account, halted=False, reason=None, at=None)
-    return TradingState(account, halted=bool(row.halted), reason=row.reason, at=from_ms(row.at))
+    return TradingState(account, halted=bool(row.halted), reason=row.reason, at=_stamp(row.at))
 
 
 def set_trading_state(
@@ -1162,4 +1310,4 @@ def set_trading_state(
         subject=f"account:{account}",
         details={"reason": reason},
     )
-    return TradingState(account, halted=bool(halted), reason=reason, at=from_ms(at))
+    return TradingState(account, halted=bool(halted), reason=reason, at=_stamp(at))

@@ -180,6 +180,34 @@ def test_a_write_from_a_stale_read_is_refused(engine: Engine, oms: OrderManager)
     assert oms.order(order.id).status is OrderStatus.ACCEPTED
 
 
+def test_a_manager_whose_view_another_process_moved_decides_on_the_stored_rows(
+    engine: Engine, oms: OrderManager
+) -> None:
+    """A manager starts a change from the rows as it last wrote them (no read); when another
+    manager (another process) has moved them since, its compare-and-set matches nothing and it
+    reads the stored rows and decides on them, as if it had read them first."""
+    filled = _accepted(oms, _request("f1"))
+    resting = _accepted(oms, _request("r1"))
+    pending = oms.submit(_request("p1"))
+    other = OrderManager(engine, ACCOUNT)  # the same account in another process
+    other.apply_fill(_fill(filled, 10, 100.0, 1.0), "x-1")  # the position is 10 SPY now
+    other.cancel(resting.id)
+    other.reject(pending.id, "broker", "no")
+
+    # oms still holds f1 and r1 ACCEPTED, p1 SUBMITTED and no SPY position
+    with pytest.raises(IllegalTransition, match="rejected -> accepted"):
+        oms.accept(pending.id)
+    late = oms.apply_fill(_fill(resting, 4, 101.0), "x-2")  # crossed the other's cancel
+    assert late.late and late.order.status is OrderStatus.CANCELLED and late.order.filled_quantity == 4
+    assert late.position.quantity == 14 and late.position.avg_cost == pytest.approx((1_000 + 404) / 14)
+    assert late.cash == pytest.approx(10_000 - 1_001 - 404)
+    assert oms.apply_fill(_fill(filled, 10, 100.0, 1.0), "x-1").duplicate  # the other's fill
+    after = OrderManager(engine, ACCOUNT)
+    assert after.positions()["SPY"].quantity == 14 and after.cash() == pytest.approx(late.cash)
+    assert after.positions()["SPY"].avg_cost == late.position.avg_cost
+    assert _count(engine, "fills") == 2 and after.open_orders() == []
+
+
 def test_statuses_and_quantities_are_constrained_in_sql(engine: Engine, oms: OrderManager) -> None:
     order = oms.submit(_request())
     for assignment in ("status = 'bogus'", "filled_quantity = 11", "filled_quantity = -1", "quantity = 0"):

@@ -15,6 +15,7 @@ stored status, and a restarted manager sees the same book."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import uuid
@@ -27,7 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from execution.oms import Order, OrderManager
+from execution.oms import Order, OrderManager, new_order_id
 from execution.orders import (
     FINAL_STATES,
     TRANSITIONS,
@@ -41,7 +42,14 @@ from execution.orders import (
 )
 from storage import list_audit, open_store
 from storage.bars import upsert_bars
-from storage.execution import get_account, list_fills, list_orders, list_positions, position_after
+from storage.execution import (
+    OrderRecord,
+    get_account,
+    list_fills,
+    list_orders,
+    list_positions,
+    position_after,
+)
 from storage.schema import ORDER_STATUSES, ORDER_TYPES, SIDES, TIMES_IN_FORCE
 
 SYMBOLS = ("SPY", "QQQ", "BTC-USD", "SAP")
@@ -70,6 +78,17 @@ def test_storage_keeps_the_enum_values_of_execution_orders() -> None:
     assert tuple(t.value for t in OrderType) == ORDER_TYPES
     assert tuple(t.value for t in TimeInForce) == TIMES_IN_FORCE
     assert tuple(s.value for s in Side) == SIDES
+    # an Order is built as a copy of its row's fields (execution.oms._order): the same names
+    assert {f.name for f in dataclasses.fields(Order)} == {f.name for f in dataclasses.fields(OrderRecord)}
+
+
+def test_order_ids_made_in_one_millisecond_sort_in_creation_order() -> None:
+    # orders are listed by (created_at, id): ids must not reorder orders of the same millisecond
+    ts = pd.Timestamp("2024-01-02 14:30:00.123456", tz="UTC")
+    ids = [new_order_id(ts) for _ in range(200)]
+    assert ids == sorted(ids) and len(set(ids)) == 200
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert new_order_id(ts + pd.Timedelta(milliseconds=1)) > ids[-1]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,161 @@
+"""Prebuilt statements run on the driver's cursor, in the caller's transaction (private to ``storage``).
+
+The paper desk's hot statements (an order's insert and compare-and-sets, a fill's rows, its audit
+rows) are built once as SQLAlchemy Core statements; :func:`run` and :func:`run_many` compile each
+once per dialect and set of parameter keys (the SQL SQLAlchemy itself would send, bind casts
+included) and execute it on the transaction's own DBAPI connection, without SQLAlchemy's
+per-execution machinery, which cost more than the statements themselves on SQLite. Parameters
+pass through the bind processors of the statement's columns (e.g. JSON serialisation), as
+SQLAlchemy would apply them. Driver errors come back as SQLAlchemy's (``IntegrityError`` for a
+unique key). On a dialect other than SQLite and PostgreSQL the functions return None, for the
+caller to use ``conn.execute``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+DIALECTS = frozenset({"sqlite", "postgresql"})
+
+Processor = Callable[[Any], Any]
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    stmt: Any
+    """The statement compiled, kept alive by the cache so that its ``id`` (the cache's key)
+    names no other statement."""
+    sql: str
+    plan: tuple[tuple[str, Processor | None, Any], ...]
+    """Per parameter of the SQL: its name, its bind processor (None: none) and the value bound in
+    the statement itself (``_MISSING``: the caller passes it), e.g. the 0 of ``quantity != 0``."""
+    positional: bool
+    """A positional paramstyle (a tuple in ``plan``'s order), else by name (a dict)."""
+
+
+_COMPILED: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
+
+
+def _compiled(conn: Connection, stmt: Any, keys: tuple[str, ...]) -> _Compiled:
+    dialect = conn.dialect
+    key = (id(stmt), dialect.name, keys)
+    found = _COMPILED.get(key)
+    if found is None:
+        built = stmt.compile(dialect=dialect, column_keys=list(keys))
+        processors = built._bind_processors
+        bound = built.construct_params(_check=False)
+        names = built.positiontup if built.positiontup is not None else list(bound)
+        plan = []
+        for name in names:
+            processor = processors.get(name)
+            if name in keys:
+                plan.append((name, processor, _MISSING))
+            else:
+                value = bound[name]
+                plan.append((name, None, value if processor is None else processor(value)))
+        found = _COMPILED[key] = _Compiled(stmt, str(built), tuple(plan), built.positiontup is not None)
+    return found
+
+
+def _args(params: Mapping[str, Any], compiled: _Compiled) -> Any:
+    values = [
+        (params[name] if processor is None else processor(params[name])) if literal is _MISSING else literal
+        for name, processor, literal in compiled.plan
+    ]
+    if compiled.positional:
+        return tuple(values)
+    return dict(zip([name for name, _, _ in compiled.plan], values, strict=True))
+
+
+def _raise(conn: Connection, sql: str, args: Any, exc: Exception, cursor: Any) -> None:
+    cursor.close()
+    dialect = conn.dialect
+    raise DBAPIError.instance(sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+
+
+def run(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
+    """Execute ``stmt`` (built once, e.g. at import) with ``params`` on ``conn``'s transaction;
+    the driver's cursor (the caller closes it), or None on another dialect."""
+    if conn.dialect.name not in DIALECTS:
+        return None
+    compiled = _compiled(conn, stmt, tuple(params))
+    sql, args = compiled.sql, _args(params, compiled)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, args)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        _raise(conn, sql, args, exc, cursor)
+    return cursor
+
+
+def run_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Execute ``stmt`` once per row of ``rows`` (all with the same keys) in one ``executemany``
+    on ``conn``'s transaction; False (nothing done) on another dialect."""
+    if conn.dialect.name not in DIALECTS:
+        return False
+    if not rows:
+        return True
+    compiled = _compiled(conn, stmt, tuple(rows[0]))
+    sql, args = compiled.sql, [_args(row, compiled) for row in rows]
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, args)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        _raise(conn, sql, args, exc, cursor)
+    cursor.close()
+    return True
+
+
+class Row(dict[str, Any]):
+    """A result row read by column name as an attribute (as SQLAlchemy's rows are)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def one(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
+    """The one row (or None) that ``stmt`` returns, by the driver where it can."""
+    cursor = run(conn, stmt, params)
+    if cursor is None:
+        return conn.execute(stmt, params).one_or_none()
+    try:
+        rows = cursor.fetchall()
+        if not rows:
+            return None
+        return Row(zip([d[0] for d in cursor.description], rows[0], strict=True))
+    finally:
+        cursor.close()
+
+
+def all_rows(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> list[Any]:
+    """Every row that ``stmt`` returns, by the driver where it can."""
+    cursor = run(conn, stmt, params)
+    if cursor is None:
+        return list(conn.execute(stmt, params).all())
+    try:
+        names = [d[0] for d in cursor.description]
+        return [Row(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def write(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> int:
+    """Execute the write ``stmt``; the number of rows it changed."""
+    cursor = run(conn, stmt, params)
+    if cursor is None:
+        return int(conn.execute(stmt, params).rowcount)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
