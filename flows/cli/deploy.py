@@ -23,7 +23,7 @@ import contextlib
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -219,9 +219,10 @@ def _save_webhook_blocks(urls: list[SecretStr]) -> list[Any]:
     from prefect.blocks.webhook import Webhook
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
+    from prefect.types import SecretDict
 
     ids = [
-        Webhook(method="POST", url=url, headers=dict(WEBHOOK_HEADERS)).save(
+        Webhook(method="POST", url=url, headers=SecretDict(dict(WEBHOOK_HEADERS))).save(
             WEBHOOK_BLOCK.format(i), overwrite=True
         )
         for i, url in enumerate(urls, start=1)
@@ -263,7 +264,7 @@ def apply_notifications(automations: list[AutomationSpec], urls: list[SecretStr]
                     match_related=dict(spec.match_related),
                     posture=Posture.Reactive,
                     threshold=1,
-                    within=0,
+                    within=timedelta(0),
                 ),
                 actions=[CallWebhook(block_document_id=block, payload=spec.payload) for block in blocks],
             )
