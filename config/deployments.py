@@ -23,14 +23,8 @@ What is declared (:func:`declare_deployments`):
 - ``execute/paper``: the paper desk's cycle after each XNYS close; declared paused until an
   account is configured (``fks deploy --apply --account NAME`` resumes it).
 
-Beside them, the notifications (:func:`declare_automations`): two Prefect automations, each calling
-one Prefect ``Webhook`` block per URL of ``FKS_WEBHOOK_URLS`` with the body that
-:class:`execution.notify.Notifier` posts (Slack- and Discord-compatible): a flow run of an FKS
-deployment (tag ``fks``) that enters ``Failed`` or ``Crashed``, and the promotion gate's decisions
-(the events :data:`GATE_EVENTS`, emitted by ``tasks.events``).
-
-Only pydantic, the asset registry and the notifier's constants are used here; nothing talks to
-Prefect (that is ``flows/cli/deploy.py``).
+Only pydantic and the asset registry are used here; nothing talks to Prefect (that is
+``flows/cli/deploy.py``).
 """
 
 from __future__ import annotations
@@ -44,23 +38,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from config.assets import AssetSpec
-from execution.notify import ICONS, MAX_CONTENT, USERNAME
 
 __all__ = [
     "DEFAULT_POOL",
-    "FAILURE_EVENTS",
-    "GATE_DECISIONS",
-    "GATE_EVENTS",
     "PREFECT_YAML_HEADER",
     "PROJECT_DIR_ENV",
-    "RUN_FAILURES",
-    "AutomationSpec",
     "ConcurrencySpec",
     "DeploymentSpec",
     "ScheduleSpec",
     "WorkQueueSpec",
     "close_schedule",
-    "declare_automations",
     "declare_deployments",
     "job_variables",
     "prefect_yaml",
@@ -385,83 +372,3 @@ def render_prefect_yaml(specs: Sequence[DeploymentSpec], pool: str = DEFAULT_POO
     """``prefect.yaml``'s text: :data:`PREFECT_YAML_HEADER` then :func:`prefect_yaml` as YAML."""
     body = yaml.safe_dump(prefect_yaml(specs, pool), sort_keys=False, width=110, allow_unicode=True)
     return PREFECT_YAML_HEADER + body
-
-
-# -- notifications -------------------------------------------------------------------------------
-
-FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
-"""The Prefect server's events of a flow run entering ``Failed`` or ``Crashed``."""
-
-GATE_EVENTS = ("fks.model.promoted", "fks.model.refused")
-"""The events of the promotion gate's decisions (``tasks.events.emit_gate_decision``); each carries
-the webhook body under ``payload.body``."""
-
-RUN_FAILURES = "fks: flow run failed or crashed"
-"""The name of the automation that tells the webhooks of a failed or crashed deployed run."""
-
-GATE_DECISIONS = "fks: promotion gate decision"
-"""The name of the automation that tells the webhooks of a promotion or a refusal."""
-
-RUN_STATE_MESSAGE_CHARS = 500
-"""The most characters of a run's state message in its notification."""
-
-
-class AutomationSpec(BaseModel):
-    """A Prefect automation that posts ``payload`` (a template of Prefect's Jinja environment,
-    rendered with the triggering ``event``, its ``flow_run``, ``flow``, ...) to every FKS webhook
-    block when an event of ``expect`` happens to a resource related to ``match_related``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    description: str
-    expect: tuple[str, ...]
-    match_related: dict[str, str] = Field(default_factory=dict)
-    payload: str
-
-
-def _run_failure_body() -> str:
-    """The webhook body of a failed or crashed run, in Prefect's template language: the fields,
-    the line and the JSON of :meth:`execution.notify.Event.payload` for an ``error`` event with the
-    flow, the run, its state, its id, its tags but ``fks`` and its state message (as
-    ``tasks.notify.notify_run_state`` posts)."""
-    return (
-        "{%- set state = event.resource['prefect.state-name'] -%}"
-        "{%- set message = (event.resource['prefect.state-message'] or '').split() | join(' ') -%}"
-        "{%- set tags = flow_run.tags | reject('equalto', 'fks') | join(', ') -%}"
-        "{%- set pairs = [('flow', flow.name), ('run', flow_run.name), ('state', state),"
-        " ('flow_run_id', flow_run.id | string)]"
-        " + ([('tags', tags)] if tags else [])"
-        f" + ([('message', message[:{RUN_STATE_MESSAGE_CHARS}])] if message else []) -%}}"
-        "{%- set title = flow.name ~ ' run ' ~ flow_run.name ~ ' ' ~ (state | lower) -%}"
-        "{%- set details -%}{%- for key, value in pairs -%}"
-        "{{ key }}: `{{ value | replace('`', \"'\") }}`{{ ', ' if not loop.last }}"
-        "{%- endfor -%}{%- endset -%}"
-        "{%- set ts = event.occurred.strftime('%Y-%m-%d %H:%M:%S') -%}"
-        f"{{%- set line = ('{ICONS['error']} ERROR ' ~ title ~ ' | ' ~ details ~ ' | ' ~ ts ~ ' UTC')"
-        f"[:{MAX_CONTENT}] -%}}"
-        "{{ {'text': line, 'content': line, "
-        f"'username': '{USERNAME}', "
-        "'allowed_mentions': {'parse': []}, "
-        "'fks': {'kind': 'error', 'account': '', 'title': title, 'fields': dict(pairs), "
-        "'ts': event.occurred.isoformat()}} | tojson }}"
-    )
-
-
-def declare_automations() -> list[AutomationSpec]:
-    """The notification automations ``fks deploy --apply`` creates (see the module docstring)."""
-    return [
-        AutomationSpec(
-            name=RUN_FAILURES,
-            description="Tell the FKS webhooks (FKS_WEBHOOK_URLS) of a deployed run that failed or crashed.",
-            expect=FAILURE_EVENTS,
-            match_related={"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.fks"},
-            payload=_run_failure_body(),
-        ),
-        AutomationSpec(
-            name=GATE_DECISIONS,
-            description="Tell the FKS webhooks (FKS_WEBHOOK_URLS) of a promotion or a refusal by the gate.",
-            expect=GATE_EVENTS,
-            payload="{{ event.payload.body | tojson }}",
-        ),
-    ]

@@ -2,7 +2,7 @@
 into webhook messages.
 
 - :func:`emit_gate_decision`: the promotion gate's decision as a Prefect event
-  (``fks.model.promoted`` / ``fks.model.refused``, :data:`config.deployments.GATE_EVENTS`) whose
+  (``fks.model.promoted`` / ``fks.model.refused``, :data:`tasks.automations.GATE_EVENTS`) whose
   payload carries the webhook body of :class:`execution.notify.Notifier` under ``body``: the
   automation ``fks: promotion gate decision`` posts that body to the webhook blocks.
 - :func:`automation_applied`: whether the Prefect server has an enabled automation of that name,
@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from config.deployments import GATE_EVENTS
 from execution.notify import Event
+from tasks.automations import GATE_EVENTS
 
 __all__ = ["automation_applied", "emit_gate_decision"]
 

@@ -2,13 +2,14 @@
 Discord-compatible bodies, :class:`execution.notify.Notifier`'s): a failed or crashed flow run and
 the promotion gate's decision.
 
-Where ``fks deploy --apply`` created the Prefect automations (``config.deployments.
-declare_automations``), the Prefect server posts them through its webhook blocks, and the direct
-path here stays silent: the deployed flows' state hooks (:func:`notify_run_state`) post only when
-the server has no enabled ``fks: flow run failed or crashed`` automation, and :func:`notify_gate`
-always emits the decision as a Prefect event (``tasks.events``) but posts it itself only when there
-is no ``fks: promotion gate decision`` automation (e.g. ``fks train``/``fks promote`` on Prefect's
-temporary server, or deployments made with ``prefect deploy``).
+Where ``fks deploy --apply`` created the Prefect automations
+(:func:`tasks.automations.declare_automations`), the Prefect server posts them through its webhook
+blocks, and the direct path here stays silent: the deployed flows' state hooks
+(:func:`notify_run_state`) post only when the server has no enabled ``fks: flow run failed or
+crashed`` automation, and :func:`notify_gate` always emits the decision as a Prefect event
+(``tasks.events``) but posts it itself only when there is no ``fks: promotion gate decision``
+automation (e.g. ``fks train``/``fks promote`` on Prefect's temporary server, or deployments made
+with ``prefect deploy``).
 
 Delivery never raises: a webhook that fails is logged by the notifier, and the run's own state is
 what it was.
@@ -22,10 +23,10 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
-from config.deployments import GATE_DECISIONS, RUN_FAILURES, RUN_STATE_MESSAGE_CHARS
 from config.settings import Settings, get_settings
 from execution.notify import Event, Notifier
 from models.promotion import PromotionSummary
+from tasks.automations import GATE_DECISIONS, RUN_FAILURES, RUN_STATE_MESSAGE_CHARS
 from tasks.events import automation_applied, emit_gate_decision
 
 __all__ = ["gate_event", "notify_gate", "notify_run_state", "notify_text"]

@@ -6,7 +6,7 @@
   run out at a time), the flows and every deployment: schedules, parameters, tags, concurrency,
   pull step (the project directory), paused or not; and the notifications: one Prefect
   ``Webhook`` block per URL of ``FKS_WEBHOOK_URLS`` and the automations of
-  :func:`config.deployments.declare_automations` calling them (none without URLs).
+  :func:`tasks.automations.declare_automations` calling them (none without URLs).
 - ``fks worker`` starts a process worker on the pool (``prefect worker start``) with the
   environment the flow runs need: ``FKS_PROJECT_DIR`` (the checkout the pull step changes to) and
   result persistence in the lake (``PREFECT_LOCAL_STORAGE_PATH``).
@@ -35,8 +35,9 @@ from flows.cli.server import _healthy
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from config.deployments import AutomationSpec, DeploymentSpec
+    from config.deployments import DeploymentSpec
     from config.settings import Settings
+    from tasks.automations import AutomationSpec
 
 DEFAULT_POOL = "fks"
 """Same as :data:`config.deployments.DEFAULT_POOL` (kept here so ``--help`` imports nothing)."""
@@ -294,8 +295,9 @@ def deploy_command(
     ] = None,
 ) -> None:
     """The deployments (config/deployments.py): list them, write prefect.yaml, apply them to the server."""
-    from config.deployments import declare_automations, render_prefect_yaml
+    from config.deployments import render_prefect_yaml
     from config.settings import get_settings
+    from tasks.automations import declare_automations
 
     def run() -> None:
         specs = declared(account)

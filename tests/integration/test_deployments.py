@@ -23,11 +23,11 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from config.deployments import GATE_DECISIONS, RUN_FAILURES, declare_automations
 from config.settings import PROJECT_ROOT, Settings
 from execution.notify import Event
 from flows.cli import app
 from flows.cli.deploy import apply_notifications
+from tasks.automations import GATE_DECISIONS, RUN_FAILURES, declare_automations
 from tests.integration.test_webhooks import Receiver
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
