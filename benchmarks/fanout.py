@@ -25,7 +25,14 @@ its own copy of that folder, so no feature build is a cache hit and no import is
 * ``pipeline_temporary_server_s``: the same with no ``PREFECT_API_URL``: Prefect starts (and stops)
   a temporary local server in the process, inside the timed region.
 
-Targets: ``sequential_s / dask_s >= 1.6`` on a two-core machine (two workers). The cold ratio and
+* ``sequential_run_s`` / ``dask_run_s``: the same two runs' flow-run time as the Prefect server
+  recorded it (Running to Completed). The wall times above include Prefect's teardown of the flow
+  run, whose heartbeat thread sleeps in 1 s steps and is joined at the end: every flow call ends on
+  the next whole second after its start, so wall times differing by less than a second can read
+  the same (e.g. 3.09 s and 3.08 s); the run times do not have that step.
+
+Targets: ``sequential_s / dask_s >= 1.6`` on a two-core machine (two workers), also reported for
+the run times. The cold ratio and
 the temporary server's are reported without targets. ``load_average`` is the
 machine's 1-minute load before and after (other users of the machine slow every figure).
 """
@@ -107,14 +114,30 @@ def _child(
         fanned_out(features, warm)(FeaturesConfig(), warm)
     settings = _settings(folder, **extra)
     start = time.perf_counter()
+    run_seconds = None
     if mode == "features":
-        summary = fanned_out(features, settings)(FeaturesConfig(), settings)
-        built = sum(not o.cache_hit for o in summary.outcomes)
+        state = fanned_out(features, settings)(FeaturesConfig(), settings, return_state=True)
+        seconds = time.perf_counter() - start
+        built = sum(not o.cache_hit for o in state.result().outcomes)
+        run_seconds = _run_seconds(state.state_details.flow_run_id)
     else:  # the fan-out pipeline: ingest then features
         ingest(IngestConfig.model_validate(_ingest_config(symbols, days)), settings)
         built = sum(not o.cache_hit for o in features(FeaturesConfig(), settings).outcomes)
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "built": built}))
+        seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "run_seconds": run_seconds, "built": built}))
+
+
+def _run_seconds(flow_run_id: Any) -> float:
+    """The flow run's time from Running to Completed as the Prefect server recorded it: the flow's
+    work without Prefect's teardown, whose heartbeat thread (asleep in 1 s steps) holds every flow
+    call up to the next whole second after its start."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run_id)
+    if run.start_time is None or run.end_time is None:
+        raise RuntimeError(f"flow run {flow_run_id} has no start or end time")
+    return (run.end_time - run.start_time).total_seconds()
 
 
 def _measure(
@@ -125,10 +148,12 @@ def _measure(
     env: dict[str, str],
     extra: dict[str, Any],
     warm: bool = False,
-) -> float:
+) -> tuple[float, float | None]:
     """The fastest of ``args.repeats`` fresh-process runs of ``mode`` on fresh copies of ``template``
-    (``warm``: each after an untimed run of the features flow on another copy)."""
+    (``warm``: each after an untimed run of the features flow on another copy): the wall time of the
+    call, and for ``features`` the shortest Running-to-Completed time of its flow run (else None)."""
     best = float("inf")
+    best_run: float | None = None
     for _ in range(args.repeats):
         folder = Path(tempfile.mkdtemp(dir=work))
         warmup = Path(tempfile.mkdtemp(dir=work)) if warm else None
@@ -160,10 +185,12 @@ def _measure(
         if result["built"] != args.symbols:
             raise RuntimeError(f"{mode} {extra} built {result['built']} of {args.symbols} feature sets")
         best = min(best, float(result["seconds"]))
+        if result["run_seconds"] is not None:
+            best_run = min(float(result["run_seconds"]), best_run if best_run is not None else float("inf"))
         for used in (folder, warmup):
             if used is not None:
                 shutil.rmtree(used, ignore_errors=True)
-    return best
+    return best, best_run
 
 
 def _warm(address: str) -> None:
@@ -204,21 +231,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             served = {**env, "PREFECT_API_URL": server.api_url}
             in_order = {"task_runner": "sequential"}
-            sequential = _measure("features", template, work, args, served, in_order, warm=True)
+            measured = _measure("features", template, work, args, served, in_order, warm=True)
+            sequential, sequential_run = measured
             with LocalCluster(
                 n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
             ) as cluster:
                 on_cluster = {"task_runner": "dask", "dask_address": cluster.scheduler_address}
                 _warm(cluster.scheduler_address)
-                dask = _measure("features", template, work, args, served, on_cluster, warm=True)
-            sequential_cold = _measure("features", template, work, args, served, in_order)
+                dask, dask_run = _measure("features", template, work, args, served, on_cluster, warm=True)
+            sequential_cold, _ = _measure("features", template, work, args, served, in_order)
             cold_runner = {"task_runner": "dask", "dask_workers": args.workers}
-            cold = _measure("features", template, work, args, served, cold_runner)
-            running = _measure("pipeline", None, work, args, served, {})
-            temporary = _measure("pipeline", None, work, args, env, {})
+            cold, _ = _measure("features", template, work, args, served, cold_runner)
+            running, _ = _measure("pipeline", None, work, args, served, {})
+            temporary, _ = _measure("pipeline", None, work, args, env, {})
         finally:
             server.stop()
     speedup = sequential / dask
+    if sequential_run is None or dask_run is None:
+        raise RuntimeError("the features flow runs did not report their run times")
+    run_speedup = sequential_run / dask_run
     return {
         "symbols": args.symbols,
         "bars_per_symbol": bars // args.symbols,
@@ -228,6 +259,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": {
             "sequential_s": round(sequential, 2),
             "dask_s": round(dask, 2),
+            "sequential_run_s": round(sequential_run, 2),
+            "dask_run_s": round(dask_run, 2),
             "sequential_cold_s": round(sequential_cold, 2),
             "dask_cold_s": round(cold, 2),
             "pipeline_running_server_s": round(running, 2),
@@ -235,11 +268,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "ratios": {
             "sequential_over_dask": round(speedup, 2),
+            "sequential_run_over_dask_run": round(run_speedup, 2),
             "sequential_cold_over_dask_cold": round(sequential_cold / cold, 2),
             "temporary_over_running_server": round(temporary / running, 2),
         },
         "targets": {"sequential_over_dask_min": DASK_TARGET},
-        "passes": {"sequential_over_dask": speedup >= DASK_TARGET},
+        "passes": {
+            "sequential_over_dask": speedup >= DASK_TARGET,
+            "sequential_run_over_dask_run": run_speedup >= DASK_TARGET,
+        },
         "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
 

@@ -54,7 +54,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -255,6 +255,10 @@ class ValidationReport:
 # Great Expectations contexts
 
 
+_SHARED_VIEW = {"module_name": "expectations.docs_views", "class_name": "SharedEnvironmentPageView"}
+"""The Data Docs page view: GE's, with one Jinja environment (compiled templates) per process."""
+
+
 class _GxEngine:
     """One in-memory GE context of this process, its cached suites and, with ``docs_dir``, the
     staging folder its Data Docs are rendered into before they are published to the shared site."""
@@ -273,17 +277,20 @@ class _GxEngine:
             self.staging = docs_dir / "gx" / ".staging" / token
             self.staging.mkdir(parents=True, exist_ok=True)
             atexit.register(shutil.rmtree, self.staging, True)  # the process's own folder, gone with it
-            self.context.update_data_docs_site(
-                site_name="local_site",
-                site_config={
-                    "class_name": "SiteBuilder",
-                    "store_backend": {
-                        "class_name": "TupleFilesystemStoreBackend",
-                        "base_directory": str(self.staging) + os.sep,
-                    },
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            site_config: dict[str, Any] = {
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(self.staging) + os.sep,
                 },
-            )
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_section_builders": {
+                    "expectations": {"view": _SHARED_VIEW},
+                    "validations": {"view": _SHARED_VIEW},
+                    "profiling": "None",  # FKS profiles nothing
+                },
+            }
+            self.context.update_data_docs_site(site_name="local_site", site_config=cast(Any, site_config))
         source = self.context.data_sources.add_pandas(_DATASOURCE)
         asset = source.add_dataframe_asset(_ASSET)
         self.batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH)
@@ -369,9 +376,12 @@ class _GxEngine:
                 suite_result.meta["fks_series"] = asset
                 suite_result.meta["fks_run"] = run
             self.context.validation_results_store.set(result_id, suite_result)
-            self.context.build_data_docs(
-                resource_identifiers=[result_id, ExpectationSuiteIdentifier(name=suite.name)]
-            )
+            # this result's page, and the suite's page when the shared site lacks it (the same
+            # page every time); no GE index: ``_publish`` writes the shared site's own
+            resources: list[Any] = [result_id]
+            if not (self.site / "expectations" / f"{suite.name}.html").exists():
+                resources.append(ExpectationSuiteIdentifier(name=suite.name))
+            self.context.build_data_docs(resource_identifiers=resources, build_index=False)
             for site in self.context.get_docs_sites_urls(resource_identifier=result_id):
                 url = site.get("site_url")
                 if url and url.startswith("file://"):

@@ -20,6 +20,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,25 @@ class Stored:
 
 
 def policy_for(settings: Settings) -> ValidationPolicy:
-    """The validation policy named by ``settings.validation_file``.
+    """The validation policy named by ``settings.validation_file``, read once per process and
+    version of the file (its modification time and size): every series of a run validates with the
+    same policy without parsing the YAML again.
 
     Raises:
         ValueError: when the policy file is missing or invalid.
     """
-    return load_validation_policy(settings.validation_file)
+    file = Path(settings.validation_file)
+    try:
+        stat = file.stat()
+    except OSError:
+        return load_validation_policy(file)  # missing: its message
+    return _policy(str(file), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _policy(path: str, mtime_ns: int, size: int) -> ValidationPolicy:
+    """The (frozen) policy of ``path`` at that version of the file."""
+    return load_validation_policy(path)
 
 
 def docs_dir(settings: Settings) -> Path:

@@ -5,7 +5,9 @@ Each is a flow of its own module with the options a scheduled run needs and an i
 not: its parameters validated into the flow's config model (a deployment's parameters arrive as
 JSON), its result persisted (``PREFECT_LOCAL_STORAGE_PATH``: ``fks worker`` points it at the
 lake), flow-level retries where a later attempt can succeed (the tasks retry with backoff first),
-a webhook notification when a run fails or crashes (:func:`tasks.notify.notify_run_state`), and
+a webhook notification when a run fails or crashes (:func:`tasks.notify.notify_run_state`: only
+where the server has no ``fks: flow run failed or crashed`` automation, which ``fks deploy --apply``
+creates and which then sends it), and
 for the flows that map one task per series, the task runner of ``FKS_TASK_RUNNER``
 (:func:`tasks.runners.fanned_out`, e.g. Dask).
 The flow names are unchanged, so a run of ``ingest/1d-xnys`` shows beside the ``ingest`` runs of

@@ -4,7 +4,9 @@
   ``prefect.yaml`` is what they generate; ``--write`` rewrites it; ``--apply`` creates (or updates)
   on the Prefect server the work pool (process type) with its work queues (``training`` lets one
   run out at a time), the flows and every deployment: schedules, parameters, tags, concurrency,
-  pull step (the project directory), paused or not.
+  pull step (the project directory), paused or not; and the notifications: one Prefect
+  ``Webhook`` block per URL of ``FKS_WEBHOOK_URLS`` and the automations of
+  :func:`tasks.automations.declare_automations` calling them (none without URLs).
 - ``fks worker`` starts a process worker on the pool (``prefect worker start``) with the
   environment the flow runs need: ``FKS_PROJECT_DIR`` (the checkout the pull step changes to) and
   result persistence in the lake (``PREFECT_LOCAL_STORAGE_PATH``).
@@ -21,7 +23,7 @@ import contextlib
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,8 +33,11 @@ from flows.cli._ui import EXIT_BAD_INPUT, err, fail, out, run_guarded, table
 from flows.cli.server import _healthy
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from config.deployments import DeploymentSpec
     from config.settings import Settings
+    from tasks.automations import AutomationSpec
 
 DEFAULT_POOL = "fks"
 """Same as :data:`config.deployments.DEFAULT_POOL` (kept here so ``--help`` imports nothing)."""
@@ -202,6 +207,79 @@ def apply_deployments(specs: list[DeploymentSpec], pool: str) -> list[dict[str, 
     return rows
 
 
+WEBHOOK_BLOCK = "fks-webhook-{}"
+"""The names of the Prefect ``Webhook`` blocks of ``FKS_WEBHOOK_URLS``, numbered from 1 in order."""
+
+WEBHOOK_HEADERS = {"Content-Type": "application/json", "X-FKS-Via": "prefect-automation"}
+"""The headers of those blocks' requests: the body is JSON; the second says who sent it."""
+
+
+def _save_webhook_blocks(urls: list[SecretStr]) -> list[Any]:
+    """Save one ``Webhook`` block per URL (:data:`WEBHOOK_BLOCK`, overwritten) and delete the
+    numbered blocks beyond them (URLs removed since). Returns the block documents' ids."""
+    from prefect.blocks.webhook import Webhook
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.types import SecretDict
+
+    ids = [
+        Webhook(method="POST", url=url, headers=SecretDict(dict(WEBHOOK_HEADERS))).save(
+            WEBHOOK_BLOCK.format(i), overwrite=True
+        )
+        for i, url in enumerate(urls, start=1)
+    ]
+    with get_client(sync_client=True) as client:
+        for i in range(len(urls) + 1, len(urls) + 100):
+            try:
+                stale = client.read_block_document_by_name(WEBHOOK_BLOCK.format(i), "webhook")
+            except ObjectNotFound:
+                break
+            client.delete_block_document(stale.id)
+    return ids
+
+
+def apply_notifications(automations: list[AutomationSpec], urls: list[SecretStr]) -> list[dict[str, Any]]:
+    """Create or update, on the server of ``PREFECT_API_URL``, a ``Webhook`` block per URL and each
+    automation of ``automations`` calling every block (a reactive trigger on its events); without
+    URLs the automations are deleted (nothing to call). Idempotent: an automation of the same name
+    is updated, never doubled. Returns one row per automation (name, id, webhooks)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.actions import CallWebhook
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    blocks = _save_webhook_blocks(urls)
+    rows: list[dict[str, Any]] = []
+    with get_client(sync_client=True) as client:
+        for spec in automations:
+            found = client.read_automations_by_name(spec.name)
+            if not blocks:
+                for automation in found:
+                    client.delete_automation(automation.id)
+                continue
+            core = AutomationCore(
+                name=spec.name,
+                description=spec.description,
+                enabled=True,
+                trigger=EventTrigger(
+                    expect=set(spec.expect),
+                    match_related=dict(spec.match_related),
+                    posture=Posture.Reactive,
+                    threshold=1,
+                    within=timedelta(0),
+                ),
+                actions=[CallWebhook(block_document_id=block, payload=spec.payload) for block in blocks],
+            )
+            if found:
+                client.update_automation(found[0].id, core)
+                for extra in found[1:]:
+                    client.delete_automation(extra.id)
+                automation_id = found[0].id
+            else:
+                automation_id = client.create_automation(core)
+            rows.append({"automation": spec.name, "id": str(automation_id), "webhooks": len(blocks)})
+    return rows
+
+
 def deploy_command(
     pool: PoolOption = DEFAULT_POOL,
     apply: Annotated[
@@ -218,6 +296,8 @@ def deploy_command(
 ) -> None:
     """The deployments (config/deployments.py): list them, write prefect.yaml, apply them to the server."""
     from config.deployments import render_prefect_yaml
+    from config.settings import get_settings
+    from tasks.automations import declare_automations
 
     def run() -> None:
         specs = declared(account)
@@ -230,6 +310,7 @@ def deploy_command(
             url = server_url()
             with err.status(f"deploying to {url}"):
                 rows = apply_deployments(specs, pool)
+                notifying = apply_notifications(declare_automations(), get_settings().webhook_urls)
             out.print(
                 table(
                     f"{len(rows)} deployment(s) on work pool {pool!r} at {url}",
@@ -237,6 +318,13 @@ def deploy_command(
                     [[r["deployment"], r["schedule"], "paused" if r["paused"] else "-"] for r in rows],
                     set(),
                 )
+            )
+            names = ", ".join(r["automation"] for r in notifying)
+            out.print(
+                f"{len(notifying)} notification automation(s) ({names})"
+                if notifying
+                else "No notification automation: FKS_WEBHOOK_URLS is empty.",
+                highlight=False,
             )
             out.print(
                 f"Start a worker with `fks worker --pool {pool}`; see the runs with `fks status`.",

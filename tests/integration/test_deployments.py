@@ -1,7 +1,9 @@
 """The deployments end to end on the session's Prefect server: ``fks deploy --apply`` creates the
-pool and the deployments, ``fks worker`` runs them, the daily ingest and the retraining complete
-with their effects (bars stored, a new registered version, the gate's decision sent to the
-webhook), a failing run is sent to the webhook, and ``fks status`` shows the last runs."""
+pool, the deployments, the webhook blocks and the notification automations, ``fks worker`` runs
+them, the daily ingest and the retraining complete with their effects (bars stored, a new
+registered version), a failing run reaches the webhook through the server's automation (not the
+flow's hook as well), the gate's decisions reach it through their events' automation, and
+``fks status`` shows the last runs."""
 
 from __future__ import annotations
 
@@ -22,7 +24,10 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from config.settings import PROJECT_ROOT, Settings
+from execution.notify import Event
 from flows.cli import app
+from flows.cli.deploy import apply_notifications
+from tasks.automations import GATE_DECISIONS, RUN_FAILURES, declare_automations
 from tests.integration.test_webhooks import Receiver
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
@@ -72,6 +77,14 @@ def _fks(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.Co
 def receiver() -> Iterator[Receiver]:
     with contextlib.closing(Receiver()) as running:
         yield running
+
+
+@pytest.fixture
+def automations_removed() -> Iterator[None]:
+    """After the test, no FKS automation or webhook block on the session's server: the session's
+    other tests post through the flows' hooks, which an automation would silence."""
+    yield
+    apply_notifications(declare_automations(), [])
 
 
 @pytest.fixture
@@ -155,30 +168,115 @@ def _losing_account(settings: Settings, account: str) -> None:
             finish_cycle(conn, account, day, [], equity=equity, orders=0, refusals=0, venue_state=None)
 
 
+def _via_automation(request: Any) -> bool:
+    """Whether a received request came from a Prefect webhook block (its ``X-FKS-Via`` header)."""
+    return {k.lower(): v for k, v in request.headers.items()}.get("x-fks-via") == "prefect-automation"
+
+
+def _summary(promoted: bool) -> Any:
+    from models.promotion import PromotionSummary
+
+    return PromotionSummary(
+        model="fks-forecaster",
+        outcome="promoted" if promoted else "refused",
+        promoted=promoted,
+        forced=False,
+        challenger_version="2",
+        champion_version="1",
+        primary_metric="sharpe",
+        challenger_value=0.9,
+        champion_value=0.7 if promoted else 1.2,
+        baseline_name="buy and hold",
+        baseline_value=0.4,
+        window="2017-01-03 .. 2018-03-27",
+        reasons=[] if promoted else ["sharpe 0.9 does not beat the champion's 1.2"],
+        promotion_id=1,
+    )
+
+
+def test_the_failure_automation_renders_the_notifier_body() -> None:
+    """The failed-run automation's template, rendered by Prefect's template engine as the server
+    does, gives the body and the line the flow's hook would post."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from prefect.server.events.schemas.events import ReceivedEvent
+    from prefect.server.utilities.user_templates import (
+        render_user_template_sync,
+        validate_user_template,
+    )
+
+    (failures,) = [a for a in declare_automations() if a.name == RUN_FAILURES]
+    validate_user_template(failures.payload)
+    run_id = uuid.uuid4()
+    message = "Flow run encountered an exception. InputError: no `bars`\n for NOPE <&> 'x' \"y\""
+    event = ReceivedEvent(
+        occurred=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        event="prefect.flow-run.Failed",
+        resource={
+            "prefect.resource.id": f"prefect.flow-run.{run_id}",
+            "prefect.resource.name": "brave-otter",
+            "prefect.state-name": "Failed",
+            "prefect.state-message": message,
+        },
+        id=uuid.uuid4(),
+    )
+    run = SimpleNamespace(name="brave-otter", id=run_id, tags=["fks", "validate"])
+    context = {"event": event, "flow": SimpleNamespace(name="validate"), "flow_run": run}
+    body = json.loads(render_user_template_sync(failures.payload, context))
+    fields = {
+        "flow": "validate",
+        "run": "brave-otter",
+        "state": "Failed",
+        "flow_run_id": str(run_id),
+        "tags": "validate",
+        "message": " ".join(message.split()),
+    }
+    expected = Event("error", "", "validate run brave-otter failed", fields, ts=event.occurred).payload()
+    assert body == expected
+
+
 def _tail(log: Path) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-60:]) if log.exists() else "(no log)"
 
 
+@pytest.mark.usefixtures("automations_removed")
 def test_deployments_run_on_a_worker_and_notify(
     settings: Settings, tmp_path: Path, receiver: Receiver, worker_env: dict[str, str]
 ) -> None:
     from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.settings import get_current_settings
 
     from config.retraining import RetrainCheckConfig
     from flows.check_retraining import check_retraining
     from storage import read_bars
+    from tasks.notify import notify_gate
     from tasks.store import store_for
 
+    # the server's triggers and actions services evaluate the automations (the session's server
+    # runs with this process's settings)
+    services = get_current_settings().server.services
+    assert services.triggers.enabled  # PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED (also the actions)
     pool = f"fks-test-{uuid.uuid4().hex[:6]}"
     log = tmp_path / "worker.log"
     started = time.monotonic()
+    webhook = [SecretStr(worker_env["FKS_WEBHOOK_URLS"])]
     worker = _start_worker(pool, worker_env, log)  # it waits for the pool while fks deploy runs
     try:
         applied = _fks("deploy", "--apply", "--pool", pool, env=worker_env)
         assert applied.returncode == 0, applied.stderr + applied.stdout
         assert "ingest/1d-xnys" in applied.stdout and "retrain/forecaster-weekly" in applied.stdout
+        assert "2 notification automation(s)" in applied.stdout
+        # applied again: updated, never doubled
+        assert len(apply_notifications(declare_automations(), webhook)) == 2
+        with get_client(sync_client=True) as client:
+            for name in (RUN_FAILURES, GATE_DECISIONS):
+                (automation,) = client.read_automations_by_name(name)
+                assert automation.enabled and len(automation.actions) == 1
+            block = client.read_block_document_by_name("fks-webhook-1", "webhook")
+            assert automation.actions[0].block_document_id == block.id
         with get_client(sync_client=True) as client:
             daily = client.read_deployment_by_name("ingest/1d-xnys")
             assert daily.work_pool_name == pool and daily.work_queue_name == "ingest"
@@ -206,8 +304,9 @@ def test_deployments_run_on_a_worker_and_notify(
         )
         failed = _wait_final(failing, 60, log)
         assert failed.is_failed(), (failed, _tail(log))
-        # the flow's failure hook told the webhook
-        _wait_for(lambda: bool(receiver.received), 30, "the failure's webhook", log)
+        # the server's automation told the webhook (the triggers service reacts within seconds)
+        _wait_for(lambda: bool(receiver.received), 120, "the failure's webhook", log)
+        assert _via_automation(receiver.received[0])
         error = receiver.received[0].json()
         assert error["fks"]["kind"] == "error" and error["fks"]["fields"]["flow"] == "validate"
         assert error["fks"]["fields"]["state"] == "Failed" and "NOPE" in error["fks"]["fields"]["message"]
@@ -222,7 +321,9 @@ def test_deployments_run_on_a_worker_and_notify(
     versions = MlflowClient(settings.mlflow_tracking_uri).search_model_versions("name='fks-forecaster'")
     assert [str(v.version) for v in versions] == ["1"]
     assert versions[0].tags.get("config") and '"symbol":"GOOGL"' in versions[0].tags["config"]
-    assert len(receiver.received) == 1  # the failure only: this retraining was not evaluated
+    # the failure only, once (the flow's hook stayed silent: the automation covers it), and this
+    # retraining was not evaluated
+    assert len(receiver.received) == 1
     # results were persisted in the lake's folder
     results = tmp_path / "lake" / "_prefect" / "results"
     assert results.is_dir() and any(results.iterdir())
@@ -255,4 +356,27 @@ def test_deployments_run_on_a_worker_and_notify(
     assert rows["validate/nightly"]["last_state"] == "Failed"
     assert rows["retrain/forecaster-weekly"]["last_state"] == "Completed"
     assert rows["ingest/1d-xnys"]["next_run"] and rows["execute/paper"]["paused"]
+
+    # the gate's decisions: events emitted by the task, posted by the server's automation (the task
+    # itself posts nothing: the automation is there)
+    told_before = len(receiver.received)
+    assert notify_gate.fn(_summary(False), hooked) == 0
+    assert notify_gate.fn(_summary(True), hooked) == 0
+    _wait_for(lambda: len(receiver.received) >= told_before + 2, 120, "the gate's webhooks", log)
+    gate = receiver.received[told_before:]
+    assert all(_via_automation(r) for r in gate) and len(receiver.received) == told_before + 2
+    by_kind = {r.json()["fks"]["kind"]: r.json() for r in gate}
+    refused, promoted = by_kind["refusal"], by_kind["info"]
+    assert refused["username"] == "fks" and refused["allowed_mentions"] == {"parse": []}
+    assert refused["fks"]["title"] == "fks-forecaster v2 refused by the promotion gate"
+    assert refused["fks"]["fields"]["why"] == "sharpe 0.9 does not beat the champion's 1.2"
+    assert refused["text"] == refused["content"]
+    assert refused["text"].startswith("⛔ REFUSAL fks-forecaster v2 refused")
+    assert promoted["fks"]["title"] == "fks-forecaster v2 promoted to champion"
+    assert promoted["fks"]["fields"] == {
+        "outcome": "promoted",
+        "sharpe": 0.9,
+        "champion": 0.7,
+        "buy and hold": 0.4,
+    }
     print("seconds:", {k: round(v, 1) for k, v in timings.items()})

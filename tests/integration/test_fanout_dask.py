@@ -4,12 +4,14 @@
 The cluster's worker processes write to the same SQLite file concurrently (WAL, busy timeout);
 the comparison covers every stored bar (all columns but ``ingested_at``, a time), every
 ``feature_builds`` row (but its id, time and file name) and the feature values in each build's
-Parquet file, as raw bytes.
+Parquet file, as raw bytes; and both Data Docs sites hold every validation page (one per series
+for the bars, one for the features), the two suites' pages and an index linking them all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +93,23 @@ def _stored_bytes(settings: Settings) -> tuple[bytes, list[tuple[object, ...]], 
     return bytes(bars), [tuple(b[:-1]) for b in builds], files
 
 
+def _data_docs(settings: Settings) -> tuple[list[str], list[str]]:
+    """The Data Docs site's validation pages (by suite and series) and suite pages; asserts that
+    its index links every page on disk."""
+    site = settings.data_dir / "validation" / "gx" / "uncommitted" / "data_docs" / "local_site"
+    validations = sorted(p.relative_to(site).as_posix() for p in (site / "validations").rglob("*.html"))
+    suites = sorted(p.relative_to(site).as_posix() for p in (site / "expectations").rglob("*.html"))
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert all(f'href="{page}"' in index for page in validations + suites)
+    # each validation page names its series ("Data asset: FANA 1d bars, ingest run 3"); its path
+    # holds the run's name and time, which differ between the runs
+    series = sorted(
+        re.search(r"Data asset: ([^,<]+)", (site / page).read_text(encoding="utf-8")).group(1)  # type: ignore[union-attr]
+        for page in validations
+    )
+    return series, suites
+
+
 @pytest.fixture
 def dask_address() -> Iterator[tuple[str, object]]:
     """A two-worker LocalCluster (processes, one thread each) and a client to ask its workers."""
@@ -126,3 +145,9 @@ def test_dask_fanout_stores_the_bytes_of_the_sequential_run(
     assert hashlib.sha256(dask_bars).hexdigest() == hashlib.sha256(bars).hexdigest()
     assert dask_builds == builds
     assert dask_files.keys() == files.keys() and all(dask_files[k] == files[k] for k in files)
+
+    pages, suites = _data_docs(sequential)
+    named = sorted(" ".join(page.split()[:3]) for page in pages)  # "FANA 1d features default v..."
+    assert named == sorted(f"{s} 1d {kind}" for s in SYMBOLS for kind in ("bars", "features"))
+    assert len(suites) == 2
+    assert _data_docs(parallel) == (pages, suites)
