@@ -268,7 +268,9 @@ def print_pipeline(summary: PipelineSummary, settings: Settings) -> None:
         print_ingest(summary.allocator_ingest.outcomes)
     if summary.allocator is not None:
         print_allocator_training(summary.allocator)
-    out.print(f"Database: {shown_url(settings.db_url)}   Features: {settings.data_dir / 'features'}")
+    from ingestion.features import features_root
+
+    out.print(f"Database: {shown_url(settings.db_url)}   Features: {features_root(settings).uri}")
     out.print(
         "Look closer:  fks data list  |  fks quarantine list  |  fks backtest  |  "
         f"{mlflow_ui_hint(settings.mlflow_tracking_uri)}  |  "

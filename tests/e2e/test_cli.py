@@ -152,6 +152,10 @@ def test_pipeline_prints_a_summary(tmp_path: Path) -> None:
         "Registered fks-allocator version 1",
     ):
         assert text in done.stdout
+    shown = re.search(r"Features: (\S+)", done.stdout)
+    assert shown is not None, done.stdout
+    features = Path(shown.group(1).removeprefix("file://"))  # where the builds are, as printed
+    assert features.is_relative_to(tmp_path / "data") and any(features.rglob("build-*.parquet"))
     _assert_one_answer_per_question(done.stdout)
     rebuilt = _fks(tmp_path, "features", "--symbols", "SPX", "--set", "default")
     assert rebuilt.returncode == 0 and "cached" in rebuilt.stdout, rebuilt.stderr
