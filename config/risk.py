@@ -17,6 +17,7 @@ lists only what differs from it and inherits the rest::
         min_confidence: 0.0              # a model order's confidence must be at least this
         max_missing_bars: 1              # completed bars missing after the last bar seen
         max_model_age_days: 90           # days since the model version was registered
+        max_fx_age_days: 5               # days since the FX bar converting a foreign price closed
         trade_only_in_session: true      # only while the asset's calendar has a session open
       aggressive:
         max_gross_exposure: 200000
@@ -65,6 +66,9 @@ class RiskConfig(BaseModel):
         max_missing_bars: how many completed bars of the order's timeframe may be missing after
             the symbol's last bar (on its calendar's grid) before the data count as stale (>= 0).
         max_model_age_days: the most days since the order's model version was registered (> 0).
+        max_fx_age_days: the most days since the FX bar that converts the price of a symbol quoted
+            in another currency than the account's closed (> 0; 5 by default: a weekend and a
+            holiday of a daily FX series).
         trade_only_in_session: refuse orders while the asset's calendar has no session open.
     """
 
@@ -82,6 +86,7 @@ class RiskConfig(BaseModel):
     min_confidence: float = Field(default=0.0, ge=0, le=1)
     max_missing_bars: int = Field(default=1, ge=0)
     max_model_age_days: float = Field(gt=0, allow_inf_nan=False)
+    max_fx_age_days: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     trade_only_in_session: bool = True
 
     @field_validator("symbol_max_position_notional")

@@ -422,6 +422,7 @@ class Desk:
             recent_order_times=tuple(self._sent),
             last_bar_ts={s: t for s in self.config.symbols if (t := self.broker.last_bar_ts(s)) is not None},
             model_registered_at=self._registrations,
+            fx_closed_at={s: q.closed_at for s in self.config.symbols if (q := self.oms.fx_quote(s, now))},
             halted=self.halted(),
         )
 

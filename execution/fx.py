@@ -124,14 +124,18 @@ def _first_bar(conn: Connection, symbol: str, timeframe: str | None) -> pd.Times
     return None if first is None else pd.Timestamp(int(first), unit="ms", tz="UTC")
 
 
-def _fx(conn: Connection, currency: str, base: str, at: pd.Timestamp, timeframe: str | None) -> float:
+def _fx_quote(
+    conn: Connection, currency: str, base: str, at: pd.Timestamp, timeframe: str | None
+) -> tuple[Quote, bool]:
+    """The stored bar whose close converts ``currency`` into ``base`` at ``at`` (the FX rule), and
+    whether it is the inverse pair's (its close divides instead of multiplying)."""
     direct, inverse = f"{currency}{base}", f"{base}{currency}"
     quote = _last_quote(conn, direct, at, timeframe)
     if quote is not None:
-        return quote.close
+        return quote, False
     quote = _last_quote(conn, inverse, at, timeframe)
     if quote is not None:
-        return 1.0 / quote.close
+        return quote, True
     firsts = [(s, t) for s in (direct, inverse) if (t := _first_bar(conn, s, timeframe)) is not None]
     every = "" if timeframe is None else f" {timeframe}"
     if firsts:
@@ -143,6 +147,11 @@ def _fx(conn: Connection, currency: str, base: str, at: pd.Timestamp, timeframe:
         f"cannot convert {currency} into {base} at {at}: {detail}; ingest {direct} or {inverse} "
         f"bars covering that time, e.g. `fks ingest --symbols {direct}`"
     )
+
+
+def _fx(conn: Connection, currency: str, base: str, at: pd.Timestamp, timeframe: str | None) -> float:
+    quote, inverse = _fx_quote(conn, currency, base, at, timeframe)
+    return 1.0 / quote.close if inverse else quote.close
 
 
 def fx_rate(

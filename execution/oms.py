@@ -64,16 +64,16 @@ import itertools
 import math
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from execution.fx import MissingFxRate, _currency, _fx
+from execution.fx import MissingFxRate, Quote, _currency, _fx_quote
 from execution.orders import (
     FINAL_STATES,
     Fill,
@@ -117,6 +117,8 @@ from storage.execution import (
 
 OPEN_STATES = frozenset(OrderStatus) - FINAL_STATES
 """States of an order that may still change."""
+
+_T = TypeVar("_T")
 
 
 class OrderConflict(ValueError):
@@ -437,22 +439,41 @@ class OrderManager:
             execution.fx.MissingFxRate: no FX bar of the pair has completed by ``at``; the
                 message names the pair to ingest.
         """
-        currency = self.currency(symbol)
-        if currency == self._base:
+        if self.currency(symbol) == self._base:
             return 1.0
+        return self._on_store(lambda conn: self._rate(conn, symbol, as_utc(at, "at")))
+
+    def fx_quote(self, symbol: str, at: pd.Timestamp) -> Quote | None:
+        """The FX bar :meth:`fx_rate` converts ``symbol``'s price with at ``at`` (its ``closed_at``
+        says how old the rate is: risk's ``stale_fx``); None for the account's own currency.
+
+        Raises:
+            execution.fx.MissingFxRate: as :meth:`fx_rate`.
+        """
+        if self.currency(symbol) == self._base:
+            return None
+        return self._on_store(lambda conn: self._fx_quote(conn, symbol, as_utc(at, "at"))[0])
+
+    def _on_store(self, body: Callable[[Connection], _T]) -> _T:
+        """``body(conn)`` on the open batch's connection (e.g. inside the paper broker's booking),
+        else on a connection of its own."""
         with self._lock:
             batch = self._batch
-            if batch is not None:  # inside a batch (e.g. the paper broker's booking): its connection
-                return self._rate(batch.conn, symbol, as_utc(at, "at"))
+            if batch is not None:
+                return body(batch.conn)
         with self._engine.connect() as conn:
-            return self._rate(conn, symbol, as_utc(at, "at"))
+            return body(conn)
 
     def _rate(self, conn: Connection, symbol: str, at: pd.Timestamp) -> float:
-        currency = self.currency(symbol)
-        if currency == self._base:
+        if self.currency(symbol) == self._base:
             return 1.0
+        quote, inverse = self._fx_quote(conn, symbol, at)
+        return 1.0 / quote.close if inverse else quote.close
+
+    def _fx_quote(self, conn: Connection, symbol: str, at: pd.Timestamp) -> tuple[Quote, bool]:
+        currency = self.currency(symbol)
         try:
-            return _fx(conn, currency, self._base, at, None)
+            return _fx_quote(conn, currency, self._base, at, None)
         except MissingFxRate as exc:
             raise MissingFxRate(f"{symbol} is quoted in {currency}, account {self._account!r} in "
                                 f"{self._base}: {exc}") from None  # fmt: skip

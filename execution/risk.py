@@ -19,6 +19,8 @@ The checks, in the order they run (the first refusal is returned):
 6. ``stale_data``: more than ``max_missing_bars`` completed bars of the timeframe (bars of the
    calendar's grid after the symbol's last bar whose end ``ts + timeframe`` is at or before now)
    are missing, or the symbol has no bar at all.
+6b. ``stale_fx``: the symbol is quoted in another currency than the account's and the FX bar that
+   converts its price (``fx_closed_at``) closed more than ``max_fx_age_days`` before now.
 7. ``stale_model`` and ``low_confidence``, for orders that name a ``model``: its version was
    registered more than ``max_model_age_days`` ago or its registration time is unknown; its
    ``confidence`` is missing or below ``min_confidence`` (when that is above 0). Orders without a
@@ -90,6 +92,7 @@ class RiskCode(StrEnum):
     DRAWDOWN = "drawdown"
     LOW_CONFIDENCE = "low_confidence"
     STALE_DATA = "stale_data"
+    STALE_FX = "stale_fx"
     STALE_MODEL = "stale_model"
     MARKET_CLOSED = "market_closed"
 
@@ -160,6 +163,8 @@ class RiskState:
         recent_order_times: when the account sent its recent orders (``rate_limit``).
         last_bar_ts: per symbol, the ``ts`` (open time) of the last bar received.
         model_registered_at: per ``(model, version)``, when that version was registered.
+        fx_closed_at: per symbol quoted in another currency than the account's, when the FX bar
+            its price is converted with closed (:meth:`execution.oms.OrderManager.fx_quote`).
         halted: the kill switch; ``halt_reason`` says why.
 
     Raises:
@@ -176,6 +181,7 @@ class RiskState:
     recent_order_times: tuple[pd.Timestamp, ...] = ()
     last_bar_ts: Mapping[str, pd.Timestamp] = field(default_factory=dict)
     model_registered_at: Mapping[tuple[str, str], pd.Timestamp] = field(default_factory=dict)
+    fx_closed_at: Mapping[str, pd.Timestamp] = field(default_factory=dict)
     halted: bool = False
     halt_reason: str = ""
 
@@ -188,6 +194,7 @@ class RiskState:
         set_(self, "recent_order_times", tuple(utc(t) for t in self.recent_order_times))
         set_(self, "last_bar_ts", MappingProxyType({s: utc(t) for s, t in self.last_bar_ts.items()}))
         set_(self, "model_registered_at", MappingProxyType(dict(self.model_registered_at)))
+        set_(self, "fx_closed_at", MappingProxyType({s: utc(t) for s, t in self.fx_closed_at.items()}))
         for name in ("cash", "start_of_day_equity", "peak_equity"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"RiskState.{name} must be finite, got {getattr(self, name)!r}")
@@ -532,6 +539,14 @@ def check(
             RiskCode.STALE_DATA,
             f"{symbol}: the last {tf.value} bar opened at {last_ts:%Y-%m-%d %H:%M} UTC and {missing} "
             f"completed bars are missing since (at most {config.max_missing_bars} allowed)",
+        )
+    fx_closed = state.fx_closed_at.get(symbol)
+    if fx_closed is not None and now - fx_closed > _days(config.max_fx_age_days):
+        return RiskDecision.refuse(
+            RiskCode.STALE_FX,
+            f"{symbol}: its price converts into the account's currency at an FX bar that closed at "
+            f"{fx_closed:%Y-%m-%d %H:%M} UTC, {(now - fx_closed) / pd.Timedelta(days=1):.1f} days ago "
+            f"(at most {config.max_fx_age_days:g} allowed); ingest the currency pair's recent bars",
         )
 
     if request.model is not None:

@@ -115,6 +115,35 @@ def test_a_eur_quoted_symbol_in_a_usd_account_replays_its_backtest_in_usd(
     assert position.avg_cost_base == pytest.approx(position.avg_cost * 1.25)
 
 
+def test_a_stale_fx_rate_refuses_the_orders_of_a_foreign_symbol(engine: Engine, tmp_path: Path) -> None:
+    """EURUSD stops a month before the replay: every order of the EUR-quoted SPX is refused with
+    ``stale_fx`` (code and reason stored on the order) and nothing trades; with a limit that the
+    month fits in, the same replay trades."""
+    from storage.bars import upsert_bars
+
+    days = pd.date_range("2014-11-01", "2014-12-01", freq="D", tz="UTC", name="ts")
+    fx = pd.DataFrame({c: 1.25 for c in ("open", "high", "low", "close")} | {"volume": 1.0}, index=days)
+    with engine.begin() as conn:
+        upsert_bars(conn, "EURUSD", "1d", fx, source="test")
+    end = START + pd.Timedelta(days=20)
+    config = TradeConfig(risk_file=risk_file(tmp_path), paper=EXACT, sizing={"strategy": "long_short"})
+    desk = open_desk(engine, config, MomentumAdvisor(), currencies={"SPX": "EUR"})
+    refused = run_replay(desk, engine, START, end)
+    with engine.connect() as conn:
+        orders = list_orders(conn, "default")
+    assert refused.refusals == len(orders) > 0
+    assert {(o.status, o.reject_code) for o in orders} == {("rejected", "stale_fx")}
+    assert "2014-12-02 00:00 UTC" in (orders[0].reject_reason or "")  # when the last EURUSD bar closed
+    assert _equity(engine).nunique() == 1  # nothing traded
+
+    lenient = tmp_path / "lenient.yaml"
+    lenient.write_text(WIDE.format(drawdown=1.0) + "    max_fx_age_days: 60\n")
+    config = TradeConfig(account="lenient", risk_file=lenient, paper=EXACT, sizing={"strategy": "long_short"})
+    desk = open_desk(engine, config, MomentumAdvisor(), currencies={"SPX": "EUR"})
+    traded = run_replay(desk, engine, START, end)
+    assert traded.orders > 0 and traded.refusals == 0
+
+
 def test_the_spread_is_the_whole_difference_from_the_backtest(engine: Engine, tmp_path: Path) -> None:
     paper = PaperCostsConfig(slippage_bps=0, spread_bps=10, fee_bps=3, volume_share=None)
     config = TradeConfig(risk_file=risk_file(tmp_path), paper=paper)

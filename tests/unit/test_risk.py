@@ -219,6 +219,18 @@ def test_stale_model_at_the_age_limit() -> None:
     assert decide(order("AAA", BUY, 1, **model), other_version) is RiskCode.STALE_MODEL
 
 
+def test_stale_fx_at_the_age_limit_and_only_for_foreign_symbols() -> None:
+    limit = pd.Timedelta(days=LIMITS.max_fx_age_days)
+    at_limit = state(fx_closed_at={"AAA": NOW - limit})
+    assert decide(order("AAA", BUY, 1), at_limit) is None
+    older = state(fx_closed_at={"AAA": NOW - limit - pd.Timedelta(seconds=1)})
+    assert decide(order("AAA", BUY, 1), older) is RiskCode.STALE_FX
+    assert decide(order("BBB", BUY, 1), older) is None  # BBB is in the account's currency
+    stricter = LIMITS.model_copy(update={"max_fx_age_days": 0.5})
+    day_old = state(fx_closed_at={"AAA": NOW - pd.Timedelta(days=1)})
+    assert decide(order("AAA", BUY, 1), day_old, stricter) is RiskCode.STALE_FX
+
+
 def test_stale_data_counts_missing_completed_bars() -> None:
     two_hours = state(last_bar_ts={"AAA": NOW - pd.Timedelta(hours=2)})  # the 14:00 bar is missing
     assert decide(order("AAA", BUY, 1), two_hours) is None
