@@ -116,6 +116,18 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
+def fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 sees only fake credentials (``testing``), region us-east-1 and no endpoint, profile or
+    instance metadata of the machine: what a client of the moto server (``s3_endpoint``) needs."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings whose database, data directory and MLflow store live in this test's temporary folder."""
     return Settings(

@@ -28,6 +28,7 @@ from execution.notify import Event
 from flows.cli import app
 from flows.cli.deploy import apply_notifications
 from tasks.automations import GATE_DECISIONS, RUN_FAILURES, declare_automations
+from tests.integration.test_run_notifications import _summary
 from tests.integration.test_webhooks import Receiver
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
@@ -171,27 +172,6 @@ def _losing_account(settings: Settings, account: str) -> None:
 def _via_automation(request: Any) -> bool:
     """Whether a received request came from a Prefect webhook block (its ``X-FKS-Via`` header)."""
     return {k.lower(): v for k, v in request.headers.items()}.get("x-fks-via") == "prefect-automation"
-
-
-def _summary(promoted: bool) -> Any:
-    from models.promotion import PromotionSummary
-
-    return PromotionSummary(
-        model="fks-forecaster",
-        outcome="promoted" if promoted else "refused",
-        promoted=promoted,
-        forced=False,
-        challenger_version="2",
-        champion_version="1",
-        primary_metric="sharpe",
-        challenger_value=0.9,
-        champion_value=0.7 if promoted else 1.2,
-        baseline_name="buy and hold",
-        baseline_value=0.4,
-        window="2017-01-03 .. 2018-03-27",
-        reasons=[] if promoted else ["sharpe 0.9 does not beat the champion's 1.2"],
-        promotion_id=1,
-    )
 
 
 def test_the_failure_automation_renders_the_notifier_body() -> None:
@@ -368,15 +348,15 @@ def test_deployments_run_on_a_worker_and_notify(
     by_kind = {r.json()["fks"]["kind"]: r.json() for r in gate}
     refused, promoted = by_kind["refusal"], by_kind["info"]
     assert refused["username"] == "fks" and refused["allowed_mentions"] == {"parse": []}
-    assert refused["fks"]["title"] == "fks-forecaster v2 refused by the promotion gate"
-    assert refused["fks"]["fields"]["why"] == "sharpe 0.9 does not beat the champion's 1.2"
+    assert refused["fks"]["title"] == "fks-forecaster v4 refused by the promotion gate"
+    assert refused["fks"]["fields"]["why"] == "sharpe 1.25 does not beat the champion's 1.4 by 5%"
     assert refused["text"] == refused["content"]
-    assert refused["text"].startswith("⛔ REFUSAL fks-forecaster v2 refused")
-    assert promoted["fks"]["title"] == "fks-forecaster v2 promoted to champion"
+    assert refused["text"].startswith("⛔ REFUSAL fks-forecaster v4 refused")
+    assert promoted["fks"]["title"] == "fks-forecaster v4 promoted to champion"
     assert promoted["fks"]["fields"] == {
         "outcome": "promoted",
-        "sharpe": 0.9,
-        "champion": 0.7,
-        "buy and hold": 0.4,
+        "sharpe": 1.25,
+        "champion": 0.8,
+        "buy and hold": 0.5,
     }
     print("seconds:", {k: round(v, 1) for k, v in timings.items()})

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import Engine
@@ -27,6 +26,7 @@ from config.settings import PROJECT_ROOT, Settings
 from ingestion.features import features_root
 from storage import FeatureBuild, has_build_file, read_features, save_features
 from storage.lake import LakeError
+from tests.integration.test_feature_store import features_of, hour_bars
 
 BUCKET = "fks-features"
 KEY = {"set_name": "core", "set_version": "1", "symbol": "BTC", "timeframe": "1h"}
@@ -57,41 +57,9 @@ READER = textwrap.dedent(
 )
 
 
-def hour_bars(n: int, seed: int = 1) -> pd.DataFrame:
-    """A random-walk hourly series from 2025-01-01 (canonical frame)."""
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-2, n)))
-    open_ = np.concatenate([[100.0], close[:-1]])
-    index = pd.date_range("2025-01-01", periods=n, freq="1h", tz="UTC", name="ts").as_unit("ns")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": np.maximum(open_, close) * 1.001,
-            "low": np.minimum(open_, close) * 0.999,
-            "close": close,
-            "volume": rng.lognormal(2.0, 1.0, n),
-        },
-        index=index,
-    )
-
-
-def features_of(bars: pd.DataFrame) -> pd.DataFrame:
-    close = bars["close"]
-    return pd.DataFrame(
-        {"sma_5": close.rolling(5).mean(), "up": close.diff() > 0, "hour": bars.index.hour.astype("int64")},
-        index=bars.index,
-    )
-
-
 @pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def s3(s3_endpoint: str, fake_aws_credentials: None) -> Iterator[Any]:
     """A boto3 client of the moto server with fake credentials, and a fresh bucket."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.create_bucket(Bucket=BUCKET)
     try:
