@@ -238,6 +238,13 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         default=5.0, gt=0, description="Seconds one webhook delivery may take before it counts as failed."
     )
+    zombie_after_s: int | None = Field(
+        default=None,
+        ge=10,
+        description="Seconds without a heartbeat after which `fks deploy --apply`'s automation marks a "
+        "running deployed flow run Crashed (its worker or machine died); empty: three heartbeats, "
+        "3 x PREFECT_FLOWS_HEARTBEAT_FREQUENCY (540 s by default).",
+    )
     task_runner: Literal["sequential", "threads", "dask"] = Field(
         default="threads",
         description="How flows that handle many symbols run their per-symbol tasks: 'sequential' (one "

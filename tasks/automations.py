@@ -10,6 +10,11 @@
 - :data:`GATE_DECISIONS`: the promotion gate's decisions (:data:`GATE_EVENTS`, emitted by
   :func:`tasks.events.emit_gate_decision` with the body in their payload).
 
+- :data:`ZOMBIE_RUNS` (:func:`declare_zombie_automation`): a running flow run of an FKS deployment
+  that stopped sending heartbeats (its worker or machine died: nothing else would end it) is
+  marked ``Crashed`` by the server; that ``Crashed`` then reaches the webhooks through
+  :data:`RUN_FAILURES`. It needs no webhook.
+
 Nothing here talks to Prefect.
 """
 
@@ -25,8 +30,12 @@ __all__ = [
     "GATE_EVENTS",
     "RUN_FAILURES",
     "RUN_STATE_MESSAGE_CHARS",
+    "ZOMBIE_EXPECT",
+    "ZOMBIE_RUNS",
     "AutomationSpec",
+    "ZombieSpec",
     "declare_automations",
+    "declare_zombie_automation",
 ]
 
 FAILURE_EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed")
@@ -41,6 +50,24 @@ RUN_FAILURES = "fks: flow run failed or crashed"
 
 GATE_DECISIONS = "fks: promotion gate decision"
 """The name of the automation that tells the webhooks of a promotion or a refusal."""
+
+ZOMBIE_RUNS = "fks: flow run stopped sending heartbeats"
+"""The name of the automation that marks a silent deployed run ``Crashed``."""
+
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+"""The event a flow run started by a worker sends every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` s."""
+
+ZOMBIE_EXPECT = (
+    HEARTBEAT_EVENT,
+    "prefect.flow-run.Completed",
+    "prefect.flow-run.Failed",
+    "prefect.flow-run.Cancelled",
+    "prefect.flow-run.Crashed",
+)
+"""What a live flow run sends within the window after a heartbeat: another, or its final state."""
+
+MISSED_HEARTBEATS = 3
+"""Heartbeats missed in a row before a run counts as dead, unless ``FKS_ZOMBIE_AFTER_S`` says."""
 
 RUN_STATE_MESSAGE_CHARS = 500
 """The most characters of a run's state message in its notification."""
@@ -58,6 +85,22 @@ class AutomationSpec(BaseModel):
     expect: tuple[str, ...]
     match_related: dict[str, str] = Field(default_factory=dict)
     payload: str
+
+
+class ZombieSpec(BaseModel):
+    """A proactive Prefect automation: after a flow run's heartbeat, when none of ``expect`` comes
+    for that run within ``within_s`` seconds, set the run ``Crashed`` with ``message``. Only runs
+    related to ``match_related`` (the tag of FKS's deployments) are watched."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    description: str
+    within_s: int
+    message: str
+    expect: tuple[str, ...] = ZOMBIE_EXPECT
+    after: str = HEARTBEAT_EVENT
+    match_related: dict[str, str] = Field(default_factory=dict)
 
 
 def _run_failure_body() -> str:
@@ -88,6 +131,26 @@ def _run_failure_body() -> str:
     )
 
 
+_FKS_TAG = {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.fks"}
+
+
+def declare_zombie_automation(heartbeat_s: int | None, after_s: int | None = None) -> ZombieSpec | None:
+    """The zombie-run automation for runs sending a heartbeat every ``heartbeat_s`` seconds (the
+    workers' ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``; None: they send none, so nothing can be
+    watched and None is returned). A run is dead after ``after_s`` seconds without one
+    (``FKS_ZOMBIE_AFTER_S``), by default :data:`MISSED_HEARTBEATS` heartbeats."""
+    if heartbeat_s is None:
+        return None
+    within = after_s if after_s is not None else MISSED_HEARTBEATS * heartbeat_s
+    return ZombieSpec(
+        name=ZOMBIE_RUNS,
+        description=f"Mark Crashed a deployed FKS run silent for {within} s (its worker or machine died).",
+        within_s=within,
+        message=f"no heartbeat for {within} s: its worker or machine stopped (marked by {ZOMBIE_RUNS!r})",
+        match_related=dict(_FKS_TAG),
+    )
+
+
 def declare_automations() -> list[AutomationSpec]:
     """The notification automations ``fks deploy --apply`` creates (see the module docstring)."""
     return [
@@ -95,7 +158,7 @@ def declare_automations() -> list[AutomationSpec]:
             name=RUN_FAILURES,
             description="Tell the FKS webhooks (FKS_WEBHOOK_URLS) of a deployed run that failed or crashed.",
             expect=FAILURE_EVENTS,
-            match_related={"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.fks"},
+            match_related=dict(_FKS_TAG),
             payload=_run_failure_body(),
         ),
         AutomationSpec(

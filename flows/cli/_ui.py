@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar
 
@@ -94,7 +95,8 @@ def run_guarded(action: Callable[[], T], *handlers: tuple[type[Exception], Handl
     from providers.base import DataFileError, NotSupported
 
     try:
-        return action()
+        with flow_runs():
+            return action()
     except Exception as exc:
         for kind, handle in handlers:
             if not isinstance(exc, kind):
@@ -110,6 +112,18 @@ def run_guarded(action: Callable[[], T], *handlers: tuple[type[Exception], Handl
         if isinstance(exc, InputError | DataFileError | NotSupported | LookupError):
             raise fail(message(exc), EXIT_BAD_INPUT) from None
         raise
+
+
+def flow_runs() -> AbstractContextManager[object]:
+    """What a command's flow runs are run in: :func:`flows.cli.flowruns.command_flow_runs` (no
+    heartbeats, tagged with this process, dead commands' runs marked ``Crashed``) for a command
+    that has imported Prefect (its flow module, imported before :func:`run_guarded`); nothing for
+    the others, which never import it."""
+    if "prefect" not in sys.modules:
+        return nullcontext()
+    from flows.cli.flowruns import command_flow_runs
+
+    return command_flow_runs()
 
 
 def exit_if_quarantined(outcomes: Sequence[QuarantineCounts]) -> None:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from config.deployments import DeploymentSpec
     from config.settings import Settings
-    from tasks.automations import AutomationSpec
+    from tasks.automations import AutomationSpec, ZombieSpec
 
 DEFAULT_POOL = "fks"
 """Same as :data:`config.deployments.DEFAULT_POOL` (kept here so ``--help`` imports nothing)."""
@@ -238,6 +238,22 @@ def _save_webhook_blocks(urls: list[SecretStr]) -> list[Any]:
     return ids
 
 
+def _put_automation(client: Any, name: str, core: Any | None) -> str | None:
+    """Make the automation called ``name`` on the server ``core`` (None: delete it): updated when
+    it exists, never doubled (extra copies are deleted). Returns its id, None when deleted."""
+    found = client.read_automations_by_name(name)
+    if core is None:
+        for automation in found:
+            client.delete_automation(automation.id)
+        return None
+    if not found:
+        return str(client.create_automation(core))
+    client.update_automation(found[0].id, core)
+    for extra in found[1:]:
+        client.delete_automation(extra.id)
+    return str(found[0].id)
+
+
 def apply_notifications(automations: list[AutomationSpec], urls: list[SecretStr]) -> list[dict[str, Any]]:
     """Create or update, on the server of ``PREFECT_API_URL``, a ``Webhook`` block per URL and each
     automation of ``automations`` calling every block (a reactive trigger on its events); without
@@ -251,11 +267,6 @@ def apply_notifications(automations: list[AutomationSpec], urls: list[SecretStr]
     rows: list[dict[str, Any]] = []
     with get_client(sync_client=True) as client:
         for spec in automations:
-            found = client.read_automations_by_name(spec.name)
-            if not blocks:
-                for automation in found:
-                    client.delete_automation(automation.id)
-                continue
             core = AutomationCore(
                 name=spec.name,
                 description=spec.description,
@@ -269,15 +280,44 @@ def apply_notifications(automations: list[AutomationSpec], urls: list[SecretStr]
                 ),
                 actions=[CallWebhook(block_document_id=block, payload=spec.payload) for block in blocks],
             )
-            if found:
-                client.update_automation(found[0].id, core)
-                for extra in found[1:]:
-                    client.delete_automation(extra.id)
-                automation_id = found[0].id
-            else:
-                automation_id = client.create_automation(core)
-            rows.append({"automation": spec.name, "id": str(automation_id), "webhooks": len(blocks)})
+            automation_id = _put_automation(client, spec.name, core if blocks else None)
+            if automation_id is not None:
+                rows.append({"automation": spec.name, "id": automation_id, "webhooks": len(blocks)})
     return rows
+
+
+def apply_zombie_automation(spec: ZombieSpec | None) -> str | None:
+    """Create or update the zombie-run automation of ``spec`` on the server of ``PREFECT_API_URL``
+    (a proactive trigger per flow run: after its heartbeat, none of the expected events within the
+    window -> ``Crashed``); None deletes it (no heartbeats to watch). Returns its id or None."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+    from prefect.events.schemas.events import ResourceSpecification
+
+    core = None
+    if spec is not None:
+        core = AutomationCore(
+            name=spec.name,
+            description=spec.description,
+            enabled=True,
+            trigger=EventTrigger(
+                after={spec.after},
+                expect=set(spec.expect),
+                match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+                match_related=dict(spec.match_related),
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=spec.within_s),
+            ),
+            actions=[ChangeFlowRunState(state=StateType.CRASHED, message=spec.message)],
+        )
+    from tasks.automations import ZOMBIE_RUNS
+
+    with get_client(sync_client=True) as client:
+        return _put_automation(client, spec.name if spec is not None else ZOMBIE_RUNS, core)
 
 
 def deploy_command(
@@ -297,7 +337,8 @@ def deploy_command(
     """The deployments (config/deployments.py): list them, write prefect.yaml, apply them to the server."""
     from config.deployments import render_prefect_yaml
     from config.settings import get_settings
-    from tasks.automations import declare_automations
+    from flows.cli.flowruns import configured_heartbeat_s
+    from tasks.automations import declare_automations, declare_zombie_automation
 
     def run() -> None:
         specs = declared(account)
@@ -311,6 +352,8 @@ def deploy_command(
             with err.status(f"deploying to {url}"):
                 rows = apply_deployments(specs, pool)
                 notifying = apply_notifications(declare_automations(), get_settings().webhook_urls)
+                zombie = declare_zombie_automation(configured_heartbeat_s(), get_settings().zombie_after_s)
+                apply_zombie_automation(zombie)
             out.print(
                 table(
                     f"{len(rows)} deployment(s) on work pool {pool!r} at {url}",
@@ -324,6 +367,12 @@ def deploy_command(
                 f"{len(notifying)} notification automation(s) ({names})"
                 if notifying
                 else "No notification automation: FKS_WEBHOOK_URLS is empty.",
+                highlight=False,
+            )
+            out.print(
+                f"Zombie runs: a deployed run silent for {zombie.within_s} s is marked Crashed."
+                if zombie
+                else "No zombie-run automation: PREFECT_FLOWS_HEARTBEAT_FREQUENCY sends no heartbeats.",
                 highlight=False,
             )
             out.print(

@@ -99,6 +99,7 @@ def trade_command(
         raise fail("only paper trading exists: pass --paper", EXIT_BAD_INPUT)
     if sum([once, every is not None, replay is not None]) > 1:
         raise fail("choose one of --once, --every INTERVAL and --replay START END", EXIT_BAD_INPUT)
+    from flows.execute import execute
 
     def config() -> TradeConfig:
         from config.trading import TradeConfig
@@ -132,7 +133,6 @@ def trade_command(
     def one(start: str | None = None, end: str | None = None) -> DeskRun:
         from config.settings import get_settings
         from execution.client import ServiceError
-        from flows.execute import execute
         from market.bars import as_utc
 
         lo = None if start is None else as_utc(start, "--replay START")

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,17 @@ def _spawn_ingest(tmp_path: Path) -> subprocess.Popen[str]:
     )
 
 
+@contextmanager
+def _reaped(process: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """``process``, killed and waited for on the way out if it still runs."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def _wait_for(predicate: object, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,6 +97,28 @@ def _wait_for(predicate: object, timeout: float) -> bool:
 def _temporary_server(pid: int) -> int | None:
     found = [c for c in _children(pid) if "prefect.server.api.server:create_app" in _cmdline(c)]
     return found[0] if found else None
+
+
+def _events(api_url: str, flow_run_id: str) -> list[str]:
+    body = json.dumps({"filter": {"any_resource": {"id": [f"prefect.flow-run.{flow_run_id}"]}}, "limit": 50})
+    request = urllib.request.Request(
+        f"{api_url}/events/filter", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return [e["event"] for e in json.loads(response.read())["events"]]
+
+
+def _run_events(api_url: str, flow_run_id: str) -> list[str]:
+    """The events the server stored for a flow run, once the command's own last events are in: its
+    task runs' ``Completed`` (sent by the command after any heartbeat, on the same connection)."""
+    events: list[str] = []
+
+    def stored() -> bool:
+        events[:] = _events(api_url, flow_run_id)
+        return "prefect.task-run.Completed" in events
+
+    assert _wait_for(stored, 30), f"the run's task events never reached the server: {events}"
+    return events
 
 
 def test_background_server_start_use_status_stop(tmp_path: Path) -> None:
@@ -103,6 +138,8 @@ def test_background_server_start_use_status_stop(tmp_path: Path) -> None:
         assert [r["state_type"] for r in runs if r["name"]] and any(
             r["state_type"] == "COMPLETED" for r in runs
         )  # the ingest flow ran against the background server
+        completed = next(r["id"] for r in runs if r["state_type"] == "COMPLETED")
+        assert "prefect.flow-run.heartbeat" not in _run_events(status["url"], completed)
         pid = status["pid"]
     finally:
         stopped = _fks(tmp_path, "server", "stop")
@@ -114,18 +151,13 @@ def test_background_server_start_use_status_stop(tmp_path: Path) -> None:
 def test_terminated_command_ends_its_temporary_server_and_a_killed_run_is_interrupted(
     tmp_path: Path,
 ) -> None:
-    command = _spawn_ingest(tmp_path)
-    try:
+    with _reaped(_spawn_ingest(tmp_path)) as command:
         assert _wait_for(lambda: _temporary_server(command.pid), 120), "no temporary server started"
         temporary = _temporary_server(command.pid)
         assert temporary is not None
         command.send_signal(signal.SIGTERM)
         command.wait(timeout=60)
         assert _wait_for(lambda: not process_alive(temporary), 15), "the temporary server outlived fks"
-    finally:
-        if command.poll() is None:
-            command.kill()
-            command.wait()
 
     killed = _spawn_ingest(tmp_path)
     orphan: int | None = None
@@ -140,17 +172,47 @@ def test_terminated_command_ends_its_temporary_server_and_a_killed_run_is_interr
             return False
 
     try:
-        assert _wait_for(running_row, 120), "the ingestion never started a run"
-        orphan = _temporary_server(killed.pid)
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(timeout=30)
+        with _reaped(killed):
+            assert _wait_for(running_row, 120), "the ingestion never started a run"
+            orphan = _temporary_server(killed.pid)
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(timeout=30)
     finally:
-        if killed.poll() is None:
-            killed.kill()
-            killed.wait()
         if orphan is not None and process_alive(orphan):  # SIGKILL cannot be caught: end the orphan here
             os.kill(orphan, signal.SIGTERM)
     listed = _fks(tmp_path, "data", "runs", "--json")
     assert listed.returncode == 0, listed.stderr
     states = {r["pid"]: r["status"] for r in json.loads(listed.stdout)}
     assert states[killed.pid] == "interrupted"
+
+
+def _flow_runs(api_url: str) -> list[dict[str, object]]:
+    request = urllib.request.Request(
+        f"{api_url}/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return list(json.loads(response.read()))
+
+
+def test_a_killed_command_s_flow_run_is_marked_crashed_by_the_next_command(tmp_path: Path) -> None:
+    started = _fks(tmp_path, "server", "start")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        url = json.loads(_fks(tmp_path, "server", "status", "--json").stdout)["url"]
+        with _reaped(_spawn_ingest(tmp_path)) as killed:
+            assert _wait_for(
+                lambda: any(r["state_type"] == "RUNNING" for r in _flow_runs(url)), 120
+            ), "the ingestion's flow run never started"
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(timeout=30)
+        (orphan,) = [r for r in _flow_runs(url) if r["state_type"] == "RUNNING"]
+        assert f"fks-cli-process:{os.uname().nodename}:{killed.pid}:" in " ".join(orphan["tags"])  # type: ignore[arg-type]
+        ingested = _fks(tmp_path, "ingest", "--symbols", "SPX")
+        assert ingested.returncode == 0, ingested.stderr
+        runs = {r["id"]: r for r in _flow_runs(url)}
+        crashed = runs[orphan["id"]]
+        assert crashed["state_type"] == "CRASHED"
+        assert f"pid {killed.pid}" in crashed["state"]["message"]  # type: ignore[index]
+        assert [r["state_type"] for r in runs.values() if r["id"] != orphan["id"]] == ["COMPLETED"]
+    finally:
+        _fks(tmp_path, "server", "stop")

@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,14 @@ from typer.testing import CliRunner
 from config.settings import PROJECT_ROOT, Settings
 from execution.notify import Event
 from flows.cli import app
-from flows.cli.deploy import apply_notifications
-from tasks.automations import GATE_DECISIONS, RUN_FAILURES, declare_automations
+from flows.cli.deploy import apply_notifications, apply_zombie_automation
+from tasks.automations import (
+    GATE_DECISIONS,
+    RUN_FAILURES,
+    ZOMBIE_RUNS,
+    declare_automations,
+    declare_zombie_automation,
+)
 from tests.integration.test_run_notifications import _summary
 from tests.integration.test_webhooks import Receiver
 
@@ -83,9 +90,11 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def automations_removed() -> Iterator[None]:
     """After the test, no FKS automation or webhook block on the session's server: the session's
-    other tests post through the flows' hooks, which an automation would silence."""
+    other tests post through the flows' hooks, which an automation would silence (and the zombie
+    automation would watch their runs)."""
     yield
     apply_notifications(declare_automations(), [])
+    apply_zombie_automation(None)
 
 
 @pytest.fixture
@@ -169,6 +178,64 @@ def _losing_account(settings: Settings, account: str) -> None:
             finish_cycle(conn, account, day, [], equity=equity, orders=0, refusals=0, venue_state=None)
 
 
+def _heartbeat(run_id: Any, tags: list[str]) -> None:
+    """Post the heartbeat event a worker's flow run sends (``prefect.flow-run.heartbeat``, its tags
+    as related resources) to the session's server, as the run's process would."""
+    import httpx
+    from prefect.settings import get_current_settings
+
+    event = {
+        "id": str(uuid.uuid4()),
+        "occurred": datetime.now(UTC).isoformat(),
+        "event": "prefect.flow-run.heartbeat",
+        "resource": {"prefect.resource.id": f"prefect.flow-run.{run_id}"},
+        "related": [
+            {"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"} for tag in tags
+        ],
+    }
+    url = f"{get_current_settings().api.url}/events"
+    assert httpx.post(url, json=[event], timeout=10).status_code == 204
+
+
+@pytest.fixture
+def zombie_removed() -> Iterator[None]:
+    """After the test, no zombie automation on the session's server (its short window would crash
+    the other tests' runs)."""
+    yield
+    apply_zombie_automation(None)
+
+
+@pytest.mark.usefixtures("zombie_removed")
+def test_a_deployed_run_that_stops_sending_heartbeats_is_marked_crashed(tmp_path: Path) -> None:
+    from prefect import Flow
+    from prefect.client.orchestration import get_client
+    from prefect.events.schemas.automations import Posture
+    from prefect.states import Running
+
+    assert declare_zombie_automation(None) is None  # no heartbeats: nothing to watch
+    assert declare_zombie_automation(180).within_s == 540  # type: ignore[union-attr]
+    spec = declare_zombie_automation(30, after_s=10)
+    assert spec is not None
+    made = apply_zombie_automation(spec)
+    assert apply_zombie_automation(spec) == made  # updated, never doubled
+    with get_client(sync_client=True) as client:
+        (automation,) = client.read_automations_by_name(ZOMBIE_RUNS)
+        assert automation.trigger.posture == Posture.Proactive  # type: ignore[union-attr]
+        assert automation.trigger.within == timedelta(seconds=10)  # type: ignore[union-attr]
+        flow = Flow(fn=lambda: None, name="fks-zombie-test")
+        deployed = client.create_flow_run(flow, tags=["fks"], state=Running()).id
+        foreign = client.create_flow_run(flow, tags=["other-team"], state=Running()).id
+    _heartbeat(deployed, ["fks"])
+    _heartbeat(foreign, ["other-team"])
+    _wait_for(lambda: _state(deployed).is_crashed(), 90, "the silent run's Crashed", tmp_path / "none.log")
+    assert "no heartbeat for 10 s" in (_state(deployed).message or "")
+    assert _state(foreign).is_running()  # not an FKS deployment's run: not watched
+
+    apply_zombie_automation(None)
+    with get_client(sync_client=True) as client:
+        assert client.read_automations_by_name(ZOMBIE_RUNS) == []
+
+
 def _via_automation(request: Any) -> bool:
     """Whether a received request came from a Prefect webhook block (its ``X-FKS-Via`` header)."""
     return {k.lower(): v for k, v in request.headers.items()}.get("x-fks-via") == "prefect-automation"
@@ -249,12 +316,15 @@ def test_deployments_run_on_a_worker_and_notify(
         assert applied.returncode == 0, applied.stderr + applied.stdout
         assert "ingest/1d-xnys" in applied.stdout and "retrain/forecaster-weekly" in applied.stdout
         assert "2 notification automation(s)" in applied.stdout
+        assert "a deployed run silent for 540 s is marked Crashed" in applied.stdout  # 3 x 180 s
         # applied again: updated, never doubled
         assert len(apply_notifications(declare_automations(), webhook)) == 2
         with get_client(sync_client=True) as client:
             for name in (RUN_FAILURES, GATE_DECISIONS):
                 (automation,) = client.read_automations_by_name(name)
                 assert automation.enabled and len(automation.actions) == 1
+            (zombie,) = client.read_automations_by_name(ZOMBIE_RUNS)
+            assert zombie.trigger.within == timedelta(seconds=540)  # type: ignore[union-attr]
             block = client.read_block_document_by_name("fks-webhook-1", "webhook")
             assert automation.actions[0].block_document_id == block.id
         with get_client(sync_client=True) as client:

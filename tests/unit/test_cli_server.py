@@ -157,3 +157,29 @@ def test_the_console_script_ends_with_an_idle_thread_pool_alive(tmp_path: Path) 
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0 and "POOL-RAN" in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("started", [123456, None])
+def test_a_command_s_process_tag_reads_back(started: int | None) -> None:
+    from flows.cli.flowruns import parse_process_tag, process_tag
+
+    tag = process_tag("node-1.example", 4321, started)
+    assert parse_process_tag(tag) == ("node-1.example", 4321, started)
+    assert parse_process_tag("fks-cli") is None
+    assert parse_process_tag("fks-cli-process:host:notapid:1") is None
+
+
+def test_a_command_that_imported_prefect_runs_its_flows_without_heartbeats_and_tagged() -> None:
+    import prefect  # noqa: F401  (a flow command has imported it before run_guarded)
+    from prefect.context import TagsContext
+    from prefect.settings import get_current_settings
+
+    from flows.cli._ui import run_guarded
+
+    seen = run_guarded(
+        lambda: (get_current_settings().flows.heartbeat_frequency, TagsContext.get().current_tags)
+    )
+    me = current_process()
+    assert seen[0] is None
+    assert {"fks-cli", f"fks-cli-process:{me.host}:{me.pid}:{me.started}"} <= seen[1]
+    assert get_current_settings().flows.heartbeat_frequency is not None  # only inside the command's action
