@@ -15,8 +15,9 @@ its own copy of that folder, so no feature build is a cache hit and no import is
   after the other, in the flow's process), timed on its second run in the process (the first, on
   another copy, pays the one-time costs: Great Expectations' context, numba's kernels, Prefect).
 * ``dask_s``: the same flow with ``FKS_TASK_RUNNER=dask`` on a running two-worker ``LocalCluster``
-  (``FKS_DASK_ADDRESS``, started by the benchmark), also timed on its second run: the steady state
-  of a team's long-lived cluster.
+  (``FKS_DASK_ADDRESS``, started by the benchmark with the worker configuration FKS uses for its
+  own clusters, :data:`tasks.dask_runner.WORKER_CONFIG`), also timed on its second run: the steady
+  state of a team's long-lived cluster.
 * ``sequential_cold_s`` / ``dask_cold_s``: first runs in a fresh process; for ``dask_cold_s`` with
   no address, so the flow's own ``LocalCluster`` (started, its workers importing FKS and paying the
   one-time costs, stopped) is inside the timed region.
@@ -26,15 +27,24 @@ its own copy of that folder, so no feature build is a cache hit and no import is
   a temporary local server in the process, inside the timed region.
 
 * ``sequential_run_s`` / ``dask_run_s``: the same two runs' flow-run time as the Prefect server
-  recorded it (Running to Completed). The wall times above include Prefect's teardown of the flow
-  run, whose heartbeat thread sleeps in 1 s steps and is joined at the end: every flow call ends on
-  the next whole second after its start, so wall times differing by less than a second can read
-  the same (e.g. 3.09 s and 3.08 s); the run times do not have that step.
+  recorded it (Running to Completed), without the flow call's start and teardown.
+* ``cpu_seconds``: for those two calls, the CPU seconds (user + system) each process used during
+  the call: the flow's process, the Prefect server, and for Dask the two workers together and the
+  scheduler (in the benchmark's process). On two cores, every process of the Dask run competes
+  with the workers; in the sequential run the server has the other core to itself.
+
+Prefect's flow-run heartbeat is off (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` set to None with
+``temporary_settings`` in the measuring process) for every features run, sequential, Dask, warm
+and cold alike: its thread sleeps in 1 s steps and is joined when a flow run ends, so with it every
+flow call ended on the next whole second after its start (3.09 s and 3.08 s read the same). The
+pipeline runs keep it. The warm cluster's workers, started by the benchmark's process, log at the
+measuring processes' level (``PREFECT_LOGGING_LEVEL``, WARNING unless set), as the sequential
+run's tasks do.
 
 Targets: ``sequential_s / dask_s >= 1.6`` on a two-core machine (two workers), also reported for
-the run times. The cold ratio and
-the temporary server's are reported without targets. ``load_average`` is the
-machine's 1-minute load before and after (other users of the machine slow every figure).
+the run times. The cold ratio and the temporary server's are reported without targets.
+``load_average`` is the machine's 1-minute load at the start, before the warm sequential and Dask
+measurements, and at the end (other users of the machine slow every figure).
 """
 
 from __future__ import annotations
@@ -253,8 +263,11 @@ def _warm(address: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every measurement; the report as a dict."""
+    from dask.config import set as dask_config
     from distributed import LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
+
+    from tasks.dask_runner import WORKER_CONFIG
 
     load_before = os.getloadavg()[0]
     symbols = _symbols(args.symbols)
@@ -280,9 +293,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sequential, sequential_run, sequential_cpu = measured
             # the workers start from this process: they log at the flow processes' level too
             os.environ["PREFECT_LOGGING_LEVEL"] = env["PREFECT_LOGGING_LEVEL"]
-            with LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster:
+            with (
+                dask_config(WORKER_CONFIG),  # as FKS starts its own clusters' workers
+                LocalCluster(
+                    n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+            ):
                 on_cluster = {"task_runner": "dask", "dask_address": cluster.scheduler_address}
                 _warm(cluster.scheduler_address)
                 load_dask = os.getloadavg()[0]

@@ -75,3 +75,24 @@ def test_task_runs_share_the_worker_client_and_keep_their_context(
     assert {r[3].rstrip("/") for r in first + second} == {prefect_server.rstrip("/")}
     assert all(r[4] == ["fan"] for r in first + second)
     assert len({r[5] for r in first}) == 4  # each its own task run
+
+
+@task(name="malloc-trim")
+def malloc_trim(i: int) -> tuple[int, str | None]:
+    return os.getpid(), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+@flow(name="trim", validate_parameters=False)
+def trim() -> list[tuple[int, str | None]]:
+    return [f.result() for f in malloc_trim.map(range(2))]
+
+
+def test_the_runners_own_cluster_leaves_malloc_trimming_to_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a nanny started with Dask's defaults (another test's cluster) sets it in this process too
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    runner = FanOutDaskTaskRunner(
+        cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+    )
+    ran = trim.with_options(task_runner=runner)()  # type: ignore[arg-type]
+    assert {pid for pid, _ in ran} != {os.getpid()}
+    assert [value for _, value in ran] == [None, None]  # Dask's nanny would set 65536
