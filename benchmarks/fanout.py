@@ -31,7 +31,10 @@ its own copy of that folder, so no feature build is a cache hit and no import is
 * ``cpu_seconds``: for those two calls, the CPU seconds (user + system) each process used during
   the call: the flow's process, the Prefect server, and for Dask the two workers together and the
   scheduler (in the benchmark's process). On two cores, every process of the Dask run competes
-  with the workers; in the sequential run the server has the other core to itself.
+  with the workers; in the sequential run the server has the other core to itself. Hence
+  ``cpu_bound_sequential_over_dask``: the sequential flow process's CPU over the Dask run's CPU
+  (all four) spread over ``min(cpus, workers)`` cores, the ratio of the two runs' least possible
+  times on idle cores (neither waiting for anything), which other users' load does not move much.
 
 Prefect's flow-run heartbeat is off (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` set to None with
 ``temporary_settings`` in the measuring process) for every features run, sequential, Dask, warm
@@ -315,6 +318,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if sequential_run is None or dask_run is None:
         raise RuntimeError("the features flow runs did not report their run times")
     run_speedup = sequential_run / dask_run
+    # the best each could do on idle cores: the sequential run, its own process's CPU (the server
+    # has another core); the Dask run, the CPU of all its processes spread over min(cpus, workers)
+    cores = min(os.cpu_count() or 1, args.workers)
+    cpu_bound = sequential_cpu["flow_process"] / (sum(dask_cpu.values()) / cores)
     return {
         "symbols": args.symbols,
         "bars_per_symbol": bars // args.symbols,
@@ -335,6 +342,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": {
             "sequential_over_dask": round(speedup, 2),
             "sequential_run_over_dask_run": round(run_speedup, 2),
+            "cpu_bound_sequential_over_dask": round(cpu_bound, 2),
             "sequential_cold_over_dask_cold": round(sequential_cold / cold, 2),
             "temporary_over_running_server": round(temporary / running, 2),
         },
