@@ -15,8 +15,9 @@ its own copy of that folder, so no feature build is a cache hit and no import is
   after the other, in the flow's process), timed on its second run in the process (the first, on
   another copy, pays the one-time costs: Great Expectations' context, numba's kernels, Prefect).
 * ``dask_s``: the same flow with ``FKS_TASK_RUNNER=dask`` on a running two-worker ``LocalCluster``
-  (``FKS_DASK_ADDRESS``, started by the benchmark), also timed on its second run: the steady state
-  of a team's long-lived cluster.
+  (``FKS_DASK_ADDRESS``, started by the benchmark with the worker configuration FKS uses for its
+  own clusters, :data:`tasks.dask_runner.WORKER_CONFIG`), also timed on its second run: the steady
+  state of a team's long-lived cluster.
 * ``sequential_cold_s`` / ``dask_cold_s``: first runs in a fresh process; for ``dask_cold_s`` with
   no address, so the flow's own ``LocalCluster`` (started, its workers importing FKS and paying the
   one-time costs, stopped) is inside the timed region.
@@ -26,15 +27,27 @@ its own copy of that folder, so no feature build is a cache hit and no import is
   a temporary local server in the process, inside the timed region.
 
 * ``sequential_run_s`` / ``dask_run_s``: the same two runs' flow-run time as the Prefect server
-  recorded it (Running to Completed). The wall times above include Prefect's teardown of the flow
-  run, whose heartbeat thread sleeps in 1 s steps and is joined at the end: every flow call ends on
-  the next whole second after its start, so wall times differing by less than a second can read
-  the same (e.g. 3.09 s and 3.08 s); the run times do not have that step.
+  recorded it (Running to Completed), without the flow call's start and teardown.
+* ``cpu_seconds``: for those two calls, the CPU seconds (user + system) each process used during
+  the call: the flow's process, the Prefect server, and for Dask the two workers together and the
+  scheduler (in the benchmark's process). On two cores, every process of the Dask run competes
+  with the workers; in the sequential run the server has the other core to itself. Hence
+  ``cpu_bound_sequential_over_dask``: the sequential flow process's CPU over the Dask run's CPU
+  (all four) spread over ``min(cpus, workers)`` cores, the ratio of the two runs' least possible
+  times on idle cores (neither waiting for anything), which other users' load does not move much.
+
+Prefect's flow-run heartbeat is off (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` set to None with
+``temporary_settings`` in the measuring process) for every features run, sequential, Dask, warm
+and cold alike: its thread sleeps in 1 s steps and is joined when a flow run ends, so with it every
+flow call ended on the next whole second after its start (3.09 s and 3.08 s read the same). The
+pipeline runs keep it. The warm cluster's workers, started by the benchmark's process, log at the
+measuring processes' level (``PREFECT_LOGGING_LEVEL``, WARNING unless set), as the sequential
+run's tasks do.
 
 Targets: ``sequential_s / dask_s >= 1.6`` on a two-core machine (two workers), also reported for
-the run times. The cold ratio and
-the temporary server's are reported without targets. ``load_average`` is the
-machine's 1-minute load before and after (other users of the machine slow every figure).
+the run times. The cold ratio and the temporary server's are reported without targets.
+``load_average`` is the machine's 1-minute load at the start, before the warm sequential and Dask
+measurements, and at the end (other users of the machine slow every figure).
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -100,31 +114,68 @@ def _template(folder: Path, symbols: list[str], days: int) -> int:
 
 
 def _child(
-    mode: str, folder: Path, symbols: list[str], days: int, extra: dict[str, Any], warmup: Path | None
+    mode: str,
+    folder: Path,
+    symbols: list[str],
+    days: int,
+    extra: dict[str, Any],
+    warmup: Path | None,
+    server_pid: int | None = None,
 ) -> None:
     """One measurement in this (fresh) process: prints ``{"seconds": ...}``. With ``warmup`` (a
     copy of the same data) the features flow runs on it first, untimed."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
     from config.flows import FeaturesConfig, IngestConfig
     from flows.features import features
     from flows.ingest import ingest
     from tasks.runners import fanned_out
 
-    if warmup is not None:
-        warm = _settings(warmup, **extra)
-        fanned_out(features, warm)(FeaturesConfig(), warm)
-    settings = _settings(folder, **extra)
-    start = time.perf_counter()
-    run_seconds = None
-    if mode == "features":
-        state = fanned_out(features, settings)(FeaturesConfig(), settings, return_state=True)
-        seconds = time.perf_counter() - start
-        built = sum(not o.cache_hit for o in state.result().outcomes)
-        run_seconds = _run_seconds(state.state_details.flow_run_id)
-    else:  # the fan-out pipeline: ingest then features
-        ingest(IngestConfig.model_validate(_ingest_config(symbols, days)), settings)
-        built = sum(not o.cache_hit for o in features(FeaturesConfig(), settings).outcomes)
-        seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "run_seconds": run_seconds, "built": built}))
+    with ExitStack() as stack:
+        if mode == "features":  # see the module's docstring: the same for both runners
+            stack.enter_context(temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}))
+        if warmup is not None:
+            warm = _settings(warmup, **extra)
+            fanned_out(features, warm)(FeaturesConfig(), warm)
+        settings = _settings(folder, **extra)
+        cpu_before = _cpu_seconds(extra, server_pid)
+        start = time.perf_counter()
+        run_seconds = None
+        if mode == "features":
+            state = fanned_out(features, settings)(FeaturesConfig(), settings, return_state=True)
+            seconds = time.perf_counter() - start
+            cpu = _cpu_seconds(extra, server_pid)
+            built = sum(not o.cache_hit for o in state.result().outcomes)
+            run_seconds = _run_seconds(state.state_details.flow_run_id)
+        else:  # the fan-out pipeline: ingest then features
+            ingest(IngestConfig.model_validate(_ingest_config(symbols, days)), settings)
+            built = sum(not o.cache_hit for o in features(FeaturesConfig(), settings).outcomes)
+            seconds = time.perf_counter() - start
+            cpu = _cpu_seconds(extra, server_pid)
+    used = {name: round(cpu[name] - cpu_before[name], 2) for name in cpu}
+    print(json.dumps({"seconds": seconds, "run_seconds": run_seconds, "cpu_seconds": used, "built": built}))
+
+
+def _cpu_seconds(extra: dict[str, Any], server_pid: int | None) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process (the flow's), the Prefect server,
+    and with ``dask_address`` the cluster's workers and its scheduler (in the benchmark's process)."""
+    import psutil
+
+    def of(pid: int) -> float:
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+
+    used = {"flow_process": of(os.getpid())}
+    if server_pid is not None:
+        used["server"] = of(server_pid)
+    if extra.get("dask_address"):
+        from distributed import Client
+
+        with Client(extra["dask_address"]) as client:
+            workers = client.run(os.getpid)
+        used["workers"] = sum(of(pid) for pid in workers.values())
+        used["scheduler"] = of(os.getppid())
+    return used
 
 
 def _run_seconds(flow_run_id: Any) -> float:
@@ -148,12 +199,15 @@ def _measure(
     env: dict[str, str],
     extra: dict[str, Any],
     warm: bool = False,
-) -> tuple[float, float | None]:
+    server_pid: int | None = None,
+) -> tuple[float, float | None, dict[str, float]]:
     """The fastest of ``args.repeats`` fresh-process runs of ``mode`` on fresh copies of ``template``
     (``warm``: each after an untimed run of the features flow on another copy): the wall time of the
-    call, and for ``features`` the shortest Running-to-Completed time of its flow run (else None)."""
+    call, for ``features`` the shortest Running-to-Completed time of its flow run (else None), and
+    the CPU seconds of the fastest call by process (:func:`_cpu_seconds`)."""
     best = float("inf")
     best_run: float | None = None
+    best_cpu: dict[str, float] = {}
     for _ in range(args.repeats):
         folder = Path(tempfile.mkdtemp(dir=work))
         warmup = Path(tempfile.mkdtemp(dir=work)) if warm else None
@@ -176,6 +230,7 @@ def _measure(
             "--extra",
             json.dumps(extra),
             *(["--warmup", str(warmup)] if warmup is not None else []),
+            *(["--server-pid", str(server_pid)] if server_pid is not None else []),
         ]
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -184,13 +239,14 @@ def _measure(
         result = json.loads(lines[-1])
         if result["built"] != args.symbols:
             raise RuntimeError(f"{mode} {extra} built {result['built']} of {args.symbols} feature sets")
-        best = min(best, float(result["seconds"]))
+        if float(result["seconds"]) < best:
+            best, best_cpu = float(result["seconds"]), result["cpu_seconds"]
         if result["run_seconds"] is not None:
             best_run = min(float(result["run_seconds"]), best_run if best_run is not None else float("inf"))
         for used in (folder, warmup):
             if used is not None:
                 shutil.rmtree(used, ignore_errors=True)
-    return best, best_run
+    return best, best_run, best_cpu
 
 
 def _warm(address: str) -> None:
@@ -210,8 +266,11 @@ def _warm(address: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every measurement; the report as a dict."""
+    from dask.config import set as dask_config
     from distributed import LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
+
+    from tasks.dask_runner import WORKER_CONFIG
 
     load_before = os.getloadavg()[0]
     symbols = _symbols(args.symbols)
@@ -231,25 +290,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             served = {**env, "PREFECT_API_URL": server.api_url}
             in_order = {"task_runner": "sequential"}
-            measured = _measure("features", template, work, args, served, in_order, warm=True)
-            sequential, sequential_run = measured
-            with LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster:
+            pid = server.server_process.pid if server.server_process is not None else None
+            load_sequential = os.getloadavg()[0]
+            measured = _measure("features", template, work, args, served, in_order, True, pid)
+            sequential, sequential_run, sequential_cpu = measured
+            # the workers start from this process: they log at the flow processes' level too
+            os.environ["PREFECT_LOGGING_LEVEL"] = env["PREFECT_LOGGING_LEVEL"]
+            with (
+                dask_config(WORKER_CONFIG),  # as FKS starts its own clusters' workers
+                LocalCluster(
+                    n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+            ):
                 on_cluster = {"task_runner": "dask", "dask_address": cluster.scheduler_address}
                 _warm(cluster.scheduler_address)
-                dask, dask_run = _measure("features", template, work, args, served, on_cluster, warm=True)
-            sequential_cold, _ = _measure("features", template, work, args, served, in_order)
+                load_dask = os.getloadavg()[0]
+                measured = _measure("features", template, work, args, served, on_cluster, True, pid)
+                dask, dask_run, dask_cpu = measured
+            sequential_cold, _, _ = _measure("features", template, work, args, served, in_order)
             cold_runner = {"task_runner": "dask", "dask_workers": args.workers}
-            cold, _ = _measure("features", template, work, args, served, cold_runner)
-            running, _ = _measure("pipeline", None, work, args, served, {})
-            temporary, _ = _measure("pipeline", None, work, args, env, {})
+            cold, _, _ = _measure("features", template, work, args, served, cold_runner)
+            running, _, _ = _measure("pipeline", None, work, args, served, {})
+            temporary, _, _ = _measure("pipeline", None, work, args, env, {})
         finally:
             server.stop()
     speedup = sequential / dask
     if sequential_run is None or dask_run is None:
         raise RuntimeError("the features flow runs did not report their run times")
     run_speedup = sequential_run / dask_run
+    # the best each could do on idle cores: the sequential run, its own process's CPU (the server
+    # has another core); the Dask run, the CPU of all its processes spread over min(cpus, workers)
+    cores = min(os.cpu_count() or 1, args.workers)
+    cpu_bound = sequential_cpu["flow_process"] / (sum(dask_cpu.values()) / cores)
     return {
         "symbols": args.symbols,
         "bars_per_symbol": bars // args.symbols,
@@ -266,9 +338,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "pipeline_running_server_s": round(running, 2),
             "pipeline_temporary_server_s": round(temporary, 2),
         },
+        "cpu_seconds": {"sequential": sequential_cpu, "dask": dask_cpu},
         "ratios": {
             "sequential_over_dask": round(speedup, 2),
             "sequential_run_over_dask_run": round(run_speedup, 2),
+            "cpu_bound_sequential_over_dask": round(cpu_bound, 2),
             "sequential_cold_over_dask_cold": round(sequential_cold / cold, 2),
             "temporary_over_running_server": round(temporary / running, 2),
         },
@@ -277,7 +351,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "sequential_over_dask": speedup >= DASK_TARGET,
             "sequential_run_over_dask_run": run_speedup >= DASK_TARGET,
         },
-        "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "load_average": {
+            "before": round(load_before, 2),
+            "sequential": round(load_sequential, 2),
+            "dask": round(load_dask, 2),
+            "after": round(os.getloadavg()[0], 2),
+        },
     }
 
 
@@ -292,10 +371,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--extra", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(
-            args.child, args.folder, _symbols(args.symbols), args.days, json.loads(args.extra), args.warmup
+            args.child,
+            args.folder,
+            _symbols(args.symbols),
+            args.days,
+            json.loads(args.extra),
+            args.warmup,
+            args.server_pid,
         )
         return
     print(json.dumps(run(args)))

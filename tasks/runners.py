@@ -1,12 +1,13 @@
 """The task runner that fans a flow's per-symbol tasks out, chosen by settings.
 
 ``FKS_TASK_RUNNER`` picks it: ``sequential`` (one task at a time, in this process), ``threads``
-(Prefect's thread pool, the default) or ``dask`` (prefect-dask's ``DaskTaskRunner``: worker
-processes of a temporary ``LocalCluster`` of ``FKS_DASK_WORKERS`` processes with one thread each,
-or the cluster behind ``FKS_DASK_ADDRESS``). Entry points apply it with :func:`fanned_out`
-(``flow.with_options(task_runner=...)``); results do not depend on the runner, because every
-mapped task writes its own series with idempotent upserts and the flows gather results in the
-order of their targets, not of completion.
+(Prefect's thread pool, the default) or ``dask`` (prefect-dask's ``DaskTaskRunner`` as
+:class:`tasks.dask_runner.FanOutDaskTaskRunner`, which spares each task run the settings and API
+clients Prefect would make again: worker processes of a temporary ``LocalCluster`` of
+``FKS_DASK_WORKERS`` processes with one thread each, or the cluster behind ``FKS_DASK_ADDRESS``).
+Entry points apply it with :func:`fanned_out` (``flow.with_options(task_runner=...)``); results
+do not depend on the runner, because every mapped task writes its own series with idempotent
+upserts and the flows gather results in the order of their targets, not of completion.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ def task_runner_for(settings: Settings) -> TaskRunner[Any]:
     if settings.task_runner == "threads":
         return ThreadPoolTaskRunner()
     try:
-        from prefect_dask import DaskTaskRunner
+        from tasks.dask_runner import FanOutDaskTaskRunner
     except ImportError as exc:  # pragma: no cover - a dependency of FKS
         raise ImportError("FKS_TASK_RUNNER=dask needs prefect-dask: pip install prefect-dask") from exc
     if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
-    return DaskTaskRunner(
+        return FanOutDaskTaskRunner(address=settings.dask_address)
+    return FanOutDaskTaskRunner(
         cluster_kwargs={
             "n_workers": settings.dask_workers,
             "threads_per_worker": 1,

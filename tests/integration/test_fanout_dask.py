@@ -128,7 +128,7 @@ def test_dask_fanout_stores_the_bytes_of_the_sequential_run(
     address, client = dask_address
     sequential = _settings(tmp_path / "sequential", task_runner="sequential")
     parallel = _settings(tmp_path / "dask", task_runner="dask", dask_address=address)
-    assert type(task_runner_for(parallel)).__name__ == "DaskTaskRunner"
+    assert type(task_runner_for(parallel)).__name__ == "FanOutDaskTaskRunner"
 
     expected_outcomes = _run(sequential)
     assert expected_outcomes[0] == [(s, "success") for s in SYMBOLS]
