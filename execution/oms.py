@@ -112,6 +112,7 @@ from storage.execution import (
     record_fill,
     recorded_fill,
     set_trading_state,
+    stamp_now,
     transition_order,
 )
 
@@ -858,7 +859,7 @@ class OrderManager:
         transition is checked and audited as a transition of its own (see
         :func:`storage.execution.insert_order`'s ``via``). ``if_absent``: None (nothing written)
         when its client order id is stored already (:func:`storage.execution.insert_order_if_absent`)."""
-        now = pd.Timestamp.now(tz="UTC")
+        now = stamp_now()  # to the millisecond, as stored: the record is the row as it reads back
         order_id = new_order_id(now)
         if status is not OrderStatus.NEW:
             check_transition(order_id, OrderStatus.NEW, status)

@@ -517,7 +517,8 @@ def insert_order(
     via: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> OrderRecord:
-    """Insert ``order`` (audited as ``order.created`` with its status) and return it as stored.
+    """Insert ``order`` (audited as ``order.created`` with its status and its columns that are
+    not null) and return it as stored.
     ``audit_rows``: a list to add the audit row to, for the caller to write before its commit
     (see :data:`AuditRows`); by default it is written at once.
 
@@ -569,6 +570,12 @@ def _insert_if_absent(conn: Connection, order: OrderRecord, values: Mapping[str,
         return False
     _write(conn, _INSERT_ORDER, values)
     return True
+
+
+_NOT_IN_CREATED = frozenset({"id", "account", "client_order_id", "status"})
+_SET_BY_VIA = frozenset({"reject_code", "reject_reason"})
+"""Columns an order created in one status and moved to another at once (``via``) gets with the
+move: its ``order.transition`` row has them, not its ``order.created`` row."""
 
 
 def _insert_order(
@@ -629,24 +636,17 @@ def _insert_order(
         _write(conn, _INSERT_ORDER, values)
     elif not _insert_if_absent(conn, order, values):
         return None
-    created = values if via is None else {**values, "status": via, "reject_code": None, "reject_reason": None}
-    rows = [
-        audit_row(
-            actor=actor,
-            action="order.created",
-            subject=f"order:{order.id}",
-            details={
-                "account": order.account,
-                "client_order_id": order.client_order_id,
-                "to": created["status"],
-                **{
-                    k: v
-                    for k, v in created.items()
-                    if k not in ("id", "account", "client_order_id", "status")
-                },
-            },
-        )
-    ]
+    # the created row's details: the order's columns as created, the null ones left out
+    details_created: dict[str, Any] = {
+        "account": order.account,
+        "client_order_id": order.client_order_id,
+        "to": order.status if via is None else via,
+    }
+    for k, v in values.items():
+        if v is not None and k not in _NOT_IN_CREATED and (via is None or k not in _SET_BY_VIA):
+            details_created[k] = v
+    subject = f"order:{order.id}"
+    rows = [audit_row(actor=actor, action="order.created", subject=subject, details=details_created)]
     if via is not None:
         rows.append(_transition_row(actor, order, via, order.status, order.reject_code, order.reject_reason,
                                     details))  # fmt: skip
@@ -659,6 +659,28 @@ def _insert_order(
     return stored
 
 
+_UTC = from_ms(0).tzinfo
+
+
+def _reads_back(value: pd.Timestamp | None, ms: int | None) -> bool:
+    """Whether the time ``value``, stored as ``ms``, reads back as itself (a UTC nanosecond
+    timestamp on the millisecond; None as None)."""
+    if value is None:
+        return ms is None
+    return (
+        type(value) is pd.Timestamp
+        and value.tzinfo is _UTC
+        and value.unit == "ns"
+        and ms is not None
+        and value.value == ms * NS_PER_MS
+    )
+
+
+def stamp_now() -> pd.Timestamp:
+    """The current time as the store keeps times: UTC, to the millisecond."""
+    return _stamp(now_ms())
+
+
 def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | None:
     """The order row just inserted with ``values``, as :func:`get_order` would read it (times to
     the millisecond, numbers as floats), or None when a value would not read back as written."""
@@ -666,6 +688,14 @@ def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | No
         values["quantity"], values["filled_quantity"], order.avg_fill_price, order.limit_price,
         order.stop_price, order.take_profit, order.stop_loss, order.confidence,
     )  # fmt: skip
+    if (
+        all(type(v) is float and math.isfinite(v) for v in numbers[:2])
+        and all(v is None or (type(v) is float and math.isfinite(v)) for v in numbers[2:])
+        and _reads_back(order.created_at, values["created_at"])
+        and _reads_back(order.updated_at, values["updated_at"])
+        and _reads_back(order.decided_at, values["decided_at"])
+    ):
+        return order  # what it reads back as already (immutable: the caller may keep it)
     floats = tuple(None if v is None else float(v) for v in numbers)
     if not _storable(*floats):
         return None
