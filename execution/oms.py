@@ -969,6 +969,8 @@ class OrderManager:
     def _cancel_siblings(self, change: _Change, filled: OrderRecord) -> list[OrderRecord]:
         """Cancel the accepted OCO siblings of a filled bracket child (one not yet accepted is
         cancelled by :meth:`accept`)."""
+        if filled.oco_group is None:
+            return []
         cancellable = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
         return [
             self._transition(

@@ -158,6 +158,20 @@ def one(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
         cursor.close()
 
 
+def first_value(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
+    """The first column of the first row that ``stmt`` returns (e.g. ``RETURNING id``), or None
+    when it returns no row; by the driver where it can."""
+    cursor = run(conn, stmt, params)
+    if cursor is None:
+        row = conn.execute(stmt, params).first()
+        return None if row is None else row[0]
+    try:
+        rows = cursor.fetchall()
+        return rows[0][0] if rows else None
+    finally:
+        cursor.close()
+
+
 def all_rows(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> list[Any]:
     """Every row that ``stmt`` returns, by the driver where it can."""
     cursor = run(conn, stmt, params)

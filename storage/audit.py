@@ -63,7 +63,7 @@ def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, An
             _CHECKED.add((actor, action))
     if type(subject) is not str or not subject or subject.isspace():
         _check_text("subject", subject)
-    if not isinstance(details, Mapping):
+    if type(details) is not dict and not isinstance(details, Mapping):
         raise TypeError(f"details must be a mapping, not {type(details).__name__}")
     return {
         "at": _now_ms(),

@@ -1017,10 +1017,10 @@ def claim_fill(
         if find_fill(conn, broker_fill_id) is not None:
             return None
         stmt = _INSERT_FILL_RETURNING
-    inserted = _one(conn, stmt, values)
+    inserted = _driver.first_value(conn, stmt, values)  # the id
     if inserted is None:
         return None
-    return ClaimedFill(int(inserted.id), at)
+    return ClaimedFill(int(inserted), at)
 
 
 class _Unknown:
@@ -1074,11 +1074,26 @@ def record_fill(
             the order's remaining quantity, or a ``status`` that does not match the fill.
         StaleOrder: the order's row changed since ``order`` was read; the caller rolls back.
     """
-    _text("broker_fill_id", broker_fill_id, 128)
-    qty = _positive("quantity", quantity)
-    px = _positive("price", price)
-    fee_ = _finite("fee", fee)
-    rate = _positive("fx_rate", fx_rate)
+    if (  # plain floats in range (NaN is not): what the checks below pass as they are
+        type(quantity) is float
+        and type(price) is float
+        and type(fee) is float
+        and type(fx_rate) is float
+        and 0.0 < quantity < math.inf
+        and 0.0 < price < math.inf
+        and -math.inf < fee < math.inf
+        and 0.0 < fx_rate < math.inf
+        and type(broker_fill_id) is str
+        and 0 < len(broker_fill_id) <= 128
+        and not broker_fill_id.isspace()
+    ):
+        qty, px, fee_, rate = quantity, price, fee, fx_rate
+    else:
+        _text("broker_fill_id", broker_fill_id, 128)
+        qty = _positive("quantity", quantity)
+        px = _positive("price", price)
+        fee_ = _finite("fee", fee)
+        rate = _positive("fx_rate", fx_rate)
     ts_ms = _ms(ts, "fill ts")
     if claimed is None:
         claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=qty, price=px, fee=fee_,
@@ -1245,8 +1260,8 @@ def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None
     One statement (``UPDATE ... RETURNING``) where the dialect has it."""
     params = {"_name": account, "_cash_flow": cash_flow}
     if conn.dialect.update_returning:
-        row = _one(conn, _MOVE_CASH_RETURNING, params)
-        return None if row is None else float(row.cash)
+        cash = _driver.first_value(conn, _MOVE_CASH_RETURNING, params)
+        return None if cash is None else float(cash)
     conn.execute(_MOVE_CASH, params)
     found = get_account(conn, account)
     return None if found is None else found.cash
