@@ -863,7 +863,9 @@ class OrderManager:
         order_id = new_order_id(now)
         if status is not OrderStatus.NEW:
             check_transition(order_id, OrderStatus.NEW, status)
-        record = OrderRecord(
+        # the record's fields set at once (a frozen dataclass's __init__ sets them one by one)
+        record = object.__new__(OrderRecord)
+        record.__dict__.update(
             id=order_id,
             client_order_id=request.client_order_id,
             account=self._account,
@@ -875,18 +877,20 @@ class OrderManager:
             status=status.value,
             created_at=now,
             updated_at=now,
+            filled_quantity=0.0,
+            avg_fill_price=None,
             limit_price=request.limit_price,
             stop_price=request.stop_price,
             take_profit=request.take_profit,
             stop_loss=request.stop_loss,
             parent_id=None if parent is None else parent.id,
             oco_group=None if parent is None else parent.id,
+            reject_code=None if refusal is None else refusal[0],
+            reject_reason=None if refusal is None else str(refusal[1]),
             model=request.model,
             model_version=request.model_version,
             confidence=request.confidence,
             decided_at=request.decided_at,
-            reject_code=None if refusal is None else refusal[0],
-            reject_reason=None if refusal is None else str(refusal[1]),
         )
         via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
         insert = insert_order_if_absent if if_absent else insert_order

@@ -855,14 +855,25 @@ def _transition_row(
         actor=actor,
         action="order.transition",
         subject=f"order:{order.id}",
-        details={
-            "account": order.account,
-            "from": start,
-            "to": end,
-            **({"reject_code": reject_code, "reject_reason": reject_reason} if reject_code else {}),
-            **(dict(details) if details else {}),
-        },
+        details=_transition_details(order.account, start, end, reject_code, reject_reason, details),
     )
+
+
+def _transition_details(
+    account: str,
+    start: str,
+    end: str,
+    reject_code: str | None,
+    reject_reason: str | None,
+    details: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    found: dict[str, Any] = {"account": account, "from": start, "to": end}
+    if reject_code:
+        found["reject_code"] = reject_code
+        found["reject_reason"] = reject_reason
+    if details:
+        found.update(details)
+    return found
 
 
 # -- fills, positions, cash -----------------------------------------------------------------------
