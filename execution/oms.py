@@ -303,17 +303,21 @@ def _check_bracket(request: OrderRequest) -> None:
             )
 
 
-@dataclass
 class _Change:
-    """What one transaction of the manager changed (see :meth:`OrderManager._change`)."""
+    """What one transaction of the manager changed (see :meth:`OrderManager._change`): the
+    orders it wrote (``orders``), the position and cash it left, and its ``audit_log`` rows
+    (``audit``, written together just before it commits). A plain class with slots: one is made
+    for every change."""
 
-    conn: Connection
-    orders: list[OrderRecord] = field(default_factory=list)
-    position: Position | None = None
-    cash: float | None = None
-    audit: AuditRows = field(default_factory=list)
-    """The change's ``audit_log`` rows, written together just before it commits."""
-    _views: dict[int, Order] = field(default_factory=dict)
+    __slots__ = ("_views", "audit", "cash", "conn", "orders", "position")
+
+    def __init__(self, conn: Connection, audit: AuditRows | None = None) -> None:
+        self.conn = conn
+        self.orders: list[OrderRecord] = []
+        self.position: Position | None = None
+        self.cash: float | None = None
+        self.audit: AuditRows = [] if audit is None else audit
+        self._views: dict[int, Order] = {}
 
     def touch(self, record: OrderRecord) -> OrderRecord:
         """Note ``record`` (an order as written) for the view; returns it."""
@@ -357,6 +361,50 @@ class _Batch:
             self.positions[change.position.symbol] = change.position
         if change.cash is not None:
             self.cash = change.cash
+
+
+class _ChangeScope:
+    """The context manager of :meth:`OrderManager._change` (a class, not a generator: it is
+    entered for every change). It holds the manager's lock from entry to exit; inside a batch
+    the change joins the batch when the block ends without an exception, and an exception
+    marks the batch failed (all of it rolls back); outside, :meth:`OrderManager._own_change`."""
+
+    __slots__ = ("_batch", "_change", "_oms", "_own")
+
+    def __init__(self, oms: OrderManager) -> None:
+        self._oms = oms
+
+    def __enter__(self) -> _Change:
+        oms = self._oms
+        oms._lock.acquire()
+        try:
+            batch = oms._batch
+            if batch is None:
+                own = self._own = oms._own_change()
+                return own.__enter__()
+            self._own, self._batch = None, batch
+            change = self._change = _Change(batch.conn, batch.audit)
+            return change
+        except BaseException:
+            oms._lock.release()
+            raise
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        oms = self._oms
+        try:
+            own = self._own
+            if own is not None:
+                return bool(own.__exit__(kind, exc, tb))
+            batch = self._batch
+            if exc is not None:
+                batch.failed = exc
+                return False
+            change = self._change
+            batch.changes.append(change)
+            batch.note(change)
+            return False
+        finally:
+            oms._lock.release()
 
 
 class OrderManager:
@@ -1050,28 +1098,21 @@ class OrderManager:
             for change in committed:
                 self._apply(change)
 
-    @contextmanager
-    def _change(self) -> Iterator[_Change]:
+    def _change(self) -> _ChangeScope:
         """One transaction whose touched orders, position and cash enter the in-memory view once
         it has committed (under the manager's lock: the view never shows an uncommitted state);
-        inside :meth:`batch`, a part of the batch's transaction."""
-        with self._lock:
-            batch = self._batch
-            if batch is not None:
-                change = _Change(batch.conn, audit=batch.audit)
-                try:
-                    yield change
-                except BaseException as exc:
-                    batch.failed = exc
-                    raise
-                batch.changes.append(change)
-                batch.note(change)
-                return
-            with self._engine.begin() as conn:
-                change = _Change(conn)
-                yield change
-                write_audit_rows(conn, change.audit)  # in the transaction, before its commit
-            self._apply(change)
+        inside :meth:`batch`, a part of the batch's transaction (a change that raises fails the
+        batch). A context manager: ``with self._change() as change``."""
+        return _ChangeScope(self)
+
+    @contextmanager
+    def _own_change(self) -> Iterator[_Change]:
+        """:meth:`_change` outside a batch: its own transaction (the caller holds the lock)."""
+        with self._engine.begin() as conn:
+            change = _Change(conn)
+            yield change
+            write_audit_rows(conn, change.audit)  # in the transaction, before its commit
+        self._apply(change)
 
     def _apply(self, change: _Change) -> None:
         """A committed change into the in-memory view."""
