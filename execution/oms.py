@@ -363,6 +363,27 @@ class _Batch:
             self.cash = change.cash
 
 
+WAL_AUTOCHECKPOINT = 10_000
+"""Pages of SQLite's write-ahead log after which a commit of the manager checkpoints it (SQLite's
+default is 1,000, about 4 MB): set on each connection the manager writes on. The desk commits
+three times a bar; each checkpoint syncs the log and the database file to disk, so fewer, larger
+ones cost less wall time for the same work (the log is checkpointed all the same, and when the
+last connection closes)."""
+
+_TUNED = "fks_oms_tuned"
+
+
+def _tune(conn: Connection) -> None:
+    """The manager's settings on ``conn``'s database connection, once per connection (SQLite:
+    :data:`WAL_AUTOCHECKPOINT`; nothing on another database)."""
+    if conn.dialect.name != "sqlite":
+        return
+    info = conn.connection.info
+    if not info.get(_TUNED):
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        info[_TUNED] = True
+
+
 class _ChangeScope:
     """The context manager of :meth:`OrderManager._change` (a class, not a generator: it is
     entered for every change). It holds the manager's lock from entry to exit; inside a batch
@@ -1087,6 +1108,7 @@ class OrderManager:
             committed: list[_Change] = []
             try:
                 with self._engine.begin() as conn:
+                    _tune(conn)
                     batch = self._batch = _Batch(conn)
                     yield
                     if batch.failed is not None:
@@ -1109,6 +1131,7 @@ class OrderManager:
     def _own_change(self) -> Iterator[_Change]:
         """:meth:`_change` outside a batch: its own transaction (the caller holds the lock)."""
         with self._engine.begin() as conn:
+            _tune(conn)
             change = _Change(conn)
             yield change
             write_audit_rows(conn, change.audit)  # in the transaction, before its commit
