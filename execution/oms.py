@@ -754,16 +754,18 @@ class OrderManager:
             for record in (result.order, *created, *cancelled):
                 change.touch(record)
             change.position, change.cash = result.position, result.cash
-        return FillOutcome(
+        outcome = object.__new__(FillOutcome)  # every field set at once (a fill's hot path)
+        outcome.__dict__.update(
             order=change.view(result.order),
             fill_id=result.fill.id,
             duplicate=False,
             position=result.position,
             cash=result.cash,
-            created=tuple(change.view(r) for r in created),
-            cancelled=tuple(change.view(r) for r in cancelled),
+            created=tuple(change.view(r) for r in created) if created else (),
+            cancelled=tuple(change.view(r) for r in cancelled) if cancelled else (),
             late=late,
         )
+        return outcome
 
     def _book(
         self,
