@@ -65,7 +65,7 @@ import math
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -394,6 +394,8 @@ class _ChangeScope:
 
     def __init__(self, oms: OrderManager) -> None:
         self._oms = oms
+        self._own: AbstractContextManager[_Change] | None = None
+        self._batch: _Batch | None = None
 
     def __enter__(self) -> _Change:
         oms = self._oms
@@ -410,20 +412,22 @@ class _ChangeScope:
             oms._lock.release()
             raise
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        """Never suppresses the block's exception (nor does :meth:`OrderManager._own_change`)."""
         oms = self._oms
         try:
             own = self._own
             if own is not None:
-                return bool(own.__exit__(kind, exc, tb))
+                own.__exit__(kind, exc, tb)  # commits, or rolls back and lets the exception go on
+                return
             batch = self._batch
+            assert batch is not None  # entered inside a batch
             if exc is not None:
                 batch.failed = exc
-                return False
+                return
             change = self._change
             batch.changes.append(change)
             batch.note(change)
-            return False
         finally:
             oms._lock.release()
 
