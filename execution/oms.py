@@ -190,7 +190,10 @@ class Order:
         return self._request(bracket=True)
 
     def _request(self, *, bracket: bool) -> OrderRequest:
-        return OrderRequest(
+        # the order's fields passed OrderRequest's checks when it was submitted (or are a stored
+        # row's, under the same constraints): set at once, not checked again for every send
+        request = object.__new__(OrderRequest)
+        request.__dict__.update(
             client_order_id=self.client_order_id,
             account=self.account,
             symbol=self.symbol,
@@ -207,6 +210,7 @@ class Order:
             confidence=self.confidence,
             decided_at=self.decided_at,
         )
+        return request
 
 
 @dataclass(frozen=True)
