@@ -140,8 +140,12 @@ _INSERT_POSITION_IF_ABSENT = {
 }
 # a position's compare-and-set: the row is updated only if it still holds what the caller knows
 _POSITION_KNOWN = ("quantity", "avg_cost", "realised_pnl", "avg_cost_base", "realised_pnl_base")
+_POSITION_WAS = tuple(f"_was_{name}" for name in _POSITION_KNOWN)
 _UPDATE_KNOWN_POSITION = _UPDATE_POSITION.where(
-    *(_POSITIONS.c[name] == bindparam(f"_was_{name}", type_=Float()) for name in _POSITION_KNOWN)
+    *(
+        _POSITIONS.c[name] == bindparam(was, type_=Float())
+        for name, was in zip(_POSITION_KNOWN, _POSITION_WAS, strict=True)
+    )
 )
 
 # The hot statements run on the driver's cursor (see storage._driver).
@@ -1245,8 +1249,10 @@ def _book_position(
     if isinstance(known, Position) and base is not None and base[0] is not None and base[1] is not None:
         before = (known.quantity, known.avg_cost, known.realised_pnl, base[0], base[1])
         values = _position_values(before, signed, price, rate, at)
-        was = {f"_was_{name}": value for name, value in zip(_POSITION_KNOWN, before, strict=True)}
-        if _write(conn, _UPDATE_KNOWN_POSITION, {**values, **key, **was}) == 1:
+        params = dict(zip(_POSITION_WAS, before, strict=True))
+        params.update(values)
+        params.update(key)
+        if _write(conn, _UPDATE_KNOWN_POSITION, params) == 1:
             return _figures(values)
     elif known is None and conn.dialect.name in _INSERT_POSITION_IF_ABSENT:
         values = _position_values((0.0, 0.0, 0.0, 0.0, 0.0), signed, price, rate, at)
