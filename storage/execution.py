@@ -1249,7 +1249,7 @@ def _book_position(
     if isinstance(known, Position) and base is not None and base[0] is not None and base[1] is not None:
         before = (known.quantity, known.avg_cost, known.realised_pnl, base[0], base[1])
         values = _position_values(before, signed, price, rate, at)
-        params = dict(zip(_POSITION_WAS, before, strict=True))
+        params: dict[str, Any] = dict(zip(_POSITION_WAS, before, strict=True))
         params.update(values)
         params.update(key)
         if _write(conn, _UPDATE_KNOWN_POSITION, params) == 1:
