@@ -65,7 +65,7 @@ import math
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -112,6 +112,7 @@ from storage.execution import (
     record_fill,
     recorded_fill,
     set_trading_state,
+    stamp_now,
     transition_order,
 )
 
@@ -189,7 +190,10 @@ class Order:
         return self._request(bracket=True)
 
     def _request(self, *, bracket: bool) -> OrderRequest:
-        return OrderRequest(
+        # the order's fields passed OrderRequest's checks when it was submitted (or are a stored
+        # row's, under the same constraints): set at once, not checked again for every send
+        request = object.__new__(OrderRequest)
+        request.__dict__.update(
             client_order_id=self.client_order_id,
             account=self.account,
             symbol=self.symbol,
@@ -206,6 +210,7 @@ class Order:
             confidence=self.confidence,
             decided_at=self.decided_at,
         )
+        return request
 
 
 @dataclass(frozen=True)
@@ -302,17 +307,21 @@ def _check_bracket(request: OrderRequest) -> None:
             )
 
 
-@dataclass
 class _Change:
-    """What one transaction of the manager changed (see :meth:`OrderManager._change`)."""
+    """What one transaction of the manager changed (see :meth:`OrderManager._change`): the
+    orders it wrote (``orders``), the position and cash it left, and its ``audit_log`` rows
+    (``audit``, written together just before it commits). A plain class with slots: one is made
+    for every change."""
 
-    conn: Connection
-    orders: list[OrderRecord] = field(default_factory=list)
-    position: Position | None = None
-    cash: float | None = None
-    audit: AuditRows = field(default_factory=list)
-    """The change's ``audit_log`` rows, written together just before it commits."""
-    _views: dict[int, Order] = field(default_factory=dict)
+    __slots__ = ("_views", "audit", "cash", "conn", "orders", "position")
+
+    def __init__(self, conn: Connection, audit: AuditRows | None = None) -> None:
+        self.conn = conn
+        self.orders: list[OrderRecord] = []
+        self.position: Position | None = None
+        self.cash: float | None = None
+        self.audit: AuditRows = [] if audit is None else audit
+        self._views: dict[int, Order] = {}
 
     def touch(self, record: OrderRecord) -> OrderRecord:
         """Note ``record`` (an order as written) for the view; returns it."""
@@ -356,6 +365,75 @@ class _Batch:
             self.positions[change.position.symbol] = change.position
         if change.cash is not None:
             self.cash = change.cash
+
+
+WAL_AUTOCHECKPOINT = 10_000
+"""Pages of SQLite's write-ahead log after which a commit of the manager checkpoints it (SQLite's
+default is 1,000, about 4 MB): set on each connection the manager writes on. The desk commits
+three times a bar; each checkpoint syncs the log and the database file to disk, so fewer, larger
+ones cost less wall time for the same work (the log is checkpointed all the same, and when the
+last connection closes)."""
+
+_TUNED = "fks_oms_tuned"
+
+
+def _tune(conn: Connection) -> None:
+    """The manager's settings on ``conn``'s database connection, once per connection (SQLite:
+    :data:`WAL_AUTOCHECKPOINT`; nothing on another database)."""
+    if conn.dialect.name != "sqlite":
+        return
+    info = conn.connection.info
+    if not info.get(_TUNED):
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        info[_TUNED] = True
+
+
+class _ChangeScope:
+    """The context manager of :meth:`OrderManager._change` (a class, not a generator: it is
+    entered for every change). It holds the manager's lock from entry to exit; inside a batch
+    the change joins the batch when the block ends without an exception, and an exception
+    marks the batch failed (all of it rolls back); outside, :meth:`OrderManager._own_change`."""
+
+    __slots__ = ("_batch", "_change", "_oms", "_own")
+
+    def __init__(self, oms: OrderManager) -> None:
+        self._oms = oms
+        self._own: AbstractContextManager[_Change] | None = None
+        self._batch: _Batch | None = None
+
+    def __enter__(self) -> _Change:
+        oms = self._oms
+        oms._lock.acquire()
+        try:
+            batch = oms._batch
+            if batch is None:
+                own = self._own = oms._own_change()
+                return own.__enter__()
+            self._own, self._batch = None, batch
+            change = self._change = _Change(batch.conn, batch.audit)
+            return change
+        except BaseException:
+            oms._lock.release()
+            raise
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        """Never suppresses the block's exception (nor does :meth:`OrderManager._own_change`)."""
+        oms = self._oms
+        try:
+            own = self._own
+            if own is not None:
+                own.__exit__(kind, exc, tb)  # commits, or rolls back and lets the exception go on
+                return
+            batch = self._batch
+            assert batch is not None  # entered inside a batch
+            if exc is not None:
+                batch.failed = exc
+                return
+            change = self._change
+            batch.changes.append(change)
+            batch.note(change)
+        finally:
+            oms._lock.release()
 
 
 class OrderManager:
@@ -684,16 +762,18 @@ class OrderManager:
             for record in (result.order, *created, *cancelled):
                 change.touch(record)
             change.position, change.cash = result.position, result.cash
-        return FillOutcome(
+        outcome = object.__new__(FillOutcome)  # every field set at once (a fill's hot path)
+        outcome.__dict__.update(
             order=change.view(result.order),
             fill_id=result.fill.id,
             duplicate=False,
             position=result.position,
             cash=result.cash,
-            created=tuple(change.view(r) for r in created),
-            cancelled=tuple(change.view(r) for r in cancelled),
+            created=tuple(change.view(r) for r in created) if created else (),
+            cancelled=tuple(change.view(r) for r in cancelled) if cancelled else (),
             late=late,
         )
+        return outcome
 
     def _book(
         self,
@@ -858,11 +938,13 @@ class OrderManager:
         transition is checked and audited as a transition of its own (see
         :func:`storage.execution.insert_order`'s ``via``). ``if_absent``: None (nothing written)
         when its client order id is stored already (:func:`storage.execution.insert_order_if_absent`)."""
-        now = pd.Timestamp.now(tz="UTC")
+        now = stamp_now()  # to the millisecond, as stored: the record is the row as it reads back
         order_id = new_order_id(now)
         if status is not OrderStatus.NEW:
             check_transition(order_id, OrderStatus.NEW, status)
-        record = OrderRecord(
+        # the record's fields set at once (a frozen dataclass's __init__ sets them one by one)
+        record = object.__new__(OrderRecord)
+        record.__dict__.update(
             id=order_id,
             client_order_id=request.client_order_id,
             account=self._account,
@@ -874,18 +956,20 @@ class OrderManager:
             status=status.value,
             created_at=now,
             updated_at=now,
+            filled_quantity=0.0,
+            avg_fill_price=None,
             limit_price=request.limit_price,
             stop_price=request.stop_price,
             take_profit=request.take_profit,
             stop_loss=request.stop_loss,
             parent_id=None if parent is None else parent.id,
             oco_group=None if parent is None else parent.id,
+            reject_code=None if refusal is None else refusal[0],
+            reject_reason=None if refusal is None else str(refusal[1]),
             model=request.model,
             model_version=request.model_version,
             confidence=request.confidence,
             decided_at=request.decided_at,
-            reject_code=None if refusal is None else refusal[0],
-            reject_reason=None if refusal is None else str(refusal[1]),
         )
         via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
         insert = insert_order_if_absent if if_absent else insert_order
@@ -968,6 +1052,8 @@ class OrderManager:
     def _cancel_siblings(self, change: _Change, filled: OrderRecord) -> list[OrderRecord]:
         """Cancel the accepted OCO siblings of a filled bracket child (one not yet accepted is
         cancelled by :meth:`accept`)."""
+        if filled.oco_group is None:
+            return []
         cancellable = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
         return [
             self._transition(
@@ -1032,6 +1118,7 @@ class OrderManager:
             committed: list[_Change] = []
             try:
                 with self._engine.begin() as conn:
+                    _tune(conn)
                     batch = self._batch = _Batch(conn)
                     yield
                     if batch.failed is not None:
@@ -1043,28 +1130,22 @@ class OrderManager:
             for change in committed:
                 self._apply(change)
 
-    @contextmanager
-    def _change(self) -> Iterator[_Change]:
+    def _change(self) -> _ChangeScope:
         """One transaction whose touched orders, position and cash enter the in-memory view once
         it has committed (under the manager's lock: the view never shows an uncommitted state);
-        inside :meth:`batch`, a part of the batch's transaction."""
-        with self._lock:
-            batch = self._batch
-            if batch is not None:
-                change = _Change(batch.conn, audit=batch.audit)
-                try:
-                    yield change
-                except BaseException as exc:
-                    batch.failed = exc
-                    raise
-                batch.changes.append(change)
-                batch.note(change)
-                return
-            with self._engine.begin() as conn:
-                change = _Change(conn)
-                yield change
-                write_audit_rows(conn, change.audit)  # in the transaction, before its commit
-            self._apply(change)
+        inside :meth:`batch`, a part of the batch's transaction (a change that raises fails the
+        batch). A context manager: ``with self._change() as change``."""
+        return _ChangeScope(self)
+
+    @contextmanager
+    def _own_change(self) -> Iterator[_Change]:
+        """:meth:`_change` outside a batch: its own transaction (the caller holds the lock)."""
+        with self._engine.begin() as conn:
+            _tune(conn)
+            change = _Change(conn)
+            yield change
+            write_audit_rows(conn, change.audit)  # in the transaction, before its commit
+        self._apply(change)
 
     def _apply(self, change: _Change) -> None:
         """A committed change into the in-memory view."""

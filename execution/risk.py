@@ -76,6 +76,7 @@ REL_TOL = 1e-9
 
 RATE_WINDOW = pd.Timedelta(seconds=60)
 _NANOSECOND = pd.Timedelta(nanoseconds=1)
+_RATE_WINDOW_NS = RATE_WINDOW.value
 _ACCEPTED: RiskDecision  # the one accepted decision (immutable), set below the class
 
 
@@ -243,8 +244,9 @@ class RiskState:
     def _copy(self, **changes: object) -> RiskState:
         """A copy with ``changes`` to fields that need no new validation (see :meth:`with_order`)."""
         state = object.__new__(RiskState)
-        for name, value in {**self.__dict__, **changes}.items():
-            object.__setattr__(state, name, value)
+        fields = state.__dict__  # set at once (a frozen dataclass sets its fields one by one)
+        fields.update(self.__dict__)
+        fields.update(changes)
         return state
 
     def with_fill(self, fill: Fill) -> RiskState:
@@ -437,9 +439,9 @@ def _days(days: float) -> pd.Timedelta:
 
 def _missing_bars(calendar: Calendar, timeframe: Timeframe, last_ts: pd.Timestamp, now: pd.Timestamp) -> int:
     """Bars of the calendar's grid after ``last_ts`` that had ended by ``now``."""
+    if now.value - _delta(timeframe).value <= last_ts.value:  # not even the next bar has ended:
+        return 0  # nothing is missing
     end = now - _delta(timeframe)
-    if end <= last_ts:  # not even the next bar has ended: nothing is missing
-        return 0
     return len(calendar.bar_grid(timeframe, last_ts + _NANOSECOND, end + _NANOSECOND))
 
 
@@ -510,8 +512,9 @@ def check(
             f"limit of {config.max_order_notional:,.2f} per order",
         )
 
-    window = now - RATE_WINDOW
-    recent = sum(1 for t in state.recent_order_times if window < t <= now)
+    now_ns = now.value  # the instants as integers (UTC ns): the same comparisons, cheaper
+    window_ns = now_ns - _RATE_WINDOW_NS
+    recent = sum(1 for t in state.recent_order_times if window_ns < t.value <= now_ns)
     if recent >= config.max_orders_per_minute:
         return RiskDecision.refuse(
             RiskCode.RATE_LIMIT,

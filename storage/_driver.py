@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -39,6 +39,9 @@ class _Compiled:
     the statement itself (``_MISSING``: the caller passes it), e.g. the 0 of ``quantity != 0``."""
     positional: bool
     """A positional paramstyle (a tuple in ``plan``'s order), else by name (a dict)."""
+    args: Callable[[Mapping[str, Any]], Any]
+    """The driver's arguments from the caller's parameters, as ``plan`` says (a function made
+    for the plan once: the per-row work is then one tuple or dict display)."""
 
 
 _COMPILED: dict[tuple[int, str, tuple[str, ...]], _Compiled] = {}
@@ -61,18 +64,34 @@ def _compiled(conn: Connection, stmt: Any, keys: tuple[str, ...]) -> _Compiled:
             else:
                 value = bound[name]
                 plan.append((name, None, value if processor is None else processor(value)))
-        found = _COMPILED[key] = _Compiled(stmt, str(built), tuple(plan), built.positiontup is not None)
+        positional = built.positiontup is not None
+        found = _COMPILED[key] = _Compiled(stmt, str(built), tuple(plan), positional,
+                                           _arguments(tuple(plan), positional))  # fmt: skip
     return found
 
 
-def _args(params: Mapping[str, Any], compiled: _Compiled) -> Any:
-    values = [
-        (params[name] if processor is None else processor(params[name])) if literal is _MISSING else literal
-        for name, processor, literal in compiled.plan
-    ]
-    if compiled.positional:
-        return tuple(values)
-    return dict(zip([name for name, _, _ in compiled.plan], values, strict=True))
+def _arguments(plan: tuple[tuple[str, Processor | None, Any], ...], positional: bool) -> Callable[..., Any]:
+    """A function of the caller's parameters (a mapping) to the driver's arguments: per
+    parameter of ``plan`` its value, through its bind processor if it has one, or the literal
+    bound in the statement. Made once per compiled statement (the names are data, passed as
+    constants, never code)."""
+    names: dict[str, Any] = {}
+    items = []
+    for i, (name, processor, literal) in enumerate(plan):
+        names[f"k{i}"] = name
+        if literal is not _MISSING:
+            names[f"v{i}"] = literal
+            item = f"v{i}"
+        elif processor is None:
+            item = f"p[k{i}]"
+        else:
+            names[f"f{i}"] = processor
+            item = f"f{i}(p[k{i}])"
+        items.append(f"k{i}: {item}" if not positional else item)
+    body = f"({', '.join(items)},)" if positional else f"{{{', '.join(items)}}}"
+    if not items:
+        body = "()" if positional else "{}"
+    return cast(Callable[..., Any], eval(f"lambda p: {body}", names))
 
 
 def _raise(conn: Connection, sql: str, args: Any, exc: Exception, cursor: Any) -> None:
@@ -87,7 +106,7 @@ def run(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
     if conn.dialect.name not in DIALECTS:
         return None
     compiled = _compiled(conn, stmt, tuple(params))
-    sql, args = compiled.sql, _args(params, compiled)
+    sql, args = compiled.sql, compiled.args(params)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(sql, args)
@@ -104,7 +123,8 @@ def run_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> 
     if not rows:
         return True
     compiled = _compiled(conn, stmt, tuple(rows[0]))
-    sql, args = compiled.sql, [_args(row, compiled) for row in rows]
+    make = compiled.args
+    sql, args = compiled.sql, [make(row) for row in rows]
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.executemany(sql, args)
@@ -134,6 +154,20 @@ def one(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
         if not rows:
             return None
         return Row(zip([d[0] for d in cursor.description], rows[0], strict=True))
+    finally:
+        cursor.close()
+
+
+def first_value(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
+    """The first column of the first row that ``stmt`` returns (e.g. ``RETURNING id``), or None
+    when it returns no row; by the driver where it can."""
+    cursor = run(conn, stmt, params)
+    if cursor is None:
+        row = conn.execute(stmt, params).first()
+        return None if row is None else row[0]
+    try:
+        rows = cursor.fetchall()
+        return rows[0][0] if rows else None
     finally:
         cursor.close()
 

@@ -101,9 +101,13 @@ def _redacted_dict(value: dict[Any, Any]) -> dict[str, Any]:
     ``finite_json(_jsonable(value))``, with its plain values (exact ``str``, ``int``, ``bool``,
     ``float``, None) handled here and any other value by the general path."""
     out: dict[str, Any] = {}
+    known = _SECRET_KEYS
     for k, v in value.items():
         key = k if type(k) is str else str(k)
-        if _is_secret_key(key):
+        secret = known.get(key)
+        if secret is None:
+            secret = _is_secret_key(key)
+        if secret:
             out[key] = REDACTED
             continue
         kind = type(v)

@@ -9,19 +9,54 @@ timestamps become ISO strings and NaN/±inf the strings ``"nan"``, ``"inf"``, ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, insert, select
+from sqlalchemy.types import TypeDecorator
 
 from storage._driver import run_many
 from storage._redact import redacted_json
 from storage._time import now_ms as _now_ms
 from storage.schema import AuditLogRow
 
-_INSERT = insert(cast(Table, AuditLogRow.__table__))  # built once; the values travel as parameters
+
+class _JSONText(TypeDecorator[Any]):
+    """``details`` given as its JSON text (serialised by :func:`audit_row`): bound as it is, to
+    the JSON column (PostgreSQL casts it as for a JSON value)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+# built once; the values travel as parameters, ``details`` as its JSON text
+_INSERT = insert(cast(Table, AuditLogRow.__table__)).values(details=bindparam("details", type_=_JSONText()))
+
+
+def _json_dumps() -> Callable[[Any], str]:
+    """``json.dumps`` as the JSON column's own bind processor runs it (the same text), without
+    its per-call setup where CPython's C encoder is there: it is made once here (no circular
+    check: :func:`storage._redact.redacted_json` returns new, acyclic data)."""
+    encoder = json.JSONEncoder()
+    if c_make_encoder is None:  # pragma: no cover - CPython has it
+        return encoder.encode
+    one_shot = c_make_encoder(None, encoder.default, encode_basestring_ascii, None, ": ", ", ", False,
+                              False, True)  # fmt: skip
+
+    def dumps(value: Any) -> str:
+        return "".join(one_shot(value, 0))
+
+    return dumps
+
+
+_json_text = _json_dumps()
 
 
 @dataclass(frozen=True)
@@ -45,8 +80,9 @@ _CHECKED: set[tuple[str, str]] = set()  # (actor, action) pairs that passed the 
 
 
 def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, Any]) -> dict[str, Any]:
-    """The checked values of one ``audit_log`` row stamped now (``at``), ``details`` redacted:
-    what :func:`audit` writes. Collect the rows of one change and write them together with
+    """The checked values of one ``audit_log`` row stamped now (``at``), ``details`` redacted
+    and serialised (its JSON text, as the column's type would write it): what :func:`audit`
+    writes. Collect the rows of one change and write them together with
     :func:`write_audit_rows` on the change's connection, before it commits.
 
     Raises:
@@ -63,14 +99,14 @@ def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, An
             _CHECKED.add((actor, action))
     if type(subject) is not str or not subject or subject.isspace():
         _check_text("subject", subject)
-    if not isinstance(details, Mapping):
+    if type(details) is not dict and not isinstance(details, Mapping):
         raise TypeError(f"details must be a mapping, not {type(details).__name__}")
     return {
         "at": _now_ms(),
         "actor": actor,
         "action": action,
         "subject": subject,
-        "details": redacted_json(details),
+        "details": _json_text(redacted_json(details)),
     }
 
 

@@ -42,7 +42,7 @@ import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 from sqlalchemy import Connection, Float, Table, bindparam, insert, select, update
@@ -140,8 +140,12 @@ _INSERT_POSITION_IF_ABSENT = {
 }
 # a position's compare-and-set: the row is updated only if it still holds what the caller knows
 _POSITION_KNOWN = ("quantity", "avg_cost", "realised_pnl", "avg_cost_base", "realised_pnl_base")
+_POSITION_WAS = tuple(f"_was_{name}" for name in _POSITION_KNOWN)
 _UPDATE_KNOWN_POSITION = _UPDATE_POSITION.where(
-    *(_POSITIONS.c[name] == bindparam(f"_was_{name}", type_=Float()) for name in _POSITION_KNOWN)
+    *(
+        _POSITIONS.c[name] == bindparam(was, type_=Float())
+        for name, was in zip(_POSITION_KNOWN, _POSITION_WAS, strict=True)
+    )
 )
 
 # The hot statements run on the driver's cursor (see storage._driver).
@@ -517,7 +521,8 @@ def insert_order(
     via: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> OrderRecord:
-    """Insert ``order`` (audited as ``order.created`` with its status) and return it as stored.
+    """Insert ``order`` (audited as ``order.created`` with its status and its columns that are
+    not null) and return it as stored.
     ``audit_rows``: a list to add the audit row to, for the caller to write before its commit
     (see :data:`AuditRows`); by default it is written at once.
 
@@ -569,6 +574,12 @@ def _insert_if_absent(conn: Connection, order: OrderRecord, values: Mapping[str,
         return False
     _write(conn, _INSERT_ORDER, values)
     return True
+
+
+_NOT_IN_CREATED = frozenset({"id", "account", "client_order_id", "status"})
+_SET_BY_VIA = frozenset({"reject_code", "reject_reason"})
+"""Columns an order created in one status and moved to another at once (``via``) gets with the
+move: its ``order.transition`` row has them, not its ``order.created`` row."""
 
 
 def _insert_order(
@@ -629,24 +640,17 @@ def _insert_order(
         _write(conn, _INSERT_ORDER, values)
     elif not _insert_if_absent(conn, order, values):
         return None
-    created = values if via is None else {**values, "status": via, "reject_code": None, "reject_reason": None}
-    rows = [
-        audit_row(
-            actor=actor,
-            action="order.created",
-            subject=f"order:{order.id}",
-            details={
-                "account": order.account,
-                "client_order_id": order.client_order_id,
-                "to": created["status"],
-                **{
-                    k: v
-                    for k, v in created.items()
-                    if k not in ("id", "account", "client_order_id", "status")
-                },
-            },
-        )
-    ]
+    # the created row's details: the order's columns as created, the null ones left out
+    details_created: dict[str, Any] = {
+        "account": order.account,
+        "client_order_id": order.client_order_id,
+        "to": order.status if via is None else via,
+    }
+    for k, v in values.items():
+        if v is not None and k not in _NOT_IN_CREATED and (via is None or k not in _SET_BY_VIA):
+            details_created[k] = v
+    subject = f"order:{order.id}"
+    rows = [audit_row(actor=actor, action="order.created", subject=subject, details=details_created)]
     if via is not None:
         rows.append(_transition_row(actor, order, via, order.status, order.reject_code, order.reject_reason,
                                     details))  # fmt: skip
@@ -659,6 +663,28 @@ def _insert_order(
     return stored
 
 
+_UTC = from_ms(0).tzinfo
+
+
+def _reads_back(value: pd.Timestamp | None, ms: int | None) -> bool:
+    """Whether the time ``value``, stored as ``ms``, reads back as itself (a UTC nanosecond
+    timestamp on the millisecond; None as None)."""
+    if value is None:
+        return ms is None
+    return (
+        type(value) is pd.Timestamp
+        and value.tzinfo is _UTC
+        and value.unit == "ns"
+        and ms is not None
+        and value.value == ms * NS_PER_MS
+    )
+
+
+def stamp_now() -> pd.Timestamp:
+    """The current time as the store keeps times: UTC, to the millisecond."""
+    return _stamp(now_ms())
+
+
 def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | None:
     """The order row just inserted with ``values``, as :func:`get_order` would read it (times to
     the millisecond, numbers as floats), or None when a value would not read back as written."""
@@ -666,6 +692,14 @@ def _inserted(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord | No
         values["quantity"], values["filled_quantity"], order.avg_fill_price, order.limit_price,
         order.stop_price, order.take_profit, order.stop_loss, order.confidence,
     )  # fmt: skip
+    if (
+        all(type(v) is float and math.isfinite(v) for v in numbers[:2])
+        and all(v is None or (type(v) is float and math.isfinite(v)) for v in numbers[2:])
+        and _reads_back(order.created_at, values["created_at"])
+        and _reads_back(order.updated_at, values["updated_at"])
+        and _reads_back(order.decided_at, values["decided_at"])
+    ):
+        return order  # what it reads back as already (immutable: the caller may keep it)
     floats = tuple(None if v is None else float(v) for v in numbers)
     if not _storable(*floats):
         return None
@@ -737,6 +771,18 @@ def list_orders(
     if oco_group is not None:
         query = query.where(_ORDERS.c.oco_group == oco_group)
     return [_order(r) for r in conn.execute(query.order_by(_ORDERS.c.created_at, _ORDERS.c.id)).all()]
+
+
+_D = TypeVar("_D")
+
+
+def _built(cls: type[_D], **fields: Any) -> _D:
+    """An instance of the frozen dataclass ``cls`` (one without ``__post_init__``) with every one
+    of its ``fields``, typed and checked by the caller, set at once: its ``__init__`` sets them
+    one by one, which the hot paths (a fill builds several) pay for every time."""
+    built = object.__new__(cls)
+    built.__dict__.update(fields)
+    return built
 
 
 def _with(order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
@@ -825,14 +871,25 @@ def _transition_row(
         actor=actor,
         action="order.transition",
         subject=f"order:{order.id}",
-        details={
-            "account": order.account,
-            "from": start,
-            "to": end,
-            **({"reject_code": reject_code, "reject_reason": reject_reason} if reject_code else {}),
-            **(dict(details) if details else {}),
-        },
+        details=_transition_details(order.account, start, end, reject_code, reject_reason, details),
     )
+
+
+def _transition_details(
+    account: str,
+    start: str,
+    end: str,
+    reject_code: str | None,
+    reject_reason: str | None,
+    details: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    found: dict[str, Any] = {"account": account, "from": start, "to": end}
+    if reject_code:
+        found["reject_code"] = reject_code
+        found["reject_reason"] = reject_reason
+    if details:
+        found.update(details)
+    return found
 
 
 # -- fills, positions, cash -----------------------------------------------------------------------
@@ -987,10 +1044,10 @@ def claim_fill(
         if find_fill(conn, broker_fill_id) is not None:
             return None
         stmt = _INSERT_FILL_RETURNING
-    inserted = _one(conn, stmt, values)
+    inserted = _driver.first_value(conn, stmt, values)  # the id
     if inserted is None:
         return None
-    return ClaimedFill(int(inserted.id), at)
+    return ClaimedFill(int(inserted), at)
 
 
 class _Unknown:
@@ -1044,11 +1101,26 @@ def record_fill(
             the order's remaining quantity, or a ``status`` that does not match the fill.
         StaleOrder: the order's row changed since ``order`` was read; the caller rolls back.
     """
-    _text("broker_fill_id", broker_fill_id, 128)
-    qty = _positive("quantity", quantity)
-    px = _positive("price", price)
-    fee_ = _finite("fee", fee)
-    rate = _positive("fx_rate", fx_rate)
+    if (  # plain floats in range (NaN is not): what the checks below pass as they are
+        type(quantity) is float
+        and type(price) is float
+        and type(fee) is float
+        and type(fx_rate) is float
+        and 0.0 < quantity < math.inf
+        and 0.0 < price < math.inf
+        and -math.inf < fee < math.inf
+        and 0.0 < fx_rate < math.inf
+        and type(broker_fill_id) is str
+        and 0 < len(broker_fill_id) <= 128
+        and not broker_fill_id.isspace()
+    ):
+        qty, px, fee_, rate = quantity, price, fee, fx_rate
+    else:
+        _text("broker_fill_id", broker_fill_id, 128)
+        qty = _positive("quantity", quantity)
+        px = _positive("price", price)
+        fee_ = _finite("fee", fee)
+        rate = _positive("fx_rate", fx_rate)
     ts_ms = _ms(ts, "fill ts")
     if claimed is None:
         claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=qty, price=px, fee=fee_,
@@ -1134,7 +1206,8 @@ def record_fill(
     rows.append(row)
     _emit(conn, rows, audit_rows)
     recorded = _stamp(at)  # immutable: the fill and the position share it
-    fill = FillRecord(
+    fill = _built(
+        FillRecord,
         id=fill_id,
         order_id=order.id,
         account=order.account,
@@ -1148,8 +1221,13 @@ def record_fill(
         recorded_at=recorded,
         fx_rate=rate,
     )
-    position_after_fill = Position(order.account, order.symbol, q1, c1, r1, recorded, b1, rb1)
-    return FillResult(fill, stored, position_after_fill, cash, duplicate=False)
+    position_after_fill = _built(
+        Position, account=order.account, symbol=order.symbol, quantity=q1, avg_cost=c1, realised_pnl=r1,
+        updated_at=recorded, avg_cost_base=b1, realised_pnl_base=rb1,
+    )  # fmt: skip
+    return _built(
+        FillResult, fill=fill, order=stored, position=position_after_fill, cash=cash, duplicate=False
+    )
 
 
 def _book_position(
@@ -1171,8 +1249,10 @@ def _book_position(
     if isinstance(known, Position) and base is not None and base[0] is not None and base[1] is not None:
         before = (known.quantity, known.avg_cost, known.realised_pnl, base[0], base[1])
         values = _position_values(before, signed, price, rate, at)
-        was = {f"_was_{name}": value for name, value in zip(_POSITION_KNOWN, before, strict=True)}
-        if _write(conn, _UPDATE_KNOWN_POSITION, {**values, **key, **was}) == 1:
+        params: dict[str, Any] = dict(zip(_POSITION_WAS, before, strict=True))
+        params.update(values)
+        params.update(key)
+        if _write(conn, _UPDATE_KNOWN_POSITION, params) == 1:
             return _figures(values)
     elif known is None and conn.dialect.name in _INSERT_POSITION_IF_ABSENT:
         values = _position_values((0.0, 0.0, 0.0, 0.0, 0.0), signed, price, rate, at)
@@ -1215,8 +1295,8 @@ def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None
     One statement (``UPDATE ... RETURNING``) where the dialect has it."""
     params = {"_name": account, "_cash_flow": cash_flow}
     if conn.dialect.update_returning:
-        row = _one(conn, _MOVE_CASH_RETURNING, params)
-        return None if row is None else float(row.cash)
+        cash = _driver.first_value(conn, _MOVE_CASH_RETURNING, params)
+        return None if cash is None else float(cash)
     conn.execute(_MOVE_CASH, params)
     found = get_account(conn, account)
     return None if found is None else found.cash

@@ -280,3 +280,32 @@ def test_requested_is_stored_without_secrets(engine: Engine) -> None:
     text = repr(stored)
     for secret in ("sk-live-123", "abc", "hidden", "XYZ"):
         assert secret not in text
+
+
+def test_audit_details_are_stored_as_the_json_column_would_write_them(engine: Engine) -> None:
+    """audit_row serialises ``details`` itself (json.dumps's C encoder, made once) and binds the
+    text: the stored text is json.dumps of the redacted details, and reads back as them."""
+    import json
+
+    from sqlalchemy import text
+
+    from storage._redact import redacted_json
+    from storage.audit import audit, audit_row, list_audit, write_audit_rows
+
+    cases = [
+        {},
+        {"account": "paper", "from": "submitted", "to": "accepted"},
+        {"s": 'é ✓ "quoted" \\ \n', "n": None, "b": True, "i": -3, "f": 0.1 + 0.2, "big": 1e300},
+        {"nan": float("nan"), "inf": float("-inf"), "nested": {"token": "x", "k": [1, 2.5, "y"]}},
+        {"url": "postgresql://u:pw@host/db", "ts": pd.Timestamp("2024-01-02 03:04:05", tz="UTC")},
+    ]
+    with engine.begin() as conn:
+        rows = [audit_row(actor="t", action="t.row", subject="s:1", details=d) for d in cases]
+        write_audit_rows(conn, rows)
+        audit(conn, actor="t", action="t.one", subject="s:2", details=cases[-1])
+    with engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(text("SELECT details FROM audit_log ORDER BY id"))]
+        entries = list_audit(conn)
+    expected = [json.dumps(redacted_json(d)) for d in [*cases, cases[-1]]]
+    assert stored == expected
+    assert [e.details for e in entries] == [json.loads(t) for t in expected]
