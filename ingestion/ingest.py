@@ -33,6 +33,7 @@ from ingestion.reconcile import (
     reconcile_series,
 )
 from market.adjust import apply_splits
+from market.bars import Timeframe
 from market.calendars import get_calendar
 from providers.base import DataFileError, NotSupported
 from providers.corporate import fetch_and_store_splits
@@ -165,12 +166,15 @@ def _source_options(config: IngestConfig, calendar: str) -> dict[str, Any]:
         return options
     if config.start is None:
         raise InputError("--source synthetic needs --start")
-    return {
+    options = {
         "seed": config.seed,
         "symbols": list(config.symbols),
         "calendar": calendar,
         "origin": pd.Timestamp(config.start).isoformat(),
     }
+    if config.end is not None:  # where a later ingest of every enabled asset stops (_synthetic_end)
+        options["end"] = pd.Timestamp(config.end).isoformat()
+    return options
 
 
 def _explicit_targets(config: IngestConfig, engine: Engine) -> list[IngestTarget]:
@@ -265,20 +269,41 @@ def _registry_targets(config: IngestConfig, settings: Settings, engine: Engine) 
     targets = []
     for asset in chosen:
         options = dict(asset.source_options)
+        run = _run_fields(config)
+        timeframe = config.timeframe or asset.timeframe
         if asset.default_source == "csv":
             options["path"] = str(resolve_sample_path(options["path"], settings.samples_dir))
+        if asset.default_source == "synthetic":
+            stored_end = options.pop("end", None)
+            if config.end is None:
+                run["end"] = _synthetic_end(engine, asset.symbol, timeframe, stored_end)
         targets.append(
             IngestTarget(
                 symbol=asset.symbol,
-                timeframe=config.timeframe or asset.timeframe,
+                timeframe=timeframe,
                 source=asset.default_source,
                 options=options,
                 calendar=asset.calendar,
                 asset_class=asset.asset_class,
-                **_run_fields(config),
+                **run,
             )
         )
     return targets
+
+
+def _synthetic_end(engine: Engine, symbol: str, timeframe: str, stored_end: str | None) -> datetime | None:
+    """Where a registered synthetic series stops when no ``--end`` is given (an ingest of every
+    enabled asset, ``fks pipeline``'s first stage). A simulated market has no latest bars: the
+    series goes to the end it was last generated to, the later of the end kept in its source
+    options at registration (a run interrupted before it is completed) and one bar past its last
+    stored bar (a later explicit ``--end``, or a registration from before ends were kept); nothing
+    else is added. None when neither is known: the provider then says ``--end`` is needed."""
+    with engine.connect() as conn:
+        mark = watermark(conn, symbol, timeframe)
+    ends = [pd.Timestamp(stored_end)] if stored_end is not None else []
+    if mark is not None:
+        ends.append(mark + Timeframe.parse(timeframe).delta)
+    return max(ends).to_pydatetime() if ends else None
 
 
 def _online_targets(config: IngestConfig, source: Source, engine: Engine) -> list[IngestTarget]:

@@ -72,3 +72,47 @@ def test_default_two_month_minute_run_passes_the_validation_policy(tmp_path: Pat
         ("B", "success", 15_990),
     ]
     assert [(o.quarantined, o.quarantine_reasons, o.warned) for o in outcomes] == [(0, {}, 0), (0, {}, 0)]
+
+
+def test_an_ingest_of_every_enabled_asset_rechecks_synthetic_series_up_to_where_they_were_generated(
+    tmp_path: Path,
+) -> None:
+    # `make run` twice: the pipeline's first stage ingests every enabled asset, which included the
+    # synthetic universe its allocator stage had registered, and failed ("pass end=").
+    settings = _settings(tmp_path)
+    first = _ingest(settings, symbols=["A", "B"], asset_class="crypto", start="2024-01-01", end="2024-01-02")
+    later = _ingest(settings, symbols=["B"], start="2024-01-01", end="2024-01-03")  # B extended by hand
+    engine = store_for(settings)
+    every = ingest_targets(engine, settings, IngestConfig())  # every enabled asset, no --end
+    targets = [t for t in every if t.source == "synthetic"]  # beside the shipped samples' CSVs
+    assert {t.symbol: str(t.end) for t in targets} == {
+        "A": "2024-01-02 00:00:00+00:00",  # the end it was registered with
+        "B": "2024-01-03 00:00:00+00:00",  # one bar past its last stored bar
+    }
+    again = [ingest_target(engine, settings, t) for t in targets]
+    assert [(o.status, o.inserted, o.unchanged) for o in again] == [("success", 0, 1), ("success", 0, 1)]
+    assert len(_stored(settings, "A")) == first[0].inserted
+    assert len(_stored(settings, "B")) == first[1].inserted + later[0].inserted
+
+
+def test_a_synthetic_series_registered_before_ends_were_kept_is_rechecked_from_its_bars(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import text
+
+    settings = _settings(tmp_path)
+    _ingest(settings, symbols=["A"], asset_class="crypto", start="2024-01-01", end="2024-01-01 06:00")
+    engine = store_for(settings)
+    with engine.begin() as conn:  # as an older FKS registered it: no "end" in its source options
+        options = conn.execute(text("SELECT source_options FROM assets WHERE symbol = 'A'")).scalar_one()
+        assert '"end"' in str(options)
+        conn.execute(
+            text("UPDATE assets SET source_options = :o WHERE symbol = 'A'"),
+            {"o": str(options).replace(', "end": "2024-01-01T06:00:00+00:00"', "")},
+        )
+        stored = conn.execute(text("SELECT source_options FROM assets WHERE symbol = 'A'")).scalar_one()
+        assert '"end"' not in str(stored) and '"origin"' in str(stored)
+    (target,) = [t for t in ingest_targets(engine, settings, IngestConfig()) if t.source == "synthetic"]
+    assert str(target.end) == "2024-01-01 06:00:00+00:00" and "end" not in target.options
+    (outcome,) = [ingest_target(engine, settings, target)]
+    assert (outcome.status, outcome.inserted, outcome.unchanged) == ("success", 0, 1)
