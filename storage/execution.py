@@ -867,29 +867,13 @@ def _transition_row(
     details: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The ``order.transition`` audit row of ``order`` moving from ``start`` to ``end``."""
-    return audit_row(
-        actor=actor,
-        action="order.transition",
-        subject=f"order:{order.id}",
-        details=_transition_details(order.account, start, end, reject_code, reject_reason, details),
-    )
-
-
-def _transition_details(
-    account: str,
-    start: str,
-    end: str,
-    reject_code: str | None,
-    reject_reason: str | None,
-    details: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    found: dict[str, Any] = {"account": account, "from": start, "to": end}
+    found: dict[str, Any] = {"account": order.account, "from": start, "to": end}
     if reject_code:
         found["reject_code"] = reject_code
         found["reject_reason"] = reject_reason
     if details:
         found.update(details)
-    return found
+    return audit_row(actor=actor, action="order.transition", subject=f"order:{order.id}", details=found)
 
 
 # -- fills, positions, cash -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.flows import InputError
 from execution.notify import ICONS, MAX_CONTENT, USERNAME
 
 __all__ = [
@@ -138,10 +139,21 @@ def declare_zombie_automation(heartbeat_s: int | None, after_s: int | None = Non
     """The zombie-run automation for runs sending a heartbeat every ``heartbeat_s`` seconds (the
     workers' ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``; None: they send none, so nothing can be
     watched and None is returned). A run is dead after ``after_s`` seconds without one
-    (``FKS_ZOMBIE_AFTER_S``), by default :data:`MISSED_HEARTBEATS` heartbeats."""
+    (``FKS_ZOMBIE_AFTER_S``), by default :data:`MISSED_HEARTBEATS` heartbeats.
+
+    Raises:
+        InputError: ``after_s`` not longer than ``heartbeat_s`` (live runs would be crashed).
+    """
     if heartbeat_s is None:
         return None
     within = after_s if after_s is not None else MISSED_HEARTBEATS * heartbeat_s
+    if within <= heartbeat_s:
+        raise InputError(
+            f"FKS_ZOMBIE_AFTER_S={within} is not longer than the heartbeat interval ({heartbeat_s} s, "
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY): every running deployed run would be marked Crashed "
+            f"between two heartbeats; set it above {heartbeat_s} or leave it empty "
+            f"({MISSED_HEARTBEATS * heartbeat_s} s)"
+        )
     return ZombieSpec(
         name=ZOMBIE_RUNS,
         description=f"Mark Crashed a deployed FKS run silent for {within} s (its worker or machine died).",

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from contextlib import ExitStack
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -192,7 +193,13 @@ def run_task_in_worker(
     """``prefect.task_engine.run_task_sync`` of one task run in a Dask worker (returns its final
     state), under this process's settings and this thread's API client instead of new ones."""
     serialized_settings = context.get("settings_context")
-    if not serialized_settings:  # pragma: no cover - serialize_context always has the settings
+    with ExitStack() as stack:
+        if serialized_settings:  # always, from serialize_context
+            settings = stack.enter_context(_settings_context(serialized_settings))
+            token = SyncClientContext.__var__.set(_client_context(settings.settings))
+            stack.callback(SyncClientContext.__var__.reset, token)
+            # the settings are entered here: hydrated_context would validate them again
+            context = {**context, "settings_context": {}}
         return run_task_sync(
             task,
             task_run_id=task_run_id,
@@ -202,18 +209,3 @@ def run_task_in_worker(
             context=context,
             return_type="state",
         )
-    with _settings_context(serialized_settings) as settings:
-        token = SyncClientContext.__var__.set(_client_context(settings.settings))
-        try:
-            return run_task_sync(
-                task,
-                task_run_id=task_run_id,
-                parameters=parameters,
-                wait_for=wait_for,
-                dependencies=dependencies,
-                # the settings are entered above: hydrated_context would validate them again
-                context={**context, "settings_context": {}},
-                return_type="state",
-            )
-        finally:
-            SyncClientContext.__var__.reset(token)

@@ -349,10 +349,11 @@ def deploy_command(
             out.print(f"wrote {path}")
         if apply:
             url = server_url()
+            # checked before anything is applied (a window shorter than a heartbeat: exit 2)
+            zombie = declare_zombie_automation(configured_heartbeat_s(), get_settings().zombie_after_s)
             with err.status(f"deploying to {url}"):
                 rows = apply_deployments(specs, pool)
                 notifying = apply_notifications(declare_automations(), get_settings().webhook_urls)
-                zombie = declare_zombie_automation(configured_heartbeat_s(), get_settings().zombie_after_s)
                 apply_zombie_automation(zombie)
             out.print(
                 table(

@@ -24,6 +24,7 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from config.flows import InputError
 from config.settings import PROJECT_ROOT, Settings
 from execution.notify import Event
 from flows.cli import app
@@ -214,7 +215,9 @@ def test_a_deployed_run_that_stops_sending_heartbeats_is_marked_crashed(tmp_path
 
     assert declare_zombie_automation(None) is None  # no heartbeats: nothing to watch
     assert declare_zombie_automation(180).within_s == 540  # type: ignore[union-attr]
-    spec = declare_zombie_automation(30, after_s=10)
+    with pytest.raises(InputError, match="FKS_ZOMBIE_AFTER_S=60 is not longer than the heartbeat"):
+        declare_zombie_automation(180, after_s=60)  # live runs would be crashed between heartbeats
+    spec = declare_zombie_automation(5, after_s=10)  # a run beating every 5 s, dead after 10 s
     assert spec is not None
     made = apply_zombie_automation(spec)
     assert apply_zombie_automation(spec) == made  # updated, never doubled
