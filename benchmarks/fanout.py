@@ -15,8 +15,8 @@ its own copy of that folder, so no feature build is a cache hit and no import is
   after the other, in the flow's process), timed on its second run in the process (the first, on
   another copy, pays the one-time costs: Great Expectations' context, numba's kernels, Prefect).
 * ``dask_s``: the same flow with ``FKS_TASK_RUNNER=dask`` on a running two-worker ``LocalCluster``
-  (``FKS_DASK_ADDRESS``, started by the benchmark with the worker configuration FKS uses for its
-  own clusters, :data:`tasks.dask_runner.WORKER_CONFIG`), also timed on its second run: the steady
+  (``FKS_DASK_ADDRESS``, started by the benchmark with the configuration FKS uses for its
+  own clusters, :data:`tasks.dask_runner.CLUSTER_CONFIG`), also timed on its second run: the steady
   state of a team's long-lived cluster.
 * ``sequential_cold_s`` / ``dask_cold_s``: first runs in a fresh process; for ``dask_cold_s`` with
   no address, so the flow's own ``LocalCluster`` (started, its workers importing FKS and paying the
@@ -270,7 +270,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from distributed import LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
 
-    from tasks.dask_runner import WORKER_CONFIG
+    from tasks.dask_runner import CLUSTER_CONFIG
 
     load_before = os.getloadavg()[0]
     symbols = _symbols(args.symbols)
@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # the workers start from this process: they log at the flow processes' level too
             os.environ["PREFECT_LOGGING_LEVEL"] = env["PREFECT_LOGGING_LEVEL"]
             with (
-                dask_config(WORKER_CONFIG),  # as FKS starts its own clusters' workers
+                dask_config(CLUSTER_CONFIG),  # as FKS starts its own clusters
                 LocalCluster(
                     n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
                 ) as cluster,

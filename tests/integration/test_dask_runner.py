@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from distributed import get_worker
 from prefect import flow, tags, task
 from prefect.client.orchestration import get_client
 from prefect.context import SettingsContext, TaskRunContext
@@ -77,22 +78,34 @@ def test_task_runs_share_the_worker_client_and_keep_their_context(
     assert len({r[5] for r in first}) == 4  # each its own task run
 
 
-@task(name="malloc-trim")
-def malloc_trim(i: int) -> tuple[int, str | None]:
-    return os.getpid(), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+@task(name="worker-setup")
+def worker_setup(i: int) -> tuple[int, str | None, list[str], float, float]:
+    """The worker's pid, ``MALLOC_TRIM_THRESHOLD_``, periodic callbacks, and its event loop's tick
+    and system monitor intervals (ms)."""
+    worker = get_worker()
+    return (
+        os.getpid(),
+        os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+        sorted(worker.periodic_callbacks),
+        worker._tick_interval * 1000,
+        worker.periodic_callbacks["monitor"].callback_time,
+    )
 
 
-@flow(name="trim", validate_parameters=False)
-def trim() -> list[tuple[int, str | None]]:
-    return [f.result() for f in malloc_trim.map(range(2))]
+@flow(name="setup", validate_parameters=False)
+def setup() -> list[tuple[int, str | None, list[str], float, float]]:
+    return [f.result() for f in worker_setup.map(range(2))]
 
 
-def test_the_runners_own_cluster_leaves_malloc_trimming_to_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_runners_own_cluster_runs_under_the_cluster_config(monkeypatch: pytest.MonkeyPatch) -> None:
     # a nanny started with Dask's defaults (another test's cluster) sets it in this process too
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     runner = FanOutDaskTaskRunner(
         cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
     )
-    ran = trim.with_options(task_runner=runner)()  # type: ignore[arg-type]
-    assert {pid for pid, _ in ran} != {os.getpid()}
-    assert [value for _, value in ran] == [None, None]  # Dask's nanny would set 65536
+    ran = setup.with_options(task_runner=runner)()  # type: ignore[arg-type]
+    assert {r[0] for r in ran} != {os.getpid()}
+    assert [r[1] for r in ran] == [None, None]  # Dask's nanny would set 65536
+    for _, _, callbacks, tick_ms, monitor_ms in ran:
+        assert "monitor" in callbacks and not {"profile", "profile-cycle"} & set(callbacks)  # no profiler
+        assert (tick_ms, monitor_ms) == (1000, 2000)  # Dask's defaults: 20 ms and 500 ms
