@@ -26,6 +26,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     for name in [n for n in os.environ if n.startswith("FKS_")]:
         del os.environ[name]
+    # Prefect configures logging once per process, when `prefect.main` is first imported: a
+    # `logging.config.dictConfig` that is not incremental, so it closes every handler of the process.
+    # absl's handler (made when TensorFlow is imported) then closes its stream, pytest's capture file
+    # when a test imported TensorFlow, unless that stream is the current sys.stderr; inside typer's
+    # CliRunner it is not. A flow command run in process (`fks halt`) as the first importer of
+    # `prefect.main` killed the session ("I/O operation on closed file", "lost sys.stderr"). Here,
+    # before any test, no such handler exists; later setups are incremental and close nothing.
+    # (tests/integration/test_prefect_logging_setup.py)
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
