@@ -49,6 +49,11 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_RETRY_WAIT_S = 5.0
 """Longest wait before a retry, whatever ``Retry-After`` asks."""
 
+RATE_LIMIT_WAITS = 120
+"""How many times a request over the key's rate limit (429) waits as the service asks
+(``Retry-After``) and is sent again before the 429 is raised: at the service's one-second waits,
+about two minutes, time for a key allowed even one request a minute."""
+
 KEYS_HINT = (
     "set FKS_SERVICE_API_KEY to a valid key of this service; create one with "
     "`fks keys create --name NAME` (run where the service's database is)"
@@ -140,6 +145,12 @@ class ServiceClient:
             502/503/504 answer (0: never).
         backoff_s: wait before the first retry; doubled for each next one (capped at
             :data:`MAX_RETRY_WAIT_S`); a ``Retry-After`` header raises it.
+        rate_limit_waits: how many times a request the service refused with 429 (the key is over
+            its rate, ``FKS_SERVE_RATE_PER_MINUTE``; the service did nothing with it) waits as
+            the answer's ``Retry-After`` asks (capped at :data:`MAX_RETRY_WAIT_S`) and is sent
+            again, before the 429 is raised (0: never). These waits are not ``retries``: a replay
+            asking the service for every bar runs at the key's rate instead of failing. The
+            first wait of a client is logged as a warning, the later ones at debug level.
         transport: an httpx transport to send through (default: the network).
         sleep: how to wait (injectable, as the providers' client's).
 
@@ -155,6 +166,7 @@ class ServiceClient:
         timeout: float = 10.0,
         retries: int = 2,
         backoff_s: float = 0.2,
+        rate_limit_waits: int = RATE_LIMIT_WAITS,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -167,12 +179,17 @@ class ServiceClient:
             raise ValueError(f"timeout must be positive seconds, got {timeout}")
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries}")
+        if rate_limit_waits < 0:
+            raise ValueError(f"rate_limit_waits must be 0 or more, got {rate_limit_waits}")
         for name in ("httpx", "httpcore"):  # their INFO/DEBUG lines would carry every URL
             logging.getLogger(name).setLevel(logging.WARNING)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
         self.backoff_s = backoff_s
+        self.rate_limit_waits = rate_limit_waits
+        self.rate_limited = 0
+        """How many times this client waited for the key's rate limit (429) so far."""
         self.sleep = sleep
         headers = {"accept": "application/json", "user-agent": "fks-execution"}
         key = api_key.get_secret_value() if api_key is not None else ""
@@ -313,7 +330,9 @@ class ServiceClient:
     ) -> httpx.Response:
         route = f"{method} {path}"
         attempts = 1 + (self.retries if retries is None else retries)
-        for attempt in range(1, attempts + 1):
+        attempt = throttled = 0
+        while attempt < attempts:
+            attempt += 1
             last = attempt == attempts
             try:
                 response = self._http.request(method, path, json=body)
@@ -341,12 +360,34 @@ class ServiceClient:
                 ) from None
             if response.status_code in accept:
                 return response
+            if response.status_code == 429 and throttled < self.rate_limit_waits:
+                throttled += 1
+                attempt -= 1  # refused unread, for the key's rate: not a failed attempt
+                self._throttle(route, response)
+                continue
             if response.status_code in RETRY_STATUSES and not last:
                 retry_after = _retry_after(response.headers.get("retry-after"))
                 self._wait(route, attempt, attempts, f"answered {response.status_code}", retry_after)
                 continue
             raise _error(response, route)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _throttle(self, route: str, response: httpx.Response) -> None:
+        """Wait as a 429 answer asks (``Retry-After``, else 1 s; at most :data:`MAX_RETRY_WAIT_S`)."""
+        delay = min(MAX_RETRY_WAIT_S, _retry_after(response.headers.get("retry-after")) or 1.0)
+        self.rate_limited += 1
+        if self.rate_limited == 1:
+            log.warning(
+                "%s: the service limits this API key's requests (429); waiting as it asks (%.2f s "
+                "this time) and sending again: requests now go at the key's rate (raise "
+                "FKS_SERVE_RATE_PER_MINUTE where the service runs to go faster)",
+                route,
+                delay,
+            )
+        else:
+            log.debug("%s: over the key's rate limit again; sending again in %.2f s", route, delay)
+        if delay > 0:
+            self.sleep(delay)
 
     def _wait(self, route: str, attempt: int, attempts: int, what: str, retry_after: float | None) -> None:
         delay = min(MAX_RETRY_WAIT_S, max(self.backoff_s * 2 ** (attempt - 1), retry_after or 0.0))

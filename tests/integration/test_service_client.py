@@ -272,6 +272,63 @@ def test_503_is_retried_and_then_explained() -> None:
         receiver.close()
 
 
+def test_429_waits_as_the_service_asks_without_using_the_retries(caplog: pytest.LogCaptureFixture) -> None:
+    """A stand-in service over the key's rate: the client waits ``Retry-After`` (1 s without it,
+    5 s at most) and sends again, as often as ``rate_limit_waits`` allows, then raises the 429."""
+    receiver = Receiver()
+    try:
+        over = {"error": "API key 'desk' is over its rate of 600 requests a minute; retry in 2 s"}
+        receiver.queue(
+            "/v1/models",
+            Answer(429, over, {"Retry-After": "2"}),
+            Answer(429, over),
+            Answer(429, over, {"Retry-After": "30"}),
+            Answer(200, []),
+        )
+        sleeps: list[float] = []
+        with (
+            caplog.at_level(logging.DEBUG, logger="execution.client"),
+            ServiceClient(receiver.url, None, retries=0, sleep=sleeps.append) as service,
+        ):
+            assert service.models() == []  # retries=0: 429s are not failed attempts
+            assert sleeps == [2.0, 1.0, 5.0] and service.rate_limited == 3
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "FKS_SERVE_RATE_PER_MINUTE" in warnings[0].getMessage()
+        receiver.queue("/v1/models", Answer(429, over, {"Retry-After": "1"}), Answer(429, over))
+        sleeps.clear()
+        with (
+            ServiceClient(receiver.url, None, rate_limit_waits=1, sleep=sleeps.append) as service,
+            pytest.raises(ServiceError) as caught,
+        ):
+            service.models()
+        assert caught.value.status == 429 and "FKS_SERVE_RATE_PER_MINUTE" in caught.value.hint
+        assert sleeps == [1.0] and len(receiver.at("/v1/models")) == 6
+        with pytest.raises(ValueError, match="rate_limit_waits"):
+            ServiceClient(receiver.url, None, rate_limit_waits=-1)
+    finally:
+        receiver.close()
+
+
+def test_a_client_faster_than_its_keys_rate_goes_at_that_rate(
+    registry: Registry, key: str, tmp_path: Path
+) -> None:
+    """The real service with 60 requests a minute per key (a burst of 60, then one a second): 63
+    requests in a row all succeed, the last ones after the waits the service asked for."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        db_url=registry.db_url,
+        mlflow_tracking_uri=registry.tracking_uri,
+        serve_poll_interval_s=0.5,
+        serve_rate_per_minute=60,
+    )
+    with running(settings) as base, ServiceClient(base, SecretStr(key), timeout=30.0) as service:
+        started = time.monotonic()
+        names = [{m["name"] for m in service.models()} for _ in range(63)]
+        took = time.monotonic() - started
+    assert names == [{NAME, ALLOCATOR}] * 63
+    assert service.rate_limited >= 1 and took >= 1.0  # refused at least once, then waited
+
+
 def test_from_settings(monkeypatch: pytest.MonkeyPatch, url: str, key: str) -> None:
     monkeypatch.setenv("FKS_SERVICE_URL", url + "/")
     monkeypatch.setenv("FKS_SERVICE_API_KEY", key)
