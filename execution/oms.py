@@ -742,8 +742,9 @@ class OrderManager:
             claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                                  price=fill.price, fee=fill.fee, ts=fill.ts, fx_rate=rate)  # fmt: skip
             if claimed is None:
-                replay = recorded_fill(conn, broker_fill_id, order_id=order.id, quantity=fill.quantity,
-                                       price=fill.price, fee=fill.fee, ts=fill.ts)  # fmt: skip
+                replay = recorded_fill(conn, broker_fill_id, account=order.account, order_id=order.id,
+                                       quantity=fill.quantity, price=fill.price, fee=fill.fee,
+                                       ts=fill.ts)  # fmt: skip
                 if replay is None:  # pragma: no cover - the insert found it
                     raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")
                 return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)

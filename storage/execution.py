@@ -100,7 +100,9 @@ _UPSERT_EQUITY = {  # one statement where the dialect has INSERT .. ON CONFLICT 
 _GET_STATE = select(_STATE).where(_STATE.c.account == bindparam("_account"))
 _GET_ACCOUNT = select(_ACCOUNTS).where(_ACCOUNTS.c.name == bindparam("_name"))
 _GET_ACCOUNT_FOR_UPDATE = _GET_ACCOUNT.with_for_update()
-_FIND_FILL = select(_FILLS).where(_FILLS.c.broker_fill_id == bindparam("_broker_fill_id"))
+_FIND_FILL = select(_FILLS).where(
+    _FILLS.c.account == bindparam("_account"), _FILLS.c.broker_fill_id == bindparam("_broker_fill_id")
+)
 _GET_POSITION = select(_POSITIONS).where(
     _POSITIONS.c.account == bindparam("_account"), _POSITIONS.c.symbol == bindparam("_symbol")
 )
@@ -129,9 +131,10 @@ _INSERT_ORDER_IF_ABSENT = {
     "sqlite": sqlite_insert(_ORDERS).on_conflict_do_nothing(),
     "postgresql": pg_insert(_ORDERS).on_conflict_do_nothing(),
 }
+_FILL_KEY = [_FILLS.c.account, _FILLS.c.broker_fill_id]  # a broker's fill ids are unique per account
 _INSERT_FILL_IF_ABSENT = {
-    "sqlite": sqlite_insert(_FILLS).on_conflict_do_nothing(index_elements=[_FILLS.c.broker_fill_id]),
-    "postgresql": pg_insert(_FILLS).on_conflict_do_nothing(index_elements=[_FILLS.c.broker_fill_id]),
+    "sqlite": sqlite_insert(_FILLS).on_conflict_do_nothing(index_elements=_FILL_KEY),
+    "postgresql": pg_insert(_FILLS).on_conflict_do_nothing(index_elements=_FILL_KEY),
 }
 _INSERT_FILL_IF_ABSENT_RETURNING = {k: v.returning(_FILLS.c.id) for k, v in _INSERT_FILL_IF_ABSENT.items()}
 _INSERT_POSITION_IF_ABSENT = {
@@ -901,9 +904,10 @@ def position_after(
     return new_quantity, price, realised  # flipped: the rest opens at the fill's price
 
 
-def find_fill(conn: Connection, broker_fill_id: str) -> FillRecord | None:
-    """The fill recorded under ``broker_fill_id``, or None."""
-    row = _one(conn, _FIND_FILL, {"_broker_fill_id": broker_fill_id})
+def find_fill(conn: Connection, account: str, broker_fill_id: str) -> FillRecord | None:
+    """The fill of ``account`` recorded under ``broker_fill_id``, or None (a broker's fill ids
+    are unique per account: two accounts may each have a fill of the same id)."""
+    row = _one(conn, _FIND_FILL, {"_account": account, "_broker_fill_id": broker_fill_id})
     return None if row is None else _fill(row)
 
 
@@ -943,19 +947,20 @@ def recorded_fill(
     conn: Connection,
     broker_fill_id: str,
     *,
+    account: str,
     order_id: str,
     quantity: float,
     price: float,
     fee: float,
     ts: pd.Timestamp,
 ) -> FillResult | None:
-    """None when ``broker_fill_id`` is new; when it is recorded already with these values, what
-    it did (``duplicate=True``: a replay, to be ignored).
+    """None when ``broker_fill_id`` is new in ``account``; when it is recorded already with these
+    values, what it did (``duplicate=True``: a replay, to be ignored).
 
     Raises:
         FillConflict: ``broker_fill_id`` was recorded with other values.
     """
-    existing = find_fill(conn, broker_fill_id)
+    existing = find_fill(conn, account, broker_fill_id)
     if existing is None:
         return None
     same = (
@@ -972,11 +977,11 @@ def recorded_fill(
             f"it came again as {quantity:g} @ {price:g} (fee {fee:g}, {ts}) on order {order_id}"
         )
     position = get_position(conn, existing.account, existing.symbol)
-    account = get_account(conn, existing.account)
+    book = get_account(conn, existing.account)
     order = get_order(conn, existing.order_id)
-    if position is None or account is None or order is None:  # pragma: no cover - foreign keys
+    if position is None or book is None or order is None:  # pragma: no cover - foreign keys
         raise RuntimeError(f"fill {broker_fill_id!r} is recorded but its order or book is missing")
-    return FillResult(existing, order, position, account.cash, duplicate=True)
+    return FillResult(existing, order, position, book.cash, duplicate=True)
 
 
 @dataclass(frozen=True)
@@ -1025,7 +1030,7 @@ def claim_fill(
     }
     stmt = _INSERT_FILL_IF_ABSENT_RETURNING.get(conn.dialect.name)
     if stmt is None:
-        if find_fill(conn, broker_fill_id) is not None:
+        if find_fill(conn, order.account, broker_fill_id) is not None:
             return None
         stmt = _INSERT_FILL_RETURNING
     inserted = _driver.first_value(conn, stmt, values)  # the id
@@ -1111,7 +1116,14 @@ def record_fill(
                              ts=ts, fx_rate=rate)  # fmt: skip
         if claimed is None:
             replay = recorded_fill(
-                conn, broker_fill_id, order_id=order.id, quantity=qty, price=px, fee=fee_, ts=ts
+                conn,
+                broker_fill_id,
+                account=order.account,
+                order_id=order.id,
+                quantity=qty,
+                price=px,
+                fee=fee_,
+                ts=ts,
             )
             if replay is None:  # pragma: no cover - the insert found it
                 raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")

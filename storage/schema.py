@@ -688,8 +688,10 @@ class OrderRow(Base):
 class FillRow(Base):
     """One execution of (part of) an order (table ``fills``).
 
-    ``broker_fill_id`` is the broker's id of the execution and the fill's idempotency key: a
-    replayed fill is recognised and never counted twice. ``quantity`` (> 0, units) at ``price``
+    ``broker_fill_id`` is the broker's id of the execution and, with ``account``, the fill's
+    idempotency key: a replayed fill is recognised and never counted twice. Unique per account, as
+    a broker's execution ids are (two paper accounts trading the same symbol on the same bars get
+    the same ids from their paper brokers). ``quantity`` (> 0, units) at ``price``
     (> 0) with ``fee``, both in the asset's quote currency; ``fx_rate`` converts them into the
     account's currency (the close of the last FX bar completed at the fill's time; 1 for an asset
     quoted in the account's currency). ``side`` and ``symbol`` repeat the order's. ``ts`` is the
@@ -702,7 +704,7 @@ class FillRow(Base):
         CheckConstraint(_in("side", SIDES), name="side"),
         CheckConstraint("quantity > 0", name="quantity"),
         CheckConstraint("price > 0", name="price"),
-        UniqueConstraint("broker_fill_id", name="uq_fills_broker_fill_id"),
+        UniqueConstraint("account", "broker_fill_id", name="uq_fills_account_broker_fill_id"),
         Index("ix_fills_order_id", "order_id"),
         Index("ix_fills_account_symbol", "account", "symbol"),
     )

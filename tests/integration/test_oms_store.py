@@ -127,6 +127,28 @@ def test_a_replayed_fill_is_counted_once_and_a_conflicting_one_refused(
     assert oms.cash() == pytest.approx(10_000 - 400.4)
 
 
+def test_two_accounts_book_fills_of_the_same_broker_id_each_once(engine: Engine, oms: OrderManager) -> None:
+    """Two paper accounts trading SPY on the same bar: the same client order id and the paper
+    brokers' same fill id (``<client order id>-1``); each account books its own fill once (a
+    broker's fill ids are unique per account: migration 0017)."""
+    other = OrderManager(engine, "paper-2", initial_cash=10_000.0)
+    mine, theirs = (
+        _accepted(oms, _request("20240102T1430-SPY")),
+        other.accept(other.submit(OrderRequest("20240102T1430-SPY", "paper-2", "SPY", Side.BUY, 10)).id),
+    )
+    first = oms.apply_fill(_fill(mine, 10, 100.0, 0.1), "20240102T1430-SPY-1")
+    second = other.apply_fill(_fill(theirs, 10, 100.0, 0.1), "20240102T1430-SPY-1")
+    assert not first.duplicate and not second.duplicate and first.fill_id != second.fill_id
+    assert oms.apply_fill(_fill(mine, 10, 100.0, 0.1), "20240102T1430-SPY-1").duplicate
+    assert other.apply_fill(_fill(theirs, 10, 100.0, 0.1), "20240102T1430-SPY-1").duplicate
+    with pytest.raises(FillConflict, match="recorded already"):
+        other.apply_fill(_fill(theirs, 9, 100.0, 0.1), "20240102T1430-SPY-1")
+    with engine.connect() as conn:
+        assert [f.order_id for f in list_fills(conn, ACCOUNT)] == [mine.id]
+        assert [f.order_id for f in list_fills(conn, "paper-2")] == [theirs.id]
+    assert oms.positions()["SPY"].quantity == other.positions()["SPY"].quantity == 10
+
+
 def test_orders_are_found_by_client_order_id_as_brokers_know_them(oms: OrderManager) -> None:
     order = oms.submit(_request("sig-1"))
     assert oms.accept("sig-1").id == order.id
