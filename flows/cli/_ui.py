@@ -250,6 +250,7 @@ REPORTED_FAILURES = (
     "AllProvidersFailed",
     "LakeError",
     "ValidationError",
+    "ServiceError",
 )
 
 

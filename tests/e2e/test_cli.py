@@ -61,6 +61,29 @@ def test_csv_ingest_then_data_list(tmp_path: Path, samples_dir: Path) -> None:
     assert "SPY500" in listed.stdout and "1999-01-04" in listed.stdout and "2018-12-31" in listed.stdout
 
 
+def test_trade_without_its_service_exits_5_with_one_message(tmp_path: Path, samples_dir: Path) -> None:
+    """No service where FKS_SERVICE_URL points, and no Prefect server (a temporary one, as for a
+    new user): exit 5 with the hint to start it, no traceback from Prefect's copy of the failure
+    and no complaint from Prefect's log shipping after its temporary server stopped."""
+    from tests.serving_support import free_port
+
+    spx = ["--path", str(samples_dir / "sp500_daily.csv"), "--symbol", "SPX", "--asset-class", "index"]
+    assert _fks(tmp_path, "ingest", "--source", "csv", *spx, "--timeframe", "1d").returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(
+        FKS_DB_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+        FKS_DATA_DIR=str(tmp_path / "data"),
+        FKS_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+        FKS_SERVICE_API_KEY="fks_not-a-key",
+    )
+    args = ["trade", "--paper", "--replay", "2016-01-04", "2016-02-01", "--symbols", "SPX"]
+    done = subprocess.run([FKS, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "cannot connect to the service" in done.stderr and "fks serve" in done.stderr
+    assert "Traceback" not in done.stderr and "Error logging to API" not in done.stderr, done.stderr
+    assert "fks_not-a-key" not in done.stdout + done.stderr
+
+
 def test_ambiguous_dates_exit_2_and_ask_for_date_format(tmp_path: Path) -> None:
     bad = tmp_path / "ambiguous.csv"
     bad.write_text("Date,Open,High,Low,Close,Volume\n01/02/2003,1,2,0.5,1.5,10\n02/03/2003,1,2,0.5,1.5,10\n")

@@ -18,6 +18,7 @@ def test_reported_failures_are_dropped_and_others_kept() -> None:
     assert not keep(_record("Encountered exception during execution", InputError("unknown symbol")))
     assert not keep(_record("Finished in state Failed('Task run encountered an exception InputError: x')"))
     assert not keep(_record("Task run failed with exception: AllProvidersFailed('every provider failed')"))
+    assert not keep(_record("Finished in state Failed('Flow run encountered ServiceError: GET')"))
     assert keep(_record("Encountered exception during execution", RuntimeError("a bug")))
     assert keep(_record("Finished in state Failed('... ZeroDivisionError: division by zero')"))
     assert keep(_record("InputError: shown below ERROR level", level=logging.WARNING))
