@@ -292,3 +292,12 @@ def quiet_libraries() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(ReportedFailures())
+    # Great Expectations sets this one to INFO when it is imported (after this runs), and then says
+    # "Created temporary directory ... for ephemeral docs site" on every validation: a filter stays
+    ge_base = logging.getLogger("great_expectations.data_context.types.base")
+    if _warnings_and_above not in ge_base.filters:
+        ge_base.addFilter(_warnings_and_above)
+
+
+def _warnings_and_above(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
