@@ -61,7 +61,12 @@ def _chunk_progress(settings: Settings, batch_id: str) -> AbstractContextManager
 
 def _print_outcomes(outcomes: Sequence[BackfillOutcome]) -> None:
     if not outcomes:
-        out.print("Nothing to backfill: no series matched.")
+        out.print(
+            "Nothing to backfill: no series with an online provider (provider_symbols in the asset "
+            "registry) has holes or failed chunks. Series without one (CSV and synthetic ones) are "
+            "left alone: give a series its provider_symbols in config/assets.yaml (FKS_ASSETS_FILE) "
+            "to backfill it."
+        )
         return
     columns = ["series", "chunks", "skipped (done)", "done", "failed", "bars", "new", "quarantined", "from"]
     rows = [

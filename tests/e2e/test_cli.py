@@ -84,6 +84,14 @@ def test_trade_without_its_service_exits_5_with_one_message(tmp_path: Path, samp
     assert "fks_not-a-key" not in done.stdout + done.stderr
 
 
+def test_backfill_of_offline_series_says_why_nothing_is_fetched(tmp_path: Path, samples_dir: Path) -> None:
+    spx = ["--path", str(samples_dir / "sp500_daily.csv"), "--symbol", "SPX", "--asset-class", "index"]
+    assert _fks(tmp_path, "ingest", "--source", "csv", *spx, "--timeframe", "1d").returncode == 0
+    done = _fks(tmp_path, "backfill", "--gaps")
+    assert done.returncode == 0, done.stderr
+    assert "Nothing to backfill" in done.stdout and "provider_symbols" in done.stdout, done.stdout
+
+
 def test_ambiguous_dates_exit_2_and_ask_for_date_format(tmp_path: Path) -> None:
     bad = tmp_path / "ambiguous.csv"
     bad.write_text("Date,Open,High,Low,Close,Volume\n01/02/2003,1,2,0.5,1.5,10\n02/03/2003,1,2,0.5,1.5,10\n")
