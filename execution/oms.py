@@ -110,7 +110,7 @@ from storage.execution import (
     open_account,
     record_equity,
     record_fill,
-    recorded_fill,
+    replayed_fill,
     set_trading_state,
     stamp_now,
     transition_order,
@@ -742,11 +742,8 @@ class OrderManager:
             claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                                  price=fill.price, fee=fill.fee, ts=fill.ts, fx_rate=rate)  # fmt: skip
             if claimed is None:
-                replay = recorded_fill(conn, broker_fill_id, account=order.account, order_id=order.id,
-                                       quantity=fill.quantity, price=fill.price, fee=fill.fee,
-                                       ts=fill.ts)  # fmt: skip
-                if replay is None:  # pragma: no cover - the insert found it
-                    raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")
+                replay = replayed_fill(conn, order, broker_fill_id, quantity=fill.quantity, price=fill.price,
+                                       fee=fill.fee, ts=fill.ts)  # fmt: skip
                 return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)
             try:
                 result, late = self._book(change, order, fill, broker_fill_id, rate, claimed)

@@ -943,28 +943,27 @@ def fill_completes(order: OrderRecord, quantity: float) -> bool:
     return _is_zero(order.quantity - (order.filled_quantity + quantity), order.quantity)
 
 
-def recorded_fill(
+def replayed_fill(
     conn: Connection,
+    order: OrderRecord,
     broker_fill_id: str,
     *,
-    account: str,
-    order_id: str,
     quantity: float,
     price: float,
     fee: float,
     ts: pd.Timestamp,
-) -> FillResult | None:
-    """None when ``broker_fill_id`` is new in ``account``; when it is recorded already with these
-    values, what it did (``duplicate=True``: a replay, to be ignored).
+) -> FillResult:
+    """What the fill of ``order``'s account recorded under ``broker_fill_id`` did, when
+    :func:`claim_fill` found that id taken (``duplicate=True``: a replay, to be ignored).
 
     Raises:
-        FillConflict: ``broker_fill_id`` was recorded with other values.
+        FillConflict: ``broker_fill_id`` was recorded with other values (or for another order).
     """
-    existing = find_fill(conn, account, broker_fill_id)
-    if existing is None:
-        return None
+    existing = find_fill(conn, order.account, broker_fill_id)
+    if existing is None:  # pragma: no cover - the insert found it
+        raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")
     same = (
-        existing.order_id == order_id
+        existing.order_id == order.id
         and existing.quantity == float(quantity)
         and existing.price == float(price)
         and existing.fee == float(fee)
@@ -974,14 +973,14 @@ def recorded_fill(
         raise FillConflict(
             f"broker fill {broker_fill_id!r} is recorded already as {existing.quantity:g} @ "
             f"{existing.price:g} (fee {existing.fee:g}, {existing.ts}) on order {existing.order_id}; "
-            f"it came again as {quantity:g} @ {price:g} (fee {fee:g}, {ts}) on order {order_id}"
+            f"it came again as {quantity:g} @ {price:g} (fee {fee:g}, {ts}) on order {order.id}"
         )
     position = get_position(conn, existing.account, existing.symbol)
     book = get_account(conn, existing.account)
-    order = get_order(conn, existing.order_id)
-    if position is None or book is None or order is None:  # pragma: no cover - foreign keys
+    stored = get_order(conn, existing.order_id)
+    if position is None or book is None or stored is None:  # pragma: no cover - foreign keys
         raise RuntimeError(f"fill {broker_fill_id!r} is recorded but its order or book is missing")
-    return FillResult(existing, order, position, book.cash, duplicate=True)
+    return FillResult(existing, stored, position, book.cash, duplicate=True)
 
 
 @dataclass(frozen=True)
@@ -1005,7 +1004,7 @@ def claim_fill(
     fx_rate: float = 1.0,
 ) -> ClaimedFill | None:
     """Insert the ``fills`` row of one execution of ``order`` unless ``broker_fill_id`` is
-    recorded already (None then, nothing written: a replay, for :func:`recorded_fill` to judge).
+    recorded already (None then, nothing written: a replay, for :func:`replayed_fill` to judge).
     The idempotency check and the insert are one statement (``INSERT .. ON CONFLICT DO NOTHING
     RETURNING id``) where the dialect has it. The caller books it with :func:`record_fill`
     (``claimed=``) in the same transaction, or lets the transaction roll back.
@@ -1067,7 +1066,7 @@ def record_fill(
     and the audit rows (``order.transition`` and ``order.fill``), in the caller's transaction.
 
     Idempotent by ``broker_fill_id``: a fill recorded before with the same values is returned
-    with ``duplicate=True`` and nothing is written (see :func:`recorded_fill`). ``status`` is the
+    with ``duplicate=True`` and nothing is written (see :func:`replayed_fill`). ``status`` is the
     caller's checked next state: ``filled`` when the fill completes the order
     (:func:`fill_completes`), else ``partially_filled``; or, for a *late fill* (the venue filled
     an order whose cancel or expiry was already recorded: the two crossed), the order's own
@@ -1115,19 +1114,7 @@ def record_fill(
         claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=qty, price=px, fee=fee_,
                              ts=ts, fx_rate=rate)  # fmt: skip
         if claimed is None:
-            replay = recorded_fill(
-                conn,
-                broker_fill_id,
-                account=order.account,
-                order_id=order.id,
-                quantity=qty,
-                price=px,
-                fee=fee_,
-                ts=ts,
-            )
-            if replay is None:  # pragma: no cover - the insert found it
-                raise RuntimeError(f"broker fill {broker_fill_id!r} conflicted but is not recorded")
-            return replay
+            return replayed_fill(conn, order, broker_fill_id, quantity=qty, price=px, fee=fee_, ts=ts)
 
     filled = order.filled_quantity + qty
     if filled > order.quantity and not _is_zero(filled - order.quantity, order.quantity):

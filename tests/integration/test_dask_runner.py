@@ -9,12 +9,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from dask.utils import parse_timedelta
 from distributed import get_worker
 from prefect import flow, tags, task
 from prefect.client.orchestration import get_client
 from prefect.context import SettingsContext, TaskRunContext
 
-from tasks.dask_runner import FanOutDaskTaskRunner
+from tasks.dask_runner import CLUSTER_CONFIG, FanOutDaskTaskRunner
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
@@ -108,4 +109,8 @@ def test_the_runners_own_cluster_runs_under_the_cluster_config(monkeypatch: pyte
     assert [r[1] for r in ran] == [None, None]  # Dask's nanny would set 65536
     for _, _, callbacks, tick_ms, monitor_ms in ran:
         assert "monitor" in callbacks and not {"profile", "profile-cycle"} & set(callbacks)  # no profiler
-        assert (tick_ms, monitor_ms) == (1000, 2000)  # Dask's defaults: 20 ms and 500 ms
+        wanted = [
+            parse_timedelta(CLUSTER_CONFIG[f"distributed.admin.{k}.interval"]) * 1000
+            for k in ("tick", "system-monitor")
+        ]
+        assert [tick_ms, monitor_ms] == wanted != [20, 500]  # Dask's defaults: 20 ms and 500 ms
