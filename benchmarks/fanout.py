@@ -6,8 +6,9 @@ Run ``python -m benchmarks.fanout``; options: ``--symbols N`` (default 16 synthe
 worker processes, one thread each) and ``--repeats K`` (default 1; each figure is the fastest of K).
 Prints one JSON object.
 
-Setup (not timed): a Prefect server is started (``SubprocessASGIServer``, as ``fks server start``
-does); the symbols are ingested once into a template folder (database, lake) by the library
+Setup (not timed): a Prefect server is started (``SubprocessASGIServer``, with the server
+settings ``fks server start`` and the CLI's temporary servers get,
+:data:`flows.cli.server.SERVER_SETTINGS`: task run states recorded in batches); the symbols are ingested once into a template folder (database, lake) by the library
 (:func:`ingestion.ingest.ingest_target`). Every measurement then runs in a fresh Python process on
 its own copy of that folder, so no feature build is a cache hit and no import is shared.
 
@@ -270,6 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from distributed import LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
 
+    from flows.cli.server import SERVER_SETTINGS
     from tasks.dask_runner import CLUSTER_CONFIG
 
     load_before = os.getloadavg()[0]
@@ -278,11 +280,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env = SERVER_SETTINGS | env  # the servers are FKS's: its server settings, the environment's first
     with tempfile.TemporaryDirectory(prefix="fks-fanout-") as tmp:
         work = Path(tmp)
         env["PREFECT_HOME"] = str(work / "prefect-home")
         os.environ["PREFECT_HOME"] = env["PREFECT_HOME"]  # the server's own database goes there too
         os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+        for name in SERVER_SETTINGS:  # the running server's too (it starts from this process)
+            os.environ[name] = env[name]
         template = work / "template"
         bars = _template(template, symbols, args.days)
         server = SubprocessASGIServer()

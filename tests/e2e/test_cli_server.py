@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.cli.server import SERVER_SETTINGS
 from storage.runs import process_alive
 
 pytestmark = pytest.mark.slow
@@ -121,6 +122,15 @@ def _run_events(api_url: str, flow_run_id: str) -> list[str]:
     return events
 
 
+def _task_run_states(api_url: str, flow_run_id: str) -> set[str]:
+    body = json.dumps({"flow_runs": {"id": {"any_": [flow_run_id]}}})
+    request = urllib.request.Request(
+        f"{api_url}/task_runs/filter", data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return {r["state_type"] for r in json.loads(response.read())}
+
+
 def test_background_server_start_use_status_stop(tmp_path: Path) -> None:
     started = _fks(tmp_path, "server", "start")
     assert started.returncode == 0, started.stdout + started.stderr
@@ -141,6 +151,16 @@ def test_background_server_start_use_status_stop(tmp_path: Path) -> None:
         completed = next(r["id"] for r in runs if r["state_type"] == "COMPLETED")
         assert "prefect.flow-run.heartbeat" not in _run_events(status["url"], completed)
         pid = status["pid"]
+        environ = dict(
+            item.split(b"=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        for name, value in SERVER_SETTINGS.items():  # the task run recorder writes in batches...
+            assert environ[name.encode()] == value.encode()
+        assert _wait_for(lambda: _task_run_states(status["url"], completed) == {"COMPLETED"}, 30), (
+            _task_run_states(status["url"], completed)
+        )  # ...and still records every task run, at most a flush interval later
     finally:
         stopped = _fks(tmp_path, "server", "stop")
     assert stopped.returncode == 0 and "Stopped" in stopped.stdout
@@ -200,9 +220,9 @@ def test_a_killed_command_s_flow_run_is_marked_crashed_by_the_next_command(tmp_p
     try:
         url = json.loads(_fks(tmp_path, "server", "status", "--json").stdout)["url"]
         with _reaped(_spawn_ingest(tmp_path)) as killed:
-            assert _wait_for(
-                lambda: any(r["state_type"] == "RUNNING" for r in _flow_runs(url)), 120
-            ), "the ingestion's flow run never started"
+            assert _wait_for(lambda: any(r["state_type"] == "RUNNING" for r in _flow_runs(url)), 120), (
+                "the ingestion's flow run never started"
+            )
             killed.send_signal(signal.SIGKILL)
             killed.wait(timeout=30)
         (orphan,) = [r for r in _flow_runs(url) if r["state_type"] == "RUNNING"]

@@ -23,8 +23,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def handlers() -> Iterator[None]:
-    """prepare() installs SIGTERM/SIGHUP handlers: give pytest its own back."""
+def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """prepare() installs SIGTERM/SIGHUP handlers and sets the server settings in the environment:
+    give pytest its own back."""
+    for name in server.SERVER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
@@ -71,6 +74,22 @@ def test_a_running_recorded_server_is_used_unless_the_environment_names_one(
     monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
     assert server.prepare() == "http://elsewhere:4200/api"  # the environment wins
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+
+
+def test_a_command_gives_the_temporary_server_fks_s_server_settings_unless_the_environment_sets_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handlers: None
+) -> None:
+    from prefect.settings import Settings as PrefectSettings
+
+    monkeypatch.setenv("FKS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setenv("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL", "3")
+    assert server.prepare() is None  # a temporary server will start, from this environment
+    recorder = PrefectSettings().server.services.task_run_recorder  # the names are Prefect's settings
+    assert recorder.batch_size == int(
+        server.SERVER_SETTINGS["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"]
+    )
+    assert recorder.batch_size > 1 and recorder.flush_interval == 3  # the environment wins
 
 
 def test_a_recorded_server_that_is_gone_or_elsewhere_is_not_used(
