@@ -27,6 +27,7 @@ from flows.cli.render import print_docs, print_ingest, report_ingest_failure
 
 if TYPE_CHECKING:
     from flows.cli.providers import VerificationRow
+    from market.calendars import GapReport
     from storage.runs import IngestRun
 
 data_app = typer.Typer(help="Inspect the bar store.", no_args_is_help=True)
@@ -177,8 +178,14 @@ def _print_warnings(symbols: list[str] | None, timeframe: str | None) -> None:
 
 
 @data_app.command("list")
-def list_command() -> None:
+def list_command(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the series as JSON instead of a table.")
+    ] = False,
+) -> None:
     """Every stored series: symbol, timeframe, first and last bar, rows and gaps against its calendar."""
+    import json
+
     from config.settings import get_settings
     from market.calendars import get_calendar
     from storage import bar_gaps, bar_summary, get_asset
@@ -186,37 +193,62 @@ def list_command() -> None:
     from tasks.store import store_for
 
     engine = store_for(get_settings())
-    columns = ["symbol", "tf", "first", "last", "rows", "missing bars", "gaps", "longest gap", "cross-check"]
-    rows: list[list[str]] = []
+    listed: list[tuple[SeriesRow, GapReport | None, VerificationRow | None]] = []
     with engine.connect() as conn:
         summary = bar_summary(conn)
         verified = cast("list[VerificationRow]", list(latest_verifications(conn).itertuples(index=False)))
         checks = {(c.symbol, c.timeframe): c for c in verified}
-        series = cast("list[SeriesRow]", list(summary.itertuples(index=False)))
-        for row in series:
-            check = checks.get((row.symbol, row.timeframe))
+        for row in cast("list[SeriesRow]", list(summary.itertuples(index=False))):
             asset = get_asset(conn, row.symbol)
             gaps = bar_gaps(conn, row.symbol, row.timeframe, get_calendar(asset.calendar)) if asset else None
-            longest = gaps.longest if gaps else None
-            rows.append(
-                [
-                    row.symbol,
-                    row.timeframe,
-                    fmt_ts(row.first),
-                    fmt_ts(row.last),
-                    str(row.rows),
-                    str(gaps.missing) if gaps else "?",
-                    str(len(gaps.gaps)) if gaps else "?",
-                    f"{longest.bars} bars from {longest.start:%Y-%m-%d %H:%M}" if longest else "-",
-                    f"{check.status} ({check.primary_provider} vs {check.secondary_provider or '-'})"
-                    if check is not None
-                    else "-",
-                ]
-            )
-    if summary.empty:
+            listed.append((row, gaps, checks.get((row.symbol, row.timeframe))))
+    if as_json:
+        print(json.dumps([_series_json(*series) for series in listed], indent=2))
+        return
+    if not listed:
         out.print("The store is empty: run `fks ingest` or `fks pipeline`.")
-    else:
-        out.print(table("Stored bars", columns, rows, {"rows", "missing bars", "gaps"}))
+        return
+    columns = ["symbol", "tf", "first", "last", "rows", "missing bars", "gaps", "longest gap", "cross-check"]
+    rows = [_series_cells(*series) for series in listed]
+    out.print(table("Stored bars", columns, rows, {"rows", "missing bars", "gaps"}))
+
+
+def _series_cells(row: SeriesRow, gaps: GapReport | None, check: VerificationRow | None) -> list[str]:
+    """One row of ``fks data list``'s table (``?``: the series' asset is not registered)."""
+    longest = gaps.longest if gaps else None
+    return [
+        row.symbol,
+        row.timeframe,
+        fmt_ts(row.first),
+        fmt_ts(row.last),
+        str(row.rows),
+        str(gaps.missing) if gaps else "?",
+        str(len(gaps.gaps)) if gaps else "?",
+        f"{longest.bars} bars from {longest.start:%Y-%m-%d %H:%M}" if longest else "-",
+        f"{check.status} ({check.primary_provider} vs {check.secondary_provider or '-'})" if check else "-",
+    ]
+
+
+def _series_json(row: SeriesRow, gaps: GapReport | None, check: VerificationRow | None) -> dict[str, object]:
+    """One series of ``fks data list --json`` (gap fields None: the series' asset is not registered)."""
+    longest = gaps.longest if gaps else None
+    return {
+        "symbol": row.symbol,
+        "timeframe": row.timeframe,
+        "first": row.first.isoformat(),
+        "last": row.last.isoformat(),
+        "rows": int(row.rows),
+        "missing_bars": int(gaps.missing) if gaps else None,
+        "gaps": len(gaps.gaps) if gaps else None,
+        "longest_gap": {"bars": int(longest.bars), "start": longest.start.isoformat()} if longest else None,
+        "cross_check": {
+            "status": check.status,
+            "primary_provider": check.primary_provider,
+            "secondary_provider": check.secondary_provider or None,
+        }
+        if check
+        else None,
+    }
 
 
 @data_app.command("runs")

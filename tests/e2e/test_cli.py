@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -59,6 +60,17 @@ def test_csv_ingest_then_data_list(tmp_path: Path, samples_dir: Path) -> None:
     listed = _fks(tmp_path, "data", "list")
     assert listed.returncode == 0, listed.stderr
     assert "SPY500" in listed.stdout and "1999-01-04" in listed.stdout and "2018-12-31" in listed.stdout
+    as_json = _fks(tmp_path, "data", "list", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    (series,) = json.loads(as_json.stdout)
+    assert (series["symbol"], series["timeframe"], series["rows"]) == ("SPY500", "1d", 5031)
+    assert series["first"].startswith("1999-01-04") and series["last"].startswith("2018-12-31")
+    assert series["cross_check"] is None and isinstance(series["missing_bars"], int)
+    assert series["gaps"] == 0 if series["longest_gap"] is None else series["gaps"] > 0
+    cells = [
+        c.strip() for c in next(line for line in listed.stdout.splitlines() if "SPY500" in line).split("│")
+    ]
+    assert str(series["missing_bars"]) in cells and str(series["gaps"]) in cells  # the table says the same
 
 
 def test_trade_without_its_service_exits_5_with_one_message(tmp_path: Path, samples_dir: Path) -> None:

@@ -182,3 +182,11 @@ def test_a_key_error_is_printed_without_its_repr_quotes() -> None:
     assert message(KeyError("no account 'x'")) == "no account 'x'"
     assert message(ValueError("'fks-forecaster' has no champion")) == "'fks-forecaster' has no champion"
     assert message(KeyError(3)) == "3"
+
+
+def test_data_list_of_an_empty_store_says_so_and_its_json_is_an_empty_list(tmp_path: Path) -> None:
+    env = {"FKS_DATA_DIR": str(tmp_path / "data"), "FKS_DB_URL": f"sqlite:///{tmp_path / 'fks.db'}"}
+    listed = CliRunner().invoke(_app(), ["data", "list"], env=env)
+    assert listed.exit_code == 0 and "The store is empty: run `fks ingest`" in listed.output
+    as_json = CliRunner().invoke(_app(), ["data", "list", "--json"], env=env)
+    assert as_json.exit_code == 0 and as_json.output.strip() == "[]"
