@@ -32,9 +32,10 @@ Great Expectations contexts
     the context also renders Data Docs, first into a staging folder of its own process
     (``<docs_dir>/gx/.staging/<host>-<pid>-<token>/``), then published into the one shared site
     ``<docs_dir>/gx/uncommitted/data_docs/local_site/``: each file written under a temporary name
-    and renamed (``os.replace``), and the site's ``index.html`` (every validation page on disk,
-    newest first) rewritten the same way, so a reader never sees half a page and concurrent
-    writers never lose one another's pages. ``ValidationReport.docs_path`` is the published page.
+    and renamed (``os.replace``), and the site's ``index.html`` (the newest validation pages from
+    the site's page list, newest first: :mod:`expectations.docs_site`) rewritten the same way, so
+    a reader never sees half a page and concurrent writers never lose one another's pages.
+    ``ValidationReport.docs_path`` is the published page.
     Contexts are created lazily, once per folder and process, never at import.
 """
 
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import html
 import json
 import os
 import re
@@ -62,6 +62,7 @@ import pandas as pd
 
 from config.validation import Severity, ValidationPolicy
 from expectations import checks
+from expectations.docs_site import record_pages, site_index, write_atomically
 from market.bars import BAR_COLUMNS, Timeframe, as_utc
 from market.calendars import Calendar, GapReport, find_gaps
 
@@ -392,11 +393,13 @@ class _GxEngine:
         return results, published
 
     def _publish(self, staged_page: Path | None) -> Path | None:
-        """Move what the last build staged into the shared site (each file atomically), rewrite the
-        shared index, and return where ``staged_page`` now is."""
+        """Move what the last build staged into the shared site (each file atomically), add its
+        validation pages to the site's page list, rewrite the shared index, and return where
+        ``staged_page`` now is."""
         staging, site = self.staging, self.site
         if staging is None:
             return None
+        pages: list[Path] = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             relative = path.relative_to(staging)
             if relative == Path("index.html"):
@@ -404,47 +407,15 @@ class _GxEngine:
             target = site / relative
             if relative.parts[0] == "static" and target.exists():
                 continue  # the same stylesheet, fonts and images in every build
-            _write_atomically(target, path.read_bytes())
+            write_atomically(target, path.read_bytes())
+            if relative.parts[0] == "validations" and relative.suffix == ".html":
+                pages.append(relative)
         published = site / staged_page.relative_to(staging) if staged_page is not None else None
         shutil.rmtree(staging, ignore_errors=True)  # all published: the staging folder starts empty
         staging.mkdir(parents=True, exist_ok=True)
-        _write_atomically(site / "index.html", _site_index(site).encode("utf-8"))
+        record_pages(site, pages)
+        write_atomically(site / "index.html", site_index(site).encode("utf-8"))
         return published if published is not None and published.exists() else site / "index.html"
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` under a temporary name in the same folder, then rename it over
-    ``target`` (atomic on POSIX and Windows): a reader sees the old file or the new, never half."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.parent / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _site_index(site: Path) -> str:
-    """The shared site's ``index.html``: every validation page on disk (newest first, by the run
-    time in its path) and every suite page, as links relative to the site."""
-    pages = sorted(
-        (p.relative_to(site) for p in (site / "validations").rglob("*.html")),
-        key=lambda r: (r.parts[-2] if len(r.parts) >= 2 else "", r.as_posix()),
-        reverse=True,
-    )
-    suites = sorted(p.relative_to(site) for p in (site / "expectations").rglob("*.html"))
-
-    def rows(paths: list[Path]) -> str:
-        return "\n".join(
-            f'<li><a href="{html.escape(p.as_posix())}">{html.escape(p.as_posix())}</a></li>' for p in paths
-        )
-
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>FKS Data Docs</title>'
-        '<link rel="stylesheet" href="static/styles/data_docs_default_styles.css"></head><body>\n'
-        f"<h1>FKS Data Docs</h1>\n<h2>Validation results ({len(pages)})</h2>\n<ul>\n{rows(pages)}\n</ul>\n"
-        f"<h2>Expectation suites ({len(suites)})</h2>\n<ul>\n{rows(suites)}\n</ul>\n</body></html>\n"
-    )
 
 
 def _path_safe(text: str) -> str:
