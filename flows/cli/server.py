@@ -54,6 +54,7 @@ state event (Prefect's default batch size is 1). Every task run sends three or f
 one at a time they cost the server ~25 ms of CPU per task run, taken from the flows it records
 on a machine with few cores; in batches about half. The UI and the API show a task run's latest
 state up to a second later."""
+
 STATE_FILE = "server.json"
 PID_FILE = "server.pid"
 LOG_FILE = "server.log"
