@@ -8,7 +8,8 @@ each publish appends its new pages to it in one ``O_APPEND`` write (concurrent p
 interleave lines) and the index is rendered from its tail. Before, the index was rebuilt from a
 scan of every page on disk after every page published, a cost that grew with the site (0.03 s at
 1,000 pages, 0.29 s at 10,000, on every validation). A site without a page list (made by an older
-FKS) gets one from a single scan, on its first publish.
+FKS) gets one from a single scan, on its first publish. A process killed between publishing a
+page and appending it leaves that page on disk, unlisted (still under ``validations/``).
 """
 
 from __future__ import annotations
