@@ -39,6 +39,7 @@ Async tasks go through prefect-dask's own path.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Iterable
 from contextlib import ExitStack
@@ -119,7 +120,7 @@ class FanOutDaskTaskRunner(DaskTaskRunner):
             or any(a is not b for a, b in zip(key[:3], cached[:3], strict=True))
             or key[3] != cached[3]
         ):
-            self._context = serialize_context()
+            self._context = _serialized_context(key[2])
             self._context_key = key
         return self._context
 
@@ -166,6 +167,33 @@ _settings_lock = threading.Lock()
 _settings: list[tuple[dict[str, Any], SettingsContext]] = []
 _SETTINGS_KEPT = 8
 _clients = threading.local()
+
+_dumps_lock = threading.Lock()
+_dumps: list[tuple[SettingsContext, dict[str, Any]]] = []
+
+
+def _serialized_context(settings: SettingsContext | None) -> dict[str, Any]:
+    """``serialize_context()``, its settings part dumped once per ``SettingsContext`` object of this
+    process (the same object across the flow runs of one process, e.g. ``fks pipeline``'s
+    subflows: dumping Prefect's whole settings model is ~20 ms of the flow's critical path before
+    its first task reaches a worker)."""
+    if settings is None:
+        return serialize_context()
+    with _dumps_lock:
+        dump = next((d for s, d in _dumps if s is settings), None)
+    if dump is None:
+        dump = settings.serialize()
+        with _dumps_lock:
+            _dumps.append((settings, dump))
+            del _dumps[:-_SETTINGS_KEPT]
+
+    def without_settings() -> dict[str, Any]:
+        SettingsContext.__var__.set(None)  # type: ignore[arg-type]  # in this copy of the context only
+        return serialize_context()
+
+    serialized = contextvars.copy_context().run(without_settings)
+    serialized["settings_context"] = dump
+    return serialized
 
 
 def _settings_context(serialized: dict[str, Any]) -> SettingsContext:

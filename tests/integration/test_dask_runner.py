@@ -13,9 +13,9 @@ from dask.utils import parse_timedelta
 from distributed import get_worker
 from prefect import flow, tags, task
 from prefect.client.orchestration import get_client
-from prefect.context import SettingsContext, TaskRunContext
+from prefect.context import SettingsContext, TaskRunContext, serialize_context
 
-from tasks.dask_runner import CLUSTER_CONFIG, FanOutDaskTaskRunner
+from tasks.dask_runner import CLUSTER_CONFIG, FanOutDaskTaskRunner, _serialized_context
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
@@ -77,6 +77,19 @@ def test_task_runs_share_the_worker_client_and_keep_their_context(
     assert {r[3].rstrip("/") for r in first + second} == {prefect_server.rstrip("/")}
     assert all(r[4] == ["fan"] for r in first + second)
     assert len({r[5] for r in first}) == 4  # each its own task run
+
+
+@flow(name="contexts")
+def contexts() -> tuple[dict[str, object], dict[str, object]]:
+    """What the runner ships to the workers, and Prefect's own ``serialize_context()``."""
+    return _serialized_context(SettingsContext.get()), serialize_context()
+
+
+def test_the_shipped_context_is_prefects_with_the_settings_dumped_once_per_settings_context() -> None:
+    (first, expected_first), (second, expected_second) = contexts(), contexts()
+    assert first == expected_first and second == expected_second  # what prefect-dask would ship
+    assert first["flow_run_context"] != second["flow_run_context"]  # each flow run its own
+    assert first["settings_context"] is second["settings_context"]  # dumped once in this process
 
 
 @task(name="worker-setup")
