@@ -12,8 +12,9 @@ new SSL context (~20 ms each): ~75 ms of CPU a task in the worker against a ~0.1
 with the same task run id, parameters, dependencies and context), but:
 
 - in the flow's process, the flow run's part of the context is serialized once per flow run (it
-  is the same for every task submitted from the flow's body); only the task's own asset context is
-  made per task, as prefect-dask does;
+  is the same for every task submitted from the flow's body), and Prefect's settings in it once
+  per ``SettingsContext`` of the process (the same object across its flow runs); only the task's
+  own asset context is made per task, as prefect-dask does;
 - in a worker process (:func:`run_task_in_worker`), the settings are validated once per process and
   distinct serialized settings, and the Prefect API client is made once per worker thread and API
   (URL, key, auth string), kept open and reused by every task run of that thread, its connections
