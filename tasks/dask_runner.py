@@ -188,13 +188,23 @@ def _serialized_context(settings: SettingsContext | None) -> dict[str, Any]:
             _dumps.append((settings, dump))
             del _dumps[:-_SETTINGS_KEPT]
 
-    def without_settings() -> dict[str, Any]:
-        SettingsContext.__var__.set(None)  # type: ignore[arg-type]  # in this copy of the context only
+    def with_dumped_settings() -> dict[str, Any]:
+        # in this copy of the context only: what serialize_context() reads as the settings context
+        SettingsContext.__var__.set(_DumpedSettings(dump))  # type: ignore[arg-type]
         return serialize_context()
 
-    serialized = contextvars.copy_context().run(without_settings)
-    serialized["settings_context"] = dump
-    return serialized
+    return contextvars.copy_context().run(with_dumped_settings)
+
+
+class _DumpedSettings:
+    """Stands in for a ``SettingsContext`` inside ``serialize_context()``: its dump, made before."""
+
+    def __init__(self, dump: dict[str, Any]) -> None:
+        self._dump = dump
+
+    def serialize(self, include_secrets: bool = True) -> dict[str, Any]:
+        """The dump (``serialize_context`` asks with secrets included, as the dump was made)."""
+        return self._dump
 
 
 def _settings_context(serialized: dict[str, Any]) -> SettingsContext:

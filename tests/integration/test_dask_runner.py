@@ -85,11 +85,25 @@ def contexts() -> tuple[dict[str, object], dict[str, object]]:
     return _serialized_context(SettingsContext.get()), serialize_context()
 
 
-def test_the_shipped_context_is_prefects_with_the_settings_dumped_once_per_settings_context() -> None:
-    (first, expected_first), (second, expected_second) = contexts(), contexts()
-    assert first == expected_first and second == expected_second  # what prefect-dask would ship
-    assert first["flow_run_context"] != second["flow_run_context"]  # each flow run its own
-    assert first["settings_context"] is second["settings_context"]  # dumped once in this process
+def test_the_shipped_context_is_prefects_with_the_settings_dumped_once_per_settings_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (first, expected_first) = contexts()
+    dumps: list[object] = []
+    dump = SettingsContext.serialize
+
+    def counted(self: SettingsContext, include_secrets: bool = True) -> dict[str, object]:
+        dumps.append(self)
+        return dump(self, include_secrets=include_secrets)
+
+    monkeypatch.setattr(SettingsContext, "serialize", counted)
+    second = _serialized_context(SettingsContext.get())
+    assert dumps == []  # the same settings context: not dumped again
+    (third, expected_third) = contexts()
+    assert len(dumps) == 1  # once, by Prefect's serialize_context for the comparison
+    assert first == expected_first and third == expected_third  # what prefect-dask would ship
+    assert first["flow_run_context"] != third["flow_run_context"]  # each flow run its own
+    assert first["settings_context"] is second["settings_context"] is third["settings_context"]
 
 
 @task(name="worker-setup")
