@@ -41,10 +41,11 @@ Async tasks go through prefect-dask's own path.
 from __future__ import annotations
 
 import contextvars
+import operator
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4
 
 import dask.config
@@ -164,13 +165,37 @@ class FanOutDaskTaskRunner(DaskTaskRunner):
         return PrefectDaskFuture[Any](wrapped_future=future, task_run_id=task_run_id)
 
 
-_settings_lock = threading.Lock()
-_settings: list[tuple[dict[str, Any], SettingsContext]] = []
-_SETTINGS_KEPT = 8
-_clients = threading.local()
+K = TypeVar("K")
+V = TypeVar("V")
 
-_dumps_lock = threading.Lock()
-_dumps: list[tuple[SettingsContext, dict[str, Any]]] = []
+
+class _Kept(Generic[K, V]):
+    """The values made for the last few distinct keys of this process (keys compared with
+    ``same``), under a lock: a key seen again gets the value made before."""
+
+    def __init__(self, same: Callable[[K, K], bool], size: int = 8) -> None:
+        self._same = same
+        self._size = size
+        self._lock = threading.Lock()
+        self._items: list[tuple[K, V]] = []
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The value kept for ``key``, else ``make()``'s, kept."""
+        with self._lock:
+            for kept, value in self._items:
+                if self._same(kept, key):
+                    return value
+            value = make()
+            self._items.append((key, value))
+            del self._items[: -self._size]
+            return value
+
+
+_settings: _Kept[dict[str, Any], SettingsContext] = _Kept(operator.eq)
+"""Worker side: a serialized ``SettingsContext`` -> the context validated from it."""
+_dumps: _Kept[SettingsContext, dict[str, Any]] = _Kept(operator.is_)
+"""Flow side: a ``SettingsContext`` object -> its ``serialize()``."""
+_clients = threading.local()
 
 
 def _serialized_context(settings: SettingsContext | None) -> dict[str, Any]:
@@ -180,13 +205,7 @@ def _serialized_context(settings: SettingsContext | None) -> dict[str, Any]:
     its first task reaches a worker)."""
     if settings is None:
         return serialize_context()
-    with _dumps_lock:
-        dump = next((d for s, d in _dumps if s is settings), None)
-    if dump is None:
-        dump = settings.serialize()
-        with _dumps_lock:
-            _dumps.append((settings, dump))
-            del _dumps[:-_SETTINGS_KEPT]
+    dump = _dumps.get(settings, settings.serialize)
 
     def with_dumped_settings() -> dict[str, Any]:
         # in this copy of the context only: what serialize_context() reads as the settings context
@@ -210,14 +229,7 @@ class _DumpedSettings:
 def _settings_context(serialized: dict[str, Any]) -> SettingsContext:
     """A new ``SettingsContext`` for ``serialized`` (a ``SettingsContext.serialize()``), its
     settings validated once per process and distinct dump."""
-    with _settings_lock:
-        for dump, context in _settings:
-            if dump == serialized:
-                return context.model_copy()
-        context = SettingsContext(**serialized)
-        _settings.append((serialized, context))
-        del _settings[:-_SETTINGS_KEPT]
-        return context.model_copy()
+    return _settings.get(serialized, lambda: SettingsContext(**serialized)).model_copy()
 
 
 def _client_context(settings: Any) -> SyncClientContext:
