@@ -60,17 +60,25 @@ def test_csv_ingest_then_data_list(tmp_path: Path, samples_dir: Path) -> None:
     listed = _fks(tmp_path, "data", "list")
     assert listed.returncode == 0, listed.stderr
     assert "SPY500" in listed.stdout and "1999-01-04" in listed.stdout and "2018-12-31" in listed.stdout
+    assert _fks(tmp_path, "ingest", "--symbols", "EURUSD").returncode == 0  # the shipped hourly FX sample
+    listed = _fks(tmp_path, "data", "list")
     as_json = _fks(tmp_path, "data", "list", "--json")
     assert as_json.returncode == 0, as_json.stderr
-    (series,) = json.loads(as_json.stdout)
-    assert (series["symbol"], series["timeframe"], series["rows"]) == ("SPY500", "1d", 5031)
-    assert series["first"].startswith("1999-01-04") and series["last"].startswith("2018-12-31")
-    assert series["cross_check"] is None and isinstance(series["missing_bars"], int)
-    assert series["gaps"] == 0 if series["longest_gap"] is None else series["gaps"] > 0
-    cells = [
-        c.strip() for c in next(line for line in listed.stdout.splitlines() if "SPY500" in line).split("│")
-    ]
-    assert str(series["missing_bars"]) in cells and str(series["gaps"]) in cells  # the table says the same
+    series = {s["symbol"]: s for s in json.loads(as_json.stdout)}
+    spy, eur = series["SPY500"], series["EURUSD"]
+    assert (spy["timeframe"], spy["rows"], spy["gaps"], spy["longest_gap"]) == ("1d", 5031, 0, None)
+    assert spy["first"].startswith("1999-01-04") and spy["last"].startswith("2018-12-31")
+    assert (eur["timeframe"], eur["rows"], eur["missing_bars"], eur["gaps"]) == ("1h", 6225, 15, 2)
+    assert eur["longest_gap"] == {"bars": 14, "start": "2017-12-25T08:00:00+00:00"}
+    assert eur["cross_check"] is None
+    rows = {
+        cells[1]: cells[1:-1]
+        for line in listed.stdout.splitlines()
+        if len(cells := [c.strip() for c in line.split("│")]) > 2
+    }  # the table shows the same values
+    assert rows["EURUSD"] == ["EURUSD", "1h", "2017-01-01 22:00", "2017-12-29 21:00", "6225", "15", "2",
+                              "14 bars from 2017-12-25 08:00", "-"]  # fmt: skip
+    assert rows["SPY500"][4:] == ["5031", str(spy["missing_bars"]), "0", "-", "-"]
 
 
 def test_trade_without_its_service_exits_5_with_one_message(tmp_path: Path, samples_dir: Path) -> None:
