@@ -8,7 +8,7 @@ Prints one JSON object.
 
 Setup (not timed): a Prefect server is started (``SubprocessASGIServer``, with the server
 settings ``fks server start`` and the CLI's temporary servers get,
-:data:`flows.cli.server.SERVER_SETTINGS`: task run states recorded in batches); the symbols are
+:data:`flows._server.SERVER_SETTINGS`: task run states recorded in batches); the symbols are
 ingested once into a template folder (database, lake) by the library
 (:func:`ingestion.ingest.ingest_target`). Every measurement then runs in a fresh Python process on
 its own copy of that folder, so no feature build is a cache hit and no import is shared.
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from distributed import LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
 
-    from flows.cli.server import SERVER_SETTINGS
+    from flows._server import SERVER_SETTINGS
     from tasks.dask_runner import CLUSTER_CONFIG
 
     load_before = os.getloadavg()[0]

@@ -7,6 +7,13 @@ field takes several values (``--symbols SPX GOOGL`` or ``--symbols SPX,GOOGL``, 
 repeated); a bool field is set by its flag alone (``--full``) and cleared by ``--no-<field>``.
 ``--help`` lists the fields. The flow's result is printed as JSON. Exit codes: 0 success, 2 bad
 flags or bad input (nothing written), 1 anything else (with its traceback).
+
+Like every ``fks`` command (:func:`flows._server.prepare`), the flow reports to the background
+Prefect server of ``fks server start`` when one runs (``PREFECT_API_URL`` in the environment wins);
+otherwise Prefect's temporary server starts with FKS's server settings
+(:data:`flows._server.SERVER_SETTINGS`) and is ended on SIGTERM and SIGHUP too. Prefect logs
+at its own level (``PREFECT_LOGGING_LEVEL``), except its records of the bad input this module
+reports itself.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from config.flows import InputError
+from flows._logs import drop_reported_failures
+from flows._server import prepare
 
 C = TypeVar("C", bound=BaseModel)
 R = TypeVar("R")
@@ -153,6 +162,8 @@ def run_from_argv(
         raise _exit(problems) from None
     except InputError as exc:
         raise _exit(str(exc)) from None
+    prepare()  # as every fks command does: the background server, else a temporary one with our settings
+    drop_reported_failures(("InputError",))  # said once below, without Prefect's traceback
     try:
         result = flow(config)
     except InputError as exc:

@@ -16,6 +16,7 @@ import sys
 
 import typer
 
+from flows._server import prepare, stop_temporary_servers
 from flows.cli import (
     actions,
     backfill,
@@ -94,9 +95,9 @@ app.add_typer(server.server_app, name="server")
 def main() -> None:
     """Console-script entry point: quiet the libraries, run the app; an unexpected failure prints
     one line and exits 1. A running ``fks server`` is used; a temporary Prefect server started by
-    the command is ended on every exit Python can catch (see :func:`flows.cli.server.prepare`)."""
+    the command is ended on every exit Python can catch (see :func:`flows._server.prepare`)."""
     quiet_libraries()
-    server.prepare()
+    prepare()
     try:
         app()
     except SystemExit:
@@ -105,7 +106,7 @@ def main() -> None:
         err.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}", soft_wrap=True)
         raise SystemExit(EXIT_UNEXPECTED) from exc
     finally:
-        server.stop_temporary_servers()
+        stop_temporary_servers()
 
 
 def entry() -> None:

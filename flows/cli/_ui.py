@@ -31,6 +31,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from flows._logs import drop_reported_failures
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
@@ -241,40 +243,10 @@ def progress_from_runs(settings: Settings, batch_id: str, label: str) -> Abstrac
     return polled_progress(settings, label, read)
 
 
-# failures the CLI reports itself, in one line with the fix: Prefect's copies with tracebacks are noise
-REPORTED_FAILURES = (
-    "InputError",
-    "IngestFailed",
-    "BackfillIncomplete",
-    "DataFileError",
-    "AllProvidersFailed",
-    "LakeError",
-    "ValidationError",
-    "ServiceError",
-)
-
-
-class ReportedFailures(logging.Filter):
-    """Drop Prefect's error records about failures the CLI prints itself (bad input, failed series)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Keep the record unless it is about one of ``REPORTED_FAILURES``."""
-        if record.levelno < logging.ERROR:
-            return True
-        exc = record.exc_info[1] if record.exc_info else None
-        names = {type(exc).__name__} if exc is not None else set()
-        text = record.getMessage()
-        return not (
-            names & set(REPORTED_FAILURES)
-            or any(f"{n}(" in text or f"{n}:" in text for n in REPORTED_FAILURES)
-        )
-
-
 def quiet_libraries() -> None:
     """Before a command runs: quiet Prefect, TensorFlow, MLflow and Great Expectations, keep tables
     wide when the output is piped, and drop Prefect's copies of the failures the CLI reports."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no phoning home from a research box
     os.environ.setdefault(
         "TF_CPP_MIN_LOG_LEVEL", "3"
     )  # TensorFlow's C++ chatter; Python errors still surface
@@ -290,8 +262,7 @@ def quiet_libraries() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)  # the CloudPickle notice on every log_model
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # retracing notices
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
-        logging.getLogger(name).addFilter(ReportedFailures())
+    drop_reported_failures()
     # Great Expectations sets this one to INFO when it is imported (after this runs), and then says
     # "Created temporary directory ... for ephemeral docs site" on every validation: a filter stays
     ge_base = logging.getLogger("great_expectations.data_context.types.base")

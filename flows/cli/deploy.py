@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from flows._server import server_healthy
 from flows.cli._ui import EXIT_BAD_INPUT, err, fail, out, run_guarded, table
-from flows.cli.server import _healthy
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -69,7 +69,7 @@ def server_url() -> str:
             "uses it), or set PREFECT_API_URL to a running server's API",
             EXIT_BAD_INPUT,
         )
-    if not _healthy(url.rstrip("/")):
+    if not server_healthy(url.rstrip("/")):
         raise fail(
             f"the Prefect server at {url} does not answer: start it with `fks server start` "
             "(or set PREFECT_API_URL to a running server's API)",

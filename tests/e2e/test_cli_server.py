@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli.server import SERVER_SETTINGS
+from flows._server import SERVER_SETTINGS
 from storage.runs import process_alive
 
 pytestmark = pytest.mark.slow

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -154,3 +158,44 @@ def test_synthetic_market_resumes_from_the_watermark_with_identical_history(sett
         assert get_asset(conn, "BBB").calendar == "24/7"  # type: ignore[union-attr]
     pd.testing.assert_frame_equal(late.iloc[: len(early)], early)
     assert second.outcomes[0].missing_bars == 0
+
+
+def test_python_m_flows_ingest_runs_the_flow_from_its_flags_and_refuses_bad_ones_with_nothing_written(
+    tmp_path: Path,
+) -> None:
+    """``python -m flows.ingest`` as a user runs it (README "Project layout"): the config from the
+    flags, the summary printed as JSON, the bars stored; a bad flag or config exits 2 with the
+    reason, and an unknown symbol writes nothing."""
+    root = Path(__file__).resolve().parents[2]
+    db = tmp_path / "module.db"
+    env = {**os.environ, "PYTHONPATH": str(root), "FKS_DB_URL": f"sqlite:///{db}",
+           "FKS_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+
+    def module(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flows.ingest", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+
+    flags = ["--source", "synthetic", "--symbols", "AAA,BBB", "--timeframe", "1d", "--asset-class",
+             "crypto", "--start", "2024-01-01", "--end", "2024-02-01"]  # fmt: skip
+    done = module(*flags)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert [(o["symbol"], o["inserted"]) for o in summary["outcomes"]] == [("AAA", 31), ("BBB", 31)]
+    settings = Settings(db_url=f"sqlite:///{db}", data_dir=tmp_path / "data")
+    engine = store_for(settings)
+    with engine.connect() as conn:
+        assert count_bars(conn) == 62
+    for bad, says in (
+        ([*flags, "--symbol", "CCC"], "unknown flag --symbol; the flags are: --source, --symbols"),
+        (["--source", "synthetic", "--symbols", "CCC"], "--timeframe, --start and --end"),
+        (["--symbols", "NOPE"], "NOPE"),
+    ):
+        refused = module(*bad)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and says in last, refused.stderr
+        assert "Traceback" not in refused.stderr, refused.stderr  # said once, without Prefect's copy
+        assert refused.stdout == ""
+    with engine.connect() as conn:
+        assert count_bars(conn) == 62
+    engine.dispose()

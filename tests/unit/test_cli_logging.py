@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from config.flows import InputError
-from flows.cli._ui import ReportedFailures
+from flows._logs import ReportedFailures
 
 
 def _record(message: str, exc: BaseException | None = None, level: int = logging.ERROR) -> logging.LogRecord:

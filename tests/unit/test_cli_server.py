@@ -16,24 +16,10 @@ import pytest
 
 from config.flows import InputError
 from config.settings import Settings
-from flows.cli import server
+from flows import _server as server
 from storage.runs import current_process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """prepare() installs SIGTERM/SIGHUP handlers and sets the server settings in the environment:
-    give pytest its own back."""
-    for name in server.SERVER_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
 
 
 def _record(data_dir: Path, port: int, pid: int, started: int | None, host: str | None = None) -> None:

@@ -155,7 +155,7 @@ def test_mlflow_and_prefect_keep_their_state_in_the_stack(compose: dict[str, Any
 def test_the_stack_s_prefect_server_has_the_server_settings_fks_server_start_gives(
     compose: dict[str, Any],
 ) -> None:
-    from flows.cli.server import SERVER_SETTINGS
+    from flows._server import SERVER_SETTINGS
 
     environment = compose["services"]["prefect-server"]["environment"]
     assert {name: environment.get(name) for name in SERVER_SETTINGS} == SERVER_SETTINGS
