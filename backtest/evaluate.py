@@ -225,9 +225,8 @@ def benchmark_positions(
                     forecast.fillna(0.0), strategy=config.strategy, threshold=config.threshold
                 )
                 continue
-            why = (
-                f"its logged test forecasts cover none of the {len(index)} bars of the window"
-                + (f" {index[0]:%Y-%m-%d}..{index[-1]:%Y-%m-%d}" if len(index) else "")
+            why = f"its logged test forecasts cover none of the {len(index)} bars of the window" + (
+                f" {index[0]:%Y-%m-%d}..{index[-1]:%Y-%m-%d}" if len(index) else ""
             )
         if problems is not None and names is not None:
             problems[name] = why

@@ -587,4 +587,3 @@ def decision_time(calendar: str, ts: pd.Timestamp) -> pd.Timestamp:
     if session_at(cal, when) is not None:
         return when
     return max(when, session_from(cal, when).open)
-

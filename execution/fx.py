@@ -44,7 +44,6 @@ class MissingFxRate(LookupError):
     nor its inverse has a bar completed by then. The message names the pair to ingest."""
 
 
-
 @dataclass(frozen=True)
 class Quote:
     """The close of one stored bar: ``symbol``'s bar of ``timeframe`` that opened at ``ts`` (UTC)

@@ -179,4 +179,3 @@ def history_mismatch(
         if worst > rtol:
             out[str(column)] = worst
     return out
-

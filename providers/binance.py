@@ -29,7 +29,6 @@ _UNKNOWN_SYMBOL = -1121
 _TOO_MANY_REQUESTS = -1003
 
 
-
 def binance_error(symbol: str) -> Callable[[int, Any], ProviderError | None]:
     """The ``on_error`` of a klines request: Binance's ``{"code", "msg"}`` bodies as typed errors.
 

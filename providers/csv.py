@@ -668,5 +668,3 @@ def _fmt_delta(delta: pd.Timedelta) -> str:
 
 def _describe(problem: RowProblem) -> str:
     return f"line {problem.row}, column {problem.column!r}: {problem.reason} ({problem.value!r})"
-
-

@@ -48,7 +48,6 @@ _GOOD = ("OK", "DELAYED")
 _PLAN_WORDS = ("plan", "entitled", "upgrade")
 
 
-
 def polygon_error(ticker: str, body: Any, status: int | None = None) -> ProviderError | None:
     """The typed error of a Polygon error body (``{"status": "ERROR" | "NOT_AUTHORIZED", "error" |
     "message": ...}``), or None when ``body`` is not one.

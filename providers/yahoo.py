@@ -60,7 +60,6 @@ AVAILABLE: dict[Timeframe, tuple[int, pd.Timedelta]] = {
 }
 
 
-
 def prefixed(error: ProviderError) -> ProviderError:
     """``error`` again, its message starting with ``yahoo:`` (errors raised by ``check``)."""
     message = f"yahoo: {error}"

@@ -61,6 +61,7 @@ allocator:
   train: {timesteps: 256, n_envs: 4, n_steps: 64, batch_size: 64, eval_every: 128}
 """
 
+
 def fks_env(**values: str) -> dict[str, str]:
     """``FKS_<FIELD>`` variables for fields of :class:`Settings` (a field that no longer exists fails)."""
     unknown = sorted(set(values) - set(Settings.model_fields))

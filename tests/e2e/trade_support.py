@@ -156,4 +156,3 @@ def _the_asset_page_shows_the_test_and_served_forecasts(
     known = test["realised"].notna()
     assert known.sum() > 50
     np.testing.assert_allclose(test.loc[known, "realised"], realised[known], rtol=1e-9)
-

@@ -64,6 +64,7 @@ def test_a_batch_commits_once_and_writes_what_single_changes_write(engine: Engin
 
     assert batched.open_orders() == [] and batched.cash() == pytest.approx(1_000.0 - 3 * 50.1)
     assert batched.positions()["SPY"].quantity == 30.0
+
     # the same rows and the same audit history (per order: created new, new -> submitted,
     # submitted -> accepted, accepted -> filled, the fill) as one transaction per change
     def per_order(account: str) -> list[tuple[str, str | None, str | None]]:

@@ -135,19 +135,31 @@ def test_migration_0016_books_what_was_recorded_before_at_rate_one(url: str) -> 
         with eng.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "0015")
-            conn.execute(text("INSERT INTO accounts (name, base_currency, initial_cash, cash, created_at) "
-                              "VALUES ('old', 'USD', 1000, 899, 0)"))
-            conn.execute(text(
-                "INSERT INTO orders (id, client_order_id, account, symbol, side, type, time_in_force,"
-                " quantity, filled_quantity, avg_fill_price, status, created_at, updated_at) VALUES"
-                " ('o1', 'c1', 'old', 'SPY', 'buy', 'market', 'gtc', 1, 1, 100, 'filled', 0, 0)"
-            ))
-            conn.execute(text(
-                "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts,"
-                " broker_fill_id, recorded_at) VALUES ('o1', 'old', 'SPY', 'buy', 1, 100, 1, 0, 'f1', 0)"
-            ))
-            conn.execute(text("INSERT INTO positions (account, symbol, quantity, avg_cost, realised_pnl, "
-                              "updated_at) VALUES ('old', 'SPY', 1, 100, 7, 0)"))
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (name, base_currency, initial_cash, cash, created_at) "
+                    "VALUES ('old', 'USD', 1000, 899, 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO orders (id, client_order_id, account, symbol, side, type, time_in_force,"
+                    " quantity, filled_quantity, avg_fill_price, status, created_at, updated_at) VALUES"
+                    " ('o1', 'c1', 'old', 'SPY', 'buy', 'market', 'gtc', 1, 1, 100, 'filled', 0, 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts,"
+                    " broker_fill_id, recorded_at) VALUES ('o1', 'old', 'SPY', 'buy', 1, 100, 1, 0, 'f1', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO positions (account, symbol, quantity, avg_cost, realised_pnl, "
+                    "updated_at) VALUES ('old', 'SPY', 1, 100, 7, 0)"
+                )
+            )
         migrate(eng)
         with eng.connect() as conn:
             (fill,) = list_fills(conn, "old")

@@ -26,7 +26,10 @@ def test_concurrent_requests_are_batched_and_answered_with_their_own_rows() -> N
     sizes: list[int] = []
     seen: list[int] = []
     batcher = MicroBatcher(
-        _double(sizes), max_batch_size=8, max_wait_ms=20, on_batch=seen.append  # type: ignore[arg-type]
+        _double(sizes),
+        max_batch_size=8,
+        max_wait_ms=20,
+        on_batch=seen.append,  # type: ignore[arg-type]
     )
 
     async def main() -> list[list[np.ndarray]]:

@@ -75,9 +75,7 @@ _PARAMS: dict[str, Any] = {
     "returns": st.fixed_dictionaries({"n": st.integers(1, 20)}),
     "log_returns": st.fixed_dictionaries({"n": st.integers(1, 20)}),
     "rolling_volatility": st.fixed_dictionaries({"window": _INT}),
-    "rolling_zscore": st.fixed_dictionaries(
-        {"window": _INT, "source": st.sampled_from(_ALL_SOURCES)}
-    ),
+    "rolling_zscore": st.fixed_dictionaries({"window": _INT, "source": st.sampled_from(_ALL_SOURCES)}),
     "rolling_skew": st.fixed_dictionaries(
         {"window": st.integers(3, 60), "source": st.sampled_from(["close", "volume", "ret", "log_ret"])}
     ),
