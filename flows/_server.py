@@ -32,14 +32,22 @@ DEFAULT_PORT = 4200
 SERVER_SETTINGS: dict[str, str] = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
 }
 """Prefect server settings FKS gives the servers it starts (``fks server start`` and the temporary
-server of a command) unless the environment sets them: the task run recorder writes the task
-runs' states in batches, at most one second after they happen, instead of one transaction per
-state event (Prefect's default batch size is 1). Every task run sends three or four such events;
-one at a time they cost the server ~25 ms of CPU per task run, taken from the flows it records
-on a machine with few cores; in batches about half. The UI and the API show a task run's latest
-state up to a second later."""
+server of a command) unless the environment sets them:
+
+- the task run recorder writes the task runs' states in batches, at most one second after they
+  happen, instead of one transaction per state event (Prefect's default batch size is 1). Every
+  task run sends three or four such events; one at a time they cost the server ~25 ms of CPU per
+  task run, taken from the flows it records on a machine with few cores; in batches about half.
+  The UI and the API show a task run's latest state up to a second later;
+- the event persister stores events in batches of up to 500 instead of 20 (its flush interval
+  stays Prefect's 5 s): a 16-task flow run sends ~70 events, stored in one transaction after the
+  run instead of three or four during it: ~10 % less server CPU in all (0.56-0.63 s against
+  0.62-0.69 s for two such runs) and less of it while the flow's tasks run. Automations see
+  events at once (they read the event stream, not the table); ``/events/filter`` may show an
+  event up to 5 s later, as Prefect's default does whenever fewer than 20 are waiting."""
 
 STATE_FILE = "server.json"
 PID_FILE = "server.pid"

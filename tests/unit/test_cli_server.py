@@ -76,6 +76,16 @@ def test_a_command_gives_the_temporary_server_fks_s_server_settings_unless_the_e
         server.SERVER_SETTINGS["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"]
     )
     assert recorder.batch_size > 1 and recorder.flush_interval == 3  # the environment wins
+    persister = PrefectSettings().server.services.event_persister
+    assert persister.batch_size == int(
+        server.SERVER_SETTINGS["PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE"]
+    )
+    assert persister.batch_size > 20 and persister.flush_interval == 5  # Prefect's default interval
+    for name, value in server.SERVER_SETTINGS.items():  # every name is one of Prefect's settings
+        monkeypatch.setenv(name, "not-a-number")
+        with pytest.raises(ValueError, match=name.removeprefix("PREFECT_").lower().split("_")[-1]):
+            PrefectSettings()
+        monkeypatch.setenv(name, value)
 
 
 def test_a_recorded_server_that_is_gone_or_elsewhere_is_not_used(
