@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -162,14 +163,29 @@ def run_from_argv(
         raise _exit(problems) from None
     except InputError as exc:
         raise _exit(str(exc)) from None
-    prepare()  # as every fks command does: the background server, else a temporary one with our settings
+    url = prepare()  # as every fks command does: the background server, else a temporary one
     drop_reported_failures(("InputError",))  # said once below, without Prefect's traceback
     try:
-        result = flow(config)
+        with _api_url(url):
+            result = flow(config)
     except InputError as exc:
         raise _exit(str(exc)) from None
     print(result.model_dump_json(indent=2) if isinstance(result, BaseModel) else result)
     return result
+
+
+@contextmanager
+def _api_url(url: str | None) -> Iterator[None]:
+    """Prefect's settings with ``url`` (from :func:`prepare`) as its API: the flow's module imported
+    Prefect, which read its settings then, before ``prepare`` set ``PREFECT_API_URL``. None: Prefect
+    starts its temporary server."""
+    if url is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        yield
 
 
 def _exit(message: str) -> SystemExit:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from flows._server import SERVER_SETTINGS
+from flows._server import LOG_FILE, SERVER_SETTINGS, STATE_FILE, ServerState, server_dir
+
+RecordServer = Callable[..., None]
 
 
 @pytest.fixture
@@ -22,3 +27,35 @@ def handlers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A loopback port that answers (a listening socket), as a running server's would."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def _record_server(data_dir: Path, port: int, pid: int, started: int | None, host: str | None = None) -> None:
+    folder = server_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = ServerState(
+        url=f"http://127.0.0.1:{port}/api",
+        ui=f"http://127.0.0.1:{port}",
+        pid=pid,
+        pid_started=started,
+        host=host or socket.gethostname(),
+        port=port,
+        log=str(folder / LOG_FILE),
+        started_at="2026-12-06T00:00:00+0000",
+    )
+    (folder / STATE_FILE).write_text(json.dumps(state.__dict__), encoding="utf-8")
+
+
+@pytest.fixture
+def record_server() -> RecordServer:
+    """Record a background server in a data directory as ``fks server start`` does:
+    ``record_server(data_dir, port, pid, pid_started, host=None)``."""
+    return _record_server

@@ -3,13 +3,12 @@ server, else Prefect's temporary one), the port, and commands that run no flow i
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,39 +21,19 @@ from storage.runs import current_process
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _record(data_dir: Path, port: int, pid: int, started: int | None, host: str | None = None) -> None:
-    folder = server.server_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = server.ServerState(
-        url=f"http://127.0.0.1:{port}/api",
-        ui=f"http://127.0.0.1:{port}",
-        pid=pid,
-        pid_started=started,
-        host=host or socket.gethostname(),
-        port=port,
-        log=str(folder / server.LOG_FILE),
-        started_at="2026-12-06T00:00:00+0000",
-    )
-    (folder / server.STATE_FILE).write_text(json.dumps(state.__dict__), encoding="utf-8")
-
-
-@pytest.fixture
-def listening() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield int(sock.getsockname()[1])
-
-
 def test_a_running_recorded_server_is_used_unless_the_environment_names_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handlers: None, listening: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    handlers: None,
+    listening: int,
+    record_server: Callable[..., None],
 ) -> None:
     monkeypatch.setenv("FKS_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert server.prepare() is None  # nothing recorded: Prefect's temporary server
     assert "PREFECT_API_URL" not in os.environ
     me = current_process()
-    _record(tmp_path, listening, me.pid, me.started)
+    record_server(tmp_path, listening, me.pid, me.started)
     assert server.prepare() == f"http://127.0.0.1:{listening}/api"
     assert os.environ["PREFECT_API_URL"] == f"http://127.0.0.1:{listening}/api"
     monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
@@ -89,23 +68,27 @@ def test_a_command_gives_the_temporary_server_fks_s_server_settings_unless_the_e
 
 
 def test_a_recorded_server_that_is_gone_or_elsewhere_is_not_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handlers: None, listening: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    handlers: None,
+    listening: int,
+    record_server: Callable[..., None],
 ) -> None:
     monkeypatch.setenv("FKS_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    _record(tmp_path, listening, child.pid, None)  # its process ended
+    record_server(tmp_path, listening, child.pid, None)  # its process ended
     assert server.prepare() is None and "PREFECT_API_URL" not in os.environ
     me = current_process()
-    _record(tmp_path, listening, me.pid, me.started, host="another-host")
+    record_server(tmp_path, listening, me.pid, me.started, host="another-host")
     assert server.running_server(tmp_path) is None
     assert server.stop_server(tmp_path) is None  # never touches another host's server
     assert server.read_state(tmp_path) is not None
     with socket.socket() as sock:  # the port no longer answers
         sock.bind(("127.0.0.1", 0))
         closed = int(sock.getsockname()[1])
-    _record(tmp_path, closed, me.pid, me.started)
+    record_server(tmp_path, closed, me.pid, me.started)
     assert server.running_server(tmp_path) is None
 
 

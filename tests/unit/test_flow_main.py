@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from config.flows import InputError
 from flows._main import parse_flags, run_from_argv, usage
 from flows._server import SERVER_SETTINGS
+from storage.runs import current_process
 
 ANALYTICS = "PREFECT_SERVER_ANALYTICS_ENABLED"
 
@@ -38,14 +40,17 @@ class Done(BaseModel):
     full: bool
     limit: int | None
     environment: dict[str, str | None]
+    prefect_api_url: str | None
 
 
 def job(config: Config) -> Done:
     """Pretend to work on the series."""
     if config.timeframe == "5m":
         raise InputError("no 5m bars stored: ingest them first")
+    from prefect.settings import get_current_settings
+
     seen = {name: os.environ.get(name) for name in (*SERVER_SETTINGS, "PREFECT_API_URL", ANALYTICS)}
-    return Done(**config.model_dump(), environment=seen)
+    return Done(**config.model_dump(), environment=seen, prefect_api_url=get_current_settings().api.url)
 
 
 @pytest.fixture
@@ -136,5 +141,27 @@ def test_the_flow_runs_with_the_cli_s_server_set_up_and_its_result_is_printed_as
     assert printed["environment"][name] == SERVER_SETTINGS[name]
     assert printed["environment"][other] == "7"  # the environment wins
     assert printed["environment"]["PREFECT_API_URL"] is None  # no server recorded: a temporary one
+    assert printed["prefect_api_url"] is None
     assert printed["environment"][ANALYTICS] == "false"  # which does not phone home
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
+
+
+def test_a_running_fks_server_is_the_flow_s_prefect_api_though_prefect_was_imported_first(
+    capsys: pytest.CaptureFixture[str],
+    no_server: None,
+    tmp_path: Path,
+    listening: int,
+    record_server: Callable[..., None],
+) -> None:
+    """``python -m flows.<name>`` imports the flow's module (and Prefect, which reads its settings
+    then) before it finds the background server: Prefect must still use that server, not start a
+    temporary one."""
+    import prefect  # noqa: F401 - imported before run_from_argv, as the flow's module does
+    from prefect.settings import get_current_settings
+
+    me = current_process()
+    record_server(tmp_path, listening, me.pid, me.started)
+    assert get_current_settings().api.url is None
+    result = run_from_argv(job, Config, ["--timeframe", "1d"])
+    assert result.prefect_api_url == f"http://127.0.0.1:{listening}/api"
+    assert json.loads(capsys.readouterr().out)["prefect_api_url"] == result.prefect_api_url
