@@ -131,8 +131,11 @@ def test_the_flow_runs_with_the_cli_s_server_set_up_and_its_result_is_printed_as
     """The flow starts as an ``fks`` command would: with no background server, Prefect's temporary
     server will get FKS's server settings (unless the environment sets one) and no analytics, and
     SIGTERM ends the process through ``SystemExit`` (so that Prefect stops that server)."""
+    from prefect.settings import get_current_settings
+
     name, other = list(SERVER_SETTINGS)[:2]
     monkeypatch.setenv(other, "7")
+    before = get_current_settings().api.url  # None, or the test session's server once it runs
     result = run_from_argv(job, Config, ["--symbols", "SPX,GOOGL", "--timeframe", "1h", "--full"])
     assert isinstance(result, Done)
     printed = json.loads(capsys.readouterr().out)
@@ -141,7 +144,7 @@ def test_the_flow_runs_with_the_cli_s_server_set_up_and_its_result_is_printed_as
     assert printed["environment"][name] == SERVER_SETTINGS[name]
     assert printed["environment"][other] == "7"  # the environment wins
     assert printed["environment"]["PREFECT_API_URL"] is None  # no server recorded: a temporary one
-    assert printed["prefect_api_url"] is None
+    assert printed["prefect_api_url"] == before  # no server found: Prefect's own choice stands
     assert printed["environment"][ANALYTICS] == "false"  # which does not phone home
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None)
 
@@ -161,7 +164,8 @@ def test_a_running_fks_server_is_the_flow_s_prefect_api_though_prefect_was_impor
 
     me = current_process()
     record_server(tmp_path, listening, me.pid, me.started)
-    assert get_current_settings().api.url is None
+    before = get_current_settings().api.url  # None, or the test session's server once it runs
     result = run_from_argv(job, Config, ["--timeframe", "1d"])
     assert result.prefect_api_url == f"http://127.0.0.1:{listening}/api"
     assert json.loads(capsys.readouterr().out)["prefect_api_url"] == result.prefect_api_url
+    assert get_current_settings().api.url == before  # only for the flow's run
