@@ -85,6 +85,13 @@ def read_state(data_dir: Path) -> ServerState | None:
         return None
 
 
+def write_state(data_dir: Path, state: ServerState) -> None:
+    """Record ``state`` as the background server of ``data_dir`` (what :func:`read_state` reads)."""
+    folder = server_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+
+
 def _port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -306,7 +313,7 @@ def start_server(settings: Settings) -> ServerState:
         started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     )
     (folder / PID_FILE).write_text(f"{process.pid}\n", encoding="utf-8")
-    (folder / STATE_FILE).write_text(json.dumps(asdict(state), indent=2), encoding="utf-8")
+    write_state(data_dir, state)
     return state
 
 

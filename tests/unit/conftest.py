@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows._server import LOG_FILE, SERVER_SETTINGS, STATE_FILE, ServerState, server_dir
+from flows._server import LOG_FILE, SERVER_SETTINGS, ServerState, server_dir, write_state
 
 RecordServer = Callable[..., None]
 
@@ -39,8 +38,6 @@ def listening() -> Iterator[int]:
 
 
 def _record_server(data_dir: Path, port: int, pid: int, started: int | None, host: str | None = None) -> None:
-    folder = server_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     state = ServerState(
         url=f"http://127.0.0.1:{port}/api",
         ui=f"http://127.0.0.1:{port}",
@@ -48,10 +45,10 @@ def _record_server(data_dir: Path, port: int, pid: int, started: int | None, hos
         pid_started=started,
         host=host or socket.gethostname(),
         port=port,
-        log=str(folder / LOG_FILE),
+        log=str(server_dir(data_dir) / LOG_FILE),
         started_at="2026-12-06T00:00:00+0000",
     )
-    (folder / STATE_FILE).write_text(json.dumps(state.__dict__), encoding="utf-8")
+    write_state(data_dir, state)
 
 
 @pytest.fixture
