@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pandas as pd
@@ -52,6 +52,7 @@ pytestmark = pytest.mark.slow
 SAMPLES = {"GOOGL": ("googl_daily.csv", "1d"), "EURUSD": ("eurusd_hourly.csv", "1h")}
 ACCOUNT = "default"
 REFRESH_S = 0.5
+T = TypeVar("T")
 
 
 @dataclass
@@ -162,17 +163,41 @@ def _stored_last(site: Site) -> dict[str, float]:
     return {s: float(f["close"].iloc[-1]) for s, f in frames.items()}
 
 
-def _rows(driver: Any) -> list[tuple[str, str]]:
-    """(symbol, last price text) of the listing rows in their order on the page."""
-    for _ in range(20):  # the live part may be replaced while it is read
+def _live(read: Callable[[], T], what: str) -> T:
+    """``read()``, again if the live refresh replaced an element between finding and using it."""
+    for _ in range(20):
         try:
-            return [
-                (r.get_attribute("data-symbol"), r.find_element(By.CSS_SELECTOR, "td.price").text)
-                for r in driver.find_elements(By.CSS_SELECTOR, "#listings tbody tr[data-symbol]")
-            ]
+            return read()
         except StaleElementReferenceException:
             time.sleep(0.05)
-    raise AssertionError("the listings kept changing under the reader")
+    raise AssertionError(f"{what} kept being replaced under the reader")
+
+
+def _rows(driver: Any) -> list[tuple[str, str]]:
+    """(symbol, last price text) of the listing rows in their order on the page."""
+    return _live(
+        lambda: [
+            (r.get_attribute("data-symbol"), r.find_element(By.CSS_SELECTOR, "td.price").text)
+            for r in driver.find_elements(By.CSS_SELECTOR, "#listings tbody tr[data-symbol]")
+        ],
+        "the listings",
+    )
+
+
+def _text(driver: Any, css: str) -> str:
+    return _live(lambda: driver.find_element(By.CSS_SELECTOR, css).text, css)
+
+
+_SHOWN = (
+    "return Array.from(document.querySelectorAll('#listings tbody tr[data-symbol]'))"
+    ".filter(r => r.getClientRects().length > 0).map(r => r.dataset.symbol)"
+)
+
+
+def _shown(driver: Any) -> list[str]:
+    """Symbols of the listing rows the page shows, read in one script: a live refresh
+    replacing the rows between finding and reading them cannot make the read stale."""
+    return list(driver.execute_script(_SHOWN))
 
 
 _LOAD_END = "return performance.getEntriesByType('navigation')[0].loadEventEnd"
@@ -180,13 +205,7 @@ _LOAD_END = "return performance.getEntriesByType('navigation')[0].loadEventEnd"
 
 def _click(driver: Any, css: str) -> None:
     """Click ``css``, again if the live refresh replaced it between finding and clicking."""
-    for _ in range(20):
-        try:
-            driver.find_element(By.CSS_SELECTOR, css).click()
-            return
-        except StaleElementReferenceException:
-            time.sleep(0.05)
-    raise AssertionError(f"{css} kept being replaced")
+    _live(lambda: driver.find_element(By.CSS_SELECTOR, css).click(), css)
 
 
 def test_overview_loads_without_errors_and_lists_the_stored_prices(site: Site, browser: Any) -> None:
@@ -220,11 +239,14 @@ def test_overview_loads_without_errors_and_lists_the_stored_prices(site: Site, b
     rows = dict(_rows(browser))
     assert sorted(rows) == sorted(stored)
     assert rows == {s: _price(v) for s, v in stored.items()}
-    spx = browser.find_element(By.CSS_SELECTOR, '#listings tr[data-symbol="SPX"]')
-    assert spx.get_attribute("data-quarantined") == "1"  # the quarantined bar pending a decision
-    models = browser.find_element(By.ID, "models").text
+    spx = '#listings tr[data-symbol="SPX"]'
+    quarantined = _live(
+        lambda: browser.find_element(By.CSS_SELECTOR, spx).get_attribute("data-quarantined"), spx
+    )
+    assert quarantined == "1"  # the quarantined bar pending a decision
+    models = _text(browser, "#models")
     assert "fks-forecaster" in models and "@challenger" in models and "answering" in models
-    book = browser.find_element(By.CSS_SELECTOR, f'.book[data-account="{ACCOUNT}"]').text
+    book = _text(browser, f'.book[data-account="{ACCOUNT}"]')
     assert "trading" in book and "SPX" in book and "GOOGL" in book and "limit" in book
 
     # the forecasts are what POST /v1/forecast and /v1/explain answer for the stored bars
@@ -233,7 +255,7 @@ def test_overview_loads_without_errors_and_lists_the_stored_prices(site: Site, b
     )
     forecast = httpx.post(f"{site.url}/v1/forecast", json={"series": [{"symbol": "SPX"}]}, timeout=30).json()
     explain = httpx.post(f"{site.url}/v1/explain", json={"series": {"symbol": "SPX"}, "top_k": 3}, timeout=60)
-    row = browser.find_element(By.CSS_SELECTOR, '#forecasts tr[data-symbol="SPX"]').text
+    row = _text(browser, '#forecasts tr[data-symbol="SPX"]')
     assert f"{forecast['forecasts'][0]['prob_up']:.3f}" in row
     assert f"{forecast['forecasts'][0]['forecast_log_return']:+.5f}" in row
     for attribution in explain.json()["attributions"]:
@@ -256,16 +278,12 @@ def test_sorting_orders_the_listings(site: Site, browser: Any) -> None:
     _click(browser, '#listings th[data-key="symbol"]')
     WebDriverWait(browser, 10).until(lambda d: [s for s, _ in _rows(d)] == sorted(stored))
 
-    def shown(d: Any) -> list[str]:
-        rows = d.find_elements(By.CSS_SELECTOR, "#listings tbody tr[data-symbol]")
-        return [r.get_attribute("data-symbol") for r in rows if r.is_displayed()]
-
     Select(browser.find_element(By.ID, "classfilter")).select_by_value("fx")
-    WebDriverWait(browser, 10).until(lambda d: shown(d) == ["EURUSD"])
+    WebDriverWait(browser, 10).until(lambda d: _shown(d) == ["EURUSD"])
     time.sleep(3 * REFRESH_S)  # the filter survives the live refreshes
-    assert shown(browser) == ["EURUSD"]
+    assert _shown(browser) == ["EURUSD"]
     Select(browser.find_element(By.ID, "classfilter")).select_by_value("")
-    WebDriverWait(browser, 10).until(lambda d: shown(d) == sorted(stored))
+    WebDriverWait(browser, 10).until(lambda d: _shown(d) == sorted(stored))
     assert not _console_errors(browser)
 
 
