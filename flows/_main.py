@@ -178,8 +178,11 @@ def run_from_argv(
 def _api_url(url: str | None) -> Iterator[None]:
     """Prefect's settings with ``url`` (from :func:`prepare`) as its API: the flow's module imported
     Prefect, which read its settings then, before ``prepare`` set ``PREFECT_API_URL``. None: Prefect
-    starts its temporary server."""
+    starts its temporary server, watched (:func:`flows._temporary_server.guard_temporary_server`)."""
     if url is None:
+        from flows._temporary_server import guard_temporary_server
+
+        guard_temporary_server()  # ended with this process, as an fks command's, even on SIGKILL
         yield
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -1,7 +1,8 @@
 """The local Prefect server FKS starts and finds: ``fks server``'s background server (its state
 file under ``<data_dir>/prefect/``, start, stop) and the set-up every command and every
 ``python -m flows.<name>`` runs first (:func:`prepare`: the background server when one runs, else a
-temporary server with FKS's settings that is ended on SIGTERM and SIGHUP too).
+temporary server with FKS's settings that is ended on SIGTERM and SIGHUP too; a watchdog ends it
+after a SIGKILL, :mod:`flows._temporary_server`).
 
 Used by the CLI (:mod:`flows.cli.server` holds the ``fks server`` commands) and by
 :mod:`flows._main`. Only the standard library is imported at module level: commands that run no
@@ -100,19 +101,31 @@ def _port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _process_started(pid: int) -> int | None:
-    """Process ``pid``'s start time in clock ticks since boot (Linux ``/proc``), else None. The same
-    reading as :func:`storage.runs.process_started`, kept here so that every command's
-    :func:`prepare` does not import the store (pandas, SQLAlchemy)."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (Linux), else None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read()
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
+        return stat[stat.rindex(b")") + 2 :].split()  # the name (field 2) may hold ')' and spaces
+    except (OSError, ValueError):
         return None
 
 
-def _pid_alive(pid: int, started: int | None = None) -> bool:
+def process_started(pid: int) -> int | None:
+    """Process ``pid``'s start time in clock ticks since boot (Linux ``/proc``), else None. The same
+    reading as :func:`storage.runs.process_started`, kept here so that every command's
+    :func:`prepare` does not import the store (pandas, SQLAlchemy)."""
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[19]) if fields is not None else None
+    except (ValueError, IndexError):
+        return None
+
+
+def process_running(pid: int, started: int | None = None) -> bool:
+    """Whether process ``pid`` runs and, when ``started`` is known and the OS tells, is the process
+    that started then, not a later one given the same pid. A zombie (ended, not yet reaped by its
+    parent, e.g. an orphan whose new parent never reaps) does not run."""
     if pid <= 0:
         return False
     try:
@@ -123,12 +136,19 @@ def _pid_alive(pid: int, started: int | None = None) -> bool:
         pass
     except OSError:
         return False
-    now = _process_started(pid) if started is not None else None
-    return now is None or now == started
+    fields = _stat_fields(pid)
+    if fields is None:
+        return True  # no /proc: the signal check is all the OS tells
+    if fields[:1] == [b"Z"]:
+        return False
+    try:
+        return started is None or int(fields[19]) == started
+    except (ValueError, IndexError):
+        return True
 
 
 def _alive(state: ServerState) -> bool:
-    return state.host == socket.gethostname() and _pid_alive(state.pid, state.pid_started)
+    return state.host == socket.gethostname() and process_running(state.pid, state.pid_started)
 
 
 def running_server(data_dir: Path) -> ServerState | None:
@@ -306,7 +326,7 @@ def start_server(settings: Settings) -> ServerState:
         url=f"{ui}/api",
         ui=ui,
         pid=process.pid,
-        pid_started=_process_started(process.pid),
+        pid_started=process_started(process.pid),
         host=socket.gethostname(),
         port=port,
         log=str(log_path),
@@ -336,7 +356,7 @@ def _terminate(pid: int, grace_s: float = 15.0) -> None:
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):  # reap it when it is our child
             os.waitpid(pid, os.WNOHANG)
-        if not _pid_alive(pid):
+        if not process_running(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError, PermissionError):

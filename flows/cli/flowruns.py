@@ -106,7 +106,9 @@ def crash_dead_command_runs(api_url: str, timeout: float = 5.0) -> list[str]:
 @contextmanager
 def command_flow_runs() -> Iterator[None]:
     """Run a command's flows without heartbeats, tagged with this process, after marking the runs
-    of dead commands ``Crashed`` on the server named by ``PREFECT_API_URL`` (see the module).
+    of dead commands ``Crashed`` on the server named by ``PREFECT_API_URL`` (see the module);
+    without one, the temporary server Prefect starts is watched
+    (:func:`flows._temporary_server.guard_temporary_server`).
 
     A failure to reach the server here is left to the flow run, which reports it."""
     from prefect import tags
@@ -119,6 +121,10 @@ def command_flow_runs() -> Iterator[None]:
     if api_url:
         with suppress(OSError, ValueError):
             crash_dead_command_runs(api_url.rstrip("/"))
+    else:  # Prefect's temporary server, if it starts one, ends with this process even on SIGKILL
+        from flows._temporary_server import guard_temporary_server
+
+        guard_temporary_server()
     saved = _CONFIGURED_HEARTBEAT.set((get_current_settings().flows.heartbeat_frequency,))
     with ExitStack() as stack:
         stack.callback(_CONFIGURED_HEARTBEAT.reset, saved)

@@ -10,16 +10,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from flows._server import SERVER_SETTINGS
-from storage.runs import process_alive
+from flows._server import SERVER_SETTINGS, process_running
+from tests.process_support import reaped, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -65,39 +62,29 @@ def _cmdline(pid: int) -> str:
 
 
 def _spawn_ingest(tmp_path: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "ingest", "--symbols", "SPX"],
-        cwd=tmp_path,
-        env=_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    """``fks ingest --symbols SPX``, its output appended to ``tmp_path/ingest.log``."""
+    with (tmp_path / "ingest.log").open("a") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "ingest", "--symbols", "SPX"],
+            cwd=tmp_path,
+            env=_env(tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
 
-@contextmanager
-def _reaped(process: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
-    """``process``, killed and waited for on the way out if it still runs."""
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def _wait_for(predicate: object, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.2)
-    return False
+def _child_running(pid: int, marker: str) -> int | None:
+    found = [c for c in _children(pid) if marker in _cmdline(c)]
+    return found[0] if found else None
 
 
 def _temporary_server(pid: int) -> int | None:
-    found = [c for c in _children(pid) if "prefect.server.api.server:create_app" in _cmdline(c)]
-    return found[0] if found else None
+    return _child_running(pid, "prefect.server.api.server:create_app")
+
+
+def _watchdog(pid: int) -> int | None:
+    return _child_running(pid, "flows._watchdog")
 
 
 def _events(api_url: str, flow_run_id: str) -> list[str]:
@@ -118,7 +105,7 @@ def _run_events(api_url: str, flow_run_id: str) -> list[str]:
         events[:] = _events(api_url, flow_run_id)
         return "prefect.task-run.Completed" in events
 
-    assert _wait_for(stored, 30), f"the run's task events never reached the server: {events}"
+    assert wait_for(stored, 30), f"the run's task events never reached the server: {events}"
     return events
 
 
@@ -158,26 +145,29 @@ def test_background_server_start_use_status_stop(tmp_path: Path) -> None:
         )
         for name, value in SERVER_SETTINGS.items():  # the task run recorder writes in batches...
             assert environ[name.encode()] == value.encode()
-        assert _wait_for(lambda: _task_run_states(status["url"], completed) == {"COMPLETED"}, 30), (
+        assert wait_for(lambda: _task_run_states(status["url"], completed) == {"COMPLETED"}, 30), (
             _task_run_states(status["url"], completed)
         )  # ...and still records every task run, at most a flush interval later
     finally:
         stopped = _fks(tmp_path, "server", "stop")
     assert stopped.returncode == 0 and "Stopped" in stopped.stdout
-    assert not process_alive(pid)
+    assert not process_running(pid)
     assert not json.loads(_fks(tmp_path, "server", "status", "--json").stdout)["running"]
 
 
-def test_terminated_command_ends_its_temporary_server_and_a_killed_run_is_interrupted(
+def test_a_terminated_or_killed_command_leaves_no_temporary_server_and_its_run_is_interrupted(
     tmp_path: Path,
 ) -> None:
-    with _reaped(_spawn_ingest(tmp_path)) as command:
-        assert _wait_for(lambda: _temporary_server(command.pid), 120), "no temporary server started"
+    with reaped(_spawn_ingest(tmp_path)) as command:
+        assert wait_for(lambda: _temporary_server(command.pid), 120), "no temporary server started"
         temporary = _temporary_server(command.pid)
-        assert temporary is not None
+        assert wait_for(lambda: _watchdog(command.pid), 30), "a temporary server without its watchdog"
+        watchdog = _watchdog(command.pid)
+        assert temporary is not None and watchdog is not None
         command.send_signal(signal.SIGTERM)
         command.wait(timeout=60)
-        assert _wait_for(lambda: not process_alive(temporary), 15), "the temporary server outlived fks"
+        assert wait_for(lambda: not process_running(temporary), 15), "the temporary server outlived fks"
+        assert wait_for(lambda: not process_running(watchdog), 15), "the watchdog outlived fks"
 
     killed = _spawn_ingest(tmp_path)
     orphan: int | None = None
@@ -192,13 +182,21 @@ def test_terminated_command_ends_its_temporary_server_and_a_killed_run_is_interr
             return False
 
     try:
-        with _reaped(killed):
-            assert _wait_for(running_row, 120), "the ingestion never started a run"
+        with reaped(killed):
+            assert wait_for(running_row, 120), (
+                f"the ingestion never started a run (exit {killed.poll()}):\n"
+                + (tmp_path / "ingest.log").read_text()[-3000:]
+            )
             orphan = _temporary_server(killed.pid)
+            assert orphan is not None
             killed.send_signal(signal.SIGKILL)
             killed.wait(timeout=30)
+        # SIGKILL skips every handler of fks: its watchdog ends the server
+        assert wait_for(lambda: not process_running(orphan), 20), (
+            "the killed command's server is left running"
+        )
     finally:
-        if orphan is not None and process_alive(orphan):  # SIGKILL cannot be caught: end the orphan here
+        if orphan is not None and process_running(orphan):  # the watchdog failed: end it here
             os.kill(orphan, signal.SIGTERM)
     listed = _fks(tmp_path, "data", "runs", "--json")
     assert listed.returncode == 0, listed.stderr
@@ -219,8 +217,8 @@ def test_a_killed_command_s_flow_run_is_marked_crashed_by_the_next_command(tmp_p
     assert started.returncode == 0, started.stdout + started.stderr
     try:
         url = json.loads(_fks(tmp_path, "server", "status", "--json").stdout)["url"]
-        with _reaped(_spawn_ingest(tmp_path)) as killed:
-            assert _wait_for(lambda: any(r["state_type"] == "RUNNING" for r in _flow_runs(url)), 120), (
+        with reaped(_spawn_ingest(tmp_path)) as killed:
+            assert wait_for(lambda: any(r["state_type"] == "RUNNING" for r in _flow_runs(url)), 120), (
                 "the ingestion's flow run never started"
             )
             killed.send_signal(signal.SIGKILL)
