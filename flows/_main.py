@@ -11,7 +11,9 @@ flags or bad input (nothing written), 1 anything else (with its traceback).
 Like every ``fks`` command (:func:`flows._server.prepare`), the flow reports to the background
 Prefect server of ``fks server start`` when one runs (``PREFECT_API_URL`` in the environment wins);
 otherwise Prefect's temporary server starts with FKS's server settings
-(:data:`flows._server.SERVER_SETTINGS`) and is ended on SIGTERM and SIGHUP too. Prefect logs
+(:data:`flows._server.SERVER_SETTINGS`) and is ended on SIGTERM and SIGHUP too, and by a
+watchdog after a SIGKILL. The flow runs as a command's do (:func:`flows._flowruns.command_flow_runs`:
+no heartbeats, tagged with this process, the runs of dead commands marked Crashed). Prefect logs
 at its own level (``PREFECT_LOGGING_LEVEL``), except its records of the bad input this module
 reports itself.
 """
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from config.flows import InputError
+from flows._flowruns import command_flow_runs
 from flows._logs import drop_reported_failures
 from flows._server import prepare
 
@@ -166,7 +169,7 @@ def run_from_argv(
     url = prepare()  # as every fks command does: the background server, else a temporary one
     drop_reported_failures(("InputError",))  # said once below, without Prefect's traceback
     try:
-        with _api_url(url):
+        with _api_url(url), command_flow_runs():  # tagged, watched and crash-marked as fks commands' runs
             result = flow(config)
     except InputError as exc:
         raise _exit(str(exc)) from None
@@ -178,11 +181,8 @@ def run_from_argv(
 def _api_url(url: str | None) -> Iterator[None]:
     """Prefect's settings with ``url`` (from :func:`prepare`) as its API: the flow's module imported
     Prefect, which read its settings then, before ``prepare`` set ``PREFECT_API_URL``. None: Prefect
-    starts its temporary server, watched (:func:`flows._temporary_server.guard_temporary_server`)."""
+    starts its temporary server."""
     if url is None:
-        from flows._temporary_server import guard_temporary_server
-
-        guard_temporary_server()  # ended with this process, as an fks command's, even on SIGKILL
         yield
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings

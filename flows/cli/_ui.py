@@ -117,13 +117,13 @@ def run_guarded(action: Callable[[], T], *handlers: tuple[type[Exception], Handl
 
 
 def flow_runs() -> AbstractContextManager[object]:
-    """What a command's flow runs are run in: :func:`flows.cli.flowruns.command_flow_runs` (no
+    """What a command's flow runs are run in: :func:`flows._flowruns.command_flow_runs` (no
     heartbeats, tagged with this process, dead commands' runs marked ``Crashed``) for a command
     that has imported Prefect (its flow module, imported before :func:`run_guarded`); nothing for
     the others, which never import it."""
     if "prefect" not in sys.modules:
         return nullcontext()
-    from flows.cli.flowruns import command_flow_runs
+    from flows._flowruns import command_flow_runs
 
     return command_flow_runs()
 

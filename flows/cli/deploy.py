@@ -337,7 +337,7 @@ def deploy_command(
     """The deployments (config/deployments.py): list them, write prefect.yaml, apply them to the server."""
     from config.deployments import render_prefect_yaml
     from config.settings import get_settings
-    from flows.cli.flowruns import configured_heartbeat_s
+    from flows._flowruns import configured_heartbeat_s
     from tasks.automations import declare_automations, declare_zombie_automation
 
     def run() -> None:

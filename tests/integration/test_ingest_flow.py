@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy import text
 
 from config.flows import IngestConfig, InputError
 from config.settings import Settings
+from flows._flowruns import COMMAND_TAG, parse_process_tag
 from flows.ingest import ingest
 from ingestion.ingest import IngestFailed
 from storage import count_bars, get_asset, list_ingest_runs, list_quarantine, list_validations, read_bars
@@ -175,6 +177,8 @@ def test_python_m_flows_ingest_runs_the_flow_from_its_flags_and_refuses_bad_ones
         return subprocess.run([sys.executable, "-m", "flows.ingest", *args], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)  # fmt: skip
 
+    before = {r.id for r in _ingest_runs()}
+
     flags = ["--source", "synthetic", "--symbols", "AAA,BBB", "--timeframe", "1d", "--asset-class",
              "crypto", "--start", "2024-01-01", "--end", "2024-02-01"]  # fmt: skip
     done = module(*flags)
@@ -185,6 +189,10 @@ def test_python_m_flows_ingest_runs_the_flow_from_its_flags_and_refuses_bad_ones
     engine = store_for(settings)
     with engine.connect() as conn:
         assert count_bars(conn) == 62
+    # its flow run is tagged as an fks command's, with its process (found again if it is killed)
+    (run,) = [r for r in _ingest_runs() if r.id not in before]
+    assert COMMAND_TAG in run.tags, run.tags
+    assert any(parse_process_tag(t) for t in run.tags), run.tags
     # bad input the flow itself finds (flags and configs are tests/unit/test_flow_main.py's)
     refused = module("--symbols", "NOPE")
     assert refused.returncode == 2, refused.stdout + refused.stderr
@@ -195,3 +203,19 @@ def test_python_m_flows_ingest_runs_the_flow_from_its_flags_and_refuses_bad_ones
     with engine.connect() as conn:
         assert count_bars(conn) == 62
     engine.dispose()
+
+
+def _ingest_runs() -> list[Any]:
+    """The 50 newest flow runs of the ``ingest`` flow on the session's Prefect server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        return list(
+            client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest"])),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=50,
+            )
+        )

@@ -159,7 +159,7 @@ def test_the_console_script_ends_with_an_idle_thread_pool_alive(tmp_path: Path) 
 
 @pytest.mark.parametrize("started", [123456, None])
 def test_a_command_s_process_tag_reads_back(started: int | None) -> None:
-    from flows.cli.flowruns import parse_process_tag, process_tag
+    from flows._flowruns import parse_process_tag, process_tag
 
     tag = process_tag("node-1.example", 4321, started)
     assert parse_process_tag(tag) == ("node-1.example", 4321, started)

@@ -1,7 +1,7 @@
-"""How the flow runs of an ``fks`` command meet Prefect.
+"""How the flow runs of an ``fks`` command (and of ``python -m flows.<name>``) meet Prefect.
 
 A command that runs a flow (it has imported Prefect, through its flow module) runs it inside
-:func:`command_flow_runs`:
+:func:`command_flow_runs`; so does :func:`flows._main.run_from_argv`:
 
 * **No heartbeats.** A sync flow run's heartbeat thread (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``)
   sleeps in 1 s steps and is joined when the run ends: every command paid 0-1 s (0.5 s on average)
@@ -13,7 +13,8 @@ A command that runs a flow (it has imported Prefect, through its flow module) ru
   ``Running``; the next flow command using the same server marks such runs of this host
   ``Crashed``, with a message naming the process (:func:`crash_dead_command_runs`). Runs of other
   hosts are never touched. With Prefect's temporary server there is no next server to ask: the
-  runs stay in that server's database as they were.
+  runs stay in that server's database as they were, and the server itself is ended by a watchdog
+  (:func:`flows._temporary_server.guard_temporary_server`).
 
 Only the standard library is imported at module level; Prefect and the store are imported when a
 flow command enters :func:`command_flow_runs`.
