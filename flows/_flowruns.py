@@ -14,7 +14,7 @@ A command that runs a flow (it has imported Prefect, through its flow module) ru
   ``Crashed``, with a message naming the process (:func:`crash_dead_command_runs`). Runs of other
   hosts are never touched. With Prefect's temporary server there is no next server to ask: the
   runs stay in that server's database as they were, and the server itself is ended by a watchdog
-  (:func:`flows._temporary_server.guard_temporary_server`).
+  (:func:`guard_temporary_server`).
 
 Only the standard library is imported at module level; Prefect and the store are imported when a
 flow command enters :func:`command_flow_runs`.
@@ -28,7 +28,10 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flows._temporary_server import GuardedServer
 
 COMMAND_TAG = "fks-cli"
 """The tag of every flow run an ``fks`` command starts."""
@@ -104,12 +107,32 @@ def crash_dead_command_runs(api_url: str, timeout: float = 5.0) -> list[str]:
     return crashed
 
 
+def guard_temporary_server() -> GuardedServer | None:
+    """Register a :class:`flows._temporary_server.GuardedServer` as this process's temporary
+    Prefect server (it starts when Prefect first needs it, as before) and return it. None, with
+    nothing imported or changed, when Prefect would start no temporary server
+    (``PREFECT_API_URL`` is set, also in a Prefect profile, or ephemeral servers are off); None
+    also when another server is registered already."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    from flows._temporary_server import GuardedServer
+
+    current = SubprocessASGIServer._instances.get(None)
+    if current is None:
+        return GuardedServer()  # registers itself as the port-less instance Prefect's clients use
+    return current if isinstance(current, GuardedServer) else None
+
+
 @contextmanager
 def command_flow_runs() -> Iterator[None]:
     """Run a command's flows without heartbeats, tagged with this process, after marking the runs
     of dead commands ``Crashed`` on the server named by ``PREFECT_API_URL`` (see the module);
     without one, the temporary server Prefect starts is watched
-    (:func:`flows._temporary_server.guard_temporary_server`).
+    (:func:`guard_temporary_server`).
 
     A failure to reach the server here is left to the flow run, which reports it."""
     from prefect import tags
@@ -123,8 +146,6 @@ def command_flow_runs() -> Iterator[None]:
         with suppress(OSError, ValueError):
             crash_dead_command_runs(api_url.rstrip("/"))
     else:  # Prefect's temporary server, if it starts one, ends with this process even on SIGKILL
-        from flows._temporary_server import guard_temporary_server
-
         guard_temporary_server()
     saved = _CONFIGURED_HEARTBEAT.set((get_current_settings().flows.heartbeat_frequency,))
     with ExitStack() as stack:

@@ -3,14 +3,13 @@
 Without ``PREFECT_API_URL``, Prefect starts a temporary server in a subprocess at a command's first
 API call and ends it from ``atexit`` (FKS turns SIGTERM and SIGHUP into an exit for that too, see
 :func:`flows._server.prepare`). A SIGKILL skips ``atexit``: the server stayed behind, holding its
-port and its database. :func:`guard_temporary_server`, called where a command is about to run
-its flows, makes the server Prefect will start in this process a :class:`GuardedServer`: the same
-server, started the same way and at the same moment, with a :mod:`flows._watchdog` next to it that
-ends it when this process is gone.
+port and its database. :func:`flows._flowruns.guard_temporary_server`, called where a command
+is about to run its flows, makes the server Prefect will start in this process a
+:class:`GuardedServer`: the same server, started the same way and at the same moment, with a
+:mod:`flows._watchdog` next to it that ends it when this process is gone.
 
-Prefect's clients get their temporary server as ``SubprocessASGIServer()``, one instance per
-process for the default port (``SubprocessASGIServer._instances``); registering a
-``GuardedServer`` there first is what this module does.
+Imported only when Prefect would start a temporary server: Prefect's server module, imported
+here, takes ~1.7 s, which Prefect pays then anyway.
 """
 
 from __future__ import annotations
@@ -19,11 +18,10 @@ import subprocess
 from typing import Any
 
 from prefect.server.api.server import SubprocessASGIServer
-from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
 from flows._watchdog import start_watchdog, stop_watchdog
 
-__all__ = ["GuardedServer", "guard_temporary_server"]
+__all__ = ["GuardedServer"]
 
 
 class GuardedServer(SubprocessASGIServer):
@@ -45,16 +43,3 @@ class GuardedServer(SubprocessASGIServer):
         while self.watchdogs:
             stop_watchdog(self.watchdogs.pop())
         super().stop()
-
-
-def guard_temporary_server() -> GuardedServer | None:
-    """Register a :class:`GuardedServer` as this process's temporary Prefect server (it starts
-    when Prefect first needs it, as before). None, with nothing changed, when Prefect would start
-    no temporary server (``PREFECT_API_URL`` is set, or ephemeral servers are off) or one is
-    registered already."""
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return None
-    if None in SubprocessASGIServer._instances:
-        current = SubprocessASGIServer._instances[None]
-        return current if isinstance(current, GuardedServer) else None
-    return GuardedServer()

@@ -151,6 +151,7 @@ def test_the_flow_runs_with_the_cli_s_server_set_up_and_its_result_is_printed_as
 
 def test_a_running_fks_server_is_the_flow_s_prefect_api_though_prefect_was_imported_first(
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     no_server: None,
     tmp_path: Path,
     listening: int,
@@ -162,6 +163,8 @@ def test_a_running_fks_server_is_the_flow_s_prefect_api_though_prefect_was_impor
     import prefect  # noqa: F401 - imported before run_from_argv, as the flow's module does
     from prefect.settings import get_current_settings
 
+    asked: list[str] = []  # the dead commands' runs are looked for on that server (it answers none here)
+    monkeypatch.setattr("flows._flowruns.crash_dead_command_runs", lambda url, timeout=5.0: asked.append(url))
     me = current_process()
     record_server(tmp_path, listening, me.pid, me.started)
     before = get_current_settings().api.url  # None, or the test session's server once it runs
@@ -169,3 +172,4 @@ def test_a_running_fks_server_is_the_flow_s_prefect_api_though_prefect_was_impor
     assert result.prefect_api_url == f"http://127.0.0.1:{listening}/api"
     assert json.loads(capsys.readouterr().out)["prefect_api_url"] == result.prefect_api_url
     assert get_current_settings().api.url == before  # only for the flow's run
+    assert asked == [f"http://127.0.0.1:{listening}/api"]

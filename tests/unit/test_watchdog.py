@@ -121,7 +121,8 @@ def test_the_guard_registers_prefect_s_temporary_server_only_when_prefect_would_
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows._temporary_server import GuardedServer, guard_temporary_server
+    from flows._flowruns import guard_temporary_server
+    from flows._temporary_server import GuardedServer
 
     saved = SubprocessASGIServer._instances.pop(None, None)
     try:
@@ -138,3 +139,21 @@ def test_the_guard_registers_prefect_s_temporary_server_only_when_prefect_would_
         SubprocessASGIServer._instances.pop(None, None)
         if saved is not None:
             SubprocessASGIServer._instances[None] = saved
+
+
+def test_the_guard_imports_no_prefect_server_when_prefect_would_start_none() -> None:
+    """A Prefect profile naming a server: the guard returns before importing Prefect's server
+    module (~1.7 s), which nothing else then needs."""
+    script = (
+        "import sys\n"
+        "from prefect.settings import PREFECT_API_URL, temporary_settings\n"
+        "from flows._flowruns import guard_temporary_server\n"
+        "with temporary_settings(updates={PREFECT_API_URL: 'http://127.0.0.1:9/api'}):\n"
+        "    assert guard_temporary_server() is None\n"
+        "print('prefect.server.api.server' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
