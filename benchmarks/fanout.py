@@ -3,8 +3,9 @@ and the fan-out pipeline (ingest + features) on Prefect's temporary server again
 
 Run ``python -m benchmarks.fanout``; options: ``--symbols N`` (default 16 synthetic 24/7 symbols),
 ``--days D`` (default 365 days of hourly bars each, 8,760 bars), ``--workers W`` (default 2 Dask
-worker processes, one thread each) and ``--repeats K`` (default 1; each figure is the fastest of K).
-Prints one JSON object.
+worker processes, one thread each), ``--pairs P`` (default 3 interleaved pairs of the warm
+sequential and Dask measurements, below) and ``--repeats K`` (default 1; each other figure is the
+fastest of K). Prints one JSON object.
 
 Setup (not timed): a Prefect server is started (``SubprocessASGIServer``, with the server
 settings ``fks server start`` and the CLI's temporary servers get,
@@ -20,6 +21,15 @@ its own copy of that folder, so no feature build is a cache hit and no import is
   (``FKS_DASK_ADDRESS``, started by the benchmark with the configuration FKS uses for its
   own clusters, :data:`tasks.dask_runner.CLUSTER_CONFIG`), also timed on its second run: the steady
   state of a team's long-lived cluster.
+* The two are measured in ``--pairs`` interleaved pairs, one right after the other (the sequential
+  one first in the first, third ... pair, the Dask one first in the others), each pair with a
+  cluster of its own started just before its Dask measurement and stopped right after it (no idle
+  cluster beside the anchor). This host's CPU speed drifts by up to ~25 % within seconds (a pure
+  Python loop: 3.0 s, then 3.8 s), and the two measurements used to run minutes apart: each pair's
+  ratio compares the two at the same moment. ``sequential_over_dask`` is the median of the pairs'
+  ratios (``pair_ratios`` lists them all), the ``seconds`` and ``cpu_seconds`` of the warm runs
+  are that pair's, and ``sequential_run_over_dask_run`` is the median of the pairs' run-time
+  ratios.
 * ``sequential_cold_s`` / ``dask_cold_s``: first runs in a fresh process; for ``dask_cold_s`` with
   no address, so the flow's own ``LocalCluster`` (started, its workers importing FKS and paying the
   one-time costs, stopped) is inside the timed region.
@@ -48,16 +58,21 @@ run's tasks do.
 
 Targets: ``sequential_s / dask_s >= 1.6`` on a two-core machine (two workers), also reported for
 the run times. The cold ratio and the temporary server's are reported without targets.
-``load_average`` is the machine's 1-minute load at the start, before the warm sequential and Dask
-measurements, and at the end (other users of the machine slow every figure).
-"""
+``load_average`` is the machine's 1-minute load at the start, before each pair and at the end
+(other users of the machine slow every figure). ``host_two_process_speedup`` (before each pair,
+and the median): how much faster two processes finish two runs of a pure Python loop than one
+process runs them one after the other (:func:`_host_two_process_speedup`), the ceiling this host
+puts on any two-process speedup at that moment: two vCPUs of a VM share caches, memory bandwidth
+and the host's clock, and the neighbours' load."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -202,15 +217,16 @@ def _measure(
     extra: dict[str, Any],
     warm: bool = False,
     server_pid: int | None = None,
+    repeats: int | None = None,
 ) -> tuple[float, float | None, dict[str, float]]:
-    """The fastest of ``args.repeats`` fresh-process runs of ``mode`` on fresh copies of ``template``
-    (``warm``: each after an untimed run of the features flow on another copy): the wall time of the
-    call, for ``features`` the shortest Running-to-Completed time of its flow run (else None), and
-    the CPU seconds of the fastest call by process (:func:`_cpu_seconds`)."""
+    """The fastest of ``repeats`` (default ``args.repeats``) fresh-process runs of ``mode`` on fresh
+    copies of ``template`` (``warm``: each after an untimed run of the features flow on another
+    copy): the wall time of the call, for ``features`` the shortest Running-to-Completed time of its
+    flow run (else None), and the CPU seconds of the fastest call by process (:func:`_cpu_seconds`)."""
     best = float("inf")
     best_run: float | None = None
     best_cpu: dict[str, float] = {}
-    for _ in range(args.repeats):
+    for _ in range(args.repeats if repeats is None else repeats):
         folder = Path(tempfile.mkdtemp(dir=work))
         warmup = Path(tempfile.mkdtemp(dir=work)) if warm else None
         if template is not None:
@@ -266,14 +282,88 @@ def _warm(address: str) -> None:
         client.run(imports)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement; the report as a dict."""
+Measured = tuple[float, float, dict[str, float]]
+
+_LOOP = "import time; t = time.perf_counter(); x = sum(range(20_000_000)); print(time.perf_counter() - t)"
+
+
+def _host_two_process_speedup() -> float:
+    """This host's own parallel speedup at the moment: a pure Python loop (no I/O, no memory to
+    speak of) in one process, then in two processes at once; ``2 * alone / slower of the two``,
+    each the best of two tries
+    (2.0 on two idle, independent cores; ~1.7-1.8 seen on this 2-core VM)."""
+
+    def loop_seconds(processes: int) -> float:
+        started = [
+            subprocess.Popen([sys.executable, "-c", _LOOP], stdout=subprocess.PIPE, text=True)
+            for _ in range(processes)
+        ]
+        return max(float(process.communicate()[0]) for process in started)
+
+    alone = min(loop_seconds(1) for _ in range(2))
+    return 2 * alone / min(loop_seconds(2) for _ in range(2))
+
+
+def _pair(
+    index: int,
+    template: Path,
+    work: Path,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    server_pid: int | None,
+) -> dict[str, Any]:
+    """One warm sequential and one warm Dask measurement, one after the other (the sequential one
+    first in even pairs, the Dask one first in odd pairs), so that both see the same moment of a
+    shared host whose speed drifts; the Dask one on a two-worker ``LocalCluster`` started (under
+    :data:`tasks.dask_runner.CLUSTER_CONFIG`, as FKS starts its own) and warmed for it and stopped
+    after it, so that no idle cluster runs beside the sequential anchor."""
     from dask.config import set as dask_config
     from distributed import LocalCluster
+
+    from tasks.dask_runner import CLUSTER_CONFIG
+
+    def measured(extra: dict[str, Any]) -> Measured:
+        seconds, run_seconds, cpu = _measure(
+            "features", template, work, args, env, extra, True, server_pid, 1
+        )
+        if run_seconds is None:
+            raise RuntimeError("the features flow run did not report its run time")
+        return seconds, run_seconds, cpu
+
+    def on_cluster() -> Measured:
+        with (
+            dask_config(CLUSTER_CONFIG),
+            LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+        ):
+            _warm(cluster.scheduler_address)
+            return measured({"task_runner": "dask", "dask_address": cluster.scheduler_address})
+
+    load = os.getloadavg()[0]
+    host = _host_two_process_speedup()
+    if index % 2 == 0:
+        sequential = measured({"task_runner": "sequential"})
+        dask = on_cluster()
+    else:
+        dask = on_cluster()
+        sequential = measured({"task_runner": "sequential"})
+    return {
+        "first": "sequential" if index % 2 == 0 else "dask",
+        "sequential": sequential,
+        "dask": dask,
+        "ratio": sequential[0] / dask[0],
+        "run_ratio": sequential[1] / dask[1],
+        "load": load,
+        "host": host,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement; the report as a dict."""
     from prefect.server.api.server import SubprocessASGIServer
 
     from flows._server import SERVER_SETTINGS
-    from tasks.dask_runner import CLUSTER_CONFIG
 
     load_before = os.getloadavg()[0]
     symbols = _symbols(args.symbols)
@@ -297,22 +387,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             served = {**env, "PREFECT_API_URL": server.api_url}
             in_order = {"task_runner": "sequential"}
             pid = server.server_process.pid if server.server_process is not None else None
-            load_sequential = os.getloadavg()[0]
-            measured = _measure("features", template, work, args, served, in_order, True, pid)
-            sequential, sequential_run, sequential_cpu = measured
             # the workers start from this process: they log at the flow processes' level too
             os.environ["PREFECT_LOGGING_LEVEL"] = env["PREFECT_LOGGING_LEVEL"]
-            with (
-                dask_config(CLUSTER_CONFIG),  # as FKS starts its own clusters
-                LocalCluster(
-                    n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-                ) as cluster,
-            ):
-                on_cluster = {"task_runner": "dask", "dask_address": cluster.scheduler_address}
-                _warm(cluster.scheduler_address)
-                load_dask = os.getloadavg()[0]
-                measured = _measure("features", template, work, args, served, on_cluster, True, pid)
-                dask, dask_run, dask_cpu = measured
+            pairs = [_pair(index, template, work, args, served, pid) for index in range(args.pairs)]
             sequential_cold, _, _ = _measure("features", template, work, args, served, in_order)
             cold_runner = {"task_runner": "dask", "dask_workers": args.workers}
             cold, _, _ = _measure("features", template, work, args, served, cold_runner)
@@ -320,10 +397,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             temporary, _, _ = _measure("pipeline", None, work, args, env, {})
         finally:
             server.stop()
-    speedup = sequential / dask
-    if sequential_run is None or dask_run is None:
-        raise RuntimeError("the features flow runs did not report their run times")
-    run_speedup = sequential_run / dask_run
+    # the pair with the median wall-time ratio gives the figures (the ratios are each pair's own)
+    middle = sorted(pairs, key=operator.itemgetter("ratio"))[len(pairs) // 2]
+    sequential, sequential_run, sequential_cpu = middle["sequential"]
+    dask, dask_run, dask_cpu = middle["dask"]
+    speedup = middle["ratio"]
+    run_speedup = statistics.median(pair["run_ratio"] for pair in pairs)
     # the best each could do on idle cores: the sequential run, its own process's CPU (the server
     # has another core); the Dask run, the CPU of all its processes spread over min(cpus, workers)
     cores = min(os.cpu_count() or 1, args.workers)
@@ -333,6 +412,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bars_per_symbol": bars // args.symbols,
         "workers": args.workers,
         "cpus": os.cpu_count(),
+        "pairs": args.pairs,
         "repeats": args.repeats,
         "seconds": {
             "sequential_s": round(sequential, 2),
@@ -345,10 +425,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "pipeline_temporary_server_s": round(temporary, 2),
         },
         "cpu_seconds": {"sequential": sequential_cpu, "dask": dask_cpu},
+        "pair_ratios": [
+            {
+                "first": pair["first"],
+                "sequential_s": round(pair["sequential"][0], 2),
+                "dask_s": round(pair["dask"][0], 2),
+                "wall": round(pair["ratio"], 2),
+                "run": round(pair["run_ratio"], 2),
+                "host_two_process_speedup": round(pair["host"], 2),
+            }
+            for pair in pairs
+        ],
         "ratios": {
             "sequential_over_dask": round(speedup, 2),
             "sequential_run_over_dask_run": round(run_speedup, 2),
             "cpu_bound_sequential_over_dask": round(cpu_bound, 2),
+            "host_two_process_speedup": round(statistics.median(pair["host"] for pair in pairs), 2),
             "sequential_cold_over_dask_cold": round(sequential_cold / cold, 2),
             "temporary_over_running_server": round(temporary / running, 2),
         },
@@ -359,8 +451,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "load_average": {
             "before": round(load_before, 2),
-            "sequential": round(load_sequential, 2),
-            "dask": round(load_dask, 2),
+            "pairs": [round(pair["load"], 2) for pair in pairs],
             "after": round(os.getloadavg()[0], 2),
         },
     }
@@ -372,6 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--symbols", type=int, default=16)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--child", choices=["features", "pipeline"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)

@@ -82,7 +82,8 @@ def crash_dead_command_runs(api_url: str, timeout: float = 5.0) -> list[str]:
     """Mark ``Crashed`` the open (Pending, Running) flow runs of ``fks`` commands of this host
     whose process is gone; return their ids. Runs without a process tag or of other hosts are
     left alone."""
-    from storage.runs import current_process, process_alive
+    from storage.processes import process_running
+    from storage.runs import current_process
 
     here = current_process().host
     body = {
@@ -95,7 +96,7 @@ def crash_dead_command_runs(api_url: str, timeout: float = 5.0) -> list[str]:
         if owner is None:
             continue
         host, pid, started = owner
-        if host != here or process_alive(pid, started):
+        if host != here or process_running(pid, started):
             continue
         state = {
             "type": "CRASHED",

@@ -5,8 +5,8 @@ temporary server with FKS's settings that is ended on SIGTERM and SIGHUP too; a 
 after a SIGKILL, :mod:`flows._temporary_server`).
 
 Used by the CLI (:mod:`flows.cli.server` holds the ``fks server`` commands) and by
-:mod:`flows._main`. Only the standard library is imported at module level: commands that run no
-flow must not pay for Prefect.
+:mod:`flows._main`. Only the standard library (and :mod:`storage.processes`, standard library only)
+is imported at module level: commands that run no flow must not pay for Prefect.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from storage.processes import process_running, process_started
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -99,52 +101,6 @@ def _port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def _stat_fields(pid: int) -> list[bytes] | None:
-    """The fields of ``/proc/PID/stat`` after the command name (Linux), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-        return stat[stat.rindex(b")") + 2 :].split()  # the name (field 2) may hold ')' and spaces
-    except (OSError, ValueError):
-        return None
-
-
-def process_started(pid: int) -> int | None:
-    """Process ``pid``'s start time in clock ticks since boot (Linux ``/proc``), else None. The same
-    reading as :func:`storage.runs.process_started`, kept here so that every command's
-    :func:`prepare` does not import the store (pandas, SQLAlchemy)."""
-    fields = _stat_fields(pid)
-    try:
-        return int(fields[19]) if fields is not None else None
-    except (ValueError, IndexError):
-        return None
-
-
-def process_running(pid: int, started: int | None = None) -> bool:
-    """Whether process ``pid`` runs and, when ``started`` is known and the OS tells, is the process
-    that started then, not a later one given the same pid. A zombie (ended, not yet reaped by its
-    parent, e.g. an orphan whose new parent never reaps) does not run."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    except OSError:
-        return False
-    fields = _stat_fields(pid)
-    if fields is None:
-        return True  # no /proc: the signal check is all the OS tells
-    if fields[:1] == [b"Z"]:
-        return False
-    try:
-        return started is None or int(fields[19]) == started
-    except (ValueError, IndexError):
-        return True
 
 
 def _alive(state: ServerState) -> bool:

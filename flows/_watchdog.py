@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from flows._server import process_running, process_started
+from storage.processes import process_running, process_started
 
 GRACE_S = 10.0
 """Seconds the watched process gets to end after SIGTERM before it is killed."""

@@ -30,6 +30,7 @@ from storage._time import now_ms as _now_ms
 from storage._time import optional_ms as _ms
 from storage._time import optional_ts as _ts
 from storage.bars import UpsertResult
+from storage.processes import process_running, process_started
 from storage.schema import IngestRunRow
 
 FINISHED_STATUSES: tuple[str, ...] = ("success", "failed")
@@ -47,42 +48,10 @@ class ProcessId:
     started: int | None
 
 
-def process_started(pid: int) -> int | None:
-    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    try:  # the command name (field 2) may hold spaces and parentheses: split after its last ')'
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
-    except (ValueError, IndexError):
-        return None
-
-
 def current_process() -> ProcessId:
     """This process: host name, pid, start time."""
     pid = os.getpid()
     return ProcessId(host=socket.gethostname(), pid=pid, started=process_started(pid))
-
-
-def process_alive(pid: int, started: int | None = None) -> bool:
-    """Whether process ``pid`` runs on this host (and, when ``started`` is known and the OS tells,
-    is still the process that started then, not a later one given the same pid)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by another user
-        pass
-    except OSError:
-        return False
-    if started is None:
-        return True
-    now = process_started(pid)
-    return now is None or now == started
 
 
 @dataclass(frozen=True)
@@ -214,9 +183,10 @@ def mark_interrupted_runs(conn: Connection, host: str | None = None) -> list[int
     ``interrupted`` (finished now, with a message naming the process); return their ids.
 
     A run whose process still runs is left alone, and so are runs of other hosts and runs recorded
-    before the process was (no pid). A process is gone when no process has its pid, or the process
-    with its pid started at another time (:func:`process_alive`). Only the host this runs on can be
-    checked: pass another ``host`` only for a host whose processes are known to be these.
+    before the process was (no pid). A process is gone when no process has its pid, the process
+    with its pid started at another time, or it is a zombie
+    (:func:`storage.processes.process_running`). Only the host this runs on can be checked: pass
+    another ``host`` only for a host whose processes are known to be these.
     """
     here = host or socket.gethostname()
     rows = conn.execute(
@@ -224,7 +194,7 @@ def mark_interrupted_runs(conn: Connection, host: str | None = None) -> list[int
             IngestRunRow.status == "running", IngestRunRow.host == here, IngestRunRow.pid.is_not(None)
         )
     ).all()
-    gone = [row for row in rows if not process_alive(int(row.pid), row.pid_started)]
+    gone = [row for row in rows if not process_running(int(row.pid), row.pid_started)]
     marked: list[int] = []
     for row in gone:
         done = conn.execute(

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from flows._server import SERVER_SETTINGS, process_running
+from flows._server import SERVER_SETTINGS
+from storage.processes import process_running
 from tests.process_support import reaped, wait_for
 
 pytestmark = pytest.mark.slow

@@ -19,13 +19,13 @@ from sqlalchemy import Engine, inspect
 
 from storage import make_engine
 from storage.db import _alembic_config
+from storage.processes import process_running, process_started
 from storage.runs import (
     ProcessId,
     current_process,
     finish_ingest_run,
     list_ingest_runs,
     mark_interrupted_runs,
-    process_alive,
     recent_ingest_runs,
     start_ingest_run,
 )
@@ -60,7 +60,7 @@ def test_a_run_records_its_process(engine: Engine) -> None:
         pid_started = conn.exec_driver_sql("SELECT pid_started FROM ingest_runs").scalar_one()
     assert (run.id, run.host, run.pid, run.status) == (run_id, HOST, os.getpid(), "running")
     assert pid_started == current_process().started
-    assert process_alive(os.getpid(), current_process().started)
+    assert process_running(os.getpid(), current_process().started)
 
 
 def test_gone_processes_of_this_host_only_become_interrupted(engine: Engine) -> None:
@@ -92,6 +92,36 @@ def test_gone_processes_of_this_host_only_become_interrupted(engine: Engine) -> 
     with engine.connect() as conn:
         newest = recent_ingest_runs(conn, limit=2)
     assert [r.id for r in newest] == [legacy, finished]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_zombie_process_s_run_becomes_interrupted(engine: Engine) -> None:
+    """A process that has ended but is not reaped (a zombie: an orphan whose new parent, e.g. a
+    container's init, never waits for it) no longer runs: its run is interrupted."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        process = ProcessId(HOST, child.pid, process_started(child.pid))
+        assert process_running(child.pid, process.started)
+        with engine.begin() as conn:
+            run_id = _start(conn, "Z", process)
+        os.kill(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _state(child.pid) != "Z" and time.monotonic() < deadline:  # not waited for: a zombie
+            time.sleep(0.02)
+        assert _state(child.pid) == "Z"
+        assert not process_running(child.pid, process.started)
+        assert not process_running(child.pid)
+        with engine.begin() as conn:
+            assert mark_interrupted_runs(conn) == [run_id]
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        stat = handle.read()
+    return stat[stat.rindex(b")") + 2 :].split()[0].decode()
 
 
 def test_a_killed_ingestion_is_marked_interrupted(engine: Engine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -309,3 +311,29 @@ def test_audit_details_are_stored_as_the_json_column_would_write_them(engine: En
     expected = [json.dumps(redacted_json(d)) for d in [*cases, cases[-1]]]
     assert stored == expected
     assert [e.details for e in entries] == [json.loads(t) for t in expected]
+
+
+def test_the_package_imports_its_names_on_first_use() -> None:
+    """``import storage.processes`` (every command's start-up, the temporary server's watchdog)
+    imports neither SQLAlchemy nor pandas; ``storage``'s public names still resolve, and a name it
+    does not have raises AttributeError."""
+    code = (
+        "import sys, storage.processes, flows._server, flows._watchdog; "
+        "heavy = sorted({'sqlalchemy', 'pandas', 'storage.db'} & set(sys.modules)); "
+        "assert not heavy, heavy; "
+        "from storage import open_store; from storage.db import open_store as direct; "
+        "assert open_store is direct and 'sqlalchemy' in sys.modules"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(storage.__all__) == sorted(set(storage.__all__))
+    for name in storage.__all__:
+        assert getattr(storage, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        storage.nothing_here  # noqa: B018

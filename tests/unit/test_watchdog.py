@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from flows._server import process_running, process_started
 from flows._watchdog import end, start_watchdog, stop_watchdog
+from storage.processes import process_running, process_started
 from tests.process_support import reaped, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
