@@ -20,6 +20,10 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+STATIC_COMPLETE = ".fks-static-complete"
+"""Written into a Data Docs folder's ``static/`` once GE's static assets are all copied there
+(:class:`expectations.docs_views.StaticOnceSiteBuilder`); never published."""
+
 PAGE_LIST = ".fks-pages"
 """The site's list of published validation pages (relative paths, oldest first, one per line)."""
 INDEX_PAGES = 500

@@ -62,7 +62,7 @@ import pandas as pd
 
 from config.validation import Severity, ValidationPolicy
 from expectations import checks
-from expectations.docs_site import record_pages, site_index, write_atomically
+from expectations.docs_site import STATIC_COMPLETE, record_pages, site_index, write_atomically
 from market.bars import BAR_COLUMNS, Timeframe, as_utc
 from market.calendars import Calendar, GapReport, find_gaps
 
@@ -258,6 +258,9 @@ class ValidationReport:
 
 _SHARED_VIEW = {"module_name": "expectations.docs_views", "class_name": "SharedEnvironmentPageView"}
 """The Data Docs page view: GE's, with one Jinja environment (compiled templates) per process."""
+_STATIC_ONCE_BUILDER = {"module_name": "expectations.docs_views", "class_name": "StaticOnceSiteBuilder"}
+"""The Data Docs site builder: GE's, copying GE's static assets into the staging folder once (it
+keeps them between builds) instead of at every build."""
 
 
 class _GxEngine:
@@ -279,7 +282,7 @@ class _GxEngine:
             self.staging.mkdir(parents=True, exist_ok=True)
             atexit.register(shutil.rmtree, self.staging, True)  # the process's own folder, gone with it
             site_config: dict[str, Any] = {
-                "class_name": "SiteBuilder",
+                **_STATIC_ONCE_BUILDER,
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
                     "base_directory": str(self.staging) + os.sep,
@@ -405,14 +408,19 @@ class _GxEngine:
             if relative == Path("index.html"):
                 continue  # this process's index knows only its own pages: the shared one is rebuilt
             target = site / relative
-            if relative.parts[0] == "static" and target.exists():
+            if relative.parts[0] == "static" and (target.exists() or relative.name == STATIC_COMPLETE):
                 continue  # the same stylesheet, fonts and images in every build
             write_atomically(target, path.read_bytes())
             if relative.parts[0] == "validations" and relative.suffix == ".html":
                 pages.append(relative)
         published = site / staged_page.relative_to(staging) if staged_page is not None else None
-        shutil.rmtree(staging, ignore_errors=True)  # all published: the staging folder starts empty
-        staging.mkdir(parents=True, exist_ok=True)
+        for built in staging.iterdir():  # all published: the staging folder starts empty, but for
+            if built.name == "static":  # GE's static assets, kept for the next build
+                continue
+            if built.is_dir():
+                shutil.rmtree(built, ignore_errors=True)
+            else:
+                built.unlink(missing_ok=True)
         record_pages(site, pages)
         write_atomically(site / "index.html", site_index(site).encode("utf-8"))
         return published if published is not None and published.exists() else site / "index.html"

@@ -184,3 +184,40 @@ def test_data_docs_are_written_when_docs_dir_is_given(tmp_path: Path) -> None:
     checked = validate_features(features, warmup=0, docs_dir=docs, series="BTC 1h features core v1", run="r1")
     assert checked.docs_path is not None
     assert "Data asset: BTC 1h features core v1, r1" in checked.docs_path.read_text(encoding="utf-8")
+
+
+def test_data_docs_copy_ge_s_static_assets_once_per_process_and_publish_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GE copies its static assets (4 MB) at every site build; FKS's builder copies them into its
+    staging folder once, keeps them there between builds, and the shared site has them all."""
+    from great_expectations.data_context.store.html_site_store import HtmlSiteStore
+
+    from expectations.docs_site import STATIC_COMPLETE
+
+    copies: list[int] = []
+    original = HtmlSiteStore.copy_static_assets
+
+    def counted(self: HtmlSiteStore, *args: object, **kwargs: object) -> object:
+        if not args and not kwargs:  # a build's call (GE recurses into each folder with its path)
+            copies.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(HtmlSiteStore, "copy_static_assets", counted)
+    docs = tmp_path / "docs"
+    features = pd.DataFrame({"rsi_14": np.linspace(10.0, 90.0, 20)})
+    pages = [
+        validate_features(
+            features, warmup=0, docs_dir=docs, series=f"S{i} 1h features", run=f"r{i}"
+        ).docs_path
+        for i in range(3)
+    ]
+    assert all(page is not None and page.is_file() for page in pages) and len(set(pages)) == 3
+    assert len(copies) == 1
+    site = docs / "gx" / "uncommitted" / "data_docs" / "local_site"
+    (staging,) = (docs / "gx" / ".staging").iterdir()
+    staged = sorted(p.relative_to(staging / "static") for p in (staging / "static").rglob("*") if p.is_file())
+    published = sorted(p.relative_to(site / "static") for p in (site / "static").rglob("*") if p.is_file())
+    assert len(staged) > 10 and Path(STATIC_COMPLETE) in staged
+    assert published == [p for p in staged if p.name != STATIC_COMPLETE]  # every asset, not the marker
+    assert sorted(p.name for p in staging.iterdir()) == ["static"]  # the pages were published and removed
