@@ -322,7 +322,13 @@ def test_the_package_imports_its_names_on_first_use() -> None:
         "heavy = sorted({'sqlalchemy', 'pandas', 'storage.db'} & set(sys.modules)); "
         "assert not heavy, heavy; "
         "from storage import open_store; from storage.db import open_store as direct; "
-        "assert open_store is direct and 'sqlalchemy' in sys.modules"
+        "assert open_store is direct and 'sqlalchemy' in sys.modules; "
+        # a name that is also a module's: the submodule imported first (by another module) keeps
+        # the package's name the function, as the eager imports did
+        "import storage.execution; from storage import audit; "
+        "assert callable(audit) and audit.__module__ == 'storage.audit', audit; "
+        "import storage; assert storage.audit is audit and sys.modules['storage.audit'].audit is audit; "
+        "from storage.audit import audit_row"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
