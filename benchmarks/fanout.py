@@ -289,9 +289,9 @@ _LOOP = "import time; t = time.perf_counter(); x = sum(range(20_000_000)); print
 
 def _host_two_process_speedup() -> float:
     """This host's own parallel speedup at the moment: a pure Python loop (no I/O, no memory to
-    speak of) in one process, then in two processes at once; ``2 * alone / slower of the two``,
-    each the best of two tries
-    (2.0 on two idle, independent cores; ~1.7-1.8 seen on this 2-core VM)."""
+    speak of) in one process, then in two processes at once, each the best of two tries; ``2 *
+    alone / slower of the two`` (2.0 on two idle, independent cores; 1.39-2.14 seen on this 2-core
+    VM within a minute, typically ~1.8)."""
 
     def loop_seconds(processes: int) -> float:
         started = [

@@ -56,8 +56,9 @@ class SharedEnvironmentPageView(DefaultJinjaPageView):
 
 
 class StaticOnceSiteBuilder(SiteBuilder):
-    """GE's site builder; GE's static assets are copied into the site's folder (its store
-    backend's ``base_directory``) only when it lacks them (no :data:`STATIC_COMPLETE` marker, which
+    """GE's site builder for a filesystem site (its store backend names a ``base_directory``, as
+    ``expectations.runner``'s staging folder does); GE's static assets are copied there only when
+    it lacks them (no :data:`STATIC_COMPLETE` marker, which
     is written after a complete copy)."""
 
     def build(self, resource_identifiers: Any = None, build_index: bool = True) -> tuple[Any, Any]:
@@ -65,11 +66,9 @@ class StaticOnceSiteBuilder(SiteBuilder):
         as GE's ``SiteBuilder.build``; the static assets as the class says."""
         for section_builder in self.site_section_builders.values():
             section_builder.build(resource_identifiers=resource_identifiers)
-        base = (self.store_backend or {}).get("base_directory")
-        marker = Path(base) / "static" / STATIC_COMPLETE if base else None
-        if marker is None or not marker.exists():
+        marker = Path(self.store_backend["base_directory"]) / "static" / STATIC_COMPLETE
+        if not marker.exists():
             self.target_store.copy_static_assets()
-            if marker is not None:
-                marker.touch()
+            marker.touch()
         _, index_links = self.site_index_builder.build(build_index=build_index)
         return self.get_resource_url(only_if_exists=False), index_links
