@@ -26,17 +26,19 @@ How a run works
        (``warning``) unless a waiver covers that row and expectation.
 
 Great Expectations contexts
-    Every context is in memory (ephemeral) and belongs to one process: no GE project file, suite,
-    checkpoint or result store is shared, so any number of processes (workers, concurrent
-    ``fks ingest`` runs) validate at once without racing on a mutable context. With ``docs_dir``
-    the context also renders Data Docs, first into a staging folder of its own process
+    A process has one context, in memory (ephemeral), created on its first validation (never at
+    import): no GE project file, suite, checkpoint or result store is shared between processes, so
+    any number of them (workers, concurrent ``fks ingest`` runs) validate at once without racing
+    on a mutable context. Suites and checkpoints are registered in it once per process, whatever
+    the data folder. With ``docs_dir`` it also renders Data Docs, first into a staging folder of
+    its own process
     (``<docs_dir>/gx/.staging/<host>-<pid>-<token>/``), then published into the one shared site
     ``<docs_dir>/gx/uncommitted/data_docs/local_site/``: each file written under a temporary name
     and renamed (``os.replace``), and the site's ``index.html`` (the newest validation pages from
     the site's page list, newest first: :mod:`expectations.docs_site`) rewritten the same way, so
     a reader never sees half a page and concurrent writers never lose one another's pages.
-    ``ValidationReport.docs_path`` is the published page.
-    Contexts are created lazily, once per folder and process, never at import.
+    ``ValidationReport.docs_path`` is the published page. A new docs folder costs the process a
+    staging folder and a site builder, not a context.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -258,150 +260,51 @@ class ValidationReport:
 
 _SHARED_VIEW = {"module_name": "expectations.docs_views", "class_name": "SharedEnvironmentPageView"}
 """The Data Docs page view: GE's, with one Jinja environment (compiled templates) per process."""
-_STATIC_ONCE_BUILDER = {"module_name": "expectations.docs_views", "class_name": "StaticOnceSiteBuilder"}
-"""The Data Docs site builder: GE's, copying GE's static assets into the staging folder once (it
-keeps them between builds) instead of at every build."""
+_SITE_NAME = "local_site"
 
 
-class _GxEngine:
-    """One in-memory GE context of this process, its cached suites and, with ``docs_dir``, the
-    staging folder its Data Docs are rendered into before they are published to the shared site."""
+class _DocsSite:
+    """One docs folder's Data Docs, as this process writes them: a staging folder of its own that
+    GE renders into (:class:`~expectations.docs_views.StaticOnceSiteBuilder`, bound to the
+    process's context) and the shared site the staged pages are published into."""
 
-    def __init__(self, docs_dir: Path | None) -> None:
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+    def __init__(self, context: Any, docs_dir: Path) -> None:
+        from expectations.docs_views import StaticOnceSiteBuilder
 
-        self.docs_dir = docs_dir
-        self.context: Any = gx.get_context(mode="ephemeral")
-        self.context.config.analytics_enabled = False
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        self.staging: Path | None = None
-        if docs_dir is not None:
-            token = f"{_path_safe(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            self.staging = docs_dir / "gx" / ".staging" / token
-            self.staging.mkdir(parents=True, exist_ok=True)
-            atexit.register(shutil.rmtree, self.staging, True)  # the process's own folder, gone with it
-            site_config: dict[str, Any] = {
-                **_STATIC_ONCE_BUILDER,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(self.staging) + os.sep,
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "site_section_builders": {
-                    "expectations": {"view": _SHARED_VIEW},
-                    "validations": {"view": _SHARED_VIEW},
-                    "profiling": "None",  # FKS profiles nothing
-                },
-            }
-            self.context.update_data_docs_site(site_name="local_site", site_config=cast(Any, site_config))
-        source = self.context.data_sources.add_pandas(_DATASOURCE)
-        asset = source.add_dataframe_asset(_ASSET)
-        self.batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH)
-        self._suites: dict[str, Any] = {}
-        self._checkpoints: dict[str, Any] = {}
-        self.lock = threading.Lock()
-
-    @property
-    def site(self) -> Path:
-        """The shared Data Docs site every process publishes into."""
-        if self.docs_dir is None:
-            raise ValueError("no Data Docs without a docs_dir")
-        return self.docs_dir / "gx" / "uncommitted" / "data_docs" / "local_site"
-
-    def suite(self, name: str, configs: list[tuple[str, str, dict[str, Any]]]) -> Any:
-        """The GE suite of ``configs`` ((fks id, GE type, kwargs) each), built once and cached."""
-        import great_expectations as gx
-        import great_expectations.expectations as gxe
-
-        digest = hashlib.sha1(json.dumps(configs, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        key = f"{name}_{digest}"
-        cached = self._suites.get(key)
-        if cached is not None:
-            return cached
-        suite = gx.ExpectationSuite(name=key)
-        for fks_id, etype, kwargs in configs:
-            suite.add_expectation(getattr(gxe, etype)(**kwargs, meta={"fks_id": fks_id}))
-        if self.docs_dir is not None:
-            suite = self.context.suites.add_or_update(suite)
-        self._suites[key] = suite
-        return suite
-
-    def run(
-        self, suite: Any, frame: pd.DataFrame, *, asset: str = "", run: str = ""
-    ) -> tuple[list[Any], Path | None]:
-        """Validate ``frame`` with ``suite``: the per-expectation results, and the docs page, which
-        names the data ``asset`` (the series) and the ``run``."""
-        if self.docs_dir is None:
-            from great_expectations.validator.v1_validator import Validator
-
-            validator = Validator(
-                batch_definition=self.batch_definition,
-                batch_parameters={"dataframe": frame},
-                result_format=_RESULT_FORMAT,
-            )
-            return list(validator.validate_expectation_suite(suite).results), None
-        return self._run_with_docs(suite, frame, asset=asset, run=run)
-
-    def _run_with_docs(
-        self, suite: Any, frame: pd.DataFrame, *, asset: str, run: str
-    ) -> tuple[list[Any], Path | None]:
-        import datetime as dt
-
-        import great_expectations as gx
-        from great_expectations.core.run_identifier import RunIdentifier
-        from great_expectations.data_context.types.resource_identifiers import (
-            ExpectationSuiteIdentifier,
+        token = f"{_path_safe(socket.gethostname())}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.staging = docs_dir / "gx" / ".staging" / token
+        self.staging.mkdir(parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, self.staging, True)  # the process's own folder, gone with it
+        self.site = docs_dir / "gx" / "uncommitted" / "data_docs" / _SITE_NAME
+        self.builder = StaticOnceSiteBuilder(
+            data_context=context,
+            store_backend={
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(self.staging) + os.sep,
+            },
+            site_name=_SITE_NAME,
+            site_index_builder={"class_name": "DefaultSiteIndexBuilder"},
+            site_section_builders={
+                "expectations": {"view": _SHARED_VIEW},
+                "validations": {"view": _SHARED_VIEW},
+                "profiling": "None",  # FKS profiles nothing
+            },
         )
 
-        checkpoint = self._checkpoints.get(suite.name)
-        if checkpoint is None:
-            definition = self.context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite)
-            )
-            checkpoint = self.context.checkpoints.add_or_update(
-                gx.Checkpoint(
-                    name=suite.name,
-                    validation_definitions=[definition],
-                    actions=[],  # the docs are built below, once the result names its series
-                    result_format=_RESULT_FORMAT,
-                )
-            )
-            self._checkpoints[suite.name] = checkpoint
-        run_id = RunIdentifier(run_name=_path_safe(run) or None, run_time=dt.datetime.now(dt.UTC))
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
-        results: list[Any] = []
-        page: Path | None = None
-        for result_id, suite_result in outcome.run_results.items():
-            results.extend(suite_result.results)
-            if asset:  # one dataframe asset serves every series: the page is told which one this is
-                spec = dict(suite_result.meta.get("batch_spec") or {})
-                suite_result.meta["batch_spec"] = {**spec, "data_asset_name": asset}
-                suite_result.meta["fks_series"] = asset
-                suite_result.meta["fks_run"] = run
-            self.context.validation_results_store.set(result_id, suite_result)
-            # this result's page, and the suite's page when the shared site lacks it (the same
-            # page every time); no GE index: ``_publish`` writes the shared site's own
-            resources: list[Any] = [result_id]
-            if not (self.site / "expectations" / f"{suite.name}.html").exists():
-                resources.append(ExpectationSuiteIdentifier(name=suite.name))
-            self.context.build_data_docs(resource_identifiers=resources, build_index=False)
-            for site in self.context.get_docs_sites_urls(resource_identifier=result_id):
-                url = site.get("site_url")
-                if url and url.startswith("file://"):
-                    page = Path(unquote(urlparse(url).path))
-            # the in-memory store only feeds this page: drop the result so the process stays small
-            self.context.validation_results_store.remove_key(result_id)
-        published = self._publish(page)
-        return results, published
+    def build(self, resources: list[Any], page_of: Any) -> Path | None:
+        """Render ``resources``' pages (no GE index) into the staging folder and return where the
+        page of ``page_of`` was staged."""
+        self.builder.build(resource_identifiers=resources, build_index=False)
+        url = self.builder.get_resource_url(resource_identifier=page_of, only_if_exists=True)
+        if url and url.startswith("file://"):
+            return Path(unquote(urlparse(url).path))
+        return None
 
-    def _publish(self, staged_page: Path | None) -> Path | None:
+    def publish(self, staged_page: Path | None) -> Path:
         """Move what the last build staged into the shared site (each file atomically), add its
         validation pages to the site's page list, rewrite the shared index, and return where
         ``staged_page`` now is."""
         staging, site = self.staging, self.site
-        if staging is None:
-            return None
         pages: list[Path] = []
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             relative = path.relative_to(staging)
@@ -426,6 +329,120 @@ class _GxEngine:
         return published if published is not None and published.exists() else site / "index.html"
 
 
+class _GxEngine:
+    """The one in-memory GE context of this process, its cached suites and checkpoints, and a
+    :class:`_DocsSite` per docs folder it has rendered Data Docs for (a new folder costs a staging
+    folder and a site builder, not a new context with its suites registered again)."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context: Any = gx.get_context(mode="ephemeral")
+        self.context.config.analytics_enabled = False
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        source = self.context.data_sources.add_pandas(_DATASOURCE)
+        asset = source.add_dataframe_asset(_ASSET)
+        self.batch_definition = asset.add_batch_definition_whole_dataframe(_BATCH)
+        self._suites: dict[str, Any] = {}
+        self._checkpoints: dict[str, Any] = {}
+        self._sites: dict[Path, _DocsSite] = {}
+        self.lock = threading.Lock()
+
+    def suite(self, name: str, configs: list[tuple[str, str, dict[str, Any]]]) -> Any:
+        """The GE suite of ``configs`` ((fks id, GE type, kwargs) each), built and registered in the
+        context once, then cached."""
+        import great_expectations as gx
+        import great_expectations.expectations as gxe
+
+        digest = hashlib.sha1(json.dumps(configs, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        key = f"{name}_{digest}"
+        cached = self._suites.get(key)
+        if cached is not None:
+            return cached
+        suite = gx.ExpectationSuite(name=key)
+        for fks_id, etype, kwargs in configs:
+            suite.add_expectation(getattr(gxe, etype)(**kwargs, meta={"fks_id": fks_id}))
+        suite = self.context.suites.add_or_update(suite)
+        self._suites[key] = suite
+        return suite
+
+    def docs_site(self, docs_dir: Path) -> _DocsSite:
+        """The Data Docs of ``docs_dir`` (resolved), set up on first use."""
+        site = self._sites.get(docs_dir)
+        if site is None:
+            site = self._sites[docs_dir] = _DocsSite(self.context, docs_dir)
+        return site
+
+    def run(
+        self, suite: Any, frame: pd.DataFrame, *, docs_dir: Path | None = None, asset: str = "", run: str = ""
+    ) -> tuple[list[Any], Path | None]:
+        """Validate ``frame`` with ``suite``: the per-expectation results, and with ``docs_dir`` the
+        published docs page, which names the data ``asset`` (the series) and the ``run``."""
+        if docs_dir is None:
+            from great_expectations.validator.v1_validator import Validator
+
+            validator = Validator(
+                batch_definition=self.batch_definition,
+                batch_parameters={"dataframe": frame},
+                result_format=_RESULT_FORMAT,
+            )
+            return list(validator.validate_expectation_suite(suite).results), None
+        return self._run_with_docs(self.docs_site(docs_dir), suite, frame, asset=asset, run=run)
+
+    def _checkpoint(self, suite: Any) -> Any:
+        """The checkpoint validating ``suite`` on the pandas batch, registered once."""
+        import great_expectations as gx
+
+        checkpoint = self._checkpoints.get(suite.name)
+        if checkpoint is None:
+            definition = self.context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite)
+            )
+            checkpoint = self.context.checkpoints.add_or_update(
+                gx.Checkpoint(
+                    name=suite.name,
+                    validation_definitions=[definition],
+                    actions=[],  # the docs are built below, once the result names its series
+                    result_format=_RESULT_FORMAT,
+                )
+            )
+            self._checkpoints[suite.name] = checkpoint
+        return checkpoint
+
+    def _run_with_docs(
+        self, site: _DocsSite, suite: Any, frame: pd.DataFrame, *, asset: str, run: str
+    ) -> tuple[list[Any], Path | None]:
+        import datetime as dt
+
+        from great_expectations.core.run_identifier import RunIdentifier
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+        )
+
+        run_id = RunIdentifier(run_name=_path_safe(run) or None, run_time=dt.datetime.now(dt.UTC))
+        outcome = self._checkpoint(suite).run(batch_parameters={"dataframe": frame}, run_id=run_id)
+        results: list[Any] = []
+        page: Path | None = None
+        for result_id, suite_result in outcome.run_results.items():
+            results.extend(suite_result.results)
+            if asset:  # one dataframe asset serves every series: the page is told which one this is
+                spec = dict(suite_result.meta.get("batch_spec") or {})
+                suite_result.meta["batch_spec"] = {**spec, "data_asset_name": asset}
+                suite_result.meta["fks_series"] = asset
+                suite_result.meta["fks_run"] = run
+            self.context.validation_results_store.set(result_id, suite_result)
+            # this result's page, and the suite's page when the shared site lacks it (the same
+            # page every time); no GE index: ``publish`` writes the shared site's own
+            resources: list[Any] = [result_id]
+            if not (site.site / "expectations" / f"{suite.name}.html").exists():
+                resources.append(ExpectationSuiteIdentifier(name=suite.name))
+            page = site.build(resources, result_id) or page
+            # the in-memory store only feeds this page: drop the result so the process stays small
+            self.context.validation_results_store.remove_key(result_id)
+        return results, site.publish(page)
+
+
 def _path_safe(text: str) -> str:
     """``text`` as one path segment of a Data Docs URL: letters, digits, ``_``, ``.``, ``-``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
@@ -438,18 +455,16 @@ def new_validation_run() -> str:
     return f"validation-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
-_ENGINES: dict[tuple[Path | None, int], _GxEngine] = {}
+_ENGINES: dict[int, _GxEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _engine(docs_dir: Path | None) -> _GxEngine:
-    """This process's context for ``docs_dir`` (keyed by the pid too: a forked child makes its own)."""
-    folder = docs_dir.resolve() if docs_dir is not None else None
-    key = (folder, os.getpid())
+def _engine() -> _GxEngine:
+    """This process's context (keyed by the pid: a forked child makes its own)."""
     with _ENGINES_LOCK:
-        engine = _ENGINES.get(key)
+        engine = _ENGINES.get(os.getpid())
         if engine is None:
-            engine = _ENGINES[key] = _GxEngine(folder)
+            engine = _ENGINES[os.getpid()] = _GxEngine()
         return engine
 
 
@@ -479,10 +494,14 @@ def _run_suite(
         )
     active = [e for e in spec.expectations if suite_policy.severity_of(e.id) is not Severity.OFF]
     configs = [(e.id, e.type, kw) for e in active for kw in e.gx_kwargs(list(gx_frame.columns))]
-    engine = _engine(docs_dir)
+    engine = _engine()
+    folder = docs_dir.resolve() if docs_dir is not None else None
     with engine.lock:
         suite = engine.suite(f"{spec.name}_v{spec.version}", configs)
-        results, page = engine.run(suite, gx_frame, asset=asset, run=run) if configs else ([], None)
+        results: list[Any] = []
+        page: Path | None = None
+        if configs:
+            results, page = engine.run(suite, gx_frame, docs_dir=folder, asset=asset, run=run)
 
     failed_rows: dict[str, set[int]] = {e.id: set() for e in active}
     success: dict[str, bool] = {e.id: True for e in active}

@@ -221,3 +221,41 @@ def test_data_docs_copy_ge_s_static_assets_once_per_process_and_publish_them(
     assert len(staged) > 10 and Path(STATIC_COMPLETE) in staged
     assert published == [p for p in staged if p.name != STATIC_COMPLETE]  # every asset, not the marker
     assert sorted(p.name for p in staging.iterdir()) == ["static"]  # the pages were published and removed
+
+
+def test_one_ge_context_per_process_serves_every_docs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process validating into a second data folder reuses its GE context (suites and
+    checkpoints registered once); each folder still gets its own pages, index and staging."""
+    import great_expectations as gx
+
+    from expectations import runner
+
+    monkeypatch.setattr(runner, "_ENGINES", {})
+    contexts: list[object] = []
+    original = gx.get_context
+
+    def counted(*args: object, **kwargs: object) -> object:
+        context = original(*args, **kwargs)  # type: ignore[call-overload]
+        contexts.append(context)
+        return context
+
+    monkeypatch.setattr(gx, "get_context", counted)
+    features = pd.DataFrame({"rsi_14": np.linspace(10.0, 90.0, 20)})
+    folders = [tmp_path / "a", tmp_path / "b"]
+    pages = [
+        validate_features(features, warmup=0, docs_dir=d, series=f"S {d.name}", run=f"run-{d.name}").docs_path
+        for d in [*folders, folders[0]]
+    ]
+    assert len(contexts) == 1
+    for folder in folders:
+        site = folder / "gx" / "uncommitted" / "data_docs" / "local_site"
+        mine = [p for p in pages if p is not None and site in p.parents]
+        assert mine and all(p.is_file() for p in mine)
+        index = (site / "index.html").read_text(encoding="utf-8")
+        assert f"run-{folder.name}" in index and all(f"run-{o.name}" not in index for o in folders if o != folder)
+        assert (site / "static").is_dir() and any((site / "expectations").iterdir())
+        (staging,) = (folder / "gx" / ".staging").iterdir()
+        assert sorted(p.name for p in staging.iterdir()) == ["static"]
+    assert len(pages) == 3 and pages[0] != pages[2]
