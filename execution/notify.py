@@ -2,10 +2,11 @@
 
 ::
 
-    notifier = Notifier.from_settings(get_settings())         # FKS_WEBHOOK_URLS; none: a no-op
-    notifier.send(Event("fill", "paper", "Bought 10 SPX", {"qty": 10, "price": 4712.5}))
-    on_event = notifier.callback                               # for code that wants a function
-    on_event("halt", {"account": "paper", "title": "Daily loss limit hit", "loss": -0.031})
+    with Notifier.from_settings(get_settings()) as notifier:  # FKS_WEBHOOK_URLS; none: a no-op
+        notifier.send(Event("fill", "paper", "Bought 10 SPX", {"qty": 10, "price": 4712.5}))
+        on_event = notifier.callback                           # for code that wants a function
+        on_event("halt", {"account": "paper", "title": "Daily loss limit hit", "loss": -0.031})
+    # leaving the block closes its connections to the webhooks
 
 One JSON body goes to every URL, and both Slack incoming webhooks and Discord webhooks accept it:
 

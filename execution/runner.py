@@ -233,8 +233,7 @@ def trade(
     from execution.client import ServiceClient
     from execution.notify import Notifier
 
-    notifier = Notifier.from_settings(settings)
-    with ServiceClient.from_settings(settings) as client:
+    with Notifier.from_settings(settings) as notifier, ServiceClient.from_settings(settings) as client:
         advisor = ServiceAdvisor(client, model=config.model, allocator=config.allocator)
         currencies = _currencies(settings, config)
         desk = open_desk(engine, config, advisor, notify=notifier.callback, currencies=currencies)

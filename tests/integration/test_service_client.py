@@ -351,11 +351,17 @@ def test_defaults_match_fks_serve() -> None:
 
 
 def test_the_desk_trades_the_served_allocation_and_posts_its_fills(
-    registry: Registry, url: str, key: str, tmp_path: Path
+    registry: Registry, url: str, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from config.assets import load_asset_specs
     from config.trading import TradeConfig
+    from execution.notify import Notifier
     from execution.runner import trade
+
+    closed: list[Notifier] = []  # the webhooks' connection pool is closed when trade() returns
+    monkeypatch.setattr(
+        Notifier, "close", lambda self, close=Notifier.close: (closed.append(self), close(self))
+    )
     from storage import open_store, upsert_assets
     from storage.desk import list_targets
     from storage.execution import list_orders
@@ -384,6 +390,7 @@ def test_the_desk_trades_the_served_allocation_and_posts_its_fills(
             config,
             replay=(pd.Timestamp("2016-01-04", tz="UTC"), pd.Timestamp("2016-01-29", tz="UTC")),
         )
+        assert len(closed) == 1
     finally:
         receiver.close()
     with engine.connect() as conn:
