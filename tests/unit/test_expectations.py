@@ -254,7 +254,8 @@ def test_one_ge_context_per_process_serves_every_docs_folder(
         mine = [p for p in pages if p is not None and site in p.parents]
         assert mine and all(p.is_file() for p in mine)
         index = (site / "index.html").read_text(encoding="utf-8")
-        assert f"run-{folder.name}" in index and all(f"run-{o.name}" not in index for o in folders if o != folder)
+        others = [o for o in folders if o != folder]
+        assert f"run-{folder.name}" in index and all(f"run-{o.name}" not in index for o in others)
         assert (site / "static").is_dir() and any((site / "expectations").iterdir())
         (staging,) = (folder / "gx" / ".staging").iterdir()
         assert sorted(p.name for p in staging.iterdir()) == ["static"]
