@@ -402,7 +402,7 @@ def _timed(run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The fastest run (wall time), with the least CPU time of them all (as for backtrader)."""
     best = min(runs, key=operator.itemgetter("seconds"))
-    return {**best, "cpu_seconds": min(r["cpu_seconds"] for r in runs), "repeats": len(runs)}
+    return {**best, "cpu_seconds": min(r["cpu_seconds"] for r in runs)}
 
 
 def best_backtrader(frames: dict[str, pd.DataFrame], plan: Plan, repeats: int) -> dict[str, Any]:

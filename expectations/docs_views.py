@@ -58,8 +58,7 @@ class SharedEnvironmentPageView(DefaultJinjaPageView):
 class StaticOnceSiteBuilder(SiteBuilder):
     """GE's site builder for a filesystem site (its store backend names a ``base_directory``, as
     ``expectations.runner``'s staging folder does); GE's static assets are copied there only when
-    it lacks them (no :data:`STATIC_COMPLETE` marker, which
-    is written after a complete copy)."""
+    it lacks them (no :data:`STATIC_COMPLETE` marker, which is written after a complete copy)."""
 
     def build(self, resource_identifiers: Any = None, build_index: bool = True) -> tuple[Any, Any]:
         """The pages of ``resource_identifiers`` (all when None) and the index (``build_index``),

@@ -357,15 +357,15 @@ def test_the_desk_trades_the_served_allocation_and_posts_its_fills(
     from config.trading import TradeConfig
     from execution.notify import Notifier
     from execution.runner import trade
+    from storage import open_store, upsert_assets
+    from storage.desk import list_targets
+    from storage.execution import list_orders
+    from tests.integration.test_desk import risk_file
 
     closed: list[Notifier] = []  # the webhooks' connection pool is closed when trade() returns
     monkeypatch.setattr(
         Notifier, "close", lambda self, close=Notifier.close: (closed.append(self), close(self))
     )
-    from storage import open_store, upsert_assets
-    from storage.desk import list_targets
-    from storage.execution import list_orders
-    from tests.integration.test_desk import risk_file
 
     engine = open_store(registry.db_url)
     settings = Settings(db_url=registry.db_url, mlflow_tracking_uri=registry.tracking_uri, data_dir=tmp_path)
