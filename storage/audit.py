@@ -16,13 +16,13 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, insert, select
+from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, insert, select, text
 from sqlalchemy.types import TypeDecorator
 
 from storage._driver import run_many
 from storage._redact import redacted_json
 from storage._time import now_ms as _now_ms
-from storage.schema import AuditLogRow
+from storage.schema import AUDIT_INDEXED_WHERE, ORDER_AUDIT_ACTIONS, AuditLogRow
 
 
 class _JSONText(TypeDecorator[Any]):
@@ -145,6 +145,8 @@ def list_audit(conn: Connection, *, action: str | None = None) -> list[AuditEntr
     query = select(AuditLogRow.__table__).order_by(AuditLogRow.id)
     if action is not None:
         query = query.where(AuditLogRow.action == action)
+        if action not in ORDER_AUDIT_ACTIONS:  # the partial index's own term, for SQLite to use it
+            query = query.where(text(AUDIT_INDEXED_WHERE))
     return [
         AuditEntry(
             id=row.id,

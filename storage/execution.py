@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import pandas as pd
-from sqlalchemy import Connection, Float, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Float, Table, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -53,6 +53,8 @@ from storage import _driver
 from storage._time import NS_PER_MS, from_ms, now_ms, optional_ms, to_ms
 from storage.audit import audit, audit_row, write_audit_rows
 from storage.schema import (
+    OPEN_ORDER_STATUSES,
+    OPEN_ORDERS_WHERE,
     ORDER_STATUSES,
     ORDER_TYPES,
     SIDES,
@@ -766,7 +768,11 @@ def list_orders(
     """The orders of ``account``, oldest first, filtered by any of the keywords given."""
     query = select(_ORDERS).where(_ORDERS.c.account == account)
     if statuses is not None:
-        query = query.where(_ORDERS.c.status.in_([str(s) for s in statuses]))
+        wanted = {str(s) for s in statuses}
+        if wanted == set(OPEN_ORDER_STATUSES):  # the open book: by the partial index, its own term
+            query = query.where(text(OPEN_ORDERS_WHERE))
+        else:
+            query = query.where(_ORDERS.c.status.in_(sorted(wanted)))
     if symbol is not None:
         query = query.where(_ORDERS.c.symbol == symbol)
     if parent_id is not None:

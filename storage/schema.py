@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -202,13 +203,26 @@ class QuarantineRow(Base):
     decision_note: Mapped[str | None] = mapped_column(Text)
 
 
+ORDER_AUDIT_ACTIONS: tuple[str, ...] = ("order.created", "order.transition", "order.fill")
+"""The audit actions the OMS writes for every order (several rows per order: most of the log of
+an account that trades). They are left out of ``ix_audit_log_action`` (migration 0018): an index
+entry per row cost every order transaction another page write, and an index on a value most rows
+share does not narrow a query on it (a scan of the log by ``id`` does as well)."""
+AUDIT_INDEXED_WHERE = f"action NOT IN ({', '.join(repr(a) for a in ORDER_AUDIT_ACTIONS)})"
+"""The predicate of the partial index ``ix_audit_log_action``: a query by another action uses the
+index when its WHERE has this very term (as :func:`storage.audit.list_audit` adds it)."""
+
+
 class AuditLogRow(Base):
     """One recorded action (table ``audit_log``): who (``actor``) did what (``action``) to what
     (``subject``), with ``details`` as JSON (secrets removed). ``at`` is epoch milliseconds UTC.
     """
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_action", "action"),)
+    __table_args__ = (
+        Index("ix_audit_log_action", "action", sqlite_where=text(AUDIT_INDEXED_WHERE),
+              postgresql_where=text(AUDIT_INDEXED_WHERE)),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -608,6 +622,13 @@ ORDER_STATUSES: tuple[str, ...] = (
     "cancelled",
     "expired",
 )
+OPEN_ORDER_STATUSES: tuple[str, ...] = ORDER_STATUSES[:4]
+"""The statuses an order may still leave (``execution.orders.FINAL_STATES`` are the others)."""
+OPEN_ORDERS_WHERE = f"status IN ({', '.join(repr(v) for v in OPEN_ORDER_STATUSES)})"
+"""The predicate of the partial index ``ix_orders_account_open`` (migration 0018): only open
+orders are in it, so an order's index entry is written when it is created and dropped when it is
+done, and the index stays as small as the open book. A query uses it when its WHERE has this
+very term (SQLite matches a partial index's predicate by its text)."""
 ORDER_TYPES: tuple[str, ...] = ("market", "limit", "stop", "stop_limit")
 TIMES_IN_FORCE: tuple[str, ...] = ("gtc", "day", "ioc")
 SIDES: tuple[str, ...] = ("buy", "sell")
@@ -654,9 +675,11 @@ class OrderRow(Base):
         CheckConstraint("quantity > 0", name="quantity"),
         CheckConstraint("filled_quantity >= 0 AND filled_quantity <= quantity", name="filled_quantity"),
         UniqueConstraint("account", "client_order_id", name="uq_orders_account_client_order_id"),
-        Index("ix_orders_account_status", "account", "status"),
-        Index("ix_orders_parent_id", "parent_id"),
-    )
+        Index("ix_orders_account_open", "account", "status", sqlite_where=text(OPEN_ORDERS_WHERE),
+              postgresql_where=text(OPEN_ORDERS_WHERE)),
+        Index("ix_orders_parent_id", "parent_id", sqlite_where=text("parent_id IS NOT NULL"),
+              postgresql_where=text("parent_id IS NOT NULL")),
+    )  # fmt: skip
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_order_id: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -749,6 +772,7 @@ class EquityHistoryRow(Base):
     milliseconds UTC."""
 
     __tablename__ = "equity_history"
+    __table_args__ = ({"sqlite_with_rowid": False},)  # the key is the table: one b-tree (0018)
 
     account: Mapped[str] = mapped_column(ForeignKey("accounts.name"), primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -35,7 +35,20 @@ def _url() -> str:
 from storage.db import VERSION_TABLE  # noqa: E402
 
 
+def _transactional_ddl(connection: Connection) -> None:
+    """Open the SQLite transaction now: Python's sqlite3 begins one only before a data change, so
+    the DDL of a migration that runs before any (a table rebuilt by a downgrade, say) would commit
+    by itself, and a later step's failure would leave it half done. With ``BEGIN`` first, every
+    step of an upgrade or downgrade commits or rolls back with the caller's transaction."""
+    if connection.dialect.name != "sqlite":
+        return
+    raw = connection.connection.dbapi_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN")
+
+
 def _configure(connection: Connection) -> None:
+    _transactional_ddl(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
