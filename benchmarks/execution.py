@@ -182,7 +182,8 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
     )
     index = next(iter(frames.values())).index
     columns = {
-        s: [f[c].to_numpy() for c in ("open", "high", "low", "close", "volume")] for s, f in frames.items()
+        s: [f[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
+        for s, f in frames.items()
     }
     sides = {"buy": Side.BUY, "sell": Side.SELL}
     day = pd.Timedelta(days=1)
@@ -191,10 +192,9 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
     refusals: dict[str, int] = {}
 
     started, cpu = time.perf_counter(), time.process_time()
-    bars = {
-        s: [Bar(ts, *(float(col[i]) for col in cols)) for i, ts in enumerate(index)]
-        for s, cols in columns.items()
-    }
+    stamps = list(index)  # as Desk._feed builds them: a frame's rows as Python floats
+    rows = {s: zip(*(c.tolist() for c in cols), strict=True) for s, cols in columns.items()}
+    bars = {s: [Bar(ts, *row) for ts, row in zip(stamps, rows[s], strict=True)] for s in columns}
     prices: dict[str, float] = {}
     last_bar_ts: dict[str, pd.Timestamp] = {}
     recent: list[pd.Timestamp] = []

@@ -104,6 +104,7 @@ is :mod:`execution.risk`'s job before ``submit``): it lets cash go negative and 
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -127,6 +128,8 @@ from execution.orders import (
 from execution.sessions import session_from
 from market.bars import as_utc
 from market.calendars import Calendar, get_calendar
+
+_INF = math.inf
 
 _QTY_TOL = 1e-12
 
@@ -279,15 +282,25 @@ class Bar:
     volume: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ts", utc(self.ts, "Bar.ts"))
+        ts = self.ts
+        if type(ts) is not pd.Timestamp or ts.tzinfo is not dt.UTC:
+            object.__setattr__(self, "ts", utc(ts, "Bar.ts"))
+        # one chained test for the valid bar (a NaN or an infinity fails ``0 < x < inf``); the
+        # checks one by one only to say what is wrong (a bar is made per symbol and bar)
+        o, h, lo, c, v = self.open, self.high, self.low, self.close, self.volume
+        if not (
+            0 < o < _INF and 0 < h < _INF and 0 < lo < _INF and 0 < c < _INF and 0 <= v < _INF and h >= lo
+        ):
+            self._refuse()
+
+    def _refuse(self) -> None:
         for name in ("open", "high", "low", "close"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"bar at {self.ts}: {name} must be a positive price, got {value!r}")
         if not (math.isfinite(self.volume) and self.volume >= 0):
             raise ValueError(f"bar at {self.ts}: volume must be >= 0, got {self.volume!r}")
-        if self.high < self.low:
-            raise ValueError(f"bar at {self.ts}: high {self.high} is below low {self.low}")
+        raise ValueError(f"bar at {self.ts}: high {self.high} is below low {self.low}")
 
 
 @dataclass

@@ -314,10 +314,9 @@ class Desk:
                 new = frame.loc[frame.index <= ts]
                 if last is not None:
                     new = new.loc[new.index > last]
-                columns = [new[c].to_numpy(dtype="float64") for c in _OHLCV]
-                for i, stamp in enumerate(new.index):
-                    o, h, lo, c, v = (float(col[i]) for col in columns)
-                    bar = Bar(pd.Timestamp(stamp), o, h, lo, c, v)
+                rows = zip(*(new[c].to_numpy(dtype="float64").tolist() for c in _OHLCV), strict=True)
+                for stamp, (o, h, lo, c, v) in zip(new.index, rows, strict=True):
+                    bar = Bar(stamp, o, h, lo, c, v)
                     for fill in self.broker.on_bar(symbol, bar):
                         made.append((fill, self._book(fill)))
             point = self.oms.mark_to_market(closes, ts)

@@ -625,9 +625,10 @@ ORDER_STATUSES: tuple[str, ...] = (
 OPEN_ORDER_STATUSES: tuple[str, ...] = ORDER_STATUSES[:4]
 """The statuses an order may still leave (``execution.orders.FINAL_STATES`` are the others)."""
 OPEN_ORDERS_WHERE = f"status IN ({', '.join(repr(v) for v in OPEN_ORDER_STATUSES)})"
-"""The predicate of the partial index ``ix_orders_account_open`` (migration 0018): only open
-orders are in it, so an order's index entry is written when it is created and dropped when it is
-done, and the index stays as small as the open book. A query uses it when its WHERE has this
+"""The predicate of the partial index ``ix_orders_account_open`` (on ``account``, migration 0018):
+only open orders are in it, so an order's index entry is written when it is created and dropped
+when it is done (a move between open statuses leaves it), and the index stays as small as the
+open book. A query uses it when its WHERE has this
 very term (SQLite matches a partial index's predicate by its text)."""
 ORDER_TYPES: tuple[str, ...] = ("market", "limit", "stop", "stop_limit")
 TIMES_IN_FORCE: tuple[str, ...] = ("gtc", "day", "ioc")
@@ -675,7 +676,7 @@ class OrderRow(Base):
         CheckConstraint("quantity > 0", name="quantity"),
         CheckConstraint("filled_quantity >= 0 AND filled_quantity <= quantity", name="filled_quantity"),
         UniqueConstraint("account", "client_order_id", name="uq_orders_account_client_order_id"),
-        Index("ix_orders_account_open", "account", "status", sqlite_where=text(OPEN_ORDERS_WHERE),
+        Index("ix_orders_account_open", "account", sqlite_where=text(OPEN_ORDERS_WHERE),
               postgresql_where=text(OPEN_ORDERS_WHERE)),
         Index("ix_orders_parent_id", "parent_id", sqlite_where=text("parent_id IS NOT NULL"),
               postgresql_where=text("parent_id IS NOT NULL")),
@@ -729,7 +730,6 @@ class FillRow(Base):
         CheckConstraint("price > 0", name="price"),
         UniqueConstraint("account", "broker_fill_id", name="uq_fills_account_broker_fill_id"),
         Index("ix_fills_order_id", "order_id"),
-        Index("ix_fills_account_symbol", "account", "symbol"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

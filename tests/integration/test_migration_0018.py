@@ -121,6 +121,7 @@ def test_0018_keeps_every_row_both_ways_and_indexes_what_is_read(url: str) -> No
         assert _book(eng) == before
         orders, audit = _where(eng, "orders"), _where(eng, "audit_log")
         assert set(orders) == {"ix_orders_account_open", "ix_orders_parent_id"}
+        assert _where(eng, "fills") == {"ix_fills_order_id": None}
         for predicate, words in (
             (orders["ix_orders_account_open"], OPEN_ORDER_STATUSES),
             (orders["ix_orders_parent_id"], ("parent_id", "NOT NULL")),
@@ -139,6 +140,7 @@ def test_0018_keeps_every_row_both_ways_and_indexes_what_is_read(url: str) -> No
         assert _book(eng) == before
         assert _where(eng, "orders") == {"ix_orders_account_status": None, "ix_orders_parent_id": None}
         assert _where(eng, "audit_log") == {"ix_audit_log_action": None}
+        assert _where(eng, "fills") == {"ix_fills_order_id": None, "ix_fills_account_symbol": None}
         if eng.dialect.name == "sqlite":
             assert inspect(eng).get_table_options("equity_history") == {}
         migrate(eng)
