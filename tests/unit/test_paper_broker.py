@@ -298,3 +298,23 @@ def test_costs_and_bars_are_validated() -> None:
         Bar(day(0), 100, 99, 101, 100, 1)
     with pytest.raises(ValueError, match="volume"):
         Bar(day(0), 100, 101, 99, 100, math.nan)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("open", 0.0, "open must be a positive price"),
+        ("high", math.inf, "high must be a positive price"),
+        ("low", -1.0, "low must be a positive price"),
+        ("close", math.nan, "close must be a positive price"),
+        ("volume", -1.0, "volume must be >= 0"),
+        ("volume", math.inf, "volume must be >= 0"),
+        ("high", 98.0, "high 98.0 is below low 99"),
+    ],
+)
+def test_a_bar_names_what_is_wrong_with_it(field: str, value: float, message: str) -> None:
+    fields = {"open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0, "volume": 1.0, field: value}
+    with pytest.raises(ValueError, match=message):
+        Bar(day(0), **fields)
+    good = Bar(pd.Timestamp("2024-01-02 00:00", tz="Europe/Paris"), 100, 101, 99, 100, 0)
+    assert good.ts == pd.Timestamp("2024-01-01 23:00", tz="UTC") and str(good.ts.tz) == "UTC"
