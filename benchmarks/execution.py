@@ -199,6 +199,8 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
     last_bar_ts: dict[str, pd.Timestamp] = {}
     recent: list[pd.Timestamp] = []
     start_of_day = peak = CASH
+    session = oms.session()  # one connection for the OMS's transactions, as a desk replay holds
+    session.__enter__()
     for i, ts in enumerate(index):
         now = ts + day  # the bar has closed
         with oms.batch():  # the bar's fills and the mark in one transaction, as Desk._feed does
@@ -256,6 +258,7 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
                 recent.append(now)
                 counts["orders"] += 1
         start_of_day, peak = mark.equity, max(peak, mark.equity)
+    session.__exit__(None, None, None)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
 
     account = broker.account()

@@ -233,6 +233,16 @@ class Desk:
         ts = pd.Timestamp(ts)
         if self.cursor is not None and ts <= self.cursor:
             return CycleReport(ts, skipped=True)
+        with self.oms.session():  # the cycle's OMS transactions on one connection
+            return self._cycle(ts, bars, quotes, now)
+
+    def _cycle(
+        self,
+        ts: pd.Timestamp,
+        bars: Mapping[str, pd.DataFrame],
+        quotes: Mapping[str, float] | None,
+        now: pd.Timestamp,
+    ) -> CycleReport:
         self._resync(ts)
         closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
         fills, point = self._feed(ts, bars, closes)

@@ -473,6 +473,7 @@ class OrderManager:
         self._records: dict[str, OrderRecord] = {}  # the open orders as stored (by id)
         self._client_ids: dict[str, str] = {}  # client_order_id -> id, of the open orders
         self._batch: _Batch | None = None
+        self._held: dict[int, Connection] = {}  # thread id -> the connection its session holds
         self._positions: dict[str, Position] = {}
         self._cash = 0.0
         with engine.begin() as conn:
@@ -1115,7 +1116,7 @@ class OrderManager:
                 return
             committed: list[_Change] = []
             try:
-                with self._engine.begin() as conn:
+                with self._transaction() as conn:
                     _tune(conn)
                     batch = self._batch = _Batch(conn)
                     yield
@@ -1128,6 +1129,38 @@ class OrderManager:
             for change in committed:
                 self._apply(change)
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Hold one database connection for the block: the manager's transactions inside it
+        (each change, each :meth:`batch`) run on it, one after the other, instead of taking a
+        connection from the engine's pool for each (one checkout, not one per transaction: the
+        desk holds one per cycle, a replay one for the whole replay). Only transactions of the
+        thread that opened the session use it; a session inside a session joins it. Nothing else
+        changes: each transaction still commits on its own, and between them the connection holds
+        no lock (an idle SQLite connection blocks no writer)."""
+        thread = threading.get_ident()
+        if thread in self._held:
+            yield
+            return
+        with self._engine.connect() as conn:
+            self._held[thread] = conn
+            try:
+                yield
+            finally:
+                del self._held[thread]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on the connection this thread's :meth:`session` holds, else on one of
+        the engine's; committed when the block ends, rolled back if it raises."""
+        held = self._held.get(threading.get_ident()) if self._held else None
+        if held is None:
+            with self._engine.begin() as conn:
+                yield conn
+            return
+        with held.begin():
+            yield held
+
     def _change(self) -> _ChangeScope:
         """One transaction whose touched orders, position and cash enter the in-memory view once
         it has committed (under the manager's lock: the view never shows an uncommitted state);
@@ -1138,7 +1171,7 @@ class OrderManager:
     @contextmanager
     def _own_change(self) -> Iterator[_Change]:
         """:meth:`_change` outside a batch: its own transaction (the caller holds the lock)."""
-        with self._engine.begin() as conn:
+        with self._transaction() as conn:
             _tune(conn)
             change = _Change(conn)
             yield change

@@ -167,16 +167,17 @@ def run_replay(
     if not steps:
         raise InputError(f"no stored bars of {', '.join(frames)} between {start} and {end}")
     reports = []
-    for ts in steps:
-        if desk.cursor is not None and ts <= desk.cursor:
-            reports.append(CycleReport(ts, skipped=True))
-            continue
-        history = {s: _history(f, ts, keep) for s, f in frames.items()}
-        quotes, now = _next_opens(desk, frames, ts)
-        report = desk.cycle(ts, history, quotes, now if now is not None else ts)
-        reports.append(report)
-        if on_cycle is not None:
-            on_cycle(report)
+    with desk.oms.session():  # one connection for the OMS's transactions of the whole replay
+        for ts in steps:
+            if desk.cursor is not None and ts <= desk.cursor:
+                reports.append(CycleReport(ts, skipped=True))
+                continue
+            history = {s: _history(f, ts, keep) for s, f in frames.items()}
+            quotes, now = _next_opens(desk, frames, ts)
+            report = desk.cycle(ts, history, quotes, now if now is not None else ts)
+            reports.append(report)
+            if on_cycle is not None:
+                on_cycle(report)
     return DeskRun.of(desk.config.account, reports, desk.halted())
 
 

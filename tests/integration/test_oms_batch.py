@@ -5,13 +5,14 @@ only after the commit. On SQLite and (with TEST_POSTGRES_URL) PostgreSQL."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, event
 
-from execution.oms import OrderManager, TradingHalted
+from execution.oms import Order, OrderManager, TradingHalted
 from execution.orders import Fill, OrderRequest, OrderStatus, Side
 from storage import list_audit
 from storage.execution import get_account, list_fills, list_orders
@@ -101,3 +102,53 @@ def test_an_exception_rolls_back_the_whole_batch_even_if_caught_inside(engine: E
         assert [o.client_order_id for o in list_orders(conn, "undo")] == ["keep"]
     assert [o.client_order_id for o in oms.open_orders()] == ["keep"]
     assert oms.order_by_client_id("gone-2") is None
+
+
+def test_a_session_runs_every_transaction_of_its_thread_on_one_connection(engine: Engine) -> None:
+    oms = OrderManager(engine, "held", initial_cash=1_000.0)
+    checkouts: list[Any] = []
+    commits: list[Any] = []
+
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        checkouts.append(threading.get_ident())
+
+    event.listen(engine, "checkout", checkout)
+    committed = commits.append  # one bound method, to remove the listener by
+    event.listen(engine, "commit", committed)
+    try:
+        with oms.session():
+            with oms.session():  # joins the outer one
+                order = oms.submit(OrderRequest("h1", "held", "SPY", Side.BUY, 10.0))
+            oms.accept(order.id)
+            with oms.batch():
+                oms.apply_fill(Fill("h1", "SPY", Side.BUY, 10.0, 5.0, 0.1, TS), "h1-1")
+                oms.mark_to_market({"SPY": 6.0}, TS)
+            with pytest.raises(RuntimeError, match="boom"), oms.batch():  # rolled back, as ever
+                oms.submit(OrderRequest("h2", "held", "SPY", Side.BUY, 1.0))
+                raise RuntimeError("boom")
+            other: list[Order] = []  # another thread's change takes a connection of its own
+            worker = threading.Thread(
+                target=lambda: other.append(oms.submit(OrderRequest("h3", "held", "SPY", Side.BUY, 1.0)))
+            )
+            worker.start()
+            worker.join()
+            assert len(commits) == 4 and len(checkouts) == 2 and checkouts[0] != checkouts[1]
+            oms.accept(other[0].id)  # after the rollback and the thread: still the session's
+            oms.cancel(other[0].id)
+            assert len(commits) == 6 and len(checkouts) == 2
+        assert engine.pool.checkedout() == 0  # the session gave its connection back
+        oms.submit(OrderRequest("h4", "held", "SPY", Side.BUY, 1.0))  # after it: from the pool
+        assert len(checkouts) == 3
+    finally:
+        event.remove(engine, "checkout", checkout)
+        event.remove(engine, "commit", committed)
+
+    with engine.connect() as conn:
+        stored = {o.client_order_id: o.status for o in list_orders(conn, "held")}
+        account = get_account(conn, "held")
+    assert stored == {"h1": "filled", "h3": "cancelled", "h4": "submitted"}  # h2 rolled back
+    assert account is not None and account.cash == pytest.approx(1_000.0 - 50.1) == oms.cash()
+    # h1: created, submitted, accepted, filled, the fill; h3: created, submitted, accepted,
+    # cancelled; h4: created, submitted
+    assert len(_history(engine, "held")) == 5 + 4 + 2
+    assert OrderManager(engine, "held").positions() == oms.positions()
