@@ -199,66 +199,64 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
     last_bar_ts: dict[str, pd.Timestamp] = {}
     recent: list[pd.Timestamp] = []
     start_of_day = peak = CASH
-    session = oms.session()  # one connection for the OMS's transactions, as a desk replay holds
-    session.__enter__()
-    for i, ts in enumerate(index):
-        now = ts + day  # the bar has closed
-        with oms.batch():  # the bar's fills and the mark in one transaction, as Desk._feed does
-            for s in SYMBOLS:
-                bar = bars[s][i]
-                for fill in broker.on_bar(s, bar):
-                    oms.apply_fill(fill, fill.broker_fill_id)
-                    counts["fills"] += 1
-                prices[s] = bar.close
-                last_bar_ts[s] = ts
-            mark = oms.mark_to_market(prices, now)
-        counts["marks"] += 1
-        if not plan[i]:
+    with oms.session():  # one connection for the OMS's transactions, as a desk replay holds
+        for i, ts in enumerate(index):
+            now = ts + day  # the bar has closed
+            with oms.batch():  # the bar's fills and the mark in one transaction, as Desk._feed does
+                for s in SYMBOLS:
+                    bar = bars[s][i]
+                    for fill in broker.on_bar(s, bar):
+                        oms.apply_fill(fill, fill.broker_fill_id)
+                        counts["fills"] += 1
+                    prices[s] = bar.close
+                    last_bar_ts[s] = ts
+                mark = oms.mark_to_market(prices, now)
+            counts["marks"] += 1
+            if not plan[i]:
+                start_of_day, peak = mark.equity, max(peak, mark.equity)
+                continue
+            recent = [t for t in recent if t > now - minute]
+            version = str(i // RETRAIN_BARS + 1)  # the signal's model is registered anew every 30 bars
+            state = RiskState(
+                now=now,
+                cash=oms.cash(),
+                start_of_day_equity=start_of_day,
+                peak_equity=max(peak, mark.equity),
+                positions={s: p.quantity for s, p in oms.positions().items()},
+                prices=prices,
+                open_orders=tuple(OpenOrder(o.id, o.symbol, o.side, o.remaining) for o in oms.open_orders()),
+                recent_order_times=tuple(recent),
+                last_bar_ts=last_bar_ts,
+                model_registered_at={(MODEL, version): index[i - i % RETRAIN_BARS]},
+            )
+            # as Desk._place: risk-check and record the bar's orders in one batch, send them, then
+            # record the broker's acks in a second batch (recorded before sent)
+            placed = []
+            with oms.batch():
+                for s, side in plan[i]:
+                    request = OrderRequest(
+                        f"{tag}-{i}-{s}", ACCOUNT, s, sides[side], QUANTITY,
+                        model=MODEL, model_version=version, confidence=0.9, decided_at=ts,
+                    )  # fmt: skip
+                    decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
+                    if not decision.accepted:
+                        assert decision.code is not None
+                        oms.refuse(request, decision.code.value, decision.reason)
+                        counts["refused"] += 1
+                        refusals[decision.code.value] = refusals.get(decision.code.value, 0) + 1
+                        continue
+                    order = oms.submit(request)
+                    placed.append(order)
+                    state = state.with_order(order.id, request)
+            acks = [(order, broker.submit(order.broker_request, decided_at=ts)) for order in placed]
+            with oms.batch():
+                for order, ack in acks:
+                    if not ack.accepted:
+                        raise RuntimeError(f"the paper broker rejected {order.client_order_id}: {ack.reason}")
+                    oms.accept(order.id)
+                    recent.append(now)
+                    counts["orders"] += 1
             start_of_day, peak = mark.equity, max(peak, mark.equity)
-            continue
-        recent = [t for t in recent if t > now - minute]
-        version = str(i // RETRAIN_BARS + 1)  # the signal's model is registered anew every 30 bars
-        state = RiskState(
-            now=now,
-            cash=oms.cash(),
-            start_of_day_equity=start_of_day,
-            peak_equity=max(peak, mark.equity),
-            positions={s: p.quantity for s, p in oms.positions().items()},
-            prices=prices,
-            open_orders=tuple(OpenOrder(o.id, o.symbol, o.side, o.remaining) for o in oms.open_orders()),
-            recent_order_times=tuple(recent),
-            last_bar_ts=last_bar_ts,
-            model_registered_at={(MODEL, version): index[i - i % RETRAIN_BARS]},
-        )
-        # as Desk._place: risk-check and record the bar's orders in one batch, send them, then
-        # record the broker's acks in a second batch (recorded before sent)
-        placed = []
-        with oms.batch():
-            for s, side in plan[i]:
-                request = OrderRequest(
-                    f"{tag}-{i}-{s}", ACCOUNT, s, sides[side], QUANTITY,
-                    model=MODEL, model_version=version, confidence=0.9, decided_at=ts,
-                )  # fmt: skip
-                decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
-                if not decision.accepted:
-                    assert decision.code is not None
-                    oms.refuse(request, decision.code.value, decision.reason)
-                    counts["refused"] += 1
-                    refusals[decision.code.value] = refusals.get(decision.code.value, 0) + 1
-                    continue
-                order = oms.submit(request)
-                placed.append(order)
-                state = state.with_order(order.id, request)
-        acks = [(order, broker.submit(order.broker_request, decided_at=ts)) for order in placed]
-        with oms.batch():
-            for order, ack in acks:
-                if not ack.accepted:
-                    raise RuntimeError(f"the paper broker rejected {order.client_order_id}: {ack.reason}")
-                oms.accept(order.id)
-                recent.append(now)
-                counts["orders"] += 1
-        start_of_day, peak = mark.equity, max(peak, mark.equity)
-    session.__exit__(None, None, None)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
 
     account = broker.account()

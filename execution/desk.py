@@ -234,40 +234,31 @@ class Desk:
         if self.cursor is not None and ts <= self.cursor:
             return CycleReport(ts, skipped=True)
         with self.oms.session():  # the cycle's OMS transactions on one connection
-            return self._cycle(ts, bars, quotes, now)
-
-    def _cycle(
-        self,
-        ts: pd.Timestamp,
-        bars: Mapping[str, pd.DataFrame],
-        quotes: Mapping[str, float] | None,
-        now: pd.Timestamp,
-    ) -> CycleReport:
-        self._resync(ts)
-        closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
-        fills, point = self._feed(ts, bars, closes)
-        self._cancel_closed()
-        halted = self._check_losses(point.equity, ts, now, self._in_base(closes, ts))
-        orders = refusals = 0
-        targets: list[Target] = []
-        if not halted and quotes is not None:
-            targets, orders, refusals = self._decide(ts, bars, quotes, now)
-        if not reconcile_and_halt(self.oms, self.broker, notify=self._notify).ok:
-            halted = True
-        with self._engine.begin() as conn:
-            finish_cycle(
-                conn,
-                self.config.account,
-                ts,
-                targets,
-                equity=point.equity,
-                orders=orders,
-                refusals=refusals,
-                venue_state=self.broker.state(),
-            )
-        self.cursor = ts
-        self._previous.update({t.symbol: t.weight for t in targets})
-        return CycleReport(ts, len(fills), orders, refusals, point.equity, halted or self.halted())
+            self._resync(ts)
+            closes = {s: float(b["close"].iloc[-1]) for s, b in bars.items() if len(b)}
+            fills, point = self._feed(ts, bars, closes)
+            self._cancel_closed()
+            halted = self._check_losses(point.equity, ts, now, self._in_base(closes, ts))
+            orders = refusals = 0
+            targets: list[Target] = []
+            if not halted and quotes is not None:
+                targets, orders, refusals = self._decide(ts, bars, quotes, now)
+            if not reconcile_and_halt(self.oms, self.broker, notify=self._notify).ok:
+                halted = True
+            with self._engine.begin() as conn:
+                finish_cycle(
+                    conn,
+                    self.config.account,
+                    ts,
+                    targets,
+                    equity=point.equity,
+                    orders=orders,
+                    refusals=refusals,
+                    venue_state=self.broker.state(),
+                )
+            self.cursor = ts
+            self._previous.update({t.symbol: t.weight for t in targets})
+            return CycleReport(ts, len(fills), orders, refusals, point.equity, halted or self.halted())
 
     # -- the steps ------------------------------------------------------------------------------
 

@@ -769,7 +769,7 @@ def list_orders(
     query = select(_ORDERS).where(_ORDERS.c.account == account)
     if statuses is not None:
         wanted = {str(s) for s in statuses}
-        if wanted == set(OPEN_ORDER_STATUSES):  # the open book: by the partial index, its own term
+        if wanted == _OPEN_SET:  # the open book: by the partial index, its own term
             query = query.where(text(OPEN_ORDERS_WHERE))
         else:
             query = query.where(_ORDERS.c.status.in_(sorted(wanted)))
@@ -781,6 +781,8 @@ def list_orders(
         query = query.where(_ORDERS.c.oco_group == oco_group)
     return [_order(r) for r in conn.execute(query.order_by(_ORDERS.c.created_at, _ORDERS.c.id)).all()]
 
+
+_OPEN_SET = frozenset(OPEN_ORDER_STATUSES)
 
 _D = TypeVar("_D")
 

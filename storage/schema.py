@@ -622,7 +622,7 @@ ORDER_STATUSES: tuple[str, ...] = (
     "cancelled",
     "expired",
 )
-OPEN_ORDER_STATUSES: tuple[str, ...] = ORDER_STATUSES[:4]
+OPEN_ORDER_STATUSES: tuple[str, ...] = ("new", "submitted", "accepted", "partially_filled")
 """The statuses an order may still leave (``execution.orders.FINAL_STATES`` are the others)."""
 OPEN_ORDERS_WHERE = f"status IN ({', '.join(repr(v) for v in OPEN_ORDER_STATUSES)})"
 """The predicate of the partial index ``ix_orders_account_open`` (on ``account``, migration 0018):

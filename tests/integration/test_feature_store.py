@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, Engine, inspect, text
@@ -40,9 +39,10 @@ from storage import (
     save_features,
     upsert_bars,
 )
-from storage.db import VERSION_TABLE, _alembic_config, head_revision
+from storage.db import VERSION_TABLE, head_revision
 from storage.lake import LakeError
 from storage.schema import Base
+from tests.migration_support import db_revision, migrate_to
 
 COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
@@ -101,11 +101,6 @@ def key(root: Path, build: FeatureBuild) -> str:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "data" / "features"
-
-
-def _version(engine: Engine) -> str:
-    with engine.connect() as conn:
-        return str(conn.execute(text("SELECT version_num FROM fks_alembic_version")).scalar_one())
 
 
 # --- checksum ------------------------------------------------------------------------------------
@@ -436,11 +431,8 @@ def test_crash_before_rename_leaves_no_file_under_a_build_name(url: str, root: P
 def test_migration_from_0002_keeps_the_data(url: str, root: Path) -> None:
     eng = make_engine(url)
     try:
-        config = _alembic_config()
-        with eng.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0002")
-        assert _version(eng) == "0002"
+        migrate_to(eng, "0002")
+        assert db_revision(eng) == "0002"
         assert "feature_builds" not in inspect(eng).get_table_names()
         bars = hour_bars(72)
         with eng.begin() as conn:
@@ -453,7 +445,7 @@ def test_migration_from_0002_keeps_the_data(url: str, root: Path) -> None:
             run_id = conn.exec_driver_sql("SELECT id FROM ingest_runs").scalar_one()
         migrate(eng)
         migrate(eng)  # at head: a no-op
-        assert _version(eng) == head_revision()
+        assert db_revision(eng) == head_revision()
         pd.testing.assert_frame_equal(read_bars(eng, "BTC", "1h"), bars, check_freq=False)
         indexes = {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("feature_builds")}
         assert indexes["ix_feature_builds_series_built_at"] == [

@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, inspect
 
 from storage import make_engine
-from storage.db import _alembic_config
 from storage.processes import process_running, process_started
 from storage.runs import (
     ProcessId,
@@ -29,6 +27,7 @@ from storage.runs import (
     recent_ingest_runs,
     start_ingest_run,
 )
+from tests.migration_support import migrate_to
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
@@ -160,17 +159,10 @@ def test_a_killed_ingestion_is_marked_interrupted(engine: Engine) -> None:
     assert (run.id, run.status, run.pid) == (marked, "interrupted", child.pid)
 
 
-def _to(eng: Engine, revision: str, up: bool = True) -> None:
-    config = _alembic_config()
-    with eng.begin() as conn:
-        config.attributes["connection"] = conn
-        (command.upgrade if up else command.downgrade)(config, revision)
-
-
 def test_0012_adds_the_process_columns_keeps_runs_and_round_trips(url: str) -> None:
     eng = make_engine(url)
     try:
-        _to(eng, "0011")
+        migrate_to(eng, "0011")
         with eng.begin() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO ingest_runs (batch_id, symbol, timeframe, source, requested, status, "
@@ -181,7 +173,7 @@ def test_0012_adds_the_process_columns_keeps_runs_and_round_trips(url: str) -> N
                 "rows_checked, rows_failed, rows_warned, success, outcomes, gaps, ingest_run_id, created_at) "
                 "VALUES ('old', 'SPX', '1d', 'bars', '1', 'ingest', 1, 0, 0, true, '[]', '{}', 1, 1)"
             )
-        _to(eng, "0012")
+        migrate_to(eng, "0012")
         columns = {c["name"] for c in inspect(eng).get_columns("ingest_runs")}
         assert {"host", "pid", "pid_started"} <= columns
         with eng.begin() as conn:
@@ -190,11 +182,11 @@ def test_0012_adds_the_process_columns_keeps_runs_and_round_trips(url: str) -> N
             assert mark_interrupted_runs(conn) == []  # a run without its process is left alone
             conn.exec_driver_sql("UPDATE ingest_runs SET status = 'interrupted'")
             assert conn.exec_driver_sql("SELECT ingest_run_id FROM validation_results").scalar_one() == 1
-        _to(eng, "0011", up=False)
+        migrate_to(eng, "0011", up=False)
         with eng.connect() as conn:
             assert conn.exec_driver_sql("SELECT status FROM ingest_runs").scalar_one() == "failed"
         assert "pid" not in {c["name"] for c in inspect(eng).get_columns("ingest_runs")}
-        _to(eng, "head")
+        migrate_to(eng, "head")
     finally:
         eng.dispose()
 

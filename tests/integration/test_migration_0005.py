@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from alembic import command
 from sqlalchemy import inspect
 
 from config.assets import AssetSpec
 from storage import get_asset, make_engine, migrate, register_asset
-from storage.db import _alembic_config
+from tests.migration_support import migrate_to
 
 NEW_TABLES = {
     "provider_usage",
@@ -21,17 +20,10 @@ NEW_TABLES = {
 }
 
 
-def _to(eng: object, revision: str, up: bool = True) -> None:
-    config = _alembic_config()
-    with eng.begin() as conn:  # type: ignore[attr-defined]
-        config.attributes["connection"] = conn
-        (command.upgrade if up else command.downgrade)(config, revision)
-
-
 def test_0005_keeps_existing_assets_and_round_trips(url: str) -> None:
     eng = make_engine(url)
     try:
-        _to(eng, "0004")
+        migrate_to(eng, "0004")
         with eng.begin() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO assets (symbol, asset_class, calendar, timeframe, enabled, default_source, "
@@ -50,7 +42,7 @@ def test_0005_keeps_existing_assets_and_round_trips(url: str) -> None:
             )
         with eng.connect() as conn:
             assert get_asset(conn, "NEW").symbol_at("binance") == "NEWUSDT"  # type: ignore[union-attr]
-        _to(eng, "0004", up=False)
+        migrate_to(eng, "0004", up=False)
         assert not NEW_TABLES & set(inspect(eng).get_table_names())
         with eng.connect() as conn:
             rows = conn.exec_driver_sql("SELECT symbol, description FROM assets ORDER BY symbol").all()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from alembic import command
-from sqlalchemy import Engine, inspect
+from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from storage import (
@@ -17,21 +16,9 @@ from storage import (
     upsert_bars,
     upsert_corporate_actions,
 )
-from storage.db import _alembic_config
+from tests.migration_support import db_revision, migrate_to
 
 SPLIT = CorporateAction("AAPL", pd.Timestamp("2020-08-31", tz="UTC"), "split", 4.0, "polygon")
-
-
-def _to(eng: Engine, revision: str, up: bool = True) -> None:
-    config = _alembic_config()
-    with eng.begin() as conn:
-        config.attributes["connection"] = conn
-        (command.upgrade if up else command.downgrade)(config, revision)
-
-
-def _version(eng: Engine) -> str:
-    with eng.connect() as conn:
-        return str(conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one())
 
 
 def _bars() -> pd.DataFrame:
@@ -46,14 +33,14 @@ def _bars() -> pd.DataFrame:
 def test_0006_adds_corporate_actions_keeps_bars_and_round_trips(url: str) -> None:
     eng = make_engine(url)
     try:
-        _to(eng, "0005")
+        migrate_to(eng, "0005")
         assert "corporate_actions" not in inspect(eng).get_table_names()
         bars = _bars()
         with eng.begin() as conn:
             upsert_bars(conn, "AAPL", "1d", bars, source="csv")
 
-        _to(eng, "0006")
-        assert _version(eng) == "0006"
+        migrate_to(eng, "0006")
+        assert db_revision(eng) == "0006"
         pk = inspect(eng).get_pk_constraint("corporate_actions")
         assert pk["constrained_columns"] == ["symbol", "kind", "ex_date"]
         columns = {c["name"] for c in inspect(eng).get_columns("corporate_actions")}
@@ -68,8 +55,8 @@ def test_0006_adds_corporate_actions_keeps_bars_and_round_trips(url: str) -> Non
                 "VALUES ('X', 'split', 0, 0.0, 'manual', 0)"
             )
 
-        _to(eng, "0005", up=False)
-        assert _version(eng) == "0005"
+        migrate_to(eng, "0005", up=False)
+        assert db_revision(eng) == "0005"
         assert "corporate_actions" not in inspect(eng).get_table_names()
         pd.testing.assert_frame_equal(read_bars(eng, "AAPL", "1d"), bars, check_freq=False)
 
@@ -84,13 +71,13 @@ def test_0006_adds_corporate_actions_keeps_bars_and_round_trips(url: str) -> Non
 def test_0007_adds_api_keys_and_round_trips(url: str) -> None:
     eng = make_engine(url)
     try:
-        _to(eng, "0006")
+        migrate_to(eng, "0006")
         assert "api_keys" not in inspect(eng).get_table_names()
-        _to(eng, "0007")
-        assert _version(eng) == "0007"
+        migrate_to(eng, "0007")
+        assert db_revision(eng) == "0007"
         columns = {c["name"] for c in inspect(eng).get_columns("api_keys")}
         assert columns == {"id", "name", "key_hash", "prefix", "created_at", "revoked_at"}
-        _to(eng, "0006", up=False)
+        migrate_to(eng, "0006", up=False)
         assert "api_keys" not in inspect(eng).get_table_names()
         migrate(eng)
         assert "api_keys" in inspect(eng).get_table_names()
@@ -103,10 +90,10 @@ def test_0008_adds_predictions_and_round_trips(url: str) -> None:
 
     eng = make_engine(url)
     try:
-        _to(eng, "0007")
+        migrate_to(eng, "0007")
         assert "predictions" not in inspect(eng).get_table_names()
-        _to(eng, "0008")
-        assert _version(eng) == "0008"
+        migrate_to(eng, "0008")
+        assert db_revision(eng) == "0008"
         with eng.begin() as conn:
             bar = pd.Timestamp("2024-01-02", tz="UTC")
             row = Prediction(request_id="r1", model="m", version="1", alias="champion", symbol="SPX",
@@ -114,7 +101,7 @@ def test_0008_adds_predictions_and_round_trips(url: str) -> None:
             record_predictions(conn, [row])
         with eng.connect() as conn:
             assert list(list_predictions(conn)["request_id"]) == ["r1"]
-        _to(eng, "0007", up=False)
+        migrate_to(eng, "0007", up=False)
         assert "predictions" not in inspect(eng).get_table_names()
         assert "api_keys" in inspect(eng).get_table_names()
         migrate(eng)
@@ -132,12 +119,12 @@ def test_0009_adds_the_execution_tables_and_round_trips(url: str) -> None:
     tables = {"accounts", "orders", "fills", "positions", "equity_history", "trading_state"}
     eng = make_engine(url)
     try:
-        _to(eng, "0008")
+        migrate_to(eng, "0008")
         assert not tables & set(inspect(eng).get_table_names())
         with eng.begin() as conn:
             upsert_bars(conn, "SPY", "1d", _bars(), source="csv")
-        _to(eng, "0009")
-        assert _version(eng) == "0009"
+        migrate_to(eng, "0009")
+        assert db_revision(eng) == "0009"
         assert tables <= set(inspect(eng).get_table_names())
         uniques = {u["name"]: u["column_names"] for u in inspect(eng).get_unique_constraints("orders")}
         assert uniques["uq_orders_account_client_order_id"] == ["account", "client_order_id"]
@@ -150,8 +137,8 @@ def test_0009_adds_the_execution_tables_and_round_trips(url: str) -> None:
         with eng.connect() as conn:
             assert conn.exec_driver_sql("SELECT ts FROM fills").scalar_one() == 1_598_572_800_000  # epoch ms
 
-        _to(eng, "0008", up=False)
-        assert _version(eng) == "0008"
+        migrate_to(eng, "0008", up=False)
+        assert db_revision(eng) == "0008"
         assert not tables & set(inspect(eng).get_table_names())
         assert {"predictions", "api_keys", "audit_log"} <= set(inspect(eng).get_table_names())
         pd.testing.assert_frame_equal(read_bars(eng, "SPY", "1d"), _bars(), check_freq=False)

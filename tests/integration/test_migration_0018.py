@@ -7,25 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, event, inspect, text
 
 from storage.audit import list_audit
-from storage.db import _alembic_config, make_engine, migrate
+from storage.db import make_engine, migrate
 from storage.execution import list_equity, list_orders
 from storage.schema import OPEN_ORDER_STATUSES
-
-
-def _to(eng: Engine, revision: str, up: bool = True) -> None:
-    config = _alembic_config()
-    with eng.begin() as conn:
-        config.attributes["connection"] = conn
-        (command.upgrade if up else command.downgrade)(config, revision)
-
-
-def _version(eng: Engine) -> str:
-    with eng.connect() as conn:
-        return str(conn.exec_driver_sql("SELECT version_num FROM fks_alembic_version").scalar_one())
+from tests.migration_support import db_revision, migrate_to
 
 
 def _where(eng: Engine, table: str) -> dict[str, str | None]:
@@ -106,7 +94,7 @@ def _plans(eng: Engine) -> list[str]:
 def test_0018_keeps_every_row_both_ways_and_indexes_what_is_read(url: str) -> None:
     eng = make_engine(url)
     try:
-        _to(eng, "0017")
+        migrate_to(eng, "0017")
         _seed(eng)
         before = _book(eng)
         assert (
@@ -117,7 +105,7 @@ def test_0018_keeps_every_row_both_ways_and_indexes_what_is_read(url: str) -> No
         assert _where(eng, "orders") == {"ix_orders_account_status": None, "ix_orders_parent_id": None}
 
         migrate(eng)
-        assert _version(eng) == "0018"
+        assert db_revision(eng) == "0018"
         assert _book(eng) == before
         orders, audit = _where(eng, "orders"), _where(eng, "audit_log")
         assert set(orders) == {"ix_orders_account_open", "ix_orders_parent_id"}
@@ -135,8 +123,8 @@ def test_0018_keeps_every_row_both_ways_and_indexes_what_is_read(url: str) -> No
             assert "ix_orders_parent_id" in children
             assert "ix_audit_log_action" in halts
 
-        _to(eng, "0017", up=False)
-        assert _version(eng) == "0017"
+        migrate_to(eng, "0017", up=False)
+        assert db_revision(eng) == "0017"
         assert _book(eng) == before
         assert _where(eng, "orders") == {"ix_orders_account_status": None, "ix_orders_parent_id": None}
         assert _where(eng, "audit_log") == {"ix_audit_log_action": None}
@@ -174,8 +162,8 @@ def test_a_refused_downgrade_leaves_0018_as_it_was(url: str) -> None:
         indexes = (_where(eng, "orders"), _where(eng, "audit_log"))
         options = inspect(eng).get_table_options("equity_history")
         with pytest.raises(RuntimeError, match="belong to more than one account"):
-            _to(eng, "0016", up=False)
-        assert _version(eng) == "0018"
+            migrate_to(eng, "0016", up=False)
+        assert db_revision(eng) == "0018"
         assert (_where(eng, "orders"), _where(eng, "audit_log")) == indexes
         assert inspect(eng).get_table_options("equity_history") == options
         assert not [t for t in inspect(eng).get_table_names() if t.startswith("_alembic_tmp")]

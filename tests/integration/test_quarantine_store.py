@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydantic import SecretStr
@@ -38,8 +37,9 @@ from storage import (
     start_ingest_run,
     upsert_bars,
 )
-from storage.db import VERSION_TABLE, _alembic_config, head_revision
+from storage.db import VERSION_TABLE, head_revision
 from storage.schema import Base
+from tests.migration_support import db_revision, migrate_to
 
 COMPARE_OPTS = {"compare_type": True, "version_table": VERSION_TABLE}
 
@@ -68,11 +68,6 @@ def _run(engine: Engine, batch_id: str = "b1", symbol: str = "BTC") -> int:
         )
 
 
-def _version(engine: Engine) -> str:
-    with engine.connect() as conn:
-        return str(conn.execute(text("SELECT version_num FROM fks_alembic_version")).scalar_one())
-
-
 # --- migrations ---------------------------------------------------------------------------------
 
 
@@ -81,7 +76,7 @@ def test_migration_from_empty_creates_the_tables_matching_the_models(url: str) -
     try:
         migrate(eng)
         migrate(eng)  # at head: a no-op
-        assert _version(eng) == head_revision()
+        assert db_revision(eng) == head_revision()
         names = set(inspect(eng).get_table_names())
         assert {"bars", "assets", "ingest_runs", "quarantine", "validation_results", "audit_log"} <= names
         ts = next(c for c in inspect(eng).get_columns("quarantine") if c["name"] == "ts")
@@ -99,11 +94,8 @@ def test_migration_from_empty_creates_the_tables_matching_the_models(url: str) -
 def test_migration_from_0001_keeps_the_data(url: str) -> None:
     eng = make_engine(url)
     try:
-        config = _alembic_config()
-        with eng.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0001")
-        assert _version(eng) == "0001"
+        migrate_to(eng, "0001")
+        assert db_revision(eng) == "0001"
         assert "quarantine" not in inspect(eng).get_table_names()
         frame = bars(50)
         with eng.begin() as conn:
@@ -115,7 +107,7 @@ def test_migration_from_0001_keeps_the_data(url: str) -> None:
             )
             run_id = conn.exec_driver_sql("SELECT id FROM ingest_runs").scalar_one()
         migrate(eng)
-        assert _version(eng) == head_revision()
+        assert db_revision(eng) == head_revision()
         pd.testing.assert_frame_equal(read_bars(eng, "BTC", "1m"), frame, check_freq=False)
         with eng.begin() as conn:
             assert [r.id for r in list_ingest_runs(conn)] == [run_id]

@@ -50,7 +50,7 @@ from storage.execution import (
     list_positions,
     position_after,
 )
-from storage.schema import ORDER_STATUSES, ORDER_TYPES, SIDES, TIMES_IN_FORCE
+from storage.schema import OPEN_ORDER_STATUSES, ORDER_STATUSES, ORDER_TYPES, SIDES, TIMES_IN_FORCE
 
 SYMBOLS = ("SPY", "QQQ", "BTC-USD", "SAP")
 CURRENCIES = {"SAP": "EUR"}
@@ -75,6 +75,7 @@ def _rate(symbol: str, ts: pd.Timestamp) -> float:
 
 def test_storage_keeps_the_enum_values_of_execution_orders() -> None:
     assert tuple(s.value for s in OrderStatus) == ORDER_STATUSES
+    assert {s.value for s in OrderStatus if s not in FINAL_STATES} == set(OPEN_ORDER_STATUSES)
     assert tuple(t.value for t in OrderType) == ORDER_TYPES
     assert tuple(t.value for t in TimeInForce) == TIMES_IN_FORCE
     assert tuple(s.value for s in Side) == SIDES
