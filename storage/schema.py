@@ -627,7 +627,15 @@ ORDER_STATUSES: tuple[str, ...] = (
 )
 OPEN_ORDER_STATUSES: tuple[str, ...] = ("new", "submitted", "accepted", "partially_filled")
 """The statuses an order may still leave (``execution.orders.FINAL_STATES`` are the others)."""
-OPEN_ORDERS_WHERE = f"({' OR '.join(f'status = {v!r}' for v in OPEN_ORDER_STATUSES)})"
+def any_of(column: str, values: tuple[str, ...]) -> str:
+    """The SQL condition that ``column`` is one of ``values``, written as equalities joined by OR
+    (``(side = 'buy' OR side = 'sell')``), not as ``side IN ('buy', 'sell')``: SQLite builds a
+    temporary table for an ``IN`` list each time it evaluates one in a CHECK constraint or a
+    partial index's predicate, i.e. for every row written (migration 0019)."""
+    return f"({' OR '.join(f'{column} = {v!r}' for v in values)})"
+
+
+OPEN_ORDERS_WHERE = any_of("status", OPEN_ORDER_STATUSES)
 """The predicate of the partial index ``ix_orders_account_open`` (on ``account``, migration 0018):
 only open orders are in it, so an order's index entry is written when it is created and dropped
 when it is done (a move between open statuses leaves it), and the index stays as small as the
@@ -675,10 +683,10 @@ class OrderRow(Base):
 
     __tablename__ = "orders"
     __table_args__ = (
-        CheckConstraint(_in("status", ORDER_STATUSES), name="status"),
-        CheckConstraint(_in("type", ORDER_TYPES), name="type"),
-        CheckConstraint(_in("time_in_force", TIMES_IN_FORCE), name="time_in_force"),
-        CheckConstraint(_in("side", SIDES), name="side"),
+        CheckConstraint(any_of("status", ORDER_STATUSES), name="status"),
+        CheckConstraint(any_of("type", ORDER_TYPES), name="type"),
+        CheckConstraint(any_of("time_in_force", TIMES_IN_FORCE), name="time_in_force"),
+        CheckConstraint(any_of("side", SIDES), name="side"),
         CheckConstraint("quantity > 0", name="quantity"),
         CheckConstraint("filled_quantity >= 0 AND filled_quantity <= quantity", name="filled_quantity"),
         UniqueConstraint("account", "client_order_id", name="uq_orders_account_client_order_id"),

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, event, inspect, text
 
 from storage.audit import list_audit
 from storage.db import VERSION_TABLE, _alembic_config
-from storage.execution import list_equity, list_orders
+from storage.execution import list_equity, list_fills, list_orders
 from storage.schema import OPEN_ORDER_STATUSES
 
 
@@ -45,6 +45,9 @@ def index_predicates(eng: Engine, table: str) -> dict[str, str | None]:
 
 
 def seed_desk(eng: Engine) -> None:
+    """An account ``a`` with three orders (one filled with two fills, one accepted, one a bracket
+    child of the first), four audit rows (two of the OMS's per-order actions) and two equity marks,
+    written as rows (the schema of migrations 0017 to head)."""
     rows = [
         "INSERT INTO accounts (name, base_currency, initial_cash, cash, created_at) "
         "VALUES ('a', 'USD', 1000, 1000, 0)",
@@ -56,6 +59,11 @@ def seed_desk(eng: Engine) -> None:
             for k, (oid, status, filled, parent) in enumerate(
                 [("o1", "filled", 1, "NULL"), ("o2", "accepted", 0, "NULL"), ("o3", "submitted", 0, "'o1'")]
             )
+        ),
+        *(  # ids with a gap: a table rebuilt must keep them
+            "INSERT INTO fills (id, order_id, account, symbol, side, quantity, price, fee, ts, broker_fill_id,"
+            f" recorded_at) VALUES ({fid}, 'o1', 'a', 'SPY', 'buy', 0.5, 100, 0, {fid}, 'b-{fid}', {fid})"
+            for fid in (7, 9)
         ),
         *(
             "INSERT INTO audit_log (at, actor, action, subject, details) VALUES "
@@ -74,6 +82,8 @@ def seed_desk(eng: Engine) -> None:
 
 
 def book(eng: Engine) -> tuple[Any, ...]:
+    """What the store's readers see of :func:`seed_desk`'s account: orders (all, open, filled),
+    audit rows (all, a rare action, a per-order action), equity marks and fills."""
     with eng.connect() as conn:
         return (
             [(o.id, o.status, o.parent_id) for o in list_orders(conn, "a")],
@@ -83,6 +93,7 @@ def book(eng: Engine) -> tuple[Any, ...]:
             [(e.action, e.id) for e in list_audit(conn, action="trading.halt")],
             [(e.action, e.id) for e in list_audit(conn, action="order.fill")],
             list_equity(conn, "a").reset_index().to_dict("records"),
+            [(f.id, f.order_id, f.broker_fill_id, f.quantity) for f in list_fills(conn, "a")],
         )
 
 
