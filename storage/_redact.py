@@ -87,7 +87,7 @@ def redacted_json(value: Any) -> Any:
 _SECRET_KEYS: dict[str, bool] = {}  # key -> whether it names a credential (keys repeat: audit rows)
 
 
-def _is_secret_key(key: str) -> bool:
+def is_secret_key(key: str) -> bool:
     secret = _SECRET_KEYS.get(key)
     if secret is None:
         secret = _SECRET_KEY.search(key) is not None
@@ -106,7 +106,7 @@ def _redacted_dict(value: dict[Any, Any]) -> dict[str, Any]:
         key = k if type(k) is str else str(k)
         secret = known.get(key)
         if secret is None:
-            secret = _is_secret_key(key)
+            secret = is_secret_key(key)
         if secret:
             out[key] = REDACTED
             continue

@@ -627,6 +627,8 @@ ORDER_STATUSES: tuple[str, ...] = (
 )
 OPEN_ORDER_STATUSES: tuple[str, ...] = ("new", "submitted", "accepted", "partially_filled")
 """The statuses an order may still leave (``execution.orders.FINAL_STATES`` are the others)."""
+
+
 def any_of(column: str, values: tuple[str, ...]) -> str:
     """The SQL condition that ``column`` is one of ``values``, written as equalities joined by OR
     (``(side = 'buy' OR side = 'sell')``), not as ``side IN ('buy', 'sell')``: SQLite builds a

@@ -5,6 +5,8 @@ credential query parameters as ``***``, NaN/±inf as strings, nested and odd val
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import json
 import enum
 import math
 from typing import Any
@@ -80,3 +82,50 @@ _keys = (
 )
 def test_any_dict_is_redacted_as_by_the_general_path(details: dict[Any, Any]) -> None:
     assert _same(redacted_json(details), _general(details))
+
+
+def _stored_text(details: dict[Any, Any]) -> str:
+    """The JSON text the general path stores for ``details``."""
+    return json.dumps(_general(details))
+
+
+_PLAIN = {
+    "account": "paper", "from": "new", "to": "submitted", "quantity": 10.0, "fill_id": 3, "late": False,
+    "reject_code": None, "np": np.float64(2.5), "kind": _Kind.A.name, "level": _Level.ONE, "legs": (1, 2.5),
+    "café": "naïve",
+}  # fmt: skip
+
+
+@settings(deadline=None)
+@given(
+    st.dictionaries(
+        _keys,
+        st.recursive(
+            _leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=3), max_leaves=6
+        ),
+        max_size=8,
+    )
+)
+def test_audit_text_is_the_general_paths_for_any_dict(details: dict[Any, Any]) -> None:
+    from storage.audit import _details_text
+
+    assert _details_text(details) == _stored_text(details)
+
+
+def test_a_plain_dict_is_written_as_it_is_and_anything_else_by_the_general_path(monkeypatch: Any) -> None:
+    """The OMS's rows (string keys naming no credential, scalar values) skip the copy; a dict with
+    anything to change goes through redaction, and both give the general path's text."""
+    audit_module = importlib.import_module("storage.audit")  # `import storage.audit` names the function
+    calls: list[Any] = []
+    general = audit_module.redacted_json
+    monkeypatch.setattr(audit_module, "redacted_json", lambda v: calls.append(v) or general(v))
+    assert audit_module._details_text(_PLAIN) == _stored_text(_PLAIN) and calls == []
+    for change in (
+        {"api_key": "k"}, {"url": "https://u:pw@host/"}, {"nan": math.nan}, {"inf": -math.inf},
+        {"when": pd.Timestamp("2024-01-02", tz="UTC")}, {"nested": {"password": "p"}}, {"np_int": np.int64(3)},
+        {"secret": SecretStr("s")}, {"kind": _Kind.A}, {True: "bool key"}, {7: "int key"},
+    ):  # fmt: skip
+        details = {**_PLAIN, **change}
+        calls.clear()
+        assert audit_module._details_text(details) == _stored_text(details)
+        assert calls == [details], change
