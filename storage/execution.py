@@ -585,6 +585,9 @@ _NOT_IN_CREATED = frozenset({"id", "account", "client_order_id", "status"})
 _SET_BY_VIA = frozenset({"reject_code", "reject_reason"})
 """Columns an order created in one status and moved to another at once (``via``) gets with the
 move: its ``order.transition`` row has them, not its ``order.created`` row."""
+_LEFT_OUT_OF_CREATED = {False: _NOT_IN_CREATED, True: _NOT_IN_CREATED | _SET_BY_VIA}
+"""The columns an ``order.created`` row leaves out, by whether the order was created ``via``
+another status."""
 
 
 def _insert_order(
@@ -651,9 +654,8 @@ def _insert_order(
         "client_order_id": order.client_order_id,
         "to": order.status if via is None else via,
     }
-    for k, v in values.items():
-        if v is not None and k not in _NOT_IN_CREATED and (via is None or k not in _SET_BY_VIA):
-            details_created[k] = v
+    left_out = _LEFT_OUT_OF_CREATED[via is not None]
+    details_created.update({k: v for k, v in values.items() if v is not None and k not in left_out})
     subject = f"order:{order.id}"
     rows = [audit_row(actor=actor, action="order.created", subject=subject, details=details_created)]
     if via is not None:
