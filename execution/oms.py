@@ -111,6 +111,7 @@ from storage.execution import (
     record_equity,
     record_fill,
     replayed_fill,
+    set_cash,
     set_trading_state,
     stamp_now,
     transition_order,
@@ -355,6 +356,9 @@ class _Batch:
     """The positions written by the batch's changes so far (by symbol)."""
     cash: float | None = None
     """The account's cash as the batch's last change to it left it."""
+    cash_was: float | None = None
+    """The account's cash as stored before the batch's fills that have not written it yet (their
+    flows are in :attr:`cash`); None when there are none (see :meth:`OrderManager._store_cash`)."""
 
     def note(self, change: _Change) -> None:
         """Add a change done in the batch to what its later changes know."""
@@ -743,6 +747,7 @@ class OrderManager:
             claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                                  price=fill.price, fee=fill.fee, ts=fill.ts, fx_rate=rate)  # fmt: skip
             if claimed is None:
+                self._store_cash(conn)  # the replay reports the cash as stored
                 replay = replayed_fill(conn, order, broker_fill_id, quantity=fill.quantity, price=fill.price,
                                        fee=fill.fee, ts=fill.ts)  # fmt: skip
                 return FillOutcome(_order(replay.order), replay.fill.id, True, replay.position, replay.cash)
@@ -792,10 +797,16 @@ class OrderManager:
             done = fill_completes(order, fill.quantity)
             status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
             check_transition(order.id, OrderStatus(order.status), status)
+        batch = self._batch
+        cash_before = None
+        if batch is not None:  # the batch writes the account's cash once, before it commits
+            cash_before = self._cash if batch.cash is None else batch.cash
+            if batch.cash_was is None:
+                batch.cash_was = cash_before
         result = record_fill(change.conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
                              price=fill.price, fee=fill.fee, ts=fill.ts, status=status.value,
                              actor=self._actor, fx_rate=rate, audit_rows=change.audit, claimed=claimed,
-                             position=self._position(order.symbol))  # fmt: skip
+                             position=self._position(order.symbol), cash_before=cash_before)  # fmt: skip
         return result, late
 
     # -- marks and the kill switch ----------------------------------------------------------------
@@ -1122,12 +1133,24 @@ class OrderManager:
                     yield
                     if batch.failed is not None:
                         raise batch.failed
+                    self._store_cash(conn)
                     write_audit_rows(conn, batch.audit)  # in the transaction, before its commit
                 committed = batch.changes
             finally:
                 self._batch = None
             for change in committed:
                 self._apply(change)
+            if batch.cash is not None:
+                self._cash = batch.cash  # as stored (another writer's move included, if any)
+
+    def _store_cash(self, conn: Connection) -> None:
+        """Write the account's cash as the open batch's fills left it, if they have not yet
+        (:func:`storage.execution.set_cash`: one statement for the batch, not one per fill)."""
+        batch = self._batch
+        if batch is None or batch.cash_was is None or batch.cash is None:
+            return
+        batch.cash = set_cash(conn, self._account, cash=batch.cash, was=batch.cash_was)
+        batch.cash_was = None
 
     @contextmanager
     def session(self) -> Iterator[None]:

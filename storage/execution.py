@@ -118,6 +118,9 @@ _MOVE_CASH = (
     .values(cash=_ACCOUNTS.c.cash + bindparam("_cash_flow", type_=Float()))
 )
 _MOVE_CASH_RETURNING = _MOVE_CASH.returning(_ACCOUNTS.c.cash)  # where the dialect has UPDATE..RETURNING
+_SET_CASH = update(_ACCOUNTS).where(
+    _ACCOUNTS.c.name == bindparam("_name"), _ACCOUNTS.c.cash == bindparam("_was", type_=Float())
+)
 # compare-and-set: the SET columns are the parameters' keys (plus updated_at)
 _COMPARE_AND_SET = update(_ORDERS).where(
     _ORDERS.c.id == bindparam("_id"),
@@ -1070,6 +1073,7 @@ def record_fill(
     audit_rows: AuditRows | None = None,
     claimed: ClaimedFill | None = None,
     position: Position | _Unknown | None = UNKNOWN_POSITION,
+    cash_before: float | None = None,
 ) -> FillResult:
     """Record one execution of ``order`` (as read in this transaction) once: the order's filled
     quantity, average fill price and ``status``, the fill row, the position, the account's cash
@@ -1091,7 +1095,11 @@ def record_fill(
     recomputed), so no read is needed when the caller is right. ``audit_rows`` as
     :func:`insert_order`. ``fx_rate``: account currency per unit of the asset's quote currency at
     the fill (see the module documentation), stored on the fill; a replay is recognised by the
-    broker's values alone and keeps the rate it was booked at.
+    broker's values alone and keeps the rate it was booked at. ``cash_before``: the account's cash
+    before the fill as the caller keeps it, when the caller writes the account's cash itself
+    (:func:`set_cash`, e.g. once for a batch of fills): the result's cash is then ``cash_before``
+    plus the fill's cash flow and the account row is left alone; None: the fill moves the
+    account's cash in the database (one statement) and the result says what it holds after.
 
     Raises:
         FillConflict: ``broker_fill_id`` was recorded with other values.
@@ -1152,7 +1160,10 @@ def record_fill(
     q1, c1, r1, b1, rb1 = _book_position(conn, order, signed, px, rate, at, position)
 
     cash_flow = (-signed * px - fee_) * rate
-    cash = _move_cash(conn, order.account, cash_flow)
+    if cash_before is not None:
+        cash: float | None = cash_before + cash_flow
+    else:
+        cash = _move_cash(conn, order.account, cash_flow)
     if cash is None:  # pragma: no cover - the order's foreign key
         raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
 
@@ -1281,6 +1292,25 @@ def _position_values(
 def _figures(values: Mapping[str, Any]) -> tuple[float, float, float, float, float]:
     return (values["quantity"], values["avg_cost"], values["realised_pnl"], values["avg_cost_base"],
             values["realised_pnl_base"])  # fmt: skip
+
+
+def set_cash(conn: Connection, account: str, *, cash: float, was: float) -> float:
+    """Write ``account``'s cash as ``cash``, computed by the caller from ``was`` (the cash it
+    read or last wrote) and the cash flows of fills booked with ``cash_before``
+    (:func:`record_fill`): one compare-and-set. If the row no longer holds ``was`` (another writer
+    moved it meanwhile), the flows (``cash - was``) are added to what it holds instead. Returns
+    the cash the row holds after.
+
+    Raises:
+        LookupError: the account does not exist.
+    """
+    params = {"cash": cash, "_name": account, "_was": was}
+    if _write(conn, _SET_CASH, params) == 1:
+        return cash
+    moved = _move_cash(conn, account, cash - was)
+    if moved is None:
+        raise LookupError(f"account {account!r} does not exist")
+    return moved
 
 
 def _move_cash(conn: Connection, account: str, cash_flow: float) -> float | None:

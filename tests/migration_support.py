@@ -61,8 +61,9 @@ def seed_desk(eng: Engine) -> None:
             )
         ),
         *(  # ids with a gap: a table rebuilt must keep them
-            "INSERT INTO fills (id, order_id, account, symbol, side, quantity, price, fee, ts, broker_fill_id,"
-            f" recorded_at) VALUES ({fid}, 'o1', 'a', 'SPY', 'buy', 0.5, 100, 0, {fid}, 'b-{fid}', {fid})"
+            "INSERT INTO fills (id, order_id, account, symbol, side, quantity, price, fee, ts,"
+            f" broker_fill_id, recorded_at) VALUES ({fid}, 'o1', 'a', 'SPY', 'buy', 0.5, 100, 0, {fid},"
+            f" 'b-{fid}', {fid})"
             for fid in (7, 9)
         ),
         *(

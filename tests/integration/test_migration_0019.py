@@ -111,8 +111,8 @@ def test_a_refused_downgrade_leaves_0019_as_it_was(url: str) -> None:
             ))  # fmt: skip
             conn.execute(text(_ORDER.replace("'a'", "'b'")), {**_PLAIN, "id": "ob"})
             conn.execute(text(
-                "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts, broker_fill_id,"
-                " recorded_at) VALUES ('ob', 'b', 'SPY', 'buy', 1, 100, 0, 0, 'b-7', 0)"
+                "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts,"
+                " broker_fill_id, recorded_at) VALUES ('ob', 'b', 'SPY', 'buy', 1, 100, 0, 0, 'b-7', 0)"
             ))  # fmt: skip
         with pytest.raises(RuntimeError, match="belong to more than one account"):
             migrate_to(eng, "0016", up=False)

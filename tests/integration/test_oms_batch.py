@@ -14,7 +14,7 @@ from sqlalchemy import Engine, event
 
 from execution.oms import Order, OrderManager, TradingHalted
 from execution.orders import Fill, OrderRequest, OrderStatus, Side
-from storage import list_audit
+from storage import _driver, list_audit
 from storage.execution import get_account, list_fills, list_orders
 
 TS = pd.Timestamp("2024-01-02", tz="UTC")
@@ -152,3 +152,67 @@ def test_a_session_runs_every_transaction_of_its_thread_on_one_connection(engine
     # cancelled; h4: created, submitted
     assert len(_history(engine, "held")) == 5 + 4 + 2
     assert OrderManager(engine, "held").positions() == oms.positions()
+
+
+def _filled_orders(oms: OrderManager, prefix: str, n: int) -> list[Order]:
+    orders = [oms.submit(OrderRequest(f"{prefix}{i}", oms.account, "SPY", Side.BUY, 10.0)) for i in range(n)]
+    return [oms.accept(order.id) for order in orders]
+
+
+def test_a_batch_writes_the_accounts_cash_once_and_reports_it_per_fill(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's fills leave the account row to the batch, which writes it once before it
+    commits: each fill still reports the cash after it, the row ends as one write per fill would
+    have left it (the same float sums, in order), and a replayed fill reports the cash as stored."""
+    single = OrderManager(engine, "one-by-one", initial_cash=1_000.0)
+    expected = [
+        single.apply_fill(Fill(o.client_order_id, "SPY", Side.BUY, 10.0, 5.0 + k / 3, 0.1, TS), f"x-{k}").cash
+        for k, o in enumerate(_filled_orders(single, "s", 3))
+    ]
+    oms = OrderManager(engine, "batched-cash", initial_cash=1_000.0)
+    orders = _filled_orders(oms, "b", 3)
+    statements: list[str] = []
+    run = _driver.run
+
+    def capture(conn: Any, stmt: Any, params: Any) -> Any:  # the OMS's statements run on the driver
+        statements.append(str(stmt))
+        return run(conn, stmt, params)
+
+    monkeypatch.setattr(_driver, "run", capture)
+    with oms.batch():
+        outcomes = [
+            oms.apply_fill(Fill(o.client_order_id, "SPY", Side.BUY, 10.0, 5.0 + k / 3, 0.1, TS), f"x-{k}")
+            for k, o in enumerate(orders)
+        ]
+        assert oms.cash() == 1_000.0  # the view moves after the commit
+    monkeypatch.undo()
+    assert [o.cash for o in outcomes] == expected  # exactly: the same sums in the same order
+    with engine.connect() as conn:
+        stored = get_account(conn, "batched-cash")
+    assert stored is not None and stored.cash == oms.cash() == expected[-1]
+    assert len([s for s in statements if s.startswith("UPDATE accounts")]) == 1, statements
+
+    (late,) = _filled_orders(oms, "c", 1)
+    with oms.batch():  # a replayed fill after a new one: the cash as stored, the new fill's included
+        new = oms.apply_fill(Fill(late.client_order_id, "SPY", Side.BUY, 10.0, 4.0, 0.1, TS), "x-3")
+        replay = oms.apply_fill(Fill(orders[0].client_order_id, "SPY", Side.BUY, 10.0, 5.0, 0.1, TS), "x-0")
+    assert replay.duplicate and replay.cash == new.cash == oms.cash() == expected[-1] - 40.1
+
+
+def test_a_batch_adds_its_fills_to_cash_another_writer_moved(engine: Engine) -> None:
+    """Two managers of one account (two processes, say): the second books fills in a batch from a
+    cash the first has moved since; the batch finds the row changed and adds its flows to it."""
+    first = OrderManager(engine, "shared", initial_cash=1_000.0)
+    second = OrderManager(engine, "shared")
+    (mine,) = _filled_orders(second, "m", 1)
+    (theirs,) = _filled_orders(first, "t", 1)
+    moved = first.apply_fill(Fill(theirs.client_order_id, "SPY", Side.BUY, 10.0, 7.0, 0.5, TS), "t-1").cash
+    assert second.cash() == 1_000.0  # it has not seen the other's fill
+    with second.batch():
+        outcome = second.apply_fill(Fill(mine.client_order_id, "SPY", Side.BUY, 10.0, 5.0, 0.1, TS), "m-1")
+    assert outcome.cash == 1_000.0 - 50.1  # from the cash it knew
+    with engine.connect() as conn:
+        stored = get_account(conn, "shared")
+    assert stored is not None and stored.cash == pytest.approx(moved - 50.1)
+    assert second.cash() == stored.cash  # the view takes the stored cash

@@ -5,9 +5,9 @@ credential query parameters as ``***``, NaN/±inf as strings, nested and odd val
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import importlib
 import json
-import enum
 import math
 from typing import Any
 
@@ -122,8 +122,9 @@ def test_a_plain_dict_is_written_as_it_is_and_anything_else_by_the_general_path(
     assert audit_module._details_text(_PLAIN) == _stored_text(_PLAIN) and calls == []
     for change in (
         {"api_key": "k"}, {"url": "https://u:pw@host/"}, {"nan": math.nan}, {"inf": -math.inf},
-        {"when": pd.Timestamp("2024-01-02", tz="UTC")}, {"nested": {"password": "p"}}, {"np_int": np.int64(3)},
-        {"secret": SecretStr("s")}, {"kind": _Kind.A}, {True: "bool key"}, {7: "int key"},
+        {"when": pd.Timestamp("2024-01-02", tz="UTC")}, {"nested": {"password": "p"}},
+        {"np_int": np.int64(3)}, {"secret": SecretStr("s")}, {"kind": _Kind.A}, {True: "bool key"},
+        {7: "int key"},
     ):  # fmt: skip
         details = {**_PLAIN, **change}
         calls.clear()
