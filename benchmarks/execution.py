@@ -35,8 +35,9 @@ marks, the orders of the last minute, the signal model's registration) and per o
 ``OrderManager.submit`` -> ``PaperBroker.submit`` -> ``OrderManager.accept``, batched as the
 desk batches them (:meth:`OrderManager.batch <execution.oms.OrderManager.batch>`): a bar's fills
 and the mark in one transaction, its orders' risk checks and submits in one, then the broker's
-acks in one (recorded before sent). Every transition, fill, position, cash change, mark and audit
-row is written to the database and committed (3 commits per bar: fills and mark, submits, acks).
+acks in one (recorded before sent). Every transition, fill, position, mark and audit row is
+written to the database and committed, and the account's cash once per batch of fills (3 commits
+per bar: fills and mark, submits, acks).
 Databases: a SQLite file migrated by :func:`storage.db.open_store` (WAL,
 ``synchronous=NORMAL``), an in-memory SQLite (``sqlite://`` on one connection, ``StaticPool``,
 same pragmas and migrations) to show what persistence costs, and PostgreSQL when
@@ -588,7 +589,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     out["notes"] = (
         "FKS persists everything: each order's NEW->SUBMITTED, ACCEPTED and FILLED transitions, every "
-        "fill, position and cash change, one equity mark per bar and the audit_log rows, batched as the "
+        "fill and position change, the cash once per batch of fills, one equity mark per bar and the "
+        "audit_log rows, batched as the "
         "desk batches them (3 commits per bar: the bar's fills and the mark, the orders, the broker's acks), "
         "and runs the pre-trade risk check with a "
         "RiskState built from its books; backtrader keeps orders, positions and cash in memory and "

@@ -24,7 +24,8 @@ Guarantees:
 - **One transaction per change.** The order, its fill, the position, the account's cash, bracket
   children or cancelled OCO siblings and the ``audit_log`` rows are committed together or not at
   all; the in-memory view is updated only after the commit. :meth:`OrderManager.batch` makes
-  several changes one transaction (each still writes its rows and audit rows; all or nothing).
+  several changes one transaction (each still writes its rows and audit rows, but the account's
+  cash, which the batch writes once before it commits; all or nothing).
 - **Idempotent.** ``client_order_id`` is the idempotency key of orders: submitting it again
   returns the stored order and creates nothing (another request under the same key raises
   :class:`OrderConflict`). ``broker_fill_id`` is the key of fills: a replayed fill is reported as
@@ -1111,7 +1112,11 @@ class OrderManager:
         ``audit_log`` rows as on its own (every transition and fill persisted, in order), and
         all of them commit together when the block ends (the audit rows in one ``executemany``),
         or none does. One commit and one connection checkout instead of one per change: the desk
-        books a cycle's fills, and records a cycle's orders, in one batch each.
+        books a cycle's fills, and records a cycle's orders, in one batch each. The fills' cash
+        is the exception: each fill reports the cash after it, and the batch writes the account's
+        cash once, before it commits (:func:`storage.execution.set_cash`; if another process
+        moved it since this manager read it, the batch's flows are added to what it holds, and
+        the view takes that).
 
         The in-memory view (open orders, positions, cash) changes only after the commit, so
         inside the block it shows the state before it; changes inside start from the batch's
