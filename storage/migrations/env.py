@@ -7,7 +7,10 @@ Three ways in:
 * The ``alembic`` command line (``alembic.ini`` at the repository root) connects to
   ``-x url=...``, else ``sqlalchemy.url`` from the ini file, else the FKS settings' ``db_url``,
   through :func:`storage.db.make_engine` so that SQLite gets the same pragmas.
-* Offline mode (``alembic upgrade head --sql``) renders the SQL for the same URL.
+* Offline mode (``alembic upgrade head --sql``) renders the SQL for the same URL: PostgreSQL's
+  whole history; on SQLite the migrations that rebuild a table by reading it from the live
+  database (0012, 0017, 0018, 0019) stop there with Alembic's message (run them online:
+  ``fks`` migrates at start, or ``alembic upgrade head``).
 """
 
 from __future__ import annotations
