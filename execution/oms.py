@@ -801,7 +801,7 @@ class OrderManager:
         batch = self._batch
         cash_before = None
         if batch is not None:  # the batch writes the account's cash once, before it commits
-            cash_before = self._cash if batch.cash is None else batch.cash
+            cash_before = self._known_cash()
             if batch.cash_was is None:
                 batch.cash_was = cash_before
         result = record_fill(change.conn, order, broker_fill_id=broker_fill_id, quantity=fill.quantity,
@@ -828,7 +828,7 @@ class OrderManager:
             market_value = 0.0
             batch = self._batch
             held = {**self._positions, **(batch.positions if batch is not None else {})}
-            cash = self._cash if batch is None or batch.cash is None else batch.cash
+            cash = self._known_cash()
             for symbol in sorted(held):  # by symbol, as the stored positions read
                 position = held[symbol]
                 if position.quantity == 0:
@@ -1010,6 +1010,11 @@ class OrderManager:
             if record is not None:
                 return record
         return self._records.get(self._client_ids.get(order_id, order_id))
+
+    def _known_cash(self) -> float:
+        """The account's cash as this manager left it last (the open batch's, else the view's)."""
+        batch = self._batch
+        return self._cash if batch is None or batch.cash is None else batch.cash
 
     def _position(self, symbol: str) -> Position | None:
         """The position of ``symbol`` as this manager wrote it last (None: never traded here)."""

@@ -13,18 +13,24 @@ from sqlalchemy.exc import IntegrityError
 from storage.db import make_engine, migrate
 from tests.migration_support import book, db_revision, index_predicates, migrate_to, query_plans, seeded_at
 
-_ORDER = (
-    "INSERT INTO orders (id, client_order_id, account, symbol, side, type, time_in_force, quantity,"
-    " filled_quantity, status, created_at, updated_at) VALUES (:id, :id, 'a', 'SPY', :side, :type, :tif,"
-    " 1, 0, :status, 0, 0)"
-)
-_PLAIN = {"side": "buy", "type": "market", "tif": "gtc", "status": "submitted"}
+
+def _order(**values: str) -> str:
+    """The SQL inserting an order of SPY (a plain buy at market in account ``a`` unless ``values``
+    say otherwise)."""
+    row = {"id": "x", "account": "a", "side": "buy", "type": "market", "tif": "gtc", "status": "submitted"}
+    row.update(values)
+    return (
+        "INSERT INTO orders (id, client_order_id, account, symbol, side, type, time_in_force, quantity,"
+        " filled_quantity, status, created_at, updated_at) VALUES ('{id}', '{id}', '{account}', 'SPY',"
+        " '{side}', '{type}', '{tif}', 1, 0, '{status}', 0, 0)"
+    ).format(**row)
+
+
 _WRITES = {  # what the desk writes most: an order, a transition, an audit row
-    "order": _ORDER.replace(":id", "'x'").replace(":side", "'buy'").replace(":type", "'market'")
-    .replace(":tif", "'gtc'").replace(":status", "'submitted'"),
+    "order": _order(),
     "transition": "UPDATE orders SET status = 'accepted' WHERE id = 'o2' AND status = 'submitted'",
     "audit": "INSERT INTO audit_log (at, actor, action, subject, details) VALUES (0, 'a', 'b', 'c', '{}')",
-}  # fmt: skip
+}
 
 
 def _conditions(eng: Engine) -> tuple[str, ...]:
@@ -49,7 +55,7 @@ def _builds_lists(eng: Engine) -> dict[str, bool]:
 
 def _refused(eng: Engine, **bad: str) -> None:
     with pytest.raises(IntegrityError, match=r"(?i)check"), eng.begin() as conn:
-        conn.execute(text(_ORDER), {**_PLAIN, "id": "bad", **bad})
+        conn.execute(text(_order(id="bad", **bad)))
 
 
 def test_0019_keeps_every_row_both_ways_and_the_queries_use_the_indexes(url: str) -> None:
@@ -109,7 +115,7 @@ def test_a_refused_downgrade_leaves_0019_as_it_was(url: str) -> None:
                 "INSERT INTO accounts (name, base_currency, initial_cash, cash, created_at) "
                 "VALUES ('b', 'USD', 1000, 1000, 0)"
             ))  # fmt: skip
-            conn.execute(text(_ORDER.replace("'a'", "'b'")), {**_PLAIN, "id": "ob"})
+            conn.execute(text(_order(id="ob", account="b")))
             conn.execute(text(
                 "INSERT INTO fills (order_id, account, symbol, side, quantity, price, fee, ts,"
                 " broker_fill_id, recorded_at) VALUES ('ob', 'b', 'SPY', 'buy', 1, 100, 0, 0, 'b-7', 0)"

@@ -68,18 +68,17 @@ _leaf = (
 _keys = (
     st.text(max_size=10) | st.sampled_from(["secret", "PASSWD", "api-key", "cookie", "id"]) | st.integers()
 )
+_details = st.dictionaries(
+    _keys,
+    st.recursive(
+        _leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=3), max_leaves=6
+    ),
+    max_size=8,
+)
 
 
 @settings(deadline=None)
-@given(
-    st.dictionaries(
-        _keys,
-        st.recursive(
-            _leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=3), max_leaves=6
-        ),
-        max_size=8,
-    )
-)
+@given(_details)
 def test_any_dict_is_redacted_as_by_the_general_path(details: dict[Any, Any]) -> None:
     assert _same(redacted_json(details), _general(details))
 
@@ -97,15 +96,7 @@ _PLAIN = {
 
 
 @settings(deadline=None)
-@given(
-    st.dictionaries(
-        _keys,
-        st.recursive(
-            _leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(_keys, c, max_size=3), max_leaves=6
-        ),
-        max_size=8,
-    )
-)
+@given(_details)
 def test_audit_text_is_the_general_paths_for_any_dict(details: dict[Any, Any]) -> None:
     from storage.audit import _details_text
 
