@@ -13,7 +13,7 @@ Data: 10 symbols of daily bars from the project's synthetic market (:mod:`provid
 seed 7, ``24/7`` calendar, regimes, jumps, correlation 0.3; every symbol starts at 100 so that one
 fixed quantity fits the shipped risk limits), a canonical tz-aware frame per symbol.
 
-Two workloads, each run by FKS and by backtrader on the same bars and the same orders (market
+Three workloads, each run by FKS and by backtrader on the same bars and the same orders (market
 orders decided on a bar's close, filled at the next bar's open; 1 bp commission, 3 bps against
 the trader on the open for both; no volume cap):
 
@@ -23,6 +23,14 @@ the trader on the open for both; no volume cap):
   ending at the decision bar's close), an order of 10 units each time it changes (none on the
   last bar): bars/s (symbol-bars per second). The orders are computed before either side runs
   and handed to both, so only the execution is timed.
+* ``bars``: the replay's bars with no order (bars and marks only): symbol-bars/s.
+
+Cost split (``cost_split``): each side's time as a cost per symbol-bar (``bars``) plus a cost per
+order (the desk's time less its bars at that cost), in microseconds per store, and the orders per
+symbol-bar below which FKS takes less time than backtrader (``break_even``): FKS handles a bar
+for a fraction of what backtrader's feeds and Cerebro loop cost and pays more per order (each
+transition, fill and audit row is written), so which side is faster depends on how often the
+strategy trades (``orders_per_symbol_bar`` of the desk and the replay are printed beside).
 
 FKS, one timestamp at a time: every symbol's bar to :meth:`PaperBroker.on_bar
 <execution.broker.PaperBroker.on_bar>` (``Bar`` objects built from the frames inside the timed
@@ -460,6 +468,58 @@ def _agreement(fks: dict[str, Any], anchor: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def per_unit_costs(desk: dict[str, Any], bars: dict[str, Any]) -> tuple[float, float]:
+    """One side's ``(seconds per symbol-bar, seconds per order)``: its ``bars`` run (the bars and
+    marks, no order) priced per symbol-bar, and the rest of its ``desk`` run per order.
+
+    Raises:
+        ValueError: the bars run has no bar or the desk run no order.
+    """
+    if bars["symbol_bars"] <= 0 or desk["orders"] <= 0:
+        raise ValueError("the cost split needs a bars run with bars and a desk run with orders")
+    per_bar = bars["seconds"] / bars["symbol_bars"]
+    return per_bar, (desk["seconds"] - per_bar * desk["symbol_bars"]) / desk["orders"]
+
+
+def break_even(fks: tuple[float, float], anchor: tuple[float, float]) -> dict[str, Any]:
+    """Where FKS and the anchor take the same time, from each side's ``(per symbol-bar, per
+    order)`` costs: a workload of ``r`` orders per symbol-bar costs ``bar + r * order`` per
+    symbol-bar. ``fks_faster``: ``"below"`` or ``"above"`` ``orders_per_symbol_bar`` (the ``r``
+    of equal times), or ``"always"`` / ``"never"`` (no ``r >= 0`` of equal times)."""
+    (fks_bar, fks_order), (bt_bar, bt_order) = fks, anchor
+    order_gap, bar_gap = fks_order - bt_order, bt_bar - fks_bar
+    if order_gap == 0 or bar_gap / order_gap <= 0:  # the same side is cheaper at every r >= 0
+        faster = fks_bar < bt_bar or (fks_bar == bt_bar and fks_order < bt_order)
+        return {"orders_per_symbol_bar": None, "fks_faster": "always" if faster else "never"}
+    return {"orders_per_symbol_bar": bar_gap / order_gap, "fks_faster": "below" if order_gap > 0 else "above"}
+
+
+def cost_split(
+    fks: dict[str, dict[str, dict[str, Any]]], anchor: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Each side's time split into a cost per symbol-bar and a cost per order
+    (:func:`per_unit_costs`, in microseconds), per store, and the orders per symbol-bar at which
+    FKS and backtrader take the same time (:func:`break_even`)."""
+    bt = per_unit_costs(anchor["desk"], anchor["bars"])
+    section: dict[str, Any] = {
+        "backtrader": {"per_symbol_bar_us": round(bt[0] * 1e6, 2), "per_order_us": round(bt[1] * 1e6, 2)}
+    }
+    for store in fks["desk"]:
+        ours = per_unit_costs(fks["desk"][store], fks["bars"][store])
+        even = break_even(ours, bt)
+        if even["orders_per_symbol_bar"] is not None:
+            even["orders_per_symbol_bar"] = round(even["orders_per_symbol_bar"], 4)
+        section[store] = {
+            "per_symbol_bar_us": round(ours[0] * 1e6, 2),
+            "per_order_us": round(ours[1] * 1e6, 2),
+            "break_even": even,
+        }
+    section["orders_per_symbol_bar"] = {
+        work: round(anchor[work]["orders"] / anchor[work]["symbol_bars"], 4) for work in ("desk", "replay")
+    }
+    return section
+
+
 def _profile(frames: dict[str, pd.DataFrame], plan: Plan, folder: Path, top: int = 25) -> str:
     from storage.db import open_store
 
@@ -496,6 +556,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     workloads: dict[str, tuple[dict[str, pd.DataFrame], Plan]] = {
         "desk": (desk_frames, desk_plan(desk_bars)),
         "replay": (replay_frames, signal_plan(replay_frames)),
+        "bars": (replay_frames, [[] for _ in range(args.bars)]),
     }
     closes = np.concatenate([f["close"].to_numpy() for f in replay_frames.values()])
     out: dict[str, Any] = {
@@ -584,6 +645,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for r in fks[work].values()
             )
             out[work] = section
+        out["cost_split"] = cost_split(fks, anchor)
         if args.profile:
             print(_profile(*workloads["desk"], folder), file=sys.stderr)
 

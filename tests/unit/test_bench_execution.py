@@ -1,5 +1,5 @@
-"""Smoke test of ``benchmarks/execution.py`` on a tiny workload: it runs, FKS and backtrader trade
-the same orders, and their books agree."""
+"""``benchmarks/execution.py``: a smoke test on a tiny workload (it runs, FKS and backtrader trade
+the same orders, and their books agree) and its cost split (per symbol-bar and per order)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,54 @@ def test_the_execution_benchmark_runs_and_the_books_agree(capsys: pytest.Capture
     out = main(["--orders", "20", "--bars", "40", "--repeats", "1", "--no-postgres"])
     capsys.readouterr()
     assert out["postgresql"] is None
-    for work in ("desk", "replay"):
+    for work in ("desk", "replay", "bars"):
         assert out[work]["agreement"]["agree"], out[work]["agreement"]
         assert out[work]["stores_agree"]
-        assert out[work]["sqlite_file"]["orders"] == out[work]["backtrader"]["orders"] > 0
+        assert out[work]["sqlite_file"]["orders"] == out[work]["backtrader"]["orders"]
+    assert out["desk"]["sqlite_file"]["orders"] > 0 and out["replay"]["sqlite_file"]["orders"] > 0
+    assert out["bars"]["sqlite_file"]["orders"] == 0
+    split = out["cost_split"]
+    assert set(split) == {"backtrader", "sqlite_file", "sqlite_memory", "orders_per_symbol_bar"}
+    for side in ("backtrader", "sqlite_file", "sqlite_memory"):
+        assert split[side]["per_symbol_bar_us"] > 0
+    assert split["orders_per_symbol_bar"]["desk"] == pytest.approx(20 / (3 * 10), rel=1e-3)
+
+
+def test_per_unit_costs_price_the_bars_then_the_orders() -> None:
+    from benchmarks.execution import per_unit_costs
+
+    bars = {"seconds": 0.5, "symbol_bars": 1000, "orders": 0}
+    desk = {"seconds": 0.3, "symbol_bars": 100, "orders": 50}
+    per_bar, per_order = per_unit_costs(desk, bars)
+    assert per_bar == pytest.approx(5e-4)
+    assert per_order == pytest.approx((0.3 - 100 * 5e-4) / 50)
+    with pytest.raises(ValueError, match="needs a bars run"):
+        per_unit_costs({**desk, "orders": 0}, bars)
+
+
+@pytest.mark.parametrize(
+    ("fks", "anchor", "expected"),
+    [
+        ((4e-6, 150e-6), (32e-6, 80e-6), (0.4, "below")),  # cheaper bars, dearer orders
+        ((40e-6, 50e-6), (30e-6, 80e-6), (1 / 3, "above")),  # dearer bars, cheaper orders
+        ((4e-6, 50e-6), (32e-6, 80e-6), (None, "always")),
+        ((40e-6, 90e-6), (32e-6, 80e-6), (None, "never")),
+        ((4e-6, 80e-6), (32e-6, 80e-6), (None, "always")),  # the same per order
+    ],
+)
+def test_break_even_is_where_both_sides_take_the_same_time(
+    fks: tuple[float, float], anchor: tuple[float, float], expected: tuple[float | None, str]
+) -> None:
+    from benchmarks.execution import break_even
+
+    found = break_even(fks, anchor)
+    rate, faster = expected
+    assert found["fks_faster"] == faster
+    if rate is None:
+        assert found["orders_per_symbol_bar"] is None
+        return
+    assert found["orders_per_symbol_bar"] == pytest.approx(rate)
+    r = found["orders_per_symbol_bar"]
+    assert fks[0] + r * fks[1] == pytest.approx(anchor[0] + r * anchor[1])  # equal times there
+    nearer = r * (0.5 if faster == "below" else 2.0)  # on FKS's side of it, FKS is cheaper
+    assert fks[0] + nearer * fks[1] < anchor[0] + nearer * anchor[1]
