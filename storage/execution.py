@@ -761,6 +761,10 @@ def find_order(
     return None if row is None else _order(row)
 
 
+_OPEN_SET = frozenset(OPEN_ORDER_STATUSES)
+"""The open book's statuses as a set: a query for exactly these uses the partial index."""
+
+
 def list_orders(
     conn: Connection,
     account: str,
@@ -786,8 +790,6 @@ def list_orders(
         query = query.where(_ORDERS.c.oco_group == oco_group)
     return [_order(r) for r in conn.execute(query.order_by(_ORDERS.c.created_at, _ORDERS.c.id)).all()]
 
-
-_OPEN_SET = frozenset(OPEN_ORDER_STATUSES)
 
 _D = TypeVar("_D")
 
