@@ -37,6 +37,22 @@ def test_the_execution_benchmark_runs_and_the_books_agree() -> None:
     assert split["orders_per_symbol_bar"]["desk"] == pytest.approx(20 / (3 * 10), rel=1e-3)
 
 
+@pytest.mark.slow
+def test_the_floor_writes_the_desk_s_rows_and_its_books_agree() -> None:
+    # benchmarks/execution_floor.py: the same statements as the OMS (it stops if their bindings
+    # changed), the same orders as FKS and backtrader, the same final cash
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "benchmarks.execution_floor", "--orders", "20", "--repeats", "1"]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["agreement"]["agree"] and out["agreement"]["same_rows"], out["agreement"]
+    assert out["rows"]["floor"]["audit_log"]["order.transition"] == 3 * 20, out["rows"]
+    for side in ("floor", "floor_no_risk", "fks", "backtrader"):
+        assert out[side]["orders"] == 20 and out[side]["s"] > 0
+    assert set(out["ratio_to_backtrader"]) == {"floor", "floor_no_risk", "fks"}
+
+
 def test_per_unit_costs_price_the_bars_then_the_orders() -> None:
     from benchmarks.execution import per_unit_costs
 

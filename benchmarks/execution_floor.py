@@ -1,0 +1,398 @@
+"""The paper desk's floor: the same rows and statements as FKS's desk, driven by thin Python.
+
+Run ``python -m benchmarks.execution_floor`` (options ``--orders N``, default 1,000, and
+``--repeats K``, default 3: each side's best of K). Prints one JSON object: the floor's time with
+and without the risk check, FKS's desk (:func:`benchmarks.execution.run_fks`) and backtrader's
+broker (:func:`benchmarks.execution.best_backtrader`, the anchor) on the same bars and orders,
+measured in the same run, and each one's ratio to backtrader (orders/s).
+
+A measurement, not a way to trade: it answers whether the desk's gap to backtrader (see
+``docs/execution-performance.md``) comes from what FKS persists or from how. The floor runs the
+``desk`` workload of :mod:`benchmarks.execution` (10 symbols, every symbol trading every bar) on a
+migrated SQLite file (:func:`storage.db.open_store`, with the OMS's ``wal_autocheckpoint``) and,
+per order, sends the statements FKS's OMS sends, compiled by :mod:`storage._driver` from
+:mod:`storage.execution`'s own statement objects: the order's insert if absent (as
+``submitted``), the compare-and-sets on status and filled quantity to ``accepted`` and to
+``filled``, the fill's insert if absent returning its id, the position's insert if absent or its
+compare-and-set (figures from :func:`storage.execution.position_after`); per bar the account's
+cash once (compare-and-set), the equity mark and three commits (the bar's fills and mark, its
+orders, the broker's acks); five ``audit_log`` rows per order with the details FKS writes, made by
+:func:`storage.audit.audit_row` and written by :func:`storage.audit.write_audit_rows` before each
+commit. It calls the real :func:`execution.risk.check` per order (``--no-risk`` is timed too) and
+the real :class:`~execution.broker.PaperBroker`. It leaves out what FKS's layers add on top: the
+OMS's in-memory view (it keeps a dict of tuples), the value checks, the compare-and-set's
+fallback to a read (it asserts that one row changed), the idempotency answers, and the bracket,
+FX and late-fill branches (none occurs in this workload). Checked in the output: each run's rows
+per table and ``audit_log`` rows per action equal FKS's (``same_rows``), and its final cash equals
+its paper broker's, FKS's and backtrader's within 1e-6 (``agree``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.execution import (
+    ACCOUNT,
+    CASH,
+    FEE_BPS,
+    MODEL,
+    QUANTITY,
+    RETRAIN_BARS,
+    SLIPPAGE_BPS,
+    SPREAD_BPS,
+    SYMBOLS,
+    TOLERANCE,
+    Plan,
+    best_backtrader,
+    desk_plan,
+    make_bars,
+    run_fks,
+)
+
+ACTOR = "oms"
+
+_KEYS = {  # each statement's parameters, in the order the compiled SQL binds them (checked)
+    "insert_order": (
+        "id", "client_order_id", "account", "symbol", "side", "type", "time_in_force", "quantity",
+        "filled_quantity", "avg_fill_price", "limit_price", "stop_price", "take_profit", "stop_loss",
+        "parent_id", "oco_group", "status", "reject_code", "reject_reason", "model", "model_version",
+        "confidence", "decided_at", "created_at", "updated_at",
+    ),
+    "accept": ("status", "updated_at", "_id", "_status", "_filled_quantity"),
+    "fill_order": ("filled_quantity", "avg_fill_price", "status", "updated_at", "_id", "_status",
+                   "_filled_quantity"),
+    "insert_fill": ("order_id", "account", "symbol", "side", "quantity", "price", "fee", "ts",
+                    "broker_fill_id", "recorded_at", "fx_rate"),
+    "insert_position": ("account", "symbol", "quantity", "avg_cost", "realised_pnl", "updated_at",
+                        "avg_cost_base", "realised_pnl_base"),
+    "update_position": ("quantity", "avg_cost", "realised_pnl", "updated_at", "avg_cost_base",
+                        "realised_pnl_base", "_account", "_symbol", "_was_quantity", "_was_avg_cost",
+                        "_was_realised_pnl", "_was_avg_cost_base", "_was_realised_pnl_base"),
+    "cash": ("cash", "_name", "_was"),
+    "mark": ("account", "ts", "cash", "market_value", "equity"),
+}  # fmt: skip
+
+
+def statements(conn: Any) -> dict[str, str]:
+    """The SQL of FKS's OMS statements on ``conn``'s dialect, by name (see :data:`_KEYS`).
+
+    Raises:
+        RuntimeError: a statement binds other parameters, or in another order, than :data:`_KEYS`
+            says (the schema changed: this benchmark must follow it).
+    """
+    from storage import _driver
+    from storage import execution as store
+
+    dialect = conn.dialect.name
+    objects = {
+        "insert_order": store._INSERT_ORDER_IF_ABSENT[dialect],
+        "accept": store._COMPARE_AND_SET,
+        "fill_order": store._COMPARE_AND_SET,
+        "insert_fill": store._INSERT_FILL_IF_ABSENT_RETURNING[dialect],
+        "insert_position": store._INSERT_POSITION_IF_ABSENT[dialect],
+        "update_position": store._UPDATE_KNOWN_POSITION,
+        "cash": store._SET_CASH,
+        "mark": store._UPSERT_EQUITY[dialect],
+    }
+    found = {}
+    for name, stmt in objects.items():
+        compiled = _driver._compiled(conn, stmt, tuple(sorted(_KEYS[name])))
+        bound = tuple(p[0] for p in compiled.plan)
+        if bound != _KEYS[name] or any(p[2] is not _driver._MISSING for p in compiled.plan):
+            raise RuntimeError(
+                f"{name} binds {bound}, not {_KEYS[name]}: update benchmarks/execution_floor.py"
+            )
+        found[name] = compiled.sql
+    return found
+
+
+def row_counts(engine: Any) -> dict[str, Any]:
+    """Rows per table the desk writes, and ``audit_log``'s rows per action: the floor must write
+    what FKS writes."""
+    from sqlalchemy import text
+
+    tables = ("orders", "fills", "positions", "equity_history", "accounts")
+    with engine.connect() as conn:
+        counts: dict[str, Any] = {
+            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables
+        }
+        actions = conn.execute(text("SELECT action, count(*) FROM audit_log GROUP BY action ORDER BY action"))
+        counts["audit_log"] = {action: n for action, n in actions}
+    return counts
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _transition(order_id: str, start: str, end: str, **extra: Any) -> dict[str, Any]:
+    """An ``order.transition`` audit row, with the details FKS's OMS writes."""
+    from storage.audit import audit_row
+
+    details = {"account": ACCOUNT, "from": start, "to": end, **extra}
+    return audit_row(actor=ACTOR, action="order.transition", subject=f"order:{order_id}", details=details)
+
+
+class _Floor:
+    """The floor's books and writes on one SQLAlchemy connection (each step one transaction,
+    written on the driver's cursor as :mod:`storage._driver` does)."""
+
+    def __init__(self, conn: Any, sql: dict[str, str]) -> None:
+        from execution.broker import PaperBroker, PaperCosts
+
+        self.conn, self.sql = conn, sql
+        costs = PaperCosts(
+            slippage_bps=SLIPPAGE_BPS, spread_bps=SPREAD_BPS, fee_bps=FEE_BPS, volume_share=None
+        )
+        self.broker = PaperBroker(costs, account=ACCOUNT, cash=CASH)
+        self.cash = CASH
+        self.positions: dict[str, tuple[float, float, float]] = {}  # quantity, avg cost, realised
+        self.orders: dict[str, tuple[str, str]] = {}  # client order id -> order id, side
+        self.sequence = itertools.count()
+        self.placed = 0
+
+    def _cursor(self) -> Any:
+        return self.conn.connection.dbapi_connection.cursor()
+
+    def bar(self, bars: dict[str, Any], ts: pd.Timestamp) -> float:
+        """The bar's fills and the mark at ``ts``, in one transaction; the equity."""
+        from storage.audit import write_audit_rows
+
+        with self.conn.begin():
+            cursor = self._cursor()
+            audit: list[dict[str, Any]] = []
+            was = self.cash
+            for symbol, bar in bars.items():
+                for fill in self.broker.on_bar(symbol, bar):
+                    audit.extend(self._book(cursor, symbol, fill))
+            if self.cash != was:
+                cursor.execute(self.sql["cash"], (self.cash, ACCOUNT, was))
+                assert cursor.rowcount == 1
+            value = sum(q * bars[s].close for s, (q, _, _) in self.positions.items() if q)
+            equity = self.cash + value
+            cursor.execute(self.sql["mark"], (ACCOUNT, ts.value // 1_000_000, self.cash, value, equity))
+            write_audit_rows(self.conn, audit)
+            cursor.close()
+        return equity
+
+    def _book(self, cursor: Any, symbol: str, fill: Any) -> list[dict[str, Any]]:
+        from storage.audit import audit_row
+        from storage.execution import position_after
+
+        sql = self.sql
+        order_id, side = self.orders.pop(fill.order_id)
+        at, ts_ms = _now_ms(), fill.ts.value // 1_000_000
+        qty, px, fee, key = fill.quantity, fill.price, fill.fee, fill.broker_fill_id
+        cursor.execute(
+            sql["insert_fill"], (order_id, ACCOUNT, symbol, side, qty, px, fee, ts_ms, key, at, 1.0)
+        )
+        fill_id = cursor.fetchone()[0]
+        cursor.execute(sql["fill_order"], (qty, px, "filled", at, order_id, "accepted", 0.0))
+        assert cursor.rowcount == 1
+        signed = qty if side == "buy" else -qty
+        before = self.positions.get(symbol)
+        q1, c1, r1 = position_after(*(before or (0.0, 0.0, 0.0)), signed, px)
+        if before is None:
+            cursor.execute(sql["insert_position"], (ACCOUNT, symbol, q1, c1, r1, at, c1, r1))
+        else:  # the base figures equal the quote ones (one currency)
+            was = (*before, before[1], before[2])
+            cursor.execute(sql["update_position"], (q1, c1, r1, at, c1, r1, ACCOUNT, symbol, *was))
+        assert cursor.rowcount == 1
+        self.positions[symbol] = (q1, c1, r1)
+        flow = -signed * px - fee
+        self.cash += flow
+        details = {
+            "account": ACCOUNT, "fill_id": fill_id, "broker_fill_id": key, "symbol": symbol, "side": side,
+            "quantity": qty, "price": px, "fee": fee, "ts": ts_ms, "fx_rate": 1.0, "cash_flow": flow,
+            "position": q1, "avg_cost": c1, "realised_pnl": r1, "avg_cost_base": c1, "realised_pnl_base": r1,
+            "late": False,
+        }  # fmt: skip
+        return [
+            _transition(order_id, "accepted", "filled", broker_fill_id=key),
+            audit_row(actor=ACTOR, action="order.fill", subject=f"order:{order_id}", details=details),
+        ]
+
+    def submit(self, requests: list[Any], decided: pd.Timestamp) -> None:
+        """Record ``requests`` as submitted (one transaction), send them, record the acks (another)."""
+        from storage.audit import audit_row, write_audit_rows
+
+        with self.conn.begin():
+            cursor = self._cursor()
+            audit: list[dict[str, Any]] = []
+            decided_ms = decided.value // 1_000_000
+            for r in requests:
+                at = _now_ms()
+                order_id = f"{at:012x}{next(self.sequence):08x}{0:012x}"
+                side = r.side.value
+                cursor.execute(self.sql["insert_order"], (
+                    order_id, r.client_order_id, ACCOUNT, r.symbol, side, "market", "gtc", r.quantity, 0.0,
+                    None, None, None, None, None, None, None, "submitted", None, None, r.model,
+                    r.model_version, r.confidence, decided_ms, at, at,
+                ))  # fmt: skip
+                assert cursor.rowcount == 1
+                details = {
+                    "account": ACCOUNT, "client_order_id": r.client_order_id, "to": "new", "symbol": r.symbol,
+                    "side": side, "type": "market", "time_in_force": "gtc", "quantity": r.quantity,
+                    "filled_quantity": 0.0, "model": r.model, "model_version": r.model_version,
+                    "confidence": r.confidence, "decided_at": decided_ms, "created_at": at, "updated_at": at,
+                }  # fmt: skip
+                audit.append(audit_row(actor=ACTOR, action="order.created", subject=f"order:{order_id}",
+                                       details=details))  # fmt: skip
+                audit.append(_transition(order_id, "new", "submitted"))
+                self.orders[r.client_order_id] = (order_id, side)
+            write_audit_rows(self.conn, audit)
+            cursor.close()
+        acks = [(r, self.broker.submit(r, decided_at=decided)) for r in requests]
+        with self.conn.begin():
+            cursor = self._cursor()
+            audit = []
+            for r, ack in acks:
+                if not ack.accepted:
+                    raise RuntimeError(f"the paper broker rejected {r.client_order_id}: {ack.reason}")
+                order_id = self.orders[r.client_order_id][0]
+                cursor.execute(self.sql["accept"], ("accepted", _now_ms(), order_id, "submitted", 0.0))
+                assert cursor.rowcount == 1
+                audit.append(_transition(order_id, "submitted", "accepted"))
+                self.placed += 1
+            write_audit_rows(self.conn, audit)
+            cursor.close()
+
+
+def run_floor(path: Path, frames: dict[str, pd.DataFrame], plan: Plan, *, risk: bool) -> dict[str, Any]:
+    """The desk workload at the floor on a new SQLite file at ``path``: timing and final cash."""
+    from config.risk import load_risk_config
+    from execution.broker import Bar
+    from execution.oms import WAL_AUTOCHECKPOINT, OrderManager
+    from execution.orders import OrderRequest, Side
+    from execution.risk import RiskState, check
+    from market.bars import Timeframe
+    from market.calendars import get_calendar
+    from storage.db import open_store
+
+    engine = open_store(f"sqlite:///{path}")
+    OrderManager(engine, ACCOUNT, initial_cash=CASH)  # opens the account as the desk does
+    config = load_risk_config().model_copy(update={"account": ACCOUNT})
+    timeframe, calendar = Timeframe.parse("1d"), get_calendar("24/7")
+    index = next(iter(frames.values())).index
+    columns = {s: [f[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
+               for s, f in frames.items()}  # fmt: skip
+    sides = {"buy": Side.BUY, "sell": Side.SELL}
+    day = pd.Timedelta(days=1)
+    with engine.connect() as conn:
+        floor = _Floor(conn, statements(conn))
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        conn.commit()
+        gc.collect()
+        started, cpu = time.perf_counter(), time.process_time()
+        stamps = list(index)
+        rows = {s: zip(*(c.tolist() for c in cols), strict=True) for s, cols in columns.items()}
+        bars = {s: [Bar(ts, *row) for ts, row in zip(stamps, rows[s], strict=True)] for s in columns}
+        last_bar_ts: dict[str, pd.Timestamp] = {}
+        start_of_day = peak = CASH
+        for i, ts in enumerate(index):
+            now = ts + day
+            today = {s: bars[s][i] for s in SYMBOLS}
+            equity = floor.bar(today, now)
+            last_bar_ts.update(dict.fromkeys(SYMBOLS, ts))
+            if plan[i]:
+                version = str(i // RETRAIN_BARS + 1)
+                registered = {(MODEL, version): index[i - i % RETRAIN_BARS]}
+                state = RiskState(
+                    now=now, cash=floor.cash, start_of_day_equity=start_of_day, peak_equity=max(peak, equity),
+                    positions={s: p[0] for s, p in floor.positions.items()},
+                    prices={s: b.close for s, b in today.items()}, open_orders=(), recent_order_times=(),
+                    last_bar_ts=last_bar_ts, model_registered_at=registered,
+                )  # fmt: skip
+                requests = []
+                for s, side in plan[i]:
+                    request = OrderRequest(f"floor-{i}-{s}", ACCOUNT, s, sides[side], QUANTITY, model=MODEL,
+                                           model_version=version, confidence=0.9, decided_at=ts)  # fmt: skip
+                    if risk:
+                        decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
+                        if not decision.accepted:
+                            raise RuntimeError(
+                                f"order {request.client_order_id} was refused: {decision.reason}"
+                            )
+                        state = state.with_order(request.client_order_id, request)
+                    requests.append(request)
+                floor.submit(requests, ts)
+            start_of_day, peak = equity, max(peak, equity)
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    rows = row_counts(engine)
+    engine.dispose()
+    cash, broker_cash = floor.cash, floor.broker.account().cash
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "orders": floor.placed, "cash": cash,
+            "broker_cash": broker_cash, "rows": rows}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the floor, FKS's desk and backtrader; print one JSON object (also returned)."""
+    from storage.db import open_store
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--orders", type=int, default=1_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    bars = args.orders // len(SYMBOLS) + 1
+    frames = make_bars(bars)
+    plan = desk_plan(bars)
+    runs: dict[str, list[dict[str, Any]]] = {"floor": [], "floor_no_risk": [], "fks": []}
+    with tempfile.TemporaryDirectory(prefix="fks-floor-") as folder:
+        run_floor(Path(folder) / "warm.db", frames, plan, risk=True)  # imports and caches, untimed
+        for k in range(args.repeats):
+            runs["floor"].append(run_floor(Path(folder) / f"floor{k}.db", frames, plan, risk=True))
+            runs["floor_no_risk"].append(run_floor(Path(folder) / f"bare{k}.db", frames, plan, risk=False))
+            engine = open_store(f"sqlite:///{Path(folder) / f'fks{k}.db'}")
+            gc.collect()
+            fks = run_fks(engine, frames, plan, f"fks{k}")
+            rows = row_counts(engine)
+            runs["fks"].append({"seconds": fks["seconds"], "cpu_seconds": fks["cpu_seconds"],
+                                "orders": fks["orders"], "cash": fks["oms_cash"], "rows": rows})  # fmt: skip
+            engine.dispose()
+    anchor = best_backtrader(frames, plan, args.repeats)
+    out: dict[str, Any] = {"orders": args.orders, "symbols": len(SYMBOLS), "store": "sqlite_file"}
+    for name, found in runs.items():
+        best = min(found, key=lambda r: r["seconds"])
+        out[name] = {
+            "s": round(best["seconds"], 4),
+            "s_range": [
+                round(min(r["seconds"] for r in found), 4),
+                round(max(r["seconds"] for r in found), 4),
+            ],
+            "cpu_s": round(min(r["cpu_seconds"] for r in found), 4),
+            "orders": best["orders"],
+            "orders_per_s": round(best["orders"] / best["seconds"], 1),
+        }
+    out["backtrader"] = {"s": round(anchor["seconds"], 4), "mode": anchor["mode"], "orders": anchor["orders"],
+                         "orders_per_s": round(anchor["orders"] / anchor["seconds"], 1)}  # fmt: skip
+    out["ratio_to_backtrader"] = {n: round(anchor["seconds"] / out[n]["s"], 4) for n in runs}
+    cashes = [r["cash"] for found in runs.values() for r in found] + [r["broker_cash"] for r in runs["floor"]]
+    rows = {name: found[0]["rows"] for name, found in runs.items()}
+    out["rows"] = rows
+    same_rows = all(r["rows"] == rows["fks"] for found in runs.values() for r in found)
+    out["agreement"] = {
+        "floor_cash": runs["floor"][0]["cash"],
+        "fks_cash": runs["fks"][0]["cash"],
+        "backtrader_cash": anchor["cash"],
+        "max_diff": max(abs(c - anchor["cash"]) for c in cashes),
+        "tolerance": TOLERANCE,
+        "same_rows": same_rows,
+        "agree": same_rows
+        and all(abs(c - anchor["cash"]) <= TOLERANCE for c in cashes)
+        and all(r["orders"] == anchor["orders"] for found in runs.values() for r in found),
+    }
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
