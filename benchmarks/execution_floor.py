@@ -2,9 +2,11 @@
 
 Run ``python -m benchmarks.execution_floor`` (options ``--orders N``, default 1,000, and
 ``--repeats K``, default 3: each side's best of K). Prints one JSON object: the floor's time with
-and without the risk check, FKS's desk (:func:`benchmarks.execution.run_fks`) and backtrader's
-broker (:func:`benchmarks.execution.best_backtrader`, the anchor) on the same bars and orders,
-measured in the same run, and each one's ratio to backtrader (orders/s).
+and without the risk check and with the objects FKS's OMS keeps per change (``floor_objects``:
+:class:`_Objects`, what a leaner OMS keeping its object model would cost), FKS's desk
+(:func:`benchmarks.execution.run_fks`) and backtrader's broker
+(:func:`benchmarks.execution.best_backtrader`, the anchor) on the same bars and orders, measured
+in the same run, and each one's ratio to backtrader (orders/s).
 
 A measurement, not a way to trade: it answers whether the desk's gap to backtrader (see
 ``docs/execution-performance.md``) comes from what FKS persists or from how. The floor runs the
@@ -142,11 +144,96 @@ def _transition(order_id: str, start: str, end: str, **extra: Any) -> dict[str, 
     return audit_row(actor=ACTOR, action="order.transition", subject=f"order:{order_id}", details=details)
 
 
+class _Objects:
+    """What FKS's OMS keeps per change on top of the rows (``--objects`` runs): the manager's lock
+    held for the change, the transition's legality check, the store's value checks of a new
+    order, each order as an ``OrderRecord`` (a new one per change) and its ``Order`` view, and a
+    fill's ``FillRecord``, ``Position`` and ``FillResult``; built the way the OMS builds them
+    (fields set at once). An estimate of a leaner OMS that keeps its object model."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.RLock()
+        self.records: dict[str, Any] = {}  # client order id -> OrderRecord
+        self.views: dict[str, Any] = {}  # client order id -> Order
+
+    def created(self, order_id: str, request: Any, at: int) -> None:
+        from execution.oms import _order
+        from execution.orders import OrderStatus, check_transition
+        from storage import execution as store
+
+        with self.lock:
+            check_transition(order_id, OrderStatus.NEW, OrderStatus.SUBMITTED)
+            store._text("order id", order_id, 64)
+            store._text("client_order_id", request.client_order_id, 64)
+            store._text("symbol", request.symbol, 32)
+            for name, value, allowed in (("side", request.side.value, store.SIDES),
+                                         ("type", request.type.value, store.ORDER_TYPES),
+                                         ("time_in_force", request.time_in_force.value, store.TIMES_IN_FORCE),
+                                         ("status", "submitted", store.ORDER_STATUSES)):  # fmt: skip
+                store._one_of(name, value, allowed)
+            store._positive("quantity", request.quantity)
+            now = store._stamp(at)
+            record = store._built(
+                store.OrderRecord, id=order_id, client_order_id=request.client_order_id, account=ACCOUNT,
+                symbol=request.symbol, side=request.side.value, type=request.type.value,
+                time_in_force=request.time_in_force.value, quantity=request.quantity, status="submitted",
+                created_at=now, updated_at=now, filled_quantity=0.0, avg_fill_price=None, limit_price=None,
+                stop_price=None, take_profit=None, stop_loss=None, parent_id=None, oco_group=None,
+                reject_code=None, reject_reason=None, model=request.model,
+                model_version=request.model_version, confidence=request.confidence,
+                decided_at=request.decided_at,
+            )  # fmt: skip
+            self.records[request.client_order_id] = record
+            self.views[request.client_order_id] = _order(record)
+
+    def moved(self, client_id: str, end: str, at: int, **values: Any) -> Any:
+        from execution.oms import _order
+        from execution.orders import OrderStatus, check_transition
+        from storage import execution as store
+
+        with self.lock:
+            record = self.records[client_id]
+            check_transition(record.id, OrderStatus(record.status), OrderStatus(end))
+            record = store._with(record, {"status": end, **values, "updated_at": store._stamp(at)})
+            self.records[client_id] = record
+            self.views[client_id] = _order(record)
+            return record
+
+    def filled(
+        self, fill: Any, fill_id: int, at: int, position: tuple[float, float, float], cash: float
+    ) -> None:
+        from storage import execution as store
+
+        with self.lock:
+            record = self.records[fill.order_id]
+            if not store.fill_completes(record, fill.quantity):
+                raise RuntimeError(f"the floor's fills are whole, {fill.order_id}'s is not")
+            order = self.moved(fill.order_id, "filled", at, filled_quantity=fill.quantity,
+                               avg_fill_price=fill.price)  # fmt: skip
+            recorded = store._stamp(at)
+            booked = store._built(
+                store.FillRecord, id=fill_id, order_id=record.id, account=ACCOUNT, symbol=record.symbol,
+                side=record.side, quantity=fill.quantity, price=fill.price, fee=fill.fee, ts=fill.ts,
+                broker_fill_id=fill.broker_fill_id, recorded_at=recorded, fx_rate=1.0,
+            )  # fmt: skip
+            q, c, r = position
+            held = store._built(
+                store.Position, account=ACCOUNT, symbol=record.symbol, quantity=q, avg_cost=c, realised_pnl=r,
+                updated_at=recorded, avg_cost_base=c, realised_pnl_base=r,
+            )  # fmt: skip
+            store._built(
+                store.FillResult, fill=booked, order=order, position=held, cash=cash, duplicate=False
+            )
+            del self.records[fill.order_id], self.views[fill.order_id]
+
+
 class _Floor:
     """The floor's books and writes on one SQLAlchemy connection (each step one transaction,
     written on the driver's cursor as :mod:`storage._driver` does)."""
 
-    def __init__(self, conn: Any, sql: dict[str, str]) -> None:
+    def __init__(self, conn: Any, sql: dict[str, str], objects: _Objects | None) -> None:
         from execution.broker import PaperBroker, PaperCosts
 
         self.conn, self.sql = conn, sql
@@ -159,6 +246,7 @@ class _Floor:
         self.orders: dict[str, tuple[str, str]] = {}  # client order id -> order id, side
         self.sequence = itertools.count()
         self.placed = 0
+        self.objects = objects
 
     def _cursor(self) -> Any:
         return self.conn.connection.dbapi_connection.cursor()
@@ -210,6 +298,8 @@ class _Floor:
         self.positions[symbol] = (q1, c1, r1)
         flow = -signed * px - fee
         self.cash += flow
+        if self.objects is not None:
+            self.objects.filled(fill, fill_id, at, (q1, c1, r1), self.cash)
         details = {
             "account": ACCOUNT, "fill_id": fill_id, "broker_fill_id": key, "symbol": symbol, "side": side,
             "quantity": qty, "price": px, "fee": fee, "ts": ts_ms, "fx_rate": 1.0, "cash_flow": flow,
@@ -239,6 +329,8 @@ class _Floor:
                     r.model_version, r.confidence, decided_ms, at, at,
                 ))  # fmt: skip
                 assert cursor.rowcount == 1
+                if self.objects is not None:
+                    self.objects.created(order_id, r, at)
                 details = {
                     "account": ACCOUNT, "client_order_id": r.client_order_id, "to": "new", "symbol": r.symbol,
                     "side": side, "type": "market", "time_in_force": "gtc", "quantity": r.quantity,
@@ -259,7 +351,10 @@ class _Floor:
                 if not ack.accepted:
                     raise RuntimeError(f"the paper broker rejected {r.client_order_id}: {ack.reason}")
                 order_id = self.orders[r.client_order_id][0]
-                cursor.execute(self.sql["accept"], ("accepted", _now_ms(), order_id, "submitted", 0.0))
+                at = _now_ms()
+                if self.objects is not None:
+                    self.objects.moved(r.client_order_id, "accepted", at)
+                cursor.execute(self.sql["accept"], ("accepted", at, order_id, "submitted", 0.0))
                 assert cursor.rowcount == 1
                 audit.append(_transition(order_id, "submitted", "accepted"))
                 self.placed += 1
@@ -267,8 +362,11 @@ class _Floor:
             cursor.close()
 
 
-def run_floor(path: Path, frames: dict[str, pd.DataFrame], plan: Plan, *, risk: bool) -> dict[str, Any]:
-    """The desk workload at the floor on a new SQLite file at ``path``: timing and final cash."""
+def run_floor(
+    path: Path, frames: dict[str, pd.DataFrame], plan: Plan, *, risk: bool, objects: bool = False
+) -> dict[str, Any]:
+    """The desk workload at the floor on a new SQLite file at ``path`` (``objects``: with
+    :class:`_Objects`): timing and final cash."""
     from config.risk import load_risk_config
     from execution.broker import Bar
     from execution.oms import WAL_AUTOCHECKPOINT, OrderManager
@@ -288,7 +386,7 @@ def run_floor(path: Path, frames: dict[str, pd.DataFrame], plan: Plan, *, risk: 
     sides = {"buy": Side.BUY, "sell": Side.SELL}
     day = pd.Timedelta(days=1)
     with engine.connect() as conn:
-        floor = _Floor(conn, statements(conn))
+        floor = _Floor(conn, statements(conn), _Objects() if objects else None)
         conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         conn.commit()
         gc.collect()
@@ -345,11 +443,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bars = args.orders // len(SYMBOLS) + 1
     frames = make_bars(bars)
     plan = desk_plan(bars)
-    runs: dict[str, list[dict[str, Any]]] = {"floor": [], "floor_no_risk": [], "fks": []}
+    runs: dict[str, list[dict[str, Any]]] = {"floor": [], "floor_no_risk": [], "floor_objects": [], "fks": []}
     with tempfile.TemporaryDirectory(prefix="fks-floor-") as folder:
         run_floor(Path(folder) / "warm.db", frames, plan, risk=True)  # imports and caches, untimed
         for k in range(args.repeats):
             runs["floor"].append(run_floor(Path(folder) / f"floor{k}.db", frames, plan, risk=True))
+            runs["floor_objects"].append(
+                run_floor(Path(folder) / f"objects{k}.db", frames, plan, risk=True, objects=True)
+            )
             runs["floor_no_risk"].append(run_floor(Path(folder) / f"bare{k}.db", frames, plan, risk=False))
             engine = open_store(f"sqlite:///{Path(folder) / f'fks{k}.db'}")
             gc.collect()

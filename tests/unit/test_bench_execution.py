@@ -48,9 +48,9 @@ def test_the_floor_writes_the_desk_s_rows_and_its_books_agree() -> None:
     out = json.loads(done.stdout)
     assert out["agreement"]["agree"] and out["agreement"]["same_rows"], out["agreement"]
     assert out["rows"]["floor"]["audit_log"]["order.transition"] == 3 * 20, out["rows"]
-    for side in ("floor", "floor_no_risk", "fks", "backtrader"):
+    for side in ("floor", "floor_no_risk", "floor_objects", "fks", "backtrader"):
         assert out[side]["orders"] == 20 and out[side]["s"] > 0
-    assert set(out["ratio_to_backtrader"]) == {"floor", "floor_no_risk", "fks"}
+    assert set(out["ratio_to_backtrader"]) == {"floor", "floor_no_risk", "floor_objects", "fks"}
 
 
 def test_per_unit_costs_price_the_bars_then_the_orders() -> None:
