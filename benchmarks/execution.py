@@ -536,6 +536,16 @@ def _profile(frames: dict[str, pd.DataFrame], plan: Plan, folder: Path, top: int
     return out.getvalue()
 
 
+def bad_options(orders: int, repeats: int) -> str | None:
+    """Why ``--orders`` / ``--repeats`` cannot run (None when they can): the desk trades every
+    symbol every bar, so its orders are a positive multiple of the symbols; at least one run."""
+    if orders <= 0 or orders % len(SYMBOLS):
+        return f"--orders must be a positive multiple of {len(SYMBOLS)} (one order per symbol per bar)"
+    if repeats < 1:
+        return "--repeats must be at least 1"
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print one JSON object (also returned)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -545,6 +555,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile the desk on SQLite, to stderr")
     args = parser.parse_args(argv)
+    why = bad_options(args.orders, args.repeats) or (None if args.bars >= 2 else "--bars must be at least 2")
+    if why:
+        parser.error(why)
 
     from storage.db import open_store
 

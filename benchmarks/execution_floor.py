@@ -54,6 +54,7 @@ from benchmarks.execution import (
     SYMBOLS,
     TOLERANCE,
     Plan,
+    bad_options,
     best_backtrader,
     desk_plan,
     make_bars,
@@ -437,9 +438,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from storage.db import open_store
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--orders", type=int, default=1_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--orders", type=int, default=1_000, help=f"a positive multiple of {len(SYMBOLS)}")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side (at least 1)")
     args = parser.parse_args(argv)
+    why = bad_options(args.orders, args.repeats)
+    if why:
+        parser.error(why)
     bars = args.orders // len(SYMBOLS) + 1
     frames = make_bars(bars)
     plan = desk_plan(bars)

@@ -53,6 +53,25 @@ def test_the_floor_writes_the_desk_s_rows_and_its_books_agree() -> None:
     assert set(out["ratio_to_backtrader"]) == {"floor", "floor_no_risk", "floor_objects", "fks"}
 
 
+@pytest.mark.parametrize("module", ["benchmarks.execution", "benchmarks.execution_floor"])
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--orders", "15"], "positive multiple of 10"),
+        (["--orders", "0"], "positive multiple of 10"),
+        (["--repeats", "0"], "at least 1"),
+    ],
+)
+def test_the_desk_benchmarks_refuse_bad_options_saying_why(
+    module: str, options: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(options)
+    assert exit_.value.code == 2 and why in capsys.readouterr().err
+
+
 def test_per_unit_costs_price_the_bars_then_the_orders() -> None:
     from benchmarks.execution import per_unit_costs
 
