@@ -62,10 +62,15 @@ def opens_ms(frame: pd.DataFrame) -> np.ndarray:
 
 
 def fast_policy(attempts: int = 3, requests: int = 1000, **retry: Any) -> ProviderPolicy:
-    """An adapter policy for tests: a generous rate, a 2 s timeout, no cache, quick retries."""
+    """An adapter policy for tests: a generous rate, a 10 s timeout, no cache, quick retries.
+
+    The timeout is for a request that never comes back, which no test using this policy plays
+    (the timeout tests set their own): the loopback server is a thread of the test process, so a
+    long garbage collection in the suite's heap can hold an answer for seconds, and a shorter
+    timeout then retried it (a test counting requests saw one more)."""
     return ProviderPolicy(
         rate=RateLimit(requests=requests, per_seconds=1),
-        timeout_s=2.0,
+        timeout_s=10.0,
         cache_ttl_s=0.0,
         retry=RetryPolicy(attempts=attempts, base_s=0.01, max_s=0.05, jitter=0.0, **retry),
     )
