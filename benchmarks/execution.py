@@ -171,12 +171,51 @@ def _memory_engine() -> Any:
     return engine
 
 
+def paper_broker() -> Any:
+    """The benchmark's :class:`~execution.broker.PaperBroker`: its costs, no volume cap."""
+    from execution.broker import PaperBroker, PaperCosts
+
+    costs = PaperCosts(slippage_bps=SLIPPAGE_BPS, spread_bps=SPREAD_BPS, fee_bps=FEE_BPS, volume_share=None)
+    return PaperBroker(costs, account=ACCOUNT, cash=CASH)
+
+
+def bar_columns(frames: dict[str, pd.DataFrame]) -> dict[str, list[np.ndarray]]:
+    """Each symbol's OHLCV columns as float arrays (made before the timed region)."""
+    return {
+        s: [f[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
+        for s, f in frames.items()
+    }
+
+
+def build_bars(columns: dict[str, list[np.ndarray]], index: pd.Index) -> dict[str, list[Any]]:
+    """Each symbol's ``Bar`` objects, as ``Desk._feed`` builds them: a frame's rows as Python
+    floats (called inside the timed region)."""
+    from execution.broker import Bar
+
+    stamps = list(index)
+    rows = {s: zip(*(c.tolist() for c in cols), strict=True) for s, cols in columns.items()}
+    return {s: [Bar(ts, *row) for ts, row in zip(stamps, rows[s], strict=True)] for s in columns}
+
+
+def signal_model(index: pd.Index, i: int) -> tuple[str, dict[tuple[str, str], pd.Timestamp]]:
+    """The signal model's version at decision bar ``i`` (registered anew every
+    :data:`RETRAIN_BARS` bars) and its registration time, as risk's ``model_registered_at``."""
+    version = str(i // RETRAIN_BARS + 1)
+    return version, {(MODEL, version): index[i - i % RETRAIN_BARS]}
+
+
+def desk_request(client_order_id: str, symbol: str, side: str, version: str, ts: pd.Timestamp) -> Any:
+    """The desk's market order for ``symbol`` (``"buy"``/``"sell"`` :data:`QUANTITY`) decided at ``ts``."""
+    from execution.orders import OrderRequest, Side
+
+    return OrderRequest(client_order_id, ACCOUNT, symbol, Side(side), QUANTITY, model=MODEL,
+                        model_version=version, confidence=0.9, decided_at=ts)  # fmt: skip
+
+
 def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) -> dict[str, Any]:
     """The whole desk on ``engine`` (migrated, empty account): its timing and final books."""
     from config.risk import load_risk_config
-    from execution.broker import Bar, PaperBroker, PaperCosts
     from execution.oms import OrderManager
-    from execution.orders import OrderRequest, Side
     from execution.risk import OpenOrder, RiskState, check
     from market.bars import Timeframe
     from market.calendars import get_calendar
@@ -184,26 +223,16 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
     config = load_risk_config().model_copy(update={"account": ACCOUNT})
     timeframe, calendar = Timeframe.parse("1d"), get_calendar("24/7")
     oms = OrderManager(engine, ACCOUNT, initial_cash=CASH)
-    broker = PaperBroker(
-        PaperCosts(slippage_bps=SLIPPAGE_BPS, spread_bps=SPREAD_BPS, fee_bps=FEE_BPS, volume_share=None),
-        account=ACCOUNT,
-        cash=CASH,
-    )
+    broker = paper_broker()
     index = next(iter(frames.values())).index
-    columns = {
-        s: [f[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
-        for s, f in frames.items()
-    }
-    sides = {"buy": Side.BUY, "sell": Side.SELL}
+    columns = bar_columns(frames)
     day = pd.Timedelta(days=1)
     minute = pd.Timedelta(seconds=60)
     counts = {"orders": 0, "fills": 0, "refused": 0, "marks": 0}
     refusals: dict[str, int] = {}
 
     started, cpu = time.perf_counter(), time.process_time()
-    stamps = list(index)  # as Desk._feed builds them: a frame's rows as Python floats
-    rows = {s: zip(*(c.tolist() for c in cols), strict=True) for s, cols in columns.items()}
-    bars = {s: [Bar(ts, *row) for ts, row in zip(stamps, rows[s], strict=True)] for s in columns}
+    bars = build_bars(columns, index)
     prices: dict[str, float] = {}
     last_bar_ts: dict[str, pd.Timestamp] = {}
     recent: list[pd.Timestamp] = []
@@ -225,7 +254,7 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
                 start_of_day, peak = mark.equity, max(peak, mark.equity)
                 continue
             recent = [t for t in recent if t > now - minute]
-            version = str(i // RETRAIN_BARS + 1)  # the signal's model is registered anew every 30 bars
+            version, registered = signal_model(index, i)
             state = RiskState(
                 now=now,
                 cash=oms.cash(),
@@ -236,17 +265,14 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
                 open_orders=tuple(OpenOrder(o.id, o.symbol, o.side, o.remaining) for o in oms.open_orders()),
                 recent_order_times=tuple(recent),
                 last_bar_ts=last_bar_ts,
-                model_registered_at={(MODEL, version): index[i - i % RETRAIN_BARS]},
+                model_registered_at=registered,
             )
             # as Desk._place: risk-check and record the bar's orders in one batch, send them, then
             # record the broker's acks in a second batch (recorded before sent)
             placed = []
             with oms.batch():
                 for s, side in plan[i]:
-                    request = OrderRequest(
-                        f"{tag}-{i}-{s}", ACCOUNT, s, sides[side], QUANTITY,
-                        model=MODEL, model_version=version, confidence=0.9, decided_at=ts,
-                    )  # fmt: skip
+                    request = desk_request(f"{tag}-{i}-{s}", s, side, version, ts)
                     decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
                     if not decision.accepted:
                         assert decision.code is not None

@@ -25,8 +25,8 @@ the real :class:`~execution.broker.PaperBroker`. It leaves out what FKS's layers
 OMS's in-memory view (it keeps a dict of tuples), the value checks, the compare-and-set's
 fallback to a read (it asserts that one row changed), the idempotency answers, and the bracket,
 FX and late-fill branches (none occurs in this workload). Checked in the output: each run's rows
-per table and ``audit_log`` rows per action equal FKS's (``same_rows``), and its final cash equals
-its paper broker's, FKS's and backtrader's within 1e-6 (``agree``).
+per table, ``audit_log`` rows per action and the keys of their details equal FKS's (``same_rows``),
+and its final cash equals its paper broker's, FKS's and backtrader's within 1e-6 (``agree``).
 """
 
 from __future__ import annotations
@@ -45,21 +45,21 @@ import pandas as pd
 from benchmarks.execution import (
     ACCOUNT,
     CASH,
-    FEE_BPS,
-    MODEL,
-    QUANTITY,
-    RETRAIN_BARS,
-    SLIPPAGE_BPS,
-    SPREAD_BPS,
     SYMBOLS,
     TOLERANCE,
     Plan,
     bad_options,
+    bar_columns,
     best_backtrader,
+    build_bars,
     desk_plan,
+    desk_request,
     make_bars,
+    paper_broker,
     run_fks,
+    signal_model,
 )
+from storage._time import now_ms
 
 ACTOR = "oms"
 
@@ -119,8 +119,8 @@ def statements(conn: Any) -> dict[str, str]:
 
 
 def row_counts(engine: Any) -> dict[str, Any]:
-    """Rows per table the desk writes, and ``audit_log``'s rows per action: the floor must write
-    what FKS writes."""
+    """Rows per table the desk writes, ``audit_log``'s rows per action and the sets of keys their
+    details carry per action: the floor must write what FKS writes."""
     from sqlalchemy import text
 
     tables = ("orders", "fills", "positions", "equity_history", "accounts")
@@ -128,13 +128,15 @@ def row_counts(engine: Any) -> dict[str, Any]:
         counts: dict[str, Any] = {
             t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables
         }
-        actions = conn.execute(text("SELECT action, count(*) FROM audit_log GROUP BY action ORDER BY action"))
-        counts["audit_log"] = {action: n for action, n in actions}
+        audit = conn.execute(text("SELECT action, details FROM audit_log")).all()
+    actions: dict[str, int] = {}
+    keys: dict[str, set[tuple[str, ...]]] = {}
+    for action, details in audit:
+        actions[action] = actions.get(action, 0) + 1
+        keys.setdefault(action, set()).add(tuple(sorted(json.loads(details))))
+    counts["audit_log"] = dict(sorted(actions.items()))
+    counts["audit_keys"] = {action: sorted(found) for action, found in sorted(keys.items())}
     return counts
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _transition(order_id: str, start: str, end: str, **extra: Any) -> dict[str, Any]:
@@ -146,7 +148,7 @@ def _transition(order_id: str, start: str, end: str, **extra: Any) -> dict[str, 
 
 
 class _Objects:
-    """What FKS's OMS keeps per change on top of the rows (``--objects`` runs): the manager's lock
+    """What FKS's OMS keeps per change on top of the rows (the ``floor_objects`` runs): the manager's lock
     held for the change, the transition's legality check, the store's value checks of a new
     order, each order as an ``OrderRecord`` (a new one per change) and its ``Order`` view, and a
     fill's ``FillRecord``, ``Position`` and ``FillResult``; built the way the OMS builds them
@@ -235,13 +237,8 @@ class _Floor:
     written on the driver's cursor as :mod:`storage._driver` does)."""
 
     def __init__(self, conn: Any, sql: dict[str, str], objects: _Objects | None) -> None:
-        from execution.broker import PaperBroker, PaperCosts
-
         self.conn, self.sql = conn, sql
-        costs = PaperCosts(
-            slippage_bps=SLIPPAGE_BPS, spread_bps=SPREAD_BPS, fee_bps=FEE_BPS, volume_share=None
-        )
-        self.broker = PaperBroker(costs, account=ACCOUNT, cash=CASH)
+        self.broker = paper_broker()
         self.cash = CASH
         self.positions: dict[str, tuple[float, float, float]] = {}  # quantity, avg cost, realised
         self.orders: dict[str, tuple[str, str]] = {}  # client order id -> order id, side
@@ -279,7 +276,7 @@ class _Floor:
 
         sql = self.sql
         order_id, side = self.orders.pop(fill.order_id)
-        at, ts_ms = _now_ms(), fill.ts.value // 1_000_000
+        at, ts_ms = now_ms(), fill.ts.value // 1_000_000
         qty, px, fee, key = fill.quantity, fill.price, fill.fee, fill.broker_fill_id
         cursor.execute(
             sql["insert_fill"], (order_id, ACCOUNT, symbol, side, qty, px, fee, ts_ms, key, at, 1.0)
@@ -321,7 +318,7 @@ class _Floor:
             audit: list[dict[str, Any]] = []
             decided_ms = decided.value // 1_000_000
             for r in requests:
-                at = _now_ms()
+                at = now_ms()
                 order_id = f"{at:012x}{next(self.sequence):08x}{0:012x}"
                 side = r.side.value
                 cursor.execute(self.sql["insert_order"], (
@@ -352,7 +349,7 @@ class _Floor:
                 if not ack.accepted:
                     raise RuntimeError(f"the paper broker rejected {r.client_order_id}: {ack.reason}")
                 order_id = self.orders[r.client_order_id][0]
-                at = _now_ms()
+                at = now_ms()
                 if self.objects is not None:
                     self.objects.moved(r.client_order_id, "accepted", at)
                 cursor.execute(self.sql["accept"], ("accepted", at, order_id, "submitted", 0.0))
@@ -369,9 +366,7 @@ def run_floor(
     """The desk workload at the floor on a new SQLite file at ``path`` (``objects``: with
     :class:`_Objects`): timing and final cash."""
     from config.risk import load_risk_config
-    from execution.broker import Bar
     from execution.oms import WAL_AUTOCHECKPOINT, OrderManager
-    from execution.orders import OrderRequest, Side
     from execution.risk import RiskState, check
     from market.bars import Timeframe
     from market.calendars import get_calendar
@@ -382,9 +377,7 @@ def run_floor(
     config = load_risk_config().model_copy(update={"account": ACCOUNT})
     timeframe, calendar = Timeframe.parse("1d"), get_calendar("24/7")
     index = next(iter(frames.values())).index
-    columns = {s: [f[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close", "volume")]
-               for s, f in frames.items()}  # fmt: skip
-    sides = {"buy": Side.BUY, "sell": Side.SELL}
+    columns = bar_columns(frames)
     day = pd.Timedelta(days=1)
     with engine.connect() as conn:
         floor = _Floor(conn, statements(conn), _Objects() if objects else None)
@@ -392,9 +385,7 @@ def run_floor(
         conn.commit()
         gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
-        stamps = list(index)
-        rows = {s: zip(*(c.tolist() for c in cols), strict=True) for s, cols in columns.items()}
-        bars = {s: [Bar(ts, *row) for ts, row in zip(stamps, rows[s], strict=True)] for s in columns}
+        bars = build_bars(columns, index)
         last_bar_ts: dict[str, pd.Timestamp] = {}
         start_of_day = peak = CASH
         for i, ts in enumerate(index):
@@ -403,8 +394,7 @@ def run_floor(
             equity = floor.bar(today, now)
             last_bar_ts.update(dict.fromkeys(SYMBOLS, ts))
             if plan[i]:
-                version = str(i // RETRAIN_BARS + 1)
-                registered = {(MODEL, version): index[i - i % RETRAIN_BARS]}
+                version, registered = signal_model(index, i)
                 state = RiskState(
                     now=now, cash=floor.cash, start_of_day_equity=start_of_day, peak_equity=max(peak, equity),
                     positions={s: p[0] for s, p in floor.positions.items()},
@@ -413,8 +403,7 @@ def run_floor(
                 )  # fmt: skip
                 requests = []
                 for s, side in plan[i]:
-                    request = OrderRequest(f"floor-{i}-{s}", ACCOUNT, s, sides[side], QUANTITY, model=MODEL,
-                                           model_version=version, confidence=0.9, decided_at=ts)  # fmt: skip
+                    request = desk_request(f"floor-{i}-{s}", s, side, version, ts)
                     if risk:
                         decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
                         if not decision.accepted:

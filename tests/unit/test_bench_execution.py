@@ -7,22 +7,27 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 pytest.importorskip("backtrader")
 
 
-@pytest.mark.slow
-def test_the_execution_benchmark_runs_and_the_books_agree() -> None:
-    # as a user runs it, in a process of its own: each timed run starts with a full gc.collect(),
-    # which in the test session's large heap costs seconds apiece
+def _run(module: str, *options: str) -> dict[str, Any]:
+    """The benchmark ``module`` run as a user runs it, in a process of its own (each timed run
+    starts with a full gc.collect(), which in the test session's large heap costs seconds
+    apiece): its JSON output."""
     root = Path(__file__).resolve().parents[2]
-    options = ["--orders", "20", "--bars", "40", "--repeats", "1", "--no-postgres"]
-    command = [sys.executable, "-m", "benchmarks.execution", *options]
+    command = [sys.executable, "-m", module, *options]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout)
+    return cast(dict[str, Any], json.loads(done.stdout))
+
+
+@pytest.mark.slow
+def test_the_execution_benchmark_runs_and_the_books_agree() -> None:
+    out = _run("benchmarks.execution", "--orders", "20", "--bars", "40", "--repeats", "1", "--no-postgres")
     assert out["postgresql"] is None
     for work in ("desk", "replay", "bars"):
         assert out[work]["agreement"]["agree"], out[work]["agreement"]
@@ -39,15 +44,12 @@ def test_the_execution_benchmark_runs_and_the_books_agree() -> None:
 
 @pytest.mark.slow
 def test_the_floor_writes_the_desk_s_rows_and_its_books_agree() -> None:
-    # benchmarks/execution_floor.py: the same statements as the OMS (it stops if their bindings
-    # changed), the same orders as FKS and backtrader, the same final cash
-    root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "benchmarks.execution_floor", "--orders", "20", "--repeats", "1"]
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout)
+    # the same statements as the OMS (it stops if their bindings changed), the same rows and
+    # audit details' keys, the same orders as FKS and backtrader, the same final cash
+    out = _run("benchmarks.execution_floor", "--orders", "20", "--repeats", "1")
     assert out["agreement"]["agree"] and out["agreement"]["same_rows"], out["agreement"]
     assert out["rows"]["floor"]["audit_log"]["order.transition"] == 3 * 20, out["rows"]
+    assert out["rows"]["floor_objects"]["audit_keys"] == out["rows"]["fks"]["audit_keys"]
     for side in ("floor", "floor_no_risk", "floor_objects", "fks", "backtrader"):
         assert out[side]["orders"] == 20 and out[side]["s"] > 0
     assert set(out["ratio_to_backtrader"]) == {"floor", "floor_no_risk", "floor_objects", "fks"}
@@ -70,6 +72,14 @@ def test_the_desk_benchmarks_refuse_bad_options_saying_why(
     with pytest.raises(SystemExit) as exit_:
         importlib.import_module(module).main(options)
     assert exit_.value.code == 2 and why in capsys.readouterr().err
+
+
+def test_the_execution_benchmark_refuses_fewer_than_two_bars(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.execution import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--bars", "1"])
+    assert exit_.value.code == 2 and "--bars must be at least 2" in capsys.readouterr().err
 
 
 def test_per_unit_costs_price_the_bars_then_the_orders() -> None:
