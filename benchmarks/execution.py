@@ -34,18 +34,18 @@ strategy trades (``orders_per_symbol_bar`` of the desk and the replay are printe
 
 FKS, one timestamp at a time: every symbol's bar to :meth:`PaperBroker.on_bar
 <execution.broker.PaperBroker.on_bar>` (``Bar`` objects built from the frames inside the timed
-region), each fill to :meth:`OrderManager.apply_fill <execution.oms.OrderManager.apply_fill>`,
+region), the bar's fills to :meth:`OrderManager.apply_fills <execution.oms.OrderManager.apply_fills>`,
 :meth:`OrderManager.mark_to_market <execution.oms.OrderManager.mark_to_market>` once per bar,
 then for the bar's decisions a :class:`~execution.risk.RiskState` built from the OMS's books
 (cash, positions, open orders, last prices and bar times, start-of-day and peak equity from the
-marks, the orders of the last minute, the signal model's registration) and per order
-:func:`execution.risk.check` (the shipped ``config/risk.yaml`` limits, ``1d``, ``24/7``) ->
-``OrderManager.submit`` -> ``PaperBroker.submit`` -> ``OrderManager.accept``, batched as the
-desk batches them (:meth:`OrderManager.batch <execution.oms.OrderManager.batch>`): a bar's fills
-and the mark in one transaction, its orders' risk checks and submits in one, then the broker's
-acks in one (recorded before sent). Every transition, fill, position, mark and audit row is
-written to the database and committed, and the account's cash once per batch of fills (3 commits
-per bar: fills and mark, submits, acks).
+marks, the orders of the last minute, the signal model's registration), per order
+:func:`execution.risk.check` (the shipped ``config/risk.yaml`` limits, ``1d``, ``24/7``), then
+``OrderManager.submit_many`` -> ``PaperBroker.submit`` per order -> ``OrderManager.accept_many``,
+batched as the desk batches them (:meth:`OrderManager.batch <execution.oms.OrderManager.batch>`,
+``Desk._feed`` and ``Desk._place``): a bar's fills and the mark in one transaction, its orders'
+records, sends and acks in another (the paper broker's book belongs to the desk's cycle). Every
+transition, fill, position, mark and audit row is written to the database and committed, and the
+account's cash once per batch of fills (2 commits per bar).
 Databases: a SQLite file migrated by :func:`storage.db.open_store` (WAL,
 ``synchronous=NORMAL``), an in-memory SQLite (``sqlite://`` on one connection, ``StaticPool``,
 same pragmas and migrations) to show what persistence costs, and PostgreSQL when
@@ -241,13 +241,14 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
         for i, ts in enumerate(index):
             now = ts + day  # the bar has closed
             with oms.batch():  # the bar's fills and the mark in one transaction, as Desk._feed does
+                fills = []
                 for s in SYMBOLS:
                     bar = bars[s][i]
-                    for fill in broker.on_bar(s, bar):
-                        oms.apply_fill(fill, fill.broker_fill_id)
-                        counts["fills"] += 1
+                    fills += broker.on_bar(s, bar)
                     prices[s] = bar.close
                     last_bar_ts[s] = ts
+                oms.apply_fills([(fill, fill.broker_fill_id) for fill in fills])
+                counts["fills"] += len(fills)
                 mark = oms.mark_to_market(prices, now)
             counts["marks"] += 1
             if not plan[i]:
@@ -267,30 +268,32 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
                 last_bar_ts=last_bar_ts,
                 model_registered_at=registered,
             )
-            # as Desk._place: risk-check and record the bar's orders in one batch, send them, then
-            # record the broker's acks in a second batch (recorded before sent)
-            placed = []
+            # as Desk._place: risk-check the bar's orders, then record them, send them and record
+            # the broker's acks in one batch (the paper broker's book belongs to the cycle)
+            passed = []
+            refused = []
+            for s, side in plan[i]:
+                request = desk_request(f"{tag}-{i}-{s}", s, side, version, ts)
+                decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
+                if not decision.accepted:
+                    assert decision.code is not None
+                    refused.append((request, decision.code.value, decision.reason))
+                    continue
+                passed.append(request)
+                state = state.with_order(request.client_order_id, request)  # until it has its id
             with oms.batch():
-                for s, side in plan[i]:
-                    request = desk_request(f"{tag}-{i}-{s}", s, side, version, ts)
-                    decision = check(request, state, config, timeframe=timeframe, calendar=calendar)
-                    if not decision.accepted:
-                        assert decision.code is not None
-                        oms.refuse(request, decision.code.value, decision.reason)
-                        counts["refused"] += 1
-                        refusals[decision.code.value] = refusals.get(decision.code.value, 0) + 1
-                        continue
-                    order = oms.submit(request)
-                    placed.append(order)
-                    state = state.with_order(order.id, request)
-            acks = [(order, broker.submit(order.broker_request, decided_at=ts)) for order in placed]
-            with oms.batch():
+                for request, code, reason in refused:
+                    oms.refuse(request, code, reason)
+                    counts["refused"] += 1
+                    refusals[code] = refusals.get(code, 0) + 1
+                placed = oms.submit_many(passed)
+                acks = [(order, broker.submit(order.broker_request, decided_at=ts)) for order in placed]
                 for order, ack in acks:
                     if not ack.accepted:
                         raise RuntimeError(f"the paper broker rejected {order.client_order_id}: {ack.reason}")
-                    oms.accept(order.id)
-                    recent.append(now)
-                    counts["orders"] += 1
+                oms.accept_many([order.id for order, _ in acks])
+            recent.extend(now for _ in acks)
+            counts["orders"] += len(acks)
             start_of_day, peak = mark.equity, max(peak, mark.equity)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
 
@@ -692,7 +695,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "FKS persists everything: each order's NEW->SUBMITTED, ACCEPTED and FILLED transitions, every "
         "fill and position change, the cash once per batch of fills, one equity mark per bar and the "
         "audit_log rows, batched as the "
-        "desk batches them (3 commits per bar: the bar's fills and the mark, the orders, the broker's acks), "
+        "desk batches them (2 commits per bar: the bar's fills and the mark; the orders, their sends "
+        "and acks), "
         "and runs the pre-trade risk check with a "
         "RiskState built from its books; backtrader keeps orders, positions and cash in memory and "
         "checks only cash. sqlite_memory is the same FKS path on an in-memory SQLite, so sqlite_file "

@@ -17,11 +17,12 @@ per order, sends the statements FKS's OMS sends, compiled by :mod:`storage._driv
 ``submitted``), the compare-and-sets on status and filled quantity to ``accepted`` and to
 ``filled``, the fill's insert if absent returning its id, the position's insert if absent or its
 compare-and-set (figures from :func:`storage.execution.position_after`); per bar the account's
-cash once (compare-and-set), the equity mark and three commits (the bar's fills and mark, its
-orders, the broker's acks); five ``audit_log`` rows per order with the details FKS writes, made by
-:func:`storage.audit.audit_row` and written by :func:`storage.audit.write_audit_rows` before each
-commit. It calls the real :func:`execution.risk.check` per order (``--no-risk`` is timed too) and
-the real :class:`~execution.broker.PaperBroker`. It leaves out what FKS's layers add on top: the
+cash once (compare-and-set), the equity mark and two commits (the bar's fills and mark; its
+orders, their sends and the broker's acks); five ``audit_log`` rows per order with the details FKS
+writes, made by :func:`storage.audit.audit_row` and written by
+:func:`storage.audit.write_audit_rows` before each commit. It calls the real
+:func:`execution.risk.check` per order (``--no-risk`` is timed too) and the real
+:class:`~execution.broker.PaperBroker`. It leaves out what FKS's layers add on top: the
 OMS's in-memory view (it keeps a dict of tuples), the value checks, the compare-and-set's
 fallback to a read (it asserts that one row changed), the idempotency answers, and the bracket,
 FX and late-fill branches (none occurs in this workload). Checked in the output: each run's rows
@@ -310,7 +311,7 @@ class _Floor:
         ]
 
     def submit(self, requests: list[Any], decided: pd.Timestamp) -> None:
-        """Record ``requests`` as submitted (one transaction), send them, record the acks (another)."""
+        """Record ``requests`` as submitted, send them and record the acks, in one transaction."""
         from storage.audit import audit_row, write_audit_rows
 
         with self.conn.begin():
@@ -339,12 +340,7 @@ class _Floor:
                                        details=details))  # fmt: skip
                 audit.append(_transition(order_id, "new", "submitted"))
                 self.orders[r.client_order_id] = (order_id, side)
-            write_audit_rows(self.conn, audit)
-            cursor.close()
-        acks = [(r, self.broker.submit(r, decided_at=decided)) for r in requests]
-        with self.conn.begin():
-            cursor = self._cursor()
-            audit = []
+            acks = [(r, self.broker.submit(r, decided_at=decided)) for r in requests]
             for r, ack in acks:
                 if not ack.accepted:
                     raise RuntimeError(f"the paper broker rejected {r.client_order_id}: {ack.reason}")

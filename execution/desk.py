@@ -7,8 +7,10 @@ A cycle at decision bar ``ts`` (the open time of the last bar its decisions see)
    know (it was recorded just before a crash) is sent (keyed by ``client_order_id``; the broker
    answers the same ack for the same key); a ``SUBMITTED`` order the broker took is marked
    ``ACCEPTED``.
-2. **Bars to the broker**: each symbol's bars after the broker's last one, up to ``ts``; their
-   fills are applied to the OMS (idempotent by ``broker_fill_id``), bracket children sent,
+2. **Bars to the broker**: each symbol's bars after the broker's last one, up to ``ts``, one bar
+   time after another; each bar time's fills are applied to the OMS together
+   (:meth:`~execution.oms.OrderManager.apply_fills`, idempotent by ``broker_fill_id``) before the
+   next bars, bracket children sent,
    cancelled OCO siblings cancelled at the broker; each fill notified. Then an order the broker
    still holds but the OMS has closed (a cancel recorded just before a crash, after these bars'
    fills) is cancelled at the broker.
@@ -20,16 +22,23 @@ A cycle at decision bar ``ts`` (the open time of the last bar its decisions see)
    service) for every symbol, turn the answers into target weights and the changed targets into
    quantities (:mod:`execution.sizing`), cancel the symbol's older open orders, run each order
    through :func:`execution.risk.check` (a refusal is stored on the order with its reason code and
-   notified), record it in the OMS and send it to the broker.
+   notified), then record the orders in the OMS, send them to the paper broker and record its
+   acks, in one OMS transaction (:meth:`~execution.oms.OrderManager.submit_many`,
+   :meth:`~execution.oms.OrderManager.accept_many`).
 5. **Reconcile** the OMS's positions and cash with the broker's
    (:func:`execution.portfolio.reconcile_and_halt`): a mismatch halts and notifies.
 6. **Finish**: the targets, the paper broker's state and the cycle row, in one transaction
    (:func:`storage.desk.finish_cycle`). The last finished cycle is the account's cursor.
 
-**Crash safety.** Every OMS change is its own transaction, keyed for idempotency
-(``client_order_id`` for orders, ``broker_fill_id`` for fills); client order ids are derived from
-the account's decision (``<ts>-<symbol>``), so deciding again sends nothing twice. The paper
-broker's state is saved only with a finished cycle. After a ``kill -9`` anywhere in cycle ``k``,
+**Crash safety.** Every OMS change is written in a transaction with its audit rows, keyed for
+idempotency (``client_order_id`` for orders, ``broker_fill_id`` for fills); client order ids are
+derived from the account's decision (``<ts>-<symbol>``), so deciding again sends nothing twice.
+The paper broker's state is saved only with a finished cycle: it belongs to the cycle like the
+OMS's uncommitted rows, which is why step 2 books a bar's fills and sends the bracket children
+they place in one transaction, and step 4 records, sends and acknowledges in one (a crash before
+the commit forgets the sends with the rows; one after it finds the orders in the OMS and resyncs
+them, step 1). A live venue's sends cannot be undone: a live desk would record and commit before
+sending, and record the acks in a second transaction. After a ``kill -9`` anywhere in cycle ``k``,
 the restarted desk restores the broker as of cycle ``k - 1``, resyncs (step 1) and runs cycle ``k``
 again: the broker makes the same fills under the same ids (the OMS counts each once), the
 decisions are the same, and the orders recorded before the crash are found, not duplicated.
@@ -57,7 +66,7 @@ from sqlalchemy import Engine
 from config.risk import RiskConfig
 from config.trading import TradeConfig
 from execution.broker import Bar, BrokerFill, OrderAck, PaperBroker, PaperCosts
-from execution.oms import Order, OrderManager, TradingHalted
+from execution.oms import FillOutcome, Order, OrderManager, TradingHalted
 from execution.orders import FINAL_STATES, OrderRequest, OrderStatus, Side
 from execution.portfolio import reconcile_and_halt
 from execution.risk import OpenOrder, RiskState, check, orders_over_limits, should_halt
@@ -306,35 +315,38 @@ class Desk:
         sent to the paper broker inside the batch: its state is saved only with a finished
         cycle, so a crash forgets both."""
         made: list[tuple[BrokerFill, bool]] = []
+        steps: dict[pd.Timestamp, list[tuple[str, Bar]]] = {}  # bar time -> the symbols' bars then
+        for symbol in self.config.symbols:
+            frame = bars.get(symbol)
+            if frame is None or not len(frame):
+                continue
+            last = self.broker.last_bar_ts(symbol)
+            new = frame.loc[frame.index <= ts]
+            if last is not None:
+                new = new.loc[new.index > last]
+            rows = zip(*(new[c].to_numpy(dtype="float64").tolist() for c in _OHLCV), strict=True)
+            for stamp, (o, h, lo, c, v) in zip(new.index, rows, strict=True):
+                steps.setdefault(stamp, []).append((symbol, Bar(stamp, o, h, lo, c, v)))
         with self.oms.batch():
-            for symbol in self.config.symbols:
-                frame = bars.get(symbol)
-                if frame is None or not len(frame):
-                    continue
-                last = self.broker.last_bar_ts(symbol)
-                new = frame.loc[frame.index <= ts]
-                if last is not None:
-                    new = new.loc[new.index > last]
-                rows = zip(*(new[c].to_numpy(dtype="float64").tolist() for c in _OHLCV), strict=True)
-                for stamp, (o, h, lo, c, v) in zip(new.index, rows, strict=True):
-                    bar = Bar(stamp, o, h, lo, c, v)
-                    for fill in self.broker.on_bar(symbol, bar):
-                        made.append((fill, self._book(fill)))
+            for stamp in sorted(steps):  # each bar time's fills booked together, before the next bars
+                fills = [fill for symbol, bar in steps[stamp] for fill in self.broker.on_bar(symbol, bar)]
+                outcomes = self.oms.apply_fills([(fill, fill.broker_fill_id) for fill in fills])
+                for fill, outcome in zip(fills, outcomes, strict=True):
+                    self._after_fill(fill, outcome)
+                    made.append((fill, outcome.duplicate))
             point = self.oms.mark_to_market(closes, ts)
         for fill, duplicate in made:  # told once booked
             if not duplicate:
                 self._notify_fill(fill)
         return [fill for fill, _ in made], point
 
-    def _book(self, fill: BrokerFill) -> bool:
-        """Book ``fill``; send the bracket children it places, cancel the siblings it cancels.
-        Returns whether it was a replay."""
-        outcome = self.oms.apply_fill(fill, fill.broker_fill_id)
+    def _after_fill(self, fill: BrokerFill, outcome: FillOutcome) -> None:
+        """Send the bracket children ``fill`` placed when it was booked, cancel the OCO siblings
+        it cancelled."""
         for child in outcome.created:
             self._send(child, fill.ts)
         for sibling in outcome.cancelled:
             self.broker.cancel(sibling.client_order_id)
-        return outcome.duplicate
 
     def _notify_fill(self, fill: BrokerFill) -> None:
         self._notify(
@@ -515,30 +527,47 @@ class Desk:
         return forecast_weights(forecasts, sizing, universe=len(self.config.symbols), scales=scales)
 
     def _place(self, requests: list[OrderRequest], state: RiskState) -> tuple[RiskState, int, int]:
-        """Risk-check and record the cycle's orders (refused ones with their reason) in one OMS
-        batch, then send the submitted ones to the broker and record its answers in a second
-        batch: recorded before sent, two transactions per cycle instead of three per order.
-        Returns the risk state with the open orders, and the numbers sent and refused. If the
-        account was halted meanwhile (``fks halt`` from elsewhere), nothing is recorded or sent."""
-        placed: list[tuple[Order, OrderRequest]] = []
+        """Risk-check the cycle's orders, then in one OMS batch record them (refused ones with
+        their reason), send the submitted ones to the paper broker and record its answers: one
+        transaction per cycle, every transition still written and audited. The paper broker's
+        book belongs to the cycle (saved with it, restored from the last finished cycle after a
+        crash), so a crash before the commit forgets the sends with the rows, and one after it is
+        resynced (step 1). Returns the risk state with the open orders, and the numbers sent and
+        refused. If the account was halted meanwhile (``fks halt`` from elsewhere), nothing is
+        recorded or sent."""
+        passed: list[OrderRequest] = []
         refusals: list[tuple[OrderRequest, str, str]] = []
-        before = state
+        checked = state
+        for request in requests:
+            symbol = request.symbol
+            decision = check(request, checked, self.risk, timeframe=self._timeframes[symbol],
+                             calendar=self._calendars[symbol])  # fmt: skip
+            if not decision.accepted:
+                refusals.append((request, str(decision.code), decision.reason))
+                continue
+            passed.append(request)
+            checked = checked.with_order(request.client_order_id, request)  # until it has its id
         try:
             with self.oms.batch():
-                for request in requests:
-                    symbol = request.symbol
-                    decision = check(request, state, self.risk, timeframe=self._timeframes[symbol],
-                                     calendar=self._calendars[symbol])  # fmt: skip
-                    if not decision.accepted:
-                        self.oms.refuse(request, str(decision.code), decision.reason)
-                        refusals.append((request, str(decision.code), decision.reason))
-                        continue
-                    order = self.oms.submit(request)
-                    placed.append((order, request))
-                    if order.is_open:
-                        state = state.with_order(order.id, request)
+                for request, code, reason in refusals:
+                    self.oms.refuse(request, code, reason)
+                placed = self.oms.submit_many(passed)
+                answers = [
+                    (
+                        order,
+                        self._submit(order, state.now if request.decided_at is None else request.decided_at),
+                    )
+                    for order, request in zip(placed, passed, strict=True)
+                    if order.status is OrderStatus.SUBMITTED
+                ]
+                done = {o.id: o for o in placed}
+                for order, ack in answers:
+                    if not ack.accepted:
+                        done[order.id] = self.oms.reject(order.id, "broker", ack.reason)
+                accepted = self.oms.accept_many([order.id for order, ack in answers if ack.accepted])
+                done.update((o.id, o) for o in accepted)
         except TradingHalted:
-            return before, 0, 0
+            return state, 0, 0
         for request, code, reason in refusals:
             self._notify(
                 "refusal",
@@ -552,19 +581,13 @@ class Desk:
                     "order": request.client_order_id,
                 },
             )
-        answers = [
-            (order, None if order.status is not OrderStatus.SUBMITTED else self._submit(
-                order, state.now if request.decided_at is None else request.decided_at))
-            for order, request in placed
-        ]  # fmt: skip
         sent = 0
-        with self.oms.batch():
-            for order, ack in answers:
-                done = order if ack is None else self._record_ack(order, ack)
-                self._sent.append(state.now)
-                sent += int(done.status is not OrderStatus.REJECTED)
-                if not done.is_open:
-                    state = state.without_order(order.id)
+        for order, request in zip(placed, passed, strict=True):
+            final = done[order.id]
+            if final.is_open:
+                state = state.with_order(order.id, request)
+            self._sent.append(state.now)
+            sent += int(final.status is not OrderStatus.REJECTED)
         return state, sent, len(refusals) + len(placed) - sent
 
     def _notify(self, kind: str, details: Mapping[str, Any]) -> None:

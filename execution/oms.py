@@ -65,7 +65,7 @@ import itertools
 import math
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -106,16 +106,19 @@ from storage.execution import (
     get_trading_state,
     insert_order,
     insert_order_if_absent,
+    insert_orders_if_absent,
     list_orders,
     list_positions,
     open_account,
     record_equity,
     record_fill,
+    record_fills,
     replayed_fill,
     set_cash,
     set_trading_state,
     stamp_now,
     transition_order,
+    transition_orders,
 )
 
 OPEN_STATES = frozenset(OrderStatus) - FINAL_STATES
@@ -311,16 +314,16 @@ def _check_bracket(request: OrderRequest) -> None:
 
 class _Change:
     """What one transaction of the manager changed (see :meth:`OrderManager._change`): the
-    orders it wrote (``orders``), the position and cash it left, and its ``audit_log`` rows
+    orders it wrote (``orders``), the positions and cash it left, and its ``audit_log`` rows
     (``audit``, written together just before it commits). A plain class with slots: one is made
     for every change."""
 
-    __slots__ = ("_views", "audit", "cash", "conn", "orders", "position")
+    __slots__ = ("_views", "audit", "cash", "conn", "orders", "positions")
 
     def __init__(self, conn: Connection, audit: AuditRows | None = None) -> None:
         self.conn = conn
         self.orders: list[OrderRecord] = []
-        self.position: Position | None = None
+        self.positions: list[Position] = []
         self.cash: float | None = None
         self.audit: AuditRows = [] if audit is None else audit
         self._views: dict[int, Order] = {}
@@ -366,8 +369,8 @@ class _Batch:
         for record in change.orders:
             self.records[record.id] = record
             self.client_ids[record.client_order_id] = record.id
-        if change.position is not None:
-            self.positions[change.position.symbol] = change.position
+        for position in change.positions:
+            self.positions[position.symbol] = position
         if change.cash is not None:
             self.cash = change.cash
 
@@ -644,6 +647,62 @@ class OrderManager:
             self.fx_rate(request.symbol, at)
         return self._create(request, None)
 
+    def submit_many(self, requests: Sequence[OrderRequest]) -> list[Order]:
+        """:meth:`submit` of each of ``requests``, in order, in one transaction (or in the open
+        :meth:`batch`): a desk's orders of a cycle. The same rows and answers as submitting them
+        one by one; the new orders of the account's own currency are inserted together (one
+        ``executemany``), any other request (a client order id this manager holds or the list
+        repeats, another currency, another account) on its own as :meth:`submit` does, and if a
+        client order id of the group turns out stored already (by another process, or before a
+        restart) the group is undone and each request submitted on its own.
+
+        Raises:
+            As :meth:`submit` (the batch is rolled back).
+        """
+        orders: list[Order] = []
+        with self.batch():
+            group: list[OrderRequest] = []
+            keys: set[str] = set()
+            for request in requests:
+                key = request.client_order_id
+                if (
+                    request.account == self._account
+                    and key not in keys
+                    and self._currencies.get(request.symbol, self._base) == self._base
+                    and self._cached(key) is None
+                ):
+                    _check_bracket(request)
+                    group.append(request)
+                    keys.add(key)
+                    continue
+                orders += self._submit_group(group)
+                group, keys = [], set()
+                orders.append(self.submit(request))
+            orders += self._submit_group(group)
+        return orders
+
+    def _submit_group(self, requests: list[OrderRequest]) -> list[Order]:
+        """Submit ``requests`` (new client order ids, this account, its currency) in one change."""
+        if len(requests) < 2:
+            return [self.submit(r) for r in requests]
+        submitted = OrderStatus.SUBMITTED
+        stored: list[OrderRecord] | None = None
+        with self._change() as change:
+            if not self._trading_state(change.conn).halted:
+                records = [self._record(r, parent=None, status=submitted, refusal=None) for r in requests]
+                stored = insert_orders_if_absent(
+                    change.conn,
+                    records,
+                    actor=self._actor,
+                    audit_rows=change.audit,
+                    via=OrderStatus.NEW.value,
+                )
+            for record in stored or ():
+                change.touch(record)
+        if stored is None:  # halted, or a key stored already: each on its own (raises or answers)
+            return [self.submit(r) for r in requests]
+        return [change.view(r) for r in stored]
+
     def refuse(self, request: OrderRequest, code: str, reason: str) -> Order:
         """Record ``request`` as refused before it reached the broker (``NEW -> REJECTED``, a risk
         check's refusal), with the reason ``code`` (short, e.g. ``max_position``) and ``reason``
@@ -671,6 +730,48 @@ class OrderManager:
                 why = {"why": "oco sibling filled"}
                 order = change.touch(self._transition(change, order, OrderStatus.CANCELLED, details=why))
         return change.view(order)
+
+    def accept_many(self, order_ids: Sequence[str]) -> list[Order]:
+        """:meth:`accept` of each of ``order_ids``, in order, in one transaction (or in the open
+        :meth:`batch`): the broker took them all. The same rows as accepting them one by one;
+        the orders open here as ``SUBMITTED`` outside an OCO group are moved together (one
+        ``executemany`` of their compare-and-sets: a desk's acks of a cycle), any other on its
+        own as :meth:`accept` does, and if a row of the group moved meanwhile (another process)
+        the group is undone and each order decided on its own.
+
+        Raises:
+            UnknownOrder, IllegalTransition, StaleOrder (the batch is rolled back).
+        """
+        accepted: list[Order] = []
+        submitted = OrderStatus.SUBMITTED.value
+        with self.batch():
+            group: list[OrderRecord] = []
+            for order_id in order_ids:
+                record = self._cached(order_id)
+                if record is not None and record.status == submitted and record.oco_group is None:
+                    group.append(record)
+                    continue
+                accepted += self._accept_group(group)
+                group = []
+                accepted.append(self.accept(order_id))
+            accepted += self._accept_group(group)
+        return accepted
+
+    def _accept_group(self, records: list[OrderRecord]) -> list[Order]:
+        """Accept the ``SUBMITTED`` orders ``records`` (no OCO group) in one change."""
+        if len(records) < 2:
+            return [self.accept(r.id) for r in records]
+        new = OrderStatus.ACCEPTED
+        check_transition(records[0].id, OrderStatus.SUBMITTED, new)  # the same for every one
+        with self._change() as change:
+            moved = transition_orders(
+                change.conn, records, new.value, actor=self._actor, audit_rows=change.audit
+            )
+            if moved is None:  # a row moved meanwhile: one by one, each decided on its stored row
+                moved = [self._move(change, r.id, new) for r in records]
+            for record in moved:
+                change.touch(record)
+        return [change.view(r) for r in moved]
 
     def reject(self, order_id: str, code: str, reason: str) -> Order:
         """The broker (or a late risk check) refused the order: ``-> REJECTED`` with reason ``code``
@@ -766,7 +867,8 @@ class OrderManager:
                 cancelled = self._cancel_siblings(change, result.order)
             for record in (result.order, *created, *cancelled):
                 change.touch(record)
-            change.position, change.cash = result.position, result.cash
+            change.positions.append(result.position)
+            change.cash = result.cash
         outcome = object.__new__(FillOutcome)  # every field set at once (a fill's hot path)
         outcome.__dict__.update(
             order=change.view(result.order),
@@ -779,6 +881,86 @@ class OrderManager:
             late=late,
         )
         return outcome
+
+    def apply_fills(self, fills: Sequence[tuple[Fill, str]]) -> list[FillOutcome]:
+        """:meth:`apply_fill` of each ``(fill, broker_fill_id)``, in order, in one transaction
+        (or in the open :meth:`batch`): a desk's fills of a bar. The same rows and outcomes as
+        applying them one by one; fills of open orders this manager holds, outside brackets, in
+        the account's currency, each of another symbol, are booked together (the fills' inserts,
+        the orders' and the positions' compare-and-sets one ``executemany`` each), any other
+        fill on its own as :meth:`apply_fill` does, and if a fill of the group is a replay or a
+        row moved meanwhile (another process) the group is undone and each fill booked on its own.
+
+        Raises:
+            As :meth:`apply_fill` (the batch is rolled back).
+        """
+        outcomes: list[FillOutcome] = []
+        open_states = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
+        with self.batch():
+            group: list[tuple[OrderRecord, Fill, str]] = []
+            symbols: set[str] = set()
+            for fill, broker_fill_id in fills:
+                order = self._cached(fill.order_id)
+                if (
+                    order is not None
+                    and order.status in open_states
+                    and order.symbol == fill.symbol
+                    and order.side == fill.side.value
+                    and order.symbol not in symbols
+                    and order.oco_group is None
+                    and order.take_profit is None
+                    and order.stop_loss is None
+                    and self._currencies.get(order.symbol, self._base) == self._base
+                ):
+                    group.append((order, fill, broker_fill_id))
+                    symbols.add(order.symbol)
+                    continue
+                outcomes += self._fill_group(group)
+                group, symbols = [], set()
+                outcomes.append(self.apply_fill(fill, broker_fill_id))
+            outcomes += self._fill_group(group)
+        return outcomes
+
+    def _fill_group(self, group: list[tuple[OrderRecord, Fill, str]]) -> list[FillOutcome]:
+        """Book the fills of ``group`` (see :meth:`apply_fills`) in one change."""
+        batch = self._batch
+        if len(group) < 2 or batch is None:
+            return [self.apply_fill(fill, key) for _, fill, key in group]
+        results: list[FillResult] | None = None
+        with self._change() as change:
+            cash_before = self._known_cash()
+            orders = [order for order, _, _ in group]
+            for order, fill, _ in group:
+                done = fill_completes(order, fill.quantity)
+                check_transition(order.id, OrderStatus(order.status),
+                                 OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED)  # fmt: skip
+            results = record_fills(
+                change.conn,
+                orders,
+                [(key, fill.quantity, fill.price, fill.fee, fill.ts) for _, fill, key in group],
+                [self._position(order.symbol) for order in orders],
+                actor=self._actor,
+                cash_before=cash_before,
+                audit_rows=change.audit,
+            )
+            if results is not None:
+                if batch.cash_was is None:
+                    batch.cash_was = cash_before
+                for result in results:
+                    change.touch(result.order)
+                    change.positions.append(result.position)
+                change.cash = results[-1].cash
+        if results is None:  # a replay or a moved row: each on its own (judged as apply_fill does)
+            return [self.apply_fill(fill, key) for _, fill, key in group]
+        outcomes = []
+        for result in results:
+            outcome = object.__new__(FillOutcome)  # every field set at once (a fill's hot path)
+            outcome.__dict__.update(
+                order=change.view(result.order), fill_id=result.fill.id, duplicate=False,
+                position=result.position, cash=result.cash, created=(), cancelled=(), late=False,
+            )  # fmt: skip
+            outcomes.append(outcome)
+        return outcomes
 
     def _book(
         self,
@@ -949,6 +1131,21 @@ class OrderManager:
         transition is checked and audited as a transition of its own (see
         :func:`storage.execution.insert_order`'s ``via``). ``if_absent``: None (nothing written)
         when its client order id is stored already (:func:`storage.execution.insert_order_if_absent`)."""
+        record = self._record(request, parent=parent, status=status, refusal=refusal)
+        via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
+        insert = insert_order_if_absent if if_absent else insert_order
+        return insert(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
+                      details=details)  # fmt: skip
+
+    def _record(
+        self,
+        request: OrderRequest,
+        *,
+        parent: OrderRecord | None,
+        status: OrderStatus,
+        refusal: tuple[str, str] | None,
+    ) -> OrderRecord:
+        """A new order of ``request`` in ``status`` (checked as a move from ``NEW``), stamped now."""
         now = stamp_now()  # to the millisecond, as stored: the record is the row as it reads back
         order_id = new_order_id(now)
         if status is not OrderStatus.NEW:
@@ -982,10 +1179,7 @@ class OrderManager:
             confidence=request.confidence,
             decided_at=request.decided_at,
         )
-        via = None if status is OrderStatus.NEW else OrderStatus.NEW.value
-        insert = insert_order_if_absent if if_absent else insert_order
-        return insert(change.conn, record, actor=self._actor, audit_rows=change.audit, via=via,
-                      details=details)  # fmt: skip
+        return record
 
     def _load(self, conn: Connection, order_id: str, *, lock: bool = True) -> OrderRecord:
         """The order by the OMS's id or, failing that, by its ``client_order_id`` (the id a broker
@@ -1223,7 +1417,7 @@ class OrderManager:
                 self._open.pop(order.id, None)
                 self._records.pop(order.id, None)
                 self._client_ids.pop(order.client_order_id, None)
-        if change.position is not None:
-            self._positions[change.position.symbol] = change.position
+        for position in change.positions:
+            self._positions[position.symbol] = position
         if change.cash is not None:
             self._cash = change.cash

@@ -120,8 +120,52 @@ def run_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> 
     on ``conn``'s transaction; False (nothing done) on another dialect."""
     if conn.dialect.name not in DIALECTS:
         return False
+    write_many(conn, stmt, rows)
+    return True
+
+
+class Savepoint:
+    """A savepoint of ``conn``'s transaction, on the driver's cursor, as a context manager: the
+    writes inside it are undone by :meth:`undo` (the block goes on, nothing of it written so far)
+    or by an exception (which goes on); it is released when the block ends. On SQLite a
+    transaction is begun first if none is open (the driver begins one only before a write; a
+    savepoint outside a transaction would be committed by its release). Only on the dialects of
+    :data:`DIALECTS`."""
+
+    __slots__ = ("_cursor",)
+
+    _NAME = "fks_all"
+
+    def __init__(self, conn: Connection) -> None:
+        dbapi = conn.connection.dbapi_connection
+        self._cursor = cursor = dbapi.cursor()  # type: ignore[union-attr]
+        if conn.dialect.name == "sqlite" and not dbapi.in_transaction:  # type: ignore[union-attr]
+            cursor.execute("BEGIN")
+
+    def __enter__(self) -> Savepoint:
+        self._cursor.execute(f"SAVEPOINT {self._NAME}")
+        return self
+
+    def undo(self) -> None:
+        """Roll back what was written since the savepoint."""
+        self._cursor.execute(f"ROLLBACK TO SAVEPOINT {self._NAME}")
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        cursor = self._cursor
+        try:
+            if exc is not None:
+                self.undo()
+            cursor.execute(f"RELEASE SAVEPOINT {self._NAME}")
+        finally:
+            cursor.close()
+
+
+def write_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Execute the write ``stmt`` once per row of ``rows`` (all with the same keys) in one
+    ``executemany`` on ``conn``'s transaction (the driver's path only: see :data:`DIALECTS`);
+    the number of table rows changed, all rows together."""
     if not rows:
-        return True
+        return 0
     compiled = _compiled(conn, stmt, tuple(rows[0]))
     make = compiled.args
     sql, args = compiled.sql, [make(row) for row in rows]
@@ -130,8 +174,24 @@ def run_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> 
         cursor.executemany(sql, args)
     except conn.dialect.loaded_dbapi.Error as exc:
         _raise(conn, sql, args, exc, cursor)
+    changed = int(cursor.rowcount)
     cursor.close()
-    return True
+    return changed
+
+
+def write_all(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """:func:`write_many` of ``rows``, each of which changes at most one table row (e.g. a
+    compare-and-set by primary key or an insert if absent), in a :class:`Savepoint`: True when
+    every row changed one table row; else the savepoint is rolled back (nothing of ``rows``
+    written) and False, for the caller to write them one by one. False without writing on a
+    dialect outside :data:`DIALECTS`."""
+    if conn.dialect.name not in DIALECTS:
+        return False
+    with Savepoint(conn) as savepoint:
+        done = write_many(conn, stmt, rows) == len(rows)
+        if not done:
+            savepoint.undo()
+    return done
 
 
 class Row(dict[str, Any]):
@@ -180,6 +240,17 @@ def all_rows(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> list[Any
     try:
         names = [d[0] for d in cursor.description]
         return [Row(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def rows(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Every row that ``stmt`` returns as a tuple, by the driver where it can."""
+    cursor = run(conn, stmt, params)
+    if cursor is None:
+        return [tuple(row) for row in conn.execute(stmt, params).all()]
+    try:
+        return [tuple(row) for row in cursor.fetchall()]
     finally:
         cursor.close()
 

@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import pandas as pd
-from sqlalchemy import Connection, Float, Table, bindparam, insert, select, text, update
+from sqlalchemy import Connection, Float, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -604,6 +604,51 @@ def _insert_order(
     if_absent: bool,
 ) -> OrderRecord | None:
     """The insert of :func:`insert_order` and :func:`insert_order_if_absent`."""
+    values = _order_values(order, via)
+    if not if_absent:
+        _write(conn, _INSERT_ORDER, values)
+    elif not _insert_if_absent(conn, order, values):
+        return None
+    _emit(conn, _created_rows(actor, order, values, via, details), audit_rows)
+    return _as_stored(conn, order, values)
+
+
+def insert_orders_if_absent(
+    conn: Connection,
+    orders: Sequence[OrderRecord],
+    *,
+    actor: str,
+    audit_rows: AuditRows | None = None,
+    via: str | None = None,
+) -> list[OrderRecord] | None:
+    """:func:`insert_order_if_absent` of each of ``orders`` (without ``details``): one
+    ``executemany``, all or nothing. Returns the orders as stored, in their order; None when any
+    of them is stored already (its id, or its ``client_order_id`` in the account: nothing
+    written, for the caller to insert them one by one and learn which) or on a dialect without
+    the driver's path and ``INSERT .. ON CONFLICT DO NOTHING``.
+
+    Raises:
+        ValueError: a bad field (nothing written).
+    """
+    stmt = _INSERT_ORDER_IF_ABSENT.get(conn.dialect.name)
+    if stmt is None:
+        return None
+    rows = [_order_values(order, via) for order in orders]
+    if not _driver.write_all(conn, stmt, rows):
+        return None
+    audit: AuditRows = []
+    for order, values in zip(orders, rows, strict=True):
+        audit += _created_rows(actor, order, values, via, None)
+    _emit(conn, audit, audit_rows)
+    return [_as_stored(conn, order, values) for order, values in zip(orders, rows, strict=True)]
+
+
+def _order_values(order: OrderRecord, via: str | None) -> dict[str, Any]:
+    """The ``orders`` row of ``order``, its fields checked (``via``: see :func:`insert_order`).
+
+    Raises:
+        ValueError: a bad field (enum value, non-positive quantity or price, over-long text).
+    """
     _text("order id", order.id, 64)
     _text("client_order_id", order.client_order_id, 64)
     _text("symbol", order.symbol, 32)
@@ -616,7 +661,11 @@ def _insert_order(
         value = getattr(order, name)
         if value is not None:
             _positive(name, value)
-    values = {
+    if via is not None:
+        _one_of("via", via, ORDER_STATUSES)
+    if order.reject_code is not None:
+        _text("reject_code", order.reject_code, 64)
+    return {
         "id": order.id,
         "client_order_id": order.client_order_id,
         "account": order.account,
@@ -643,15 +692,17 @@ def _insert_order(
         "created_at": _ms(order.created_at, "created_at"),
         "updated_at": _ms(order.updated_at, "updated_at"),
     }
-    if via is not None:
-        _one_of("via", via, ORDER_STATUSES)
-    if order.reject_code is not None:
-        _text("reject_code", order.reject_code, 64)
-    if not if_absent:
-        _write(conn, _INSERT_ORDER, values)
-    elif not _insert_if_absent(conn, order, values):
-        return None
-    # the created row's details: the order's columns as created, the null ones left out
+
+
+def _created_rows(
+    actor: str,
+    order: OrderRecord,
+    values: Mapping[str, Any],
+    via: str | None,
+    details: Mapping[str, Any] | None,
+) -> AuditRows:
+    """The audit rows of ``order`` inserted as ``values``: ``order.created`` (its columns as
+    created, the null ones left out) and, created ``via`` another status, its ``order.transition``."""
     details_created: dict[str, Any] = {
         "account": order.account,
         "client_order_id": order.client_order_id,
@@ -664,7 +715,11 @@ def _insert_order(
     if via is not None:
         rows.append(_transition_row(actor, order, via, order.status, order.reject_code, order.reject_reason,
                                     details))  # fmt: skip
-    _emit(conn, rows, audit_rows)
+    return rows
+
+
+def _as_stored(conn: Connection, order: OrderRecord, values: Mapping[str, Any]) -> OrderRecord:
+    """``order`` just inserted as ``values``, as it reads back (read when it would not be itself)."""
     stored = _inserted(order, values)
     if stored is None:
         stored = get_order(conn, order.id)
@@ -875,6 +930,39 @@ def transition_order(
     return stored
 
 
+def transition_orders(
+    conn: Connection,
+    orders: Sequence[OrderRecord],
+    status: str,
+    *,
+    actor: str,
+    audit_rows: AuditRows | None = None,
+) -> list[OrderRecord] | None:
+    """:func:`transition_order` of each of ``orders`` (distinct orders, as the caller read them
+    in this transaction; transitions checked by the caller) to ``status``, without a refusal's
+    reason or details: one ``executemany`` of the compare-and-sets, all or nothing. Returns the
+    orders as they now are, in their order; None when any row is no longer what its order says
+    (nothing written: the caller moves them one by one, each deciding on its stored row) or on a
+    dialect without the driver's path.
+
+    Raises:
+        ValueError: an unknown status.
+    """
+    _one_of("status", status, ORDER_STATUSES)
+    at = now_ms()
+    rows = [
+        {"status": status, "updated_at": at, "_id": o.id, "_status": o.status,
+         "_filled_quantity": o.filled_quantity}
+        for o in orders
+    ]  # fmt: skip
+    if not _driver.write_all(conn, _COMPARE_AND_SET, rows):
+        return None
+    changed = {"status": status, "updated_at": _stamp(at)}
+    audit = [_transition_row(actor, o, o.status, status, None, None, None) for o in orders]
+    _emit(conn, audit, audit_rows)
+    return [_with(o, changed) for o in orders]
+
+
 def _transition_row(
     actor: str,
     order: OrderRecord,
@@ -1029,19 +1117,8 @@ def claim_fill(
             non-finite fee.
     """
     at = now_ms()
-    values = {
-        "order_id": order.id,
-        "account": order.account,
-        "symbol": order.symbol,
-        "side": order.side,
-        "quantity": _positive("quantity", quantity),
-        "price": _positive("price", price),
-        "fee": _finite("fee", fee),
-        "ts": _ms(ts, "fill ts"),
-        "broker_fill_id": _text("broker_fill_id", broker_fill_id, 128),
-        "recorded_at": at,
-        "fx_rate": _positive("fx_rate", fx_rate),
-    }
+    qty, px, fee_, rate = _fill_numbers(broker_fill_id, quantity, price, fee, fx_rate)
+    values = _fill_row(order, _Execution(broker_fill_id, qty, px, fee_, _ms(ts, "fill ts"), rate), at)
     stmt = _INSERT_FILL_IF_ABSENT_RETURNING.get(conn.dialect.name)
     if stmt is None:
         if find_fill(conn, order.account, broker_fill_id) is not None:
@@ -1051,6 +1128,134 @@ def claim_fill(
     if inserted is None:
         return None
     return ClaimedFill(int(inserted), at)
+
+
+_Figures = tuple[float, float, float, float, float]
+"""A position's quantity, average cost, realised P&L, average cost and realised P&L in base."""
+
+
+class _Execution(NamedTuple):
+    """One fill's values as the broker reported them, checked, by their ``fills`` columns (``ts``
+    in epoch milliseconds)."""
+
+    broker_fill_id: str
+    quantity: float
+    price: float
+    fee: float
+    ts: int
+    fx_rate: float
+
+
+def _fill_row(order: OrderRecord, fill: _Execution, at: int) -> dict[str, Any]:
+    """The ``fills`` row of ``fill`` of ``order``, recorded at ``at``."""
+    return {
+        "order_id": order.id,
+        "account": order.account,
+        "symbol": order.symbol,
+        "side": order.side,
+        **fill._asdict(),
+        "recorded_at": at,
+    }
+
+
+FillValues = tuple[str, float, float, float, pd.Timestamp]
+"""A fill as :func:`record_fills` takes it: ``(broker_fill_id, quantity, price, fee, ts)``."""
+
+_LAST_FILL_ID = select(func.max(_FILLS.c.id))
+_FILLS_AFTER = select(_FILLS.c.broker_fill_id, _FILLS.c.id).where(
+    _FILLS.c.account == bindparam("_account"), _FILLS.c.id > bindparam("_after")
+)
+_FLAT: _Figures = (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def record_fills(
+    conn: Connection,
+    orders: Sequence[OrderRecord],
+    fills: Sequence[FillValues],
+    positions: Sequence[Position | None],
+    *,
+    actor: str,
+    cash_before: float,
+    audit_rows: AuditRows | None = None,
+) -> list[FillResult] | None:
+    """:func:`record_fill` of each of ``fills`` on the order of the same place in ``orders`` (as
+    the caller read them in this transaction: open, not late, of one account, each of another
+    symbol, in the account's currency), each with ``status`` as the fill leaves it (``filled`` or
+    ``partially_filled``), the position of the same place in ``positions`` as the caller knows it
+    (with its base figures; None: never traded) and ``cash_before`` as :func:`record_fill`'s (the
+    caller writes the account's cash; each result's cash is the cash after its fill): the same
+    rows, and the fills' inserts, the orders' and the positions' compare-and-sets each one
+    ``executemany``, all or nothing. Returns the results in order; None when a fill is recorded
+    already, an order's or a position's row is no longer what the caller says, or the dialect
+    lacks the driver's path (nothing written: the caller books them one by one, which judges each).
+
+    Raises:
+        ValueError: a bad fill or one beyond its order's remaining quantity (nothing written).
+    """
+    name = conn.dialect.name
+    insert_fill, insert_position = _INSERT_FILL_IF_ABSENT.get(name), _INSERT_POSITION_IF_ABSENT.get(name)
+    if name not in _driver.DIALECTS or insert_fill is None or insert_position is None or not orders:
+        return None
+    account = orders[0].account
+    at = now_ms()
+    fill_rows: list[dict[str, Any]] = []
+    order_rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    booked = []
+    for order, (key, quantity, price, fee, ts), known in zip(orders, fills, positions, strict=True):
+        if order.account != account or order.status in LATE_FILL_STATUSES:
+            return None
+        qty, px, fee_, _ = _fill_numbers(key, quantity, price, fee, 1.0)
+        fill = _Execution(key, qty, px, fee_, _ms(ts, "fill ts"), 1.0)
+        status, filled, avg = _order_after_fill(order, qty, px)
+        if not _storable(avg):
+            return None
+        fill_rows.append(_fill_row(order, fill, at))
+        order_rows.append({"status": status, "filled_quantity": filled, "avg_fill_price": avg,
+                           "updated_at": at, "_id": order.id, "_status": order.status,
+                           "_filled_quantity": order.filled_quantity})  # fmt: skip
+        signed = qty if order.side == "buy" else -qty
+        if known is None:
+            values = _position_values(_FLAT, signed, px, 1.0, at)
+            inserts.append({"account": account, "symbol": order.symbol, **values})
+        elif known.avg_cost_base is None or known.realised_pnl_base is None:
+            return None
+        else:
+            before = (known.quantity, known.avg_cost, known.realised_pnl, known.avg_cost_base,
+                      known.realised_pnl_base)  # fmt: skip
+            values = _position_values(before, signed, px, 1.0, at)
+            params: dict[str, Any] = dict(zip(_POSITION_WAS, before, strict=True))
+            params.update(values)
+            params.update(_account=account, _symbol=order.symbol)
+            updates.append(params)
+        booked.append((order, fill, status, filled, avg, -signed * px - fee_, _figures(values)))
+    with _driver.Savepoint(conn) as savepoint:
+        after = _driver.first_value(conn, _LAST_FILL_ID, {}) or 0
+        ids: dict[str, int] = {}
+        if _driver.write_many(conn, insert_fill, fill_rows) == len(fill_rows):
+            ids = dict(_driver.rows(conn, _FILLS_AFTER, {"_account": account, "_after": after}))
+        if (
+            len(ids) != len(fill_rows)
+            or _driver.write_many(conn, _COMPARE_AND_SET, order_rows) != len(order_rows)
+            or _driver.write_many(conn, _UPDATE_KNOWN_POSITION, updates) != len(updates)
+            or _driver.write_many(conn, insert_position, inserts) != len(inserts)
+        ):
+            savepoint.undo()
+            return None
+    stamp = _stamp(at)
+    cash = cash_before
+    audit: AuditRows = []
+    results = []
+    for order, fill, status, filled, avg, flow, figures in booked:
+        cash += flow
+        fill_id = int(ids[fill.broker_fill_id])
+        audit += _fill_rows(actor, order, status, False, fill_id, fill, flow, figures)
+        stored = _with(order, {"status": status, "filled_quantity": filled, "avg_fill_price": avg,
+                               "updated_at": stamp})  # fmt: skip
+        results.append(_fill_result(order, stored, fill_id, fill, at, figures, cash))
+    _emit(conn, audit, audit_rows)
+    return results
 
 
 class _Unknown:
@@ -1109,26 +1314,7 @@ def record_fill(
             the order's remaining quantity, or a ``status`` that does not match the fill.
         StaleOrder: the order's row changed since ``order`` was read; the caller rolls back.
     """
-    if (  # plain floats in range (NaN is not): what the checks below pass as they are
-        type(quantity) is float
-        and type(price) is float
-        and type(fee) is float
-        and type(fx_rate) is float
-        and 0.0 < quantity < math.inf
-        and 0.0 < price < math.inf
-        and -math.inf < fee < math.inf
-        and 0.0 < fx_rate < math.inf
-        and type(broker_fill_id) is str
-        and 0 < len(broker_fill_id) <= 128
-        and not broker_fill_id.isspace()
-    ):
-        qty, px, fee_, rate = quantity, price, fee, fx_rate
-    else:
-        _text("broker_fill_id", broker_fill_id, 128)
-        qty = _positive("quantity", quantity)
-        px = _positive("price", price)
-        fee_ = _finite("fee", fee)
-        rate = _positive("fx_rate", fx_rate)
+    qty, px, fee_, rate = _fill_numbers(broker_fill_id, quantity, price, fee, fx_rate)
     ts_ms = _ms(ts, "fill ts")
     if claimed is None:
         claimed = claim_fill(conn, order, broker_fill_id=broker_fill_id, quantity=qty, price=px, fee=fee_,
@@ -1136,22 +1322,12 @@ def record_fill(
         if claimed is None:
             return replayed_fill(conn, order, broker_fill_id, quantity=qty, price=px, fee=fee_, ts=ts)
 
-    filled = order.filled_quantity + qty
-    if filled > order.quantity and not _is_zero(filled - order.quantity, order.quantity):
-        raise ValueError(
-            f"a fill of {qty:g} on order {order.id} exceeds its remaining {order.remaining:g} "
-            f"(quantity {order.quantity:g}, filled {order.filled_quantity:g})"
-        )
-    complete = fill_completes(order, qty)
+    expected, filled, avg = _order_after_fill(order, qty, px)
     late = order.status in LATE_FILL_STATUSES
-    expected = order.status if late else "filled" if complete else "partially_filled"
     if status != expected:
         raise ValueError(
             f"a fill of {qty:g} on order {order.id} ({order.status}) leaves it {expected}, not {status}"
         )
-    if complete:
-        filled = order.quantity
-    avg = ((order.avg_fill_price or 0.0) * order.filled_quantity + px * qty) / (order.filled_quantity + qty)
 
     # 1. the fill (claimed above), 2. the order (compare-and-set), 3. the position, 4. cash, 5. audit.
     stored = _compare_and_set(
@@ -1169,6 +1345,74 @@ def record_fill(
     if cash is None:  # pragma: no cover - the order's foreign key
         raise RuntimeError(f"account {order.account!r} of order {order.id} does not exist")
 
+    fill = _Execution(broker_fill_id, qty, px, fee_, ts_ms, rate)
+    figures = (q1, c1, r1, b1, rb1)
+    _emit(conn, _fill_rows(actor, order, status, late, fill_id, fill, cash_flow, figures), audit_rows)
+    return _fill_result(order, stored, fill_id, fill, at, figures, cash)
+
+
+def _fill_numbers(
+    broker_fill_id: str, quantity: float, price: float, fee: float, fx_rate: float
+) -> tuple[float, float, float, float]:
+    """A fill's quantity, price, fee and FX rate, checked.
+
+    Raises:
+        ValueError: a bad ``broker_fill_id``, a non-positive quantity, price or rate, a non-finite fee.
+    """
+    if (  # plain floats in range (NaN is not): what the checks below pass as they are
+        type(quantity) is float
+        and type(price) is float
+        and type(fee) is float
+        and type(fx_rate) is float
+        and 0.0 < quantity < math.inf
+        and 0.0 < price < math.inf
+        and -math.inf < fee < math.inf
+        and 0.0 < fx_rate < math.inf
+        and type(broker_fill_id) is str
+        and 0 < len(broker_fill_id) <= 128
+        and not broker_fill_id.isspace()
+    ):
+        return quantity, price, fee, fx_rate
+    _text("broker_fill_id", broker_fill_id, 128)
+    return (
+        _positive("quantity", quantity),
+        _positive("price", price),
+        _finite("fee", fee),
+        _positive("fx_rate", fx_rate),
+    )
+
+
+def _order_after_fill(order: OrderRecord, qty: float, px: float) -> tuple[str, float, float]:
+    """``order``'s status (its own for a late fill), filled quantity and average fill price after a
+    fill of ``qty`` at ``px``.
+
+    Raises:
+        ValueError: the fill exceeds the order's remaining quantity.
+    """
+    filled = order.filled_quantity + qty
+    if filled > order.quantity and not _is_zero(filled - order.quantity, order.quantity):
+        raise ValueError(
+            f"a fill of {qty:g} on order {order.id} exceeds its remaining {order.remaining:g} "
+            f"(quantity {order.quantity:g}, filled {order.filled_quantity:g})"
+        )
+    complete = fill_completes(order, qty)
+    late = order.status in LATE_FILL_STATUSES
+    status = order.status if late else "filled" if complete else "partially_filled"
+    avg = ((order.avg_fill_price or 0.0) * order.filled_quantity + px * qty) / filled
+    return status, order.quantity if complete else filled, avg
+
+
+def _fill_rows(
+    actor: str,
+    order: OrderRecord,
+    status: str,
+    late: bool,
+    fill_id: int,
+    fill: _Execution,
+    cash_flow: float,
+    position: _Figures,
+) -> AuditRows:
+    """A fill's audit rows: its ``order.transition`` (none for a late fill) and ``order.fill``."""
     subject = f"order:{order.id}"
     rows: AuditRows = []
     if not late:
@@ -1181,10 +1425,11 @@ def record_fill(
                     "account": order.account,
                     "from": order.status,
                     "to": status,
-                    "broker_fill_id": broker_fill_id,
+                    "broker_fill_id": fill.broker_fill_id,
                 },
             )
         )
+    q1, c1, r1, b1, rb1 = position
     row = audit_row(
         actor=actor,
         action="order.fill",
@@ -1192,14 +1437,9 @@ def record_fill(
         details={
             "account": order.account,
             "fill_id": fill_id,
-            "broker_fill_id": broker_fill_id,
             "symbol": order.symbol,
             "side": order.side,
-            "quantity": qty,
-            "price": px,
-            "fee": fee_,
-            "ts": ts_ms,
-            "fx_rate": rate,
+            **fill._asdict(),
             "cash_flow": cash_flow,
             "position": q1,
             "avg_cost": c1,
@@ -1210,29 +1450,42 @@ def record_fill(
         },
     )
     rows.append(row)
-    _emit(conn, rows, audit_rows)
+    return rows
+
+
+def _fill_result(
+    order: OrderRecord,
+    stored: OrderRecord,
+    fill_id: int,
+    fill: _Execution,
+    at: int,
+    position: _Figures,
+    cash: float,
+) -> FillResult:
+    """The :class:`FillResult` of a new fill of ``order`` (``stored``: the order after it)."""
     recorded = _stamp(at)  # immutable: the fill and the position share it
-    fill = _built(
+    record = _built(
         FillRecord,
         id=fill_id,
         order_id=order.id,
         account=order.account,
         symbol=order.symbol,
         side=order.side,
-        quantity=qty,
-        price=px,
-        fee=fee_,
-        ts=_stamp(ts_ms),
-        broker_fill_id=broker_fill_id,
+        quantity=fill.quantity,
+        price=fill.price,
+        fee=fill.fee,
+        ts=_stamp(fill.ts),
+        broker_fill_id=fill.broker_fill_id,
         recorded_at=recorded,
-        fx_rate=rate,
+        fx_rate=fill.fx_rate,
     )
+    q1, c1, r1, b1, rb1 = position
     position_after_fill = _built(
         Position, account=order.account, symbol=order.symbol, quantity=q1, avg_cost=c1, realised_pnl=r1,
         updated_at=recorded, avg_cost_base=b1, realised_pnl_base=rb1,
     )  # fmt: skip
     return _built(
-        FillResult, fill=fill, order=stored, position=position_after_fill, cash=cash, duplicate=False
+        FillResult, fill=record, order=stored, position=position_after_fill, cash=cash, duplicate=False
     )
 
 

@@ -285,10 +285,11 @@ def test_requested_is_stored_without_secrets(engine: Engine) -> None:
 
 
 def test_audit_details_are_stored_as_the_json_column_would_write_them(engine: Engine) -> None:
-    """audit_row serialises ``details`` itself (json.dumps's C encoder, made once) and binds the
-    text: the stored text is json.dumps of the redacted details, and reads back as them."""
+    """audit_row serialises ``details`` itself (orjson) and binds the text: the stored text is
+    orjson's of the redacted details (compact, UTF-8), and reads back as them."""
     import json
 
+    import orjson
     from sqlalchemy import text
 
     from storage._redact import redacted_json
@@ -308,7 +309,7 @@ def test_audit_details_are_stored_as_the_json_column_would_write_them(engine: En
     with engine.connect() as conn:
         stored = [r[0] for r in conn.execute(text("SELECT details FROM audit_log ORDER BY id"))]
         entries = list_audit(conn)
-    expected = [json.dumps(redacted_json(d)) for d in [*cases, cases[-1]]]
+    expected = [orjson.dumps(redacted_json(d)).decode() for d in [*cases, cases[-1]]]
     assert stored == expected
     assert [e.details for e in entries] == [json.loads(t) for t in expected]
 
