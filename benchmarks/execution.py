@@ -254,7 +254,8 @@ def run_fks(engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) 
             if not plan[i]:
                 start_of_day, peak = mark.equity, max(peak, mark.equity)
                 continue
-            recent = [t for t in recent if t > now - minute]
+            cutoff = now - minute
+            recent = [t for t in recent if t > cutoff]
             version, registered = signal_model(index, i)
             state = RiskState(
                 now=now,

@@ -77,6 +77,7 @@ from sqlalchemy.exc import IntegrityError
 from execution.fx import MissingFxRate, Quote, _currency, _fx_quote
 from execution.orders import (
     FINAL_STATES,
+    TRANSITIONS,
     Fill,
     IllegalTransition,
     OrderRequest,
@@ -91,6 +92,7 @@ from storage.audit import write_audit_rows
 from storage.execution import (
     LATE_FILL_STATUSES,
     AuditRows,
+    BookedFill,
     ClaimedFill,
     EquityPoint,
     FillResult,
@@ -123,6 +125,13 @@ from storage.execution import (
 
 OPEN_STATES = frozenset(OrderStatus) - FINAL_STATES
 """States of an order that may still change."""
+
+_FILLABLE = frozenset(
+    s.value for s, moves in TRANSITIONS.items() if {OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED} <= moves
+)
+"""The states from which a fill's move (to ``filled`` or ``partially_filled``) is legal by the state
+machine (:data:`execution.orders.TRANSITIONS`): the orders :meth:`OrderManager.apply_fills` books
+in a group without checking each move again."""
 
 _T = TypeVar("_T")
 
@@ -895,7 +904,7 @@ class OrderManager:
             As :meth:`apply_fill` (the batch is rolled back).
         """
         outcomes: list[FillOutcome] = []
-        open_states = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
+        open_states = _FILLABLE
         with self.batch():
             group: list[tuple[OrderRecord, Fill, str]] = []
             symbols: set[str] = set()
@@ -926,14 +935,10 @@ class OrderManager:
         batch = self._batch
         if len(group) < 2 or batch is None:
             return [self.apply_fill(fill, key) for _, fill, key in group]
-        results: list[FillResult] | None = None
+        results: list[BookedFill] | None = None
         with self._change() as change:
             cash_before = self._known_cash()
-            orders = [order for order, _, _ in group]
-            for order, fill, _ in group:
-                done = fill_completes(order, fill.quantity)
-                check_transition(order.id, OrderStatus(order.status),
-                                 OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED)  # fmt: skip
+            orders = [order for order, _, _ in group]  # each in a _FILLABLE state: the move is legal
             results = record_fills(
                 change.conn,
                 orders,
@@ -956,7 +961,7 @@ class OrderManager:
         for result in results:
             outcome = object.__new__(FillOutcome)  # every field set at once (a fill's hot path)
             outcome.__dict__.update(
-                order=change.view(result.order), fill_id=result.fill.id, duplicate=False,
+                order=change.view(result.order), fill_id=result.fill_id, duplicate=False,
                 position=result.position, cash=result.cash, created=(), cancelled=(), late=False,
             )  # fmt: skip
             outcomes.append(outcome)

@@ -77,6 +77,7 @@ REL_TOL = 1e-9
 RATE_WINDOW = pd.Timedelta(seconds=60)
 _NANOSECOND = pd.Timedelta(nanoseconds=1)
 _RATE_WINDOW_NS = RATE_WINDOW.value
+_DAY_NS = pd.Timedelta(days=1).value
 _ACCEPTED: RiskDecision  # the one accepted decision (immutable), set below the class
 
 
@@ -213,9 +214,10 @@ class RiskState:
                 "or has open orders in; pass the last price of every such symbol"
             )
 
-    @property
+    @functools.cached_property
     def equity(self) -> float:
-        """``cash + sum(units * last price)``, account currency."""
+        """``cash + sum(units * last price)``, account currency (computed once per state: a copy
+        by :meth:`_copy` changes no field it depends on and keeps it)."""
         return self.cash + sum(q * self.prices[s] for s, q in self.positions.items() if q != 0)
 
     def with_prices(self, prices: Mapping[str, float], now: pd.Timestamp | None = None) -> RiskState:
@@ -232,17 +234,32 @@ class RiskState:
             return replace(self, open_orders=(*self.open_orders, _open(order_id, request)))  # raises
         # the rest is validated and normalised already: only the two tuples change (a desk adds
         # every order of a cycle this way; re-checking every field each time cost more than the check)
-        return self._copy(
-            open_orders=(*self.open_orders, _open(order_id, request)),
-            recent_order_times=(*self.recent_order_times, self.now),
+        order = _open(order_id, request)
+        state = self._copy(
+            open_orders=(*self.open_orders, order), recent_order_times=(*self.recent_order_times, self.now)
         )
+        known = self.__dict__.get("box")
+        if known is not None:  # the worst case so far, widened by the new order (not rebuilt)
+            box = known.copy()
+            box.add(order, self.positions)
+            state.__dict__["box"] = box
+        return state
 
     def without_order(self, order_id: str) -> RiskState:
         """A copy with open order ``order_id`` gone (cancelled, expired or rejected by the broker)."""
-        return self._copy(open_orders=tuple(o for o in self.open_orders if o.order_id != order_id))
+        state = self._copy(open_orders=tuple(o for o in self.open_orders if o.order_id != order_id))
+        state.__dict__.pop("box", None)  # made again from the open orders when asked
+        return state
+
+    @functools.cached_property
+    def box(self) -> _Box:
+        """The positions' worst case with every open order filled (computed once per state; a
+        copy by :meth:`with_order` widens it by its order). Private to this module: read only."""
+        return _Box.of(self.positions, self.open_orders)
 
     def _copy(self, **changes: object) -> RiskState:
-        """A copy with ``changes`` to fields that need no new validation (see :meth:`with_order`)."""
+        """A copy with ``changes`` to fields that need no new validation (see :meth:`with_order`),
+        sharing what was computed from the fields it keeps (:attr:`equity`, :attr:`box`)."""
         state = object.__new__(RiskState)
         fields = state.__dict__  # set at once (a frozen dataclass sets its fields one by one)
         fields.update(self.__dict__)
@@ -325,26 +342,35 @@ def breaches(
     return tuple(found)
 
 
-@dataclass(frozen=True)
 class _Box:
     """Per symbol, the most long (``up``) and most short (``lo``) the position can end up."""
 
-    up: dict[str, float]
-    lo: dict[str, float]
+    __slots__ = ("lo", "up")
+
+    def __init__(self, up: dict[str, float], lo: dict[str, float]) -> None:
+        self.up, self.lo = up, lo
 
     @classmethod
     def of(cls, positions: Mapping[str, float], orders: Iterable[OpenOrder]) -> _Box:
-        up = {s: q for s, q in positions.items() if q != 0}
-        lo = dict(up)
+        box = cls({s: q for s, q in positions.items() if q != 0}, {})
+        box.lo.update(box.up)
         for order in orders:
-            held = positions.get(order.symbol, 0.0)
-            up.setdefault(order.symbol, held)
-            lo.setdefault(order.symbol, held)
-            if order.side is Side.BUY:
-                up[order.symbol] += order.remaining
-            else:
-                lo[order.symbol] -= order.remaining
-        return cls(up, lo)
+            box.add(order, positions)
+        return box
+
+    def add(self, order: OpenOrder, positions: Mapping[str, float]) -> None:
+        """Widen the box by ``order`` (``positions``: what is held without open orders)."""
+        up, lo, symbol = self.up, self.lo, order.symbol
+        held = positions.get(symbol, 0.0)
+        up.setdefault(symbol, held)
+        lo.setdefault(symbol, held)
+        if order.side is Side.BUY:
+            up[symbol] += order.remaining
+        else:
+            lo[symbol] -= order.remaining
+
+    def copy(self) -> _Box:
+        return _Box(dict(self.up), dict(self.lo))
 
     def gross(self, prices: Mapping[str, float]) -> float:
         return sum(max(self.up[s], -self.lo[s], 0.0) * prices[s] for s in self.up)
@@ -356,10 +382,11 @@ def _exposure_refusal(
     quantity: float,
     positions: Mapping[str, float],
     prices: Mapping[str, float],
-    orders: Iterable[OpenOrder],
+    box: _Box,
     config: RiskConfig,
 ) -> RiskDecision | None:
-    box = _Box.of(positions, orders)
+    """The exposure refusal of an order of ``quantity`` units of ``symbol`` with the open
+    orders' worst-case ``box`` (changed here: pass a copy), or None."""
     pos = positions.get(symbol, 0.0)
     up, lo = box.up.setdefault(symbol, pos), box.lo.setdefault(symbol, pos)
     price = prices[symbol]
@@ -560,12 +587,12 @@ def check(
                 RiskCode.STALE_MODEL,
                 f"model {request.model} version {request.model_version}: registration time unknown",
             )
-        age = now - utc(registered)
-        if age > _days(config.max_model_age_days):
+        age_ns = now_ns - utc(registered).value
+        if age_ns > _days(config.max_model_age_days).value:
             return RiskDecision.refuse(
                 RiskCode.STALE_MODEL,
                 f"model {request.model} version {request.model_version} was registered "
-                f"{age / pd.Timedelta(days=1):.1f} days ago; the limit is {config.max_model_age_days:g} days",
+                f"{age_ns / _DAY_NS:.1f} days ago; the limit is {config.max_model_age_days:g} days",
             )
         if config.min_confidence > 0 and (
             request.confidence is None or request.confidence < config.min_confidence
@@ -581,7 +608,7 @@ def check(
             return refusal
 
     refusal = _exposure_refusal(
-        symbol, request.side, request.quantity, state.positions, state.prices, state.open_orders, config
+        symbol, request.side, request.quantity, state.positions, state.prices, state.box.copy(), config
     )
     return refusal or RiskDecision.accept()
 
@@ -598,8 +625,9 @@ def orders_over_limits(state: RiskState, config: RiskConfig) -> tuple[str, ...]:
     cancel: list[str] = []
     for order in state.open_orders:
         refusal = _exposure_refusal(
-            order.symbol, order.side, order.remaining, state.positions, state.prices, kept, config
-        )
+            order.symbol, order.side, order.remaining, state.positions, state.prices,
+            _Box.of(state.positions, kept), config,
+        )  # fmt: skip
         if refusal is None:
             kept.append(order)
         else:

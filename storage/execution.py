@@ -39,6 +39,7 @@ avg_cost_base) = initial_cash + sum(realised_pnl_base) - sum(fee * fx_rate)``.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -643,6 +644,12 @@ def insert_orders_if_absent(
     return [_as_stored(conn, order, values) for order, values in zip(orders, rows, strict=True)]
 
 
+_KINDS = frozenset(itertools.product(SIDES, ORDER_TYPES, TIMES_IN_FORCE, ORDER_STATUSES))
+"""Every valid ``(side, type, time_in_force, status)`` of an order row."""
+_PRICE_NAMES = ("limit_price", "stop_price", "take_profit", "stop_loss")
+_NO_PRICES = (None, None, None, None)
+
+
 def _order_values(order: OrderRecord, via: str | None) -> dict[str, Any]:
     """The ``orders`` row of ``order``, its fields checked (``via``: see :func:`insert_order`).
 
@@ -652,15 +659,17 @@ def _order_values(order: OrderRecord, via: str | None) -> dict[str, Any]:
     _text("order id", order.id, 64)
     _text("client_order_id", order.client_order_id, 64)
     _text("symbol", order.symbol, 32)
-    _one_of("side", order.side, SIDES)
-    _one_of("type", order.type, ORDER_TYPES)
-    _one_of("time_in_force", order.time_in_force, TIMES_IN_FORCE)
-    _one_of("status", order.status, ORDER_STATUSES)
+    if (order.side, order.type, order.time_in_force, order.status) not in _KINDS:  # one lookup, not four
+        _one_of("side", order.side, SIDES)
+        _one_of("type", order.type, ORDER_TYPES)
+        _one_of("time_in_force", order.time_in_force, TIMES_IN_FORCE)
+        _one_of("status", order.status, ORDER_STATUSES)
     _positive("quantity", order.quantity)
-    for name in ("limit_price", "stop_price", "take_profit", "stop_loss"):
-        value = getattr(order, name)
-        if value is not None:
-            _positive(name, value)
+    prices = (order.limit_price, order.stop_price, order.take_profit, order.stop_loss)
+    if prices != _NO_PRICES:  # a market order has none
+        for name, value in zip(_PRICE_NAMES, prices, strict=True):
+            if value is not None:
+                _positive(name, value)
     if via is not None:
         _one_of("via", via, ORDER_STATUSES)
     if order.reject_code is not None:
@@ -1158,12 +1167,24 @@ def _fill_row(order: OrderRecord, fill: _Execution, at: int) -> dict[str, Any]:
     }
 
 
+class BookedFill(NamedTuple):
+    """One fill as :func:`record_fills` booked it: the order, the position and the account's cash
+    after it, and the fill's row id."""
+
+    order: OrderRecord
+    fill_id: int
+    position: Position
+    cash: float
+
+
 FillValues = tuple[str, float, float, float, pd.Timestamp]
 """A fill as :func:`record_fills` takes it: ``(broker_fill_id, quantity, price, fee, ts)``."""
 
 _LAST_FILL_ID = select(func.max(_FILLS.c.id))
-_FILLS_AFTER = select(_FILLS.c.broker_fill_id, _FILLS.c.id).where(
-    _FILLS.c.account == bindparam("_account"), _FILLS.c.id > bindparam("_after")
+# the fills after an id, by the primary key alone (with the account in the condition SQLite would
+# scan the account's part of its unique index instead: every fill the account ever had)
+_FILLS_AFTER = select(_FILLS.c.account, _FILLS.c.broker_fill_id, _FILLS.c.id).where(
+    _FILLS.c.id > bindparam("_after")
 )
 _FLAT: _Figures = (0.0, 0.0, 0.0, 0.0, 0.0)
 
@@ -1177,7 +1198,7 @@ def record_fills(
     actor: str,
     cash_before: float,
     audit_rows: AuditRows | None = None,
-) -> list[FillResult] | None:
+) -> list[BookedFill] | None:
     """:func:`record_fill` of each of ``fills`` on the order of the same place in ``orders`` (as
     the caller read them in this transaction: open, not late, of one account, each of another
     symbol, in the account's currency), each with ``status`` as the fill leaves it (``filled`` or
@@ -1209,7 +1230,7 @@ def record_fills(
         qty, px, fee_, _ = _fill_numbers(key, quantity, price, fee, 1.0)
         fill = _Execution(key, qty, px, fee_, _ms(ts, "fill ts"), 1.0)
         status, filled, avg = _order_after_fill(order, qty, px)
-        if not _storable(avg):
+        if not math.isfinite(avg):
             return None
         fill_rows.append(_fill_row(order, fill, at))
         order_rows.append({"status": status, "filled_quantity": filled, "avg_fill_price": avg,
@@ -1234,7 +1255,11 @@ def record_fills(
         after = _driver.first_value(conn, _LAST_FILL_ID, {}) or 0
         ids: dict[str, int] = {}
         if _driver.write_many(conn, insert_fill, fill_rows) == len(fill_rows):
-            ids = dict(_driver.rows(conn, _FILLS_AFTER, {"_account": account, "_after": after}))
+            ids = {
+                key: i
+                for who, key, i in _driver.rows(conn, _FILLS_AFTER, {"_after": after})
+                if who == account
+            }
         if (
             len(ids) != len(fill_rows)
             or _driver.write_many(conn, _COMPARE_AND_SET, order_rows) != len(order_rows)
@@ -1253,7 +1278,7 @@ def record_fills(
         audit += _fill_rows(actor, order, status, False, fill_id, fill, flow, figures)
         stored = _with(order, {"status": status, "filled_quantity": filled, "avg_fill_price": avg,
                                "updated_at": stamp})  # fmt: skip
-        results.append(_fill_result(order, stored, fill_id, fill, at, figures, cash))
+        results.append(BookedFill(stored, fill_id, _position_after(order, figures, stamp), cash))
     _emit(conn, audit, audit_rows)
     return results
 
@@ -1479,14 +1504,19 @@ def _fill_result(
         recorded_at=recorded,
         fx_rate=fill.fx_rate,
     )
-    q1, c1, r1, b1, rb1 = position
-    position_after_fill = _built(
-        Position, account=order.account, symbol=order.symbol, quantity=q1, avg_cost=c1, realised_pnl=r1,
-        updated_at=recorded, avg_cost_base=b1, realised_pnl_base=rb1,
-    )  # fmt: skip
     return _built(
-        FillResult, fill=record, order=stored, position=position_after_fill, cash=cash, duplicate=False
-    )
+        FillResult, fill=record, order=stored, position=_position_after(order, position, recorded), cash=cash,
+        duplicate=False,
+    )  # fmt: skip
+
+
+def _position_after(order: OrderRecord, figures: _Figures, updated_at: pd.Timestamp) -> Position:
+    """``order``'s position as a fill left it with ``figures``."""
+    q1, c1, r1, b1, rb1 = figures
+    return _built(
+        Position, account=order.account, symbol=order.symbol, quantity=q1, avg_cost=c1, realised_pnl=r1,
+        updated_at=updated_at, avg_cost_base=b1, realised_pnl_base=rb1,
+    )  # fmt: skip
 
 
 def _book_position(
