@@ -667,24 +667,21 @@ class PaperBroker:
             quantity = order.remaining
         fee = self.costs.fee(quantity * price)
         order.fills += 1
-        fill = BrokerFill(
-            order_id=request.client_order_id,
-            symbol=request.symbol,
-            side=request.side,
-            quantity=quantity,
-            price=price,
-            fee=fee,
-            ts=ts,
-            broker_fill_id=f"{request.client_order_id}-{order.fills}",
-        )
+        cid, symbol, side = request.client_order_id, request.symbol, request.side
+        fill = object.__new__(BrokerFill)  # the fields set at once (a frozen dataclass sets them one by one)
+        fill.__dict__.update(
+            order_id=cid, symbol=symbol, side=side, quantity=quantity, price=price, fee=fee, ts=ts,
+            broker_fill_id=f"{cid}-{order.fills}",
+        )  # fmt: skip
         order.filled = request.quantity if complete else order.filled + quantity
         order.value += quantity * price
         order.move(OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED)
         book = self._book
-        rate = 1.0 if self._fx is None else self._fx(request.symbol, ts)
-        book.cash += fill.cash_flow * rate
+        rate = 1.0 if self._fx is None else self._fx(symbol, ts)
+        signed = quantity if side is Side.BUY else -quantity  # fill.signed_quantity, fill.cash_flow
+        book.cash += (-signed * price - fee) * rate
         book.fees += fee * rate
-        book.positions[request.symbol] = book.positions.get(request.symbol, 0.0) + fill.signed_quantity
+        book.positions[symbol] = book.positions.get(symbol, 0.0) + signed
         self._fills.append(fill)
         return fill
 

@@ -68,6 +68,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -245,11 +246,14 @@ class FillOutcome:
     late: bool = False
 
 
-_ENUM_FIELDS: tuple[tuple[str, dict[str, object], type], ...] = tuple(
-    (name, {m.value: m for m in kind}, kind)
-    for name, kind in (("side", Side), ("type", OrderType), ("time_in_force", TimeInForce),
-                       ("status", OrderStatus))
+_ENUM_FIELDS: tuple[tuple[str, type], ...] = (
+    ("side", Side), ("type", OrderType), ("time_in_force", TimeInForce), ("status", OrderStatus),
 )  # fmt: skip
+_ENUMS: dict[tuple[str, ...], dict[str, Enum]] = {
+    tuple(m.value for m in members): dict(zip((name for name, _ in _ENUM_FIELDS), members, strict=True))
+    for members in itertools.product(Side, OrderType, TimeInForce, OrderStatus)
+}
+"""``(side, type, time_in_force, status)`` as stored -> the four as members, by field name."""
 
 
 def _order(record: OrderRecord) -> Order:
@@ -259,10 +263,10 @@ def _order(record: OrderRecord) -> Order:
     order = object.__new__(Order)
     fields = order.__dict__
     fields.update(vars(record))
-    for name, members, kind in _ENUM_FIELDS:
-        value = fields[name]
-        member = members.get(value)
-        fields[name] = kind(value) if member is None else member  # an unknown value raises
+    members = _ENUMS.get((record.side, record.type, record.time_in_force, record.status))
+    if members is None:  # an unknown value raises
+        members = {name: kind(fields[name]) for name, kind in _ENUM_FIELDS}
+    fields.update(members)
     return order
 
 
