@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import Connection
@@ -75,6 +76,8 @@ def _arguments(plan: tuple[tuple[str, Processor | None, Any], ...], positional: 
     parameter of ``plan`` its value, through its bind processor if it has one, or the literal
     bound in the statement. Made once per compiled statement (the names are data, passed as
     constants, never code)."""
+    if positional and len(plan) > 1 and all(p is None and v is _MISSING for _, p, v in plan):
+        return itemgetter(*(name for name, _, _ in plan))  # the values as they are, in C
     names: dict[str, Any] = {}
     items = []
     for i, (name, processor, literal) in enumerate(plan):
