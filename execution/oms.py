@@ -391,7 +391,7 @@ class _Batch:
 WAL_AUTOCHECKPOINT = 10_000
 """Pages of SQLite's write-ahead log after which a commit of the manager checkpoints it (SQLite's
 default is 1,000, about 4 MB): set on each connection the manager writes on. The desk commits
-three times a bar; each checkpoint syncs the log and the database file to disk, so fewer, larger
+twice a bar (and once to finish the cycle); each checkpoint syncs the log and the database file to disk, so fewer, larger
 ones cost less wall time for the same work (the log is checkpointed all the same, and when the
 last connection closes)."""
 

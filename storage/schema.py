@@ -745,7 +745,7 @@ class FillRow(Base):
         CheckConstraint("quantity > 0", name="quantity"),
         CheckConstraint("price > 0", name="price"),
         UniqueConstraint("account", "broker_fill_id", name="uq_fills_account_broker_fill_id"),
-        Index("ix_fills_order_id", "order_id"),
+        # no index by order (migration 0020): nothing reads fills by order; one b-tree less per fill
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

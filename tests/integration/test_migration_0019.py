@@ -68,7 +68,7 @@ def test_0019_keeps_every_row_both_ways_and_the_queries_use_the_indexes(url: str
             assert all(" IN (" in c for c in old)
             assert _builds_lists(eng) == {"order": True, "transition": True, "audit": True}
 
-        migrate(eng)
+        migrate_to(eng, "0019")
         assert db_revision(eng) == "0019"
         assert book(eng) == before
         status, kind, tif, side, open_book, audited = _conditions(eng)
