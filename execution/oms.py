@@ -391,9 +391,9 @@ class _Batch:
 WAL_AUTOCHECKPOINT = 10_000
 """Pages of SQLite's write-ahead log after which a commit of the manager checkpoints it (SQLite's
 default is 1,000, about 4 MB): set on each connection the manager writes on. The desk commits
-twice a bar (and once to finish the cycle); each checkpoint syncs the log and the database file to disk, so fewer, larger
-ones cost less wall time for the same work (the log is checkpointed all the same, and when the
-last connection closes)."""
+twice a bar (and once more to finish the cycle); each checkpoint syncs the log and the database
+file to disk, so fewer, larger ones cost less wall time for the same work (the log is
+checkpointed all the same, and when the last connection closes)."""
 
 _TUNED = "fks_oms_tuned"
 
