@@ -1333,7 +1333,8 @@ class OrderManager:
         if the block catches it, the batch re-raises it when the block ends. A batch inside a
         batch joins the outer one. Send nothing to a real venue inside a batch that the batch
         records as sent (record first, commit, then send): a crash before the commit forgets it.
-        """
+        The paper desk sends to its paper broker inside the batch: that broker's book is saved
+        with the desk's finished cycle, so a crash forgets both (:mod:`execution.desk`)."""
         with self._lock:
             if self._batch is not None:
                 yield

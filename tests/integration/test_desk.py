@@ -21,7 +21,7 @@ from market.rebalance import Costs
 from models.forecaster.family import forecast_positions
 from storage import read_bars
 from storage.desk import count_cycles, list_targets
-from storage.execution import list_equity, list_orders
+from storage.execution import list_equity, list_fills, list_orders
 from tests.desk_support import MomentumAdvisor, stored_market
 
 START, END = pd.Timestamp("2015-01-02", tz="UTC"), pd.Timestamp("2015-06-30", tz="UTC")
@@ -221,3 +221,70 @@ def test_a_live_cycle_decides_on_the_last_stored_bar_once(engine: Engine, tmp_pa
     assert orders[0].quantity == pytest.approx(0.5 * 100_000 / (1 + 3e-4 * 0.5) / 2506.85, rel=1e-3)
     again = run_once(open_desk(engine, config, MomentumAdvisor()), engine, now=now)
     assert again.cycles == 0 and again.skipped == 1
+
+
+def test_a_cycle_records_sends_and_acks_its_orders_in_one_transaction(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two symbols trading on the same bars: each cycle commits its fills with its mark, its
+    orders with their sends and acks, and the cycle itself (three commits), a cycle's orders and a
+    bar's fills going through the list operations' groups (one by one only when there is one),
+    with the audit history of one change per transition."""
+    from sqlalchemy import event
+
+    from execution.oms import OrderManager
+    from storage import list_audit
+
+    engine = stored_market(settings, ("SPX", "GOOGL"))
+    config = TradeConfig(
+        risk_file=risk_file(tmp_path),
+        paper=EXACT,
+        symbols=("SPX", "GOOGL"),
+        sizing={"strategy": "long_short"},
+    )
+    singles = {name: 0 for name in ("submit", "accept", "apply_fill")}
+    for name in singles:
+        method = getattr(OrderManager, name)
+
+        def counted(
+            self: OrderManager, *args: Any, _name: str = name, _method: Any = method, **kw: Any
+        ) -> Any:
+            singles[_name] += 1
+            return _method(self, *args, **kw)
+
+        monkeypatch.setattr(OrderManager, name, counted)
+    commits: list[Any] = []
+    listener = commits.append
+    event.listen(engine, "commit", listener)
+    desk = open_desk(engine, config, MomentumAdvisor())
+    opened = len(commits)
+    run_ = run_replay(desk, engine, START, START + pd.Timedelta(days=40))
+    event.remove(engine, "commit", listener)
+
+    assert run_.cycles > 20 and run_.orders > 20 and run_.refusals == 0
+    assert len(commits) - opened == 3 * run_.cycles
+    with engine.connect() as conn:
+        orders = list_orders(conn, "default")
+        fills = list_fills(conn, "default")
+        audit = list_audit(conn)
+    # one by one only where a cycle had one order, or a bar one fill (a group of one)
+    per_cycle = pd.Series([o.decided_at for o in orders]).value_counts()
+    per_bar = pd.Series([f.ts for f in fills]).value_counts()
+    assert (per_cycle == 2).sum() > 5 and (per_bar == 2).sum() > 5
+    assert singles == {
+        "submit": int((per_cycle == 1).sum()),
+        "accept": int((per_cycle == 1).sum()),
+        "apply_fill": int((per_bar == 1).sum()),
+    }
+    assert {o.symbol for o in orders} == {"SPX", "GOOGL"} and all(o.status == "filled" for o in orders[:-2])
+    steps: dict[str, list[tuple[str, Any]]] = {}
+    for entry in audit:
+        if entry.subject.startswith("order:"):
+            steps.setdefault(entry.subject, []).append((entry.action, entry.details.get("to")))
+    filled = [o for o in orders if o.status == "filled"]
+    assert filled and all(
+        steps[f"order:{o.id}"]
+        == [("order.created", "new"), ("order.transition", "submitted"), ("order.transition", "accepted"),
+            ("order.transition", "filled"), ("order.fill", None)]
+        for o in filled
+    )  # fmt: skip
