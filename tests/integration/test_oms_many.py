@@ -242,3 +242,27 @@ def test_a_stale_group_writes_nothing_and_says_so(engine: Engine) -> None:
         assert [r.status for r in list_orders(conn, "paper")] == ["submitted", "submitted", "rejected"]
         moved = transition_orders(conn, records[:2], "accepted", actor="test")
     assert moved is not None and [r.status for r in moved] == ["accepted", "accepted"]
+
+
+def test_the_list_operations_refuse_what_one_by_one_refuses_and_write_nothing(engine: Engine) -> None:
+    from execution.oms import TradingHalted, UnknownOrder
+
+    oms = OrderManager(engine, "paper", initial_cash=100_000.0)
+    placed = oms.submit_many([_request("paper", f"c{i}", s) for i, s in enumerate("AB")])
+    accepted = oms.accept_many([o.id for o in placed])
+    with pytest.raises(UnknownOrder):
+        oms.accept_many(["nope"])
+    overfill = [
+        (Fill(accepted[0].id, "A", Side.BUY, 4.0, 10.0, 0.0, TS), "f-a"),
+        (Fill(accepted[1].id, "B", Side.BUY, 11.0, 10.0, 0.0, TS), "f-b"),  # 11 of 10
+    ]
+    with pytest.raises(ValueError, match="exceeds its remaining"):
+        oms.apply_fills(overfill)
+    oms.halt("test")
+    with pytest.raises(TradingHalted):
+        oms.submit_many([_request("paper", f"d{i}", s) for i, s in enumerate("AB")])
+    fresh = OrderManager(engine, "paper")  # nothing of the refused calls was written
+    assert [o.status for o in fresh.open_orders()] == [OrderStatus.ACCEPTED] * 2
+    assert fresh.positions() == {} and fresh.cash() == 100_000.0
+    with engine.connect() as conn:
+        assert len(list_orders(conn, "paper")) == 2 and list_fills(conn, "paper") == []
