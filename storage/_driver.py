@@ -127,6 +127,28 @@ def run_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> 
     return True
 
 
+def copy_rows(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Insert ``rows`` (each with every one of ``columns``, values as the driver adapts them) into
+    ``table`` with one ``COPY .. FROM STDIN`` on PostgreSQL: one round trip instead of one
+    pipelined execution per row (psycopg's ``executemany`` costs tens of microseconds of this
+    process's time per row). False (nothing done) on another dialect. ``table`` and ``columns``
+    are the caller's constant names, never data."""
+    if conn.dialect.name != "postgresql":
+        return False
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    except conn.dialect.loaded_dbapi.Error as exc:
+        _raise(conn, sql, None, exc, cursor)
+    cursor.close()
+    return True
+
+
 class Savepoint:
     """A savepoint of ``conn``'s transaction, on the driver's cursor, as a context manager: the
     writes inside it are undone by :meth:`undo` (the block goes on, nothing of it written so far)

@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import JSON, Connection, Dialect, Table, bindparam, insert, select, text
 from sqlalchemy.types import TypeDecorator
 
-from storage._driver import run_many
+from storage._driver import copy_rows, run_many
 from storage._redact import is_secret_key, redacted_json
 from storage._time import now_ms as _now_ms
 from storage.schema import AUDIT_INDEXED_WHERE, ORDER_AUDIT_ACTIONS, AuditLogRow
@@ -38,6 +38,7 @@ class _JSONText(TypeDecorator[Any]):
 
 # built once; the values travel as parameters, ``details`` as its JSON text
 _INSERT = insert(cast(Table, AuditLogRow.__table__)).values(details=bindparam("details", type_=_JSONText()))
+_COLUMNS = ("at", "actor", "action", "subject", "details")  # an audit_row's, COPY's on PostgreSQL
 
 
 def _json_text(value: Any) -> str:
@@ -136,9 +137,12 @@ def audit_row(*, actor: str, action: str, subject: str, details: Mapping[str, An
 
 def write_audit_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (made by :func:`audit_row`) in their order, in one statement execution
-    (an ``executemany``, on the driver's cursor where it can: see :mod:`storage._driver`) on
-    ``conn``: in the caller's transaction, like :func:`audit`. Nothing is done for no rows."""
-    if not rows or run_many(conn, _INSERT, rows):
+    (an ``executemany``, on the driver's cursor where it can: see :mod:`storage._driver`; on
+    PostgreSQL several rows go by one ``COPY``) on ``conn``: in the caller's transaction, like
+    :func:`audit`. Nothing is done for no rows."""
+    if not rows or (len(rows) > 1 and copy_rows(conn, "audit_log", _COLUMNS, rows)):
+        return
+    if run_many(conn, _INSERT, rows):
         return
     if len(rows) == 1:
         conn.execute(_INSERT, rows[0])
