@@ -52,16 +52,25 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[str]:
-    """A temporary Prefect server for the whole session; its URL is exported for subprocesses."""
+    """A temporary Prefect server for the whole session; its URL is exported for subprocesses. A
+    watchdog (:mod:`flows._watchdog`) ends the server if the session dies without ending it (a
+    killed test run used to leave it running, with its port and database)."""
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
+
+    from flows._watchdog import start_watchdog, stop_watchdog
 
     with prefect_test_harness(server_startup_timeout=120):
         url = str(PREFECT_API_URL.value())
         os.environ["PREFECT_API_URL"] = url
+        process = getattr(SubprocessASGIServer._instances.get(None), "server_process", None)
+        watchdog = None if process is None else start_watchdog(process.pid)
         try:
             yield url
         finally:
+            if watchdog is not None:
+                stop_watchdog(watchdog)  # the harness ends the server itself
             os.environ.pop("PREFECT_API_URL", None)
 
 
