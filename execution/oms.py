@@ -65,7 +65,7 @@ import itertools
 import math
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -135,6 +135,9 @@ machine (:data:`execution.orders.TRANSITIONS`): the orders :meth:`OrderManager.a
 in a group without checking each move again."""
 
 _T = TypeVar("_T")
+_I = TypeVar("_I")
+_G = TypeVar("_G")
+_R = TypeVar("_R")
 
 
 class OrderConflict(ValueError):
@@ -660,6 +663,33 @@ class OrderManager:
             self.fx_rate(request.symbol, at)
         return self._create(request, None)
 
+    def _grouped(
+        self,
+        items: Sequence[_I],
+        plain: Callable[[_I], tuple[_G, Hashable] | None],
+        group: Callable[[list[_G]], list[_R]],
+        one: Callable[[_I], _R],
+    ) -> list[_R]:
+        """The list operations' loop, in one :meth:`batch`: each item of ``items`` that ``plain``
+        takes (it returns the item for the group and its key) joins the current group, written by
+        ``group``; any other item, or one whose key the group has already, ends the group (written
+        first) and goes on its own by ``one``. The answers in the items' order."""
+        answers: list[_R] = []
+        with self.batch():
+            pending: list[_G] = []
+            keys: set[Hashable] = set()
+            for item in items:
+                fit = plain(item)
+                if fit is not None and fit[1] not in keys:
+                    pending.append(fit[0])
+                    keys.add(fit[1])
+                    continue
+                answers += group(pending)
+                pending, keys = [], set()
+                answers.append(one(item))
+            answers += group(pending)
+        return answers
+
     def submit_many(self, requests: Sequence[OrderRequest]) -> list[Order]:
         """:meth:`submit` of each of ``requests``, in order, in one transaction (or in the open
         :meth:`batch`): a desk's orders of a cycle. The same rows and answers as submitting them
@@ -672,27 +702,19 @@ class OrderManager:
         Raises:
             As :meth:`submit` (the batch is rolled back).
         """
-        orders: list[Order] = []
-        with self.batch():
-            group: list[OrderRequest] = []
-            keys: set[str] = set()
-            for request in requests:
-                key = request.client_order_id
-                if (
-                    request.account == self._account
-                    and key not in keys
-                    and self._currencies.get(request.symbol, self._base) == self._base
-                    and self._cached(key) is None
-                ):
-                    _check_bracket(request)
-                    group.append(request)
-                    keys.add(key)
-                    continue
-                orders += self._submit_group(group)
-                group, keys = [], set()
-                orders.append(self.submit(request))
-            orders += self._submit_group(group)
-        return orders
+
+        def plain(request: OrderRequest) -> tuple[OrderRequest, Hashable] | None:
+            key = request.client_order_id
+            if (
+                request.account != self._account
+                or self._currencies.get(request.symbol, self._base) != self._base
+                or self._cached(key) is not None
+            ):
+                return None
+            _check_bracket(request)
+            return request, key
+
+        return self._grouped(requests, plain, self._submit_group, self.submit)
 
     def _submit_group(self, requests: list[OrderRequest]) -> list[Order]:
         """Submit ``requests`` (new client order ids, this account, its currency) in one change."""
@@ -755,20 +777,15 @@ class OrderManager:
         Raises:
             UnknownOrder, IllegalTransition, StaleOrder (the batch is rolled back).
         """
-        accepted: list[Order] = []
         submitted = OrderStatus.SUBMITTED.value
-        with self.batch():
-            group: list[OrderRecord] = []
-            for order_id in order_ids:
-                record = self._cached(order_id)
-                if record is not None and record.status == submitted and record.oco_group is None:
-                    group.append(record)
-                    continue
-                accepted += self._accept_group(group)
-                group = []
-                accepted.append(self.accept(order_id))
-            accepted += self._accept_group(group)
-        return accepted
+
+        def plain(order_id: str) -> tuple[OrderRecord, Hashable] | None:
+            record = self._cached(order_id)
+            if record is None or record.status != submitted or record.oco_group is not None:
+                return None
+            return record, record.id
+
+        return self._grouped(order_ids, plain, self._accept_group, self.accept)
 
     def _accept_group(self, records: list[OrderRecord]) -> list[Order]:
         """Accept the ``SUBMITTED`` orders ``records`` (no OCO group) in one change."""
@@ -907,38 +924,31 @@ class OrderManager:
         Raises:
             As :meth:`apply_fill` (the batch is rolled back).
         """
-        outcomes: list[FillOutcome] = []
-        open_states = _FILLABLE
-        with self.batch():
-            group: list[tuple[OrderRecord, Fill, str]] = []
-            symbols: set[str] = set()
-            for fill, broker_fill_id in fills:
-                order = self._cached(fill.order_id)
-                if (
-                    order is not None
-                    and order.status in open_states
-                    and order.symbol == fill.symbol
-                    and order.side == fill.side.value
-                    and order.symbol not in symbols
-                    and order.oco_group is None
-                    and order.take_profit is None
-                    and order.stop_loss is None
-                    and self._currencies.get(order.symbol, self._base) == self._base
-                ):
-                    group.append((order, fill, broker_fill_id))
-                    symbols.add(order.symbol)
-                    continue
-                outcomes += self._fill_group(group)
-                group, symbols = [], set()
-                outcomes.append(self.apply_fill(fill, broker_fill_id))
-            outcomes += self._fill_group(group)
-        return outcomes
+
+        def plain(item: tuple[Fill, str]) -> tuple[tuple[OrderRecord, Fill, str], Hashable] | None:
+            fill, broker_fill_id = item
+            order = self._cached(fill.order_id)
+            if (
+                order is None
+                or order.status not in _FILLABLE
+                or order.symbol != fill.symbol
+                or order.side != fill.side.value
+                or order.oco_group is not None
+                or order.take_profit is not None
+                or order.stop_loss is not None
+                or self._currencies.get(order.symbol, self._base) != self._base
+            ):
+                return None
+            return (order, fill, broker_fill_id), order.symbol  # one fill per symbol in a group
+
+        return self._grouped(fills, plain, self._fill_group, lambda item: self.apply_fill(*item))
 
     def _fill_group(self, group: list[tuple[OrderRecord, Fill, str]]) -> list[FillOutcome]:
         """Book the fills of ``group`` (see :meth:`apply_fills`) in one change."""
-        batch = self._batch
-        if len(group) < 2 or batch is None:
+        if len(group) < 2:
             return [self.apply_fill(fill, key) for _, fill, key in group]
+        batch = self._batch
+        assert batch is not None  # apply_fills opens one
         results: list[BookedFill] | None = None
         with self._change() as change:
             cash_before = self._known_cash()

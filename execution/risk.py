@@ -238,28 +238,28 @@ class RiskState:
         state = self._copy(
             open_orders=(*self.open_orders, order), recent_order_times=(*self.recent_order_times, self.now)
         )
-        known = self.__dict__.get("box")
+        known = self.__dict__.get("_box")
         if known is not None:  # the worst case so far, widened by the new order (not rebuilt)
             box = known.copy()
             box.add(order, self.positions)
-            state.__dict__["box"] = box
+            state.__dict__["_box"] = box
         return state
 
     def without_order(self, order_id: str) -> RiskState:
         """A copy with open order ``order_id`` gone (cancelled, expired or rejected by the broker)."""
         state = self._copy(open_orders=tuple(o for o in self.open_orders if o.order_id != order_id))
-        state.__dict__.pop("box", None)  # made again from the open orders when asked
+        state.__dict__.pop("_box", None)  # made again from the open orders when asked
         return state
 
     @functools.cached_property
-    def box(self) -> _Box:
+    def _box(self) -> _Box:
         """The positions' worst case with every open order filled (computed once per state; a
-        copy by :meth:`with_order` widens it by its order). Private to this module: read only."""
+        copy by :meth:`with_order` widens it by its order; read only: a check copies it)."""
         return _Box.of(self.positions, self.open_orders)
 
     def _copy(self, **changes: object) -> RiskState:
         """A copy with ``changes`` to fields that need no new validation (see :meth:`with_order`),
-        sharing what was computed from the fields it keeps (:attr:`equity`, :attr:`box`)."""
+        sharing what was computed from the fields it keeps (:attr:`equity`, the worst-case box)."""
         state = object.__new__(RiskState)
         fields = state.__dict__  # set at once (a frozen dataclass sets its fields one by one)
         fields.update(self.__dict__)
@@ -608,7 +608,7 @@ def check(
             return refusal
 
     refusal = _exposure_refusal(
-        symbol, request.side, request.quantity, state.positions, state.prices, state.box.copy(), config
+        symbol, request.side, request.quantity, state.positions, state.prices, state._box.copy(), config
     )
     return refusal or RiskDecision.accept()
 

@@ -76,10 +76,10 @@ def _details_text(details: Mapping[str, Any]) -> str:
                 _PLAIN_KEYS[keys] = plain
         if plain and _SCALARS.issuperset(map(type, details.values())):
             try:
-                text = orjson.dumps(details).decode()
+                text: str | None = orjson.dumps(details).decode()
             except orjson.JSONEncodeError:  # an integer beyond 64 bits: the general path writes it
-                text = "null"
-            if "null" not in text and "://" not in text:
+                text = None
+            if text is not None and "null" not in text and "://" not in text:
                 return text
     return _json_text(redacted_json(details))
 

@@ -1237,19 +1237,11 @@ def record_fills(
                            "updated_at": at, "_id": order.id, "_status": order.status,
                            "_filled_quantity": order.filled_quantity})  # fmt: skip
         signed = qty if order.side == "buy" else -qty
-        if known is None:
-            values = _position_values(_FLAT, signed, px, 1.0, at)
-            inserts.append({"account": account, "symbol": order.symbol, **values})
-        elif known.avg_cost_base is None or known.realised_pnl_base is None:
+        write = _position_write(order, known, signed, px, 1.0, at)
+        if write is None:
             return None
-        else:
-            before = (known.quantity, known.avg_cost, known.realised_pnl, known.avg_cost_base,
-                      known.realised_pnl_base)  # fmt: skip
-            values = _position_values(before, signed, px, 1.0, at)
-            params: dict[str, Any] = dict(zip(_POSITION_WAS, before, strict=True))
-            params.update(values)
-            params.update(_account=account, _symbol=order.symbol)
-            updates.append(params)
+        (inserts if known is None else updates).append(write[0])
+        values = write[1]
         booked.append((order, fill, status, filled, avg, -signed * px - fee_, _figures(values)))
     with _driver.Savepoint(conn) as savepoint:
         after = _driver.first_value(conn, _LAST_FILL_ID, {}) or 0
@@ -1534,20 +1526,13 @@ def _book_position(
     From ``known`` (the caller's view) when the row still holds it (a compare-and-set update, or
     an insert if absent when ``known`` is None); else from the row, read and locked."""
     key = {"_account": order.account, "_symbol": order.symbol}
-    base = None if not isinstance(known, Position) else (known.avg_cost_base, known.realised_pnl_base)
-    if isinstance(known, Position) and base is not None and base[0] is not None and base[1] is not None:
-        before = (known.quantity, known.avg_cost, known.realised_pnl, base[0], base[1])
-        values = _position_values(before, signed, price, rate, at)
-        params: dict[str, Any] = dict(zip(_POSITION_WAS, before, strict=True))
-        params.update(values)
-        params.update(key)
-        if _write(conn, _UPDATE_KNOWN_POSITION, params) == 1:
-            return _figures(values)
-    elif known is None and conn.dialect.name in _INSERT_POSITION_IF_ABSENT:
-        values = _position_values((0.0, 0.0, 0.0, 0.0, 0.0), signed, price, rate, at)
-        row = {"account": order.account, "symbol": order.symbol, **values}
-        if _write(conn, _INSERT_POSITION_IF_ABSENT[conn.dialect.name], row) == 1:
-            return _figures(values)
+    write = None if isinstance(known, _Unknown) else _position_write(order, known, signed, price, rate, at)
+    if write is not None:
+        stmt = (
+            _UPDATE_KNOWN_POSITION if known is not None else _INSERT_POSITION_IF_ABSENT.get(conn.dialect.name)
+        )
+        if stmt is not None and _write(conn, stmt, write[0]) == 1:
+            return _figures(write[1])
     found = get_position(conn, order.account, order.symbol, for_update=True)
     before = (
         (0.0, 0.0, 0.0, 0.0, 0.0)
@@ -1561,6 +1546,32 @@ def _book_position(
     else:
         _write(conn, _UPDATE_POSITION, {**values, **key})
     return _figures(values)
+
+
+def _position_write(
+    order: OrderRecord, known: Position | None, signed: float, price: float, rate: float, at: int
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The write of ``order``'s position after a fill, from ``known`` (the caller's view; None:
+    never traded): the parameters of its compare-and-set (:data:`_UPDATE_KNOWN_POSITION`), or for
+    None the row of its insert if absent, and the new values; None when ``known`` lacks its base
+    figures (the row must be read)."""
+    if known is None:
+        values = _position_values(_FLAT, signed, price, rate, at)
+        return {"account": order.account, "symbol": order.symbol, **values}, values
+    if known.avg_cost_base is None or known.realised_pnl_base is None:
+        return None
+    before = (
+        known.quantity,
+        known.avg_cost,
+        known.realised_pnl,
+        known.avg_cost_base,
+        known.realised_pnl_base,
+    )
+    values = _position_values(before, signed, price, rate, at)
+    params: dict[str, Any] = dict(zip(_POSITION_WAS, before, strict=True))
+    params.update(values)
+    params.update(_account=order.account, _symbol=order.symbol)
+    return params, values
 
 
 def _position_values(

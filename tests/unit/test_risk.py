@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from config.risk import DEFAULT_RISK_FILE, RiskConfig, load_risk_config, load_risk_configs
@@ -492,3 +492,37 @@ def test_no_fill_breaches_a_limit_at_steady_prices(prices: dict[str, float], ops
 )
 def test_no_fill_adds_to_a_breach_when_prices_move(prices: dict[str, float], ops: list[tuple]) -> None:
     _run(ops, prices, strict=False)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example([("AAA", BUY, 30, False)] * 4)  # the fourth buy passes the position limit
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(sorted(PRICES)), st.sampled_from([BUY, SELL]), st.integers(1, 50),
+                  st.booleans()),
+        min_size=1, max_size=12,
+    )
+)  # fmt: skip
+def test_a_state_grown_order_by_order_decides_as_one_built_at_once(
+    steps: list[tuple[str, Side, int, bool]],
+) -> None:
+    """``with_order`` widens the worst case a checked state has computed instead of rebuilding
+    it, and ``without_order`` drops it: every decision equals that of a state built afresh with
+    the same open orders (the cached worst case is never stale)."""
+    limits = LIMITS.model_copy(update={"max_orders_per_minute": 1_000})  # the exposure limits decide
+    grown = state(positions={"AAA": 20.0, "BBB": -40.0})
+    opened: list[OpenOrder] = []
+    for k, (symbol, side, quantity, cancel_first) in enumerate(steps):
+        if cancel_first and opened:
+            gone = opened.pop(0)
+            grown = grown.without_order(gone.order_id)
+        request = order(symbol, side, float(quantity))
+        fresh = state(
+            positions={"AAA": 20.0, "BBB": -40.0}, open_orders=tuple(opened),
+            recent_order_times=grown.recent_order_times,
+        )  # fmt: skip
+        code = decide(request, grown, limits)
+        assert code == decide(request, fresh, limits)
+        if code is None:  # as the desk does: only an order risk passed is sent
+            grown = grown.with_order(f"x{k}", request)
+            opened.append(OpenOrder(f"x{k}", symbol, side, request.quantity))
