@@ -1,8 +1,8 @@
 """The paper desk's floor: the same rows and statements as FKS's desk, driven by thin Python.
 
-Run ``python -m benchmarks.execution_floor`` (options ``--orders N``, default 1,000, and
-``--repeats K``, default 3: each side's best of K). Prints one JSON object: the floor's time with
-and without the risk check and with the objects FKS's OMS keeps per change (``floor_objects``:
+Run ``python -m benchmarks.execution_floor`` (options ``--orders N``, default 1,000,
+``--repeats K``, default 3: each side's best of K, and ``--no-postgres``). Prints one JSON
+object: the floor's time with and without the risk check and with the objects FKS's OMS keeps per change (``floor_objects``:
 :class:`_Objects`, what a leaner OMS keeping its object model would cost), FKS's desk
 (:func:`benchmarks.execution.run_fks`) and backtrader's broker
 (:func:`benchmarks.execution.best_backtrader`, the anchor) on the same bars and orders, measured
@@ -21,13 +21,19 @@ cash once (compare-and-set), the equity mark and two commits (the bar's fills an
 orders, their sends and the broker's acks); five ``audit_log`` rows per order with the details FKS
 writes, made by :func:`storage.audit.audit_row` and written by
 :func:`storage.audit.write_audit_rows` before each commit. It calls the real
-:func:`execution.risk.check` per order (``--no-risk`` is timed too) and the real
+:func:`execution.risk.check` per order (``floor_no_risk``: a run without it) and the real
 :class:`~execution.broker.PaperBroker`. It leaves out what FKS's layers add on top: the
 OMS's in-memory view (it keeps a dict of tuples), the value checks, the compare-and-set's
 fallback to a read (it asserts that one row changed), the idempotency answers, and the bracket,
 FX and late-fill branches (none occurs in this workload). Checked in the output: each run's rows
 per table, ``audit_log`` rows per action and the keys of their details equal FKS's (``same_rows``),
 and its final cash equals its paper broker's, FKS's and backtrader's within 1e-6 (``agree``).
+
+On PostgreSQL (``TEST_POSTGRES_URL``, or a throwaway server from ``.ci/postgres.sh``;
+``--no-postgres`` skips it) the same runs go to a fresh database each, the output's
+``postgresql`` object giving their figures, ratios and checks: there the floor sends each
+transaction's statements batched as psycopg allows (see :class:`_Floor`), the least that writing
+these rows through a server costs.
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ import argparse
 import gc
 import itertools
 import json
+import re
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +66,8 @@ from benchmarks.execution import (
     desk_request,
     make_bars,
     paper_broker,
+    postgres_database,
+    postgres_server,
     run_fks,
     signal_model,
 )
@@ -115,7 +126,12 @@ def statements(conn: Any) -> dict[str, str]:
             raise RuntimeError(
                 f"{name} binds {bound}, not {_KEYS[name]}: update benchmarks/execution_floor.py"
             )
-        found[name] = compiled.sql
+        sql = compiled.sql
+        if not compiled.positional:  # PostgreSQL's named parameters, as positional ones in _KEYS's order
+            if tuple(re.findall(r"%\((\w+)\)s", sql)) != _KEYS[name]:
+                raise RuntimeError(f"{name}'s SQL names its parameters out of order: update {__name__}")
+            sql = re.sub(r"%\((\w+)\)s", "%s", sql)
+        found[name] = sql
     return found
 
 
@@ -134,7 +150,8 @@ def row_counts(engine: Any) -> dict[str, Any]:
     keys: dict[str, set[tuple[str, ...]]] = {}
     for action, details in audit:
         actions[action] = actions.get(action, 0) + 1
-        keys.setdefault(action, set()).add(tuple(sorted(json.loads(details))))
+        found = details if isinstance(details, dict) else json.loads(details)  # PostgreSQL: parsed
+        keys.setdefault(action, set()).add(tuple(sorted(found)))
     counts["audit_log"] = dict(sorted(actions.items()))
     counts["audit_keys"] = {action: sorted(found) for action, found in sorted(keys.items())}
     return counts
@@ -235,10 +252,21 @@ class _Objects:
 
 class _Floor:
     """The floor's books and writes on one SQLAlchemy connection (each step one transaction,
-    written on the driver's cursor as :mod:`storage._driver` does)."""
+    written on the driver's cursor as :mod:`storage._driver` does).
+
+    On SQLite each statement runs at once on one cursor and its row count is checked then. On
+    PostgreSQL a transaction's statements are queued per statement and sent, each statement's rows
+    by one ``executemany``, in one psycopg pipeline (no round trip per row or per statement: the
+    fastest form psycopg has for them); their row counts and the fills' ids are read once it has
+    synced; then its ``audit_log`` rows by one ``COPY`` and the commit: three round trips per
+    transaction, the least these rows allow (an audit row names its fill's id)."""
+
+    _RETURNING = "insert_fill"
+    _UNCHECKED = frozenset({"insert_fill", "mark"})  # the fill returns its id; the mark is an upsert
 
     def __init__(self, conn: Any, sql: dict[str, str], objects: _Objects | None) -> None:
         self.conn, self.sql = conn, sql
+        self.pipelined = conn.dialect.name == "postgresql"
         self.broker = paper_broker()
         self.cash = CASH
         self.positions: dict[str, tuple[float, float, float]] = {}  # quantity, avg cost, realised
@@ -246,68 +274,117 @@ class _Floor:
         self.sequence = itertools.count()
         self.placed = 0
         self.objects = objects
+        self._cursor: Any = None
+        self._queued: dict[str, list[tuple[Any, ...]]] = {}  # PostgreSQL: statement -> its rows
+        self._fill_ids: list[int] = []  # the transaction's fills' ids, in the order they were sent
 
-    def _cursor(self) -> Any:
-        return self.conn.connection.dbapi_connection.cursor()
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """The block's statements (queued on PostgreSQL, then sent in one pipeline and their row
+        counts checked); the caller writes the audit rows, and the commit follows."""
+        self._fill_ids = []
+        if not self.pipelined:
+            self._cursor = self.conn.connection.dbapi_connection.cursor()
+            yield
+            self._cursor.close()
+            return
+        yield
+        dbapi = self.conn.connection.dbapi_connection
+        sent = []
+        with dbapi.pipeline():
+            for name, rows in self._queued.items():
+                cursor = dbapi.cursor()
+                cursor.executemany(self.sql[name], rows, returning=name == self._RETURNING)
+                sent.append((name, len(rows), cursor))
+        for name, count, cursor in sent:
+            if name == self._RETURNING:
+                while True:
+                    self._fill_ids.append(cursor.fetchone()[0])
+                    if not cursor.nextset():
+                        break
+            assert name in self._UNCHECKED or cursor.rowcount == count, (name, cursor.rowcount, count)
+            cursor.close()
+        self._queued.clear()
+
+    def _run(self, name: str, args: tuple[Any, ...]) -> None:
+        """Execute statement ``name`` (queued on PostgreSQL); a fill's id goes to ``_fill_ids``."""
+        if self.pipelined:
+            self._queued.setdefault(name, []).append(args)
+            return
+        cursor = self._cursor
+        cursor.execute(self.sql[name], args)
+        if name == self._RETURNING:
+            self._fill_ids.append(cursor.fetchone()[0])
+        else:
+            assert name in self._UNCHECKED or cursor.rowcount == 1
 
     def bar(self, bars: dict[str, Any], ts: pd.Timestamp) -> float:
         """The bar's fills and the mark at ``ts``, in one transaction; the equity."""
         from storage.audit import write_audit_rows
 
         with self.conn.begin():
-            cursor = self._cursor()
-            audit: list[dict[str, Any]] = []
-            was = self.cash
-            for symbol, bar in bars.items():
-                for fill in self.broker.on_bar(symbol, bar):
-                    audit.extend(self._book(cursor, symbol, fill))
-            if self.cash != was:
-                cursor.execute(self.sql["cash"], (self.cash, ACCOUNT, was))
-                assert cursor.rowcount == 1
-            value = sum(q * bars[s].close for s, (q, _, _) in self.positions.items() if q)
-            equity = self.cash + value
-            cursor.execute(self.sql["mark"], (ACCOUNT, ts.value // 1_000_000, self.cash, value, equity))
-            write_audit_rows(self.conn, audit)
-            cursor.close()
+            booked = []
+            with self._transaction():
+                was = self.cash
+                for symbol, bar in bars.items():
+                    for fill in self.broker.on_bar(symbol, bar):
+                        booked.append(self._book(symbol, fill))
+                if self.cash != was:
+                    self._run("cash", (self.cash, ACCOUNT, was))
+                value = sum(q * bars[s].close for s, (q, _, _) in self.positions.items() if q)
+                equity = self.cash + value
+                self._run("mark", (ACCOUNT, ts.value // 1_000_000, self.cash, value, equity))
+            write_audit_rows(self.conn, [row for step in booked for row in self._booked(*step)])
         return equity
 
-    def _book(self, cursor: Any, symbol: str, fill: Any) -> list[dict[str, Any]]:
-        from storage.audit import audit_row
+    def _book(
+        self, symbol: str, fill: Any
+    ) -> tuple[int, Any, dict[str, Any], tuple[float, float, float], float]:
+        """Send ``fill``'s statements: the place of its id in ``_fill_ids``, the fill, its audit
+        details (less the id), the position and the cash after it."""
         from storage.execution import position_after
 
-        sql = self.sql
         order_id, side = self.orders.pop(fill.order_id)
         at, ts_ms = now_ms(), fill.ts.value // 1_000_000
         qty, px, fee, key = fill.quantity, fill.price, fill.fee, fill.broker_fill_id
-        cursor.execute(
-            sql["insert_fill"], (order_id, ACCOUNT, symbol, side, qty, px, fee, ts_ms, key, at, 1.0)
-        )
-        fill_id = cursor.fetchone()[0]
-        cursor.execute(sql["fill_order"], (qty, px, "filled", at, order_id, "accepted", 0.0))
-        assert cursor.rowcount == 1
+        slot = len(self._fill_ids) + len(self._queued.get(self._RETURNING, ()))  # its id's place
+        self._run("insert_fill", (order_id, ACCOUNT, symbol, side, qty, px, fee, ts_ms, key, at, 1.0))
+        self._run("fill_order", (qty, px, "filled", at, order_id, "accepted", 0.0))
         signed = qty if side == "buy" else -qty
         before = self.positions.get(symbol)
         q1, c1, r1 = position_after(*(before or (0.0, 0.0, 0.0)), signed, px)
         if before is None:
-            cursor.execute(sql["insert_position"], (ACCOUNT, symbol, q1, c1, r1, at, c1, r1))
+            self._run("insert_position", (ACCOUNT, symbol, q1, c1, r1, at, c1, r1))
         else:  # the base figures equal the quote ones (one currency)
             was = (*before, before[1], before[2])
-            cursor.execute(sql["update_position"], (q1, c1, r1, at, c1, r1, ACCOUNT, symbol, *was))
-        assert cursor.rowcount == 1
+            self._run("update_position", (q1, c1, r1, at, c1, r1, ACCOUNT, symbol, *was))
         self.positions[symbol] = (q1, c1, r1)
         flow = -signed * px - fee
         self.cash += flow
-        if self.objects is not None:
-            self.objects.filled(fill, fill_id, at, (q1, c1, r1), self.cash)
         details = {
-            "account": ACCOUNT, "fill_id": fill_id, "broker_fill_id": key, "symbol": symbol, "side": side,
+            "account": ACCOUNT, "order_id": order_id, "broker_fill_id": key, "symbol": symbol, "side": side,
             "quantity": qty, "price": px, "fee": fee, "ts": ts_ms, "fx_rate": 1.0, "cash_flow": flow,
             "position": q1, "avg_cost": c1, "realised_pnl": r1, "avg_cost_base": c1, "realised_pnl_base": r1,
-            "late": False,
+            "late": False, "at": at,
         }  # fmt: skip
+        return slot, fill, details, (q1, c1, r1), self.cash
+
+    def _booked(
+        self, slot: int, fill: Any, details: dict[str, Any], position: tuple[float, float, float], cash: float
+    ) -> list[dict[str, Any]]:
+        """A booked fill's audit rows (and its objects), once its id is known."""
+        from storage.audit import audit_row
+
+        fill_id = self._fill_ids[slot]
+        order_id, at = details.pop("order_id"), details.pop("at")
+        if self.objects is not None:
+            self.objects.filled(fill, fill_id, at, position, cash)
+        subject = f"order:{order_id}"
         return [
-            _transition(order_id, "accepted", "filled", broker_fill_id=key),
-            audit_row(actor=ACTOR, action="order.fill", subject=f"order:{order_id}", details=details),
+            _transition(order_id, "accepted", "filled", broker_fill_id=fill.broker_fill_id),
+            audit_row(
+                actor=ACTOR, action="order.fill", subject=subject, details={"fill_id": fill_id, **details}
+            ),
         ]
 
     def submit(self, requests: list[Any], decided: pd.Timestamp) -> None:
@@ -315,60 +392,56 @@ class _Floor:
         from storage.audit import audit_row, write_audit_rows
 
         with self.conn.begin():
-            cursor = self._cursor()
             audit: list[dict[str, Any]] = []
-            decided_ms = decided.value // 1_000_000
-            for r in requests:
-                at = now_ms()
-                order_id = f"{at:012x}{next(self.sequence):08x}{0:012x}"
-                side = r.side.value
-                cursor.execute(self.sql["insert_order"], (
-                    order_id, r.client_order_id, ACCOUNT, r.symbol, side, "market", "gtc", r.quantity, 0.0,
-                    None, None, None, None, None, None, None, "submitted", None, None, r.model,
-                    r.model_version, r.confidence, decided_ms, at, at,
-                ))  # fmt: skip
-                assert cursor.rowcount == 1
-                if self.objects is not None:
-                    self.objects.created(order_id, r, at)
-                details = {
-                    "account": ACCOUNT, "client_order_id": r.client_order_id, "to": "new", "symbol": r.symbol,
-                    "side": side, "type": "market", "time_in_force": "gtc", "quantity": r.quantity,
-                    "filled_quantity": 0.0, "model": r.model, "model_version": r.model_version,
-                    "confidence": r.confidence, "decided_at": decided_ms, "created_at": at, "updated_at": at,
-                }  # fmt: skip
-                audit.append(audit_row(actor=ACTOR, action="order.created", subject=f"order:{order_id}",
-                                       details=details))  # fmt: skip
-                audit.append(_transition(order_id, "new", "submitted"))
-                self.orders[r.client_order_id] = (order_id, side)
-            acks = [(r, self.broker.submit(r, decided_at=decided)) for r in requests]
-            for r, ack in acks:
-                if not ack.accepted:
-                    raise RuntimeError(f"the paper broker rejected {r.client_order_id}: {ack.reason}")
-                order_id = self.orders[r.client_order_id][0]
-                at = now_ms()
-                if self.objects is not None:
-                    self.objects.moved(r.client_order_id, "accepted", at)
-                cursor.execute(self.sql["accept"], ("accepted", at, order_id, "submitted", 0.0))
-                assert cursor.rowcount == 1
-                audit.append(_transition(order_id, "submitted", "accepted"))
-                self.placed += 1
+            with self._transaction():
+                decided_ms = decided.value // 1_000_000
+                for r in requests:
+                    at = now_ms()
+                    order_id = f"{at:012x}{next(self.sequence):08x}{0:012x}"
+                    side = r.side.value
+                    self._run("insert_order", (
+                        order_id, r.client_order_id, ACCOUNT, r.symbol, side, "market", "gtc", r.quantity,
+                        0.0, None, None, None, None, None, None, None, "submitted", None, None, r.model,
+                        r.model_version, r.confidence, decided_ms, at, at,
+                    ))  # fmt: skip
+                    if self.objects is not None:
+                        self.objects.created(order_id, r, at)
+                    details = {
+                        "account": ACCOUNT, "client_order_id": r.client_order_id, "to": "new",
+                        "symbol": r.symbol, "side": side, "type": "market", "time_in_force": "gtc",
+                        "quantity": r.quantity, "filled_quantity": 0.0, "model": r.model,
+                        "model_version": r.model_version, "confidence": r.confidence,
+                        "decided_at": decided_ms, "created_at": at, "updated_at": at,
+                    }  # fmt: skip
+                    audit.append(audit_row(actor=ACTOR, action="order.created", subject=f"order:{order_id}",
+                                           details=details))  # fmt: skip
+                    audit.append(_transition(order_id, "new", "submitted"))
+                    self.orders[r.client_order_id] = (order_id, side)
+                acks = [(r, self.broker.submit(r, decided_at=decided)) for r in requests]
+                for r, ack in acks:
+                    if not ack.accepted:
+                        raise RuntimeError(f"the paper broker rejected {r.client_order_id}: {ack.reason}")
+                    order_id = self.orders[r.client_order_id][0]
+                    at = now_ms()
+                    if self.objects is not None:
+                        self.objects.moved(r.client_order_id, "accepted", at)
+                    self._run("accept", ("accepted", at, order_id, "submitted", 0.0))
+                    audit.append(_transition(order_id, "submitted", "accepted"))
+                    self.placed += 1
             write_audit_rows(self.conn, audit)
-            cursor.close()
 
 
 def run_floor(
-    path: Path, frames: dict[str, pd.DataFrame], plan: Plan, *, risk: bool, objects: bool = False
+    engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, *, risk: bool, objects: bool = False
 ) -> dict[str, Any]:
-    """The desk workload at the floor on a new SQLite file at ``path`` (``objects``: with
-    :class:`_Objects`): timing and final cash."""
+    """The desk workload at the floor on ``engine`` (a new, migrated store: a SQLite file or a
+    PostgreSQL database; ``objects``: with :class:`_Objects`): timing, final cash and rows."""
     from config.risk import load_risk_config
     from execution.oms import WAL_AUTOCHECKPOINT, OrderManager
     from execution.risk import RiskState, check
     from market.bars import Timeframe
     from market.calendars import get_calendar
-    from storage.db import open_store
 
-    engine = open_store(f"sqlite:///{path}")
     OrderManager(engine, ACCOUNT, initial_cash=CASH)  # opens the account as the desk does
     config = load_risk_config().model_copy(update={"account": ACCOUNT})
     timeframe, calendar = Timeframe.parse("1d"), get_calendar("24/7")
@@ -377,7 +450,8 @@ def run_floor(
     day = pd.Timedelta(days=1)
     with engine.connect() as conn:
         floor = _Floor(conn, statements(conn), _Objects() if objects else None)
-        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
         conn.commit()
         gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
@@ -412,44 +486,48 @@ def run_floor(
             start_of_day, peak = equity, max(peak, equity)
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     rows = row_counts(engine)
-    engine.dispose()
     cash, broker_cash = floor.cash, floor.broker.account().cash
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "orders": floor.placed, "cash": cash,
             "broker_cash": broker_cash, "rows": rows}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run the floor, FKS's desk and backtrader; print one JSON object (also returned)."""
-    from storage.db import open_store
+_KINDS = ("floor", "floor_objects", "floor_no_risk", "fks")
+"""The runs per store: the floor (with the risk check, with the OMS's objects, without risk) and
+FKS's desk."""
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--orders", type=int, default=1_000, help=f"a positive multiple of {len(SYMBOLS)}")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per side (at least 1)")
-    args = parser.parse_args(argv)
-    why = bad_options(args.orders, args.repeats)
-    if why:
-        parser.error(why)
-    bars = args.orders // len(SYMBOLS) + 1
-    frames = make_bars(bars)
-    plan = desk_plan(bars)
-    runs: dict[str, list[dict[str, Any]]] = {"floor": [], "floor_no_risk": [], "floor_objects": [], "fks": []}
-    with tempfile.TemporaryDirectory(prefix="fks-floor-") as folder:
-        run_floor(Path(folder) / "warm.db", frames, plan, risk=True)  # imports and caches, untimed
-        for k in range(args.repeats):
-            runs["floor"].append(run_floor(Path(folder) / f"floor{k}.db", frames, plan, risk=True))
-            runs["floor_objects"].append(
-                run_floor(Path(folder) / f"objects{k}.db", frames, plan, risk=True, objects=True)
-            )
-            runs["floor_no_risk"].append(run_floor(Path(folder) / f"bare{k}.db", frames, plan, risk=False))
-            engine = open_store(f"sqlite:///{Path(folder) / f'fks{k}.db'}")
-            gc.collect()
-            fks = run_fks(engine, frames, plan, f"fks{k}")
-            rows = row_counts(engine)
-            runs["fks"].append({"seconds": fks["seconds"], "cpu_seconds": fks["cpu_seconds"],
-                                "orders": fks["orders"], "cash": fks["oms_cash"], "rows": rows})  # fmt: skip
-            engine.dispose()
-    anchor = best_backtrader(frames, plan, args.repeats)
-    out: dict[str, Any] = {"orders": args.orders, "symbols": len(SYMBOLS), "store": "sqlite_file"}
+
+def _run(kind: str, engine: Any, frames: dict[str, pd.DataFrame], plan: Plan, tag: str) -> dict[str, Any]:
+    """One run of ``kind`` (see :data:`_KINDS`) on ``engine``, a new store."""
+    if kind != "fks":
+        return run_floor(engine, frames, plan, risk=kind != "floor_no_risk", objects=kind == "floor_objects")
+    gc.collect()
+    fks = run_fks(engine, frames, plan, tag)
+    return {"seconds": fks["seconds"], "cpu_seconds": fks["cpu_seconds"], "orders": fks["orders"],
+            "cash": fks["oms_cash"], "rows": row_counts(engine)}  # fmt: skip
+
+
+def store_runs(
+    store: Callable[[str], AbstractContextManager[Any]],
+    frames: dict[str, pd.DataFrame],
+    plan: Plan,
+    repeats: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Each of :data:`_KINDS` ``repeats`` times, each run on a new store made by ``store(name)``
+    (a context manager giving a migrated engine), after an untimed warm-up floor run."""
+    with store("warm") as engine:
+        run_floor(engine, frames, plan, risk=True)  # imports and caches, untimed
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in _KINDS}
+    for k in range(repeats):
+        for kind in _KINDS:
+            with store(f"{kind}{k}") as engine:
+                runs[kind].append(_run(kind, engine, frames, plan, f"{kind}{k}"))
+    return runs
+
+
+def summary(runs: dict[str, list[dict[str, Any]]], anchor: dict[str, Any]) -> dict[str, Any]:
+    """Each kind's best run, its ratio to backtrader's (``anchor``) and the agreement of the
+    rows and books."""
+    out: dict[str, Any] = {}
     for name, found in runs.items():
         best = min(found, key=lambda r: r["seconds"])
         out[name] = {
@@ -462,8 +540,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "orders": best["orders"],
             "orders_per_s": round(best["orders"] / best["seconds"], 1),
         }
-    out["backtrader"] = {"s": round(anchor["seconds"], 4), "mode": anchor["mode"], "orders": anchor["orders"],
-                         "orders_per_s": round(anchor["orders"] / anchor["seconds"], 1)}  # fmt: skip
     out["ratio_to_backtrader"] = {n: round(anchor["seconds"] / out[n]["s"], 4) for n in runs}
     cashes = [r["cash"] for found in runs.values() for r in found] + [r["broker_cash"] for r in runs["floor"]]
     rows = {name: found[0]["rows"] for name, found in runs.items()}
@@ -480,6 +556,45 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         and all(abs(c - anchor["cash"]) <= TOLERANCE for c in cashes)
         and all(r["orders"] == anchor["orders"] for found in runs.values() for r in found),
     }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the floor, FKS's desk and backtrader; print one JSON object (also returned)."""
+    from storage.db import open_store
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--orders", type=int, default=1_000, help=f"a positive multiple of {len(SYMBOLS)}")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side (at least 1)")
+    parser.add_argument("--no-postgres", action="store_true", help="the SQLite file only")
+    args = parser.parse_args(argv)
+    why = bad_options(args.orders, args.repeats)
+    if why:
+        parser.error(why)
+    bars = args.orders // len(SYMBOLS) + 1
+    frames = make_bars(bars)
+    plan = desk_plan(bars)
+    with tempfile.TemporaryDirectory(prefix="fks-floor-") as folder:
+
+        @contextmanager
+        def sqlite_file(name: str) -> Iterator[Any]:
+            engine = open_store(f"sqlite:///{Path(folder) / name}.db")
+            yield engine
+            engine.dispose()  # (on an error the process ends anyway)
+
+        runs = store_runs(sqlite_file, frames, plan, args.repeats)
+    postgres: dict[str, list[dict[str, Any]]] | None = None
+    with postgres_server(not args.no_postgres) as (admin_url, source):
+        if admin_url is not None:
+            url = admin_url
+            postgres = store_runs(lambda _name: postgres_database(url), frames, plan, args.repeats)
+    anchor = best_backtrader(frames, plan, args.repeats)
+    out: dict[str, Any] = {"orders": args.orders, "symbols": len(SYMBOLS), "store": "sqlite_file"}
+    out.update(summary(runs, anchor))
+    out["backtrader"] = {"s": round(anchor["seconds"], 4), "mode": anchor["mode"], "orders": anchor["orders"],
+                         "orders_per_s": round(anchor["orders"] / anchor["seconds"], 1)}  # fmt: skip
+    out["postgresql"] = None if postgres is None else summary(postgres, anchor)
+    out["postgresql_source"] = source
     print(json.dumps(out, indent=2))
     return out
 

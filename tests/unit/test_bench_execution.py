@@ -4,6 +4,7 @@ the same orders, and their books agree) and its cost split (per symbol-bar and p
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,13 +47,23 @@ def test_the_execution_benchmark_runs_and_the_books_agree() -> None:
 def test_the_floor_writes_the_desk_s_rows_and_its_books_agree() -> None:
     # the same statements as the OMS (it stops if their bindings changed), the same rows and
     # audit details' keys, the same orders as FKS and backtrader, the same final cash
-    out = _run("benchmarks.execution_floor", "--orders", "20", "--repeats", "1")
-    assert out["agreement"]["agree"] and out["agreement"]["same_rows"], out["agreement"]
-    assert out["rows"]["floor"]["audit_log"]["order.transition"] == 3 * 20, out["rows"]
-    assert out["rows"]["floor_objects"]["audit_keys"] == out["rows"]["fks"]["audit_keys"]
-    for side in ("floor", "floor_no_risk", "floor_objects", "fks", "backtrader"):
-        assert out[side]["orders"] == 20 and out[side]["s"] > 0
-    assert set(out["ratio_to_backtrader"]) == {"floor", "floor_no_risk", "floor_objects", "fks"}
+    # on the SQLite file, and on PostgreSQL (its statements pipelined) where the session has one
+    postgres = bool(os.environ.get("TEST_POSTGRES_URL"))
+    options = ("--orders", "20", "--repeats", "1", *(() if postgres else ("--no-postgres",)))
+    out = _run("benchmarks.execution_floor", *options)
+    assert out["backtrader"]["orders"] == 20
+    stores = [out, out["postgresql"]] if postgres else [out]
+    if not postgres:
+        assert out["postgresql"] is None
+    for store in stores:
+        assert store["agreement"]["agree"] and store["agreement"]["same_rows"], store["agreement"]
+        assert store["rows"]["floor"]["audit_log"]["order.transition"] == 3 * 20, store["rows"]
+        assert store["rows"]["floor_objects"]["audit_keys"] == store["rows"]["fks"]["audit_keys"]
+        for side in ("floor", "floor_no_risk", "floor_objects", "fks"):
+            assert store[side]["orders"] == 20 and store[side]["s"] > 0
+        assert set(store["ratio_to_backtrader"]) == {"floor", "floor_no_risk", "floor_objects", "fks"}
+    if postgres:  # the same rows on both stores
+        assert out["postgresql"]["rows"]["fks"] == out["rows"]["fks"]
 
 
 @pytest.mark.parametrize("module", ["benchmarks.execution", "benchmarks.execution_floor"])
