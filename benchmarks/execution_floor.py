@@ -2,8 +2,9 @@
 
 Run ``python -m benchmarks.execution_floor`` (options ``--orders N``, default 1,000,
 ``--repeats K``, default 3: each side's best of K, and ``--no-postgres``). Prints one JSON
-object: the floor's time with and without the risk check and with the objects FKS's OMS keeps per change (``floor_objects``:
-:class:`_Objects`, what a leaner OMS keeping its object model would cost), FKS's desk
+object: the floor's time with and without the risk check and with the objects FKS's OMS keeps
+per change (``floor_objects``: :class:`_Objects`, what a leaner OMS keeping its object model
+would cost), FKS's desk
 (:func:`benchmarks.execution.run_fks`) and backtrader's broker
 (:func:`benchmarks.execution.best_backtrader`, the anchor) on the same bars and orders, measured
 in the same run, and each one's ratio to backtrader (orders/s).
