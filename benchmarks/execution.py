@@ -120,7 +120,11 @@ def make_bars(bars: int, seed: int = 7) -> dict[str, pd.DataFrame]:
     from providers.synthetic import SyntheticMarket, simulate
 
     market = SyntheticMarket(
-        seed=seed, symbols=SYMBOLS, calendar="24/7", origin="2015-01-01", start_prices=(100.0,) * len(SYMBOLS)
+        seed=seed,
+        symbols=SYMBOLS,
+        calendar="24/7",
+        origin=pd.Timestamp("2015-01-01", tz="UTC"),
+        start_prices=(100.0,) * len(SYMBOLS),
     )
     frames = simulate(market, "1d", market.origin + pd.Timedelta(days=bars))
     return {s: f.copy() for s, f in frames.items()}
@@ -391,7 +395,7 @@ def run_backtrader(frames: dict[str, pd.DataFrame], plan: Plan, runonce: bool) -
 
     naive = {s: f.tz_localize(None) for s, f in frames.items()}
 
-    class Orders(bt.Strategy):  # type: ignore[misc]
+    class Orders(bt.Strategy):
         def __init__(self) -> None:
             self.by_name = {d._name: d for d in self.datas}
             self.placed = 0
