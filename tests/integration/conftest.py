@@ -6,16 +6,20 @@ PostgreSQL database too. Below them, the loopback servers and adapters of the pr
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from config.providers import ProviderPolicy
 from config.settings import Settings
-from storage import open_store
+from storage import make_engine, open_store
 from tests.fixture_server import FixtureServer, no_route
 from tests.provider_fakes import Loopback, build_at
 
@@ -30,9 +34,68 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh("fks_test")
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated by :func:`storage.open_store` once per session (its log checkpointed
+    into it): what a fresh store is, to copy."""
+    path = tmp_path_factory.mktemp("template") / "fks.db"
+    eng = open_store(f"sqlite:///{path}")
+    with eng.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    eng.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[Callable[[str], None]]:
+    """``make(url)``: the (empty) database of ``url``, on the ``TEST_POSTGRES_URL`` server, made
+    anew as a copy of a database migrated by :func:`storage.open_store` once per session
+    (``CREATE DATABASE .. TEMPLATE``); the template is dropped when the session ends."""
+    base = os.environ.get("TEST_POSTGRES_URL", "")
+    if not base:
+        pytest.skip("TEST_POSTGRES_URL is not set")
+    admin = make_engine(base).execution_options(isolation_level="AUTOCOMMIT")
+    template = f"fks_template_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {template}")
+    open_store(make_url(base).set(database=template).render_as_string(hide_password=False)).dispose()
+
+    def make(url: str) -> None:
+        name = make_url(url).database
+        assert name is not None and name.isidentifier()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE {name}")
+            conn.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {template}")
+
+    try:
+        yield make
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {template} WITH (FORCE)")
+        admin.dispose()
+
+
+def _from_template(url: str, request: pytest.FixtureRequest) -> None:
+    """Make the store of ``url`` (a SQLite file not made yet, or an empty PostgreSQL database) a
+    copy of the session's migrated template (migrating each test's store anew cost ~0.15 s on
+    SQLite and ~0.5 s on PostgreSQL). A SQLite file that exists already is left as it is."""
+    target = make_url(url)
+    if target.get_backend_name() != "sqlite":
+        request.getfixturevalue("postgres_template")(url)
+        return
+    assert target.database is not None
+    path = Path(target.database)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+
+
 @pytest.fixture
-def engine(url: str) -> Iterator[Engine]:
-    """A migrated, empty store."""
+def engine(url: str, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A migrated, empty store on ``url`` (a copy of the session's template, opened by
+    :func:`storage.open_store` as any store is: it finds the schema at head)."""
+    _from_template(url, request)
     eng = open_store(url)
     try:
         yield eng
@@ -91,8 +154,9 @@ def net(loopback: Loopback) -> Loopback:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Engine]:
-    """The test's migrated SQLite store."""
+def store(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """The test's migrated SQLite store (a copy of the session's template)."""
+    _from_template(settings.db_url, request)
     engine = open_store(settings.db_url)
     try:
         yield engine
