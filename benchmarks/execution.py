@@ -4,7 +4,8 @@ Run ``python -m benchmarks.execution``; options: ``--orders N`` (default 1,000),
 (default 1,000 daily bars per symbol for the replay; both sized so that the whole run, three
 databases and the anchor, stays under about 2 minutes on a 2-core machine), ``--repeats K``
 (default 3: each side's best of K, in wall and in CPU time), ``--no-postgres`` and
-``--profile`` (cProfile of the desk on the SQLite file, top costs to stderr). Prints one JSON
+``--pairs P`` (default 7: rounds of the paired desk runs below) and ``--profile`` (cProfile of
+the desk on the SQLite file, top costs to stderr). Prints one JSON
 object. Besides wall-clock rates it reports each side's CPU time in this process (``cpu_s``) and
 the ratio of those (``ratio_fks_to_backtrader_cpu``, SQLite stores only): on a shared, loaded
 machine wall time moves with the neighbours far more than CPU time does.
@@ -63,6 +64,12 @@ orders (``buy``/``sell`` of the same size on the same bars), ``setcommission(1e-
 FKS's ``slippage_bps=2`` + half a ``spread_bps=2``); ``cerebro.run(preload=True)`` with
 ``runonce`` True and False both timed (no indicators: either is valid) and the faster reported;
 best of ``K``, Cerebro built inside the timed region. Its books stay in memory.
+
+Paired desk runs (``desk_pairs``): after the rest, ``P`` rounds of FKS's desk on a new SQLite
+file followed at once by backtrader's desk (its faster ``runonce`` mode), each round's ratio and
+their median. The best-of-``K`` figures above compare each side's luckiest run, taken tens of
+seconds apart; on a shared machine a neighbour's burst can favour either side, and the median of
+back-to-back pairs is the steadier answer to "which is faster now".
 
 Agreement: final cash and equity (positions at the last close) of FKS's paper broker, of the
 OMS's books and of backtrader's broker are printed with their differences; the tolerance is
@@ -554,6 +561,30 @@ def cost_split(
     return section
 
 
+def desk_pairs(
+    frames: dict[str, pd.DataFrame], plan: Plan, folder: Path, rounds: int, runonce: bool
+) -> dict[str, Any]:
+    """The desk on a new SQLite file and backtrader's desk (in its faster ``runonce`` mode), one
+    right after the other, ``rounds`` times: each round's ratio (backtrader's time over FKS's)
+    and their median. Each pair shares the machine's state of the moment, so the median says
+    where the two stand when a neighbour's load moves both sides' best-of runs apart."""
+    from storage.db import open_store
+
+    ratios = []
+    for k in range(rounds):
+        engine = open_store(f"sqlite:///{folder / f'pair-{k}.db'}")
+        ours = _timed(run_fks, engine, frames, plan, f"pair-{k}")["seconds"]
+        engine.dispose()
+        theirs = _timed(run_backtrader, frames, plan, runonce)["seconds"]
+        ratios.append(theirs / ours)
+    return {
+        "rounds": rounds,
+        "store": "sqlite_file",
+        "ratios": [round(r, 4) for r in ratios],
+        "median": round(float(np.median(ratios)), 4),
+    }
+
+
 def _profile(frames: dict[str, pd.DataFrame], plan: Plan, folder: Path, top: int = 25) -> str:
     from storage.db import open_store
 
@@ -587,9 +618,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--bars", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--pairs", type=int, default=7, help="rounds of the paired desk runs (at least 1)")
     parser.add_argument("--profile", action="store_true", help="cProfile the desk on SQLite, to stderr")
     args = parser.parse_args(argv)
-    why = bad_options(args.orders, args.repeats) or (None if args.bars >= 2 else "--bars must be at least 2")
+    why = (
+        bad_options(args.orders, args.repeats)
+        or (None if args.bars >= 2 else "--bars must be at least 2")
+        or (None if args.pairs >= 1 else "--pairs must be at least 1")
+    )
     if why:
         parser.error(why)
 
@@ -693,6 +729,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
             out[work] = section
         out["cost_split"] = cost_split(fks, anchor)
+        out["desk_pairs"] = desk_pairs(
+            *workloads["desk"], folder, args.pairs, runonce=anchor["desk"]["mode"] == "runonce=True"
+        )
         if args.profile:
             print(_profile(*workloads["desk"], folder), file=sys.stderr)
 

@@ -28,8 +28,12 @@ def _run(module: str, *options: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_the_execution_benchmark_runs_and_the_books_agree() -> None:
-    out = _run("benchmarks.execution", "--orders", "20", "--bars", "40", "--repeats", "1", "--no-postgres")
+    options = ("--orders", "20", "--bars", "40", "--repeats", "1", "--pairs", "2", "--no-postgres")
+    out = _run("benchmarks.execution", *options)
     assert out["postgresql"] is None
+    pairs = out["desk_pairs"]
+    assert pairs["rounds"] == 2 and len(pairs["ratios"]) == 2 and all(r > 0 for r in pairs["ratios"])
+    assert min(pairs["ratios"]) <= pairs["median"] <= max(pairs["ratios"])
     for work in ("desk", "replay", "bars"):
         assert out[work]["agreement"]["agree"], out[work]["agreement"]
         assert out[work]["stores_agree"]
@@ -85,12 +89,18 @@ def test_the_desk_benchmarks_refuse_bad_options_saying_why(
     assert exit_.value.code == 2 and why in capsys.readouterr().err
 
 
-def test_the_execution_benchmark_refuses_fewer_than_two_bars(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [(["--bars", "1"], "--bars must be at least 2"), (["--pairs", "0"], "--pairs must be at least 1")],
+)
+def test_the_execution_benchmark_refuses_fewer_than_two_bars_or_no_pairs(
+    options: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from benchmarks.execution import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["--bars", "1"])
-    assert exit_.value.code == 2 and "--bars must be at least 2" in capsys.readouterr().err
+        main(options)
+    assert exit_.value.code == 2 and why in capsys.readouterr().err
 
 
 def test_per_unit_costs_price_the_bars_then_the_orders() -> None:
