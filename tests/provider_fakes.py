@@ -477,10 +477,12 @@ class FakeTime:
 
 
 def policy(**overrides: Any) -> dict[str, Any]:
-    """A provider policy for tests: fast, uncached, two attempts per request, a patient breaker."""
+    """A provider policy for tests: fast, uncached, two attempts per request, a patient breaker, and
+    a patient timeout (as :func:`fast_policy`'s: a busy machine can hold a loopback answer past a
+    short one, and the retry adds a request a test counts; a test of timeouts sets its own)."""
     base: dict[str, Any] = {
         "rate": {"requests": 1000, "per_seconds": 1, "burst": 1000},
-        "timeout_s": 0.5,
+        "timeout_s": 10.0,
         "cache_ttl_s": 0,
         "retry": {"attempts": 2, "base_s": 0.01, "max_s": 0.05, "jitter": 0.0},
         "breaker": {"failure_threshold": 100, "reset_timeout_s": 30},

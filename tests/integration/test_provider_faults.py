@@ -129,7 +129,7 @@ def test_every_fault_ends_in_retry_or_failover_with_exact_ground_truth(
         # matching Content-Length (a half-read body): transient, recovered by the retry
     }
     primary = Faulty(Klines(expected), schedule)
-    config = make_config()
+    config = make_config(binance=policy(timeout_s=0.5))  # the slow reply's timeout
     clock = FakeTime()
     with net.play(binance=primary, yahoo=Chart(expected)) as (binance, yahoo):
         cfg = settings_for(settings, tmp_path, config, binance=binance.url, yahoo=yahoo.url)

@@ -129,9 +129,7 @@ def test_concurrent_fetches_share_one_manager(
 ) -> None:
     start = origin(10)
     expected = truth(start, 8 * 1_500)
-    # a patient timeout: eight threads share one loopback server (a thread of this process), and
-    # an answer held past policy()'s 0.5 s by a busy machine was retried (17 requests, not 16)
-    config = make_config(binance=policy(rate={"requests": 200, "per_seconds": 1, "burst": 4}, timeout_s=10.0))
+    config = make_config(binance=policy(rate={"requests": 200, "per_seconds": 1, "burst": 4}))
     results: dict[int, pd.DataFrame] = {}
     with net.play(binance=Klines(expected), yahoo=Chart(expected)) as (binance, _):
         cfg = settings_for(settings, tmp_path, config, binance=binance.url)
